@@ -1,0 +1,304 @@
+/* proto.h: deja wire protocol v1 -- frame parser and body codecs.
+ *
+ * Pure functions over byte buffers: no I/O, no allocation except in proto_buf.
+ * docs/PROTOCOL.md is the normative spec; this header mirrors it.
+ *
+ * All integers are little-endian. Strings are raw bytes with an explicit
+ * length prefix (str8 = u8 length, str16 = u16 length, str32 = u32 length);
+ * nothing is NUL-terminated on the wire. f32 is IEEE-754 binary32, LE.
+ *
+ * Decoders never read past `len` and return DEJA_ERR_BAD_REQUEST (or
+ * DEJA_ERR_TOO_LARGE / DEJA_ERR_BAD_VECTOR / DEJA_ERR_BAD_NAMESPACE where the
+ * spec says so) for any body that does not match its layout exactly,
+ * including trailing bytes. Decoded pointers point into the caller's body
+ * buffer (zero-copy) and are valid as long as that buffer is.
+ *
+ * Thread safety: all functions are reentrant; a proto_buf belongs to one
+ * thread at a time. */
+#ifndef DEJA_PROTO_H
+#define DEJA_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deja-errors.h"
+
+/* ---- frame header (16 bytes) ---------------------------------------------
+ *  off size field
+ *   0   2   magic        'D' 'J' (0x44 0x4A)
+ *   2   1   version      1
+ *   3   1   opcode       enum proto_op
+ *   4   2   flags        PROTO_FLAG_*; bit 15 set on every reply
+ *   6   2   status       0 in requests; in replies 0 = OK or -DEJA_ERR_*
+ *   8   4   request_id   chosen by the client, echoed in the reply
+ *  12   4   body_len     bytes following the header
+ */
+#define PROTO_MAGIC0 0x44u
+#define PROTO_MAGIC1 0x4Au
+#define PROTO_VERSION 1u
+#define PROTO_HEADER_SIZE 16u
+#define PROTO_DEFAULT_MAX_FRAME (16u * 1024u * 1024u) /* header + body */
+#define PROTO_MIN_MAX_FRAME 4096u
+#define PROTO_MAX_DIM 4096u
+#define PROTO_MAX_NS_LEN 255u
+#define PROTO_MAX_K 256u
+#define PROTO_MAX_MESSAGE 1024u /* error message bytes */
+
+enum proto_op {
+    PROTO_OP_HELLO = 0x01,
+    PROTO_OP_AUTH = 0x02,
+    PROTO_OP_PING = 0x03,
+    PROTO_OP_STORE = 0x10,
+    PROTO_OP_LOOKUP = 0x11,
+    PROTO_OP_DELETE = 0x12,
+    PROTO_OP_FLUSH = 0x13,
+    PROTO_OP_STATS = 0x20,
+};
+
+#define PROTO_FLAG_REPLY 0x8000u       /* set by the server on every reply */
+#define PROTO_FLAG_WANT_PROMPT 0x0001u /* LOOKUP: return stored prompts */
+
+/* HELLO reply server_flags */
+#define PROTO_SERVER_AUTH_REQUIRED 0x0001u
+
+/* STORE completion status (write-side safety; only OK is cached by default) */
+enum proto_completion {
+    PROTO_COMPLETION_OK = 0,
+    PROTO_COMPLETION_ERROR = 1,
+    PROTO_COMPLETION_TRUNCATED = 2,
+    PROTO_COMPLETION_FILTERED = 3,
+};
+
+typedef struct proto_header {
+    uint8_t version;
+    uint8_t opcode;
+    uint16_t flags;
+    uint16_t status;
+    uint32_t request_id;
+    uint32_t body_len;
+} proto_header;
+
+/* Incremental frame parser: looks at the first `len` bytes of a receive
+ * buffer.
+ *   returns 0                 need more bytes (nothing is wrong so far);
+ *   returns > 0               a complete frame of that many bytes
+ *                             (PROTO_HEADER_SIZE + hdr->body_len) is at buf;
+ *   returns DEJA_ERR_BAD_FRAME  bad magic or reserved fields;
+ *   returns DEJA_ERR_VERSION    version != 1;
+ *   returns DEJA_ERR_TOO_LARGE  PROTO_HEADER_SIZE + body_len > max_frame.
+ * A negative return means the stream can no longer be trusted: reply with
+ * an error frame and close. Magic is checked on as many bytes as are
+ * present, so garbage is refused without waiting for 16 bytes. Whenever 16
+ * bytes are present `hdr` is filled, even on error (so the error reply can
+ * echo request_id). An unknown opcode is NOT a parse error: the frame is
+ * complete and the dispatcher answers DEJA_ERR_UNKNOWN_OP. */
+int proto_parse_frame(const uint8_t *buf, size_t len, uint32_t max_frame,
+                      proto_header *hdr);
+
+/* Writes a 16-byte header to out. */
+void proto_header_write(uint8_t out[PROTO_HEADER_SIZE], const proto_header *hdr);
+
+/* Returns the op's name ("STORE") or NULL for an unknown opcode. */
+const char *proto_op_name(uint8_t opcode);
+
+/* ---- growable output buffer ---------------------------------------------- */
+typedef struct proto_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} proto_buf;
+
+void proto_buf_init(proto_buf *b);
+void proto_buf_free(proto_buf *b);           /* frees and re-inits */
+void proto_buf_reset(proto_buf *b);          /* len = 0, keeps memory */
+int proto_buf_reserve(proto_buf *b, size_t extra); /* 0 or DEJA_ERR_NOMEM */
+
+/* ---- bodies ----------------------------------------------------------------
+ * Every encoder appends one complete frame (header + body) to `b` and
+ * returns 0 or DEJA_ERR_NOMEM (b is left unchanged on error). Request
+ * encoders validate nothing but sizes that would not fit their fields
+ * (DEJA_ERR_INVALID_ARG); decoders validate everything.
+ * Request encoders write flags given, status 0; reply encoders set
+ * PROTO_FLAG_REPLY in flags themselves. */
+
+/* HELLO request: u16 min_version, u16 max_version, str16 client_name */
+typedef struct proto_hello_req {
+    uint16_t min_version;
+    uint16_t max_version;
+    const uint8_t *client_name;
+    uint16_t client_name_len;
+} proto_hello_req;
+
+/* HELLO reply: u16 version, u16 max_dim, u32 max_frame, u32 server_flags,
+ * str16 server_name */
+typedef struct proto_hello_resp {
+    uint16_t version;
+    uint16_t max_dim;
+    uint32_t max_frame;
+    uint32_t server_flags;
+    const uint8_t *server_name;
+    uint16_t server_name_len;
+} proto_hello_resp;
+
+/* AUTH request: str16 token. Reply: empty body. */
+typedef struct proto_auth_req {
+    const uint8_t *token;
+    uint16_t token_len;
+} proto_auth_req;
+
+/* PING request: any body (<= 65536 bytes), echoed verbatim in the reply. */
+
+/* STORE request:
+ *   str8  namespace          1..255 bytes, each 0x21..0x7E
+ *   u16   dim                1..4096
+ *   u8    completion         enum proto_completion
+ *   u8    reserved           0
+ *   u32   ttl_s              0 = server default
+ *   u32   input_tokens
+ *   u32   output_tokens
+ *   u64   cost_micro_usd     cost of producing this response, for savings
+ *   u32   prompt_len         0 = no prompt text
+ *   u32   response_len
+ *   f32   vector[dim]
+ *   u8    prompt[prompt_len]
+ *   u8    response[response_len]
+ * Reply: u64 entry_id. */
+typedef struct proto_store_req {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    uint16_t dim;
+    uint8_t completion;
+    uint32_t ttl_s;
+    uint32_t input_tokens;
+    uint32_t output_tokens;
+    uint64_t cost_micro_usd;
+    const uint8_t *vector; /* dim * 4 bytes, LE f32, possibly unaligned */
+    const uint8_t *prompt;
+    uint32_t prompt_len;
+    const uint8_t *response;
+    uint32_t response_len;
+} proto_store_req;
+
+/* LOOKUP request:
+ *   str8  namespace
+ *   u16   dim
+ *   u16   k                  1..PROTO_MAX_K
+ *   f32   threshold          minimum cosine similarity, in [-1, 1]
+ *   u16   ef                 search breadth hint, 0 = namespace default
+ *   u16   reserved           0
+ *   u32   prompt_len         optional prompt text (exact tier, later)
+ *   f32   vector[dim]
+ *   u8    prompt[prompt_len]
+ * flags: PROTO_FLAG_WANT_PROMPT.
+ * Reply:
+ *   u16   count              0 = miss
+ *   then count times, best first:
+ *     u64 entry_id, f32 similarity, u32 prompt_len, u32 response_len,
+ *     u8 prompt[prompt_len], u8 response[response_len] */
+typedef struct proto_lookup_req {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    uint16_t dim;
+    uint16_t k;
+    float threshold;
+    uint16_t ef;
+    const uint8_t *vector;
+    const uint8_t *prompt;
+    uint32_t prompt_len;
+} proto_lookup_req;
+
+typedef struct proto_hit {
+    uint64_t id;
+    float similarity;
+    const uint8_t *prompt;
+    uint32_t prompt_len;
+    const uint8_t *response;
+    uint32_t response_len;
+} proto_hit;
+
+/* DELETE request: str8 namespace, u64 entry_id. Reply: empty body, or
+ * status NOT_FOUND. */
+/* FLUSH request: str8 namespace. Reply: u64 removed. */
+typedef struct proto_ns_id_req {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    uint64_t id;
+} proto_ns_id_req;
+
+/* STATS request: str8 namespace (length 0 = server-wide).
+ * Reply: u16 count, then count times: str8 key, u64 value. */
+typedef struct proto_stat {
+    const char *key; /* not NUL-terminated when decoded: use key_len */
+    uint8_t key_len;
+    uint64_t value;
+} proto_stat;
+
+/* Error reply body (any opcode, status != 0): str16 message (UTF-8). */
+
+int proto_encode_hello_req(proto_buf *b, uint32_t id, const proto_hello_req *r);
+int proto_decode_hello_req(const uint8_t *body, size_t len, proto_hello_req *r);
+int proto_encode_hello_resp(proto_buf *b, uint32_t id, const proto_hello_resp *r);
+int proto_decode_hello_resp(const uint8_t *body, size_t len, proto_hello_resp *r);
+
+int proto_encode_auth_req(proto_buf *b, uint32_t id, const proto_auth_req *r);
+int proto_decode_auth_req(const uint8_t *body, size_t len, proto_auth_req *r);
+
+int proto_encode_ping(proto_buf *b, uint32_t id, uint16_t flags,
+                      const uint8_t *payload, size_t len);
+
+int proto_encode_store_req(proto_buf *b, uint32_t id, const proto_store_req *r);
+/* Also checks: ns name rules (BAD_NAMESPACE), 1 <= dim <= PROTO_MAX_DIM
+ * (BAD_VECTOR), completion <= 3 (BAD_REQUEST). */
+int proto_decode_store_req(const uint8_t *body, size_t len, proto_store_req *r);
+int proto_encode_store_resp(proto_buf *b, uint32_t id, uint64_t entry_id);
+int proto_decode_store_resp(const uint8_t *body, size_t len, uint64_t *entry_id);
+
+int proto_encode_lookup_req(proto_buf *b, uint32_t id, uint16_t flags,
+                            const proto_lookup_req *r);
+/* Also checks ns, dim, 1 <= k <= PROTO_MAX_K, threshold finite in [-1,1]. */
+int proto_decode_lookup_req(const uint8_t *body, size_t len, proto_lookup_req *r);
+int proto_encode_lookup_resp(proto_buf *b, uint32_t id, const proto_hit *hits,
+                             uint16_t count);
+/* Decodes the hits into hits[0..max_hits); *count receives the number in
+ * the body. count > max_hits or any malformation: DEJA_ERR_BAD_REQUEST. */
+int proto_decode_lookup_resp(const uint8_t *body, size_t len, proto_hit *hits,
+                             uint16_t max_hits, uint16_t *count);
+
+int proto_encode_delete_req(proto_buf *b, uint32_t id, const proto_ns_id_req *r);
+int proto_decode_delete_req(const uint8_t *body, size_t len, proto_ns_id_req *r);
+int proto_encode_flush_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
+int proto_decode_flush_req(const uint8_t *body, size_t len, proto_ns_id_req *r);
+int proto_encode_u64_resp(proto_buf *b, uint8_t opcode, uint32_t id, uint64_t v);
+int proto_decode_u64_resp(const uint8_t *body, size_t len, uint64_t *v);
+int proto_encode_empty_resp(proto_buf *b, uint8_t opcode, uint32_t id);
+
+/* STATS: ns_len 0 = server-wide. */
+int proto_encode_stats_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
+int proto_decode_stats_req(const uint8_t *body, size_t len, const uint8_t **ns,
+                           uint8_t *ns_len);
+int proto_encode_stats_resp(proto_buf *b, uint32_t id, const proto_stat *stats,
+                            uint16_t count);
+/* Iterates a stats reply: *pos starts at 0; returns 1 and fills *s while
+ * entries remain, 0 at the end, DEJA_ERR_BAD_REQUEST if malformed. The
+ * first call validates the whole body. */
+int proto_stats_next(const uint8_t *body, size_t len, size_t *pos, proto_stat *s);
+
+/* Error reply: status = -err (err in DEJA_ERR_WIRE_MIN..-1), message
+ * truncated to PROTO_MAX_MESSAGE bytes. */
+int proto_encode_error(proto_buf *b, uint8_t opcode, uint32_t id, int err,
+                       const char *message);
+int proto_decode_error(const uint8_t *body, size_t len, const uint8_t **msg,
+                       uint16_t *msg_len);
+
+/* Checks a namespace name: 1..255 bytes, each 0x21..0x7E.
+ * Returns 0 or DEJA_ERR_BAD_NAMESPACE. */
+int proto_check_ns(const uint8_t *ns, size_t len);
+
+/* Reads dim LE f32 from src into dst (aligned), rejects NaN/Inf and zero
+ * norm (DEJA_ERR_BAD_VECTOR), and L2-normalises dst in place. */
+int proto_vector_read(float *dst, const uint8_t *src, uint16_t dim);
+
+/* Writes dim floats as LE f32 (for encoders and tests). */
+void proto_vector_write(uint8_t *dst, const float *src, uint16_t dim);
+
+#endif
