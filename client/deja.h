@@ -10,7 +10,12 @@
  * deja_last_error() returns the server's message for the last failed call.
  * After DEJA_ERR_TIMEOUT, DEJA_ERR_CLOSED, DEJA_ERR_IO or DEJA_ERR_PROTOCOL
  * the connection is closed and later calls fail with DEJA_ERR_CLOSED;
- * any other error leaves the connection usable.
+ * any other error leaves the connection usable. Arguments are checked
+ * before anything is sent: NULL pointers, dim 0 or > 4096, k 0 or > 256, a
+ * threshold outside [-1, 1] and a namespace of 0 or > 255 bytes give
+ * DEJA_ERR_INVALID_ARG, a namespace byte outside 0x21..0x7E gives
+ * DEJA_ERR_BAD_NAMESPACE, and a request larger than the server's frame
+ * limit gives DEJA_ERR_TOO_LARGE.
  *
  * Memory: results returned through out-parameters are owned by the caller
  * and freed with the matching _free function (one call frees everything). */
@@ -31,8 +36,9 @@ extern "C" {
 typedef struct deja_client deja_client;
 
 typedef struct deja_options {
-    int connect_timeout_ms; /* 0 = 1000 */
-    int request_timeout_ms; /* 0 = 5000; applies to each call */
+    int connect_timeout_ms; /* 0 = 1000; the socket connect only */
+    int request_timeout_ms; /* 0 = 5000; applies to each call, and to
+                               HELLO and AUTH inside deja_connect */
     const char *auth_token; /* NULL = no AUTH */
 } deja_options;
 
@@ -49,6 +55,10 @@ void deja_close(deja_client *c);
 /* Message from the server (or the client) for the last failed call on c;
  * valid until the next call on c. Never NULL. */
 const char *deja_last_error(const deja_client *c);
+
+/* The server's name and version from its HELLO reply, e.g. "dejad 0.1.0";
+ * valid until deja_close. Never NULL. */
+const char *deja_server_name(const deja_client *c);
 
 /* Round trip with an empty body. */
 int deja_ping(deja_client *c);
@@ -78,7 +88,8 @@ typedef struct deja_hit {
     float similarity;     /* cosine similarity to the query */
     const char *response; /* response bytes (NUL-terminated for convenience) */
     size_t response_len;
-    const char *prompt;   /* stored prompt if requested, else NULL */
+    const char *prompt;   /* stored prompt if requested and non-empty,
+                             else NULL (NUL-terminated) */
     size_t prompt_len;
 } deja_hit;
 
@@ -99,6 +110,31 @@ int deja_lookup(deja_client *c, const char *ns, const float *vector,
 
 /* Frees a lookup result and everything it points to. NULL is a no-op. */
 void deja_result_free(deja_result *r);
+
+/* Pipelining: keep several lookups in flight on one connection.
+ *
+ * deja_send_lookup validates and sends one LOOKUP (same arguments and
+ * argument errors as deja_lookup) without waiting; *request_id (may be
+ * NULL) receives the id that its reply will carry. deja_recv_lookup waits
+ * up to the request timeout for the next LOOKUP reply, whichever request
+ * it answers (the server may answer out of order), and sets *request_id
+ * to that request's id even when it returns a server error such as
+ * DIM_MISMATCH; on success *out is a result as from deja_lookup. It
+ * returns INVALID_ARG when nothing is in flight.
+ *
+ * While lookups are in flight the other calls (deja_ping, deja_store, ...)
+ * return INVALID_ARG: drain the replies first. Keep the depth modest (tens,
+ * not thousands): requests and replies in flight must fit in the socket
+ * buffers, because nothing reads replies while deja_send_lookup blocks.
+ * Errors: as deja_lookup; TIMEOUT/CLOSED/IO/PROTOCOL close the connection
+ * and abandon every request in flight. */
+int deja_send_lookup(deja_client *c, const char *ns, const float *vector,
+                     uint32_t dim, float threshold, uint32_t k, unsigned flags,
+                     uint32_t *request_id);
+int deja_recv_lookup(deja_client *c, uint32_t *request_id, deja_result **out);
+
+/* Number of pipelined lookups sent and not yet received. */
+uint32_t deja_in_flight(const deja_client *c);
 
 /* Deletes one entry. Errors: NOT_FOUND, BAD_NAMESPACE. */
 int deja_delete(deja_client *c, const char *ns, uint64_t id);

@@ -24,7 +24,11 @@
 
 /* Picks the best kernels this CPU supports. Idempotent. The environment
  * variable DEJA_SIMD=scalar|avx2|avx512 forces a (supported) level, for
- * tests and benchmarks. */
+ * tests and benchmarks. Each call re-detects the CPU and re-reads
+ * DEJA_SIMD, so a test may setenv() and call it again to switch kernels.
+ * A forced level the CPU lacks falls back to the best supported level
+ * below it; an unknown name is ignored. Until the first call the scalar
+ * kernel is active. */
 void idx_simd_init(void);
 
 /* Name of the active kernel set ("avx512", "avx2", "scalar"). */
@@ -47,6 +51,9 @@ const idx_kernel *idx_kernel_get(size_t i);
 /* ---- the index interface ---------------------------------------------------*/
 
 typedef struct idx idx;
+
+/* Largest vector dimension an index accepts (same as PROTO_MAX_DIM). */
+#define IDX_DIM_MAX 4096u
 
 enum idx_kind {
     IDX_KIND_FLAT = 1, /* exact search, contiguous storage */
@@ -77,20 +84,29 @@ void idx_destroy(idx *ix);
 uint32_t idx_dim(const idx *ix);
 
 /* Adds a vector under label; the vector is copied. Errors: INVALID_ARG
- * (label already present), NOMEM. */
+ * (label already present, NULL vec), NOMEM. The vector is not checked for
+ * NaN/Inf (idx_normalize does that); a row whose score is NaN is never
+ * returned by a search. */
 int idx_add(idx *ix, uint64_t label, const float *vec);
 
-/* Removes label; its storage is reused. Errors: NOT_FOUND. */
+/* Removes label; its storage is reused. Errors: NOT_FOUND. Removing
+ * may move another label's row (the flat index keeps rows dense). */
 int idx_remove(idx *ix, uint64_t label);
 
-/* Removes every vector; keeps the configuration. */
+/* Removes every vector and frees their storage; keeps the configuration.
+ * The index grows again from its initial capacity. */
 void idx_clear(idx *ix);
 
-/* Copies the stored vector of label into out[dim]. Errors: NOT_FOUND. */
+/* Copies the stored vector of label into out[dim]. Errors: NOT_FOUND,
+ * INVALID_ARG (NULL out). */
 int idx_get(const idx *ix, uint64_t label, float *out);
 
 /* Finds up to k labels with score >= min_score that pass filter (NULL =
- * all), best first, into out[0..k); *nout receives how many. */
+ * all), best first, into out[0..k); *nout receives how many. Equal scores
+ * rank the lower label first. The filter is called only for candidates
+ * that would enter the current top k. k = 0 is valid and finds nothing;
+ * pass min_score = -INFINITY for no threshold. Errors: INVALID_ARG (NULL
+ * ix/query/nout, NULL out with k > 0, NaN min_score); *nout is 0 then. */
 int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
                idx_filter_fn filter, void *filter_ctx, idx_hit *out,
                uint32_t *nout);
@@ -98,7 +114,9 @@ int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
 /* Batch search for nq queries (row-major nq x dim) with no filter and no
  * threshold: the k best of each query go to out[q*k .. q*k+k), and
  * nout[q] receives how many (min(k, count)). The flat index scores blocks
- * with cblas_sgemm. Errors: NOMEM. */
+ * with cblas_sgemm, whose own threads (OpenBLAS) it may use. Scores may
+ * differ from idx_search's in the last bits. Errors: NOMEM, INVALID_ARG
+ * (NULL pointers with nq > 0). */
 int idx_search_batch(const idx *ix, const float *queries, uint32_t nq,
                      uint32_t k, idx_hit *out, uint32_t *nout);
 

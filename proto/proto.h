@@ -11,7 +11,9 @@
  * DEJA_ERR_TOO_LARGE / DEJA_ERR_BAD_VECTOR / DEJA_ERR_BAD_NAMESPACE where the
  * spec says so) for any body that does not match its layout exactly,
  * including trailing bytes. Decoded pointers point into the caller's body
- * buffer (zero-copy) and are valid as long as that buffer is.
+ * buffer (zero-copy) and are valid as long as that buffer is; a field of
+ * length 0 decodes as NULL. On error the output struct is partly filled
+ * and must not be used.
  *
  * Thread safety: all functions are reentrant; a proto_buf belongs to one
  * thread at a time. */
@@ -43,6 +45,7 @@
 #define PROTO_MAX_NS_LEN 255u
 #define PROTO_MAX_K 256u
 #define PROTO_MAX_MESSAGE 1024u /* error message bytes */
+#define PROTO_MAX_PING 65536u   /* PING payload bytes */
 
 enum proto_op {
     PROTO_OP_HELLO = 0x01,
@@ -83,19 +86,22 @@ typedef struct proto_header {
  *   returns 0                 need more bytes (nothing is wrong so far);
  *   returns > 0               a complete frame of that many bytes
  *                             (PROTO_HEADER_SIZE + hdr->body_len) is at buf;
- *   returns DEJA_ERR_BAD_FRAME  bad magic or reserved fields;
+ *   returns DEJA_ERR_BAD_FRAME  bad magic (v1 has no reserved header
+ *                               fields: unknown flag bits are ignored);
  *   returns DEJA_ERR_VERSION    version != 1;
- *   returns DEJA_ERR_TOO_LARGE  PROTO_HEADER_SIZE + body_len > max_frame.
+ *   returns DEJA_ERR_TOO_LARGE  PROTO_HEADER_SIZE + body_len > max_frame,
+ *                               or > INT_MAX (the return type's limit).
  * A negative return means the stream can no longer be trusted: reply with
- * an error frame and close. Magic is checked on as many bytes as are
- * present, so garbage is refused without waiting for 16 bytes. Whenever 16
+ * an error frame and close. Magic and version are checked on as many bytes
+ * as are present, so garbage is refused without waiting for 16 bytes. Whenever 16
  * bytes are present `hdr` is filled, even on error (so the error reply can
  * echo request_id). An unknown opcode is NOT a parse error: the frame is
  * complete and the dispatcher answers DEJA_ERR_UNKNOWN_OP. */
 int proto_parse_frame(const uint8_t *buf, size_t len, uint32_t max_frame,
                       proto_header *hdr);
 
-/* Writes a 16-byte header to out. */
+/* Writes a 16-byte header to out: the magic, then hdr's fields as given
+ * (hdr->version is written as is, so set it to PROTO_VERSION). */
 void proto_header_write(uint8_t out[PROTO_HEADER_SIZE], const proto_header *hdr);
 
 /* Returns the op's name ("STORE") or NULL for an unknown opcode. */
@@ -111,13 +117,17 @@ typedef struct proto_buf {
 void proto_buf_init(proto_buf *b);
 void proto_buf_free(proto_buf *b);           /* frees and re-inits */
 void proto_buf_reset(proto_buf *b);          /* len = 0, keeps memory */
-int proto_buf_reserve(proto_buf *b, size_t extra); /* 0 or DEJA_ERR_NOMEM */
+/* Makes room for `extra` more bytes after len; 0 or DEJA_ERR_NOMEM. May
+ * move data; never changes len or the bytes already written. */
+int proto_buf_reserve(proto_buf *b, size_t extra);
 
 /* ---- bodies ----------------------------------------------------------------
  * Every encoder appends one complete frame (header + body) to `b` and
  * returns 0 or DEJA_ERR_NOMEM (b is left unchanged on error). Request
  * encoders validate nothing but sizes that would not fit their fields
- * (DEJA_ERR_INVALID_ARG); decoders validate everything.
+ * (DEJA_ERR_INVALID_ARG), a NULL pointer with a non-zero length, and a
+ * frame larger than INT_MAX (DEJA_ERR_INVALID_ARG); decoders validate
+ * everything.
  * Request encoders write flags given, status 0; reply encoders set
  * PROTO_FLAG_REPLY in flags themselves. */
 
@@ -146,7 +156,9 @@ typedef struct proto_auth_req {
     uint16_t token_len;
 } proto_auth_req;
 
-/* PING request: any body (<= 65536 bytes), echoed verbatim in the reply. */
+/* PING request: any body (<= PROTO_MAX_PING bytes), echoed verbatim in the
+ * reply. The encoder serves both directions: pass PROTO_FLAG_REPLY in flags
+ * for the reply; a payload over PROTO_MAX_PING is DEJA_ERR_INVALID_ARG. */
 
 /* STORE request:
  *   str8  namespace          1..255 bytes, each 0x21..0x7E
@@ -238,6 +250,8 @@ typedef struct proto_stat {
 int proto_encode_hello_req(proto_buf *b, uint32_t id, const proto_hello_req *r);
 int proto_decode_hello_req(const uint8_t *body, size_t len, proto_hello_req *r);
 int proto_encode_hello_resp(proto_buf *b, uint32_t id, const proto_hello_resp *r);
+/* Also refuses version 0, max_dim outside 1..PROTO_MAX_DIM and max_frame
+ * below PROTO_MIN_MAX_FRAME (BAD_REQUEST). */
 int proto_decode_hello_resp(const uint8_t *body, size_t len, proto_hello_resp *r);
 
 int proto_encode_auth_req(proto_buf *b, uint32_t id, const proto_auth_req *r);
@@ -245,6 +259,8 @@ int proto_decode_auth_req(const uint8_t *body, size_t len, proto_auth_req *r);
 
 int proto_encode_ping(proto_buf *b, uint32_t id, uint16_t flags,
                       const uint8_t *payload, size_t len);
+/* Checks a PING body: 0, or DEJA_ERR_TOO_LARGE over PROTO_MAX_PING. */
+int proto_decode_ping(const uint8_t *body, size_t len);
 
 int proto_encode_store_req(proto_buf *b, uint32_t id, const proto_store_req *r);
 /* Also checks: ns name rules (BAD_NAMESPACE), 1 <= dim <= PROTO_MAX_DIM
@@ -260,7 +276,8 @@ int proto_decode_lookup_req(const uint8_t *body, size_t len, proto_lookup_req *r
 int proto_encode_lookup_resp(proto_buf *b, uint32_t id, const proto_hit *hits,
                              uint16_t count);
 /* Decodes the hits into hits[0..max_hits); *count receives the number in
- * the body. count > max_hits or any malformation: DEJA_ERR_BAD_REQUEST. */
+ * the body. count > max_hits or > PROTO_MAX_K, a NaN/Inf similarity or any
+ * malformation: DEJA_ERR_BAD_REQUEST. Pass max_hits >= the k requested. */
 int proto_decode_lookup_resp(const uint8_t *body, size_t len, proto_hit *hits,
                              uint16_t max_hits, uint16_t *count);
 
@@ -271,8 +288,12 @@ int proto_decode_flush_req(const uint8_t *body, size_t len, proto_ns_id_req *r);
 int proto_encode_u64_resp(proto_buf *b, uint8_t opcode, uint32_t id, uint64_t v);
 int proto_decode_u64_resp(const uint8_t *body, size_t len, uint64_t *v);
 int proto_encode_empty_resp(proto_buf *b, uint8_t opcode, uint32_t id);
+/* Checks that an AUTH or DELETE reply body is empty: 0 or BAD_REQUEST. */
+int proto_decode_empty_resp(const uint8_t *body, size_t len);
 
-/* STATS: ns_len 0 = server-wide. */
+/* STATS: ns_len 0 = server-wide. Keys follow the namespace rules (1..255
+ * bytes of 0x21..0x7E): the reply encoder returns DEJA_ERR_INVALID_ARG for
+ * any other key, the iterator DEJA_ERR_BAD_REQUEST. */
 int proto_encode_stats_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
 int proto_decode_stats_req(const uint8_t *body, size_t len, const uint8_t **ns,
                            uint8_t *ns_len);
@@ -283,19 +304,28 @@ int proto_encode_stats_resp(proto_buf *b, uint32_t id, const proto_stat *stats,
  * first call validates the whole body. */
 int proto_stats_next(const uint8_t *body, size_t len, size_t *pos, proto_stat *s);
 
-/* Error reply: status = -err (err in DEJA_ERR_WIRE_MIN..-1), message
- * truncated to PROTO_MAX_MESSAGE bytes. */
+/* Error reply: status = -err (err in DEJA_ERR_WIRE_MIN..-1, else
+ * DEJA_ERR_INVALID_ARG), flags PROTO_FLAG_REPLY, message (NUL-terminated,
+ * NULL = empty) truncated to PROTO_MAX_MESSAGE bytes on a UTF-8 character
+ * boundary. The decoder refuses a message over PROTO_MAX_MESSAGE. */
 int proto_encode_error(proto_buf *b, uint8_t opcode, uint32_t id, int err,
                        const char *message);
 int proto_decode_error(const uint8_t *body, size_t len, const uint8_t **msg,
                        uint16_t *msg_len);
 
+/* Maps a reply's status field to a code: 0 -> 0, 1..99 -> -status (codes
+ * missing from the table pass through; deja_strerror calls them "unknown
+ * error"), anything larger -> DEJA_ERR_PROTOCOL. */
+int proto_status_error(uint16_t status);
+
 /* Checks a namespace name: 1..255 bytes, each 0x21..0x7E.
  * Returns 0 or DEJA_ERR_BAD_NAMESPACE. */
 int proto_check_ns(const uint8_t *ns, size_t len);
 
-/* Reads dim LE f32 from src into dst (aligned), rejects NaN/Inf and zero
- * norm (DEJA_ERR_BAD_VECTOR), and L2-normalises dst in place. */
+/* Reads dim LE f32 from src (dim * 4 bytes, any alignment) into dst (dim
+ * floats), rejects dim 0 or > PROTO_MAX_DIM, NaN/Inf and zero norm
+ * (DEJA_ERR_BAD_VECTOR), and L2-normalises dst in place. On error dst's
+ * contents are unspecified. */
 int proto_vector_read(float *dst, const uint8_t *src, uint16_t dim);
 
 /* Writes dim floats as LE f32 (for encoders and tests). */

@@ -1,0 +1,62 @@
+/* bench-synth.h: deja-bench's synthetic workload -- seeded, deterministic
+ * unit vectors shaped like text embeddings, and queries against them.
+ *
+ * Text embeddings are not uniform on the sphere: they share a common
+ * direction, live mostly in a low-rank subspace and cluster by topic. The
+ * generator mimics that (a rank-64 subspace, ~n/50 topic centres, per-entry
+ * noise plus a little isotropic noise) so that index and cache behaviour
+ * (neighbour similarities, hit rates near the threshold) resemble a real
+ * cache rather than the easy case of random vectors.
+ *
+ * Queries come in three kinds: paraphrases (an entry perturbed to a chosen
+ * cosine, 0.86..0.98 by default), exact repeats of an entry, and novel
+ * prompts (fresh points from the same topics, mostly below a 0.85
+ * threshold). The same config and seed give the same vectors bit for bit
+ * on the same libm; nothing depends on threads or BLAS. */
+#ifndef DEJA_BENCH_SYNTH_H
+#define DEJA_BENCH_SYNTH_H
+
+#include <stdint.h>
+
+enum synth_kind {
+    SYNTH_PARAPHRASE = 0,
+    SYNTH_REPEAT = 1,
+    SYNTH_NOVEL = 2,
+    SYNTH_KINDS = 3,
+};
+
+typedef struct synth_config {
+    uint32_t n;              /* stored entries */
+    uint32_t nq;             /* queries */
+    uint32_t dim;            /* 1..4096 */
+    uint64_t seed;
+    uint32_t rank;           /* 0 = min(64, dim) */
+    uint32_t topics;         /* 0 = max(1, n / 50) */
+    double share[SYNTH_KINDS]; /* query mix, summing to 1 (default .6 .1 .3) */
+    float paraphrase_min;    /* cosine of a paraphrase to its source */
+    float paraphrase_max;
+} synth_config;
+
+typedef struct synth_set {
+    uint32_t n, nq, dim;
+    float *base;      /* n x dim, unit rows: the entries to store */
+    float *queries;   /* nq x dim, unit rows */
+    uint8_t *kind;    /* nq: enum synth_kind of each query */
+    uint32_t *source; /* nq: the entry a paraphrase/repeat came from, or
+                         UINT32_MAX for a novel query */
+} synth_set;
+
+/* Fills cfg with the defaults for n entries, nq queries, dim, seed. */
+void synth_config_default(synth_config *cfg, uint32_t n, uint32_t nq,
+                          uint32_t dim, uint64_t seed);
+
+/* Generates the data set. Returns 0, or -1 on a bad config or no memory
+ * (with a message on stderr). Free with synth_free. */
+int synth_generate(const synth_config *cfg, synth_set *out);
+
+void synth_free(synth_set *s);
+
+/* "paraphrase", "repeat", "novel". */
+const char *synth_kind_name(int kind);
+
+#endif

@@ -1,0 +1,678 @@
+/* deja-client.c: libdeja's public API -- one blocking connection to dejad,
+ * request/reply framing on top of deja-conn.c, and the single-allocation
+ * results handed to the caller.
+ *
+ * Every call is: check arguments, encode one frame with a fresh request
+ * id, send it, read frames until the reply, check that the reply answers
+ * this request, then decode. Anything that leaves the byte stream in doubt
+ * (timeout, I/O error, a reply that does not parse or answers something
+ * else) closes the connection, because the next reply could no longer be
+ * matched to its request. */
+#include "deja.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "deja-private.h"
+#include "proto.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 1000
+#define DEFAULT_REQUEST_TIMEOUT_MS 5000
+#define CLIENT_NAME "libdeja/0.1.0"
+
+/* Receive buffer: read in chunks of at least this many bytes so that
+ * several pipelined replies arrive with one recv(), and give memory back
+ * after an unusually large reply. */
+#define IN_CHUNK (64u * 1024u)
+#define IN_SHRINK_ABOVE (1024u * 1024u)
+
+/* Largest reply frame accepted. Replies are not bound by the server's
+ * request limit (k hits of large responses can exceed it); this only
+ * guards against a corrupt length allocating without bound. */
+#define CLIENT_MAX_REPLY (256u * 1024u * 1024u)
+
+struct deja_client {
+    int fd; /* -1 once the connection is closed */
+    int request_timeout_ms;
+    uint32_t next_id;
+    uint32_t in_flight;  /* pipelined lookups awaiting a reply */
+    uint32_t max_frame;  /* the server's limit for our request frames */
+    proto_buf out;       /* the frame being sent */
+    uint8_t *in;         /* received bytes: [in_start, in_len) unparsed */
+    size_t in_start, in_len, in_cap;
+    size_t in_consume;   /* size of the frame last handed out */
+    char server_name[128];
+    char errmsg[PROTO_MAX_MESSAGE + 128];
+    proto_hit hits[PROTO_MAX_K]; /* decode scratch for lookup replies */
+    uint8_t vec_scratch[PROTO_MAX_DIM * 4]; /* LE copy on big-endian hosts */
+};
+
+/* ---- errors and connection state ---------------------------------------- */
+
+static int set_err(deja_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int set_err(deja_client *c, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void close_fd(deja_client *c) {
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    c->in_flight = 0;
+    c->in_start = c->in_len = c->in_consume = 0;
+}
+
+/* Records the error, closes the connection and returns code. */
+static int drop(deja_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int drop(deja_client *c, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+    close_fd(c);
+    return code;
+}
+
+static int check_open(deja_client *c) {
+    if (c == NULL) return DEJA_ERR_INVALID_ARG;
+    if (c->fd < 0)
+        return set_err(c, DEJA_ERR_CLOSED, "connection is closed");
+    return 0;
+}
+
+/* Common start of a synchronous call. */
+static int begin_call(deja_client *c) {
+    int rc = check_open(c);
+    if (rc != 0) return rc;
+    if (c->in_flight > 0)
+        return set_err(c, DEJA_ERR_INVALID_ARG,
+                       "%u pipelined lookups in flight: receive them first",
+                       c->in_flight);
+    proto_buf_reset(&c->out);
+    return 0;
+}
+
+static uint32_t take_id(deja_client *c) {
+    uint32_t id = c->next_id++;
+    if (c->next_id == 0) c->next_id = 1; /* 0 is left for "no request" */
+    return id;
+}
+
+/* ---- argument checks ----------------------------------------------------- */
+
+static int check_ns(deja_client *c, const char *ns, uint8_t *len_out) {
+    if (ns == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "namespace is NULL");
+    size_t n = strnlen(ns, PROTO_MAX_NS_LEN + 1);
+    if (n == 0 || n > PROTO_MAX_NS_LEN)
+        return set_err(c, DEJA_ERR_INVALID_ARG,
+                       "namespace must be 1..%u bytes", PROTO_MAX_NS_LEN);
+    if (proto_check_ns((const uint8_t *)ns, n) != 0)
+        return set_err(c, DEJA_ERR_BAD_NAMESPACE,
+                       "namespace bytes must be printable ASCII without space");
+    *len_out = (uint8_t)n;
+    return 0;
+}
+
+static int check_vector(deja_client *c, const float *vector, uint32_t dim) {
+    if (vector == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "vector is NULL");
+    if (dim == 0 || dim > PROTO_MAX_DIM)
+        return set_err(c, DEJA_ERR_INVALID_ARG, "dim %u is not in 1..%u", dim,
+                       PROTO_MAX_DIM);
+    return 0;
+}
+
+/* The vector as little-endian f32 bytes, as the encoders want it. On a
+ * little-endian host that is the caller's array itself. */
+static const uint8_t *wire_vector(deja_client *c, const float *v, uint32_t dim) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    (void)c;
+    (void)dim;
+    return (const uint8_t *)v;
+#else
+    proto_vector_write(c->vec_scratch, v, (uint16_t)dim);
+    return c->vec_scratch;
+#endif
+}
+
+/* ---- framing --------------------------------------------------------------*/
+
+static int send_frame(deja_client *c, int64_t deadline) {
+    if (c->out.len > c->max_frame)
+        return set_err(c, DEJA_ERR_TOO_LARGE,
+                       "request of %zu bytes exceeds the server's limit of %u",
+                       c->out.len, c->max_frame);
+    int rc = deja__conn_send_all(c->fd, c->out.data, c->out.len, deadline);
+    if (rc != 0) return drop(c, rc, "send: %s", deja_strerror(rc));
+    return 0;
+}
+
+/* Makes room for at least `want` more bytes after in_len. */
+static int in_reserve(deja_client *c, size_t want) {
+    if (c->in_cap - c->in_len >= want) return 0;
+    if (c->in_start > 0) {
+        size_t avail = c->in_len - c->in_start;
+        memmove(c->in, c->in + c->in_start, avail);
+        c->in_start = 0;
+        c->in_len = avail;
+        if (c->in_cap - c->in_len >= want) return 0;
+    }
+    size_t cap = c->in_len + want;
+    uint8_t *p = realloc(c->in, cap);
+    if (p == NULL) return DEJA_ERR_NOMEM;
+    c->in = p;
+    c->in_cap = cap;
+    return 0;
+}
+
+/* Reads until one complete frame is buffered; *body points into the
+ * receive buffer and stays valid until the next read_frame. */
+static int read_frame(deja_client *c, int64_t deadline, proto_header *h,
+                      const uint8_t **body) {
+    c->in_start += c->in_consume;
+    c->in_consume = 0;
+    if (c->in_start == c->in_len) {
+        c->in_start = c->in_len = 0;
+        if (c->in_cap > IN_SHRINK_ABOVE) {
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+    for (;;) {
+        size_t avail = c->in_len - c->in_start;
+        int r = proto_parse_frame(c->in + c->in_start, avail, CLIENT_MAX_REPLY, h);
+        if (r > 0) {
+            c->in_consume = (size_t)r;
+            *body = c->in + c->in_start + PROTO_HEADER_SIZE;
+            return 0;
+        }
+        if (r < 0)
+            return drop(c, DEJA_ERR_PROTOCOL, "unparseable reply frame: %s",
+                        deja_strerror(r));
+        size_t frame = avail >= PROTO_HEADER_SIZE
+                           ? PROTO_HEADER_SIZE + (size_t)h->body_len
+                           : PROTO_HEADER_SIZE;
+        size_t want = frame - avail;
+        if (want < IN_CHUNK) want = IN_CHUNK;
+        if (in_reserve(c, want) != 0)
+            return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte reply",
+                           frame);
+        ssize_t n = deja__conn_recv(c->fd, c->in + c->in_len,
+                                    c->in_cap - c->in_len, deadline);
+        if (n < 0) {
+            int rc = (int)n;
+            return drop(c, rc, "%s", rc == DEJA_ERR_CLOSED
+                                         ? "server closed the connection"
+                                         : deja_strerror(rc));
+        }
+        c->in_len += (size_t)n;
+    }
+}
+
+/* Turns a non-zero reply status into its error code, keeping the server's
+ * message for deja_last_error. */
+static int reply_error(deja_client *c, const proto_header *h,
+                       const uint8_t *body) {
+    int code = -(int)h->status;
+    if (code < DEJA_ERR_WIRE_MIN)
+        return drop(c, DEJA_ERR_PROTOCOL, "reply status %u is out of range",
+                    h->status);
+    const uint8_t *msg;
+    uint16_t msg_len;
+    if (proto_decode_error(body, h->body_len, &msg, &msg_len) == 0 && msg_len > 0)
+        return set_err(c, code, "%.*s", (int)msg_len, (const char *)msg);
+    return set_err(c, code, "%s", deja_strerror(code));
+}
+
+/* Checks that h answers (op, id). A mismatching error reply is taken as a
+ * connection-level error from the server (one sent for a frame it could
+ * not attribute, e.g. request id 0): its code is returned and the
+ * connection closed, since the server closes after those anyway. */
+static int check_reply(deja_client *c, const proto_header *h,
+                       const uint8_t *body, uint8_t op, int check_id,
+                       uint32_t id) {
+    if (!(h->flags & PROTO_FLAG_REPLY))
+        return drop(c, DEJA_ERR_PROTOCOL, "frame from server lacks the reply flag");
+    if (h->opcode != op || (check_id && h->request_id != id)) {
+        if (h->status != 0) {
+            int rc = reply_error(c, h, body);
+            close_fd(c);
+            return rc;
+        }
+        return drop(c, DEJA_ERR_PROTOCOL,
+                    "reply to request %u op 0x%02x while waiting for %u op 0x%02x",
+                    h->request_id, h->opcode, id, op);
+    }
+    if (h->status != 0) return reply_error(c, h, body);
+    return 0;
+}
+
+/* Sends c->out (one request op/id) and waits for its reply. On success
+ * *body and h describe the reply body. */
+static int roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
+                     const uint8_t **body) {
+    int64_t deadline = deja__now_ms() + c->request_timeout_ms;
+    int rc = send_frame(c, deadline);
+    if (rc != 0) return rc;
+    rc = read_frame(c, deadline, h, body);
+    if (rc != 0) return rc;
+    return check_reply(c, h, *body, op, 1, id);
+}
+
+static int malformed(deja_client *c, const char *what) {
+    return drop(c, DEJA_ERR_PROTOCOL, "malformed %s reply", what);
+}
+
+static int encode_failed(deja_client *c, int rc) {
+    proto_buf_reset(&c->out);
+    return set_err(c, rc, "cannot encode request: %s", deja_strerror(rc));
+}
+
+/* ---- connect -------------------------------------------------------------- */
+
+static int handshake(deja_client *c, const char *token) {
+    proto_header h;
+    const uint8_t *body;
+    proto_hello_req hello = {
+        .min_version = PROTO_VERSION,
+        .max_version = PROTO_VERSION,
+        .client_name = (const uint8_t *)CLIENT_NAME,
+        .client_name_len = (uint16_t)strlen(CLIENT_NAME),
+    };
+    uint32_t id = take_id(c);
+    int rc = proto_encode_hello_req(&c->out, id, &hello);
+    if (rc != 0) return encode_failed(c, rc);
+    rc = roundtrip(c, PROTO_OP_HELLO, id, &h, &body);
+    if (rc != 0) return rc;
+    proto_hello_resp hr;
+    if (proto_decode_hello_resp(body, h.body_len, &hr) != 0)
+        return malformed(c, "HELLO");
+    if (hr.version != PROTO_VERSION)
+        return drop(c, DEJA_ERR_VERSION, "server chose protocol version %u",
+                    hr.version);
+    /* A server announcing a tiny limit would make every call fail with
+     * TOO_LARGE; accept it anyway, the error then names the limit. */
+    c->max_frame = hr.max_frame;
+    snprintf(c->server_name, sizeof c->server_name, "%.*s",
+             (int)hr.server_name_len, (const char *)hr.server_name);
+
+    if (token == NULL) {
+        if (hr.server_flags & PROTO_SERVER_AUTH_REQUIRED)
+            return set_err(c, DEJA_ERR_AUTH_REQUIRED,
+                           "server requires a token (deja_options.auth_token)");
+        return 0;
+    }
+    size_t tlen = strlen(token);
+    if (tlen > UINT16_MAX)
+        return set_err(c, DEJA_ERR_INVALID_ARG, "auth token too long");
+    proto_auth_req auth = {.token = (const uint8_t *)token,
+                           .token_len = (uint16_t)tlen};
+    proto_buf_reset(&c->out);
+    id = take_id(c);
+    rc = proto_encode_auth_req(&c->out, id, &auth);
+    if (rc != 0) return encode_failed(c, rc);
+    return roundtrip(c, PROTO_OP_AUTH, id, &h, &body);
+}
+
+int deja_connect(const char *addr, const deja_options *opts, deja_client **out) {
+    if (out == NULL) return DEJA_ERR_INVALID_ARG;
+    *out = NULL;
+    int connect_ms = opts && opts->connect_timeout_ms > 0
+                         ? opts->connect_timeout_ms
+                         : DEFAULT_CONNECT_TIMEOUT_MS;
+    deja_client *c = calloc(1, sizeof *c);
+    if (c == NULL) return DEJA_ERR_NOMEM;
+    c->fd = -1;
+    c->next_id = 1;
+    c->request_timeout_ms = opts && opts->request_timeout_ms > 0
+                                ? opts->request_timeout_ms
+                                : DEFAULT_REQUEST_TIMEOUT_MS;
+    /* Until HELLO tells us the real limit, assume the smallest one any
+     * server may have; HELLO and AUTH are far below it. */
+    c->max_frame = PROTO_MIN_MAX_FRAME;
+    proto_buf_init(&c->out);
+
+    int rc = deja__conn_open(addr, connect_ms, &c->fd, c->errmsg,
+                             sizeof c->errmsg);
+    if (rc == 0) rc = handshake(c, opts ? opts->auth_token : NULL);
+    if (rc != 0) {
+        deja_close(c);
+        return rc;
+    }
+    c->errmsg[0] = 0;
+    *out = c;
+    return 0;
+}
+
+void deja_close(deja_client *c) {
+    if (c == NULL) return;
+    close_fd(c);
+    proto_buf_free(&c->out);
+    free(c->in);
+    free(c);
+}
+
+const char *deja_last_error(const deja_client *c) {
+    if (c == NULL) return "no client";
+    return c->errmsg;
+}
+
+const char *deja_server_name(const deja_client *c) {
+    if (c == NULL) return "";
+    return c->server_name;
+}
+
+uint32_t deja_in_flight(const deja_client *c) {
+    return c ? c->in_flight : 0;
+}
+
+/* ---- simple calls --------------------------------------------------------- */
+
+int deja_ping(deja_client *c) {
+    int rc = begin_call(c);
+    if (rc != 0) return rc;
+    uint32_t id = take_id(c);
+    rc = proto_encode_ping(&c->out, id, 0, NULL, 0);
+    if (rc != 0) return encode_failed(c, rc);
+    proto_header h;
+    const uint8_t *body;
+    rc = roundtrip(c, PROTO_OP_PING, id, &h, &body);
+    if (rc != 0) return rc;
+    if (h.body_len != 0) return malformed(c, "PING");
+    return 0;
+}
+
+int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out) {
+    int rc = begin_call(c);
+    if (rc != 0) return rc;
+    if (req == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "request is NULL");
+    proto_store_req r;
+    memset(&r, 0, sizeof r);
+    if ((rc = check_ns(c, req->ns, &r.ns_len)) != 0) return rc;
+    if ((rc = check_vector(c, req->vector, req->dim)) != 0) return rc;
+    if (req->response == NULL && req->response_len > 0)
+        return set_err(c, DEJA_ERR_INVALID_ARG, "response is NULL");
+    if (req->prompt == NULL && req->prompt_len > 0)
+        return set_err(c, DEJA_ERR_INVALID_ARG, "prompt is NULL");
+    if (req->completion > PROTO_COMPLETION_FILTERED)
+        return set_err(c, DEJA_ERR_INVALID_ARG, "unknown completion %u",
+                       req->completion);
+    if (req->response_len > UINT32_MAX || req->prompt_len > UINT32_MAX)
+        return set_err(c, DEJA_ERR_TOO_LARGE, "response or prompt too large");
+
+    r.ns = (const uint8_t *)req->ns;
+    r.dim = (uint16_t)req->dim;
+    r.completion = req->completion;
+    r.ttl_s = req->ttl_s;
+    r.input_tokens = req->input_tokens;
+    r.output_tokens = req->output_tokens;
+    r.cost_micro_usd = req->cost_micro_usd;
+    r.vector = wire_vector(c, req->vector, req->dim);
+    r.prompt = (const uint8_t *)req->prompt;
+    r.prompt_len = (uint32_t)req->prompt_len;
+    r.response = req->response;
+    r.response_len = (uint32_t)req->response_len;
+
+    uint32_t id = take_id(c);
+    rc = proto_encode_store_req(&c->out, id, &r);
+    if (rc != 0) return encode_failed(c, rc);
+    proto_header h;
+    const uint8_t *body;
+    rc = roundtrip(c, PROTO_OP_STORE, id, &h, &body);
+    if (rc != 0) return rc;
+    uint64_t entry_id;
+    if (proto_decode_store_resp(body, h.body_len, &entry_id) != 0)
+        return malformed(c, "STORE");
+    if (id_out) *id_out = entry_id;
+    return 0;
+}
+
+int deja_delete(deja_client *c, const char *ns, uint64_t id) {
+    int rc = begin_call(c);
+    if (rc != 0) return rc;
+    proto_ns_id_req r = {.ns = (const uint8_t *)ns, .id = id};
+    if ((rc = check_ns(c, ns, &r.ns_len)) != 0) return rc;
+    uint32_t rid = take_id(c);
+    rc = proto_encode_delete_req(&c->out, rid, &r);
+    if (rc != 0) return encode_failed(c, rc);
+    proto_header h;
+    const uint8_t *body;
+    rc = roundtrip(c, PROTO_OP_DELETE, rid, &h, &body);
+    if (rc != 0) return rc;
+    if (h.body_len != 0) return malformed(c, "DELETE");
+    return 0;
+}
+
+int deja_flush(deja_client *c, const char *ns, uint64_t *removed) {
+    int rc = begin_call(c);
+    if (rc != 0) return rc;
+    uint8_t ns_len;
+    if ((rc = check_ns(c, ns, &ns_len)) != 0) return rc;
+    uint32_t id = take_id(c);
+    rc = proto_encode_flush_req(&c->out, id, (const uint8_t *)ns, ns_len);
+    if (rc != 0) return encode_failed(c, rc);
+    proto_header h;
+    const uint8_t *body;
+    rc = roundtrip(c, PROTO_OP_FLUSH, id, &h, &body);
+    if (rc != 0) return rc;
+    uint64_t n;
+    if (proto_decode_u64_resp(body, h.body_len, &n) != 0)
+        return malformed(c, "FLUSH");
+    if (removed) *removed = n;
+    return 0;
+}
+
+/* ---- lookup ----------------------------------------------------------------*/
+
+/* The caller's result: the struct, the hit array and NUL-terminated copies
+ * of every response and prompt live in one allocation, so one free()
+ * releases it and the reply buffer can be reused at once. */
+typedef struct result_block {
+    deja_result r;
+    deja_hit hits[];
+} result_block;
+
+static int build_result(deja_client *c, uint16_t count, deja_result **out) {
+    size_t size = sizeof(result_block) + (size_t)count * sizeof(deja_hit);
+    for (uint16_t i = 0; i < count; i++) {
+        size += (size_t)c->hits[i].response_len + 1;
+        if (c->hits[i].prompt_len > 0) size += (size_t)c->hits[i].prompt_len + 1;
+    }
+    result_block *b = malloc(size);
+    if (b == NULL)
+        return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte result", size);
+    b->r.count = count;
+    b->r.hits = count ? b->hits : NULL;
+    char *p = (char *)(b->hits + count);
+    for (uint16_t i = 0; i < count; i++) {
+        const proto_hit *src = &c->hits[i];
+        deja_hit *dst = &b->hits[i];
+        dst->id = src->id;
+        dst->similarity = src->similarity;
+        dst->response = p;
+        dst->response_len = src->response_len;
+        if (src->response_len) memcpy(p, src->response, src->response_len);
+        p[src->response_len] = 0;
+        p += src->response_len + 1;
+        dst->prompt = NULL;
+        dst->prompt_len = 0;
+        if (src->prompt_len > 0) {
+            dst->prompt = p;
+            dst->prompt_len = src->prompt_len;
+            memcpy(p, src->prompt, src->prompt_len);
+            p[src->prompt_len] = 0;
+            p += src->prompt_len + 1;
+        }
+    }
+    *out = &b->r;
+    return 0;
+}
+
+void deja_result_free(deja_result *r) {
+    free(r); /* r is the first member of its result_block */
+}
+
+/* Validates a lookup and appends its frame to c->out. */
+static int encode_lookup(deja_client *c, const char *ns, const float *vector,
+                         uint32_t dim, float threshold, uint32_t k,
+                         unsigned flags, uint32_t *id_out) {
+    proto_lookup_req r;
+    memset(&r, 0, sizeof r);
+    int rc;
+    if ((rc = check_ns(c, ns, &r.ns_len)) != 0) return rc;
+    if ((rc = check_vector(c, vector, dim)) != 0) return rc;
+    if (k == 0 || k > PROTO_MAX_K)
+        return set_err(c, DEJA_ERR_INVALID_ARG, "k %u is not in 1..%u", k,
+                       PROTO_MAX_K);
+    if (!(threshold >= -1.0f && threshold <= 1.0f)) /* also refuses NaN */
+        return set_err(c, DEJA_ERR_INVALID_ARG, "threshold is not in [-1, 1]");
+    if (flags & ~(unsigned)DEJA_LOOKUP_WANT_PROMPT)
+        return set_err(c, DEJA_ERR_INVALID_ARG, "unknown lookup flags 0x%x", flags);
+    r.ns = (const uint8_t *)ns;
+    r.dim = (uint16_t)dim;
+    r.k = (uint16_t)k;
+    r.threshold = threshold;
+    r.vector = wire_vector(c, vector, dim);
+    uint16_t wire_flags =
+        (flags & DEJA_LOOKUP_WANT_PROMPT) ? PROTO_FLAG_WANT_PROMPT : 0;
+    uint32_t id = take_id(c);
+    rc = proto_encode_lookup_req(&c->out, id, wire_flags, &r);
+    if (rc != 0) return encode_failed(c, rc);
+    *id_out = id;
+    return 0;
+}
+
+static int decode_lookup(deja_client *c, const proto_header *h,
+                         const uint8_t *body, deja_result **out) {
+    uint16_t count;
+    if (proto_decode_lookup_resp(body, h->body_len, c->hits, PROTO_MAX_K,
+                                 &count) != 0)
+        return malformed(c, "LOOKUP");
+    return build_result(c, count, out);
+}
+
+int deja_lookup(deja_client *c, const char *ns, const float *vector,
+                uint32_t dim, float threshold, uint32_t k, unsigned flags,
+                deja_result **out) {
+    if (out) *out = NULL;
+    int rc = begin_call(c);
+    if (rc != 0) return rc;
+    if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
+    uint32_t id;
+    rc = encode_lookup(c, ns, vector, dim, threshold, k, flags, &id);
+    if (rc != 0) return rc;
+    proto_header h;
+    const uint8_t *body;
+    rc = roundtrip(c, PROTO_OP_LOOKUP, id, &h, &body);
+    if (rc != 0) return rc;
+    return decode_lookup(c, &h, body, out);
+}
+
+int deja_send_lookup(deja_client *c, const char *ns, const float *vector,
+                     uint32_t dim, float threshold, uint32_t k, unsigned flags,
+                     uint32_t *request_id) {
+    int rc = check_open(c);
+    if (rc != 0) return rc;
+    proto_buf_reset(&c->out);
+    uint32_t id;
+    rc = encode_lookup(c, ns, vector, dim, threshold, k, flags, &id);
+    if (rc != 0) return rc;
+    rc = send_frame(c, deja__now_ms() + c->request_timeout_ms);
+    if (rc != 0) return rc;
+    c->in_flight++;
+    if (request_id) *request_id = id;
+    return 0;
+}
+
+int deja_recv_lookup(deja_client *c, uint32_t *request_id, deja_result **out) {
+    if (out) *out = NULL;
+    int rc = check_open(c);
+    if (rc != 0) return rc;
+    if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
+    if (c->in_flight == 0)
+        return set_err(c, DEJA_ERR_INVALID_ARG, "no lookup in flight");
+    proto_header h;
+    const uint8_t *body;
+    rc = read_frame(c, deja__now_ms() + c->request_timeout_ms, &h, &body);
+    if (rc != 0) return rc;
+    rc = check_reply(c, &h, body, PROTO_OP_LOOKUP, 0, 0);
+    if (c->fd < 0) return rc; /* check_reply closed: nothing is in flight */
+    c->in_flight--;
+    if (request_id) *request_id = h.request_id;
+    if (rc != 0) return rc;
+    return decode_lookup(c, &h, body, out);
+}
+
+/* ---- stats -----------------------------------------------------------------*/
+
+typedef struct stats_block {
+    deja_stats s;
+    deja_stat items[];
+} stats_block;
+
+int deja_stats_get(deja_client *c, const char *ns, deja_stats **out) {
+    if (out) *out = NULL;
+    int rc = begin_call(c);
+    if (rc != 0) return rc;
+    if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
+    uint8_t ns_len = 0;
+    if (ns != NULL && ns[0] != 0 && (rc = check_ns(c, ns, &ns_len)) != 0)
+        return rc;
+    uint32_t id = take_id(c);
+    rc = proto_encode_stats_req(&c->out, id, (const uint8_t *)ns, ns_len);
+    if (rc != 0) return encode_failed(c, rc);
+    proto_header h;
+    const uint8_t *body;
+    rc = roundtrip(c, PROTO_OP_STATS, id, &h, &body);
+    if (rc != 0) return rc;
+
+    /* Two passes over the reply: count and size, then copy. */
+    size_t pos = 0, count = 0, key_bytes = 0;
+    proto_stat st;
+    while ((rc = proto_stats_next(body, h.body_len, &pos, &st)) == 1) {
+        count++;
+        key_bytes += (size_t)st.key_len + 1;
+    }
+    if (rc < 0) return malformed(c, "STATS");
+    size_t size = sizeof(stats_block) + count * sizeof(deja_stat) + key_bytes;
+    stats_block *b = malloc(size);
+    if (b == NULL) return set_err(c, DEJA_ERR_NOMEM, "no memory for stats");
+    b->s.count = (uint32_t)count;
+    b->s.items = count ? b->items : NULL;
+    char *p = (char *)(b->items + count);
+    pos = 0;
+    for (size_t i = 0; i < count && proto_stats_next(body, h.body_len, &pos, &st) == 1; i++) {
+        memcpy(p, st.key, st.key_len);
+        p[st.key_len] = 0;
+        b->items[i].key = p;
+        b->items[i].value = st.value;
+        p += st.key_len + 1;
+    }
+    *out = &b->s;
+    return 0;
+}
+
+int deja_stats_find(const deja_stats *s, const char *key, uint64_t *value) {
+    if (s == NULL || key == NULL) return DEJA_ERR_INVALID_ARG;
+    for (uint32_t i = 0; i < s->count; i++) {
+        if (strcmp(s->items[i].key, key) == 0) {
+            if (value) *value = s->items[i].value;
+            return 0;
+        }
+    }
+    return DEJA_ERR_NOT_FOUND;
+}
+
+void deja_stats_free(deja_stats *s) {
+    free(s); /* s is the first member of its stats_block */
+}

@@ -1,0 +1,358 @@
+/* cache.c: namespaces, entries and the index behind each namespace.
+ *
+ * See cache.h for the contract. The namespace table is a small array under
+ * a rwlock: namespaces are few (one per model + prompt + params) and are
+ * never freed while the server runs, so a pointer found under the table
+ * lock stays valid after it is released. */
+#include "cache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "idx.h"
+#include "u64map.h"
+
+struct cache_entry {
+    atomic_uint refs;
+    uint64_t id;
+    uint64_t created_ms;
+    uint64_t expires_ms; /* 0 = never */
+    uint32_t input_tokens;
+    uint32_t output_tokens;
+    uint64_t cost_micro_usd;
+    uint32_t prompt_len;
+    uint32_t response_len;
+    /* prompt bytes, NUL, response bytes, NUL */
+    uint8_t data[];
+};
+
+typedef struct cache_ns {
+    char name[PROTO_MAX_NS_LEN + 1];
+    uint8_t name_len;
+    uint32_t dim;
+    pthread_rwlock_t lock; /* guards index, entries, entry_bytes */
+    idx *index;
+    u64map entries; /* entry id -> cache_entry* (the table's reference) */
+    size_t entry_bytes;
+    atomic_uint_fast64_t stores, lookups, hits, misses, deletes;
+} cache_ns;
+
+struct cache {
+    cache_config cfg;
+    pthread_rwlock_t ns_lock; /* guards ns, ns_count, ns_cap */
+    cache_ns **ns;
+    size_t ns_count, ns_cap;
+    atomic_uint_fast64_t next_id;
+    atomic_uint_fast64_t rejected;
+    cache_clock_fn clock;
+    void *clock_ctx;
+};
+
+static uint64_t realtime_ms(void *ctx) {
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int cache_create(const cache_config *cfg, cache **out) {
+    cache *c = calloc(1, sizeof *c);
+    if (!c) return DEJA_ERR_NOMEM;
+    c->cfg = *cfg;
+    pthread_rwlock_init(&c->ns_lock, NULL);
+    atomic_init(&c->next_id, 1);
+    c->clock = realtime_ms;
+    *out = c;
+    return 0;
+}
+
+static void entry_unref(cache_entry *e) {
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+        free(e);
+}
+
+static void ns_free(cache_ns *ns) {
+    size_t pos = 0;
+    uint64_t id;
+    void *val;
+    while (u64map_next(&ns->entries, &pos, &id, &val)) entry_unref(val);
+    u64map_close(&ns->entries);
+    idx_destroy(ns->index);
+    pthread_rwlock_destroy(&ns->lock);
+    free(ns);
+}
+
+void cache_destroy(cache *c) {
+    if (!c) return;
+    for (size_t i = 0; i < c->ns_count; i++) ns_free(c->ns[i]);
+    free(c->ns);
+    pthread_rwlock_destroy(&c->ns_lock);
+    free(c);
+}
+
+void cache_set_clock(cache *c, cache_clock_fn fn, void *ctx) {
+    c->clock = fn ? fn : realtime_ms;
+    c->clock_ctx = ctx;
+}
+
+static cache_ns *find_ns_locked(cache *c, const uint8_t *name, uint8_t len) {
+    for (size_t i = 0; i < c->ns_count; i++) {
+        cache_ns *ns = c->ns[i];
+        if (ns->name_len == len && memcmp(ns->name, name, len) == 0) return ns;
+    }
+    return NULL;
+}
+
+static cache_ns *find_ns(cache *c, const uint8_t *name, uint8_t len) {
+    pthread_rwlock_rdlock(&c->ns_lock);
+    cache_ns *ns = find_ns_locked(c, name, len);
+    pthread_rwlock_unlock(&c->ns_lock);
+    return ns;
+}
+
+/* Finds the namespace or creates it with the given dimension. */
+static int get_or_create_ns(cache *c, const uint8_t *name, uint8_t len,
+                            uint32_t dim, cache_ns **out) {
+    cache_ns *ns = find_ns(c, name, len);
+    if (ns) {
+        *out = ns;
+        return 0;
+    }
+    pthread_rwlock_wrlock(&c->ns_lock);
+    ns = find_ns_locked(c, name, len); /* another thread may have won */
+    if (ns) goto done;
+    if (c->ns_count == c->ns_cap) {
+        size_t cap = c->ns_cap ? c->ns_cap * 2 : 8;
+        cache_ns **grown = realloc(c->ns, cap * sizeof *grown);
+        if (!grown) goto nomem;
+        c->ns = grown;
+        c->ns_cap = cap;
+    }
+    ns = calloc(1, sizeof *ns);
+    if (!ns) goto nomem;
+    idx_config icfg = {.kind = IDX_KIND_FLAT, .dim = dim, .initial_capacity = 0};
+    if (idx_create(&icfg, &ns->index) != 0) {
+        free(ns);
+        goto nomem;
+    }
+    memcpy(ns->name, name, len);
+    ns->name_len = len;
+    ns->dim = dim;
+    pthread_rwlock_init(&ns->lock, NULL);
+    u64map_init(&ns->entries);
+    c->ns[c->ns_count++] = ns;
+done:
+    pthread_rwlock_unlock(&c->ns_lock);
+    *out = ns;
+    return 0;
+nomem:
+    pthread_rwlock_unlock(&c->ns_lock);
+    return DEJA_ERR_NOMEM;
+}
+
+static size_t entry_size(const cache_entry *e) {
+    return sizeof *e + e->prompt_len + 1 + e->response_len + 1;
+}
+
+int cache_store(cache *c, const proto_store_req *req, const float *vec,
+                uint64_t *id_out) {
+    if (req->completion != PROTO_COMPLETION_OK) {
+        atomic_fetch_add(&c->rejected, 1);
+        return DEJA_ERR_REJECTED;
+    }
+    cache_ns *ns;
+    int rc = get_or_create_ns(c, req->ns, req->ns_len, req->dim, &ns);
+    if (rc) return rc;
+    if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
+
+    cache_entry *e = malloc(sizeof *e + (size_t)req->prompt_len + 1 +
+                            (size_t)req->response_len + 1);
+    if (!e) return DEJA_ERR_NOMEM;
+    atomic_init(&e->refs, 1);
+    e->id = atomic_fetch_add(&c->next_id, 1);
+    e->created_ms = c->clock(c->clock_ctx);
+    uint32_t ttl = req->ttl_s ? req->ttl_s : c->cfg.default_ttl_s;
+    e->expires_ms = ttl ? e->created_ms + (uint64_t)ttl * 1000u : 0;
+    e->input_tokens = req->input_tokens;
+    e->output_tokens = req->output_tokens;
+    e->cost_micro_usd = req->cost_micro_usd;
+    e->prompt_len = req->prompt_len;
+    e->response_len = req->response_len;
+    if (req->prompt_len) memcpy(e->data, req->prompt, req->prompt_len);
+    e->data[req->prompt_len] = 0;
+    uint8_t *resp = e->data + req->prompt_len + 1;
+    if (req->response_len) memcpy(resp, req->response, req->response_len);
+    resp[req->response_len] = 0;
+
+    pthread_rwlock_wrlock(&ns->lock);
+    rc = u64map_put(&ns->entries, e->id, e);
+    if (rc == 0) {
+        rc = idx_add(ns->index, e->id, vec);
+        if (rc) u64map_del(&ns->entries, e->id);
+    }
+    if (rc == 0) ns->entry_bytes += entry_size(e);
+    pthread_rwlock_unlock(&ns->lock);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    atomic_fetch_add(&ns->stores, 1);
+    *id_out = e->id;
+    return 0;
+}
+
+typedef struct live_filter {
+    const cache_ns *ns;
+    uint64_t now_ms;
+} live_filter;
+
+/* Runs under the namespace read lock: expired entries are never returned,
+ * even before anything reclaims them. */
+static int entry_is_live(void *ctx, uint64_t label) {
+    const live_filter *f = ctx;
+    const cache_entry *e = u64map_get(&f->ns->entries, label);
+    return e && (e->expires_ms == 0 || e->expires_ms > f->now_ms);
+}
+
+int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
+                 cache_match *matches, uint16_t *count) {
+    *count = 0;
+    cache_ns *ns = find_ns(c, req->ns, req->ns_len);
+    if (!ns) return 0;
+    if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
+
+    idx_hit hits[PROTO_MAX_K];
+    uint32_t n = 0;
+    live_filter filter = {.ns = ns, .now_ms = c->clock(c->clock_ctx)};
+    uint32_t k = req->k > PROTO_MAX_K ? PROTO_MAX_K : req->k;
+
+    pthread_rwlock_rdlock(&ns->lock);
+    int rc = idx_search(ns->index, vec, k, req->threshold, entry_is_live,
+                        &filter, hits, &n);
+    uint16_t found = 0;
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        cache_entry *e = u64map_get(&ns->entries, hits[i].label);
+        if (!e) continue;
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        matches[found].entry = e;
+        matches[found].similarity = hits[i].score;
+        found++;
+    }
+    pthread_rwlock_unlock(&ns->lock);
+    if (rc) return rc;
+
+    atomic_fetch_add(&ns->lookups, 1);
+    atomic_fetch_add(found ? &ns->hits : &ns->misses, 1);
+    *count = found;
+    return 0;
+}
+
+void cache_entry_release(cache_entry *e) { entry_unref(e); }
+
+uint64_t cache_entry_id(const cache_entry *e) { return e->id; }
+
+const uint8_t *cache_entry_response(const cache_entry *e, uint32_t *len) {
+    *len = e->response_len;
+    return e->data + e->prompt_len + 1;
+}
+
+const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len) {
+    *len = e->prompt_len;
+    return e->data;
+}
+
+int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id) {
+    cache_ns *ns = find_ns(c, name, len);
+    if (!ns) return DEJA_ERR_NOT_FOUND;
+    pthread_rwlock_wrlock(&ns->lock);
+    cache_entry *e = u64map_del(&ns->entries, id);
+    if (e) {
+        idx_remove(ns->index, id);
+        ns->entry_bytes -= entry_size(e);
+    }
+    pthread_rwlock_unlock(&ns->lock);
+    if (!e) return DEJA_ERR_NOT_FOUND;
+    atomic_fetch_add(&ns->deletes, 1);
+    entry_unref(e);
+    return 0;
+}
+
+int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed) {
+    *removed = 0;
+    cache_ns *ns = find_ns(c, name, len);
+    if (!ns) return 0;
+    pthread_rwlock_wrlock(&ns->lock);
+    u64map old = ns->entries;
+    u64map_init(&ns->entries);
+    idx_clear(ns->index);
+    ns->entry_bytes = 0;
+    pthread_rwlock_unlock(&ns->lock);
+
+    size_t pos = 0;
+    uint64_t id;
+    void *val;
+    while (u64map_next(&old, &pos, &id, &val)) entry_unref(val);
+    *removed = old.count;
+    u64map_close(&old);
+    atomic_fetch_add(&ns->deletes, *removed);
+    return 0;
+}
+
+typedef struct ns_totals {
+    uint64_t entries, stores, lookups, hits, misses, deletes;
+    uint64_t index_bytes, entry_bytes;
+} ns_totals;
+
+static void ns_add_totals(cache_ns *ns, ns_totals *t) {
+    pthread_rwlock_rdlock(&ns->lock);
+    t->entries += ns->entries.count;
+    t->index_bytes += idx_memory(ns->index) + u64map_memory(&ns->entries);
+    t->entry_bytes += ns->entry_bytes;
+    pthread_rwlock_unlock(&ns->lock);
+    t->stores += atomic_load(&ns->stores);
+    t->lookups += atomic_load(&ns->lookups);
+    t->hits += atomic_load(&ns->hits);
+    t->misses += atomic_load(&ns->misses);
+    t->deletes += atomic_load(&ns->deletes);
+}
+
+int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
+                uint16_t max, uint16_t *count) {
+    ns_totals t = {0};
+    uint16_t n = 0;
+#define STAT(k, v)                                                             \
+    do {                                                                       \
+        if (n < max) {                                                         \
+            stats[n].key = (k);                                                \
+            stats[n].key_len = (uint8_t)strlen(k);                             \
+            stats[n].value = (v);                                              \
+            n++;                                                               \
+        }                                                                      \
+    } while (0)
+    if (len) {
+        cache_ns *ns = find_ns(c, name, len);
+        if (!ns) return DEJA_ERR_NOT_FOUND;
+        ns_add_totals(ns, &t);
+        STAT("dim", ns->dim);
+    } else {
+        pthread_rwlock_rdlock(&c->ns_lock);
+        for (size_t i = 0; i < c->ns_count; i++) ns_add_totals(c->ns[i], &t);
+        STAT("namespaces", c->ns_count);
+        pthread_rwlock_unlock(&c->ns_lock);
+        STAT("rejected_stores", atomic_load(&c->rejected));
+    }
+    STAT("entries", t.entries);
+    STAT("stores", t.stores);
+    STAT("lookups", t.lookups);
+    STAT("hits", t.hits);
+    STAT("misses", t.misses);
+    STAT("deletes", t.deletes);
+    STAT("index_bytes", t.index_bytes);
+    STAT("entry_bytes", t.entry_bytes);
+#undef STAT
+    *count = n;
+    return 0;
+}

@@ -1,0 +1,164 @@
+/* srv-config.c: dejad's command line -- defaults, parsing and --help.
+ *
+ * The flag table below is the single list of options: the parser and the
+ * help text are both generated from it, so they cannot disagree. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "srv.h"
+
+enum {
+    OPT_HOST = 'h' + 256,
+    OPT_PORT,
+    OPT_PORT_FILE,
+    OPT_DATA,
+    OPT_UNIX,
+    OPT_THREADS,
+    OPT_MAX_FRAME,
+    OPT_MAX_OUTBUF,
+    OPT_DEFAULT_TTL,
+    OPT_AUTH_TOKEN,
+    OPT_LOG_LEVEL,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+typedef struct flag_doc {
+    struct option opt;
+    const char *arg;
+    const char *help;
+} flag_doc;
+
+static const flag_doc flags[] = {
+    {{"host", required_argument, NULL, OPT_HOST}, "ADDR",
+     "TCP listen address (default " SRV_DEFAULT_HOST ")"},
+    {{"port", required_argument, NULL, OPT_PORT}, "PORT",
+     "TCP port, 0 = any free port (default 7447)"},
+    {{"port-file", required_argument, NULL, OPT_PORT_FILE}, "FILE",
+     "write the bound TCP port to FILE once listening"},
+    {{"data", required_argument, NULL, OPT_DATA}, "DIR",
+     "data folder, created if missing (default " SRV_DEFAULT_DATA ")"},
+    {{"unix", required_argument, NULL, OPT_UNIX}, "PATH",
+     "Unix socket path (default DIR/dejad.sock; '' disables)"},
+    {{"threads", required_argument, NULL, OPT_THREADS}, "N",
+     "I/O worker threads (default: one per CPU)"},
+    {{"max-frame", required_argument, NULL, OPT_MAX_FRAME}, "BYTES",
+     "largest accepted frame (default 16777216)"},
+    {{"max-outbuf", required_argument, NULL, OPT_MAX_OUTBUF}, "BYTES",
+     "unsent reply bytes per client before reads pause (default 8388608)"},
+    {{"default-ttl", required_argument, NULL, OPT_DEFAULT_TTL}, "SECONDS",
+     "TTL of entries stored with ttl 0; 0 = never expire (default 604800)"},
+    {{"auth-token", required_argument, NULL, OPT_AUTH_TOKEN}, "TOKEN",
+     "require AUTH with this token (or set DEJA_AUTH_TOKEN)"},
+    {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
+     "error, warn, info or debug (default info)"},
+    {{"help", no_argument, NULL, OPT_HELP}, NULL, "print this help and exit"},
+    {{"version", no_argument, NULL, OPT_VERSION}, NULL, "print the version and exit"},
+};
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+static void print_help(void) {
+    printf("usage: dejad [options]\n\n"
+           "deja semantic cache server for LLM responses.\n\noptions:\n");
+    for (size_t i = 0; i < NFLAGS; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", flags[i].opt.name,
+                 flags[i].arg ? " " : "", flags[i].arg ? flags[i].arg : "");
+        printf("  %-26s %s\n", left, flags[i].help);
+    }
+}
+
+/* Parses an unsigned decimal in [min, max]. */
+static int parse_uint(const char *name, const char *s, unsigned long long min,
+                      unsigned long long max, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+        fprintf(stderr, "dejad: --%s wants a number in %llu..%llu, got '%s'\n",
+                name, min, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int srv_config_parse(srv_config *cfg, int argc, char **argv) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = SRV_DEFAULT_HOST;
+    cfg->port = SRV_DEFAULT_PORT;
+    cfg->data_dir = SRV_DEFAULT_DATA;
+    cfg->max_frame = PROTO_DEFAULT_MAX_FRAME;
+    cfg->max_outbuf = SRV_DEFAULT_MAX_OUTBUF;
+    cfg->default_ttl_s = SRV_DEFAULT_TTL_S;
+    cfg->log_level = SRV_LOG_INFO;
+    cfg->auth_token = getenv("DEJA_AUTH_TOKEN");
+    if (cfg->auth_token && !cfg->auth_token[0]) cfg->auth_token = NULL;
+
+    struct option longopts[NFLAGS + 1];
+    for (size_t i = 0; i < NFLAGS; i++) longopts[i] = flags[i].opt;
+    memset(&longopts[NFLAGS], 0, sizeof longopts[NFLAGS]);
+
+    opterr = 0;
+    optind = 1;
+    int c;
+    unsigned long long v;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_HOST: cfg->host = optarg; break;
+        case OPT_PORT:
+            if (parse_uint("port", optarg, 0, 65535, &v)) return -1;
+            cfg->port = (int)v;
+            break;
+        case OPT_PORT_FILE: cfg->port_file = optarg; break;
+        case OPT_DATA: cfg->data_dir = optarg; break;
+        case OPT_UNIX: cfg->unix_path = optarg; break;
+        case OPT_THREADS:
+            if (parse_uint("threads", optarg, 1, 256, &v)) return -1;
+            cfg->threads = (unsigned)v;
+            break;
+        case OPT_MAX_FRAME:
+            if (parse_uint("max-frame", optarg, PROTO_MIN_MAX_FRAME, UINT32_MAX, &v))
+                return -1;
+            cfg->max_frame = (uint32_t)v;
+            break;
+        case OPT_MAX_OUTBUF:
+            if (parse_uint("max-outbuf", optarg, 4096, SIZE_MAX, &v)) return -1;
+            cfg->max_outbuf = (size_t)v;
+            break;
+        case OPT_DEFAULT_TTL:
+            if (parse_uint("default-ttl", optarg, 0, UINT32_MAX / 1000, &v)) return -1;
+            cfg->default_ttl_s = (uint32_t)v;
+            break;
+        case OPT_AUTH_TOKEN: cfg->auth_token = optarg[0] ? optarg : NULL; break;
+        case OPT_LOG_LEVEL: {
+            static const char *const names[] = {"error", "warn", "info", "debug"};
+            int found = -1;
+            for (int i = 0; i < 4; i++)
+                if (strcmp(optarg, names[i]) == 0) found = i;
+            if (found < 0) {
+                fprintf(stderr, "dejad: unknown --log-level '%s'\n", optarg);
+                return -1;
+            }
+            cfg->log_level = found;
+            break;
+        }
+        case OPT_HELP: print_help(); return 1;
+        case OPT_VERSION: printf("dejad %s\n", DEJA_VERSION); return 1;
+        default:
+            fprintf(stderr, "dejad: unknown or incomplete option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dejad: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,245 @@
+/* srv-ops.c: the op table and its handlers.
+ *
+ * The table is data: {opcode, name, handler, min_body, max_body, flags}.
+ * srv_dispatch validates what every op shares (known opcode, request
+ * header fields, body size bounds, authentication) before any handler
+ * runs, so a handler only decodes its own body and does its own work. */
+#include <stdio.h>
+#include <string.h>
+
+#include "srv-private.h"
+
+#define OP_PREAUTH 0x1u /* allowed before AUTH */
+
+typedef int (*op_fn)(srv_req *r);
+
+typedef struct srv_op {
+    uint8_t opcode;
+    const char *name;
+    op_fn handler;
+    uint32_t min_body;
+    uint32_t max_body;
+    unsigned flags;
+} srv_op;
+
+static int op_hello(srv_req *r);
+static int op_auth(srv_req *r);
+static int op_ping(srv_req *r);
+static int op_store(srv_req *r);
+static int op_lookup(srv_req *r);
+static int op_delete(srv_req *r);
+static int op_flush(srv_req *r);
+static int op_stats(srv_req *r);
+
+/* Body bounds are the smallest and largest bodies the layouts in
+ * docs/PROTOCOL.md allow; the decoders check the exact layout. */
+static const srv_op op_table[] = {
+    {PROTO_OP_HELLO, "HELLO", op_hello, 6, 6 + 65535, OP_PREAUTH},
+    {PROTO_OP_AUTH, "AUTH", op_auth, 2, 2 + 65535, OP_PREAUTH},
+    {PROTO_OP_PING, "PING", op_ping, 0, 65536, OP_PREAUTH},
+    {PROTO_OP_STORE, "STORE", op_store, 38, UINT32_MAX, 0},
+    {PROTO_OP_LOOKUP, "LOOKUP", op_lookup, 22, UINT32_MAX, 0},
+    {PROTO_OP_DELETE, "DELETE", op_delete, 10, 9 + PROTO_MAX_NS_LEN, 0},
+    {PROTO_OP_FLUSH, "FLUSH", op_flush, 2, 1 + PROTO_MAX_NS_LEN, 0},
+    {PROTO_OP_STATS, "STATS", op_stats, 1, 1 + PROTO_MAX_NS_LEN, 0},
+};
+
+static const srv_op *find_op(uint8_t opcode) {
+    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+        if (op_table[i].opcode == opcode) return &op_table[i];
+    return NULL;
+}
+
+int srv_dispatch(srv_req *r) {
+    const proto_header *h = r->hdr;
+    const srv_op *op = find_op(h->opcode);
+    size_t mark = r->out->len;
+    int rc;
+    if (!op) {
+        rc = DEJA_ERR_UNKNOWN_OP;
+        snprintf(r->errmsg, sizeof r->errmsg, "unknown opcode 0x%02x", h->opcode);
+    } else if ((h->flags & PROTO_FLAG_REPLY) || h->status != 0) {
+        rc = DEJA_ERR_BAD_REQUEST;
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "%s: requests must have the reply flag and status clear",
+                 op->name);
+    } else if (h->body_len < op->min_body || h->body_len > op->max_body) {
+        rc = DEJA_ERR_BAD_REQUEST;
+        snprintf(r->errmsg, sizeof r->errmsg, "%s: body of %u bytes is invalid",
+                 op->name, h->body_len);
+    } else if (r->srv->cfg->auth_token && !r->conn->authed &&
+               !(op->flags & OP_PREAUTH)) {
+        rc = DEJA_ERR_AUTH_REQUIRED;
+    } else {
+        rc = op->handler(r);
+    }
+    if (rc == 0) return 0;
+    /* A handler that failed may have written part of a reply: drop it. */
+    r->out->len = mark;
+    const char *msg = r->errmsg[0] ? r->errmsg : deja_strerror(rc);
+    if (rc < DEJA_ERR_WIRE_MIN) rc = DEJA_ERR_INTERNAL;
+    return proto_encode_error(r->out, h->opcode, h->request_id, rc, msg);
+}
+
+static int op_hello(srv_req *r) {
+    proto_hello_req req;
+    int rc = proto_decode_hello_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    if (req.min_version > PROTO_VERSION || req.max_version < PROTO_VERSION) {
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "server speaks version %u only, client asked %u..%u",
+                 PROTO_VERSION, req.min_version, req.max_version);
+        return DEJA_ERR_VERSION;
+    }
+    static const char name[] = "dejad " DEJA_VERSION;
+    proto_hello_resp resp = {
+        .version = PROTO_VERSION,
+        .max_dim = PROTO_MAX_DIM,
+        .max_frame = r->srv->cfg->max_frame,
+        .server_flags = r->srv->cfg->auth_token ? PROTO_SERVER_AUTH_REQUIRED : 0,
+        .server_name = (const uint8_t *)name,
+        .server_name_len = sizeof name - 1,
+    };
+    return proto_encode_hello_resp(r->out, r->hdr->request_id, &resp);
+}
+
+/* Compares in time independent of where the first difference is. */
+static int token_equal(const uint8_t *a, size_t alen, const char *b) {
+    size_t blen = strlen(b);
+    unsigned diff = (unsigned)(alen ^ blen);
+    for (size_t i = 0; i < alen; i++) diff |= a[i] ^ (uint8_t)b[i % (blen ? blen : 1)];
+    return diff == 0;
+}
+
+static int op_auth(srv_req *r) {
+    proto_auth_req req;
+    int rc = proto_decode_auth_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    const char *token = r->srv->cfg->auth_token;
+    if (token && !token_equal(req.token, req.token_len, token)) {
+        r->close_after = 1;
+        return DEJA_ERR_AUTH_FAILED;
+    }
+    r->conn->authed = 1;
+    return proto_encode_empty_resp(r->out, PROTO_OP_AUTH, r->hdr->request_id);
+}
+
+static int op_ping(srv_req *r) {
+    return proto_encode_ping(r->out, r->hdr->request_id, PROTO_FLAG_REPLY,
+                             r->body, r->hdr->body_len);
+}
+
+static int op_store(srv_req *r) {
+    proto_store_req req;
+    int rc = proto_decode_store_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    rc = proto_vector_read(r->w->vec, req.vector, req.dim);
+    if (rc) return rc;
+    uint64_t id;
+    rc = cache_store(r->srv->cache, &req, r->w->vec, &id);
+    if (rc == DEJA_ERR_DIM_MISMATCH)
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "vector has dim %u; namespace '%.*s' has a different dim",
+                 req.dim, (int)req.ns_len, (const char *)req.ns);
+    else if (rc == DEJA_ERR_REJECTED)
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "completion status %u is not cached", req.completion);
+    if (rc) return rc;
+    return proto_encode_store_resp(r->out, r->hdr->request_id, id);
+}
+
+/* Bytes a hit adds to a LOOKUP reply. */
+static size_t hit_wire_size(const proto_hit *h) {
+    return 8 + 4 + 4 + 4 + (size_t)h->prompt_len + h->response_len;
+}
+
+static int op_lookup(srv_req *r) {
+    proto_lookup_req req;
+    int rc = proto_decode_lookup_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    rc = proto_vector_read(r->w->vec, req.vector, req.dim);
+    if (rc) return rc;
+    uint16_t n = 0;
+    rc = cache_lookup(r->srv->cache, &req, r->w->vec, r->w->matches, &n);
+    if (rc == DEJA_ERR_DIM_MISMATCH)
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "vector has dim %u; namespace '%.*s' has a different dim",
+                 req.dim, (int)req.ns_len, (const char *)req.ns);
+    if (rc) return rc;
+
+    /* Keep the reply under the frame limit: drop the weakest hits that do
+     * not fit (the best one always fits, since it was stored in a frame). */
+    int want_prompt = (r->hdr->flags & PROTO_FLAG_WANT_PROMPT) != 0;
+    size_t room = r->srv->cfg->max_frame - PROTO_HEADER_SIZE - 2;
+    uint16_t keep = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        proto_hit *h = &r->w->hits[i];
+        cache_entry *e = r->w->matches[i].entry;
+        h->id = cache_entry_id(e);
+        h->similarity = r->w->matches[i].similarity;
+        h->response = cache_entry_response(e, &h->response_len);
+        h->prompt = NULL;
+        h->prompt_len = 0;
+        if (want_prompt) h->prompt = cache_entry_prompt(e, &h->prompt_len);
+        size_t sz = hit_wire_size(h);
+        if (sz <= room && keep == i) {
+            room -= sz;
+            keep++;
+        }
+    }
+    rc = proto_encode_lookup_resp(r->out, r->hdr->request_id, r->w->hits, keep);
+    for (uint16_t i = 0; i < n; i++) cache_entry_release(r->w->matches[i].entry);
+    return rc;
+}
+
+static int op_delete(srv_req *r) {
+    proto_ns_id_req req;
+    int rc = proto_decode_delete_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    rc = cache_delete(r->srv->cache, req.ns, req.ns_len, req.id);
+    if (rc) return rc;
+    return proto_encode_empty_resp(r->out, PROTO_OP_DELETE, r->hdr->request_id);
+}
+
+static int op_flush(srv_req *r) {
+    proto_ns_id_req req;
+    int rc = proto_decode_flush_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    uint64_t removed = 0;
+    rc = cache_flush(r->srv->cache, req.ns, req.ns_len, &removed);
+    if (rc) return rc;
+    return proto_encode_u64_resp(r->out, PROTO_OP_FLUSH, r->hdr->request_id,
+                                 removed);
+}
+
+static int op_stats(srv_req *r) {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    int rc = proto_decode_stats_req(r->body, r->hdr->body_len, &ns, &ns_len);
+    if (rc) return rc;
+    proto_stat stats[32];
+    uint16_t n = 0;
+    rc = cache_stats(r->srv->cache, ns, ns_len, stats, 24, &n);
+    if (rc) return rc;
+    if (ns_len == 0) {
+        srv_server *s = r->srv;
+        const struct {
+            const char *key;
+            uint64_t value;
+        } extra[] = {
+            {"uptime_s", (srv_now_ms() - s->start_ms) / 1000},
+            {"threads", s->nworkers},
+            {"connections", atomic_load(&s->conns_open)},
+            {"connections_total", atomic_load(&s->conns_total)},
+            {"requests", atomic_load(&s->requests)},
+            {"frame_errors", atomic_load(&s->frame_errors)},
+        };
+        for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < 32; i++) {
+            stats[n].key = extra[i].key;
+            stats[n].key_len = (uint8_t)strlen(extra[i].key);
+            stats[n].value = extra[i].value;
+            n++;
+        }
+    }
+    return proto_encode_stats_resp(r->out, r->hdr->request_id, stats, n);
+}

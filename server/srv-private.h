@@ -1,0 +1,116 @@
+/* srv-private.h: structures shared by the files of the dejad server
+ * (listeners and workers, connections, the op table). Not a public API.
+ *
+ * Threads: the main thread runs the acceptor loop (listeners and signals)
+ * and hands each accepted socket to one worker round-robin. Each worker
+ * thread runs its own libuv loop and owns its connections completely: a
+ * connection is only ever touched by its worker thread. Shared state lives
+ * in the cache (own locks) and in atomic counters here. */
+#ifndef DEJA_SRV_PRIVATE_H
+#define DEJA_SRV_PRIVATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cache.h"
+#include "proto.h"
+#include "srv.h"
+
+typedef struct srv_server srv_server;
+typedef struct srv_worker srv_worker;
+typedef struct srv_conn srv_conn;
+
+/* A socket accepted by the main thread, waiting for its worker. */
+typedef struct srv_handoff {
+    int fd;
+    int is_pipe;
+} srv_handoff;
+
+struct srv_worker {
+    srv_server *srv;
+    unsigned index;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wake; /* new sockets queued, or stop requested */
+    uv_timer_t stop_timer;
+    pthread_mutex_t mu; /* guards handoff, nhandoff, cap_handoff, stopping */
+    srv_handoff *handoff;
+    size_t nhandoff, cap_handoff;
+    int stopping;
+    srv_conn *conns; /* this worker's open connections (list) */
+    /* Per-worker scratch for the op handlers (one request at a time). */
+    float *vec;           /* PROTO_MAX_DIM floats, 64-byte aligned */
+    cache_match *matches; /* PROTO_MAX_K */
+    proto_hit *hits;      /* PROTO_MAX_K */
+};
+
+struct srv_server {
+    const srv_config *cfg;
+    cache *cache;
+    uv_loop_t *loop; /* the main (acceptor) loop */
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    int have_tcp, have_pipe;
+    char unix_path[512];
+    uv_signal_t sigint, sigterm;
+    srv_worker *workers;
+    unsigned nworkers;
+    unsigned next_worker;
+    uint64_t start_ms;
+    atomic_uint_fast64_t conns_total, conns_open, requests, frame_errors;
+};
+
+struct srv_conn {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    srv_worker *w;
+    srv_conn *prev, *next;
+    uint8_t *rbuf;     /* received, not yet consumed bytes */
+    size_t rlen, rcap;
+    proto_buf out;     /* replies not yet handed to uv_write */
+    size_t in_flight;  /* bytes handed to uv_write, not yet completed */
+    int reading;       /* uv_read_start is active */
+    int paused;        /* reads stopped by backpressure */
+    int closing;       /* close once in-flight writes finish */
+    int authed;
+};
+
+/* One request as the op handlers see it. A handler appends exactly one
+ * reply frame to `out` and returns 0, or returns a negative DEJA_ERR_* code
+ * (optionally with a message in errmsg) and the dispatcher writes the error
+ * frame. */
+typedef struct srv_req {
+    srv_server *srv;
+    srv_worker *w;
+    srv_conn *conn;
+    const proto_header *hdr;
+    const uint8_t *body;
+    proto_buf *out;
+    int close_after; /* set by a handler: close once the reply is sent */
+    char errmsg[160];
+} srv_req;
+
+/* Handles one complete frame of conn (srv-ops.c). Always appends one reply
+ * (success or error) to r->out, or returns DEJA_ERR_NOMEM when even the
+ * error reply could not be encoded (the caller closes the connection). */
+int srv_dispatch(srv_req *r);
+
+/* Largest frame the connection accepts now: tighter before AUTH when the
+ * server has a token. */
+uint32_t srv_conn_max_frame(const srv_conn *c);
+
+/* Worker side of a handed-off socket (srv-conn.c). */
+void srv_conn_accept(srv_worker *w, const srv_handoff *h);
+
+/* Starts closing every connection of the worker gracefully. */
+void srv_conn_close_all(srv_worker *w, int force);
+
+uint64_t srv_now_ms(void);
+
+#endif

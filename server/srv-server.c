@@ -1,0 +1,318 @@
+/* srv-server.c: the server's lifecycle -- data folder, listeners, worker
+ * threads, the round-robin handoff of accepted sockets, and graceful
+ * shutdown on SIGINT/SIGTERM.
+ *
+ * The main thread accepts on TCP and the Unix socket and passes each new
+ * socket (a dup of its fd) to the next worker through a mutex-protected
+ * queue and a uv_async wake-up. Round-robin keeps connections spread evenly
+ * across cores, which a shared listening socket does not guarantee. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "idx.h"
+#include "srv-private.h"
+
+#define STOP_GRACE_MS 2000
+
+uint64_t srv_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- workers ---------------------------------------------------------------*/
+
+static void on_stop_timer(uv_timer_t *t) {
+    srv_worker *w = t->data;
+    srv_conn_close_all(w, 1);
+}
+
+static void on_wake(uv_async_t *a) {
+    srv_worker *w = a->data;
+    pthread_mutex_lock(&w->mu);
+    srv_handoff local[64];
+    size_t n = 0;
+    int stopping = w->stopping;
+    while (n < 64 && w->nhandoff > 0) local[n++] = w->handoff[--w->nhandoff];
+    int more = w->nhandoff > 0;
+    pthread_mutex_unlock(&w->mu);
+
+    for (size_t i = 0; i < n; i++) {
+        if (stopping) close(local[i].fd);
+        else srv_conn_accept(w, &local[i]);
+    }
+    if (more) uv_async_send(&w->wake);
+    if (stopping && !uv_is_closing((uv_handle_t *)&w->wake)) {
+        srv_conn_close_all(w, 0);
+        /* Connections with replies still in flight get a grace period. */
+        uv_timer_start(&w->stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
+        uv_unref((uv_handle_t *)&w->stop_timer);
+        uv_close((uv_handle_t *)&w->wake, NULL);
+    }
+}
+
+static void worker_main(void *arg) {
+    srv_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* Only the stop timer can be left; close it and drain. */
+    if (!uv_is_closing((uv_handle_t *)&w->stop_timer))
+        uv_close((uv_handle_t *)&w->stop_timer, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static int worker_init(srv_server *s, srv_worker *w, unsigned index) {
+    memset(w, 0, sizeof *w);
+    w->srv = s;
+    w->index = index;
+    w->vec = aligned_alloc(64, PROTO_MAX_DIM * sizeof(float));
+    w->matches = calloc(PROTO_MAX_K, sizeof *w->matches);
+    w->hits = calloc(PROTO_MAX_K, sizeof *w->hits);
+    if (!w->vec || !w->matches || !w->hits) return DEJA_ERR_NOMEM;
+    pthread_mutex_init(&w->mu, NULL);
+    int rc = uv_loop_init(&w->loop);
+    if (rc) return DEJA_ERR_INTERNAL;
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->stop_timer);
+    w->stop_timer.data = w;
+    return 0;
+}
+
+static void worker_free(srv_worker *w) {
+    uv_loop_close(&w->loop);
+    pthread_mutex_destroy(&w->mu);
+    free(w->handoff);
+    free(w->vec);
+    free(w->matches);
+    free(w->hits);
+}
+
+static void worker_handoff(srv_worker *w, int fd, int is_pipe) {
+    pthread_mutex_lock(&w->mu);
+    if (w->nhandoff == w->cap_handoff) {
+        size_t cap = w->cap_handoff ? w->cap_handoff * 2 : 16;
+        srv_handoff *grown = realloc(w->handoff, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&w->mu);
+            close(fd);
+            return;
+        }
+        w->handoff = grown;
+        w->cap_handoff = cap;
+    }
+    w->handoff[w->nhandoff++] = (srv_handoff){.fd = fd, .is_pipe = is_pipe};
+    pthread_mutex_unlock(&w->mu);
+    uv_async_send(&w->wake);
+}
+
+/* ---- listeners -------------------------------------------------------------*/
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+static void on_connection(uv_stream_t *server, int status) {
+    srv_server *s = server->data;
+    if (status < 0) {
+        srv_log(SRV_LOG_WARN, "accept: %s", uv_strerror(status));
+        return;
+    }
+    int is_pipe = server->type == UV_NAMED_PIPE;
+    uv_stream_t *client = malloc(is_pipe ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
+    if (!client) return;
+    if (is_pipe) uv_pipe_init(s->loop, (uv_pipe_t *)client, 0);
+    else uv_tcp_init(s->loop, (uv_tcp_t *)client);
+    uv_os_fd_t fd = -1;
+    int dupfd = -1;
+    if (uv_accept(server, client) == 0 && uv_fileno((uv_handle_t *)client, &fd) == 0)
+        dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    uv_close((uv_handle_t *)client, free_handle);
+    if (dupfd < 0) {
+        srv_log(SRV_LOG_WARN, "cannot take over an accepted socket");
+        return;
+    }
+    srv_worker *w = &s->workers[s->next_worker++ % s->nworkers];
+    worker_handoff(w, dupfd, is_pipe);
+}
+
+static int write_port_file(const char *path, int port) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0) return -1;
+    return rename(tmp, path);
+}
+
+static int listen_tcp(srv_server *s) {
+    const srv_config *cfg = s->cfg;
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&addr);
+    if (rc) rc = uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&addr);
+    if (rc) {
+        srv_log(SRV_LOG_ERROR, "bad listen address '%s'", cfg->host);
+        return -1;
+    }
+    uv_tcp_init(s->loop, &s->tcp);
+    s->tcp.data = s;
+    s->have_tcp = 1;
+    rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->tcp, 511, on_connection);
+    if (rc) {
+        srv_log(SRV_LOG_ERROR, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+                uv_strerror(rc));
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&bound, &len);
+    int port = ntohs(bound.ss_family == AF_INET6
+                         ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                         : ((struct sockaddr_in *)&bound)->sin_port);
+    srv_log(SRV_LOG_INFO, "listening on %s:%d", cfg->host, port);
+    if (cfg->port_file && write_port_file(cfg->port_file, port) != 0) {
+        srv_log(SRV_LOG_ERROR, "cannot write port file %s: %s", cfg->port_file,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_unix(srv_server *s) {
+    const srv_config *cfg = s->cfg;
+    if (cfg->unix_path && cfg->unix_path[0] == 0) return 0; /* disabled */
+    if (cfg->unix_path)
+        snprintf(s->unix_path, sizeof s->unix_path, "%s", cfg->unix_path);
+    else
+        snprintf(s->unix_path, sizeof s->unix_path, "%s/dejad.sock", cfg->data_dir);
+    /* A socket file left by a killed server would make bind fail; the data
+     * folder lock guarantees no live server owns it. */
+    unlink(s->unix_path);
+    uv_pipe_init(s->loop, &s->pipe, 0);
+    s->pipe.data = s;
+    s->have_pipe = 1;
+    int rc = uv_pipe_bind(&s->pipe, s->unix_path);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->pipe, 511, on_connection);
+    if (rc) {
+        srv_log(SRV_LOG_ERROR, "cannot listen on unix:%s: %s", s->unix_path,
+                uv_strerror(rc));
+        return -1;
+    }
+    srv_log(SRV_LOG_INFO, "listening on unix:%s", s->unix_path);
+    return 0;
+}
+
+/* ---- shutdown --------------------------------------------------------------*/
+
+static void begin_shutdown(srv_server *s) {
+    if (uv_is_closing((uv_handle_t *)&s->sigint)) return;
+    srv_log(SRV_LOG_INFO, "shutting down");
+    if (s->have_tcp) uv_close((uv_handle_t *)&s->tcp, NULL);
+    if (s->have_pipe) uv_close((uv_handle_t *)&s->pipe, NULL);
+    s->have_tcp = s->have_pipe = 0;
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+    srv_log(SRV_LOG_INFO, "received signal %d", signum);
+    begin_shutdown(sig->data);
+}
+
+static int lock_data_dir(const char *dir) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        srv_log(SRV_LOG_ERROR, "cannot create data folder %s: %s", dir,
+                strerror(errno));
+        return -1;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        srv_log(SRV_LOG_ERROR, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        srv_log(SRV_LOG_ERROR, "data folder %s is in use by another dejad", dir);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int srv_run(const srv_config *cfg) {
+    srv_server s;
+    memset(&s, 0, sizeof s);
+    s.cfg = cfg;
+    s.start_ms = srv_now_ms();
+    signal(SIGPIPE, SIG_IGN);
+    idx_simd_init();
+    srv_log(SRV_LOG_INFO, "dejad %s starting (simd: %s)", DEJA_VERSION,
+            idx_simd_name());
+
+    int lock_fd = lock_data_dir(cfg->data_dir);
+    if (lock_fd < 0) return 1;
+
+    cache_config ccfg = {.default_ttl_s = cfg->default_ttl_s};
+    if (cache_create(&ccfg, &s.cache) != 0) {
+        close(lock_fd);
+        return 1;
+    }
+
+    s.nworkers = cfg->threads ? cfg->threads : uv_available_parallelism();
+    s.workers = calloc(s.nworkers, sizeof *s.workers);
+    int exit_code = 1;
+    unsigned started = 0;
+    if (!s.workers) goto out;
+    for (; started < s.nworkers; started++) {
+        if (worker_init(&s, &s.workers[started], started) != 0) goto out;
+        if (uv_thread_create(&s.workers[started].thread, worker_main,
+                             &s.workers[started]) != 0) {
+            worker_free(&s.workers[started]);
+            goto out;
+        }
+    }
+
+    s.loop = uv_default_loop();
+    uv_signal_init(s.loop, &s.sigint);
+    uv_signal_init(s.loop, &s.sigterm);
+    s.sigint.data = s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+
+    if (listen_unix(&s) == 0 && listen_tcp(&s) == 0) {
+        srv_log(SRV_LOG_INFO, "ready: %u worker threads, data in %s", s.nworkers,
+                cfg->data_dir);
+        exit_code = 0;
+    } else {
+        begin_shutdown(&s);
+    }
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(s.loop);
+
+out:
+    for (unsigned i = 0; i < started; i++) {
+        srv_worker *w = &s.workers[i];
+        pthread_mutex_lock(&w->mu);
+        w->stopping = 1;
+        pthread_mutex_unlock(&w->mu);
+        uv_async_send(&w->wake);
+    }
+    for (unsigned i = 0; i < started; i++) {
+        uv_thread_join(&s.workers[i].thread);
+        worker_free(&s.workers[i]);
+    }
+    free(s.workers);
+    if (s.unix_path[0]) unlink(s.unix_path);
+    cache_destroy(s.cache);
+    close(lock_fd);
+    srv_log(SRV_LOG_INFO, "stopped");
+    return exit_code;
+}

@@ -1,0 +1,246 @@
+/* test-index-simd.c: every inner-product kernel this CPU can run agrees
+ * with the scalar kernel, for every length and alignment, never reads past
+ * its inputs, and DEJA_SIMD forces the kernel choice. */
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "idx.h"
+
+static uint64_t rng_state;
+
+static void rng_seed(uint64_t seed) { rng_state = seed; }
+
+/* splitmix64: small, seedable, and the same on every platform. */
+static uint64_t rng_next(void) {
+    uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static float rng_unit(void) { return (float)(rng_next() >> 40) / 16777216.0f; }
+
+static void fill_positive(float *v, size_t n) {
+    for (size_t i = 0; i < n; i++) v[i] = rng_unit();
+}
+
+static void fill_unit_vector(float *v, size_t n) {
+    for (size_t i = 0; i < n; i++) v[i] = 2.0f * rng_unit() - 1.0f;
+    if (n > 0) ASSERT_OK(idx_normalize(v, (uint32_t)n));
+}
+
+static const idx_kernel *scalar_kernel(void) {
+    const idx_kernel *k = idx_kernel_get(idx_kernel_count() - 1);
+    ASSERT_TRUE(k != NULL);
+    ASSERT_STR_EQ(k->name, "scalar");
+    return k;
+}
+
+/* With positive components there is no cancellation, so the kernels'
+ * different summation orders must agree to a relative 1e-5. */
+static void check_relative(const idx_kernel *k, const float *a,
+                           const float *b, size_t n) {
+    float want = scalar_kernel()->dot(a, b, n);
+    float got = k->dot(a, b, n);
+    double tolerance = 1e-5 * fabs((double)want);
+    if (n == 0) ASSERT_TRUE(got == 0.0f);
+    if (fabs((double)got - (double)want) > tolerance)
+        HARNESS_FAIL("kernel %s, n=%zu: %.9g vs scalar %.9g", k->name, n,
+                     (double)got, (double)want);
+}
+
+static void check_absolute(const idx_kernel *k, const float *a,
+                           const float *b, size_t n) {
+    float want = scalar_kernel()->dot(a, b, n);
+    float got = k->dot(a, b, n);
+    if (fabs((double)got - (double)want) > 1e-5)
+        HARNESS_FAIL("kernel %s, n=%zu: %.9g vs scalar %.9g", k->name, n,
+                     (double)got, (double)want);
+}
+
+static void test_scalar_kernel_is_listed_last_and_always_supported(void) {
+    idx_simd_init();
+    ASSERT_GE(idx_kernel_count(), 1);
+    const idx_kernel *k = scalar_kernel();
+    ASSERT_EQ(k->supported, 1);
+    ASSERT_TRUE(idx_kernel_get(idx_kernel_count()) == NULL);
+    for (size_t i = 0; i < idx_kernel_count(); i++) {
+        ASSERT_TRUE(idx_kernel_get(i)->name != NULL);
+        ASSERT_TRUE(idx_kernel_get(i)->dot != NULL);
+    }
+}
+
+static void test_scalar_kernel_computes_the_inner_product(void) {
+    const float a[5] = {1, 2, 3, 4, 5};
+    const float b[5] = {5, 4, 3, 2, 1};
+    ASSERT_NEAR(scalar_kernel()->dot(a, b, 5), 35.0, 0.0);
+    ASSERT_NEAR(scalar_kernel()->dot(a, b, 0), 0.0, 0.0);
+}
+
+static void test_kernels_match_scalar_for_every_length_up_to_100(void) {
+    idx_simd_init();
+    float a[101], b[101];
+    rng_seed(1);
+    for (size_t i = 0; i < idx_kernel_count(); i++) {
+        const idx_kernel *k = idx_kernel_get(i);
+        if (!k->supported) continue;
+        for (size_t n = 0; n <= 100; n++) {
+            fill_positive(a, n);
+            fill_positive(b, n);
+            check_relative(k, a, b, n);
+            if (n == 0) continue;
+            fill_unit_vector(a, n);
+            fill_unit_vector(b, n);
+            check_absolute(k, a, b, n);
+        }
+    }
+}
+
+static void test_kernels_match_scalar_on_unaligned_pointers(void) {
+    idx_simd_init();
+    /* One extra float so a + 1 still has n elements. */
+    static float a[4097], b[4097];
+    const size_t lengths[] = {1, 7, 15, 16, 17, 63, 64, 65, 100};
+    rng_seed(2);
+    for (size_t i = 0; i < idx_kernel_count(); i++) {
+        const idx_kernel *k = idx_kernel_get(i);
+        if (!k->supported) continue;
+        for (size_t j = 0; j < sizeof lengths / sizeof lengths[0]; j++) {
+            size_t n = lengths[j];
+            fill_positive(a, n + 1);
+            fill_positive(b, n + 1);
+            check_relative(k, a + 1, b + 1, n);
+            check_relative(k, a + 1, b, n);
+            fill_unit_vector(a + 1, n);
+            fill_unit_vector(b + 1, n);
+            check_absolute(k, a + 1, b + 1, n);
+        }
+    }
+}
+
+static void test_kernels_match_scalar_on_embedding_lengths(void) {
+    idx_simd_init();
+    static float a[4097], b[4097];
+    const size_t lengths[] = {384, 768, 1024, 1536, 3072, 4096};
+    rng_seed(3);
+    for (size_t i = 0; i < idx_kernel_count(); i++) {
+        const idx_kernel *k = idx_kernel_get(i);
+        if (!k->supported) continue;
+        for (size_t j = 0; j < sizeof lengths / sizeof lengths[0]; j++) {
+            size_t n = lengths[j];
+            for (size_t offset = 0; offset <= 1; offset++) {
+                fill_unit_vector(a + offset, n);
+                fill_unit_vector(b + offset, n);
+                check_absolute(k, a + offset, b + offset, n);
+                /* a . a of a unit vector is 1. */
+                ASSERT_NEAR(k->dot(a + offset, a + offset, n), 1.0, 1e-5);
+                fill_positive(a + offset, n);
+                fill_positive(b + offset, n);
+                check_relative(k, a + offset, b + offset, n);
+            }
+        }
+    }
+}
+
+/* Vectors that end exactly at a PROT_NONE page: a kernel whose tail read
+ * one float too far would crash here. */
+static void test_kernels_never_read_past_the_end(void) {
+    idx_simd_init();
+    long page = sysconf(_SC_PAGESIZE);
+    char *map = mmap(NULL, (size_t)page * 4, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_TRUE(map != MAP_FAILED);
+    ASSERT_EQ(mprotect(map + page, (size_t)page, PROT_NONE), 0);
+    ASSERT_EQ(mprotect(map + 3 * page, (size_t)page, PROT_NONE), 0);
+    float *a_end = (float *)(map + page);
+    float *b_end = (float *)(map + 3 * page);
+    rng_seed(4);
+    for (size_t i = 0; i < idx_kernel_count(); i++) {
+        const idx_kernel *k = idx_kernel_get(i);
+        if (!k->supported) continue;
+        for (size_t n = 1; n <= 100; n++) {
+            fill_positive(a_end - n, n);
+            fill_positive(b_end - n, n);
+            check_relative(k, a_end - n, b_end - n, n);
+        }
+    }
+    munmap(map, (size_t)page * 4);
+}
+
+static void test_deja_simd_scalar_forces_the_scalar_kernel(void) {
+    ASSERT_EQ(setenv("DEJA_SIMD", "scalar", 1), 0);
+    idx_simd_init();
+    ASSERT_STR_EQ(idx_simd_name(), "scalar");
+    float a[3] = {1, 2, 3}, b[3] = {4, 5, 6};
+    ASSERT_NEAR(idx_dot(a, b, 3), 32.0, 0.0);
+    unsetenv("DEJA_SIMD");
+    idx_simd_init();
+}
+
+static void test_deja_simd_forces_each_supported_kernel(void) {
+    for (size_t i = 0; i < idx_kernel_count(); i++) {
+        const idx_kernel *k = idx_kernel_get(i);
+        if (!k->supported) continue;
+        ASSERT_EQ(setenv("DEJA_SIMD", k->name, 1), 0);
+        idx_simd_init();
+        ASSERT_STR_EQ(idx_simd_name(), k->name);
+    }
+    unsetenv("DEJA_SIMD");
+    idx_simd_init();
+}
+
+static void test_without_deja_simd_the_best_supported_kernel_is_active(void) {
+    unsetenv("DEJA_SIMD");
+    idx_simd_init();
+    const char *best = NULL;
+    for (size_t i = 0; i < idx_kernel_count() && !best; i++)
+        if (idx_kernel_get(i)->supported) best = idx_kernel_get(i)->name;
+    ASSERT_STR_EQ(idx_simd_name(), best);
+}
+
+static void test_unknown_deja_simd_value_is_ignored(void) {
+    unsetenv("DEJA_SIMD");
+    idx_simd_init();
+    const char *best = idx_simd_name();
+    ASSERT_EQ(setenv("DEJA_SIMD", "sse9", 1), 0);
+    idx_simd_init();
+    ASSERT_STR_EQ(idx_simd_name(), best);
+    unsetenv("DEJA_SIMD");
+    idx_simd_init();
+}
+
+/* Asking for avx512 on a CPU without it must still give a kernel the CPU
+ * can run: the best supported one below it. */
+static void test_forcing_an_unsupported_kernel_falls_back_to_a_supported_one(void) {
+    for (size_t i = 0; i < idx_kernel_count(); i++) {
+        ASSERT_EQ(setenv("DEJA_SIMD", idx_kernel_get(i)->name, 1), 0);
+        idx_simd_init();
+        size_t active = idx_kernel_count();
+        for (size_t j = 0; j < idx_kernel_count(); j++)
+            if (strcmp(idx_kernel_get(j)->name, idx_simd_name()) == 0)
+                active = j;
+        ASSERT_LT(active, idx_kernel_count());
+        ASSERT_GE(active, i);
+        ASSERT_EQ(idx_kernel_get(active)->supported, 1);
+    }
+    unsetenv("DEJA_SIMD");
+    idx_simd_init();
+}
+
+int main(void) {
+    RUN(test_scalar_kernel_is_listed_last_and_always_supported);
+    RUN(test_scalar_kernel_computes_the_inner_product);
+    RUN(test_kernels_match_scalar_for_every_length_up_to_100);
+    RUN(test_kernels_match_scalar_on_unaligned_pointers);
+    RUN(test_kernels_match_scalar_on_embedding_lengths);
+    RUN(test_kernels_never_read_past_the_end);
+    RUN(test_deja_simd_scalar_forces_the_scalar_kernel);
+    RUN(test_deja_simd_forces_each_supported_kernel);
+    RUN(test_without_deja_simd_the_best_supported_kernel_is_active);
+    RUN(test_unknown_deja_simd_value_is_ignored);
+    RUN(test_forcing_an_unsupported_kernel_falls_back_to_a_supported_one);
+    return harness_result();
+}

@@ -1,0 +1,159 @@
+/* test-server-cache.c: the cache engine's contract, without the network.
+ *
+ * Time is driven by the test through cache_set_clock, so expiry is
+ * specified exactly and nothing sleeps. */
+#include "cache.h"
+#include "harness.h"
+#include "idx.h"
+
+#define DIM 8
+
+static uint64_t fake_now = 1000000;
+static uint64_t fake_clock(void *ctx) {
+    (void)ctx;
+    return fake_now;
+}
+
+static const float vec_a[DIM] = {1, 0, 0, 0, 0, 0, 0, 0};
+static const float vec_b[DIM] = {0, 1, 0, 0, 0, 0, 0, 0};
+
+static proto_store_req store_req(const char *ns, uint32_t ttl_s, const char *resp) {
+    static uint8_t raw[4 * DIM];
+    proto_store_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
+                         .dim = DIM, .ttl_s = ttl_s, .vector = raw,
+                         .response = (const uint8_t *)resp,
+                         .response_len = (uint32_t)strlen(resp)};
+    return r;
+}
+
+static proto_lookup_req lookup_req(const char *ns, uint16_t k) {
+    proto_lookup_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
+                          .dim = DIM, .k = k, .threshold = 0.85f};
+    return r;
+}
+
+static uint16_t lookup_count(cache *c, const char *ns, const float *v) {
+    cache_match m[PROTO_MAX_K];
+    uint16_t n = 0;
+    proto_lookup_req lr = lookup_req(ns, 10);
+    ASSERT_OK(cache_lookup(c, &lr, v, m, &n));
+    for (uint16_t i = 0; i < n; i++) cache_entry_release(m[i].entry);
+    return n;
+}
+
+static cache *new_cache(uint32_t default_ttl_s) {
+    cache *c = NULL;
+    cache_config cfg = {.default_ttl_s = default_ttl_s};
+    ASSERT_OK(cache_create(&cfg, &c));
+    cache_set_clock(c, fake_clock, NULL);
+    return c;
+}
+
+static void test_an_entry_is_served_until_its_ttl_and_never_after(void) {
+    cache *c = new_cache(0);
+    proto_store_req r = store_req("ttl", 1, "short lived");
+    uint64_t id;
+    ASSERT_OK(cache_store(c, &r, vec_a, &id));
+    fake_now += 999;
+    ASSERT_EQ(lookup_count(c, "ttl", vec_a), 1);
+    fake_now += 1;
+    ASSERT_EQ(lookup_count(c, "ttl", vec_a), 0);
+    cache_destroy(c);
+}
+
+static void test_ttl_zero_takes_the_server_default(void) {
+    cache *c = new_cache(10);
+    proto_store_req r = store_req("ttl", 0, "default");
+    uint64_t id;
+    ASSERT_OK(cache_store(c, &r, vec_a, &id));
+    fake_now += 9999;
+    ASSERT_EQ(lookup_count(c, "ttl", vec_a), 1);
+    fake_now += 1;
+    ASSERT_EQ(lookup_count(c, "ttl", vec_a), 0);
+    cache_destroy(c);
+}
+
+static void test_an_expired_entry_does_not_hide_a_live_one_with_k_1(void) {
+    cache *c = new_cache(0);
+    const float near_a[DIM] = {0.99f, 0.141f, 0, 0, 0, 0, 0, 0};
+    proto_store_req r = store_req("ttl", 1, "expires");
+    uint64_t id_old, id_live;
+    ASSERT_OK(cache_store(c, &r, vec_a, &id_old));
+    r = store_req("ttl", 3600, "lives");
+    ASSERT_OK(cache_store(c, &r, near_a, &id_live));
+    fake_now += 5000;
+    cache_match m[PROTO_MAX_K];
+    uint16_t n = 0;
+    proto_lookup_req lr = lookup_req("ttl", 1);
+    ASSERT_OK(cache_lookup(c, &lr, vec_a, m, &n));
+    ASSERT_EQ(n, 1);
+    ASSERT_U64_EQ(cache_entry_id(m[0].entry), id_live);
+    cache_entry_release(m[0].entry);
+    cache_destroy(c);
+}
+
+static void test_a_namespace_keeps_the_dim_of_its_first_store(void) {
+    cache *c = new_cache(0);
+    proto_store_req r = store_req("dims", 0, "x");
+    uint64_t id;
+    ASSERT_OK(cache_store(c, &r, vec_a, &id));
+    r.dim = DIM / 2;
+    ASSERT_EQ(cache_store(c, &r, vec_a, &id), DEJA_ERR_DIM_MISMATCH);
+    proto_lookup_req lr = lookup_req("dims", 1);
+    lr.dim = DIM * 2;
+    cache_match m[1];
+    uint16_t n;
+    ASSERT_EQ(cache_lookup(c, &lr, vec_a, m, &n), DEJA_ERR_DIM_MISMATCH);
+    cache_destroy(c);
+}
+
+static void test_a_held_entry_outlives_its_deletion(void) {
+    cache *c = new_cache(0);
+    proto_store_req r = store_req("refs", 0, "still readable");
+    uint64_t id;
+    ASSERT_OK(cache_store(c, &r, vec_b, &id));
+    cache_match m[PROTO_MAX_K];
+    uint16_t n = 0;
+    proto_lookup_req lr = lookup_req("refs", 1);
+    ASSERT_OK(cache_lookup(c, &lr, vec_b, m, &n));
+    ASSERT_EQ(n, 1);
+    ASSERT_OK(cache_delete(c, (const uint8_t *)"refs", 4, id));
+    uint32_t len;
+    const uint8_t *resp = cache_entry_response(m[0].entry, &len);
+    ASSERT_EQ(len, 14);
+    ASSERT_MEM_EQ(resp, "still readable", 14);
+    cache_entry_release(m[0].entry);
+    ASSERT_EQ(lookup_count(c, "refs", vec_b), 0);
+    cache_destroy(c);
+}
+
+static void test_a_non_ok_completion_is_rejected_and_counted(void) {
+    cache *c = new_cache(0);
+    proto_store_req r = store_req("safe", 0, "partial");
+    r.completion = PROTO_COMPLETION_ERROR;
+    uint64_t id;
+    ASSERT_EQ(cache_store(c, &r, vec_a, &id), DEJA_ERR_REJECTED);
+    ASSERT_EQ(lookup_count(c, "safe", vec_a), 0);
+    proto_stat st[32];
+    uint16_t n;
+    ASSERT_OK(cache_stats(c, NULL, 0, st, 32, &n));
+    int found = 0;
+    for (uint16_t i = 0; i < n; i++)
+        if (strncmp(st[i].key, "rejected_stores", st[i].key_len) == 0) {
+            ASSERT_U64_EQ(st[i].value, 1);
+            found = 1;
+        }
+    ASSERT_TRUE(found);
+    cache_destroy(c);
+}
+
+int main(void) {
+    idx_simd_init();
+    RUN(test_an_entry_is_served_until_its_ttl_and_never_after);
+    RUN(test_ttl_zero_takes_the_server_default);
+    RUN(test_an_expired_entry_does_not_hide_a_live_one_with_k_1);
+    RUN(test_a_namespace_keeps_the_dim_of_its_first_store);
+    RUN(test_a_held_entry_outlives_its_deletion);
+    RUN(test_a_non_ok_completion_is_rejected_and_counted);
+    return harness_result();
+}
