@@ -5,10 +5,12 @@
  * centres. A point of topic t is
  *     normalise(B^T (a * mean + centre_t + s * g) + e * h)
  * with g a Gaussian in the subspace and h isotropic noise in full
- * dimension. With the constants below, two entries of one topic have a
- * cosine around 0.6, unrelated entries around 0.15, and the nearest
- * neighbour of a fresh point of a populated topic is mostly, not always,
- * below 0.85: the region where a semantic cache has to decide.
+ * dimension, and s varying by topic. With the constants below two
+ * entries of one topic have a cosine of about 0.65 to 0.8, unrelated
+ * entries about 0.15, and the nearest stored neighbour of a fresh point
+ * (a novel query) lies between 0.7 and 0.9, above 0.85 about one time in
+ * eight at 50 entries per topic: the band where a semantic cache has to
+ * decide.
  *
  * Everything is computed in plain loops in a fixed order (no BLAS, no
  * threads), so a seed names one data set. Separate random streams for the
@@ -26,9 +28,10 @@
 
 /* Shape constants, tuned by measuring the similarity distributions (see
  * the comment at the top); they are part of what a seed means. */
-#define SYNTH_MEAN_WEIGHT 0.5  /* a: shared direction */
-#define SYNTH_SPREAD 0.75      /* s: within-topic spread in the subspace */
-#define SYNTH_ISO_NOISE 0.30   /* e: full-dimension noise */
+#define SYNTH_MEAN_WEIGHT 0.5   /* a: shared direction */
+#define SYNTH_SPREAD 0.6        /* s: within-topic spread in the subspace */
+#define SYNTH_SPREAD_JITTER 0.3 /* topics' s vary by +-30% */
+#define SYNTH_ISO_NOISE 0.30    /* e: full-dimension noise */
 
 /* ---- random numbers: xoshiro256** seeded through splitmix64 -------------- */
 
@@ -47,7 +50,8 @@ static uint64_t splitmix64(uint64_t *x) {
 
 static void rng_seed(rng *r, uint64_t seed, uint64_t stream) {
     uint64_t x = seed ^ (stream * 0xD1B54A32D192ED03ull);
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
     r->has_spare = 0;
 }
 
@@ -85,7 +89,8 @@ static double rng_gauss(rng *r) {
         return r->spare;
     }
     double u1, u2 = rng_uniform(r);
-    do u1 = rng_uniform(r);
+    do
+        u1 = rng_uniform(r);
     while (u1 <= 1e-300);
     double mag = sqrt(-2.0 * log(u1));
     r->spare = mag * sin(2.0 * M_PI * u2);
@@ -100,27 +105,32 @@ typedef struct model {
     float *basis;   /* rank x dim, orthonormal rows */
     double *mean;   /* rank, unit */
     double *centre; /* topics x rank, unit rows */
+    double *spread; /* topics: s of each topic */
 } model;
 
 static double dot_d(const double *a, const double *b, uint32_t n) {
     double s = 0;
-    for (uint32_t i = 0; i < n; i++) s += a[i] * b[i];
+    for (uint32_t i = 0; i < n; i++)
+        s += a[i] * b[i];
     return s;
 }
 
 static void unit_gauss(rng *r, double *v, uint32_t n) {
     double norm;
     do {
-        for (uint32_t i = 0; i < n; i++) v[i] = rng_gauss(r);
+        for (uint32_t i = 0; i < n; i++)
+            v[i] = rng_gauss(r);
         norm = sqrt(dot_d(v, v, n));
     } while (norm < 1e-9);
-    for (uint32_t i = 0; i < n; i++) v[i] /= norm;
+    for (uint32_t i = 0; i < n; i++)
+        v[i] /= norm;
 }
 
 static void model_free(model *m) {
     free(m->basis);
     free(m->mean);
     free(m->centre);
+    free(m->spread);
 }
 
 static int model_build(model *m, uint32_t dim, uint32_t rank, uint32_t topics,
@@ -135,7 +145,8 @@ static int model_build(model *m, uint32_t dim, uint32_t rank, uint32_t topics,
     m->basis = malloc((size_t)rank * dim * sizeof *m->basis);
     m->mean = malloc(rank * sizeof *m->mean);
     m->centre = malloc((size_t)topics * rank * sizeof *m->centre);
-    if (!rows || !m->basis || !m->mean || !m->centre) {
+    m->spread = malloc(topics * sizeof *m->spread);
+    if (!rows || !m->basis || !m->mean || !m->centre || !m->spread) {
         free(rows);
         model_free(m);
         return -1;
@@ -149,28 +160,39 @@ static int model_build(model *m, uint32_t dim, uint32_t rank, uint32_t topics,
             for (uint32_t j = 0; j < i; j++) {
                 const double *u = rows + (size_t)j * dim;
                 double p = dot_d(v, u, dim);
-                for (uint32_t d = 0; d < dim; d++) v[d] -= p * u[d];
+                for (uint32_t d = 0; d < dim; d++)
+                    v[d] -= p * u[d];
             }
             double norm = sqrt(dot_d(v, v, dim));
             if (norm > 1e-6) {
-                for (uint32_t d = 0; d < dim; d++) v[d] /= norm;
+                for (uint32_t d = 0; d < dim; d++)
+                    v[d] /= norm;
                 break;
             }
         }
     }
-    for (size_t i = 0; i < (size_t)rank * dim; i++) m->basis[i] = (float)rows[i];
+    for (size_t i = 0; i < (size_t)rank * dim; i++)
+        m->basis[i] = (float)rows[i];
     free(rows);
     unit_gauss(&r, m->mean, rank);
-    for (uint32_t t = 0; t < topics; t++)
+    /* Topics differ in how tightly they cluster (narrow technical
+     * questions vs broad chat), which widens the nearest-neighbour
+     * similarities of new prompts into a realistic band around 0.85. */
+    for (uint32_t t = 0; t < topics; t++) {
         unit_gauss(&r, m->centre + (size_t)t * rank, rank);
+        m->spread[t] =
+            SYNTH_SPREAD * (1.0 + SYNTH_SPREAD_JITTER * (2.0 * rng_uniform(&r) - 1.0));
+    }
     return 0;
 }
 
 static void normalise_f(float *v, uint32_t dim) {
     double s = 0;
-    for (uint32_t d = 0; d < dim; d++) s += (double)v[d] * v[d];
+    for (uint32_t d = 0; d < dim; d++)
+        s += (double)v[d] * v[d];
     double inv = s > 0 ? 1.0 / sqrt(s) : 0;
-    for (uint32_t d = 0; d < dim; d++) v[d] = (float)(v[d] * inv);
+    for (uint32_t d = 0; d < dim; d++)
+        v[d] = (float)(v[d] * inv);
 }
 
 /* out = B^T coef + iso * h, where h has unit expected norm. The loop order
@@ -187,16 +209,16 @@ static void model_embed(const model *m, rng *r, const double *coef, double iso,
     for (uint32_t k = 0; k < m->rank; k++) {
         float c = (float)coef[k];
         const float *b = m->basis + (size_t)k * dim;
-        for (uint32_t d = 0; d < dim; d++) out[d] += c * b[d];
+        for (uint32_t d = 0; d < dim; d++)
+            out[d] += c * b[d];
     }
     normalise_f(out, dim);
 }
 
 /* A new point of topic t. coef: rank doubles of scratch. */
-static void model_point(const model *m, rng *r, uint32_t t, double *coef,
-                        float *out) {
+static void model_point(const model *m, rng *r, uint32_t t, double *coef, float *out) {
     const double *c = m->centre + (size_t)t * m->rank;
-    double s = SYNTH_SPREAD / sqrt((double)m->rank);
+    double s = m->spread[t] / sqrt((double)m->rank);
     for (uint32_t k = 0; k < m->rank; k++)
         coef[k] = SYNTH_MEAN_WEIGHT * m->mean[k] + c[k] + s * rng_gauss(r);
     model_embed(m, r, coef, SYNTH_ISO_NOISE, out);
@@ -204,15 +226,16 @@ static void model_point(const model *m, rng *r, uint32_t t, double *coef,
 
 /* q = cos * src + sin * u, u a text-like direction orthogonal to src, so
  * that the paraphrase has exactly the chosen cosine to its source. */
-static void model_paraphrase(const model *m, rng *r, const float *src,
-                             double cosine, double *coef, float *out) {
+static void model_paraphrase(const model *m, rng *r, const float *src, double cosine,
+                             double *coef, float *out) {
     uint32_t dim = m->dim;
     for (;;) {
         for (uint32_t k = 0; k < m->rank; k++)
             coef[k] = rng_gauss(r) / sqrt((double)m->rank);
         model_embed(m, r, coef, SYNTH_ISO_NOISE / SYNTH_SPREAD, out);
         double p = 0;
-        for (uint32_t d = 0; d < dim; d++) p += (double)out[d] * src[d];
+        for (uint32_t d = 0; d < dim; d++)
+            p += (double)out[d] * src[d];
         double norm = 0;
         for (uint32_t d = 0; d < dim; d++) {
             out[d] = (float)(out[d] - p * src[d]);
@@ -230,8 +253,8 @@ static void model_paraphrase(const model *m, rng *r, const float *src,
 
 /* ---- public ----------------------------------------------------------------*/
 
-void synth_config_default(synth_config *cfg, uint32_t n, uint32_t nq,
-                          uint32_t dim, uint64_t seed) {
+void synth_config_default(synth_config *cfg, uint32_t n, uint32_t nq, uint32_t dim,
+                          uint64_t seed) {
     memset(cfg, 0, sizeof *cfg);
     cfg->n = n;
     cfg->nq = nq;
@@ -268,8 +291,8 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
         return -1;
     }
     double total = cfg->share[0] + cfg->share[1] + cfg->share[2];
-    if (!(total > 0.99 && total < 1.01) || cfg->share[0] < 0 ||
-        cfg->share[1] < 0 || cfg->share[2] < 0 ||
+    if (!(total > 0.99 && total < 1.01) || cfg->share[0] < 0 || cfg->share[1] < 0 ||
+        cfg->share[2] < 0 ||
         !(cfg->paraphrase_min > 0 && cfg->paraphrase_min <= cfg->paraphrase_max &&
           cfg->paraphrase_max <= 1)) {
         fprintf(stderr, "synth: bad query mix or paraphrase range\n");
@@ -283,7 +306,6 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
 
     model m;
     double *coef = malloc(rank * sizeof *coef);
-    uint32_t *entry_topic = malloc((size_t)n * sizeof *entry_topic);
     out->n = n;
     out->nq = nq;
     out->dim = dim;
@@ -291,21 +313,18 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
     out->queries = malloc(((size_t)nq + 1) * dim * sizeof(float));
     out->kind = malloc((size_t)nq + 1);
     out->source = malloc(((size_t)nq + 1) * sizeof(uint32_t));
-    if (!coef || !entry_topic || !out->base || !out->queries || !out->kind ||
-        !out->source || model_build(&m, dim, rank, topics, cfg->seed) != 0) {
+    if (!coef || !out->base || !out->queries || !out->kind || !out->source ||
+        model_build(&m, dim, rank, topics, cfg->seed) != 0) {
         fprintf(stderr, "synth: out of memory for %u x %u vectors\n", n, dim);
         free(coef);
-        free(entry_topic);
         synth_free(out);
         return -1;
     }
 
     rng r;
     rng_seed(&r, cfg->seed, 2);
-    for (uint32_t i = 0; i < n; i++) {
-        entry_topic[i] = rng_below(&r, topics);
-        model_point(&m, &r, entry_topic[i], coef, out->base + (size_t)i * dim);
-    }
+    for (uint32_t i = 0; i < n; i++)
+        model_point(&m, &r, rng_below(&r, topics), coef, out->base + (size_t)i * dim);
 
     /* Exact counts per kind, then a shuffle, so that a short run still
      * sees the configured mix. */
@@ -315,8 +334,9 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
     if (np > nq) np = nq;
     if (nr > nq - np) nr = nq - np;
     for (uint32_t q = 0; q < nq; q++)
-        out->kind[q] = q < np ? SYNTH_PARAPHRASE
-                              : q < np + nr ? SYNTH_REPEAT : SYNTH_NOVEL;
+        out->kind[q] = q < np        ? SYNTH_PARAPHRASE
+                       : q < np + nr ? SYNTH_REPEAT
+                                     : SYNTH_NOVEL;
     for (uint32_t q = nq; q > 1; q--) {
         uint32_t j = rng_below(&r, q);
         uint8_t t = out->kind[q - 1];
@@ -340,7 +360,6 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
             model_paraphrase(&m, &r, e, lo + (hi - lo) * rng_uniform(&r), coef, v);
     }
     free(coef);
-    free(entry_topic);
     model_free(&m);
     return 0;
 }

@@ -26,14 +26,14 @@ enum synth_kind {
 };
 
 typedef struct synth_config {
-    uint32_t n;              /* stored entries */
-    uint32_t nq;             /* queries */
-    uint32_t dim;            /* 1..4096 */
+    uint32_t n;   /* stored entries */
+    uint32_t nq;  /* queries */
+    uint32_t dim; /* 1..4096 */
     uint64_t seed;
-    uint32_t rank;           /* 0 = min(64, dim) */
-    uint32_t topics;         /* 0 = max(1, n / 50) */
+    uint32_t rank;             /* 0 = min(64, dim) */
+    uint32_t topics;           /* 0 = max(1, n / 50) */
     double share[SYNTH_KINDS]; /* query mix, summing to 1 (default .6 .1 .3) */
-    float paraphrase_min;    /* cosine of a paraphrase to its source */
+    float paraphrase_min;      /* cosine of a paraphrase to its source */
     float paraphrase_max;
 } synth_config;
 
@@ -47,8 +47,8 @@ typedef struct synth_set {
 } synth_set;
 
 /* Fills cfg with the defaults for n entries, nq queries, dim, seed. */
-void synth_config_default(synth_config *cfg, uint32_t n, uint32_t nq,
-                          uint32_t dim, uint64_t seed);
+void synth_config_default(synth_config *cfg, uint32_t n, uint32_t nq, uint32_t dim,
+                          uint64_t seed);
 
 /* Generates the data set. Returns 0, or -1 on a bad config or no memory
  * (with a message on stderr). Free with synth_free. */

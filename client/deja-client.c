@@ -40,15 +40,15 @@ struct deja_client {
     int fd; /* -1 once the connection is closed */
     int request_timeout_ms;
     uint32_t next_id;
-    uint32_t in_flight;  /* pipelined lookups awaiting a reply */
-    uint32_t max_frame;  /* the server's limit for our request frames */
-    proto_buf out;       /* the frame being sent */
-    uint8_t *in;         /* received bytes: [in_start, in_len) unparsed */
+    uint32_t in_flight; /* pipelined lookups awaiting a reply */
+    uint32_t max_frame; /* the server's limit for our request frames */
+    proto_buf out;      /* the frame being sent */
+    uint8_t *in;        /* received bytes: [in_start, in_len) unparsed */
     size_t in_start, in_len, in_cap;
-    size_t in_consume;   /* size of the frame last handed out */
+    size_t in_consume; /* size of the frame last handed out */
     char server_name[128];
     char errmsg[PROTO_MAX_MESSAGE + 128];
-    proto_hit hits[PROTO_MAX_K]; /* decode scratch for lookup replies */
+    proto_hit hits[PROTO_MAX_K];            /* decode scratch for lookup replies */
     uint8_t vec_scratch[PROTO_MAX_DIM * 4]; /* LE copy on big-endian hosts */
 };
 
@@ -85,8 +85,7 @@ static int drop(deja_client *c, int code, const char *fmt, ...) {
 
 static int check_open(deja_client *c) {
     if (c == NULL) return DEJA_ERR_INVALID_ARG;
-    if (c->fd < 0)
-        return set_err(c, DEJA_ERR_CLOSED, "connection is closed");
+    if (c->fd < 0) return set_err(c, DEJA_ERR_CLOSED, "connection is closed");
     return 0;
 }
 
@@ -114,8 +113,8 @@ static int check_ns(deja_client *c, const char *ns, uint8_t *len_out) {
     if (ns == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "namespace is NULL");
     size_t n = strnlen(ns, PROTO_MAX_NS_LEN + 1);
     if (n == 0 || n > PROTO_MAX_NS_LEN)
-        return set_err(c, DEJA_ERR_INVALID_ARG,
-                       "namespace must be 1..%u bytes", PROTO_MAX_NS_LEN);
+        return set_err(c, DEJA_ERR_INVALID_ARG, "namespace must be 1..%u bytes",
+                       PROTO_MAX_NS_LEN);
     if (proto_check_ns((const uint8_t *)ns, n) != 0)
         return set_err(c, DEJA_ERR_BAD_NAMESPACE,
                        "namespace bytes must be printable ASCII without space");
@@ -205,15 +204,14 @@ static int read_frame(deja_client *c, int64_t deadline, proto_header *h,
         size_t want = frame - avail;
         if (want < IN_CHUNK) want = IN_CHUNK;
         if (in_reserve(c, want) != 0)
-            return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte reply",
-                           frame);
-        ssize_t n = deja__conn_recv(c->fd, c->in + c->in_len,
-                                    c->in_cap - c->in_len, deadline);
+            return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte reply", frame);
+        ssize_t n =
+            deja__conn_recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, deadline);
         if (n < 0) {
             int rc = (int)n;
-            return drop(c, rc, "%s", rc == DEJA_ERR_CLOSED
-                                         ? "server closed the connection"
-                                         : deja_strerror(rc));
+            return drop(c, rc, "%s",
+                        rc == DEJA_ERR_CLOSED ? "server closed the connection"
+                                              : deja_strerror(rc));
         }
         c->in_len += (size_t)n;
     }
@@ -221,12 +219,10 @@ static int read_frame(deja_client *c, int64_t deadline, proto_header *h,
 
 /* Turns a non-zero reply status into its error code, keeping the server's
  * message for deja_last_error. */
-static int reply_error(deja_client *c, const proto_header *h,
-                       const uint8_t *body) {
+static int reply_error(deja_client *c, const proto_header *h, const uint8_t *body) {
     int code = -(int)h->status;
     if (code < DEJA_ERR_WIRE_MIN)
-        return drop(c, DEJA_ERR_PROTOCOL, "reply status %u is out of range",
-                    h->status);
+        return drop(c, DEJA_ERR_PROTOCOL, "reply status %u is out of range", h->status);
     const uint8_t *msg;
     uint16_t msg_len;
     if (proto_decode_error(body, h->body_len, &msg, &msg_len) == 0 && msg_len > 0)
@@ -238,9 +234,8 @@ static int reply_error(deja_client *c, const proto_header *h,
  * connection-level error from the server (one sent for a frame it could
  * not attribute, e.g. request id 0): its code is returned and the
  * connection closed, since the server closes after those anyway. */
-static int check_reply(deja_client *c, const proto_header *h,
-                       const uint8_t *body, uint8_t op, int check_id,
-                       uint32_t id) {
+static int check_reply(deja_client *c, const proto_header *h, const uint8_t *body,
+                       uint8_t op, int check_id, uint32_t id) {
     if (!(h->flags & PROTO_FLAG_REPLY))
         return drop(c, DEJA_ERR_PROTOCOL, "frame from server lacks the reply flag");
     if (h->opcode != op || (check_id && h->request_id != id)) {
@@ -295,16 +290,14 @@ static int handshake(deja_client *c, const char *token) {
     rc = roundtrip(c, PROTO_OP_HELLO, id, &h, &body);
     if (rc != 0) return rc;
     proto_hello_resp hr;
-    if (proto_decode_hello_resp(body, h.body_len, &hr) != 0)
-        return malformed(c, "HELLO");
+    if (proto_decode_hello_resp(body, h.body_len, &hr) != 0) return malformed(c, "HELLO");
     if (hr.version != PROTO_VERSION)
-        return drop(c, DEJA_ERR_VERSION, "server chose protocol version %u",
-                    hr.version);
+        return drop(c, DEJA_ERR_VERSION, "server chose protocol version %u", hr.version);
     /* A server announcing a tiny limit would make every call fail with
      * TOO_LARGE; accept it anyway, the error then names the limit. */
     c->max_frame = hr.max_frame;
-    snprintf(c->server_name, sizeof c->server_name, "%.*s",
-             (int)hr.server_name_len, (const char *)hr.server_name);
+    snprintf(c->server_name, sizeof c->server_name, "%.*s", (int)hr.server_name_len,
+             (const char *)hr.server_name);
 
     if (token == NULL) {
         if (hr.server_flags & PROTO_SERVER_AUTH_REQUIRED)
@@ -313,10 +306,8 @@ static int handshake(deja_client *c, const char *token) {
         return 0;
     }
     size_t tlen = strlen(token);
-    if (tlen > UINT16_MAX)
-        return set_err(c, DEJA_ERR_INVALID_ARG, "auth token too long");
-    proto_auth_req auth = {.token = (const uint8_t *)token,
-                           .token_len = (uint16_t)tlen};
+    if (tlen > UINT16_MAX) return set_err(c, DEJA_ERR_INVALID_ARG, "auth token too long");
+    proto_auth_req auth = {.token = (const uint8_t *)token, .token_len = (uint16_t)tlen};
     proto_buf_reset(&c->out);
     id = take_id(c);
     rc = proto_encode_auth_req(&c->out, id, &auth);
@@ -327,9 +318,8 @@ static int handshake(deja_client *c, const char *token) {
 int deja_connect(const char *addr, const deja_options *opts, deja_client **out) {
     if (out == NULL) return DEJA_ERR_INVALID_ARG;
     *out = NULL;
-    int connect_ms = opts && opts->connect_timeout_ms > 0
-                         ? opts->connect_timeout_ms
-                         : DEFAULT_CONNECT_TIMEOUT_MS;
+    int connect_ms = opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
+                                                          : DEFAULT_CONNECT_TIMEOUT_MS;
     deja_client *c = calloc(1, sizeof *c);
     if (c == NULL) return DEJA_ERR_NOMEM;
     c->fd = -1;
@@ -342,8 +332,7 @@ int deja_connect(const char *addr, const deja_options *opts, deja_client **out) 
     c->max_frame = PROTO_MIN_MAX_FRAME;
     proto_buf_init(&c->out);
 
-    int rc = deja__conn_open(addr, connect_ms, &c->fd, c->errmsg,
-                             sizeof c->errmsg);
+    int rc = deja__conn_open(addr, connect_ms, &c->fd, c->errmsg, sizeof c->errmsg);
     if (rc == 0) rc = handshake(c, opts ? opts->auth_token : NULL);
     if (rc != 0) {
         deja_close(c);
@@ -405,8 +394,7 @@ int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out) {
     if (req->prompt == NULL && req->prompt_len > 0)
         return set_err(c, DEJA_ERR_INVALID_ARG, "prompt is NULL");
     if (req->completion > PROTO_COMPLETION_FILTERED)
-        return set_err(c, DEJA_ERR_INVALID_ARG, "unknown completion %u",
-                       req->completion);
+        return set_err(c, DEJA_ERR_INVALID_ARG, "unknown completion %u", req->completion);
     if (req->response_len > UINT32_MAX || req->prompt_len > UINT32_MAX)
         return set_err(c, DEJA_ERR_TOO_LARGE, "response or prompt too large");
 
@@ -466,8 +454,7 @@ int deja_flush(deja_client *c, const char *ns, uint64_t *removed) {
     rc = roundtrip(c, PROTO_OP_FLUSH, id, &h, &body);
     if (rc != 0) return rc;
     uint64_t n;
-    if (proto_decode_u64_resp(body, h.body_len, &n) != 0)
-        return malformed(c, "FLUSH");
+    if (proto_decode_u64_resp(body, h.body_len, &n) != 0) return malformed(c, "FLUSH");
     if (removed) *removed = n;
     return 0;
 }
@@ -524,16 +511,15 @@ void deja_result_free(deja_result *r) {
 
 /* Validates a lookup and appends its frame to c->out. */
 static int encode_lookup(deja_client *c, const char *ns, const float *vector,
-                         uint32_t dim, float threshold, uint32_t k,
-                         unsigned flags, uint32_t *id_out) {
+                         uint32_t dim, float threshold, uint32_t k, unsigned flags,
+                         uint32_t *id_out) {
     proto_lookup_req r;
     memset(&r, 0, sizeof r);
     int rc;
     if ((rc = check_ns(c, ns, &r.ns_len)) != 0) return rc;
     if ((rc = check_vector(c, vector, dim)) != 0) return rc;
     if (k == 0 || k > PROTO_MAX_K)
-        return set_err(c, DEJA_ERR_INVALID_ARG, "k %u is not in 1..%u", k,
-                       PROTO_MAX_K);
+        return set_err(c, DEJA_ERR_INVALID_ARG, "k %u is not in 1..%u", k, PROTO_MAX_K);
     if (!(threshold >= -1.0f && threshold <= 1.0f)) /* also refuses NaN */
         return set_err(c, DEJA_ERR_INVALID_ARG, "threshold is not in [-1, 1]");
     if (flags & ~(unsigned)DEJA_LOOKUP_WANT_PROMPT)
@@ -543,8 +529,7 @@ static int encode_lookup(deja_client *c, const char *ns, const float *vector,
     r.k = (uint16_t)k;
     r.threshold = threshold;
     r.vector = wire_vector(c, vector, dim);
-    uint16_t wire_flags =
-        (flags & DEJA_LOOKUP_WANT_PROMPT) ? PROTO_FLAG_WANT_PROMPT : 0;
+    uint16_t wire_flags = (flags & DEJA_LOOKUP_WANT_PROMPT) ? PROTO_FLAG_WANT_PROMPT : 0;
     uint32_t id = take_id(c);
     rc = proto_encode_lookup_req(&c->out, id, wire_flags, &r);
     if (rc != 0) return encode_failed(c, rc);
@@ -552,18 +537,16 @@ static int encode_lookup(deja_client *c, const char *ns, const float *vector,
     return 0;
 }
 
-static int decode_lookup(deja_client *c, const proto_header *h,
-                         const uint8_t *body, deja_result **out) {
+static int decode_lookup(deja_client *c, const proto_header *h, const uint8_t *body,
+                         deja_result **out) {
     uint16_t count;
-    if (proto_decode_lookup_resp(body, h->body_len, c->hits, PROTO_MAX_K,
-                                 &count) != 0)
+    if (proto_decode_lookup_resp(body, h->body_len, c->hits, PROTO_MAX_K, &count) != 0)
         return malformed(c, "LOOKUP");
     return build_result(c, count, out);
 }
 
-int deja_lookup(deja_client *c, const char *ns, const float *vector,
-                uint32_t dim, float threshold, uint32_t k, unsigned flags,
-                deja_result **out) {
+int deja_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
+                float threshold, uint32_t k, unsigned flags, deja_result **out) {
     if (out) *out = NULL;
     int rc = begin_call(c);
     if (rc != 0) return rc;
@@ -578,9 +561,8 @@ int deja_lookup(deja_client *c, const char *ns, const float *vector,
     return decode_lookup(c, &h, body, out);
 }
 
-int deja_send_lookup(deja_client *c, const char *ns, const float *vector,
-                     uint32_t dim, float threshold, uint32_t k, unsigned flags,
-                     uint32_t *request_id) {
+int deja_send_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
+                     float threshold, uint32_t k, unsigned flags, uint32_t *request_id) {
     int rc = check_open(c);
     if (rc != 0) return rc;
     proto_buf_reset(&c->out);
@@ -599,8 +581,7 @@ int deja_recv_lookup(deja_client *c, uint32_t *request_id, deja_result **out) {
     int rc = check_open(c);
     if (rc != 0) return rc;
     if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
-    if (c->in_flight == 0)
-        return set_err(c, DEJA_ERR_INVALID_ARG, "no lookup in flight");
+    if (c->in_flight == 0) return set_err(c, DEJA_ERR_INVALID_ARG, "no lookup in flight");
     proto_header h;
     const uint8_t *body;
     rc = read_frame(c, deja__now_ms() + c->request_timeout_ms, &h, &body);
@@ -626,8 +607,7 @@ int deja_stats_get(deja_client *c, const char *ns, deja_stats **out) {
     if (rc != 0) return rc;
     if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
     uint8_t ns_len = 0;
-    if (ns != NULL && ns[0] != 0 && (rc = check_ns(c, ns, &ns_len)) != 0)
-        return rc;
+    if (ns != NULL && ns[0] != 0 && (rc = check_ns(c, ns, &ns_len)) != 0) return rc;
     uint32_t id = take_id(c);
     rc = proto_encode_stats_req(&c->out, id, (const uint8_t *)ns, ns_len);
     if (rc != 0) return encode_failed(c, rc);
@@ -651,7 +631,8 @@ int deja_stats_get(deja_client *c, const char *ns, deja_stats **out) {
     b->s.items = count ? b->items : NULL;
     char *p = (char *)(b->items + count);
     pos = 0;
-    for (size_t i = 0; i < count && proto_stats_next(body, h.body_len, &pos, &st) == 1; i++) {
+    for (size_t i = 0; i < count && proto_stats_next(body, h.body_len, &pos, &st) == 1;
+         i++) {
         memcpy(p, st.key, st.key_len);
         p[st.key_len] = 0;
         b->items[i].key = p;

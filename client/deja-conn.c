@@ -39,8 +39,9 @@ int64_t deja__now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Milliseconds left before deadline for poll(), or -1 if it has passed.
- * Rounds up so that a wait never ends a fraction early and spins. */
+/* Milliseconds left before deadline, as a poll() timeout, or -1 once it
+ * has passed. Callers loop until -1, so a wait that poll() ends early (or
+ * a 0 in the last millisecond) only costs another check of the clock. */
 static int remaining_ms(int64_t deadline_ms) {
     int64_t left = deadline_ms - deja__now_ms();
     if (left < 0) return -1;
@@ -67,8 +68,7 @@ static int copy_host(const char *s, size_t len, conn_addr *a) {
     return 0;
 }
 
-static int parse_addr(const char *addr, conn_addr *a, char *err,
-                      size_t errlen) {
+static int parse_addr(const char *addr, conn_addr *a, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
     if (addr == NULL || addr[0] == 0) {
         snprintf(err, errlen, "empty address");
@@ -121,8 +121,7 @@ static int parse_addr(const char *addr, conn_addr *a, char *err,
 
 /* Waits for a non-blocking connect on fd to finish. Returns 0, TIMEOUT,
  * or CONNECT with errno's reason in err. */
-static int finish_connect(int fd, int64_t deadline_ms, char *err,
-                          size_t errlen) {
+static int finish_connect(int fd, int64_t deadline_ms, char *err, size_t errlen) {
     for (;;) {
         int left = remaining_ms(deadline_ms);
         if (left < 0) {
@@ -139,8 +138,7 @@ static int finish_connect(int fd, int64_t deadline_ms, char *err,
         if (n == 0) continue; /* re-check the deadline */
         int soerr = 0;
         socklen_t sl = sizeof soerr;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
-            soerr = errno;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
         if (soerr != 0) {
             snprintf(err, errlen, "connect: %s", strerror(soerr));
             return DEJA_ERR_CONNECT;
@@ -149,8 +147,8 @@ static int finish_connect(int fd, int64_t deadline_ms, char *err,
     }
 }
 
-static int open_unix(const conn_addr *a, int64_t deadline_ms, int *fd_out,
-                     char *err, size_t errlen) {
+static int open_unix(const conn_addr *a, int64_t deadline_ms, int *fd_out, char *err,
+                     size_t errlen) {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
@@ -188,8 +186,8 @@ static int open_unix(const conn_addr *a, int64_t deadline_ms, int *fd_out,
     return 0;
 }
 
-static int open_tcp(const conn_addr *a, int64_t deadline_ms, int *fd_out,
-                    char *err, size_t errlen) {
+static int open_tcp(const conn_addr *a, int64_t deadline_ms, int *fd_out, char *err,
+                    size_t errlen) {
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -205,8 +203,7 @@ static int open_tcp(const conn_addr *a, int64_t deadline_ms, int *fd_out,
     int rc = DEJA_ERR_CONNECT;
     snprintf(err, errlen, "no address for %s", a->host);
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family,
-                        ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                         ai->ai_protocol);
         if (fd < 0) {
             snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -250,8 +247,7 @@ int deja__conn_open(const char *addr, int timeout_ms, int *fd_out, char *err,
                      : open_tcp(&a, deadline, fd_out, err, errlen);
 }
 
-int deja__conn_send_all(int fd, const uint8_t *p, size_t n,
-                        int64_t deadline_ms) {
+int deja__conn_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ms) {
     size_t off = 0;
     while (off < n) {
         /* MSG_NOSIGNAL: a server that went away must surface as an error
@@ -269,8 +265,7 @@ int deja__conn_send_all(int fd, const uint8_t *p, size_t n,
             if (poll(&pf, 1, left) < 0 && errno != EINTR) return DEJA_ERR_IO;
             continue;
         }
-        if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
-            return DEJA_ERR_CLOSED;
+        if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) return DEJA_ERR_CLOSED;
         return DEJA_ERR_IO;
     }
     return 0;
@@ -290,8 +285,7 @@ ssize_t deja__conn_recv(int fd, uint8_t *p, size_t cap, int64_t deadline_ms) {
         ssize_t r = recv(fd, p, cap, 0);
         if (r > 0) return r;
         if (r == 0) return DEJA_ERR_CLOSED;
-        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-            continue;
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
         if (errno == ECONNRESET) return DEJA_ERR_CLOSED;
         return DEJA_ERR_IO;
     }

@@ -24,8 +24,7 @@ int deja__conn_open(const char *addr, int timeout_ms, int *fd_out, char *err,
 
 /* Sends all n bytes before deadline_ms.
  * Errors: TIMEOUT, CLOSED (peer reset or closed), IO. */
-int deja__conn_send_all(int fd, const uint8_t *p, size_t n,
-                        int64_t deadline_ms);
+int deja__conn_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ms);
 
 /* Waits until fd is readable, then reads at most cap bytes into p.
  * Returns the number of bytes read (> 0), or TIMEOUT, CLOSED (orderly

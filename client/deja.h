@@ -104,9 +104,8 @@ typedef struct deja_result {
  * On success *out is a result (count 0 on a miss) owned by the caller:
  * free it with deja_result_free. flags: DEJA_LOOKUP_*.
  * Errors: BAD_NAMESPACE, BAD_VECTOR, DIM_MISMATCH, plus connection errors. */
-int deja_lookup(deja_client *c, const char *ns, const float *vector,
-                uint32_t dim, float threshold, uint32_t k, unsigned flags,
-                deja_result **out);
+int deja_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
+                float threshold, uint32_t k, unsigned flags, deja_result **out);
 
 /* Frees a lookup result and everything it points to. NULL is a no-op. */
 void deja_result_free(deja_result *r);
@@ -128,9 +127,8 @@ void deja_result_free(deja_result *r);
  * buffers, because nothing reads replies while deja_send_lookup blocks.
  * Errors: as deja_lookup; TIMEOUT/CLOSED/IO/PROTOCOL close the connection
  * and abandon every request in flight. */
-int deja_send_lookup(deja_client *c, const char *ns, const float *vector,
-                     uint32_t dim, float threshold, uint32_t k, unsigned flags,
-                     uint32_t *request_id);
+int deja_send_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
+                     float threshold, uint32_t k, unsigned flags, uint32_t *request_id);
 int deja_recv_lookup(deja_client *c, uint32_t *request_id, deja_result **out);
 
 /* Number of pipelined lookups sent and not yet received. */

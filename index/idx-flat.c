@@ -6,9 +6,9 @@
  *    start and sgemm sees a plain strided matrix;
  *  - rows stay dense: removing a label moves the last row into its hole,
  *    so a scan never skips tombstones;
- *  - labels live in a parallel array, and an open-addressing hash map
- *    (linear probing, backward-shift deletion, so no tombstones either)
- *    finds the row of a label for idx_remove and idx_get. */
+ *  - labels live in a parallel array, and the shared label map
+ *    (idx-labelmap.c: open addressing without tombstones) finds the row
+ *    of a label for idx_remove and idx_get. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -19,8 +19,8 @@
 #define FLAT_ALIGN 64u
 #define FLAT_LANES 16u /* floats per 64-byte line */
 #define FLAT_DEFAULT_CAPACITY 64u
-/* Map slots hold 32-bit row numbers with one value reserved for "empty". */
-#define FLAT_SLOT_EMPTY UINT32_MAX
+/* The label map holds 32-bit row numbers with one value reserved for
+ * "none". */
 #define FLAT_MAX_ROWS ((size_t)UINT32_MAX - 1u)
 
 /* idx_search_batch scores blocks of BATCH_QUERIES x (rows that fit in
@@ -32,12 +32,6 @@
 #define BATCH_MIN_ROWS 256u
 #define BATCH_ROW_BYTES (4u << 20)
 
-typedef struct flat_slot {
-    uint64_t label;
-    uint32_t row; /* FLAT_SLOT_EMPTY if the slot is free */
-    uint32_t unused;
-} flat_slot;
-
 typedef struct idx_flat {
     struct idx base;
     uint32_t stride;           /* floats per row: dim rounded up to 16 */
@@ -46,8 +40,7 @@ typedef struct idx_flat {
     size_t capacity;           /* rows allocated in rows and labels */
     float *rows;               /* capacity * stride, FLAT_ALIGN-aligned */
     uint64_t *labels;          /* label of each row */
-    flat_slot *slots;          /* label -> row; slot_count is 0 or 2^n */
-    size_t slot_count;
+    idx_labelmap map;          /* label -> row */
 } idx_flat;
 
 static idx_flat *as_flat(idx *ix) { return (idx_flat *)ix; }
@@ -57,77 +50,7 @@ static float *row_at(const idx_flat *f, size_t row) {
     return f->rows + row * f->stride;
 }
 
-/* ---- label -> row map ---------------------------------------------------------*/
-
-/* Labels are the server's entry ids, often sequential; the splitmix64
- * finaliser spreads them over the table so probes stay short. */
-static size_t map_home(const idx_flat *f, uint64_t label) {
-    uint64_t h = label;
-    h = (h ^ (h >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    h = (h ^ (h >> 27)) * UINT64_C(0x94d049bb133111eb);
-    h ^= h >> 31;
-    return (size_t)h & (f->slot_count - 1);
-}
-
-/* Returns the slot holding label, or SIZE_MAX. */
-static size_t map_find(const idx_flat *f, uint64_t label) {
-    if (f->slot_count == 0) return SIZE_MAX;
-    size_t mask = f->slot_count - 1;
-    for (size_t i = map_home(f, label);; i = (i + 1) & mask) {
-        if (f->slots[i].row == FLAT_SLOT_EMPTY) return SIZE_MAX;
-        if (f->slots[i].label == label) return i;
-    }
-}
-
-/* Inserts a label known to be absent; the table has a free slot because
- * it is kept at most half full. */
-static void map_insert(idx_flat *f, uint64_t label, uint32_t row) {
-    size_t mask = f->slot_count - 1;
-    size_t i = map_home(f, label);
-    while (f->slots[i].row != FLAT_SLOT_EMPTY) i = (i + 1) & mask;
-    f->slots[i].label = label;
-    f->slots[i].row = row;
-}
-
-/* Frees slot hole and shifts back the entries after it that probed past
- * it, so every remaining entry is still reachable from its home slot. */
-static void map_erase(idx_flat *f, size_t hole) {
-    size_t mask = f->slot_count - 1;
-    for (size_t j = hole;;) {
-        j = (j + 1) & mask;
-        if (f->slots[j].row == FLAT_SLOT_EMPTY) break;
-        size_t home = map_home(f, f->slots[j].label);
-        /* The entry at j may stay if its home lies cyclically in
-         * (hole, j]: a probe from home reaches j without crossing the
-         * hole. */
-        int stays = hole <= j ? (hole < home && home <= j)
-                              : (hole < home || home <= j);
-        if (stays) continue;
-        f->slots[hole] = f->slots[j];
-        hole = j;
-    }
-    f->slots[hole].row = FLAT_SLOT_EMPTY;
-}
-
-/* Makes room for `rows` entries at a load factor of at most 1/2, which
- * keeps linear probes short; rebuilds from the labels array. */
-static int map_reserve(idx_flat *f, size_t rows) {
-    if (rows * 2 <= f->slot_count) return 0;
-    size_t want = f->slot_count ? f->slot_count : 16;
-    while (want < rows * 2) want *= 2;
-    flat_slot *slots = malloc(want * sizeof *slots);
-    if (!slots) return DEJA_ERR_NOMEM;
-    for (size_t i = 0; i < want; i++) slots[i].row = FLAT_SLOT_EMPTY;
-
-    free(f->slots);
-    f->slots = slots;
-    f->slot_count = want;
-    for (size_t row = 0; row < f->count; row++)
-        map_insert(f, f->labels[row], (uint32_t)row);
-    return 0;
-}
-
-/* ---- storage ------------------------------------------------------------------*/
+/* ---- storage --------------------------------------------------------------*/
 
 /* Grows rows and labels together, geometrically. Both new blocks are
  * allocated before either old one is released, so a failure leaves the
@@ -136,7 +59,8 @@ static int rows_reserve(idx_flat *f, size_t rows) {
     if (rows <= f->capacity) return 0;
     if (rows > FLAT_MAX_ROWS) return DEJA_ERR_NOMEM;
     size_t want = f->capacity ? f->capacity : f->initial_capacity;
-    while (want < rows) want = want > FLAT_MAX_ROWS / 2 ? FLAT_MAX_ROWS : want * 2;
+    while (want < rows)
+        want = want > FLAT_MAX_ROWS / 2 ? FLAT_MAX_ROWS : want * 2;
     size_t row_bytes = (size_t)f->stride * sizeof(float);
     if (want > SIZE_MAX / row_bytes) return DEJA_ERR_NOMEM;
 
@@ -163,14 +87,13 @@ static int rows_reserve(idx_flat *f, size_t rows) {
 static void flat_release(idx_flat *f) {
     free(f->rows);
     free(f->labels);
-    free(f->slots);
+    idx_labelmap_close(&f->map);
     f->rows = NULL;
     f->labels = NULL;
-    f->slots = NULL;
-    f->count = f->capacity = f->slot_count = 0;
+    f->count = f->capacity = 0;
 }
 
-/* ---- the ops -----------------------------------------------------------------*/
+/* ---- the ops --------------------------------------------------------------*/
 
 static void flat_destroy(idx *ix) {
     flat_release(as_flat(ix));
@@ -179,9 +102,10 @@ static void flat_destroy(idx *ix) {
 
 static int flat_add(idx *ix, uint64_t label, const float *vec) {
     idx_flat *f = as_flat(ix);
-    if (map_find(f, label) != SIZE_MAX) return DEJA_ERR_INVALID_ARG;
+    if (idx_labelmap_find(&f->map, label) != IDX_LABELMAP_NONE)
+        return DEJA_ERR_INVALID_ARG;
     int rc = rows_reserve(f, f->count + 1);
-    if (rc == 0) rc = map_reserve(f, f->count + 1);
+    if (rc == 0) rc = idx_labelmap_reserve(&f->map, f->count + 1);
     if (rc != 0) return rc;
 
     size_t row = f->count;
@@ -192,23 +116,23 @@ static int flat_add(idx *ix, uint64_t label, const float *vec) {
     memset(dst + f->base.dim, 0,
            (size_t)(f->stride - f->base.dim) * sizeof(float));
     f->labels[row] = label;
-    map_insert(f, label, (uint32_t)row);
+    idx_labelmap_insert(&f->map, label, (uint32_t)row);
     f->count++;
     return 0;
 }
 
 static int flat_remove(idx *ix, uint64_t label) {
     idx_flat *f = as_flat(ix);
-    size_t slot = map_find(f, label);
-    if (slot == SIZE_MAX) return DEJA_ERR_NOT_FOUND;
-    size_t row = f->slots[slot].row;
+    uint32_t found = idx_labelmap_find(&f->map, label);
+    if (found == IDX_LABELMAP_NONE) return DEJA_ERR_NOT_FOUND;
+    size_t row = found;
     size_t last = f->count - 1;
-    map_erase(f, slot);
+    idx_labelmap_erase(&f->map, label);
     if (row != last) {
         memcpy(row_at(f, row), row_at(f, last),
                (size_t)f->stride * sizeof(float));
         f->labels[row] = f->labels[last];
-        f->slots[map_find(f, f->labels[row])].row = (uint32_t)row;
+        idx_labelmap_set(&f->map, f->labels[row], (uint32_t)row);
     }
     f->count--;
     return 0;
@@ -220,16 +144,16 @@ static void flat_clear(idx *ix) { flat_release(as_flat(ix)); }
 
 static int flat_get(const idx *ix, uint64_t label, float *out) {
     const idx_flat *f = as_cflat(ix);
-    size_t slot = map_find(f, label);
-    if (slot == SIZE_MAX) return DEJA_ERR_NOT_FOUND;
-    memcpy(out, row_at(f, f->slots[slot].row),
+    uint32_t row = idx_labelmap_find(&f->map, label);
+    if (row == IDX_LABELMAP_NONE) return DEJA_ERR_NOT_FOUND;
+    memcpy(out, row_at(f, row),
            (size_t)f->base.dim * sizeof(float));
     return 0;
 }
 
 static int flat_search(const idx *ix, const float *query, uint32_t k,
-                       float min_score, idx_filter_fn filter,
-                       void *filter_ctx, idx_hit *out, uint32_t *nout) {
+                       uint32_t ef, float min_score, idx_filter_fn filter, void *filter_ctx,
+                       idx_hit *out, uint32_t *nout) {
     const idx_flat *f = as_cflat(ix);
     idx_dot_fn dot = idx_simd_dot_fn();
     idx_topk top = {out, k, 0};
@@ -310,7 +234,7 @@ static size_t flat_count(const idx *ix) { return as_cflat(ix)->count; }
 static size_t flat_memory(const idx *ix) {
     const idx_flat *f = as_cflat(ix);
     return sizeof *f + f->capacity * f->stride * sizeof(float) +
-           f->capacity * sizeof(uint64_t) + f->slot_count * sizeof(flat_slot);
+           f->capacity * sizeof(uint64_t) + idx_labelmap_memory(&f->map);
 }
 
 static const struct idx_ops flat_ops = {
@@ -339,7 +263,7 @@ int idx_flat_create(const idx_config *cfg, idx **out) {
         /* Honour the hint now, so a server that knows its size does not
          * pay for the doublings; failure here is reported, not deferred. */
         int rc = rows_reserve(f, cfg->initial_capacity);
-        if (rc == 0) rc = map_reserve(f, cfg->initial_capacity);
+        if (rc == 0) rc = idx_labelmap_reserve(&f->map, cfg->initial_capacity);
         if (rc != 0) {
             flat_destroy(&f->base);
             return rc;

@@ -1,6 +1,7 @@
-/* idx-kernels-scalar.c: the portable inner-product kernel. It is the
- * reference the SIMD kernels are tested against, the fallback on CPUs
- * without AVX2, and the kernel idx_bruteforce() always uses. */
+/* idx-kernels-scalar.c: the portable inner-product kernels, f32 and int8
+ * (for quantised HNSW). They are the reference the SIMD kernels are tested
+ * against and the fallback on CPUs without AVX2; idx_bruteforce() always
+ * uses the f32 one. */
 #include "idx-private.h"
 
 float idx_dot_scalar(const float *a, const float *b, size_t n) {
@@ -23,4 +24,20 @@ float idx_dot_scalar(const float *a, const float *b, size_t n) {
     }
     for (; i < n; i++) s0 += a[i] * b[i];
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+}
+
+int32_t idx_dot_i8_scalar(const int8_t *a, const int8_t *b, size_t n) {
+    /* Integer sums are exact in any order, so the SIMD kernels must match
+     * this one bit for bit; four sums only shorten the dependency chain.
+     * |a[i] * b[i]| <= 2^14, so n <= 2^17 cannot overflow. */
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += (int32_t)a[i + 0] * (int32_t)b[i + 0];
+        s1 += (int32_t)a[i + 1] * (int32_t)b[i + 1];
+        s2 += (int32_t)a[i + 2] * (int32_t)b[i + 2];
+        s3 += (int32_t)a[i + 3] * (int32_t)b[i + 3];
+    }
+    for (; i < n; i++) s0 += (int32_t)a[i] * (int32_t)b[i];
+    return (s0 + s1) + (s2 + s3);
 }

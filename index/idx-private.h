@@ -14,7 +14,7 @@
 
 #include "idx.h"
 
-/* ---- the vtable -------------------------------------------------------------*/
+/* ---- the vtable -----------------------------------------------------------*/
 
 /* Arguments reaching an op have been checked by idx.c: pointers are
  * non-NULL where the public contract requires them, and k > 0 for the
@@ -26,7 +26,8 @@ struct idx_ops {
     int (*remove)(idx *ix, uint64_t label);
     void (*clear)(idx *ix);
     int (*get)(const idx *ix, uint64_t label, float *out);
-    int (*search)(const idx *ix, const float *query, uint32_t k,
+    /* ef: search breadth for this call, 0 = the index's default. */
+    int (*search)(const idx *ix, const float *query, uint32_t k, uint32_t ef,
                   float min_score, idx_filter_fn filter, void *filter_ctx,
                   idx_hit *out, uint32_t *nout);
     /* May be NULL: idx.c then answers a batch with one search per query. */
@@ -34,6 +35,12 @@ struct idx_ops {
                         uint32_t k, idx_hit *out, uint32_t *nout);
     size_t (*count)(const idx *ix);
     size_t (*memory)(const idx *ix);
+    /* May be NULL: idx_memory_breakdown then reports everything as
+     * other. */
+    void (*memory_info)(const idx *ix, idx_memory_info *out);
+    /* Nonzero: add/remove synchronise internally and may run concurrently
+     * with searches and each other. */
+    int concurrent_writes;
 };
 
 /* The common head of every index kind; kinds embed it as their first
@@ -46,8 +53,13 @@ struct idx {
 
 /* Constructors of the index kinds; cfg has been validated by idx_create. */
 int idx_flat_create(const idx_config *cfg, idx **out);
+int idx_hnsw_create(const idx_config *cfg, idx **out);
+/* Built only with HAVE_FAISS (idx-faiss.c); writes a reason to msg on
+ * failure, as idx_create_msg documents. */
+int idx_faiss_create(const idx_config *cfg, idx **out, char *msg,
+                     size_t msg_cap);
 
-/* ---- kernels ------------------------------------------------------------------*/
+/* ---- kernels --------------------------------------------------------------*/
 
 /* Each ISA's kernels live in their own file, compiled with only that
  * ISA's flags; idx-simd.c decides at run time which one may be called. */
@@ -63,7 +75,58 @@ float idx_dot_avx512(const float *a, const float *b, size_t n);
  * row, which saves re-reading the global in the hot loop. */
 idx_dot_fn idx_simd_dot_fn(void);
 
-/* ---- bounded top-k ----------------------------------------------------------*/
+/* int8 inner products (exact int32) for quantised HNSW, one file per ISA
+ * like the f32 kernels; HAVE_*_INT8 / HAVE_AVX512_VNNI say which were
+ * built. */
+int32_t idx_dot_i8_scalar(const int8_t *a, const int8_t *b, size_t n);
+#ifdef HAVE_AVX2_INT8
+int32_t idx_dot_i8_avx2(const int8_t *a, const int8_t *b, size_t n);
+#endif
+#ifdef HAVE_AVX512_INT8
+int32_t idx_dot_i8_avx512bw(const int8_t *a, const int8_t *b, size_t n);
+#endif
+#ifdef HAVE_AVX512_VNNI
+int32_t idx_dot_i8_vnni(const int8_t *a, const int8_t *b, size_t n);
+#endif
+
+/* The active int8 kernel; fetched once per operation like the f32 one. */
+idx_dot_i8_fn idx_simd_dot_i8_fn(void);
+
+/* ---- label -> slot map (idx-labelmap.c) -----------------------------------*/
+
+/* Maps a label to a 32-bit slot (flat row, HNSW node id); UINT32_MAX is
+ * reserved for "none". Open addressing at most half full; not
+ * synchronised (the owner serialises writers). */
+#define IDX_LABELMAP_NONE UINT32_MAX
+
+typedef struct idx_labelmap_slot {
+    uint64_t label;
+    uint32_t value; /* IDX_LABELMAP_NONE if the slot is free */
+    uint32_t unused;
+} idx_labelmap_slot;
+
+typedef struct idx_labelmap {
+    idx_labelmap_slot *slots; /* slot_count is 0 or a power of two */
+    size_t slot_count;
+    size_t count;
+} idx_labelmap;
+
+void idx_labelmap_init(idx_labelmap *m);
+void idx_labelmap_close(idx_labelmap *m);
+/* Makes room for `entries` labels in all; NOMEM leaves the map as it
+ * was. */
+int idx_labelmap_reserve(idx_labelmap *m, size_t entries);
+/* The value of label, or IDX_LABELMAP_NONE. */
+uint32_t idx_labelmap_find(const idx_labelmap *m, uint64_t label);
+/* Adds a label known to be absent, after a reserve for it. */
+void idx_labelmap_insert(idx_labelmap *m, uint64_t label, uint32_t value);
+/* Changes the value of a present label (no-op if absent). */
+void idx_labelmap_set(idx_labelmap *m, uint64_t label, uint32_t value);
+/* Removes label; 0 or NOT_FOUND. */
+int idx_labelmap_erase(idx_labelmap *m, uint64_t label);
+size_t idx_labelmap_memory(const idx_labelmap *m);
+
+/* ---- bounded top-k --------------------------------------------------------*/
 
 /* A min-heap of at most k hits kept in caller memory (the search's output
  * array), with the worst kept hit at hits[0]. "Better" means a higher
@@ -75,8 +138,8 @@ typedef struct idx_topk {
     uint32_t n;
 } idx_topk;
 
-static inline int idx_hit_better(float score_a, uint64_t label_a,
-                                 float score_b, uint64_t label_b) {
+static inline int idx_hit_better(float score_a, uint64_t label_a, float score_b,
+                                 uint64_t label_b) {
     return score_a > score_b || (score_a == score_b && label_a < label_b);
 }
 

@@ -3,19 +3,50 @@
  * validation; plus the exact helpers (brute force, normalisation) that do
  * not depend on a kind. */
 #include <math.h>
+#include <stdio.h>
 
 #include "idx-private.h"
 
-int idx_create(const idx_config *cfg, idx **out) {
-    if (!out) return DEJA_ERR_INVALID_ARG;
-    *out = NULL;
-    if (!cfg || cfg->dim == 0 || cfg->dim > IDX_DIM_MAX)
+/* snprintf into a caller's optional message buffer. */
+static void create_msg(char *msg, size_t msg_cap, const char *text) {
+    if (msg && msg_cap > 0) snprintf(msg, msg_cap, "%s", text);
+}
+
+int idx_create_msg(const idx_config *cfg, idx **out, char *msg,
+                   size_t msg_cap) {
+    if (msg && msg_cap > 0) msg[0] = '\0';
+    if (!out) {
+        create_msg(msg, msg_cap, "no output pointer");
         return DEJA_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    if (!cfg) {
+        create_msg(msg, msg_cap, "no configuration");
+        return DEJA_ERR_INVALID_ARG;
+    }
+    if (cfg->dim == 0 || cfg->dim > IDX_DIM_MAX) {
+        create_msg(msg, msg_cap, "dimension must be 1..4096");
+        return DEJA_ERR_INVALID_ARG;
+    }
     switch (cfg->kind) {
     case IDX_KIND_FLAT:
         return idx_flat_create(cfg, out);
+    case IDX_KIND_HNSW:
+        return idx_hnsw_create(cfg, out);
+    case IDX_KIND_FAISS:
+#ifdef HAVE_FAISS
+        return idx_faiss_create(cfg, out, msg, msg_cap);
+#else
+        create_msg(msg, msg_cap, "this build of deja has no FAISS support");
+        return DEJA_ERR_INVALID_ARG;
+#endif
     }
+    create_msg(msg, msg_cap, "unknown index kind");
     return DEJA_ERR_INVALID_ARG;
+}
+
+int idx_create(const idx_config *cfg, idx **out) {
+    return idx_create_msg(cfg, out, NULL, 0);
 }
 
 void idx_destroy(idx *ix) {
@@ -43,15 +74,26 @@ int idx_get(const idx *ix, uint64_t label, float *out) {
     return ix->ops->get(ix, label, out);
 }
 
-int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
-               idx_filter_fn filter, void *filter_ctx, idx_hit *out,
-               uint32_t *nout) {
+int idx_search_ef(const idx *ix, const float *query, uint32_t k, uint32_t ef,
+                  float min_score, idx_filter_fn filter, void *filter_ctx,
+                  idx_hit *out, uint32_t *nout) {
     if (nout) *nout = 0;
     if (!ix || !query || !nout || (k > 0 && !out) || isnan(min_score))
         return DEJA_ERR_INVALID_ARG;
     if (k == 0) return 0;
-    return ix->ops->search(ix, query, k, min_score, filter, filter_ctx, out,
+    return ix->ops->search(ix, query, k, ef, min_score, filter, filter_ctx, out,
                            nout);
+}
+
+int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
+               idx_filter_fn filter, void *filter_ctx, idx_hit *out,
+               uint32_t *nout) {
+    return idx_search_ef(ix, query, k, 0, min_score, filter, filter_ctx, out,
+                         nout);
+}
+
+int idx_concurrent_writes(const idx *ix) {
+    return ix && ix->ops->concurrent_writes;
 }
 
 int idx_search_batch(const idx *ix, const float *queries, uint32_t nq,
@@ -68,9 +110,9 @@ int idx_search_batch(const idx *ix, const float *queries, uint32_t nq,
 
     /* Kinds without a batch path answer query by query. */
     for (uint32_t q = 0; q < nq; q++) {
-        int rc = ix->ops->search(ix, queries + (size_t)q * ix->dim, k,
-                                 -INFINITY, NULL, NULL, out + (size_t)q * k,
-                                 &nout[q]);
+        int rc =
+            ix->ops->search(ix, queries + (size_t)q * ix->dim, k, 0, -INFINITY,
+                            NULL, NULL, out + (size_t)q * k, &nout[q]);
         if (rc != 0) return rc;
     }
     return 0;
@@ -79,6 +121,17 @@ int idx_search_batch(const idx *ix, const float *queries, uint32_t nq,
 size_t idx_count(const idx *ix) { return ix ? ix->ops->count(ix) : 0; }
 
 size_t idx_memory(const idx *ix) { return ix ? ix->ops->memory(ix) : 0; }
+
+int idx_memory_breakdown(const idx *ix, idx_memory_info *out) {
+    if (!ix || !out) return DEJA_ERR_INVALID_ARG;
+    if (ix->ops->memory_info) {
+        ix->ops->memory_info(ix, out);
+    } else {
+        out->vectors = out->exact = out->graph = 0;
+        out->other = ix->ops->memory(ix);
+    }
+    return 0;
+}
 
 void idx_bruteforce(const float *base, size_t n, uint32_t dim,
                     const float *query, uint32_t k, idx_hit *out,

@@ -48,6 +48,22 @@ typedef struct idx_kernel {
 size_t idx_kernel_count(void);
 const idx_kernel *idx_kernel_get(size_t i);
 
+/* The int8 kernels (exact int32 inner products, used by int8-quantised
+ * HNSW), listed and chosen like the f32 ones; DEJA_SIMD limits them to
+ * the same level ("avx512" allows avx512vnni and avx512bw). For tests
+ * and benchmarks. */
+typedef int32_t (*idx_dot_i8_fn)(const int8_t *a, const int8_t *b, size_t n);
+typedef struct idx_kernel_i8 {
+    const char *name;
+    idx_dot_i8_fn dot;
+    int supported;
+} idx_kernel_i8;
+size_t idx_kernel_i8_count(void);
+const idx_kernel_i8 *idx_kernel_i8_get(size_t i);
+/* Name of the active int8 kernel ("avx512vnni", "avx512bw", "avx2",
+ * "scalar"). */
+const char *idx_simd_i8_name(void);
+
 /* ---- the index interface ---------------------------------------------------*/
 
 typedef struct idx idx;
@@ -56,14 +72,31 @@ typedef struct idx idx;
 #define IDX_DIM_MAX 4096u
 
 enum idx_kind {
-    IDX_KIND_FLAT = 1, /* exact search, contiguous storage */
-    /* IDX_KIND_HNSW, IDX_KIND_FAISS: next issue */
+    IDX_KIND_FLAT = 1,  /* exact search, contiguous storage */
+    IDX_KIND_HNSW = 2,  /* deja's own HNSW graph (idx-hnsw*.c) */
+    IDX_KIND_FAISS = 3, /* a FAISS index through the C++ shim */
+};
+
+/* How an index stores vectors for traversal (HNSW): f32, or int8 scalar
+ * codes with an exact f32 re-rank of the best candidates. */
+enum idx_quant {
+    IDX_QUANT_F32 = 0,
+    IDX_QUANT_INT8 = 1,
 };
 
 typedef struct idx_config {
     enum idx_kind kind;
-    uint32_t dim;             /* 1..4096 */
+    uint32_t dim;              /* 1..4096 */
     uint32_t initial_capacity; /* a hint; 0 = small default */
+    /* HNSW (0 = default) */
+    uint32_t M;                /* links per node on upper levels; 0 = 16 */
+    uint32_t ef_construction;  /* 0 = 200 */
+    uint32_t ef_search;        /* default search breadth; 0 = 64 */
+    uint64_t seed;             /* level generator seed; 0 = fixed default */
+    enum idx_quant quant;
+    /* FAISS: an index_factory string such as "HNSW32" or "IVF1024,SQ8";
+     * copied by idx_create. */
+    const char *faiss_factory;
 } idx_config;
 
 typedef struct idx_hit {
@@ -77,6 +110,15 @@ typedef int (*idx_filter_fn)(void *ctx, uint64_t label);
 
 /* Creates an empty index. Errors: INVALID_ARG (bad kind or dim), NOMEM. */
 int idx_create(const idx_config *cfg, idx **out);
+
+/* idx_create that also explains a failure: a NUL-terminated, human-readable
+ * reason goes to msg[0..msg_cap) (msg may be NULL when msg_cap is 0), e.g.
+ * "FAISS index "HNSW32" cannot remove vectors (...)". Errors as
+ * idx_create; IDX_KIND_FAISS adds INVALID_ARG for a missing or unparsable
+ * factory string, an index type that cannot remove vectors, or a build
+ * without FAISS, and INTERNAL for other FAISS failures. */
+int idx_create_msg(const idx_config *cfg, idx **out, char *msg,
+                   size_t msg_cap);
 
 /* Frees the index and every vector in it. NULL is a no-op. */
 void idx_destroy(idx *ix);
@@ -104,12 +146,25 @@ int idx_get(const idx *ix, uint64_t label, float *out);
 /* Finds up to k labels with score >= min_score that pass filter (NULL =
  * all), best first, into out[0..k); *nout receives how many. Equal scores
  * rank the lower label first. The filter is called only for candidates
- * that would enter the current top k. k = 0 is valid and finds nothing;
- * pass min_score = -INFINITY for no threshold. Errors: INVALID_ARG (NULL
- * ix/query/nout, NULL out with k > 0, NaN min_score); *nout is 0 then. */
+ * that would enter the current top k (HNSW: the current best ef, and a
+ * search keeps going while the filter rejects). k = 0 is valid and finds
+ * nothing; pass min_score = -INFINITY for no threshold. Errors:
+ * INVALID_ARG (NULL ix/query/nout, NULL out with k > 0, NaN min_score),
+ * NOMEM (HNSW: scratch for a new concurrent search); *nout is 0 then. */
 int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
                idx_filter_fn filter, void *filter_ctx, idx_hit *out,
                uint32_t *nout);
+
+/* idx_search with a search breadth for this call (ef; 0 = the index's
+ * default). Exact kinds ignore ef. */
+int idx_search_ef(const idx *ix, const float *query, uint32_t k, uint32_t ef,
+                  float min_score, idx_filter_fn filter, void *filter_ctx,
+                  idx_hit *out, uint32_t *nout);
+
+/* Nonzero when idx_add and idx_remove may run concurrently with searches
+ * and with each other (the index synchronises internally); zero when they
+ * need exclusive access (the flat index). */
+int idx_concurrent_writes(const idx *ix);
 
 /* Batch search for nq queries (row-major nq x dim) with no filter and no
  * threshold: the k best of each query go to out[q*k .. q*k+k), and
@@ -127,6 +182,18 @@ size_t idx_count(const idx *ix);
  * own allocations. */
 size_t idx_memory(const idx *ix);
 
+/* Where idx_memory's bytes go; the four fields sum to idx_memory(). */
+typedef struct idx_memory_info {
+    size_t vectors; /* vectors a search scans: f32 rows or int8 codes */
+    size_t exact;   /* f32 copies kept only for re-ranking (int8 HNSW) */
+    size_t graph;   /* links of every level and their locks */
+    size_t other;   /* labels, maps, search scratch, tables, slack */
+} idx_memory_info;
+
+/* Fills *out for ix; kinds that do not break their memory down report it
+ * all as other. Errors: INVALID_ARG (NULL ix or out). */
+int idx_memory_breakdown(const idx *ix, idx_memory_info *out);
+
 /* ---- exact helpers (also used by tests and the bench ground truth) --------*/
 
 /* Exact top-k by brute force with the scalar kernel over base (n x dim,
@@ -134,6 +201,18 @@ size_t idx_memory(const idx *ix);
 void idx_bruteforce(const float *base, size_t n, uint32_t dim,
                     const float *query, uint32_t k, idx_hit *out,
                     uint32_t *nout);
+
+/* Exact inner-product top-k of nq queries over n base rows (both
+ * row-major, dim columns), labels = row numbers: the k best of query q go
+ * to out[q*k .. q*k+k), best first, equal scores lower row first; when
+ * n < k the slots past n hold label UINT64_MAX and score -INFINITY. Uses
+ * FAISS's exact kernel when built with FAISS, otherwise the flat index's
+ * sgemm batch path (which copies base). Either may use BLAS threads.
+ * Scores may differ from idx_bruteforce's in the last bits. Errors:
+ * INVALID_ARG (dim 0 or > IDX_DIM_MAX, NULL pointers with counts > 0),
+ * NOMEM. */
+int idx_exact_topk(const float *base, size_t n, const float *queries,
+                   size_t nq, uint32_t dim, uint32_t k, idx_hit *out);
 
 /* L2-normalises v in place; returns 0 or DEJA_ERR_BAD_VECTOR for zero norm
  * or non-finite components. */

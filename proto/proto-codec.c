@@ -114,9 +114,8 @@ static bool size_add(size_t *total, size_t n) {
 
 /* Reserves room for a whole frame, writes its header and returns where the
  * body goes. Nothing is committed until frame_commit. */
-static int frame_begin(proto_buf *b, uint8_t opcode, uint16_t flags,
-                       uint16_t status, uint32_t id, size_t body_len,
-                       uint8_t **body) {
+static int frame_begin(proto_buf *b, uint8_t opcode, uint16_t flags, uint16_t status,
+                       uint32_t id, size_t body_len, uint8_t **body) {
     if (body_len > MAX_ENCODED_BODY) return DEJA_ERR_INVALID_ARG;
     int rc = proto_buf_reserve(b, PROTO_HEADER_SIZE + body_len);
     if (rc != 0) return rc;
@@ -251,8 +250,8 @@ int proto_decode_auth_req(const uint8_t *body, size_t len, proto_auth_req *r) {
     return 0;
 }
 
-int proto_encode_ping(proto_buf *b, uint32_t id, uint16_t flags,
-                      const uint8_t *payload, size_t len) {
+int proto_encode_ping(proto_buf *b, uint32_t id, uint16_t flags, const uint8_t *payload,
+                      size_t len) {
     if (len > PROTO_MAX_PING || !span_ok(payload, len)) return DEJA_ERR_INVALID_ARG;
     uint8_t *p;
     int rc = frame_begin(b, PROTO_OP_PING, flags, 0, id, len, &p);
@@ -263,8 +262,11 @@ int proto_encode_ping(proto_buf *b, uint32_t id, uint16_t flags,
 }
 
 int proto_decode_ping(const uint8_t *body, size_t len) {
+    /* BAD_REQUEST, not TOO_LARGE: TOO_LARGE is the frame-level error that
+     * closes the connection, and an oversized PING body is only a bad
+     * request. */
     (void)body;
-    return len > PROTO_MAX_PING ? DEJA_ERR_TOO_LARGE : 0;
+    return len > PROTO_MAX_PING ? DEJA_ERR_BAD_REQUEST : 0;
 }
 
 /* ---- STORE ---------------------------------------------------------------- */
@@ -398,9 +400,8 @@ int proto_encode_lookup_resp(proto_buf *b, uint32_t id, const proto_hit *hits,
     for (uint16_t i = 0; i < count; i++) {
         const proto_hit *h = &hits[i];
         if (!span_ok(h->prompt, h->prompt_len) ||
-            !span_ok(h->response, h->response_len) ||
-            !size_add(&body_len, HIT_FIXED) || !size_add(&body_len, h->prompt_len) ||
-            !size_add(&body_len, h->response_len))
+            !span_ok(h->response, h->response_len) || !size_add(&body_len, HIT_FIXED) ||
+            !size_add(&body_len, h->prompt_len) || !size_add(&body_len, h->response_len))
             return DEJA_ERR_INVALID_ARG;
     }
     uint8_t *p;
@@ -465,8 +466,8 @@ int proto_decode_delete_req(const uint8_t *body, size_t len, proto_ns_id_req *r)
 }
 
 /* FLUSH and STATS requests are a lone str8 namespace. */
-static int encode_ns_only(proto_buf *b, uint8_t opcode, uint32_t id,
-                          const uint8_t *ns, uint8_t ns_len) {
+static int encode_ns_only(proto_buf *b, uint8_t opcode, uint32_t id, const uint8_t *ns,
+                          uint8_t ns_len) {
     if (!span_ok(ns, ns_len)) return DEJA_ERR_INVALID_ARG;
     size_t body_len = 1 + (size_t)ns_len;
     uint8_t *p;
@@ -478,8 +479,7 @@ static int encode_ns_only(proto_buf *b, uint8_t opcode, uint32_t id,
     return 0;
 }
 
-int proto_encode_flush_req(proto_buf *b, uint32_t id, const uint8_t *ns,
-                           uint8_t ns_len) {
+int proto_encode_flush_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len) {
     return encode_ns_only(b, PROTO_OP_FLUSH, id, ns, ns_len);
 }
 
@@ -524,8 +524,7 @@ int proto_decode_empty_resp(const uint8_t *body, size_t len) {
 
 /* ---- STATS ---------------------------------------------------------------- */
 
-int proto_encode_stats_req(proto_buf *b, uint32_t id, const uint8_t *ns,
-                           uint8_t ns_len) {
+int proto_encode_stats_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len) {
     return encode_ns_only(b, PROTO_OP_STATS, id, ns, ns_len);
 }
 
@@ -605,12 +604,14 @@ int proto_encode_error(proto_buf *b, uint8_t opcode, uint32_t id, int err,
     if (err < DEJA_ERR_WIRE_MIN || err >= 0) return DEJA_ERR_INVALID_ARG;
     if (message == NULL) message = "";
     size_t n = 0;
-    while (n <= PROTO_MAX_MESSAGE && message[n] != '\0') n++;
+    while (n <= PROTO_MAX_MESSAGE && message[n] != '\0')
+        n++;
     if (n > PROTO_MAX_MESSAGE) {
         /* Cut on a UTF-8 character boundary: back off over continuation
          * bytes (10xxxxxx) so the message stays valid UTF-8. */
         n = PROTO_MAX_MESSAGE;
-        while (n > 0 && ((uint8_t)message[n] & 0xC0u) == 0x80u) n--;
+        while (n > 0 && ((uint8_t)message[n] & 0xC0u) == 0x80u)
+            n--;
     }
     size_t body_len = 2 + n;
     uint8_t *p;
@@ -626,8 +627,7 @@ int proto_decode_error(const uint8_t *body, size_t len, const uint8_t **msg,
                        uint16_t *msg_len) {
     reader rd;
     reader_init(&rd, body, len);
-    if (!read_str16(&rd, msg, msg_len) || !read_done(&rd) ||
-        *msg_len > PROTO_MAX_MESSAGE)
+    if (!read_str16(&rd, msg, msg_len) || !read_done(&rd) || *msg_len > PROTO_MAX_MESSAGE)
         return DEJA_ERR_BAD_REQUEST;
     return 0;
 }
@@ -657,10 +657,12 @@ int proto_vector_read(float *dst, const uint8_t *src, uint16_t dim) {
     double inv = 1.0 / sqrt(sum);
     /* Unit length makes cosine similarity a plain inner product, which is
      * what every index kernel computes. */
-    for (uint16_t i = 0; i < dim; i++) dst[i] = (float)((double)dst[i] * inv);
+    for (uint16_t i = 0; i < dim; i++)
+        dst[i] = (float)((double)dst[i] * inv);
     return 0;
 }
 
 void proto_vector_write(uint8_t *dst, const float *src, uint16_t dim) {
-    for (uint16_t i = 0; i < dim; i++) put_f32(dst + (size_t)i * 4, src[i]);
+    for (uint16_t i = 0; i < dim; i++)
+        put_f32(dst + (size_t)i * 4, src[i]);
 }

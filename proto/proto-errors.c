@@ -10,12 +10,10 @@ const char *deja_strerror(int code) {
      * then -100..), and the compiler refuses duplicate case labels, which
      * catches a table edit that reuses a code. */
     switch (code) {
-#define DEJA_ERROR_CASE_(name, value, msg)                                     \
-    case value:                                                                \
-        return msg;
+#define DEJA_ERROR_CASE_(name, value, msg)                                               \
+    case value: return msg;
         DEJA_ERROR_TABLE(DEJA_ERROR_CASE_)
 #undef DEJA_ERROR_CASE_
-    default:
-        return "unknown error";
+    default: return "unknown error";
     }
 }

@@ -67,8 +67,7 @@ const char *proto_op_name(uint8_t opcode) {
 int proto_check_ns(const uint8_t *ns, size_t len) {
     /* Printable ASCII without space keeps names safe to log, to use as
      * LMDB keys and to print in STATS without escaping. */
-    if (len == 0 || len > PROTO_MAX_NS_LEN || ns == NULL)
-        return DEJA_ERR_BAD_NAMESPACE;
+    if (len == 0 || len > PROTO_MAX_NS_LEN || ns == NULL) return DEJA_ERR_BAD_NAMESPACE;
     for (size_t i = 0; i < len; i++) {
         if (ns[i] < 0x21 || ns[i] > 0x7E) return DEJA_ERR_BAD_NAMESPACE;
     }

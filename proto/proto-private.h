@@ -20,8 +20,7 @@ static inline uint32_t proto__load_u32(const uint8_t *p) {
 }
 
 static inline uint64_t proto__load_u64(const uint8_t *p) {
-    return (uint64_t)proto__load_u32(p) |
-           ((uint64_t)proto__load_u32(p + 4) << 32);
+    return (uint64_t)proto__load_u32(p) | ((uint64_t)proto__load_u32(p + 4) << 32);
 }
 
 static inline void proto__store_u16(uint8_t *p, uint16_t v) {

@@ -8,12 +8,11 @@
  * nothing is NUL-terminated on the wire. f32 is IEEE-754 binary32, LE.
  *
  * Decoders never read past `len` and return DEJA_ERR_BAD_REQUEST (or
- * DEJA_ERR_TOO_LARGE / DEJA_ERR_BAD_VECTOR / DEJA_ERR_BAD_NAMESPACE where the
- * spec says so) for any body that does not match its layout exactly,
- * including trailing bytes. Decoded pointers point into the caller's body
- * buffer (zero-copy) and are valid as long as that buffer is; a field of
- * length 0 decodes as NULL. On error the output struct is partly filled
- * and must not be used.
+ * DEJA_ERR_BAD_VECTOR / DEJA_ERR_BAD_NAMESPACE where the spec says so) for
+ * any body that does not match its layout exactly, including trailing
+ * bytes. Decoded pointers point into the caller's body buffer (zero-copy)
+ * and are valid as long as that buffer is; a field of length 0 decodes as
+ * NULL. On error the output struct is partly filled and must not be used.
  *
  * Thread safety: all functions are reentrant; a proto_buf belongs to one
  * thread at a time. */
@@ -115,8 +114,8 @@ typedef struct proto_buf {
 } proto_buf;
 
 void proto_buf_init(proto_buf *b);
-void proto_buf_free(proto_buf *b);           /* frees and re-inits */
-void proto_buf_reset(proto_buf *b);          /* len = 0, keeps memory */
+void proto_buf_free(proto_buf *b);  /* frees and re-inits */
+void proto_buf_reset(proto_buf *b); /* len = 0, keeps memory */
 /* Makes room for `extra` more bytes after len; 0 or DEJA_ERR_NOMEM. May
  * move data; never changes len or the bytes already written. */
 int proto_buf_reserve(proto_buf *b, size_t extra);
@@ -257,9 +256,9 @@ int proto_decode_hello_resp(const uint8_t *body, size_t len, proto_hello_resp *r
 int proto_encode_auth_req(proto_buf *b, uint32_t id, const proto_auth_req *r);
 int proto_decode_auth_req(const uint8_t *body, size_t len, proto_auth_req *r);
 
-int proto_encode_ping(proto_buf *b, uint32_t id, uint16_t flags,
-                      const uint8_t *payload, size_t len);
-/* Checks a PING body: 0, or DEJA_ERR_TOO_LARGE over PROTO_MAX_PING. */
+int proto_encode_ping(proto_buf *b, uint32_t id, uint16_t flags, const uint8_t *payload,
+                      size_t len);
+/* Checks a PING body: 0, or DEJA_ERR_BAD_REQUEST over PROTO_MAX_PING. */
 int proto_decode_ping(const uint8_t *body, size_t len);
 
 int proto_encode_store_req(proto_buf *b, uint32_t id, const proto_store_req *r);

@@ -33,6 +33,9 @@ typedef struct cache_ns {
     char name[PROTO_MAX_NS_LEN + 1];
     uint8_t name_len;
     uint32_t dim;
+    uint32_t ns_id;         /* key prefix of its entries on disk */
+    uint64_t created_ms;
+    atomic_int persisted;   /* its record is on disk */
     pthread_rwlock_t lock; /* guards index, entries, entry_bytes */
     idx *index;
     u64map entries; /* entry id -> cache_entry* (the table's reference) */
@@ -46,6 +49,7 @@ struct cache {
     cache_ns **ns;
     size_t ns_count, ns_cap;
     atomic_uint_fast64_t next_id;
+    atomic_uint_fast32_t next_ns_id;
     atomic_uint_fast64_t rejected;
     cache_clock_fn clock;
     void *clock_ctx;
@@ -64,6 +68,7 @@ int cache_create(const cache_config *cfg, cache **out) {
     c->cfg = *cfg;
     pthread_rwlock_init(&c->ns_lock, NULL);
     atomic_init(&c->next_id, 1);
+    atomic_init(&c->next_ns_id, 1);
     c->clock = realtime_ms;
     *out = c;
     return 0;
@@ -113,9 +118,11 @@ static cache_ns *find_ns(cache *c, const uint8_t *name, uint8_t len) {
     return ns;
 }
 
-/* Finds the namespace or creates it with the given dimension. */
+/* Finds the namespace or creates it with the given dimension; a new one
+ * gets ns_id (0 = the next free id) and the given persisted state. */
 static int get_or_create_ns(cache *c, const uint8_t *name, uint8_t len,
-                            uint32_t dim, cache_ns **out) {
+                            uint32_t dim, uint32_t ns_id, int persisted,
+                            cache_ns **out) {
     cache_ns *ns = find_ns(c, name, len);
     if (ns) {
         *out = ns;
@@ -141,6 +148,9 @@ static int get_or_create_ns(cache *c, const uint8_t *name, uint8_t len,
     memcpy(ns->name, name, len);
     ns->name_len = len;
     ns->dim = dim;
+    ns->ns_id = ns_id ? ns_id : (uint32_t)atomic_fetch_add(&c->next_ns_id, 1);
+    ns->created_ms = c->clock(c->clock_ctx);
+    atomic_init(&ns->persisted, persisted);
     pthread_rwlock_init(&ns->lock, NULL);
     u64map_init(&ns->entries);
     c->ns[c->ns_count++] = ns;
@@ -157,51 +167,173 @@ static size_t entry_size(const cache_entry *e) {
     return sizeof *e + e->prompt_len + 1 + e->response_len + 1;
 }
 
-int cache_store(cache *c, const proto_store_req *req, const float *vec,
-                uint64_t *id_out) {
+struct cache_pending {
+    cache *c;
+    cache_ns *ns;
+    cache_entry *e;
+    store_entry_rec rec;
+    store_ns_rec ns_rec;
+    float vec[]; /* dim floats */
+};
+
+/* Allocates an entry blob: header, prompt, NUL, response, NUL. */
+static cache_entry *entry_new(uint64_t id, const uint8_t *prompt, uint32_t prompt_len,
+                              const uint8_t *response, uint32_t response_len) {
+    cache_entry *e = malloc(sizeof *e + (size_t)prompt_len + 1 + (size_t)response_len + 1);
+    if (!e) return NULL;
+    memset(e, 0, sizeof *e);
+    atomic_init(&e->refs, 1);
+    e->id = id;
+    e->prompt_len = prompt_len;
+    e->response_len = response_len;
+    if (prompt_len) memcpy(e->data, prompt, prompt_len);
+    e->data[prompt_len] = 0;
+    uint8_t *resp = e->data + prompt_len + 1;
+    if (response_len) memcpy(resp, response, response_len);
+    resp[response_len] = 0;
+    return e;
+}
+
+int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
+                        cache_pending **out) {
+    *out = NULL;
     if (req->completion != PROTO_COMPLETION_OK) {
         atomic_fetch_add(&c->rejected, 1);
         return DEJA_ERR_REJECTED;
     }
     cache_ns *ns;
-    int rc = get_or_create_ns(c, req->ns, req->ns_len, req->dim, &ns);
+    int rc = get_or_create_ns(c, req->ns, req->ns_len, req->dim, 0, 0, &ns);
     if (rc) return rc;
     if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
 
-    cache_entry *e = malloc(sizeof *e + (size_t)req->prompt_len + 1 +
-                            (size_t)req->response_len + 1);
-    if (!e) return DEJA_ERR_NOMEM;
-    atomic_init(&e->refs, 1);
-    e->id = atomic_fetch_add(&c->next_id, 1);
+    cache_pending *p = malloc(sizeof *p + (size_t)req->dim * sizeof(float));
+    if (!p) return DEJA_ERR_NOMEM;
+    cache_entry *e = entry_new(atomic_fetch_add(&c->next_id, 1), req->prompt,
+                               req->prompt_len, req->response, req->response_len);
+    if (!e) {
+        free(p);
+        return DEJA_ERR_NOMEM;
+    }
     e->created_ms = c->clock(c->clock_ctx);
     uint32_t ttl = req->ttl_s ? req->ttl_s : c->cfg.default_ttl_s;
     e->expires_ms = ttl ? e->created_ms + (uint64_t)ttl * 1000u : 0;
     e->input_tokens = req->input_tokens;
     e->output_tokens = req->output_tokens;
     e->cost_micro_usd = req->cost_micro_usd;
-    e->prompt_len = req->prompt_len;
-    e->response_len = req->response_len;
-    if (req->prompt_len) memcpy(e->data, req->prompt, req->prompt_len);
-    e->data[req->prompt_len] = 0;
-    uint8_t *resp = e->data + req->prompt_len + 1;
-    if (req->response_len) memcpy(resp, req->response, req->response_len);
-    resp[req->response_len] = 0;
+    memcpy(p->vec, vec, (size_t)req->dim * sizeof(float));
+    p->c = c;
+    p->ns = ns;
+    p->e = e;
+    p->rec = (store_entry_rec){
+        .ns_id = ns->ns_id,
+        .id = e->id,
+        .created_ms = e->created_ms,
+        .expires_ms = e->expires_ms,
+        .input_tokens = e->input_tokens,
+        .output_tokens = e->output_tokens,
+        .cost_micro_usd = e->cost_micro_usd,
+        .prompt = e->data,
+        .prompt_len = e->prompt_len,
+        .response = e->data + e->prompt_len + 1,
+        .response_len = e->response_len,
+        .vector = p->vec,
+        .dim = ns->dim,
+    };
+    p->ns_rec.ns_id = ns->ns_id;
+    p->ns_rec.dim = ns->dim;
+    p->ns_rec.created_ms = ns->created_ms;
+    p->ns_rec.name_len = ns->name_len;
+    memcpy(p->ns_rec.name, ns->name, ns->name_len + 1u);
+    *out = p;
+    return 0;
+}
 
+const store_entry_rec *cache_pending_entry(const cache_pending *p) { return &p->rec; }
+
+const store_ns_rec *cache_pending_ns(const cache_pending *p, int *ns_persisted) {
+    *ns_persisted = atomic_load(&p->ns->persisted);
+    return &p->ns_rec;
+}
+
+void cache_pending_ns_persisted(cache_pending *p) { atomic_store(&p->ns->persisted, 1); }
+
+void cache_discard(cache_pending *p) {
+    if (!p) return;
+    entry_unref(p->e);
+    free(p);
+}
+
+/* Inserts an entry and its vector into a namespace. */
+static int ns_insert(cache_ns *ns, cache_entry *e, const float *vec) {
     pthread_rwlock_wrlock(&ns->lock);
-    rc = u64map_put(&ns->entries, e->id, e);
+    int rc = u64map_put(&ns->entries, e->id, e);
     if (rc == 0) {
         rc = idx_add(ns->index, e->id, vec);
         if (rc) u64map_del(&ns->entries, e->id);
     }
     if (rc == 0) ns->entry_bytes += entry_size(e);
     pthread_rwlock_unlock(&ns->lock);
+    return rc;
+}
+
+int cache_publish(cache *c, cache_pending *p, uint64_t *id_out) {
+    (void)c;
+    int rc = ns_insert(p->ns, p->e, p->vec);
     if (rc) {
-        free(e);
+        cache_discard(p);
         return rc;
     }
-    atomic_fetch_add(&ns->stores, 1);
-    *id_out = e->id;
+    atomic_fetch_add(&p->ns->stores, 1);
+    *id_out = p->e->id;
+    free(p); /* the table holds the entry's reference now */
     return 0;
+}
+
+int cache_store(cache *c, const proto_store_req *req, const float *vec,
+                uint64_t *id_out) {
+    cache_pending *p;
+    int rc = cache_prepare_store(c, req, vec, &p);
+    return rc ? rc : cache_publish(c, p, id_out);
+}
+
+int cache_load_ns(cache *c, const store_ns_rec *rec) {
+    cache_ns *ns;
+    int rc = get_or_create_ns(c, (const uint8_t *)rec->name, rec->name_len, rec->dim,
+                              rec->ns_id, 1, &ns);
+    if (rc) return rc;
+    ns->created_ms = rec->created_ms;
+    return ns->ns_id == rec->ns_id && ns->dim == rec->dim ? 0 : DEJA_ERR_INTERNAL;
+}
+
+static cache_ns *find_ns_by_id(cache *c, uint32_t ns_id) {
+    pthread_rwlock_rdlock(&c->ns_lock);
+    cache_ns *found = NULL;
+    for (size_t i = 0; i < c->ns_count && !found; i++)
+        if (c->ns[i]->ns_id == ns_id) found = c->ns[i];
+    pthread_rwlock_unlock(&c->ns_lock);
+    return found;
+}
+
+int cache_load_entry(cache *c, const store_entry_rec *rec) {
+    cache_ns *ns = find_ns_by_id(c, rec->ns_id);
+    if (!ns) return DEJA_ERR_NOT_FOUND;
+    if (ns->dim != rec->dim) return DEJA_ERR_DIM_MISMATCH;
+    cache_entry *e = entry_new(rec->id, rec->prompt, rec->prompt_len, rec->response,
+                               rec->response_len);
+    if (!e) return DEJA_ERR_NOMEM;
+    e->created_ms = rec->created_ms;
+    e->expires_ms = rec->expires_ms;
+    e->input_tokens = rec->input_tokens;
+    e->output_tokens = rec->output_tokens;
+    e->cost_micro_usd = rec->cost_micro_usd;
+    int rc = ns_insert(ns, e, rec->vector);
+    if (rc) entry_unref(e);
+    return rc;
+}
+
+void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id) {
+    if (next_entry_id > atomic_load(&c->next_id)) atomic_store(&c->next_id, next_entry_id);
+    if (next_ns_id > atomic_load(&c->next_ns_id)) atomic_store(&c->next_ns_id, next_ns_id);
 }
 
 typedef struct live_filter {
@@ -230,8 +362,8 @@ int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
     uint32_t k = req->k > PROTO_MAX_K ? PROTO_MAX_K : req->k;
 
     pthread_rwlock_rdlock(&ns->lock);
-    int rc = idx_search(ns->index, vec, k, req->threshold, entry_is_live,
-                        &filter, hits, &n);
+    int rc = idx_search_ef(ns->index, vec, k, req->ef, req->threshold,
+                           entry_is_live, &filter, hits, &n);
     uint16_t found = 0;
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         cache_entry *e = u64map_get(&ns->entries, hits[i].label);
@@ -264,9 +396,11 @@ const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len) {
     return e->data;
 }
 
-int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id) {
+int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id,
+                 uint32_t *ns_id) {
     cache_ns *ns = find_ns(c, name, len);
     if (!ns) return DEJA_ERR_NOT_FOUND;
+    *ns_id = ns->ns_id;
     pthread_rwlock_wrlock(&ns->lock);
     cache_entry *e = u64map_del(&ns->entries, id);
     if (e) {
@@ -280,10 +414,13 @@ int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id) {
     return 0;
 }
 
-int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed) {
+int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
+                uint32_t *ns_id) {
     *removed = 0;
+    *ns_id = 0;
     cache_ns *ns = find_ns(c, name, len);
     if (!ns) return 0;
+    *ns_id = ns->ns_id;
     pthread_rwlock_wrlock(&ns->lock);
     u64map old = ns->entries;
     u64map_init(&ns->entries);

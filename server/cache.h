@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "store.h"
 
 typedef struct cache cache;
 
@@ -45,11 +46,48 @@ void cache_destroy(cache *c);
 /* Replaces the clock (tests drive time with it). Call before any traffic. */
 void cache_set_clock(cache *c, cache_clock_fn fn, void *ctx);
 
-/* Stores an entry from a decoded STORE request whose vector was already
- * read and normalised into vec. *id_out receives the new entry id.
- * Errors: REJECTED (completion != ok), DIM_MISMATCH, NOMEM. */
+/* ---- stores, in two steps --------------------------------------------------
+ * A STORE is prepared (validated, given an id, copied), made durable by the
+ * commit thread, and only then published (visible to lookups). Deletes and
+ * flushes act on memory at once and are made durable after. */
+
+typedef struct cache_pending cache_pending;
+
+/* Prepares an entry from a decoded STORE request whose vector was read and
+ * normalised into vec (copied). Creates the namespace on first use, fixing
+ * its dim. Errors: REJECTED (completion != ok), DIM_MISMATCH, NOMEM. */
+int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
+                        cache_pending **out);
+
+/* The records to persist for a prepared entry, valid until publish or
+ * discard. *ns_persisted tells whether its namespace record is on disk. */
+const store_entry_rec *cache_pending_entry(const cache_pending *p);
+const store_ns_rec *cache_pending_ns(const cache_pending *p, int *ns_persisted);
+
+/* Marks the pending entry's namespace record as durable. Commit thread. */
+void cache_pending_ns_persisted(cache_pending *p);
+
+/* Makes the entry visible and frees p. Errors: NOMEM (p is discarded). */
+int cache_publish(cache *c, cache_pending *p, uint64_t *id_out);
+
+/* Drops a prepared entry that will not be published. */
+void cache_discard(cache_pending *p);
+
+/* Prepare + publish in one step, for callers without persistence (tests). */
 int cache_store(cache *c, const proto_store_req *req, const float *vec,
                 uint64_t *id_out);
+
+/* ---- loading at start ---------------------------------------------------- */
+
+/* Recreates a namespace (marked persisted) from its record. */
+int cache_load_ns(cache *c, const store_ns_rec *ns);
+
+/* Adds a stored entry (its namespace loaded first). Errors: NOT_FOUND
+ * (unknown ns_id), DIM_MISMATCH, NOMEM. */
+int cache_load_entry(cache *c, const store_entry_rec *e);
+
+/* Continues id sequences after the largest loaded ids. */
+void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);
 
 /* Finds up to req->k live entries with similarity >= req->threshold.
  * matches[0..PROTO_MAX_K) receives them best first with a reference held
@@ -66,12 +104,15 @@ uint64_t cache_entry_id(const cache_entry *e);
 const uint8_t *cache_entry_response(const cache_entry *e, uint32_t *len);
 const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len);
 
-/* Deletes one entry of a namespace. Errors: NOT_FOUND. */
-int cache_delete(cache *c, const uint8_t *ns, uint8_t ns_len, uint64_t id);
+/* Deletes one entry of a namespace; *ns_id receives the namespace's id for
+ * the durable delete. Errors: NOT_FOUND. */
+int cache_delete(cache *c, const uint8_t *ns, uint8_t ns_len, uint64_t id,
+                 uint32_t *ns_id);
 
-/* Deletes every entry of a namespace; *removed receives how many. An
- * unknown namespace removes 0. */
-int cache_flush(cache *c, const uint8_t *ns, uint8_t ns_len, uint64_t *removed);
+/* Deletes every entry of a namespace; *removed receives how many and
+ * *ns_id the namespace's id (0 for an unknown namespace, which removes 0). */
+int cache_flush(cache *c, const uint8_t *ns, uint8_t ns_len, uint64_t *removed,
+                uint32_t *ns_id);
 
 /* Fills stats[0..max) with counters: server-wide when ns_len is 0,
  * otherwise for that namespace (NOT_FOUND if unknown). Keys are static

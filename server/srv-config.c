@@ -24,6 +24,10 @@ enum {
     OPT_DEFAULT_TTL,
     OPT_AUTH_TOKEN,
     OPT_LOG_LEVEL,
+    OPT_FSYNC,
+    OPT_FSYNC_INTERVAL,
+    OPT_MAX_DISK,
+    OPT_ON_CORRUPT,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -55,6 +59,16 @@ static const flag_doc flags[] = {
      "TTL of entries stored with ttl 0; 0 = never expire (default 604800)"},
     {{"auth-token", required_argument, NULL, OPT_AUTH_TOKEN}, "TOKEN",
      "require AUTH with this token (or set DEJA_AUTH_TOKEN)"},
+    {{"fsync", required_argument, NULL, OPT_FSYNC}, "MODE",
+     "always: a STORE is acknowledged once durable (default); batch: once "
+     "written, synced every --fsync-interval-ms; off: the OS syncs"},
+    {{"fsync-interval-ms", required_argument, NULL, OPT_FSYNC_INTERVAL}, "MS",
+     "longest unsynced window with --fsync batch (default 10)"},
+    {{"max-disk", required_argument, NULL, OPT_MAX_DISK}, "BYTES",
+     "largest data file; STOREs past it fail with STORAGE_FULL (default 64 GiB)"},
+    {{"on-corrupt", required_argument, NULL, OPT_ON_CORRUPT}, "ACTION",
+     "fail: exit when the data file is damaged (default); reset: move the "
+     "folder aside and start empty"},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
      "error, warn, info or debug (default info)"},
     {{"help", no_argument, NULL, OPT_HELP}, NULL, "print this help and exit"},
@@ -97,6 +111,9 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
     cfg->max_outbuf = SRV_DEFAULT_MAX_OUTBUF;
     cfg->default_ttl_s = SRV_DEFAULT_TTL_S;
     cfg->log_level = SRV_LOG_INFO;
+    cfg->fsync_mode = 0;
+    cfg->fsync_interval_ms = SRV_DEFAULT_FSYNC_INTERVAL_MS;
+    cfg->max_disk = SRV_DEFAULT_MAX_DISK;
     cfg->auth_token = getenv("DEJA_AUTH_TOKEN");
     if (cfg->auth_token && !cfg->auth_token[0]) cfg->auth_token = NULL;
 
@@ -123,7 +140,7 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
             cfg->threads = (unsigned)v;
             break;
         case OPT_MAX_FRAME:
-            if (parse_uint("max-frame", optarg, PROTO_MIN_MAX_FRAME, UINT32_MAX, &v))
+            if (parse_uint("max-frame", optarg, PROTO_MIN_MAX_FRAME, INT32_MAX, &v))
                 return -1;
             cfg->max_frame = (uint32_t)v;
             break;
@@ -134,6 +151,36 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
         case OPT_DEFAULT_TTL:
             if (parse_uint("default-ttl", optarg, 0, UINT32_MAX / 1000, &v)) return -1;
             cfg->default_ttl_s = (uint32_t)v;
+            break;
+        case OPT_FSYNC: {
+            static const char *const modes[] = {"always", "batch", "off"};
+            int found = -1;
+            for (int i = 0; i < 3; i++)
+                if (strcmp(optarg, modes[i]) == 0) found = i;
+            if (found < 0) {
+                fprintf(stderr, "dejad: --fsync wants always, batch or off, got '%s'\n",
+                        optarg);
+                return -1;
+            }
+            cfg->fsync_mode = found;
+            break;
+        }
+        case OPT_FSYNC_INTERVAL:
+            if (parse_uint("fsync-interval-ms", optarg, 1, 60000, &v)) return -1;
+            cfg->fsync_interval_ms = (uint32_t)v;
+            break;
+        case OPT_MAX_DISK:
+            if (parse_uint("max-disk", optarg, 1u << 20, UINT64_MAX / 2, &v)) return -1;
+            cfg->max_disk = v;
+            break;
+        case OPT_ON_CORRUPT:
+            if (strcmp(optarg, "fail") == 0) cfg->on_corrupt_reset = 0;
+            else if (strcmp(optarg, "reset") == 0) cfg->on_corrupt_reset = 1;
+            else {
+                fprintf(stderr, "dejad: --on-corrupt wants fail or reset, got '%s'\n",
+                        optarg);
+                return -1;
+            }
             break;
         case OPT_AUTH_TOKEN: cfg->auth_token = optarg[0] ? optarg : NULL; break;
         case OPT_LOG_LEVEL: {

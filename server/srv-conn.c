@@ -32,16 +32,30 @@ uint32_t srv_conn_max_frame(const srv_conn *c) {
     return cfg->max_frame;
 }
 
+void srv_conn_release(srv_conn *c) {
+    if (c->handle_closed && c->deferred == 0) free(c);
+}
+
 static void on_close(uv_handle_t *h) {
     srv_conn *c = h->data;
     srv_worker *w = c->w;
     if (c->prev) c->prev->next = c->next;
     else w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
     atomic_fetch_sub(&w->srv->conns_open, 1);
     free(c->rbuf);
+    c->rbuf = NULL;
     proto_buf_free(&c->out);
-    free(c);
+    /* Writes still in the commit thread keep the struct alive. */
+    c->handle_closed = 1;
+    srv_conn_release(c);
+    srv_worker_maybe_finish(w);
+}
+
+/* A closing connection goes once nothing is owed to it. */
+static int conn_drained(const srv_conn *c) {
+    return c->in_flight == 0 && c->deferred == 0;
 }
 
 static void conn_close_now(srv_conn *c) {
@@ -86,6 +100,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = c->rcap - c->rlen;
 }
 
+/* Resumes a connection paused by backpressure once its backlog (unsent
+ * replies, replies owed by the commit thread) has halved. */
+static void conn_maybe_resume(srv_conn *c) {
+    if (c->paused && c->in_flight + c->out.len <= c->w->srv->cfg->max_outbuf / 2 &&
+        c->deferred <= SRV_MAX_DEFERRED / 2) {
+        c->paused = 0;
+        conn_process(c); /* frames that arrived while paused */
+    }
+}
+
 static void on_write(uv_write_t *req, int status) {
     conn_write *wr = (conn_write *)req;
     srv_conn *c = wr->conn;
@@ -98,13 +122,10 @@ static void on_write(uv_write_t *req, int status) {
         return;
     }
     if (c->closing) {
-        if (c->in_flight == 0) conn_close_now(c);
+        if (conn_drained(c)) conn_close_now(c);
         return;
     }
-    if (c->paused && c->in_flight + c->out.len <= c->w->srv->cfg->max_outbuf / 2) {
-        c->paused = 0;
-        conn_process(c); /* frames that arrived while paused */
-    }
+    conn_maybe_resume(c);
 }
 
 /* Hands every reply buffered so far to one uv_write. */
@@ -148,14 +169,15 @@ static void conn_fail(srv_conn *c, const proto_header *hdr, int err) {
     c->rlen = 0;
     conn_stop_reading(c);
     conn_flush(c);
-    if (c->in_flight == 0) conn_close_now(c);
+    if (conn_drained(c)) conn_close_now(c);
 }
 
 static void conn_process(srv_conn *c) {
     srv_server *srv = c->w->srv;
     size_t off = 0;
     while (!c->closing) {
-        if (c->in_flight + c->out.len > srv->cfg->max_outbuf) {
+        if (c->in_flight + c->out.len > srv->cfg->max_outbuf ||
+            c->deferred >= SRV_MAX_DEFERRED) {
             c->paused = 1;
             break;
         }
@@ -196,7 +218,7 @@ static void conn_process(srv_conn *c) {
     }
     conn_flush(c);
     if (c->closing) {
-        if (c->in_flight == 0) conn_close_now(c);
+        if (conn_drained(c)) conn_close_now(c);
         return;
     }
     if (c->paused) conn_stop_reading(c);
@@ -248,10 +270,48 @@ void srv_conn_accept(srv_worker *w, const srv_handoff *h) {
 }
 
 void srv_conn_close_all(srv_worker *w, int force) {
-    for (srv_conn *c = w->conns; c; c = c->next) {
+    for (srv_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
         if (uv_is_closing(&c->h.handle)) continue;
         conn_stop_reading(c);
         c->closing = 1;
-        if (force || c->in_flight == 0) conn_close_now(c);
+        if (force || conn_drained(c)) conn_close_now(c);
     }
+}
+
+static int encode_completion(srv_conn *c, const srv_wop *op, int rc, uint64_t id) {
+    if (rc) {
+        if (rc < DEJA_ERR_WIRE_MIN) rc = DEJA_ERR_INTERNAL;
+        return proto_encode_error(&c->out, op->opcode, op->request_id, rc,
+                                  deja_strerror(rc));
+    }
+    switch (op->opcode) {
+    case PROTO_OP_STORE: return proto_encode_store_resp(&c->out, op->request_id, id);
+    case PROTO_OP_FLUSH:
+        return proto_encode_u64_resp(&c->out, PROTO_OP_FLUSH, op->request_id,
+                                     op->removed);
+    default: return proto_encode_empty_resp(&c->out, op->opcode, op->request_id);
+    }
+}
+
+void srv_conn_complete(srv_wop *op) {
+    srv_conn *c = op->conn;
+    int rc = op->result;
+    uint64_t id = 0;
+    if (op->opcode == PROTO_OP_STORE) {
+        /* Durable now: make it visible, then acknowledge. */
+        if (rc == 0) rc = cache_publish(op->w->srv->cache, op->pending, &id);
+        else cache_discard(op->pending);
+    }
+    if (c) {
+        c->deferred--;
+        if (!c->handle_closed && !uv_is_closing(&c->h.handle)) {
+            if (encode_completion(c, op, rc, id) != 0) conn_close_now(c);
+            else conn_flush(c);
+            if (c->closing && conn_drained(c)) conn_close_now(c);
+            else conn_maybe_resume(c);
+        }
+        srv_conn_release(c);
+    }
+    free(op);
 }

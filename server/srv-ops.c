@@ -5,6 +5,7 @@
  * header fields, body size bounds, authentication) before any handler
  * runs, so a handler only decodes its own body and does its own work. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "srv-private.h"
@@ -73,7 +74,7 @@ int srv_dispatch(srv_req *r) {
     } else {
         rc = op->handler(r);
     }
-    if (rc == 0) return 0;
+    if (rc >= 0) return rc; /* replied, or SRV_DEFERRED */
     /* A handler that failed may have written part of a reply: drop it. */
     r->out->len = mark;
     const char *msg = r->errmsg[0] ? r->errmsg : deja_strerror(rc);
@@ -129,14 +130,35 @@ static int op_ping(srv_req *r) {
                              r->body, r->hdr->body_len);
 }
 
+/* Hands a write to the commit thread; the reply goes out once it is
+ * durable (srv_conn_complete). */
+static int defer_write(srv_req *r, cache_pending *pending, uint32_t ns_id,
+                       uint64_t id, uint64_t removed) {
+    srv_wop *op = calloc(1, sizeof *op);
+    if (!op) {
+        cache_discard(pending);
+        return DEJA_ERR_NOMEM;
+    }
+    op->opcode = r->hdr->opcode;
+    op->request_id = r->hdr->request_id;
+    op->w = r->w;
+    op->conn = r->conn;
+    op->pending = pending;
+    op->ns_id = ns_id;
+    op->id = id;
+    op->removed = removed;
+    srv_writer_submit(r->srv->writer, op);
+    return SRV_DEFERRED;
+}
+
 static int op_store(srv_req *r) {
     proto_store_req req;
     int rc = proto_decode_store_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
     rc = proto_vector_read(r->w->vec, req.vector, req.dim);
     if (rc) return rc;
-    uint64_t id;
-    rc = cache_store(r->srv->cache, &req, r->w->vec, &id);
+    cache_pending *pending;
+    rc = cache_prepare_store(r->srv->cache, &req, r->w->vec, &pending);
     if (rc == DEJA_ERR_DIM_MISMATCH)
         snprintf(r->errmsg, sizeof r->errmsg,
                  "vector has dim %u; namespace '%.*s' has a different dim",
@@ -145,7 +167,7 @@ static int op_store(srv_req *r) {
         snprintf(r->errmsg, sizeof r->errmsg,
                  "completion status %u is not cached", req.completion);
     if (rc) return rc;
-    return proto_encode_store_resp(r->out, r->hdr->request_id, id);
+    return defer_write(r, pending, 0, 0, 0);
 }
 
 /* Bytes a hit adds to a LOOKUP reply. */
@@ -196,9 +218,10 @@ static int op_delete(srv_req *r) {
     proto_ns_id_req req;
     int rc = proto_decode_delete_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
-    rc = cache_delete(r->srv->cache, req.ns, req.ns_len, req.id);
+    uint32_t ns_id;
+    rc = cache_delete(r->srv->cache, req.ns, req.ns_len, req.id, &ns_id);
     if (rc) return rc;
-    return proto_encode_empty_resp(r->out, PROTO_OP_DELETE, r->hdr->request_id);
+    return defer_write(r, NULL, ns_id, req.id, 0);
 }
 
 static int op_flush(srv_req *r) {
@@ -206,10 +229,12 @@ static int op_flush(srv_req *r) {
     int rc = proto_decode_flush_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
     uint64_t removed = 0;
-    rc = cache_flush(r->srv->cache, req.ns, req.ns_len, &removed);
+    uint32_t ns_id;
+    rc = cache_flush(r->srv->cache, req.ns, req.ns_len, &removed, &ns_id);
     if (rc) return rc;
-    return proto_encode_u64_resp(r->out, PROTO_OP_FLUSH, r->hdr->request_id,
-                                 removed);
+    if (ns_id == 0) /* unknown namespace: nothing to make durable */
+        return proto_encode_u64_resp(r->out, PROTO_OP_FLUSH, r->hdr->request_id, 0);
+    return defer_write(r, NULL, ns_id, 0, removed);
 }
 
 static int op_stats(srv_req *r) {
@@ -223,6 +248,9 @@ static int op_stats(srv_req *r) {
     if (rc) return rc;
     if (ns_len == 0) {
         srv_server *s = r->srv;
+        uint64_t commits, committed, failed, disk, map;
+        srv_writer_stats(s->writer, &commits, &committed, &failed);
+        store_sizes(s->store, &disk, &map);
         const struct {
             const char *key;
             uint64_t value;
@@ -233,6 +261,11 @@ static int op_stats(srv_req *r) {
             {"connections_total", atomic_load(&s->conns_total)},
             {"requests", atomic_load(&s->requests)},
             {"frame_errors", atomic_load(&s->frame_errors)},
+            {"commits", commits},
+            {"committed_ops", committed},
+            {"failed_writes", failed},
+            {"disk_bytes", disk},
+            {"map_bytes", map},
         };
         for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < 32; i++) {
             stats[n].key = extra[i].key;

@@ -17,10 +17,28 @@
 #include "cache.h"
 #include "proto.h"
 #include "srv.h"
+#include "store.h"
 
 typedef struct srv_server srv_server;
 typedef struct srv_worker srv_worker;
 typedef struct srv_conn srv_conn;
+typedef struct srv_writer srv_writer;
+
+/* A write waiting for the commit thread, then for its worker to reply.
+ * Ownership: created by a handler on the worker, owned by the writer's
+ * queue until committed, then by the worker's done list. */
+typedef struct srv_wop {
+    struct srv_wop *next;
+    uint8_t opcode;          /* STORE, DELETE or FLUSH */
+    uint32_t request_id;
+    srv_worker *w;           /* replies go back through this worker */
+    srv_conn *conn;          /* holds a deferred reference on conn */
+    cache_pending *pending;  /* STORE */
+    uint32_t ns_id;          /* DELETE, FLUSH */
+    uint64_t id;             /* DELETE */
+    uint64_t removed;        /* FLUSH: entries removed from memory */
+    int result;              /* set by the writer */
+} srv_wop;
 
 /* A socket accepted by the main thread, waiting for its worker. */
 typedef struct srv_handoff {
@@ -35,10 +53,13 @@ struct srv_worker {
     uv_thread_t thread;
     uv_async_t wake; /* new sockets queued, or stop requested */
     uv_timer_t stop_timer;
-    pthread_mutex_t mu; /* guards handoff, nhandoff, cap_handoff, stopping */
+    pthread_mutex_t mu; /* guards handoff*, stopping, done*, wake_closed */
     srv_handoff *handoff;
     size_t nhandoff, cap_handoff;
     int stopping;
+    int stop_started;   /* worker thread only */
+    int wake_closed;    /* no uv_async_send after this */
+    srv_wop *done_head, *done_tail; /* committed writes awaiting replies */
     srv_conn *conns; /* this worker's open connections (list) */
     /* Per-worker scratch for the op handlers (one request at a time). */
     float *vec;           /* PROTO_MAX_DIM floats, 64-byte aligned */
@@ -57,6 +78,8 @@ struct srv_server {
     uv_signal_t sigint, sigterm;
     srv_worker *workers;
     unsigned nworkers;
+    store *store;
+    srv_writer *writer;
     unsigned next_worker;
     uint64_t start_ms;
     atomic_uint_fast64_t conns_total, conns_open, requests, frame_errors;
@@ -79,6 +102,8 @@ struct srv_conn {
     int paused;        /* reads stopped by backpressure */
     int closing;       /* close once in-flight writes finish */
     int authed;
+    int handle_closed; /* uv_close done; freed when deferred reaches 0 */
+    unsigned deferred; /* replies owed by the commit thread */
 };
 
 /* One request as the op handlers see it. A handler appends exactly one
@@ -96,10 +121,55 @@ typedef struct srv_req {
     char errmsg[160];
 } srv_req;
 
-/* Handles one complete frame of conn (srv-ops.c). Always appends one reply
- * (success or error) to r->out, or returns DEJA_ERR_NOMEM when even the
- * error reply could not be encoded (the caller closes the connection). */
+/* A handler's return value when its reply will come later (a write that
+ * waits for the commit thread). */
+#define SRV_DEFERRED 1
+
+/* A connection with this many replies owed by the commit thread is not
+ * read further until some are sent: bounds the memory a pipelining writer
+ * can pin. */
+#define SRV_MAX_DEFERRED 4096u
+
+/* Handles one complete frame of conn (srv-ops.c). Appends one reply
+ * (success or error) to r->out and returns 0, returns SRV_DEFERRED when the
+ * reply will be sent on completion, or returns DEJA_ERR_NOMEM when even
+ * the error reply could not be encoded (the caller closes the
+ * connection). */
 int srv_dispatch(srv_req *r);
+
+/* ---- the commit thread (srv-writer.c) ------------------------------------ */
+
+typedef struct srv_writer_config {
+    enum store_fsync fsync;
+    uint32_t sync_interval_ms; /* STORE_FSYNC_BATCH */
+    size_t max_batch;          /* ops per transaction */
+} srv_writer_config;
+
+int srv_writer_start(srv_server *srv, store *st, const srv_writer_config *cfg,
+                     srv_writer **out);
+
+/* Queues a write; the reply is sent when it is committed. Takes a deferred
+ * reference on op->conn, so it runs on op->conn's worker thread. */
+void srv_writer_submit(srv_writer *wr, srv_wop *op);
+
+/* Commits everything queued, then stops and joins the thread. */
+void srv_writer_stop(srv_writer *wr);
+
+/* Counters for STATS. */
+void srv_writer_stats(srv_writer *wr, uint64_t *commits, uint64_t *ops,
+                      uint64_t *failed);
+
+/* ---- worker side of completions (srv-conn.c) ------------------------------ */
+
+/* Publishes or discards a committed write and sends its reply (if the
+ * connection is still open), then frees op. Worker thread. */
+void srv_conn_complete(srv_wop *op);
+
+/* Releases a deferred reference; frees conn once closed and unreferenced. */
+void srv_conn_release(srv_conn *c);
+
+/* Worker: closes its wake-up handle once stopping and out of connections. */
+void srv_worker_maybe_finish(srv_worker *w);
 
 /* Largest frame the connection accepts now: tighter before AUTH when the
  * server has a token. */

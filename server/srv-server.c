@@ -35,6 +35,34 @@ static void on_stop_timer(uv_timer_t *t) {
     srv_conn_close_all(w, 1);
 }
 
+void srv_worker_maybe_finish(srv_worker *w) {
+    if (!w->stop_started || w->conns) return;
+    pthread_mutex_lock(&w->mu);
+    int closed = w->wake_closed;
+    w->wake_closed = 1;
+    pthread_mutex_unlock(&w->mu);
+    if (closed) return;
+    uv_close((uv_handle_t *)&w->wake, NULL);
+    uv_close((uv_handle_t *)&w->stop_timer, NULL);
+}
+
+/* Takes the worker's committed writes (under its lock). */
+static srv_wop *take_done(srv_worker *w) {
+    pthread_mutex_lock(&w->mu);
+    srv_wop *done = w->done_head;
+    w->done_head = w->done_tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    return done;
+}
+
+static void complete_all(srv_wop *done) {
+    while (done) {
+        srv_wop *next = done->next;
+        srv_conn_complete(done);
+        done = next;
+    }
+}
+
 static void on_wake(uv_async_t *a) {
     srv_worker *w = a->data;
     pthread_mutex_lock(&w->mu);
@@ -49,22 +77,19 @@ static void on_wake(uv_async_t *a) {
         if (stopping) close(local[i].fd);
         else srv_conn_accept(w, &local[i]);
     }
+    complete_all(take_done(w));
     if (more) uv_async_send(&w->wake);
-    if (stopping && !uv_is_closing((uv_handle_t *)&w->wake)) {
+    if (stopping && !w->stop_started) {
+        w->stop_started = 1;
         srv_conn_close_all(w, 0);
-        /* Connections with replies still in flight get a grace period. */
+        /* Connections still owed replies get a grace period. */
         uv_timer_start(&w->stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
-        uv_unref((uv_handle_t *)&w->stop_timer);
-        uv_close((uv_handle_t *)&w->wake, NULL);
     }
+    srv_worker_maybe_finish(w);
 }
 
 static void worker_main(void *arg) {
     srv_worker *w = arg;
-    uv_run(&w->loop, UV_RUN_DEFAULT);
-    /* Only the stop timer can be left; close it and drain. */
-    if (!uv_is_closing((uv_handle_t *)&w->stop_timer))
-        uv_close((uv_handle_t *)&w->stop_timer, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
@@ -87,6 +112,13 @@ static int worker_init(srv_server *s, srv_worker *w, unsigned index) {
 }
 
 static void worker_free(srv_worker *w) {
+    /* Writes committed after the loop ended: make them visible (they are
+     * durable) and release their connections. */
+    for (srv_wop *op = take_done(w); op;) {
+        srv_wop *next = op->next;
+        srv_conn_complete(op);
+        op = next;
+    }
     uv_loop_close(&w->loop);
     pthread_mutex_destroy(&w->mu);
     free(w->handoff);
@@ -247,6 +279,82 @@ static int lock_data_dir(const char *dir) {
     return fd;
 }
 
+/* Moves a damaged data folder aside (keeping it for inspection) and
+ * creates an empty one in its place. */
+static int reset_data_dir(const char *dir, int *lock_fd) {
+    char aside[4096];
+    snprintf(aside, sizeof aside, "%s.corrupt-%lld", dir, (long long)time(NULL));
+    if (rename(dir, aside) != 0) {
+        srv_log(SRV_LOG_ERROR, "cannot move %s aside: %s", dir, strerror(errno));
+        return -1;
+    }
+    srv_log(SRV_LOG_WARN, "moved the damaged data folder to %s; starting empty", aside);
+    close(*lock_fd);
+    *lock_fd = lock_data_dir(dir);
+    return *lock_fd < 0 ? -1 : 0;
+}
+
+static int load_ns(void *ctx, const store_ns_rec *ns) {
+    return cache_load_ns(ctx, ns);
+}
+
+static int load_entry(void *ctx, const store_entry_rec *e) {
+    int rc = cache_load_entry(ctx, e);
+    /* An entry of a namespace whose record was damaged cannot be served. */
+    return rc == DEJA_ERR_NOT_FOUND || rc == DEJA_ERR_DIM_MISMATCH ? 0 : rc;
+}
+
+static uint64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Opens the store and loads every live entry into the cache. */
+static int open_and_load(srv_server *s, int *lock_fd) {
+    const srv_config *cfg = s->cfg;
+    store_config scfg = {.dir = cfg->data_dir, .max_disk = cfg->max_disk,
+                         .fsync = (enum store_fsync)cfg->fsync_mode};
+    char msg[512] = "";
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint64_t t0 = srv_now_ms();
+        int rc = store_open(&scfg, &s->store, msg, sizeof msg);
+        store_load_stats st;
+        if (rc == 0) {
+            rc = store_load(s->store, wall_ms(), load_ns, load_entry, s->cache, &st, msg,
+                            sizeof msg);
+            if (rc) {
+                store_close(s->store);
+                s->store = NULL;
+            }
+        }
+        if (rc == 0) {
+            cache_set_next_ids(s->cache, st.max_id + 1, st.max_ns_id + 1);
+            srv_log(SRV_LOG_INFO,
+                    "loaded %llu entries in %llu namespaces in %llu ms "
+                    "(%llu expired dropped, %llu damaged skipped)",
+                    (unsigned long long)st.entries, (unsigned long long)st.namespaces,
+                    (unsigned long long)(srv_now_ms() - t0),
+                    (unsigned long long)st.expired, (unsigned long long)st.damaged);
+            return 0;
+        }
+        srv_log(SRV_LOG_ERROR, "%s", msg[0] ? msg : deja_strerror(rc));
+        if (rc != DEJA_ERR_BAD_FRAME || !cfg->on_corrupt_reset || attempt > 0) {
+            if (rc == DEJA_ERR_BAD_FRAME)
+                srv_log(SRV_LOG_ERROR, "the data folder is damaged; start with "
+                                       "--on-corrupt=reset to move it aside and "
+                                       "start empty");
+            return -1;
+        }
+        /* The cache may hold part of the damaged data: start from nothing. */
+        cache_destroy(s->cache);
+        cache_config ccfg = {.default_ttl_s = cfg->default_ttl_s};
+        if (cache_create(&ccfg, &s->cache) != 0 || reset_data_dir(cfg->data_dir, lock_fd))
+            return -1;
+    }
+    return -1;
+}
+
 int srv_run(const srv_config *cfg) {
     srv_server s;
     memset(&s, 0, sizeof s);
@@ -263,6 +371,15 @@ int srv_run(const srv_config *cfg) {
     cache_config ccfg = {.default_ttl_s = cfg->default_ttl_s};
     if (cache_create(&ccfg, &s.cache) != 0) {
         close(lock_fd);
+        return 1;
+    }
+    srv_writer_config wcfg = {.fsync = (enum store_fsync)cfg->fsync_mode,
+                              .sync_interval_ms = cfg->fsync_interval_ms};
+    if (open_and_load(&s, &lock_fd) != 0 ||
+        srv_writer_start(&s, s.store, &wcfg, &s.writer) != 0) {
+        store_close(s.store);
+        cache_destroy(s.cache);
+        if (lock_fd >= 0) close(lock_fd);
         return 1;
     }
 
@@ -298,6 +415,8 @@ int srv_run(const srv_config *cfg) {
     uv_loop_close(s.loop);
 
 out:
+    /* Order: workers stop reading, the commit thread commits what is
+     * queued and hands the replies back, then the workers finish. */
     for (unsigned i = 0; i < started; i++) {
         srv_worker *w = &s.workers[i];
         pthread_mutex_lock(&w->mu);
@@ -305,12 +424,14 @@ out:
         pthread_mutex_unlock(&w->mu);
         uv_async_send(&w->wake);
     }
+    srv_writer_stop(s.writer);
     for (unsigned i = 0; i < started; i++) {
         uv_thread_join(&s.workers[i].thread);
         worker_free(&s.workers[i]);
     }
     free(s.workers);
     if (s.unix_path[0]) unlink(s.unix_path);
+    store_close(s.store);
     cache_destroy(s.cache);
     close(lock_fd);
     srv_log(SRV_LOG_INFO, "stopped");

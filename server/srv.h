@@ -16,6 +16,8 @@
 #define SRV_DEFAULT_TTL_S (7u * 24u * 3600u)
 #define SRV_DEFAULT_MAX_OUTBUF (8u * 1024u * 1024u)
 #define SRV_PREAUTH_MAX_FRAME (64u * 1024u)
+#define SRV_DEFAULT_MAX_DISK (64ull << 30)
+#define SRV_DEFAULT_FSYNC_INTERVAL_MS 10u
 
 typedef struct srv_config {
     const char *host;        /* TCP listen address */
@@ -29,6 +31,10 @@ typedef struct srv_config {
     uint32_t default_ttl_s;  /* TTL for STOREs that send 0 */
     const char *auth_token;  /* NULL = no authentication */
     int log_level;           /* 0 error, 1 warn, 2 info, 3 debug */
+    int fsync_mode;          /* enum store_fsync */
+    uint32_t fsync_interval_ms; /* --fsync batch: longest unsynced window */
+    uint64_t max_disk;       /* data file limit in bytes */
+    int on_corrupt_reset;    /* move a damaged data folder aside, start empty */
 } srv_config;
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when

@@ -73,7 +73,8 @@ static void assert_hits_match(const idx_hit *got, uint32_t ngot,
     for (uint32_t i = 0; i < ngot; i++) {
         ASSERT_NEAR(got[i].score, want[i].score, eps);
         if (i > 0) ASSERT_TRUE(got[i - 1].score >= got[i].score);
-        for (uint32_t j = 0; j < i; j++) ASSERT_TRUE(got[j].label != got[i].label);
+        for (uint32_t j = 0; j < i; j++)
+            ASSERT_TRUE(got[j].label != got[i].label);
         ASSERT_NEAR(exact_dot(query, base_of(got[i].label, ctx), dim),
                     got[i].score, eps);
     }
@@ -89,7 +90,7 @@ static const float *row_of_label(uint64_t label, void *ctx) {
     return r->base + label * r->dim;
 }
 
-/* ---- creation and arguments ---------------------------------------------------*/
+/* ---- creation and arguments -----------------------------------------------*/
 
 static void test_create_rejects_zero_and_oversized_dims(void) {
     idx *ix = (idx *)&ix;
@@ -134,8 +135,7 @@ static void test_calls_with_null_pointers_are_invalid_arg(void) {
               DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(idx_search(ix, v, 2, NAN, NULL, NULL, hits, &n),
               DEJA_ERR_INVALID_ARG);
-    ASSERT_EQ(idx_search_batch(ix, NULL, 1, 2, hits, &n),
-              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(idx_search_batch(ix, NULL, 1, 2, hits, &n), DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(idx_count(NULL), 0);
     ASSERT_EQ(idx_dim(NULL), 0);
     idx_destroy(ix);
@@ -152,7 +152,7 @@ static void test_add_of_a_present_label_is_invalid_arg(void) {
     idx_destroy(ix);
 }
 
-/* ---- search against brute force -----------------------------------------------*/
+/* ---- search against brute force -------------------------------------------*/
 
 static void check_search_matches_bruteforce(uint32_t dim, size_t n,
                                             size_t queries, uint64_t seed) {
@@ -168,8 +168,8 @@ static void check_search_matches_bruteforce(uint32_t dim, size_t n,
         const float *qv = query + q * dim;
         for (size_t j = 0; j < 2; j++) {
             uint32_t ngot = 0, nwant = 0;
-            ASSERT_OK(idx_search(ix, qv, ks[j], -INFINITY, NULL, NULL, got,
-                                 &ngot));
+            ASSERT_OK(
+                idx_search(ix, qv, ks[j], -INFINITY, NULL, NULL, got, &ngot));
             idx_bruteforce(base, n, dim, qv, ks[j], want, &nwant);
             ASSERT_EQ(nwant, ks[j] < n ? ks[j] : n);
             assert_hits_match(got, ngot, want, nwant, qv, dim, row_of_label,
@@ -243,7 +243,7 @@ static void test_search_with_k_zero_or_on_an_empty_index_finds_nothing(void) {
     idx_destroy(ix);
 }
 
-/* ---- thresholds and filters -----------------------------------------------------*/
+/* ---- thresholds and filters -----------------------------------------------*/
 
 static void test_min_score_keeps_exactly_the_scores_at_or_above_it(void) {
     const uint32_t dim = 64;
@@ -309,7 +309,8 @@ static int accept_even_labels(void *ctx, uint64_t label) {
     return label % 2 == 0;
 }
 
-static void test_filter_excludes_labels_and_runs_only_for_heap_candidates(void) {
+static void
+test_filter_excludes_labels_and_runs_only_for_heap_candidates(void) {
     const uint32_t dim = 128;
     const size_t n = 20000;
     rng_seed(61);
@@ -357,14 +358,14 @@ static void test_filter_rejecting_everything_finds_nothing(void) {
     idx *ix = flat_with_rows(base, 100, 16);
     idx_hit hits[5];
     uint32_t n = 9;
-    ASSERT_OK(idx_search(ix, base, 5, -INFINITY, reject_everything, NULL,
-                         hits, &n));
+    ASSERT_OK(
+        idx_search(ix, base, 5, -INFINITY, reject_everything, NULL, hits, &n));
     ASSERT_EQ(n, 0);
     idx_destroy(ix);
     free(base);
 }
 
-/* ---- remove, get, clear -------------------------------------------------------*/
+/* ---- remove, get, clear ---------------------------------------------------*/
 
 static void test_search_never_returns_removed_labels(void) {
     const uint32_t dim = 48;
@@ -404,11 +405,10 @@ static void test_search_never_returns_removed_labels(void) {
     for (size_t q = 0; q < 8; q++) {
         const float *qv = query + q * dim;
         uint32_t ngot = 0, nwant = 0;
-        ASSERT_OK(idx_search(ix, qv, (uint32_t)n, -INFINITY, NULL, NULL, got,
-                             &ngot));
+        ASSERT_OK(
+            idx_search(ix, qv, (uint32_t)n, -INFINITY, NULL, NULL, got, &ngot));
         ASSERT_EQ(ngot, nalive);
-        for (uint32_t j = 0; j < ngot; j++)
-            ASSERT_EQ(removed[got[j].label], 0);
+        for (uint32_t j = 0; j < ngot; j++) ASSERT_EQ(removed[got[j].label], 0);
         idx_bruteforce(alive, nalive, dim, qv, 10, want, &nwant);
         for (uint32_t j = 0; j < nwant; j++)
             want[j].label = alive_label[want[j].label];
@@ -529,15 +529,15 @@ static void test_clear_removes_every_vector_and_keeps_the_dim(void) {
     ASSERT_EQ(idx_get(ix, 7, out), DEJA_ERR_NOT_FOUND);
     /* The same labels may be added again. */
     for (size_t i = 0; i < 300; i++) ASSERT_OK(idx_add(ix, i, base + i * 24));
-    ASSERT_OK(idx_search(ix, base + 7 * 24, 1, -INFINITY, NULL, NULL, hits,
-                         &n));
+    ASSERT_OK(
+        idx_search(ix, base + 7 * 24, 1, -INFINITY, NULL, NULL, hits, &n));
     ASSERT_EQ(n, 1);
     ASSERT_U64_EQ(hits[0].label, 7);
     idx_destroy(ix);
     free(base);
 }
 
-/* ---- memory ------------------------------------------------------------------*/
+/* ---- memory ---------------------------------------------------------------*/
 
 static void test_memory_grows_with_count_and_covers_the_raw_vectors(void) {
     const uint32_t dim = 200;
@@ -559,8 +559,8 @@ static void test_memory_grows_with_count_and_covers_the_raw_vectors(void) {
 }
 
 static void test_initial_capacity_is_allocated_up_front(void) {
-    idx_config cfg = {.kind = IDX_KIND_FLAT, .dim = 64,
-                      .initial_capacity = 10000};
+    idx_config cfg = {
+        .kind = IDX_KIND_FLAT, .dim = 64, .initial_capacity = 10000};
     idx *ix = NULL;
     ASSERT_OK(idx_create(&cfg, &ix));
     size_t reserved = idx_memory(ix);
@@ -571,7 +571,7 @@ static void test_initial_capacity_is_allocated_up_front(void) {
     idx_destroy(ix);
 }
 
-/* ---- batch ---------------------------------------------------------------------*/
+/* ---- batch ----------------------------------------------------------------*/
 
 typedef struct batch_case {
     uint32_t dim;
@@ -593,8 +593,8 @@ static void check_batch_matches_single_searches(batch_case c, uint64_t seed) {
     for (uint32_t q = 0; q < c.nq; q++) {
         const float *qv = queries + (size_t)q * c.dim;
         uint32_t nsingle = 0;
-        ASSERT_OK(idx_search(ix, qv, c.k, -INFINITY, NULL, NULL, single,
-                             &nsingle));
+        ASSERT_OK(
+            idx_search(ix, qv, c.k, -INFINITY, NULL, NULL, single, &nsingle));
         ASSERT_EQ(nbatch[q], c.k < c.n ? c.k : c.n);
         assert_hits_match(batch + (size_t)q * c.k, nbatch[q], single, nsingle,
                           qv, c.dim, row_of_label, &ctx, BATCH_EPS);
@@ -632,7 +632,7 @@ static void test_search_batch_on_an_empty_index_finds_nothing(void) {
     idx_destroy(ix);
 }
 
-/* ---- helpers ---------------------------------------------------------------------*/
+/* ---- helpers --------------------------------------------------------------*/
 
 static void test_normalize_makes_unit_vectors_and_rejects_bad_ones(void) {
     float v[3] = {3, 0, 4};

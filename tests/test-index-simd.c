@@ -41,8 +41,8 @@ static const idx_kernel *scalar_kernel(void) {
 
 /* With positive components there is no cancellation, so the kernels'
  * different summation orders must agree to a relative 1e-5. */
-static void check_relative(const idx_kernel *k, const float *a,
-                           const float *b, size_t n) {
+static void check_relative(const idx_kernel *k, const float *a, const float *b,
+                           size_t n) {
     float want = scalar_kernel()->dot(a, b, n);
     float got = k->dot(a, b, n);
     double tolerance = 1e-5 * fabs((double)want);
@@ -52,8 +52,8 @@ static void check_relative(const idx_kernel *k, const float *a,
                      (double)got, (double)want);
 }
 
-static void check_absolute(const idx_kernel *k, const float *a,
-                           const float *b, size_t n) {
+static void check_absolute(const idx_kernel *k, const float *a, const float *b,
+                           size_t n) {
     float want = scalar_kernel()->dot(a, b, n);
     float got = k->dot(a, b, n);
     if (fabs((double)got - (double)want) > 1e-5)
@@ -214,7 +214,8 @@ static void test_unknown_deja_simd_value_is_ignored(void) {
 
 /* Asking for avx512 on a CPU without it must still give a kernel the CPU
  * can run: the best supported one below it. */
-static void test_forcing_an_unsupported_kernel_falls_back_to_a_supported_one(void) {
+static void
+test_forcing_an_unsupported_kernel_falls_back_to_a_supported_one(void) {
     for (size_t i = 0; i < idx_kernel_count(); i++) {
         ASSERT_EQ(setenv("DEJA_SIMD", idx_kernel_get(i)->name, 1), 0);
         idx_simd_init();

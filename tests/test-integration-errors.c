@@ -238,7 +238,7 @@ static void test_auth_token_is_required_and_checked(void) {
     close(fd);
 
     proto_buf_free(&b);
-    test_server_stop(&auth);
+    ASSERT_EQ(test_server_stop(&auth), 0);
 }
 
 static void test_hello_negotiates_version_one(void) {
@@ -272,7 +272,7 @@ static void test_sigterm_shuts_down_cleanly(void) {
     ASSERT_EQ(test_server_shutdown(&s), 0);
     ASSERT_TRUE(test_raw_closed(fd, 5000));
     close(fd);
-    test_server_stop(&s);
+    ASSERT_EQ(test_server_stop(&s), 0);
 }
 
 static void test_server_is_still_healthy_after_all_of_the_above(void) {
@@ -297,9 +297,7 @@ int main(void) {
     RUN(test_hello_negotiates_version_one);
     RUN(test_sigterm_shuts_down_cleanly);
     RUN(test_server_is_still_healthy_after_all_of_the_above);
-    int clean = test_server_shutdown(&srv);
-    test_server_stop(&srv);
-    if (clean != 0) {
+    if (test_server_stop(&srv) != 0) {
         fprintf(stderr, "dejad did not exit cleanly after the error tests\n");
         return 1;
     }

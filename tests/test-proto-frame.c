@@ -1,6 +1,6 @@
-/* test-proto-frame.c: the incremental frame parser, the header writer and
- * the output buffer. Each test states one rule of docs/PROTOCOL.md's
- * "Frame header" and "Malformed input" sections. */
+/* test-proto-frame.c: the incremental frame parser, the header writer, the
+ * header's status codes, namespace names and the output buffer. Each test
+ * states one rule of docs/PROTOCOL.md (sections 2, 3, 6 and 9). */
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,7 +25,8 @@ static proto_header sample_header(uint8_t opcode, uint32_t body_len) {
 /* Appends a PING frame with a payload of `n` bytes valued seed, seed+1, ... */
 static void append_ping(proto_buf *b, uint32_t id, size_t n, uint8_t seed) {
     uint8_t payload[64];
-    for (size_t i = 0; i < n && i < sizeof payload; i++) payload[i] = (uint8_t)(seed + i);
+    for (size_t i = 0; i < n && i < sizeof payload; i++)
+        payload[i] = (uint8_t)(seed + i);
     ASSERT_OK(proto_encode_ping(b, id, 0, payload, n));
 }
 
@@ -73,8 +74,7 @@ static void test_bad_magic_is_refused_on_first_byte(void) {
     /* An HTTP client is told off after one byte, not after sixteen. */
     const uint8_t get[] = {'G'};
     proto_header h;
-    ASSERT_EQ(proto_parse_frame(get, 1, PROTO_DEFAULT_MAX_FRAME, &h),
-              DEJA_ERR_BAD_FRAME);
+    ASSERT_EQ(proto_parse_frame(get, 1, PROTO_DEFAULT_MAX_FRAME, &h), DEJA_ERR_BAD_FRAME);
 }
 
 static void test_bad_second_magic_byte_is_refused_on_second_byte(void) {
@@ -97,11 +97,9 @@ static void test_bad_magic_is_refused_with_a_full_header_present(void) {
 static void test_unknown_version_is_refused_on_third_byte(void) {
     const uint8_t bytes[] = {0x44, 0x4A, 0x02};
     proto_header h;
-    ASSERT_EQ(proto_parse_frame(bytes, 3, PROTO_DEFAULT_MAX_FRAME, &h),
-              DEJA_ERR_VERSION);
+    ASSERT_EQ(proto_parse_frame(bytes, 3, PROTO_DEFAULT_MAX_FRAME, &h), DEJA_ERR_VERSION);
     const uint8_t zero[] = {0x44, 0x4A, 0x00};
-    ASSERT_EQ(proto_parse_frame(zero, 3, PROTO_DEFAULT_MAX_FRAME, &h),
-              DEJA_ERR_VERSION);
+    ASSERT_EQ(proto_parse_frame(zero, 3, PROTO_DEFAULT_MAX_FRAME, &h), DEJA_ERR_VERSION);
 }
 
 static void test_refused_header_is_still_filled_so_the_reply_can_echo_the_id(void) {
@@ -216,8 +214,7 @@ static void test_truncated_body_needs_more_until_the_last_byte(void) {
         ASSERT_EQ(h.body_len, 40);
     }
     proto_header h;
-    ASSERT_EQ(proto_parse_frame(b.data, b.len, PROTO_DEFAULT_MAX_FRAME, &h),
-              (int)b.len);
+    ASSERT_EQ(proto_parse_frame(b.data, b.len, PROTO_DEFAULT_MAX_FRAME, &h), (int)b.len);
     proto_buf_free(&b);
 }
 
@@ -225,7 +222,8 @@ static void test_byte_at_a_time_stream_yields_each_frame_when_complete(void) {
     proto_buf b;
     proto_buf_init(&b);
     const size_t sizes[] = {0, 1, 33, 7};
-    for (size_t i = 0; i < 4; i++) append_ping(&b, (uint32_t)(100 + i), sizes[i], 9);
+    for (size_t i = 0; i < 4; i++)
+        append_ping(&b, (uint32_t)(100 + i), sizes[i], 9);
 
     /* Deliver one byte at a time into a receive buffer, consuming each frame
      * as soon as the parser reports it, like a server's read loop. */
@@ -264,7 +262,8 @@ static void test_frames_back_to_back_in_one_buffer_parse_in_order(void) {
     const uint8_t ops[] = {PROTO_OP_PING, PROTO_OP_STORE, PROTO_OP_LOOKUP};
     for (int i = 0; i < 3; i++) {
         proto_header h;
-        int rc = proto_parse_frame(b.data + off, b.len - off, PROTO_DEFAULT_MAX_FRAME, &h);
+        int rc =
+            proto_parse_frame(b.data + off, b.len - off, PROTO_DEFAULT_MAX_FRAME, &h);
         ASSERT_GT(rc, 0);
         ASSERT_EQ(h.request_id, ids[i]);
         ASSERT_EQ(h.opcode, ops[i]);
@@ -309,18 +308,52 @@ static void test_every_defined_opcode_has_its_name(void) {
     ASSERT_TRUE(proto_op_name(0xFF) == NULL);
 }
 
+static void test_namespace_rules_are_checked_byte_by_byte(void) {
+    char name[PROTO_MAX_NS_LEN + 1];
+    memset(name, 'n', sizeof name);
+    ASSERT_OK(proto_check_ns((const uint8_t *)name, PROTO_MAX_NS_LEN));
+    ASSERT_EQ(proto_check_ns((const uint8_t *)name, PROTO_MAX_NS_LEN + 1),
+              DEJA_ERR_BAD_NAMESPACE);
+    ASSERT_EQ(proto_check_ns((const uint8_t *)name, 0), DEJA_ERR_BAD_NAMESPACE);
+    ASSERT_OK(proto_check_ns((const uint8_t *)"!~", 2));
+    const uint8_t bad_bytes[] = {0x00, 0x09, 0x20, 0x7F, 0x80, 0xFF};
+    for (size_t i = 0; i < sizeof bad_bytes; i++) {
+        uint8_t ns[3] = {'a', bad_bytes[i], 'b'};
+        ASSERT_EQ(proto_check_ns(ns, 3), DEJA_ERR_BAD_NAMESPACE);
+    }
+}
+
+static void test_status_maps_back_to_the_error_code(void) {
+    ASSERT_EQ(proto_status_error(0), 0);
+    ASSERT_EQ(proto_status_error(1), DEJA_ERR_NOT_FOUND);
+    ASSERT_EQ(proto_status_error(16), DEJA_ERR_SHUTTING_DOWN);
+    ASSERT_EQ(proto_status_error(99), -99);
+    ASSERT_EQ(proto_status_error(100), DEJA_ERR_PROTOCOL);
+    ASSERT_EQ(proto_status_error(0xFFFF), DEJA_ERR_PROTOCOL);
+}
+
+static void test_strerror_names_every_code_in_the_table(void) {
+#define CHECK_MESSAGE_(name, code, msg) ASSERT_STR_EQ(deja_strerror(code), msg);
+    DEJA_ERROR_TABLE(CHECK_MESSAGE_)
+#undef CHECK_MESSAGE_
+    ASSERT_STR_EQ(deja_strerror(-50), "unknown error");
+    ASSERT_STR_EQ(deja_strerror(1), "unknown error");
+}
+
 static void test_buffer_reserve_grows_and_keeps_what_was_written(void) {
     proto_buf b;
     proto_buf_init(&b);
     ASSERT_TRUE(b.data == NULL);
     ASSERT_EQ(b.len, 0);
-    for (int i = 0; i < 100; i++) append_ping(&b, (uint32_t)i, 60, (uint8_t)i);
+    for (int i = 0; i < 100; i++)
+        append_ping(&b, (uint32_t)i, 60, (uint8_t)i);
     ASSERT_EQ(b.len, 100 * (PROTO_HEADER_SIZE + 60));
     ASSERT_GE(b.cap, b.len);
     size_t off = 0;
     for (int i = 0; i < 100; i++) {
         proto_header h;
-        int rc = proto_parse_frame(b.data + off, b.len - off, PROTO_DEFAULT_MAX_FRAME, &h);
+        int rc =
+            proto_parse_frame(b.data + off, b.len - off, PROTO_DEFAULT_MAX_FRAME, &h);
         ASSERT_EQ(rc, PROTO_HEADER_SIZE + 60);
         ASSERT_EQ(h.request_id, i);
         ASSERT_EQ(b.data[off + PROTO_HEADER_SIZE + 59], (uint8_t)(i + 59));
@@ -381,6 +414,9 @@ int main(void) {
     RUN(test_unknown_opcode_is_not_a_parse_error);
     RUN(test_unknown_flag_bits_and_status_are_not_parse_errors);
     RUN(test_every_defined_opcode_has_its_name);
+    RUN(test_namespace_rules_are_checked_byte_by_byte);
+    RUN(test_status_maps_back_to_the_error_code);
+    RUN(test_strerror_names_every_code_in_the_table);
     RUN(test_buffer_reserve_grows_and_keeps_what_was_written);
     RUN(test_buffer_reset_keeps_memory_and_free_reinitialises);
     RUN(test_buffer_reserve_refuses_sizes_that_overflow);

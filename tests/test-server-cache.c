@@ -117,7 +117,8 @@ static void test_a_held_entry_outlives_its_deletion(void) {
     proto_lookup_req lr = lookup_req("refs", 1);
     ASSERT_OK(cache_lookup(c, &lr, vec_b, m, &n));
     ASSERT_EQ(n, 1);
-    ASSERT_OK(cache_delete(c, (const uint8_t *)"refs", 4, id));
+    uint32_t ns_id;
+    ASSERT_OK(cache_delete(c, (const uint8_t *)"refs", 4, id, &ns_id));
     uint32_t len;
     const uint8_t *resp = cache_entry_response(m[0].entry, &len);
     ASSERT_EQ(len, 14);

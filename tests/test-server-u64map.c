@@ -1,6 +1,7 @@
 /* test-server-u64map.c: the entry-id map behaves like a reference map
  * under heavy insert/delete churn (backward-shift deletion must never lose
  * a key that shares a probe run with a deleted one). */
+#include "deja-errors.h"
 #include "harness.h"
 #include "u64map.h"
 

@@ -12,6 +12,8 @@
  * its words' vectors. Two prompts sharing most of their words then have a
  * cosine similarity near shared / sqrt(words_a * words_b), which is enough
  * to show paraphrases hitting and different questions missing. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
+
 #include <ctype.h>
 #include <math.h>
 #include <stdint.h>
@@ -19,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "deja.h"
 
@@ -42,7 +43,8 @@ static uint64_t splitmix64(uint64_t *state) {
  * is asked, and real embedding models weigh them down too. */
 static void add_word(const char *word, size_t len, float *v) {
     uint64_t h = 0xCBF29CE484222325ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)word[i]) * 0x100000001B3ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)word[i]) * 0x100000001B3ull;
     double weight = len <= 3 ? 0.5 : 1.0;
     for (int i = 0; i < DIM; i++) {
         double u = (double)(splitmix64(&h) >> 11) / 9007199254740992.0;
@@ -67,18 +69,20 @@ static void embed(const char *text, float v[DIM]) {
     /* deja normalises vectors itself; doing it here too keeps the numbers
      * printed below easy to reason about. */
     double norm = 0;
-    for (int i = 0; i < DIM; i++) norm += (double)v[i] * v[i];
+    for (int i = 0; i < DIM; i++)
+        norm += (double)v[i] * v[i];
     if (norm > 0)
-        for (int i = 0; i < DIM; i++) v[i] = (float)(v[i] / sqrt(norm));
+        for (int i = 0; i < DIM; i++)
+            v[i] = (float)(v[i] / sqrt(norm));
 }
 
 /* ---- a stand-in for the expensive call -------------------------------------*/
 
 /* Pretends to be an LLM: slow, and returns an answer the caller must free.
  * Token counts and cost are made up the way a real API would report them. */
-static char *ask_llm(const char *prompt, uint32_t *in_tokens,
-                     uint32_t *out_tokens) {
-    usleep(300 * 1000);
+static char *ask_llm(const char *prompt, uint32_t *in_tokens, uint32_t *out_tokens) {
+    struct timespec think = {0, 300 * 1000 * 1000};
+    nanosleep(&think, NULL);
     char *answer = malloc(512);
     if (answer == NULL) return NULL;
     snprintf(answer, 512, "(a thoughtful answer to \"%s\")", prompt);
@@ -103,8 +107,8 @@ static int get_or_fetch(deja_client *c, const char *prompt) {
 
     double t0 = now_ms();
     deja_result *res = NULL;
-    int rc = deja_lookup(c, NAMESPACE, v, DIM, THRESHOLD, 1,
-                         DEJA_LOOKUP_WANT_PROMPT, &res);
+    int rc =
+        deja_lookup(c, NAMESPACE, v, DIM, THRESHOLD, 1, DEJA_LOOKUP_WANT_PROMPT, &res);
     if (rc != 0) {
         fprintf(stderr, "lookup: %s (%s)\n", deja_strerror(rc), deja_last_error(c));
         return rc;
@@ -113,10 +117,10 @@ static int get_or_fetch(deja_client *c, const char *prompt) {
 
     if (res->count > 0) {
         const deja_hit *hit = &res->hits[0];
-        printf("HIT   %-40s similarity %.3f, %.2f ms\n", prompt,
-               hit->similarity, lookup_ms);
-        printf("      matched \"%s\"\n      -> %s\n",
-               hit->prompt ? hit->prompt : "?", hit->response);
+        printf("HIT   %-40s similarity %.3f, %.2f ms\n", prompt, hit->similarity,
+               lookup_ms);
+        printf("      matched \"%s\"\n      -> %s\n", hit->prompt ? hit->prompt : "?",
+               hit->response);
         deja_result_free(res);
         return 0;
     }
@@ -148,8 +152,8 @@ static int get_or_fetch(deja_client *c, const char *prompt) {
     rc = deja_store(c, &req, &id);
     if (rc != 0)
         fprintf(stderr, "store: %s (%s)\n", deja_strerror(rc), deja_last_error(c));
-    printf("MISS  %-40s asked the LLM (%.0f ms), cached as entry %llu\n",
-           prompt, llm_ms, (unsigned long long)id);
+    printf("MISS  %-40s asked the LLM (%.0f ms), cached as entry %llu\n", prompt, llm_ms,
+           (unsigned long long)id);
     printf("      -> %s\n", answer);
     free(answer);
     return rc;
@@ -158,11 +162,10 @@ static int get_or_fetch(deja_client *c, const char *prompt) {
 int main(int argc, char **argv) {
     const char *addr = argc > 1 ? argv[1] : "127.0.0.1:7447";
     const char *prompts[] = {
-        "What is the capital of France?",
-        "How do I reverse a list in Python?",
-        "what is the capital city of France",  /* paraphrase of the first */
-        "how do I reverse a Python list",      /* paraphrase of the second */
-        "What is the capital of Spain?", /* close in words, different question */
+        "What is the capital of France?",     "How do I reverse a list in Python?",
+        "what is the capital city of France", /* paraphrase of the first */
+        "how do I reverse a Python list",     /* paraphrase of the second */
+        "What is the capital of Spain?",      /* close in words, different question */
         "Who painted the Mona Lisa?",
     };
 
@@ -172,8 +175,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot connect to %s: %s\n", addr, deja_strerror(rc));
         return 1;
     }
-    printf("connected to %s (%s), threshold %.2f\n\n", addr,
-           deja_server_name(c), THRESHOLD);
+    printf("connected to %s (%s), threshold %.2f\n\n", addr, deja_server_name(c),
+           THRESHOLD);
 
     for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++) {
         if (get_or_fetch(c, prompts[i]) != 0 && deja_ping(c) == DEJA_ERR_CLOSED) {

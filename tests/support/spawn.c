@@ -122,14 +122,17 @@ void test_server_kill(test_server *s) {
     s->pid = 0;
 }
 
-void test_server_stop(test_server *s) {
-    if (s->pid > 0) test_server_shutdown(s);
+int test_server_stop(test_server *s) {
+    int status = 0;
+    if (s->pid > 0) status = test_server_shutdown(s);
     if (s->dir[0]) {
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
         if (system(cmd) != 0) fprintf(stderr, "spawn: cannot remove %s\n", s->dir);
         s->dir[0] = 0;
     }
+    if (status != 0) fprintf(stderr, "spawn: dejad exited with status %d\n", status);
+    return status;
 }
 
 int test_server_connect_raw(const test_server *s) {

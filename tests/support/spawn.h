@@ -32,8 +32,10 @@ int test_server_shutdown(test_server *s);
 /* SIGKILL and reap. */
 void test_server_kill(test_server *s);
 
-/* Shuts down if running and removes the data folder. */
-void test_server_stop(test_server *s);
+/* Shuts down if running and removes the data folder. Returns dejad's exit
+ * status (0 = clean; a sanitizer report at exit makes it non-zero), or 0
+ * if the server was not running. */
+int test_server_stop(test_server *s);
 
 /* Opens a raw TCP connection to the server (blocking, TCP_NODELAY).
  * Returns the fd or -1. */

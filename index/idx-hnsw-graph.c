@@ -1,0 +1,459 @@
+/* idx-hnsw-graph.c: the HNSW graph algorithms (Malkov & Yashunin 2016):
+ * greedy descent through the upper levels, best-first search of a level
+ * with a bounded result set, the neighbour-selection heuristic, linking a
+ * new node in, and repairing the neighbourhood of a removed one.
+ *
+ * Concurrency (the full argument is at the top of idx-hnsw.c): readers
+ * never lock. They copy a link list with atomic loads (a list caught
+ * mid-update only holds ids some writer stored), and check a node's state
+ * before reading its vector. Writers change a node's lists under that
+ * node's version word (odd = locked), optimistically: they snapshot the
+ * list and its even version, compute the new list without holding
+ * anything (neighbour selection costs many inner products), then lock by
+ * compare-and-swap from the snapshot's version, which fails if another
+ * writer got there first. After a few failed attempts they lock first and
+ * compute under the lock, so progress is guaranteed. A writer never holds
+ * two node locks. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idx-hnsw-private.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* Optimistic re-link attempts before a writer locks first. */
+#define RELINK_OPTIMISTIC_TRIES 3
+/* How many neighbours ahead of the one being scored a search prefetches
+ * (whole vectors), so several DRAM fetches overlap. */
+#define PREFETCH_AHEAD 2
+
+/* ---- scoring ----------------------------------------------------------------*/
+
+/* The kernels are fetched once per operation: reading the dispatch
+ * pointers per node would cost a load each time. */
+typedef struct scorer {
+    idx_dot_fn dot;
+    idx_dot_i8_fn dot8;
+    const hnsw *h;
+    const void *qvec;
+    float qscale;
+    uint32_t dim;
+    int int8;
+} scorer;
+
+static scorer scorer_make(const hnsw *h, const hnsw_query *q) {
+    scorer s = {idx_simd_dot_fn(), idx_simd_dot_i8_fn(), h, q ? q->vec : NULL,
+                q ? q->scale : 0.0f, h->base.dim,
+                h->quant == IDX_QUANT_INT8};
+    return s;
+}
+
+/* NaN (from a NaN component) becomes -inf: it keeps the heaps ordered,
+ * and a -inf node is never accepted into results. */
+static inline float score_fix(float s) { return s == s ? s : -INFINITY; }
+
+static inline float score_query(const scorer *s, const char *row) {
+    if (s->int8)
+        return score_fix((float)s->dot8((const int8_t *)s->qvec,
+                                        (const int8_t *)row, s->dim) *
+                         s->qscale * hnsw_row_scale(s->h, row));
+    return score_fix(s->dot((const float *)s->qvec, (const float *)row,
+                           s->dim));
+}
+
+static inline float score_rows(const scorer *s, const char *a, const char *b) {
+    if (s->int8)
+        return score_fix((float)s->dot8((const int8_t *)a, (const int8_t *)b,
+                                        s->dim) *
+                         hnsw_row_scale(s->h, a) * hnsw_row_scale(s->h, b));
+    return score_fix(s->dot((const float *)a, (const float *)b, s->dim));
+}
+
+float hnsw_score_row(const hnsw *h, const hnsw_query *q, const char *row) {
+    scorer s = scorer_make(h, q);
+    return score_query(&s, row);
+}
+
+static inline const char *row_of(const hnsw *h, uint32_t id) {
+    return hnsw_row(h, hnsw_chunk(h, id), hnsw_slot(h, id));
+}
+
+static inline void prefetch_vector(const hnsw *h, const char *row) {
+    for (uint32_t off = 0; off < h->vec_bytes; off += 64)
+        __builtin_prefetch(row + off, 0, 3);
+}
+
+/* ---- heaps ------------------------------------------------------------------*/
+
+/* cand: max-heap (best candidate on top); res: min-heap (worst result on
+ * top, the bound a new node must beat). */
+static inline void max_push(hnsw_pair *a, uint32_t *n, float score,
+                            uint32_t id) {
+    uint32_t i = (*n)++;
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (a[p].score >= score) break;
+        a[i] = a[p];
+        i = p;
+    }
+    a[i].score = score;
+    a[i].id = id;
+}
+
+static inline void max_pop(hnsw_pair *a, uint32_t *n) {
+    hnsw_pair last = a[--*n];
+    uint32_t i = 0, size = *n;
+    for (;;) {
+        uint32_t l = 2 * i + 1, best = l;
+        if (l >= size) break;
+        if (l + 1 < size && a[l + 1].score > a[l].score) best = l + 1;
+        if (a[best].score <= last.score) break;
+        a[i] = a[best];
+        i = best;
+    }
+    a[i] = last;
+}
+
+static inline void min_push(hnsw_pair *a, uint32_t *n, float score,
+                            uint32_t id) {
+    uint32_t i = (*n)++;
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (a[p].score <= score) break;
+        a[i] = a[p];
+        i = p;
+    }
+    a[i].score = score;
+    a[i].id = id;
+}
+
+static inline void min_pop(hnsw_pair *a, uint32_t *n) {
+    hnsw_pair last = a[--*n];
+    uint32_t i = 0, size = *n;
+    for (;;) {
+        uint32_t l = 2 * i + 1, best = l;
+        if (l >= size) break;
+        if (l + 1 < size && a[l + 1].score < a[l].score) best = l + 1;
+        if (a[best].score >= last.score) break;
+        a[i] = a[best];
+        i = best;
+    }
+    a[i] = last;
+}
+
+static int pair_cmp(const void *pa, const void *pb) {
+    const hnsw_pair *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+void hnsw_pairs_sort(hnsw_pair *p, uint32_t n) {
+    qsort(p, n, sizeof *p, pair_cmp);
+}
+
+/* ---- search -----------------------------------------------------------------*/
+
+static inline int accept_node(const hnsw_accept *acc, uint32_t id,
+                              uint8_t st, float score) {
+    if (score == -INFINITY) return 0;
+    if (acc->build)
+        return (st == HNSW_LIVE || st == HNSW_INSERTING) && id != acc->self;
+    if (st != HNSW_LIVE) return 0;
+    if (!acc->filter) return 1;
+    return acc->filter(acc->filter_ctx, *hnsw_label_ptr(acc->h, id));
+}
+
+void hnsw_greedy(const hnsw *h, const hnsw_query *q, uint32_t *cur,
+                 float *cur_score, int top, int bottom) {
+    scorer s = scorer_make(h, q);
+    uint32_t links[2 * HNSW_M_MAX];
+    const char *rows[2 * HNSW_M_MAX];
+    for (int level = top; level > bottom; level--) {
+        for (int changed = 1; changed;) {
+            changed = 0;
+            const uint32_t *list = hnsw_list(h, *cur, level);
+            if (!list) break;
+            uint32_t n = hnsw_list_read(list, h->M, links), m = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                char *chunk = hnsw_chunk(h, links[i]);
+                uint32_t slot = hnsw_slot(h, links[i]);
+                if (hnsw_state_at(h, chunk, slot) == HNSW_FREE) continue;
+                rows[m] = hnsw_row(h, chunk, slot);
+                __builtin_prefetch(rows[m], 0, 3);
+                links[m++] = links[i];
+            }
+            for (uint32_t i = 0; i < m; i++) {
+                if (i + 1 < m) prefetch_vector(h, rows[i + 1]);
+                float score = score_query(&s, rows[i]);
+                if (score > *cur_score) {
+                    *cur_score = score;
+                    *cur = links[i];
+                    changed = 1;
+                }
+            }
+        }
+    }
+}
+
+uint32_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q,
+                           uint32_t start, float start_score, int level,
+                           uint32_t ef, const hnsw_accept *acc) {
+    hnsw *hw = (hnsw *)h;
+    scorer s = scorer_make(h, q);
+    uint32_t cap = hnsw_cap(h, level);
+    uint32_t *links = c->ids;
+    uint32_t *todo = c->ids + cap;
+    const char **rows = c->rows;
+    hnsw_visited_begin(hw, c);
+    uint16_t tag = c->tag;
+
+    hnsw_pair *cand = c->cand.at, *res = c->res.at;
+    uint32_t ncand = 0, nres = 0;
+    if (start < c->visited_cap) c->visited[start] = tag;
+    max_push(cand, &ncand, start_score, start);
+    if (accept_node(acc, start, hnsw_state(h, start), start_score))
+        min_push(res, &nres, start_score, start);
+    float worst = nres ? res[0].score : -INFINITY;
+
+    while (ncand > 0) {
+        hnsw_pair cur = cand[0];
+        if (nres >= ef && cur.score < worst) break;
+        max_pop(cand, &ncand);
+        const uint32_t *list = hnsw_list(h, cur.id, level);
+        if (!list) continue;
+        if (ncand > 0) {
+            /* The next candidate's links are read next round. */
+            __builtin_prefetch(row_of(h, cand[0].id) + h->hdr_off, 0, 3);
+        }
+        uint32_t n = hnsw_list_read(list, cap, links), m = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t id = links[i];
+            if (id >= c->visited_cap && hnsw_visited_grow(hw, c, id) != 0)
+                continue;
+            if (c->visited[id] == tag) continue;
+            c->visited[id] = tag;
+            char *chunk = hnsw_chunk(h, id);
+            uint32_t slot = hnsw_slot(h, id);
+            /* FREE: removed (or not yet used); its vector may be being
+             * rewritten, so it must not be read. */
+            if (hnsw_state_at(h, chunk, slot) == HNSW_FREE) continue;
+            rows[m] = hnsw_row(h, chunk, slot);
+            todo[m++] = id;
+        }
+        for (uint32_t j = 0; j < m && j < PREFETCH_AHEAD; j++)
+            prefetch_vector(h, rows[j]);
+        for (uint32_t j = 0; j < m; j++) {
+            if (j + PREFETCH_AHEAD < m)
+                prefetch_vector(h, rows[j + PREFETCH_AHEAD]);
+            float score = score_query(&s, rows[j]);
+            if (nres >= ef && !(score > worst)) continue;
+            if (ncand == c->cand.cap) {
+                if (hnsw_pairs_reserve(hw, c, &c->cand, ncand + 1) != 0)
+                    continue;
+                cand = c->cand.at;
+            }
+            max_push(cand, &ncand, score, todo[j]);
+            uint32_t id = todo[j];
+            if (accept_node(acc, id, hnsw_state(h, id), score)) {
+                min_push(res, &nres, score, id);
+                if (nres > ef) min_pop(res, &nres);
+                worst = res[0].score;
+            }
+        }
+    }
+    c->res.n = nres;
+    return nres;
+}
+
+/* ---- neighbour selection ----------------------------------------------------*/
+
+/* The heuristic of the paper (algorithm 4, without extending or keeping
+ * pruned candidates): walk the candidates best first and keep one only if
+ * it is more similar to the base node than to every neighbour already
+ * kept. This keeps links pointing in different directions, which is what
+ * lets clustered data stay navigable. cands are sorted best first. */
+static uint32_t select_neighbours(const scorer *s, const hnsw_pair *cands,
+                                  uint32_t n, uint32_t m, uint32_t *out) {
+    const char *kept[2 * HNSW_M_MAX];
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n && k < m; i++) {
+        const char *row = row_of(s->h, cands[i].id);
+        int good = 1;
+        for (uint32_t j = 0; j < k && good; j++)
+            if (score_rows(s, row, kept[j]) > cands[i].score) good = 0;
+        if (good) {
+            kept[k] = row;
+            out[k++] = cands[i].id;
+        }
+    }
+    return k;
+}
+
+static inline int contains(const uint32_t *ids, uint32_t n, uint32_t id) {
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] == id) return 1;
+    return 0;
+}
+
+static uint32_t version_lock(uint32_t *ver) {
+    for (;;) {
+        uint32_t v = __atomic_load_n(ver, __ATOMIC_RELAXED);
+        if (!(v & 1) &&
+            __atomic_compare_exchange_n(ver, &v, v + 1, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return v;
+        cpu_relax();
+    }
+}
+
+static uint32_t version_stable(const uint32_t *ver) {
+    for (;;) {
+        uint32_t v = __atomic_load_n(ver, __ATOMIC_ACQUIRE);
+        if (!(v & 1)) return v;
+        cpu_relax();
+    }
+}
+
+static void version_unlock(uint32_t *ver) {
+    uint32_t v = __atomic_load_n(ver, __ATOMIC_RELAXED);
+    __atomic_store_n(ver, v + 1, __ATOMIC_RELEASE);
+}
+
+/* Count last: a reader that sees the new count sees the links before it. */
+static void list_write_locked(uint32_t *list, const uint32_t *ids,
+                              uint32_t n) {
+    for (uint32_t i = 0; i < n; i++)
+        __atomic_store_n(&list[1 + i], ids[i], __ATOMIC_RELEASE);
+    __atomic_store_n(&list[0], n, __ATOMIC_RELEASE);
+}
+
+/* Re-links node at level. With drop == HNSW_NONE, adds the ids in add
+ * (appending while there is room, else re-selecting by the heuristic).
+ * Otherwise a repair: only if node links to drop, replaces its list by
+ * the heuristic's choice from its other links plus add (the removed
+ * node's links). */
+static void relink(hnsw *h, hnsw_ctx *c, uint32_t node, int level,
+                   const uint32_t *add, uint32_t nadd, uint32_t drop) {
+    scorer s = scorer_make(h, NULL);
+    uint32_t cap = hnsw_cap(h, level);
+    uint32_t *list = hnsw_list(h, node, level);
+    if (!list) return;
+    const char *node_row = row_of(h, node);
+    uint32_t *ver = hnsw_version_ptr(h, node_row);
+    uint32_t cur[2 * HNSW_M_MAX], merged[4 * HNSW_M_MAX + 1],
+        out[2 * HNSW_M_MAX];
+
+    for (int attempt = 0;; attempt++) {
+        int locked = attempt >= RELINK_OPTIMISTIC_TRIES;
+        uint32_t v = locked ? version_lock(ver) : version_stable(ver);
+        uint32_t n = hnsw_list_read(list, cap, cur), nm = 0, nout;
+        int changed = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (cur[i] == drop) {
+                changed = 1;
+                continue;
+            }
+            merged[nm++] = cur[i];
+        }
+        if (drop != HNSW_NONE && !changed) {
+            if (locked) version_unlock(ver);
+            return;
+        }
+        for (uint32_t i = 0; i < nadd; i++) {
+            if (add[i] == node || add[i] == drop ||
+                contains(merged, nm, add[i]))
+                continue;
+            merged[nm++] = add[i];
+            changed = 1;
+        }
+        if (!changed) {
+            if (locked) version_unlock(ver);
+            return;
+        }
+        if (drop == HNSW_NONE && nm <= cap) {
+            memcpy(out, merged, nm * sizeof *out);
+            nout = nm;
+        } else {
+            hnsw_pair *work = c->work.at;
+            uint32_t nw = 0;
+            for (uint32_t i = 0; i < nm && nw < c->work.cap; i++) {
+                uint8_t st = hnsw_state(h, merged[i]);
+                /* Links to removed nodes are dropped here, which is also
+                 * how stale links disappear over time. */
+                if (st == HNSW_FREE || st == HNSW_DELETED) continue;
+                work[nw].score =
+                    score_rows(&s, node_row, row_of(h, merged[i]));
+                work[nw++].id = merged[i];
+            }
+            hnsw_pairs_sort(work, nw);
+            nout = select_neighbours(&s, work, nw, cap, out);
+        }
+        if (!locked &&
+            !__atomic_compare_exchange_n(ver, &v, v + 1, 0, __ATOMIC_ACQUIRE,
+                                         __ATOMIC_RELAXED))
+            continue;
+        list_write_locked(list, out, nout);
+        version_unlock(ver);
+        return;
+    }
+}
+
+/* ---- insert and repair ------------------------------------------------------*/
+
+void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e) {
+    const char *row = row_of(h, id);
+    hnsw_query q = {row, h->quant == IDX_QUANT_INT8 ? hnsw_row_scale(h, row)
+                                                    : 1.0f};
+    scorer s = scorer_make(h, &q);
+    uint32_t cur = (uint32_t)e;
+    int top = (int)(e >> 32);
+    float cur_score = score_query(&s, row_of(h, cur));
+    hnsw_greedy(h, &q, &cur, &cur_score, top, level);
+
+    hnsw_accept acc = {1, id, NULL, NULL, h};
+    uint32_t selected[2 * HNSW_M_MAX];
+    for (int l = level < top ? level : top; l >= 0; l--) {
+        uint32_t n =
+            hnsw_search_layer(h, c, &q, cur, cur_score, l, h->ef_construction,
+                              &acc);
+        hnsw_pair *work = c->work.at;
+        memcpy(work, c->res.at, n * sizeof *work);
+        hnsw_pairs_sort(work, n);
+        /* A new node takes M links on every level, level 0 included;
+         * the 2M room at level 0 is for links added to it later. */
+        uint32_t k = select_neighbours(&s, work, n, h->M, selected);
+        if (n > 0) {
+            cur = work[0].id;
+            cur_score = work[0].score;
+        }
+        relink(h, c, id, l, selected, k, HNSW_NONE);
+        for (uint32_t j = 0; j < k; j++) {
+            uint8_t st = hnsw_state(h, selected[j]);
+            if (st == HNSW_LIVE || st == HNSW_INSERTING)
+                relink(h, c, selected[j], l, &id, 1, HNSW_NONE);
+        }
+    }
+}
+
+void hnsw_repair(hnsw *h, hnsw_ctx *c, uint32_t d) {
+    uint32_t links[2 * HNSW_M_MAX];
+    int top = *hnsw_level_ptr(h, d);
+    for (int l = 0; l <= top; l++) {
+        const uint32_t *list = hnsw_list(h, d, l);
+        if (!list) continue;
+        uint32_t n = hnsw_list_read(list, hnsw_cap(h, l), links);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t nb = links[i];
+            if (nb == d) continue;
+            uint8_t st = hnsw_state(h, nb);
+            if (st == HNSW_FREE || st == HNSW_DELETED) continue;
+            relink(h, c, nb, l, links, n, d);
+        }
+    }
+}

@@ -1,0 +1,473 @@
+/* idx-hnsw.c: deja's HNSW index (IDX_KIND_HNSW) -- the idx_ops, the entry
+ * point, and int8 quantisation. The graph algorithms are in
+ * idx-hnsw-graph.c and the storage in idx-hnsw-store.c.
+ *
+ * Scores are inner products of L2-normalised vectors (cosine). Level 0
+ * holds up to 2M links per node, upper levels M; a new node gets M links
+ * on each of its levels, chosen by the paper's heuristic from
+ * ef_construction candidates; levels are drawn with mult = 1 / ln(M)
+ * from a seeded generator, so a single-threaded build is reproducible.
+ *
+ * CONCURRENCY. Searches, adds and removes may all run at once
+ * (concurrent_writes = 1); only clear and destroy need exclusive access.
+ *
+ *  - Searches take no lock and write no shared memory except their own
+ *    context's epoch slot, so they never wait for each other or for
+ *    writers. They read link lists with atomic loads, without a version
+ *    check: a list caught mid-update is a mix of old and new ids, each a
+ *    node some writer linked, which costs that one search a little recall
+ *    and nothing else (the alternative, a seqlock retry, would make
+ *    readers wait on writers).
+ *  - Writers change one node's lists under its version word (a spinlock
+ *    whose odd values mean locked), optimistically (see
+ *    idx-hnsw-graph.c), and never hold two. Slot allocation and limbo
+ *    take alloc_lock; entry point changes take entry_lock; the label map
+ *    has its own rwlock. Lock order: map_lock, then alloc_lock; entry_lock
+ *    and node locks are never held with another lock.
+ *  - Storage never moves (chunks), so a pointer a search holds stays
+ *    valid. What can change under a search is a slot's contents, when a
+ *    removed node's slot is reused. That is what node states and epochs
+ *    are for.
+ *
+ * SLOT REUSE. A node's state (FREE, INSERTING, LIVE, DELETED) is read
+ * with seq_cst loads before its vector, label, level or upper links; FREE
+ * nodes are never read (searches skip them). A removed node goes
+ * LIVE -> DELETED (never returned again; its neighbours are repaired
+ * while it is still traversable) -> FREE, and then the epoch counter is
+ * incremented (seq_cst) and the slot enters the limbo with the old epoch
+ * E. Every operation that reads nodes holds a context that announced the
+ * epoch it started in (load epoch, seq_cst store into its slot). A
+ * context that announced an epoch > E read the counter after the
+ * increment, so it sees FREE and never reads the old node; a context
+ * still announcing an epoch <= E may have read the node before it was
+ * FREE. So the slot is reused only when every active context announced
+ * an epoch > E. A context whose announcement the allocator has not seen
+ * yet is safe too: in the seq_cst total order its announcement comes
+ * after the allocator's scan, which comes after the FREE store. When
+ * contexts announce nothing the allocator can see, reuse is immediate,
+ * so a single-threaded churn reuses every slot at once.
+ *
+ *   Links to a removed node may survive in lists the repair did not
+ *   reach; after reuse they point at the new node, which is harmless:
+ *   every id is checked before use, and such links are dropped whenever
+ *   the list is re-selected.
+ *
+ * DELETE REPAIR. Removing d marks it DELETED at once, then, level by
+ * level, every neighbour n of d that still links to d gets its list
+ * re-selected by the heuristic from its other links plus d's links, the
+ * candidates that can best replace the path through d. Links in HNSW are
+ * mostly mutual, so d's own lists find most of the nodes pointing at it.
+ * If d was the entry point, the live node of the highest level replaces
+ * it.
+ *
+ * INT8. With IDX_QUANT_INT8 the level-0 rows hold int8 codes instead of
+ * f32: a symmetric per-vector scale, code = round(x / s * 127) with
+ * s = max|x| (kept per node as s / 127), so codes use the full range
+ * whatever the vector's spread, and every node is quantised on its own
+ * (no training, which suits an online index). Each component is off by
+ * at most s / 254; for unit vectors the traversal score q.x is then off
+ * by at most sqrt(dim) * (s_q + s_x) / 254 in the worst case, and by
+ * about sqrt((s_q^2 + s_x^2) / 3) / 254 typically (independent rounding),
+ * which is ~5e-4 for 1536-d embeddings. The f32 vectors live apart from
+ * the rows (exact storage in the chunk, never touched by traversal) and
+ * re-rank the search's ef best candidates exactly, so returned scores are
+ * exact f32 cosines; get returns the f32 vector.
+ *
+ * FILTER AND THRESHOLD. The search's result set (ef entries, ef raised to
+ * k) admits only LIVE nodes the filter accepts, and the filter is called
+ * for nodes about to enter it (the best ef so far, a superset of the top
+ * k). Rejected and deleted nodes are still traversed. Because rejected
+ * nodes do not fill the result set, a selective filter makes the search
+ * run on until it has ef accepted nodes or has exhausted the graph: it
+ * degrades towards a scan instead of returning too few results.
+ * min_score is applied to the final results, not to the traversal: a
+ * threshold must not stop the search at the first low-scoring hop. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idx-hnsw-private.h"
+
+#define HNSW_DEFAULT_M 16u
+#define HNSW_DEFAULT_EF_CONSTRUCTION 200u
+#define HNSW_DEFAULT_EF_SEARCH 64u
+#define HNSW_DEFAULT_SEED UINT64_C(0x2545f4914f6cdd1d)
+#define GOLDEN UINT64_C(0x9e3779b97f4a7c15)
+
+static hnsw *as_hnsw(idx *ix) { return (hnsw *)ix; }
+static const hnsw *as_chnsw(const idx *ix) { return (const hnsw *)ix; }
+
+/* ---- helpers ----------------------------------------------------------------*/
+
+static int random_level(hnsw *h) {
+    uint64_t z = __atomic_add_fetch(&h->rng, GOLDEN, __ATOMIC_RELAXED);
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    z ^= z >> 31;
+    double u = (double)((z >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
+    double level = -log(u) * h->level_mult;
+    return level >= HNSW_MAX_LEVEL ? HNSW_MAX_LEVEL : (int)level;
+}
+
+/* Quantises x into codes[0..dim) (zero-padded to pad bytes); returns the
+ * scale s / 127 that turns codes back into values. Non-finite
+ * components quantise to 0. */
+static float quantize(const float *x, uint32_t dim, int8_t *codes,
+                      uint32_t pad) {
+    float amax = 0.0f;
+    for (uint32_t i = 0; i < dim; i++) {
+        float a = fabsf(x[i]);
+        if (a > amax && a <= 3.4e38f) amax = a;
+    }
+    memset(codes, 0, pad);
+    if (amax == 0.0f) return 0.0f;
+    float inv = 127.0f / amax;
+    for (uint32_t i = 0; i < dim; i++) {
+        float v = x[i] * inv;
+        if (!(v >= -127.0f)) v = v < 0.0f ? -127.0f : 0.0f; /* -inf, NaN */
+        if (v > 127.0f) v = 127.0f;
+        codes[i] = (int8_t)(v >= 0.0f ? (int)(v + 0.5f) : -(int)(0.5f - v));
+    }
+    return amax / 127.0f;
+}
+
+/* An entry point whose node is readable. A remover replaces the entry
+ * point before it frees the node, so a reload after seeing FREE finds the
+ * replacement. */
+static uint64_t entry_load(const hnsw *h) {
+    for (;;) {
+        uint64_t e = __atomic_load_n(&((hnsw *)h)->entry, __ATOMIC_SEQ_CST);
+        if (e == HNSW_ENTRY_NONE || hnsw_state(h, (uint32_t)e) != HNSW_FREE)
+            return e;
+    }
+}
+
+static uint64_t entry_pack(uint32_t id, int level) {
+    return (uint64_t)level << 32 | id;
+}
+
+/* The live node of the highest level (lowest id among equals), or NONE.
+ * O(slots), run only when the entry point is removed. The caller holds a
+ * context, so a node seen LIVE keeps its level while it is read. */
+static uint64_t entry_pick(const hnsw *h) {
+    uint64_t best = HNSW_ENTRY_NONE;
+    int best_level = -1;
+    uint32_t used = hnsw_slots_used(h);
+    for (uint32_t id = 0; id < used; id++) {
+        if (hnsw_state(h, id) != HNSW_LIVE) continue;
+        int level = *hnsw_level_ptr(h, id);
+        if (level > best_level) {
+            best_level = level;
+            best = entry_pack(id, level);
+        }
+    }
+    return best;
+}
+
+/* Writes a new node's vector, label and level into its (FREE) slot. */
+static int node_init(hnsw *h, uint32_t id, uint64_t label, int level,
+                     const float *vec) {
+    int rc = hnsw_upper_alloc(h, id, level);
+    if (rc != 0) return rc;
+    char *chunk = hnsw_chunk(h, id);
+    uint32_t slot = hnsw_slot(h, id);
+    char *row = hnsw_row(h, chunk, slot);
+    uint32_t dim = h->base.dim;
+    if (h->quant == IDX_QUANT_INT8) {
+        float scale = quantize(vec, dim, (int8_t *)row, h->vec_bytes);
+        memcpy(row + h->hdr_off + HNSW_HDR_SCALE, &scale, sizeof scale);
+        float *exact = hnsw_exact_ptr(h, id);
+        memcpy(exact, vec, (size_t)dim * sizeof(float));
+        memset(exact + dim, 0, (size_t)(h->exact_stride - dim) * sizeof(float));
+    } else {
+        memcpy(row, vec, (size_t)dim * sizeof(float));
+        memset(row + (size_t)dim * sizeof(float), 0,
+               h->vec_bytes - (size_t)dim * sizeof(float));
+    }
+    /* No writer touches a FREE slot's lists (any that held it has left
+     * its epoch), so a plain reset suffices; the version keeps counting
+     * so an old snapshot can never match. */
+    __atomic_store_n((uint32_t *)(row + h->hdr_off + HNSW_HDR_LIST), 0,
+                     __ATOMIC_RELEASE);
+    *hnsw_label_ptr(h, id) = label;
+    *hnsw_level_ptr(h, id) = (uint8_t)level;
+    return 0;
+}
+
+/* ---- the ops ----------------------------------------------------------------*/
+
+static void hnsw_clear(idx *ix) {
+    hnsw *h = as_hnsw(ix);
+    hnsw_storage_free(h);
+    idx_labelmap_close(&h->map);
+    h->entry = HNSW_ENTRY_NONE;
+    h->live = 0;
+}
+
+static void hnsw_destroy(idx *ix) {
+    hnsw *h = as_hnsw(ix);
+    hnsw_clear(ix);
+    pthread_mutex_destroy(&h->alloc_lock);
+    pthread_mutex_destroy(&h->entry_lock);
+    pthread_rwlock_destroy(&h->map_lock);
+    free(h);
+}
+
+static int label_present(hnsw *h, uint64_t label) {
+    pthread_rwlock_rdlock(&h->map_lock);
+    int present = idx_labelmap_find(&h->map, label) != IDX_LABELMAP_NONE;
+    pthread_rwlock_unlock(&h->map_lock);
+    return present;
+}
+
+/* Reserves the label for id; INVALID_ARG if present, NOMEM. */
+static int label_claim(hnsw *h, uint64_t label, uint32_t id) {
+    int rc = 0;
+    pthread_rwlock_wrlock(&h->map_lock);
+    if (idx_labelmap_find(&h->map, label) != IDX_LABELMAP_NONE)
+        rc = DEJA_ERR_INVALID_ARG;
+    else
+        rc = idx_labelmap_reserve(&h->map, h->map.count + 1);
+    if (rc == 0) idx_labelmap_insert(&h->map, label, id);
+    pthread_rwlock_unlock(&h->map_lock);
+    return rc;
+}
+
+static int hnsw_add(idx *ix, uint64_t label, const float *vec) {
+    hnsw *h = as_hnsw(ix);
+    if (label_present(h, label)) return DEJA_ERR_INVALID_ARG;
+    hnsw_ctx *c = hnsw_ctx_enter(h);
+    if (!c) return DEJA_ERR_NOMEM;
+    /* Everything that can fail happens before the node becomes visible,
+     * so a failed add leaves no trace in the graph. */
+    uint32_t id;
+    int rc = hnsw_ctx_reserve(h, c, h->ef_construction);
+    if (rc == 0) rc = hnsw_slot_alloc(h, &id);
+    if (rc != 0) {
+        hnsw_ctx_leave(c);
+        return rc;
+    }
+    int level = random_level(h);
+    rc = node_init(h, id, label, level, vec);
+    if (rc == 0) rc = label_claim(h, label, id);
+    if (rc != 0) {
+        hnsw_slot_unalloc(h, id);
+        hnsw_ctx_leave(c);
+        return rc;
+    }
+    /* Traversable from here on; returned only once LIVE. */
+    hnsw_state_set(h, id, HNSW_INSERTING);
+
+    uint64_t e = entry_load(h);
+    if (e == HNSW_ENTRY_NONE) {
+        pthread_mutex_lock(&h->entry_lock);
+        e = __atomic_load_n(&h->entry, __ATOMIC_SEQ_CST);
+        if (e == HNSW_ENTRY_NONE)
+            __atomic_store_n(&h->entry, entry_pack(id, level),
+                             __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&h->entry_lock);
+        if (e == HNSW_ENTRY_NONE) goto live;
+        e = entry_load(h);
+        if (e == HNSW_ENTRY_NONE) goto live;
+    }
+    hnsw_connect(h, c, id, level, e);
+
+    if (level > (int)(e >> 32)) {
+        /* Before LIVE: a remover cannot take this node yet, so the entry
+         * point never names a node already removed. */
+        pthread_mutex_lock(&h->entry_lock);
+        uint64_t now = __atomic_load_n(&h->entry, __ATOMIC_SEQ_CST);
+        if (now == HNSW_ENTRY_NONE || level > (int)(now >> 32))
+            __atomic_store_n(&h->entry, entry_pack(id, level),
+                             __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&h->entry_lock);
+    }
+live:
+    hnsw_state_set(h, id, HNSW_LIVE);
+    __atomic_fetch_add(&h->live, 1, __ATOMIC_RELAXED);
+    hnsw_ctx_leave(c);
+    return 0;
+}
+
+static int hnsw_remove(idx *ix, uint64_t label) {
+    hnsw *h = as_hnsw(ix);
+    hnsw_ctx *c = hnsw_ctx_enter(h);
+    if (!c) return DEJA_ERR_NOMEM;
+    int rc = hnsw_ctx_reserve(h, c, 0);
+    if (rc == 0) rc = hnsw_limbo_reserve(h);
+    if (rc != 0) {
+        hnsw_ctx_leave(c);
+        return rc;
+    }
+    pthread_rwlock_wrlock(&h->map_lock);
+    uint32_t id = idx_labelmap_find(&h->map, label);
+    /* A node still being inserted counts as absent: its add has not
+     * returned, so the remove is ordered before it. */
+    if (id == IDX_LABELMAP_NONE || hnsw_state(h, id) != HNSW_LIVE) {
+        pthread_rwlock_unlock(&h->map_lock);
+        hnsw_limbo_unreserve(h);
+        hnsw_ctx_leave(c);
+        return DEJA_ERR_NOT_FOUND;
+    }
+    idx_labelmap_erase(&h->map, label);
+    hnsw_state_set(h, id, HNSW_DELETED);
+    __atomic_fetch_sub(&h->live, 1, __ATOMIC_RELAXED);
+    pthread_rwlock_unlock(&h->map_lock);
+
+    hnsw_repair(h, c, id);
+
+    pthread_mutex_lock(&h->entry_lock);
+    uint64_t e = __atomic_load_n(&h->entry, __ATOMIC_SEQ_CST);
+    if (e != HNSW_ENTRY_NONE && (uint32_t)e == id)
+        __atomic_store_n(&h->entry, entry_pick(h), __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&h->entry_lock);
+
+    hnsw_state_set(h, id, HNSW_FREE);
+    hnsw_slot_retire(h, id);
+    hnsw_ctx_leave(c);
+    return 0;
+}
+
+static int hnsw_get(const idx *ix, uint64_t label, float *out) {
+    hnsw *h = (hnsw *)as_chnsw(ix);
+    int rc = 0;
+    /* The map lock keeps the node from being removed (hence reused)
+     * while it is copied. */
+    pthread_rwlock_rdlock(&h->map_lock);
+    uint32_t id = idx_labelmap_find(&h->map, label);
+    if (id == IDX_LABELMAP_NONE || hnsw_state(h, id) != HNSW_LIVE) {
+        rc = DEJA_ERR_NOT_FOUND;
+    } else {
+        const void *src = h->quant == IDX_QUANT_INT8
+                              ? (const void *)hnsw_exact_ptr(h, id)
+                              : (const void *)hnsw_row(h, hnsw_chunk(h, id),
+                                                       hnsw_slot(h, id));
+        memcpy(out, src, (size_t)h->base.dim * sizeof(float));
+    }
+    pthread_rwlock_unlock(&h->map_lock);
+    return rc;
+}
+
+/* How many of the best int8 candidates are re-scored exactly. */
+static uint32_t rerank_count(uint32_t k, uint32_t ef, uint32_t n) {
+    uint32_t r = ef > 2 * k ? ef : 2 * k;
+    return r < n ? r : n;
+}
+
+static int hnsw_search(const idx *ix, const float *query, uint32_t k,
+                       uint32_t ef, float min_score, idx_filter_fn filter,
+                       void *filter_ctx, idx_hit *out, uint32_t *nout) {
+    hnsw *h = (hnsw *)as_chnsw(ix);
+    if (ef == 0) ef = h->ef_search;
+    if (ef < k) ef = k;
+    hnsw_ctx *c = hnsw_ctx_enter(h);
+    if (!c) return DEJA_ERR_NOMEM;
+    int rc = hnsw_ctx_reserve(h, c, ef);
+    if (rc != 0) {
+        hnsw_ctx_leave(c);
+        return rc;
+    }
+    hnsw_query q = {query, 1.0f};
+    if (h->quant == IDX_QUANT_INT8) {
+        q.scale = quantize(query, h->base.dim, c->qcodes, h->vec_bytes);
+        q.vec = c->qcodes;
+    }
+
+    idx_topk top = {out, k, 0};
+    uint64_t e = entry_load(h);
+    if (e != HNSW_ENTRY_NONE) {
+        uint32_t cur = (uint32_t)e;
+        float cur_score = hnsw_score_row(
+            h, &q, hnsw_row(h, hnsw_chunk(h, cur), hnsw_slot(h, cur)));
+        hnsw_greedy(h, &q, &cur, &cur_score, (int)(e >> 32), 0);
+        hnsw_accept acc = {0, HNSW_NONE, filter, filter_ctx, h};
+        uint32_t n = hnsw_search_layer(h, c, &q, cur, cur_score, 0, ef, &acc);
+        hnsw_pair *res = c->res.at;
+        if (h->quant == IDX_QUANT_INT8) {
+            hnsw_pairs_sort(res, n);
+            n = rerank_count(k, ef, n);
+            idx_dot_fn dot = idx_simd_dot_fn();
+            for (uint32_t i = 0; i < n; i++)
+                res[i].score = dot(query, hnsw_exact_ptr(h, res[i].id),
+                                   h->base.dim);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            float score = res[i].score;
+            /* Written as !(>=) so a NaN score is dropped too. A node
+             * removed since it was found is dropped as well. */
+            if (!(score >= min_score) || hnsw_state(h, res[i].id) != HNSW_LIVE)
+                continue;
+            uint64_t label = *hnsw_label_ptr(h, res[i].id);
+            if (idx_topk_would_enter(&top, score, label))
+                idx_topk_push(&top, score, label);
+        }
+    }
+    idx_topk_sort(&top);
+    *nout = top.n;
+    hnsw_ctx_leave(c);
+    return 0;
+}
+
+static size_t hnsw_count(const idx *ix) {
+    return __atomic_load_n(&as_chnsw(ix)->live, __ATOMIC_RELAXED);
+}
+
+static size_t hnsw_memory_op(const idx *ix) { return hnsw_memory(as_chnsw(ix)); }
+
+static void hnsw_memory_info_op(const idx *ix, idx_memory_info *out) {
+    hnsw_memory_split(as_chnsw(ix), out);
+}
+
+static const struct idx_ops hnsw_ops = {
+    .name = "hnsw",
+    .destroy = hnsw_destroy,
+    .add = hnsw_add,
+    .remove = hnsw_remove,
+    .clear = hnsw_clear,
+    .get = hnsw_get,
+    .search = hnsw_search,
+    .count = hnsw_count,
+    .memory = hnsw_memory_op,
+    .memory_info = hnsw_memory_info_op,
+    .concurrent_writes = 1,
+};
+
+int idx_hnsw_create(const idx_config *cfg, idx **out) {
+    uint32_t M = cfg->M ? cfg->M : HNSW_DEFAULT_M;
+    if (M < 2 || M > HNSW_M_MAX) return DEJA_ERR_INVALID_ARG;
+    if (cfg->quant != IDX_QUANT_F32 && cfg->quant != IDX_QUANT_INT8)
+        return DEJA_ERR_INVALID_ARG;
+    hnsw *h = calloc(1, sizeof *h);
+    if (!h) return DEJA_ERR_NOMEM;
+    h->base.ops = &hnsw_ops;
+    h->base.kind = IDX_KIND_HNSW;
+    h->base.dim = cfg->dim;
+    h->M = M;
+    h->M0 = 2 * M;
+    h->ef_construction =
+        cfg->ef_construction ? cfg->ef_construction
+                             : HNSW_DEFAULT_EF_CONSTRUCTION;
+    h->ef_search = cfg->ef_search ? cfg->ef_search : HNSW_DEFAULT_EF_SEARCH;
+    h->quant = cfg->quant;
+    h->level_mult = 1.0 / log((double)M);
+    h->rng = cfg->seed ? cfg->seed : HNSW_DEFAULT_SEED;
+    h->initial_capacity = cfg->initial_capacity;
+    h->entry = HNSW_ENTRY_NONE;
+    h->epoch = 1; /* 0 means "idle" in a context */
+    idx_labelmap_init(&h->map);
+    hnsw_layout_init(h, cfg);
+    pthread_mutex_init(&h->alloc_lock, NULL);
+    pthread_mutex_init(&h->entry_lock, NULL);
+    pthread_rwlock_init(&h->map_lock, NULL);
+    if (cfg->initial_capacity) {
+        /* Honour the hint now, so failure is reported here. */
+        int rc = hnsw_storage_reserve(h, cfg->initial_capacity);
+        if (rc == 0) rc = idx_labelmap_reserve(&h->map, cfg->initial_capacity);
+        if (rc != 0) {
+            hnsw_destroy(&h->base);
+            return rc;
+        }
+    }
+    *out = &h->base;
+    return 0;
+}

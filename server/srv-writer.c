@@ -1,0 +1,232 @@
+/* srv-writer.c: the commit thread -- group commit of STOREs, DELETEs and
+ * FLUSHes into LMDB, and hand-back of each committed write to the worker
+ * that must reply.
+ *
+ * Workers queue writes and go on serving; the commit thread takes
+ * everything queued, writes it in one LMDB transaction, commits (durably
+ * in --fsync always), and only then passes each write back to its worker,
+ * which makes a STORE visible and replies. While one commit waits on the
+ * disk, the next batch accumulates, so durability costs one fsync per batch
+ * rather than per STORE. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "srv-private.h"
+
+struct srv_writer {
+    srv_server *srv;
+    store *st;
+    srv_writer_config cfg;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards head, tail, stopping */
+    pthread_cond_t cv;
+    srv_wop *head, *tail;
+    int stopping;
+    /* Commit thread only. */
+    int dirty; /* committed but not yet synced (batch mode) */
+    uint64_t last_sync_ms;
+    store_op *ops;
+    srv_wop **owner; /* owner[i]: the write ops[i] belongs to */
+    atomic_uint_fast64_t commits, committed, failed;
+};
+
+static void deliver(srv_wop *list) {
+    while (list) {
+        srv_wop *op = list;
+        list = op->next;
+        op->next = NULL;
+        srv_worker *w = op->w;
+        pthread_mutex_lock(&w->mu);
+        if (w->done_tail) w->done_tail->next = op;
+        else w->done_head = op;
+        w->done_tail = op;
+        int wake = !w->wake_closed;
+        pthread_mutex_unlock(&w->mu);
+        /* A worker that has already stopped drains its list after join. */
+        if (wake) uv_async_send(&w->wake);
+    }
+}
+
+/* Builds the store ops of one batch: each STORE whose namespace record is
+ * not yet on disk brings that record along (once per batch). */
+static size_t build_ops(srv_writer *wr, srv_wop *list) {
+    size_t n = 0;
+    for (srv_wop *op = list; op; op = op->next) {
+        store_op *so = &wr->ops[n];
+        memset(so, 0, sizeof *so);
+        switch (op->opcode) {
+        case PROTO_OP_STORE: {
+            int persisted;
+            const store_ns_rec *ns = cache_pending_ns(op->pending, &persisted);
+            int queued = 0;
+            for (size_t i = 0; i < n && !persisted && !queued; i++)
+                queued = wr->ops[i].kind == STORE_OP_PUT_NS &&
+                         wr->ops[i].ns->ns_id == ns->ns_id;
+            if (!persisted && !queued) {
+                so->kind = STORE_OP_PUT_NS;
+                so->ns = ns;
+                wr->owner[n++] = op;
+                so = &wr->ops[n];
+                memset(so, 0, sizeof *so);
+            }
+            so->kind = STORE_OP_PUT_ENTRY;
+            so->entry = cache_pending_entry(op->pending);
+            break;
+        }
+        case PROTO_OP_DELETE:
+            so->kind = STORE_OP_DEL_ENTRY;
+            so->ns_id = op->ns_id;
+            so->id = op->id;
+            break;
+        default:
+            so->kind = STORE_OP_DEL_NS_ENTRIES;
+            so->ns_id = op->ns_id;
+            break;
+        }
+        wr->owner[n++] = op;
+    }
+    return n;
+}
+
+static void commit_batch(srv_writer *wr, srv_wop *list) {
+    size_t n = build_ops(wr, list);
+    for (srv_wop *op = list; op; op = op->next) op->result = 0;
+    store_apply(wr->st, wr->ops, n);
+    for (size_t i = 0; i < n; i++) {
+        srv_wop *op = wr->owner[i];
+        int r = wr->ops[i].result == DEJA_ERR_NOT_FOUND ? 0 : wr->ops[i].result;
+        if (r && !op->result) op->result = r;
+        if (r == 0 && wr->ops[i].kind == STORE_OP_PUT_NS)
+            cache_pending_ns_persisted(op->pending);
+    }
+    uint64_t bad = 0;
+    int first_err = 0;
+    for (srv_wop *op = list; op; op = op->next) {
+        bad += op->result != 0;
+        if (op->result && !first_err) first_err = op->result;
+    }
+    atomic_fetch_add(&wr->commits, 1);
+    atomic_fetch_add(&wr->committed, n);
+    atomic_fetch_add(&wr->failed, bad);
+    if (bad)
+        srv_log(SRV_LOG_WARN, "commit: %llu writes of a batch failed: %s",
+                (unsigned long long)bad, deja_strerror(first_err));
+    wr->dirty = 1;
+}
+
+static void maybe_sync(srv_writer *wr, int force) {
+    if (wr->cfg.fsync != STORE_FSYNC_BATCH || !wr->dirty) return;
+    uint64_t now = srv_now_ms();
+    if (!force && now - wr->last_sync_ms < wr->cfg.sync_interval_ms) return;
+    int rc = store_sync(wr->st);
+    if (rc) srv_log(SRV_LOG_WARN, "sync failed: %s", deja_strerror(rc));
+    wr->dirty = 0;
+    wr->last_sync_ms = now;
+}
+
+/* Takes up to max_batch writes off the queue (which is locked). */
+static srv_wop *take_batch_locked(srv_writer *wr) {
+    srv_wop *first = wr->head, *last = first;
+    for (size_t n = 1; n < wr->cfg.max_batch && last->next; n++) last = last->next;
+    wr->head = last->next;
+    if (!wr->head) wr->tail = NULL;
+    last->next = NULL;
+    return first;
+}
+
+static void *writer_main(void *arg) {
+    srv_writer *wr = arg;
+    pthread_mutex_lock(&wr->mu);
+    for (;;) {
+        while (!wr->head && !wr->stopping) {
+            if (wr->cfg.fsync == STORE_FSYNC_BATCH && wr->dirty) {
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                uint64_t ns = (uint64_t)until.tv_nsec +
+                              (uint64_t)wr->cfg.sync_interval_ms * 1000000u;
+                until.tv_sec += (time_t)(ns / 1000000000u);
+                until.tv_nsec = (long)(ns % 1000000000u);
+                if (pthread_cond_timedwait(&wr->cv, &wr->mu, &until) == ETIMEDOUT) {
+                    pthread_mutex_unlock(&wr->mu);
+                    maybe_sync(wr, 1);
+                    pthread_mutex_lock(&wr->mu);
+                }
+            } else {
+                pthread_cond_wait(&wr->cv, &wr->mu);
+            }
+        }
+        if (!wr->head) break; /* stopping and drained */
+        srv_wop *batch = take_batch_locked(wr);
+        pthread_mutex_unlock(&wr->mu);
+        commit_batch(wr, batch);
+        maybe_sync(wr, 0);
+        deliver(batch);
+        pthread_mutex_lock(&wr->mu);
+    }
+    pthread_mutex_unlock(&wr->mu);
+    maybe_sync(wr, 1);
+    return NULL;
+}
+
+int srv_writer_start(srv_server *srv, store *st, const srv_writer_config *cfg,
+                     srv_writer **out) {
+    srv_writer *wr = calloc(1, sizeof *wr);
+    if (!wr) return DEJA_ERR_NOMEM;
+    wr->srv = srv;
+    wr->st = st;
+    wr->cfg = *cfg;
+    if (wr->cfg.max_batch == 0) wr->cfg.max_batch = 1024;
+    /* A STORE may need two ops (namespace record + entry). */
+    wr->ops = calloc(2 * wr->cfg.max_batch, sizeof *wr->ops);
+    wr->owner = calloc(2 * wr->cfg.max_batch, sizeof *wr->owner);
+    if (!wr->ops || !wr->owner) goto nomem;
+    wr->last_sync_ms = srv_now_ms();
+    pthread_mutex_init(&wr->mu, NULL);
+    pthread_cond_init(&wr->cv, NULL);
+    if (pthread_create(&wr->thread, NULL, writer_main, wr) != 0) {
+        pthread_mutex_destroy(&wr->mu);
+        pthread_cond_destroy(&wr->cv);
+        goto nomem;
+    }
+    *out = wr;
+    return 0;
+nomem:
+    free(wr->ops);
+    free(wr->owner);
+    free(wr);
+    return DEJA_ERR_NOMEM;
+}
+
+void srv_writer_submit(srv_writer *wr, srv_wop *op) {
+    op->next = NULL;
+    if (op->conn) op->conn->deferred++;
+    pthread_mutex_lock(&wr->mu);
+    if (wr->tail) wr->tail->next = op;
+    else wr->head = op;
+    wr->tail = op;
+    pthread_cond_signal(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+}
+
+void srv_writer_stop(srv_writer *wr) {
+    if (!wr) return;
+    pthread_mutex_lock(&wr->mu);
+    wr->stopping = 1;
+    pthread_cond_signal(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+    pthread_join(wr->thread, NULL);
+    pthread_mutex_destroy(&wr->mu);
+    pthread_cond_destroy(&wr->cv);
+    free(wr->ops);
+    free(wr->owner);
+    free(wr);
+}
+
+void srv_writer_stats(srv_writer *wr, uint64_t *commits, uint64_t *ops,
+                      uint64_t *failed) {
+    *commits = atomic_load(&wr->commits);
+    *ops = atomic_load(&wr->committed);
+    *failed = atomic_load(&wr->failed);
+}

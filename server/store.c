@@ -1,0 +1,543 @@
+/* store.c: the LMDB environment -- opening and checking it, record
+ * encoding with checksums, loading at start, and batched writes that grow
+ * the map when it fills up. See store.h for the layout and contract.
+ *
+ * Records are written in host byte order, which deja requires to be
+ * little-endian (checked at compile time), and each begins with a magic
+ * word that names its kind and layout version. */
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "deja's on-disk format assumes a little-endian host"
+#endif
+
+#define MAGIC_ENTRY 0x31454A44u  /* "DJE1" */
+#define MAGIC_VECTOR 0x31564A44u /* "DJV1" */
+#define MAGIC_NS 0x314E4A44u     /* "DJN1" */
+
+#define ENTRY_HDR 56u
+#define VECTOR_HDR 16u
+#define NS_REC 32u
+#define KEY_LEN 12u
+
+#define MIN_MAP (64ull << 20)
+
+struct store {
+    MDB_env *env;
+    MDB_dbi meta, ns, entries, vectors;
+    store_config cfg;
+    _Atomic uint64_t map_size; /* read by STATS on worker threads */
+    char path[4096]; /* data.mdb, for size checks */
+};
+
+static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static uint64_t get_u64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Keys are big-endian so that LMDB's byte order sorts by namespace, then
+ * id: a namespace's entries form one contiguous range. */
+static void make_key(uint8_t key[KEY_LEN], uint32_t ns_id, uint64_t id) {
+    for (int i = 0; i < 4; i++) key[i] = (uint8_t)(ns_id >> (24 - 8 * i));
+    for (int i = 0; i < 8; i++) key[4 + i] = (uint8_t)(id >> (56 - 8 * i));
+}
+
+static void parse_key(const uint8_t *key, uint32_t *ns_id, uint64_t *id) {
+    uint32_t n = 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 4; i++) n = n << 8 | key[i];
+    for (int i = 0; i < 8; i++) v = v << 8 | key[4 + i];
+    *ns_id = n;
+    *id = v;
+}
+
+/* Checksum of a record: the key, the record's first 8 bytes and everything
+ * after its checksum field (bytes 8..16), so a record copied under another
+ * key or damaged anywhere fails. */
+static uint64_t record_sum(const void *key, size_t key_len, const uint8_t *rec,
+                           size_t len) {
+    XXH3_state_t st;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, key, key_len);
+    XXH3_64bits_update(&st, rec, 8);
+    XXH3_64bits_update(&st, rec + 16, len - 16);
+    return XXH3_64bits_digest(&st);
+}
+
+static int map_err(int rc) {
+    switch (rc) {
+    case 0: return 0;
+    case MDB_NOTFOUND: return DEJA_ERR_NOT_FOUND;
+    case MDB_MAP_FULL:
+    case ENOSPC: return DEJA_ERR_STORAGE_FULL;
+    case ENOMEM: return DEJA_ERR_NOMEM;
+    default: return DEJA_ERR_IO;
+    }
+}
+
+/* ---- open -------------------------------------------------------------------*/
+
+static int open_dbis(store *st, char *msg, size_t cap) {
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc) goto fail;
+    if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) ||
+        (rc = mdb_dbi_open(txn, "ns", MDB_CREATE, &st->ns)) ||
+        (rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &st->entries)) ||
+        (rc = mdb_dbi_open(txn, "vectors", MDB_CREATE, &st->vectors))) {
+        mdb_txn_abort(txn);
+        goto fail;
+    }
+    MDB_val k = {6, "format"}, v;
+    rc = mdb_get(txn, st->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        uint32_t fmt = STORE_FORMAT_VERSION;
+        v.mv_size = 4;
+        v.mv_data = &fmt;
+        rc = mdb_put(txn, st->meta, &k, &v, 0);
+    } else if (rc == 0) {
+        uint32_t fmt = v.mv_size == 4 ? get_u32(v.mv_data) : 0;
+        if (fmt != STORE_FORMAT_VERSION) {
+            mdb_txn_abort(txn);
+            snprintf(msg, cap,
+                     "data folder %s has format %u; this dejad reads format %u",
+                     st->cfg.dir, fmt, STORE_FORMAT_VERSION);
+            return DEJA_ERR_VERSION;
+        }
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        goto fail;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc == 0) return 0;
+fail:
+    snprintf(msg, cap, "cannot open the tables in %s: %s", st->cfg.dir,
+             mdb_strerror(rc));
+    return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INCOMPATIBLE
+               ? DEJA_ERR_BAD_FRAME
+               : map_err(rc);
+}
+
+int store_open(const store_config *cfg, store **out, char *msg, size_t cap) {
+    *out = NULL;
+    store *st = calloc(1, sizeof *st);
+    if (!st) return DEJA_ERR_NOMEM;
+    st->cfg = *cfg;
+    snprintf(st->path, sizeof st->path, "%s/data.mdb", cfg->dir);
+
+    struct stat sb;
+    uint64_t file_size = stat(st->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    st->map_size = MIN_MAP;
+    while (st->map_size < file_size) st->map_size *= 2;
+    if (cfg->max_disk && st->map_size > cfg->max_disk)
+        st->map_size = file_size > cfg->max_disk ? file_size : cfg->max_disk;
+
+    unsigned flags = MDB_NOTLS;
+    if (cfg->fsync != STORE_FSYNC_ALWAYS) flags |= MDB_NOSYNC;
+    int rc = mdb_env_create(&st->env);
+    if (rc == 0) rc = mdb_env_set_maxdbs(st->env, 8);
+    if (rc == 0) rc = mdb_env_set_mapsize(st->env, st->map_size);
+    if (rc == 0) rc = mdb_env_open(st->env, cfg->dir, flags, 0644);
+    if (rc) {
+        int err = rc == MDB_INVALID || rc == MDB_CORRUPTED ? DEJA_ERR_BAD_FRAME
+                  : rc == MDB_VERSION_MISMATCH             ? DEJA_ERR_VERSION
+                                                           : map_err(rc);
+        snprintf(msg, cap, "cannot open data file %s: %s", st->path, mdb_strerror(rc));
+        store_close(st);
+        return err;
+    }
+
+    /* A truncated file would be mapped past its end and fault (SIGBUS) on
+     * first touch: refuse it before reading a page. */
+    MDB_envinfo info;
+    MDB_stat est;
+    mdb_env_info(st->env, &info);
+    mdb_env_stat(st->env, &est);
+    if (stat(st->path, &sb) == 0 &&
+        (uint64_t)sb.st_size < ((uint64_t)info.me_last_pgno + 1) * est.ms_psize) {
+        snprintf(msg, cap, "data file %s is truncated (%lld bytes, needs %llu)",
+                 st->path, (long long)sb.st_size,
+                 (unsigned long long)((info.me_last_pgno + 1) * est.ms_psize));
+        store_close(st);
+        return DEJA_ERR_BAD_FRAME;
+    }
+    int dead = 0;
+    mdb_reader_check(st->env, &dead);
+
+    rc = open_dbis(st, msg, cap);
+    if (rc) {
+        store_close(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+void store_close(store *st) {
+    if (!st) return;
+    if (st->env) {
+        if (st->cfg.fsync != STORE_FSYNC_OFF) mdb_env_sync(st->env, 1);
+        mdb_env_close(st->env);
+    }
+    free(st);
+}
+
+int store_sync(store *st) { return map_err(mdb_env_sync(st->env, 1)); }
+
+void store_sizes(store *st, uint64_t *file_bytes, uint64_t *map_bytes) {
+    struct stat sb;
+    *file_bytes = stat(st->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    *map_bytes = st->map_size;
+}
+
+/* ---- load -------------------------------------------------------------------*/
+
+static int decode_ns(const MDB_val *k, const MDB_val *v, store_ns_rec *ns) {
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size != NS_REC || get_u32(p) != MAGIC_NS || k->mv_size == 0 ||
+        k->mv_size > 255)
+        return -1;
+    if (get_u64(p + 8) != record_sum(k->mv_data, k->mv_size, p, v->mv_size)) return -1;
+    ns->ns_id = get_u32(p + 4);
+    ns->dim = get_u32(p + 16);
+    ns->created_ms = get_u64(p + 24);
+    ns->name_len = (uint8_t)k->mv_size;
+    memcpy(ns->name, k->mv_data, k->mv_size);
+    ns->name[k->mv_size] = 0;
+    return ns->dim >= 1 && ns->dim <= 4096 ? 0 : -1;
+}
+
+static int decode_entry(const MDB_val *k, const MDB_val *v, store_entry_rec *e) {
+    const uint8_t *p = v->mv_data;
+    if (k->mv_size != KEY_LEN || v->mv_size < ENTRY_HDR || get_u32(p) != MAGIC_ENTRY)
+        return -1;
+    uint32_t prompt_len = get_u32(p + 4), response_len = get_u32(p + 48);
+    if ((uint64_t)ENTRY_HDR + prompt_len + response_len != v->mv_size) return -1;
+    if (get_u64(p + 8) != record_sum(k->mv_data, KEY_LEN, p, v->mv_size)) return -1;
+    parse_key(k->mv_data, &e->ns_id, &e->id);
+    e->created_ms = get_u64(p + 16);
+    e->expires_ms = get_u64(p + 24);
+    e->input_tokens = get_u32(p + 32);
+    e->output_tokens = get_u32(p + 36);
+    e->cost_micro_usd = get_u64(p + 40);
+    e->prompt_len = prompt_len;
+    e->prompt = p + ENTRY_HDR;
+    e->response_len = response_len;
+    e->response = p + ENTRY_HDR + prompt_len;
+    return 0;
+}
+
+static int decode_vector(const MDB_val *k, const MDB_val *v, store_entry_rec *e) {
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < VECTOR_HDR || get_u32(p) != MAGIC_VECTOR) return -1;
+    uint32_t dim = get_u32(p + 4);
+    if (dim == 0 || dim > 4096 || VECTOR_HDR + (size_t)dim * 4 != v->mv_size) return -1;
+    if (get_u64(p + 8) != record_sum(k->mv_data, KEY_LEN, p, v->mv_size)) return -1;
+    e->dim = dim;
+    e->vector = (const float *)(p + VECTOR_HDR); /* LMDB values are 2-aligned */
+    return 0;
+}
+
+typedef struct key_list {
+    uint8_t (*keys)[KEY_LEN];
+    size_t n, cap;
+} key_list;
+
+static int key_list_push(key_list *l, const void *key) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        void *grown = realloc(l->keys, cap * KEY_LEN);
+        if (!grown) return DEJA_ERR_NOMEM;
+        l->keys = grown;
+        l->cap = cap;
+    }
+    memcpy(l->keys[l->n++], key, KEY_LEN);
+    return 0;
+}
+
+/* Deletes the listed keys from entries and vectors (expired or damaged). */
+static int delete_keys(store *st, const key_list *l) {
+    for (size_t done = 0; done < l->n;) {
+        MDB_txn *txn;
+        int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+        if (rc) return map_err(rc);
+        size_t end = done + 10000 < l->n ? done + 10000 : l->n;
+        for (; done < end; done++) {
+            MDB_val k = {KEY_LEN, l->keys[done]};
+            mdb_del(txn, st->entries, &k, NULL);
+            mdb_del(txn, st->vectors, &k, NULL);
+        }
+        rc = mdb_txn_commit(txn);
+        if (rc) return map_err(rc);
+    }
+    return 0;
+}
+
+static int corrupt(char *msg, size_t cap, const char *table, int rc) {
+    snprintf(msg, cap, "data file is damaged (reading %s: %s)", table, mdb_strerror(rc));
+    return DEJA_ERR_BAD_FRAME;
+}
+
+/* Orders keys as LMDB's default comparator does. */
+static int key_cmp(const MDB_val *a, const MDB_val *b) {
+    size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+    int c = memcmp(a->mv_data, b->mv_data, n);
+    return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
+/* Stale vectors without an entry (a damaged entry record) are gathered for
+ * deletion; so are entries whose vector is missing or damaged. */
+static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, store_entry_fn on_entry,
+                        void *ctx, store_load_stats *stats, key_list *drop, char *msg,
+                        size_t cap) {
+    MDB_cursor *ce = NULL, *cv = NULL;
+    /* Vectors in the map are only 2-aligned; callbacks get an aligned copy. */
+    float *aligned = malloc(4096 * sizeof(float));
+    if (!aligned) return DEJA_ERR_NOMEM;
+    int rc = mdb_cursor_open(txn, st->entries, &ce);
+    if (rc == 0) rc = mdb_cursor_open(txn, st->vectors, &cv);
+    if (rc) goto out;
+    MDB_val ke, ve, kv, vv;
+    int re = mdb_cursor_get(ce, &ke, &ve, MDB_FIRST);
+    int rv = mdb_cursor_get(cv, &kv, &vv, MDB_FIRST);
+    while (re == 0 || rv == 0) {
+        /* Walk both tables in key order; a key present in one only is
+         * damage left by nothing we write, and is dropped. */
+        int cmp = re != 0 ? 1 : rv != 0 ? -1 : key_cmp(&ke, &kv);
+        if (cmp != 0) {
+            MDB_val *k = cmp < 0 ? &ke : &kv;
+            stats->damaged++;
+            if (k->mv_size == KEY_LEN && (rc = key_list_push(drop, k->mv_data))) goto out;
+            if (cmp < 0) re = mdb_cursor_get(ce, &ke, &ve, MDB_NEXT);
+            else rv = mdb_cursor_get(cv, &kv, &vv, MDB_NEXT);
+            continue;
+        }
+        store_entry_rec e;
+        memset(&e, 0, sizeof e);
+        if (decode_entry(&ke, &ve, &e) != 0 || decode_vector(&kv, &vv, &e) != 0) {
+            stats->damaged++;
+            if ((rc = key_list_push(drop, ke.mv_data))) goto out;
+        } else if (e.expires_ms && e.expires_ms <= now_ms) {
+            stats->expired++;
+            if ((rc = key_list_push(drop, ke.mv_data))) goto out;
+        } else {
+            if (e.id > stats->max_id) stats->max_id = e.id;
+            memcpy(aligned, e.vector, (size_t)e.dim * sizeof(float));
+            e.vector = aligned;
+            if ((rc = on_entry(ctx, &e))) goto out;
+            stats->entries++;
+        }
+        re = mdb_cursor_get(ce, &ke, &ve, MDB_NEXT);
+        rv = mdb_cursor_get(cv, &kv, &vv, MDB_NEXT);
+    }
+    if (re != MDB_NOTFOUND) rc = corrupt(msg, cap, "entries", re);
+    else if (rv != MDB_NOTFOUND) rc = corrupt(msg, cap, "vectors", rv);
+    else rc = 0;
+out:
+    if (ce) mdb_cursor_close(ce);
+    if (cv) mdb_cursor_close(cv);
+    free(aligned);
+    return rc;
+}
+
+int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns, store_entry_fn on_entry,
+               void *ctx, store_load_stats *stats, char *msg, size_t cap) {
+    memset(stats, 0, sizeof *stats);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc) return map_err(rc);
+
+    MDB_cursor *cur;
+    MDB_val k, v;
+    rc = mdb_cursor_open(txn, st->ns, &cur);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return map_err(rc);
+    }
+    int r;
+    for (r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+         r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        store_ns_rec ns;
+        if (decode_ns(&k, &v, &ns) != 0) {
+            /* Without its namespace record no entry of that namespace can
+             * be interpreted; they are skipped as damaged below. */
+            stats->damaged++;
+            continue;
+        }
+        if (ns.ns_id > stats->max_ns_id) stats->max_ns_id = ns.ns_id;
+        stats->namespaces++;
+        if ((rc = on_ns(ctx, &ns))) break;
+    }
+    mdb_cursor_close(cur);
+    if (rc == 0 && r != MDB_NOTFOUND) rc = corrupt(msg, cap, "namespaces", r);
+
+    key_list drop = {0};
+    if (rc == 0)
+        rc = load_entries(st, txn, now_ms, on_entry, ctx, stats, &drop, msg, cap);
+    mdb_txn_abort(txn);
+    if (rc == 0 && drop.n) rc = delete_keys(st, &drop);
+    free(drop.keys);
+    return rc;
+}
+
+/* ---- writes -----------------------------------------------------------------*/
+
+static int put_ns(store *st, MDB_txn *txn, const store_ns_rec *ns) {
+    uint8_t rec[NS_REC] = {0};
+    put_u32(rec, MAGIC_NS);
+    put_u32(rec + 4, ns->ns_id);
+    put_u32(rec + 16, ns->dim);
+    put_u64(rec + 24, ns->created_ms);
+    put_u64(rec + 8, record_sum(ns->name, ns->name_len, rec, NS_REC));
+    MDB_val k = {ns->name_len, (void *)ns->name}, v = {NS_REC, rec};
+    return mdb_put(txn, st->ns, &k, &v, 0);
+}
+
+static int put_entry(store *st, MDB_txn *txn, const store_entry_rec *e) {
+    uint8_t key[KEY_LEN];
+    make_key(key, e->ns_id, e->id);
+    MDB_val k = {KEY_LEN, key};
+
+    /* Reserve the value in place and write it there: one copy, not two. */
+    MDB_val v = {ENTRY_HDR + (size_t)e->prompt_len + e->response_len, NULL};
+    int rc = mdb_put(txn, st->entries, &k, &v, MDB_RESERVE);
+    if (rc) return rc;
+    uint8_t *p = v.mv_data;
+    memset(p, 0, ENTRY_HDR);
+    put_u32(p, MAGIC_ENTRY);
+    put_u32(p + 4, e->prompt_len);
+    put_u64(p + 16, e->created_ms);
+    put_u64(p + 24, e->expires_ms);
+    put_u32(p + 32, e->input_tokens);
+    put_u32(p + 36, e->output_tokens);
+    put_u64(p + 40, e->cost_micro_usd);
+    put_u32(p + 48, e->response_len);
+    if (e->prompt_len) memcpy(p + ENTRY_HDR, e->prompt, e->prompt_len);
+    if (e->response_len) memcpy(p + ENTRY_HDR + e->prompt_len, e->response, e->response_len);
+    put_u64(p + 8, record_sum(key, KEY_LEN, p, v.mv_size));
+
+    MDB_val vv = {VECTOR_HDR + (size_t)e->dim * 4, NULL};
+    rc = mdb_put(txn, st->vectors, &k, &vv, MDB_RESERVE);
+    if (rc) return rc;
+    p = vv.mv_data;
+    put_u32(p, MAGIC_VECTOR);
+    put_u32(p + 4, e->dim);
+    memcpy(p + VECTOR_HDR, e->vector, (size_t)e->dim * 4);
+    put_u64(p + 8, record_sum(key, KEY_LEN, p, vv.mv_size));
+    return 0;
+}
+
+static int del_entry(store *st, MDB_txn *txn, uint32_t ns_id, uint64_t id) {
+    uint8_t key[KEY_LEN];
+    make_key(key, ns_id, id);
+    MDB_val k = {KEY_LEN, key};
+    int rc = mdb_del(txn, st->entries, &k, NULL);
+    int rv = mdb_del(txn, st->vectors, &k, NULL);
+    if (rc == MDB_NOTFOUND && rv == 0) rc = 0;
+    return rc ? rc : (rv == MDB_NOTFOUND ? 0 : rv);
+}
+
+static int del_range(MDB_txn *txn, MDB_dbi dbi, uint32_t ns_id, uint64_t *removed) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc) return rc;
+    uint8_t start[KEY_LEN];
+    make_key(start, ns_id, 0);
+    MDB_val k = {KEY_LEN, start}, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT)) {
+        uint32_t key_ns;
+        uint64_t id;
+        if (k.mv_size != KEY_LEN) break;
+        parse_key(k.mv_data, &key_ns, &id);
+        if (key_ns != ns_id) break;
+        if ((rc = mdb_cursor_del(cur, 0))) break;
+        if (removed) (*removed)++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+static int apply_one(store *st, MDB_txn *txn, store_op *op) {
+    switch (op->kind) {
+    case STORE_OP_PUT_NS: return put_ns(st, txn, op->ns);
+    case STORE_OP_PUT_ENTRY: return put_entry(st, txn, op->entry);
+    case STORE_OP_DEL_ENTRY: return del_entry(st, txn, op->ns_id, op->id);
+    case STORE_OP_DEL_NS_ENTRIES: {
+        op->removed = 0;
+        int rc = del_range(txn, st->entries, op->ns_id, &op->removed);
+        return rc ? rc : del_range(txn, st->vectors, op->ns_id, NULL);
+    }
+    }
+    return EINVAL;
+}
+
+/* One write transaction for ops[0..n). Returns an LMDB/errno code. */
+static int apply_batch(store *st, store_op *ops, size_t n) {
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) {
+        rc = apply_one(st, txn, &ops[i]);
+        ops[i].result = rc == MDB_NOTFOUND ? DEJA_ERR_NOT_FOUND : 0;
+        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+    }
+    return mdb_txn_commit(txn);
+}
+
+/* Doubles the map, up to max_disk. No transaction may be open. */
+static int grow_map(store *st) {
+    uint64_t next = st->map_size * 2;
+    if (st->cfg.max_disk && next > st->cfg.max_disk) next = st->cfg.max_disk;
+    if (next <= st->map_size) return -1;
+    if (mdb_env_set_mapsize(st->env, next) != 0) return -1;
+    st->map_size = next;
+    return 0;
+}
+
+static int apply_growing(store *st, store_op *ops, size_t n) {
+    int rc;
+    while ((rc = apply_batch(st, ops, n)) == MDB_MAP_FULL)
+        if (grow_map(st) != 0) break;
+    return rc;
+}
+
+int store_apply(store *st, store_op *ops, size_t n) {
+    int rc = apply_growing(st, ops, n);
+    if (rc == 0) return 0;
+    if ((rc == MDB_MAP_FULL || rc == ENOSPC) && n > 1) {
+        /* The batch does not fit: let each op succeed or fail on its own. */
+        int first = 0;
+        for (size_t i = 0; i < n; i++) {
+            int r = apply_growing(st, &ops[i], 1);
+            if (r) ops[i].result = map_err(r);
+            if (r && !first) first = map_err(r);
+        }
+        return first;
+    }
+    for (size_t i = 0; i < n; i++) ops[i].result = map_err(rc);
+    return map_err(rc);
+}
