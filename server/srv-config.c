@@ -28,6 +28,7 @@ enum {
     OPT_FSYNC_INTERVAL,
     OPT_MAX_DISK,
     OPT_ON_CORRUPT,
+    OPT_CLOCK_OFFSET,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -69,6 +70,8 @@ static const flag_doc flags[] = {
     {{"on-corrupt", required_argument, NULL, OPT_ON_CORRUPT}, "ACTION",
      "fail: exit when the data file is damaged (default); reset: move the "
      "folder aside and start empty"},
+    {{"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET}, "SECONDS",
+     "testing only: run the cache's clock this far ahead (TTL tests)"},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
      "error, warn, info or debug (default info)"},
     {{"help", no_argument, NULL, OPT_HELP}, NULL, "print this help and exit"},
@@ -181,6 +184,11 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
                         optarg);
                 return -1;
             }
+            break;
+        case OPT_CLOCK_OFFSET:
+            if (parse_uint("clock-offset", optarg, 0, 100u * 365u * 86400u, &v))
+                return -1;
+            cfg->clock_offset_ms = (int64_t)v * 1000;
             break;
         case OPT_AUTH_TOKEN: cfg->auth_token = optarg[0] ? optarg : NULL; break;
         case OPT_LOG_LEVEL: {

@@ -304,10 +304,14 @@ static int load_entry(void *ctx, const store_entry_rec *e) {
     return rc == DEJA_ERR_NOT_FOUND || rc == DEJA_ERR_DIM_MISMATCH ? 0 : rc;
 }
 
-static uint64_t wall_ms(void) {
+/* The cache's clock: wall time (expiry must mean the same after a
+ * restart), shifted by --clock-offset for tests. */
+static uint64_t cache_clock(void *ctx) {
+    const srv_config *cfg = ctx;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u +
+           (uint64_t)cfg->clock_offset_ms;
 }
 
 /* Opens the store and loads every live entry into the cache. */
@@ -321,7 +325,7 @@ static int open_and_load(srv_server *s, int *lock_fd) {
         int rc = store_open(&scfg, &s->store, msg, sizeof msg);
         store_load_stats st;
         if (rc == 0) {
-            rc = store_load(s->store, wall_ms(), load_ns, load_entry, s->cache, &st, msg,
+            rc = store_load(s->store, cache_clock((void *)cfg), load_ns, load_entry, s->cache, &st, msg,
                             sizeof msg);
             if (rc) {
                 store_close(s->store);
@@ -351,6 +355,7 @@ static int open_and_load(srv_server *s, int *lock_fd) {
         cache_config ccfg = {.default_ttl_s = cfg->default_ttl_s};
         if (cache_create(&ccfg, &s->cache) != 0 || reset_data_dir(cfg->data_dir, lock_fd))
             return -1;
+        cache_set_clock(s->cache, cache_clock, (void *)cfg);
     }
     return -1;
 }
@@ -373,6 +378,7 @@ int srv_run(const srv_config *cfg) {
         close(lock_fd);
         return 1;
     }
+    cache_set_clock(s.cache, cache_clock, (void *)cfg);
     srv_writer_config wcfg = {.fsync = (enum store_fsync)cfg->fsync_mode,
                               .sync_interval_ms = cfg->fsync_interval_ms};
     if (open_and_load(&s, &lock_fd) != 0 ||

@@ -35,6 +35,7 @@ typedef struct srv_config {
     uint32_t fsync_interval_ms; /* --fsync batch: longest unsynced window */
     uint64_t max_disk;       /* data file limit in bytes */
     int on_corrupt_reset;    /* move a damaged data folder aside, start empty */
+    int64_t clock_offset_ms; /* testing: shifts the cache's clock */
 } srv_config;
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when

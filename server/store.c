@@ -462,9 +462,13 @@ static int del_range(MDB_txn *txn, MDB_dbi dbi, uint32_t ns_id, uint64_t *remove
     if (rc) return rc;
     uint8_t start[KEY_LEN];
     make_key(start, ns_id, 0);
-    MDB_val k = {KEY_LEN, start}, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT)) {
+    MDB_val k, v;
+    /* Seek again after each delete: where a cursor stands after deleting
+     * the last item of a table is not something to rely on. */
+    for (;;) {
+        k.mv_size = KEY_LEN;
+        k.mv_data = start;
+        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE))) break;
         uint32_t key_ns;
         uint64_t id;
         if (k.mv_size != KEY_LEN) break;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -200,4 +201,23 @@ int test_raw_closed(int fd, int timeout_ms) {
     if (wait_readable(fd, timeout_ms) <= 0) return 0;
     ssize_t n = recv(fd, &c, 1, 0);
     return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+void test_unit_vector(uint64_t seed, float *v, int dim) {
+    uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL;
+    double norm = 0;
+    for (int i = 0; i < dim; i++) {
+        /* xorshift64*, then Box-Muller on two uniforms */
+        double u[2];
+        for (int j = 0; j < 2; j++) {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            u[j] = ((double)((x * 0x2545F4914F6CDD1DULL) >> 11) + 0.5) / 9007199254740992.0;
+        }
+        v[i] = (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
+        norm += (double)v[i] * v[i];
+    }
+    float inv = (float)(1.0 / sqrt(norm));
+    for (int i = 0; i < dim; i++) v[i] *= inv;
 }

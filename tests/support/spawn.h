@@ -8,6 +8,7 @@
 #define DEJA_TEST_SPAWN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct test_server {
@@ -40,6 +41,10 @@ int test_server_stop(test_server *s);
 /* Opens a raw TCP connection to the server (blocking, TCP_NODELAY).
  * Returns the fd or -1. */
 int test_server_connect_raw(const test_server *s);
+
+/* Fills v[dim] with a unit vector determined by seed (Gaussian
+ * components, so distinct seeds give nearly orthogonal vectors). */
+void test_unit_vector(uint64_t seed, float *v, int dim);
 
 /* Sends all len bytes on fd. Returns 0 or -1. */
 int test_raw_send(int fd, const void *buf, size_t len);

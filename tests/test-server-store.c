@@ -1,0 +1,311 @@
+/* test-server-store.c: the LMDB store keeps what it acknowledged, refuses
+ * what it cannot read, and never returns a damaged record.
+ *
+ * Works on real LMDB files in a temporary folder; the damage cases reach
+ * into the file with LMDB itself (or by truncating it) to break exactly one
+ * thing at a time. */
+#include <lmdb.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "store.h"
+
+#define DIM 8
+
+static char dir[256];
+
+static void fresh_dir(void) {
+    char cmd[300];
+    if (dir[0]) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        ASSERT_EQ(system(cmd), 0);
+    }
+    snprintf(dir, sizeof dir, "/tmp/deja-store-XXXXXX");
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+}
+
+static store *open_store(uint64_t max_disk) {
+    store_config cfg = {.dir = dir, .max_disk = max_disk, .fsync = STORE_FSYNC_OFF};
+    store *st = NULL;
+    char msg[256];
+    int rc = store_open(&cfg, &st, msg, sizeof msg);
+    if (rc) HARNESS_FAIL("store_open: %d %s", rc, msg);
+    return st;
+}
+
+static store_ns_rec ns_rec(uint32_t ns_id, const char *name) {
+    store_ns_rec ns = {.ns_id = ns_id, .dim = DIM, .created_ms = 5};
+    ns.name_len = (uint8_t)strlen(name);
+    memcpy(ns.name, name, ns.name_len + 1u);
+    return ns;
+}
+
+static float vec[DIM] = {0.5f, 0.5f, 0.5f, 0.5f, 0, 0, 0, 0};
+
+static store_entry_rec entry_rec(uint32_t ns_id, uint64_t id, const char *resp,
+                                 uint64_t expires_ms) {
+    store_entry_rec e = {.ns_id = ns_id, .id = id, .created_ms = 1,
+                         .expires_ms = expires_ms, .input_tokens = 10,
+                         .output_tokens = 20, .cost_micro_usd = 300,
+                         .prompt = (const uint8_t *)"prompt", .prompt_len = 6,
+                         .response = (const uint8_t *)resp,
+                         .response_len = (uint32_t)strlen(resp),
+                         .vector = vec, .dim = DIM};
+    return e;
+}
+
+typedef struct seen {
+    int namespaces;
+    int entries;
+    uint64_t ids[64];
+    char responses[64][32];
+} seen;
+
+static int on_ns(void *ctx, const store_ns_rec *ns) {
+    ((seen *)ctx)->namespaces++;
+    return ns->dim == DIM ? 0 : -1;
+}
+
+static int on_entry(void *ctx, const store_entry_rec *e) {
+    seen *s = ctx;
+    if (s->entries < 64) {
+        s->ids[s->entries] = e->id;
+        snprintf(s->responses[s->entries], 32, "%.*s", (int)e->response_len,
+                 (const char *)e->response);
+    }
+    s->entries++;
+    return memcmp(e->vector, vec, sizeof vec) == 0 ? 0 : -1;
+}
+
+static void put_three(store *st) {
+    store_ns_rec ns = ns_rec(1, "alpha");
+    store_entry_rec e1 = entry_rec(1, 10, "ten", 0), e2 = entry_rec(1, 11, "eleven", 0),
+                    e3 = entry_rec(1, 12, "twelve", 0);
+    store_op ops[4] = {{.kind = STORE_OP_PUT_NS, .ns = &ns},
+                       {.kind = STORE_OP_PUT_ENTRY, .entry = &e1},
+                       {.kind = STORE_OP_PUT_ENTRY, .entry = &e2},
+                       {.kind = STORE_OP_PUT_ENTRY, .entry = &e3}};
+    ASSERT_OK(store_apply(st, ops, 4));
+}
+
+static seen load_all(store *st, uint64_t now_ms, store_load_stats *stats) {
+    seen s;
+    memset(&s, 0, sizeof s);
+    char msg[256];
+    int rc = store_load(st, now_ms, on_ns, on_entry, &s, stats, msg, sizeof msg);
+    if (rc) HARNESS_FAIL("store_load: %d %s", rc, msg);
+    return s;
+}
+
+static void test_what_was_applied_comes_back_after_reopening(void) {
+    fresh_dir();
+    store *st = open_store(0);
+    put_three(st);
+    store_close(st);
+    st = open_store(0);
+    store_load_stats stats;
+    seen s = load_all(st, 100, &stats);
+    ASSERT_EQ(s.namespaces, 1);
+    ASSERT_EQ(s.entries, 3);
+    ASSERT_U64_EQ(s.ids[1], 11);
+    ASSERT_STR_EQ(s.responses[1], "eleven");
+    ASSERT_U64_EQ(stats.max_id, 12);
+    ASSERT_EQ(stats.max_ns_id, 1);
+    store_close(st);
+}
+
+static void test_deletes_and_namespace_flushes_are_durable(void) {
+    fresh_dir();
+    store *st = open_store(0);
+    put_three(st);
+    store_op del = {.kind = STORE_OP_DEL_ENTRY, .ns_id = 1, .id = 11};
+    ASSERT_OK(store_apply(st, &del, 1));
+    store_close(st);
+    st = open_store(0);
+    store_load_stats stats;
+    seen s = load_all(st, 100, &stats);
+    ASSERT_EQ(s.entries, 2);
+    store_op flush = {.kind = STORE_OP_DEL_NS_ENTRIES, .ns_id = 1};
+    ASSERT_OK(store_apply(st, &flush, 1));
+    ASSERT_U64_EQ(flush.removed, 2);
+    s = load_all(st, 100, &stats);
+    ASSERT_EQ(s.entries, 0);
+    ASSERT_EQ(s.namespaces, 1);
+    store_close(st);
+}
+
+static void test_expired_entries_are_dropped_at_load(void) {
+    fresh_dir();
+    store *st = open_store(0);
+    store_ns_rec ns = ns_rec(1, "ttl");
+    store_entry_rec live = entry_rec(1, 1, "live", 5000),
+                    dead = entry_rec(1, 2, "dead", 1000);
+    store_op ops[3] = {{.kind = STORE_OP_PUT_NS, .ns = &ns},
+                       {.kind = STORE_OP_PUT_ENTRY, .entry = &live},
+                       {.kind = STORE_OP_PUT_ENTRY, .entry = &dead}};
+    ASSERT_OK(store_apply(st, ops, 3));
+    store_load_stats stats;
+    seen s = load_all(st, 1000, &stats);
+    ASSERT_EQ(s.entries, 1);
+    ASSERT_STR_EQ(s.responses[0], "live");
+    ASSERT_U64_EQ(stats.expired, 1);
+    /* ...and deleted from disk, not just skipped. */
+    s = load_all(st, 0, &stats);
+    ASSERT_EQ(s.entries, 1);
+    store_close(st);
+}
+
+/* Rewrites the value of key in table with one flipped byte, through LMDB,
+ * so the file stays structurally valid and only the checksum can tell. */
+static void flip_record_byte(const char *table, uint32_t ns_id, uint64_t id, size_t at) {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ASSERT_OK(mdb_env_create(&env));
+    mdb_env_set_maxdbs(env, 8);
+    ASSERT_OK(mdb_env_open(env, dir, 0, 0644));
+    ASSERT_OK(mdb_txn_begin(env, NULL, 0, &txn));
+    ASSERT_OK(mdb_dbi_open(txn, table, 0, &dbi));
+    uint8_t key[12];
+    for (int i = 0; i < 4; i++) key[i] = (uint8_t)(ns_id >> (24 - 8 * i));
+    for (int i = 0; i < 8; i++) key[4 + i] = (uint8_t)(id >> (56 - 8 * i));
+    MDB_val k = {12, key}, v;
+    ASSERT_OK(mdb_get(txn, dbi, &k, &v));
+    uint8_t copy[4096];
+    ASSERT_LT(at, v.mv_size);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[at] ^= 0x20;
+    MDB_val nv = {v.mv_size, copy};
+    ASSERT_OK(mdb_put(txn, dbi, &k, &nv, 0));
+    ASSERT_OK(mdb_txn_commit(txn));
+    mdb_env_close(env);
+}
+
+static void test_a_damaged_response_is_skipped_not_served(void) {
+    fresh_dir();
+    store *st = open_store(0);
+    put_three(st);
+    store_close(st);
+    flip_record_byte("entries", 1, 11, 60); /* a byte of the prompt */
+    st = open_store(0);
+    store_load_stats stats;
+    seen s = load_all(st, 100, &stats);
+    ASSERT_EQ(s.entries, 2);
+    ASSERT_U64_EQ(s.ids[0], 10);
+    ASSERT_U64_EQ(s.ids[1], 12);
+    ASSERT_U64_EQ(stats.damaged, 1);
+    store_close(st);
+}
+
+static void test_a_damaged_vector_is_skipped_not_served(void) {
+    fresh_dir();
+    store *st = open_store(0);
+    put_three(st);
+    store_close(st);
+    flip_record_byte("vectors", 1, 12, 20);
+    st = open_store(0);
+    store_load_stats stats;
+    seen s = load_all(st, 100, &stats);
+    ASSERT_EQ(s.entries, 2);
+    ASSERT_U64_EQ(stats.damaged, 1);
+    store_close(st);
+}
+
+static void test_a_folder_of_another_format_is_refused(void) {
+    fresh_dir();
+    store *st = open_store(0);
+    store_close(st);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ASSERT_OK(mdb_env_create(&env));
+    mdb_env_set_maxdbs(env, 8);
+    ASSERT_OK(mdb_env_open(env, dir, 0, 0644));
+    ASSERT_OK(mdb_txn_begin(env, NULL, 0, &txn));
+    ASSERT_OK(mdb_dbi_open(txn, "meta", 0, &dbi));
+    uint32_t future = STORE_FORMAT_VERSION + 1;
+    MDB_val k = {6, "format"}, v = {4, &future};
+    ASSERT_OK(mdb_put(txn, dbi, &k, &v, 0));
+    ASSERT_OK(mdb_txn_commit(txn));
+    mdb_env_close(env);
+
+    store_config cfg = {.dir = dir, .fsync = STORE_FSYNC_OFF};
+    char msg[256] = "";
+    ASSERT_EQ(store_open(&cfg, &st, msg, sizeof msg), DEJA_ERR_VERSION);
+    ASSERT_TRUE(strstr(msg, "format") != NULL);
+    ASSERT_TRUE(st == NULL);
+}
+
+static void test_a_truncated_data_file_is_refused_without_a_crash(void) {
+    fresh_dir();
+    store *st = open_store(0);
+    for (uint64_t id = 1; id <= 200; id++) {
+        store_ns_rec ns = ns_rec(1, "big");
+        char resp[32];
+        snprintf(resp, sizeof resp, "response %llu", (unsigned long long)id);
+        store_entry_rec e = entry_rec(1, id, resp, 0);
+        store_op ops[2] = {{.kind = STORE_OP_PUT_NS, .ns = &ns},
+                           {.kind = STORE_OP_PUT_ENTRY, .entry = &e}};
+        ASSERT_OK(store_apply(st, ops, 2));
+    }
+    store_close(st);
+    char path[300];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    struct stat sb;
+    ASSERT_OK(stat(path, &sb));
+    ASSERT_OK(truncate(path, sb.st_size / 2));
+    store_config cfg = {.dir = dir, .fsync = STORE_FSYNC_OFF};
+    char msg[256] = "";
+    ASSERT_EQ(store_open(&cfg, &st, msg, sizeof msg), DEJA_ERR_BAD_FRAME);
+    ASSERT_TRUE(strstr(msg, "truncated") != NULL);
+}
+
+static void test_a_full_map_fails_puts_but_not_deletes(void) {
+    fresh_dir();
+    store *st = open_store(1u << 20); /* 1 MiB at most */
+    store_ns_rec ns = ns_rec(1, "full");
+    store_op put_ns = {.kind = STORE_OP_PUT_NS, .ns = &ns};
+    ASSERT_OK(store_apply(st, &put_ns, 1));
+    static char big[16 * 1024];
+    memset(big, 'z', sizeof big - 1);
+    int full_at = 0;
+    for (uint64_t id = 1; id <= 200 && !full_at; id++) {
+        store_entry_rec e = entry_rec(1, id, big, 0);
+        store_op op = {.kind = STORE_OP_PUT_ENTRY, .entry = &e};
+        int rc = store_apply(st, &op, 1);
+        if (rc) {
+            ASSERT_EQ(rc, DEJA_ERR_STORAGE_FULL);
+            ASSERT_EQ(op.result, DEJA_ERR_STORAGE_FULL);
+            full_at = (int)id;
+        }
+    }
+    ASSERT_GT(full_at, 10);
+    /* A batch that mixes a delete with a put that cannot fit: the delete
+     * goes through on its own. */
+    store_entry_rec e = entry_rec(1, 999, big, 0);
+    store_op mixed[2] = {{.kind = STORE_OP_DEL_ENTRY, .ns_id = 1, .id = 1},
+                         {.kind = STORE_OP_PUT_ENTRY, .entry = &e}};
+    store_apply(st, mixed, 2);
+    ASSERT_EQ(mixed[0].result, 0);
+    store_load_stats stats;
+    seen s = load_all(st, 0, &stats);
+    ASSERT_EQ(s.entries, full_at - 2 + (mixed[1].result == 0));
+    store_close(st);
+}
+
+int main(void) {
+    RUN(test_what_was_applied_comes_back_after_reopening);
+    RUN(test_deletes_and_namespace_flushes_are_durable);
+    RUN(test_expired_entries_are_dropped_at_load);
+    RUN(test_a_damaged_response_is_skipped_not_served);
+    RUN(test_a_damaged_vector_is_skipped_not_served);
+    RUN(test_a_folder_of_another_format_is_refused);
+    RUN(test_a_truncated_data_file_is_refused_without_a_crash);
+    RUN(test_a_full_map_fails_puts_but_not_deletes);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) return 1;
+    return harness_result();
+}

@@ -1,0 +1,160 @@
+/* test-store-restart.c: what dejad acknowledged is there after a restart,
+ * clean or not; what it deleted stays deleted; what expired while it was
+ * down is not served.
+ *
+ * Talks to a real dejad on a real data folder through libdeja, restarting
+ * the process on the same folder. */
+#include <unistd.h>
+
+#include "deja.h"
+#include "harness.h"
+#include "support/spawn.h"
+
+#define DIM 32
+#define N 200
+
+static test_server srv;
+static uint64_t ids[N];
+
+static void response_of(int i, char *buf, size_t cap) {
+    snprintf(buf, cap, "stored answer #%d", i);
+}
+
+static deja_client *connect_or_fail(void) {
+    deja_client *c = NULL;
+    ASSERT_OK(deja_connect(srv.addr, NULL, &c));
+    return c;
+}
+
+static void store_all(deja_client *c) {
+    for (int i = 0; i < N; i++) {
+        float v[DIM];
+        char resp[64];
+        test_unit_vector((uint64_t)i, v, DIM);
+        response_of(i, resp, sizeof resp);
+        deja_store_req req = {.ns = "kept", .vector = v, .dim = DIM,
+                              .response = resp, .response_len = strlen(resp)};
+        ASSERT_OK(deja_store(c, &req, &ids[i]));
+    }
+    /* A second namespace whose entries live one minute. */
+    for (int i = 0; i < 10; i++) {
+        float v[16];
+        test_unit_vector(1000u + (uint64_t)i, v, 16);
+        deja_store_req req = {.ns = "short", .vector = v, .dim = 16,
+                              .response = "brief", .response_len = 5, .ttl_s = 60};
+        ASSERT_OK(deja_store(c, &req, NULL));
+    }
+    /* A third that is flushed, and five deleted entries. */
+    for (int i = 0; i < 5; i++) {
+        float v[DIM];
+        test_unit_vector(2000u + (uint64_t)i, v, DIM);
+        deja_store_req req = {.ns = "flushed", .vector = v, .dim = DIM,
+                              .response = "gone", .response_len = 4};
+        ASSERT_OK(deja_store(c, &req, NULL));
+    }
+    uint64_t removed;
+    ASSERT_OK(deja_flush(c, "flushed", &removed));
+    ASSERT_U64_EQ(removed, 5);
+    for (int i = 0; i < 5; i++) ASSERT_OK(deja_delete(c, "kept", ids[i]));
+}
+
+/* Every surviving entry is found with its id and exact bytes; the deleted
+ * ones are not. */
+static void assert_kept_entries(deja_client *c) {
+    for (int i = 0; i < N; i++) {
+        float v[DIM];
+        test_unit_vector((uint64_t)i, v, DIM);
+        deja_result *r = NULL;
+        ASSERT_OK(deja_lookup(c, "kept", v, DIM, 0.999f, 1, 0, &r));
+        if (i < 5) {
+            ASSERT_EQ(r->count, 0);
+        } else {
+            char want[64];
+            response_of(i, want, sizeof want);
+            ASSERT_EQ(r->count, 1);
+            ASSERT_U64_EQ(r->hits[0].id, ids[i]);
+            ASSERT_EQ(r->hits[0].response_len, strlen(want));
+            ASSERT_MEM_EQ(r->hits[0].response, want, strlen(want));
+        }
+        deja_result_free(r);
+    }
+}
+
+static uint64_t ns_entries(deja_client *c, const char *ns) {
+    deja_stats *s = NULL;
+    uint64_t v = 0;
+    if (deja_stats_get(c, ns, &s) != 0) return 0; /* unknown namespace */
+    ASSERT_OK(deja_stats_find(s, "entries", &v));
+    deja_stats_free(s);
+    return v;
+}
+
+static void test_a_clean_restart_keeps_entries_namespaces_and_deletes(void) {
+    ASSERT_OK(test_server_start(&srv, NULL));
+    deja_client *c = connect_or_fail();
+    store_all(c);
+    deja_close(c);
+    ASSERT_EQ(test_server_shutdown(&srv), 0);
+
+    ASSERT_OK(test_server_restart(&srv, NULL));
+    c = connect_or_fail();
+    assert_kept_entries(c);
+    ASSERT_U64_EQ(ns_entries(c, "short"), 10);
+    ASSERT_U64_EQ(ns_entries(c, "flushed"), 0);
+
+    /* The namespace kept its dimension... */
+    float small[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    deja_store_req req = {.ns = "kept", .vector = small, .dim = 8,
+                          .response = "x", .response_len = 1};
+    ASSERT_EQ(deja_store(c, &req, NULL), DEJA_ERR_DIM_MISMATCH);
+    /* ...and new ids never reuse old ones. */
+    float v[DIM];
+    test_unit_vector(99999, v, DIM);
+    req.vector = v;
+    req.dim = DIM;
+    uint64_t fresh;
+    ASSERT_OK(deja_store(c, &req, &fresh));
+    ASSERT_GT(fresh, ids[N - 1]);
+    deja_close(c);
+}
+
+static void test_a_kill_9_restart_keeps_every_acknowledged_entry(void) {
+    test_server_kill(&srv);
+    ASSERT_OK(test_server_restart(&srv, NULL));
+    deja_client *c = connect_or_fail();
+    assert_kept_entries(c);
+    deja_close(c);
+}
+
+static void test_entries_that_expired_while_down_are_not_served(void) {
+    ASSERT_EQ(test_server_shutdown(&srv), 0);
+    const char *later[] = {"--clock-offset", "120", NULL};
+    ASSERT_OK(test_server_restart(&srv, later));
+    deja_client *c = connect_or_fail();
+    ASSERT_U64_EQ(ns_entries(c, "short"), 0);
+    float v[16];
+    test_unit_vector(1000u, v, 16);
+    deja_result *r = NULL;
+    ASSERT_OK(deja_lookup(c, "short", v, 16, 0.5f, 1, 0, &r));
+    ASSERT_EQ(r->count, 0);
+    deja_result_free(r);
+    assert_kept_entries(c); /* the seven-day default TTL still holds */
+    deja_close(c);
+}
+
+static void test_a_second_server_cannot_open_the_same_folder(void) {
+    test_server other = srv;
+    other.pid = 0;
+    other.port = 0;
+    /* Same data folder, another port: it must refuse and exit. */
+    ASSERT_EQ(test_server_restart(&other, NULL), -1);
+}
+
+int main(void) {
+    RUN(test_a_clean_restart_keeps_entries_namespaces_and_deletes);
+    RUN(test_a_kill_9_restart_keeps_every_acknowledged_entry);
+    RUN(test_entries_that_expired_while_down_are_not_served);
+    RUN(test_a_second_server_cannot_open_the_same_folder);
+    if (test_server_stop(&srv) != 0) return 1;
+    return harness_result();
+}
