@@ -13,9 +13,11 @@
  * IndexFlatCodes does (Flat, SQ, PQ, LSH...), so only those are accepted;
  * the rest (HNSW, NSG, FastScan...) cannot remove in FAISS 1.7.3. */
 #include <faiss/IVFlib.h>
+#include <faiss/IndexAdditiveQuantizer.h>
 #include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFAdditiveQuantizer.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexPQ.h>
 #include <faiss/IndexPreTransform.h>
@@ -224,18 +226,32 @@ extern "C" int idx_faiss_shim_is_trained(const idx_faiss_shim *s) {
     return s->index->is_trained ? 1 : 0;
 }
 
+/* The most centroids of any sub-quantizer codebook (PQ, RQ, LSQ) of a
+ * flat-code or IVF index; 0 for codecs without k-means (Flat, SQ). */
+static size_t codebook_centroids(const faiss::Index *ix) {
+    if (auto *pq = dynamic_cast<const faiss::IndexPQ *>(ix)) return pq->pq.ksub;
+    if (auto *pq = dynamic_cast<const faiss::IndexIVFPQ *>(ix))
+        return pq->pq.ksub;
+    const faiss::AdditiveQuantizer *aq = nullptr;
+    if (auto *a = dynamic_cast<const faiss::IndexAdditiveQuantizer *>(ix))
+        aq = a->aq;
+    if (auto *a = dynamic_cast<const faiss::IndexIVFAdditiveQuantizer *>(ix))
+        aq = a->aq;
+    size_t most = 0;
+    if (aq)
+        for (size_t bits : aq->nbits) most = std::max(most, (size_t)1 << bits);
+    return most;
+}
+
 extern "C" size_t idx_faiss_shim_train_size(const idx_faiss_shim *s) {
     if (s->index->is_trained) return 0;
     /* 39 points per centroid is the least FAISS's k-means accepts without
      * warning; PQ's sub-quantizers have ksub centroids each. */
     size_t centroids = 0;
-    if (s->ivf) centroids = s->ivf->nlist;
-    if (auto *ivfpq = dynamic_cast<const faiss::IndexIVFPQ *>(s->ivf))
-        centroids = std::max(centroids, ivfpq->pq.ksub);
-    if (s->idmap)
-        if (auto *pq = dynamic_cast<const faiss::IndexPQ *>(
-                flat_codes_of(s->idmap->index)))
-            centroids = std::max(centroids, pq->pq.ksub);
+    if (s->ivf)
+        centroids = std::max(s->ivf->nlist, codebook_centroids(s->ivf));
+    else
+        centroids = codebook_centroids(flat_codes_of(s->idmap->index));
     return std::max<size_t>(1000, 39 * centroids);
 }
 
