@@ -1,15 +1,31 @@
-/* bench-server.c: deja-bench's load generator against a running dejad.
+/* bench-server.c: deja-bench's server mode -- load and lookups against a
+ * running dejad.
  *
- * Phase 1 flushes the namespace and stores every synthetic entry, the
- * entries split over C connections (one thread and one deja_client each).
- * Phase 2 is closed-loop: each of C threads keeps D lookups in flight on
- * its connection (deja_send_lookup / deja_recv_lookup), sends a new one as
- * soon as a reply arrives, and records the latency of every reply. Each
- * reply is judged against the exact oracle, so the report says both how
- * fast the server is and whether its answers were right.
+ * Phase 1 flushes the namespace and stores every entry of the workload,
+ * the entries split over C connections (one thread and one deja_client
+ * each). Each entry carries the prompt "deja-bench row N", so a later run
+ * with --no-load (say after a restart) can still tell which row a hit is.
  *
- * Threads share only read-only data (the data set, the oracle, the id
- * map); each owns its histogram and counters, merged after join. */
+ * Phase 2 sends the queries, for a duration or a count, in one of two
+ * ways:
+ *  - closed loop: each thread keeps D lookups in flight on its connection
+ *    and sends the next as soon as a reply arrives; latency runs from the
+ *    send. This measures the most the server does with C x D requests
+ *    outstanding.
+ *  - open loop (--rate R): request i of a thread is due at
+ *    t0 + i * C / R (threads staggered), whatever happened to earlier
+ *    requests, with up to D in flight; latency runs from the time the
+ *    request was due, not from when it left, so a server stall shows up
+ *    in the percentiles in full instead of silently slowing the client
+ *    down (coordinated omission). libdeja's calls block, so while a
+ *    thread waits for a reply the requests that come due leave late, all
+ *    at once; their lateness is in their latency and in the "send lag"
+ *    line, and the achieved rate says whether the client kept up.
+ * Every reply is judged against the exact oracle, so the report says both
+ * how fast the server is and whether its answers were right.
+ *
+ * Threads share only read-only data (the workload, the oracle, the id
+ * map); each owns its histograms and counters, merged after join. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,10 +37,12 @@
 #include "deja.h"
 #include "idx.h"
 
-/* A returned entry is a false hit when its exact similarity to the query
- * is below the threshold by more than float rounding can explain. */
-#define FALSE_HIT_SLACK 1e-4f
-#define SIM_TOLERANCE 1e-3f
+#define PROMPT_PREFIX "deja-bench row "
+/* Open loop keeps this many lookups in flight per connection unless
+ * --pipeline says otherwise: enough to ride out a slow reply, few enough
+ * that requests and replies fit in the socket buffers (see deja.h). */
+#define OPEN_LOOP_DEPTH 16u
+#define RECONNECT_PAUSE_NS 100000000ull
 
 typedef struct id_row {
     uint64_t id;
@@ -36,11 +54,14 @@ typedef struct bench_ctx {
     const bench_opts *o;
     const synth_set *s;
     const bench_oracle *oracle;
-    uint64_t *ids;      /* row -> entry id, filled by the load phase */
-    id_row *by_id;      /* sorted by id, for judging replies */
-    const char *filler; /* response_bytes of text */
+    uint64_t *ids;   /* row -> entry id, filled by the load phase */
+    id_row *by_id;   /* sorted by id, for judging replies */
+    int by_prompt;   /* --no-load: the row comes from the stored prompt */
+    const char *filler;
+    uint32_t depth;
     pthread_barrier_t start;
     uint64_t start_ns, end_ns;
+    bench_progress *progress;
 } bench_ctx;
 
 typedef struct worker {
@@ -52,13 +73,15 @@ typedef struct worker {
     int failed;
 } worker;
 
-static uint64_t now_ns(void) {
+/* ---- helpers shared with the other modes -------------------------------------*/
+
+uint64_t bench_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int connect_client(const bench_opts *o, deja_client **c) {
+int bench_connect(const bench_opts *o, deja_client **c) {
     deja_options opts = {.connect_timeout_ms = 2000,
                          .request_timeout_ms = o->timeout_ms,
                          .auth_token = o->auth_token};
@@ -66,6 +89,43 @@ static int connect_client(const bench_opts *o, deja_client **c) {
     if (rc != 0)
         fprintf(stderr, "deja-bench: connect %s: %s\n", o->addr, deja_strerror(rc));
     return rc;
+}
+
+char *bench_make_filler(size_t len) {
+    static const char words[] =
+        "The cached answer repeats this sentence to reach the configured "
+        "response size, as a long model reply would. ";
+    char *p = malloc(len + 1);
+    if (p == NULL) return NULL;
+    for (size_t i = 0; i < len; i++)
+        p[i] = words[i % (sizeof words - 1)];
+    p[len] = 0;
+    return p;
+}
+
+int64_t bench_server_entries(const bench_opts *o) {
+    deja_client *cl;
+    deja_stats *st = NULL;
+    uint64_t v;
+    int64_t entries = -1;
+    if (bench_connect(o, &cl) != 0) return -1;
+    if (deja_stats_get(cl, o->ns, &st) == 0 && deja_stats_find(st, "entries", &v) == 0)
+        entries = (int64_t)v;
+    deja_stats_free(st);
+    deja_close(cl);
+    return entries;
+}
+
+static int is_conn_error(int rc) {
+    return rc == DEJA_ERR_CLOSED || rc == DEJA_ERR_TIMEOUT || rc == DEJA_ERR_IO ||
+           rc == DEJA_ERR_PROTOCOL;
+}
+
+static void sleep_until(uint64_t t_ns) {
+    struct timespec ts = {.tv_sec = (time_t)(t_ns / 1000000000ull),
+                          .tv_nsec = (long)(t_ns % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
+    }
 }
 
 /* ---- load phase -------------------------------------------------------------*/
@@ -80,7 +140,7 @@ static void *load_main(void *arg) {
     size_t len = x->o->response_bytes;
     char *response = malloc(len + 1);
     deja_client *cl = NULL;
-    if (response == NULL || connect_client(x->o, &cl) != 0) {
+    if (response == NULL || bench_connect(x->o, &cl) != 0) {
         w->failed = 1;
         free(response);
         pthread_barrier_wait(&x->start);
@@ -90,22 +150,26 @@ static void *load_main(void *arg) {
     pthread_barrier_wait(&x->start);
     for (uint32_t i = lo; i < hi; i++) {
         /* A distinct head per entry makes responses checkable by eye. */
-        char head[32];
+        char head[32], prompt[40];
         int n = snprintf(head, sizeof head, "entry %u: ", i);
         memcpy(response, head, (size_t)n < len ? (size_t)n : len);
+        int plen = snprintf(prompt, sizeof prompt, PROMPT_PREFIX "%u", i);
         deja_store_req req = {
             .ns = x->o->ns,
             .vector = s->base + (size_t)i * s->dim,
             .dim = s->dim,
             .response = response,
             .response_len = len,
+            .prompt = prompt,
+            .prompt_len = (size_t)plen,
             .input_tokens = 100,
             .output_tokens = (uint32_t)(len / 4),
             .cost_micro_usd = 1500,
         };
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         int rc = deja_store(cl, &req, &x->ids[i]);
-        bench_hist_record(&w->r.store_hist, now_ns() - t0);
+        bench_hist_record(&w->r.store_hist, bench_now_ns() - t0);
+        bench_progress_add(x->progress, 1);
         if (rc == 0) {
             w->r.stores++;
             continue;
@@ -114,11 +178,10 @@ static void *load_main(void *arg) {
         if (w->r.store_errors++ == 0)
             fprintf(stderr, "deja-bench: store %u: %s (%s)\n", i, deja_strerror(rc),
                     deja_last_error(cl));
-        if (rc == DEJA_ERR_CLOSED || rc == DEJA_ERR_TIMEOUT || rc == DEJA_ERR_IO ||
-            rc == DEJA_ERR_PROTOCOL) {
+        if (is_conn_error(rc)) {
             deja_close(cl);
             cl = NULL;
-            if (connect_client(x->o, &cl) != 0) {
+            if (bench_connect(x->o, &cl) != 0) {
                 w->r.store_errors += hi - i - 1;
                 for (uint32_t j = i + 1; j < hi; j++)
                     x->ids[j] = UINT64_MAX;
@@ -126,7 +189,7 @@ static void *load_main(void *arg) {
             }
         }
     }
-    w->finish_ns = now_ns();
+    w->finish_ns = bench_now_ns();
     deja_close(cl);
     free(response);
     return NULL;
@@ -139,16 +202,25 @@ static int cmp_id_row(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static uint32_t row_of(const bench_ctx *x, uint64_t id) {
+static uint32_t row_of(const bench_ctx *x, const deja_hit *h) {
+    if (x->by_prompt) {
+        size_t plen = sizeof PROMPT_PREFIX - 1;
+        if (h->prompt == NULL || h->prompt_len <= plen ||
+            memcmp(h->prompt, PROMPT_PREFIX, plen) != 0)
+            return UINT32_MAX;
+        char *end;
+        unsigned long row = strtoul(h->prompt + plen, &end, 10);
+        return *end == 0 && row < x->s->n ? (uint32_t)row : UINT32_MAX;
+    }
     size_t lo = 0, hi = x->s->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (x->by_id[mid].id < id)
+        if (x->by_id[mid].id < h->id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (lo < x->s->n && x->by_id[lo].id == id) return x->by_id[lo].row;
+    if (lo < x->s->n && x->by_id[lo].id == h->id) return x->by_id[lo].row;
     return UINT32_MAX;
 }
 
@@ -157,33 +229,35 @@ static void judge(worker *w, uint32_t q, const deja_result *res) {
     const synth_set *s = x->s;
     float threshold = x->o->threshold;
     const float *query = s->queries + (size_t)q * s->dim;
-    int kind = s->kind[q];
-    int oracle_hit = x->oracle->best_sim[q] >= threshold;
+    float best = bench_oracle_best(x->oracle, q);
+    int oracle_hit = best >= threshold;
+    int kind = s->kind ? s->kind[q] : -1;
     bench_result *r = &w->r;
-    r->kind_lookups[kind]++;
+    if (kind >= 0) r->kind_lookups[kind]++;
     if (oracle_hit) {
         r->oracle_hits++;
-        r->kind_oracle[kind]++;
+        if (kind >= 0) r->kind_oracle[kind]++;
     }
     if (res->count == 0) {
         if (oracle_hit) r->missed_hits++;
         return;
     }
     r->hits++;
-    r->kind_hits[kind]++;
+    if (kind >= 0) r->kind_hits[kind]++;
     int is_false = 0;
     for (uint32_t i = 0; i < res->count; i++) {
         const deja_hit *h = &res->hits[i];
-        uint32_t row = row_of(x, h->id);
+        uint32_t row = row_of(x, h);
         if (row == UINT32_MAX) {
+            /* Not an entry of this workload: nothing says it is similar. */
             r->unknown_ids++;
             is_false = 1;
             continue;
         }
         float exact = idx_dot(query, s->base + (size_t)row * s->dim, s->dim);
-        if (exact < threshold - FALSE_HIT_SLACK) is_false = 1;
-        if (fabsf(exact - h->similarity) > SIM_TOLERANCE) r->sim_mismatches++;
-        if (i == 0 && x->oracle->best_sim[q] - exact > SIM_TOLERANCE) r->not_best++;
+        if (exact < threshold - BENCH_FALSE_HIT_SLACK) is_false = 1;
+        if (fabsf(exact - h->similarity) > BENCH_SIM_TOLERANCE) r->sim_mismatches++;
+        if (i == 0 && best - exact > BENCH_SIM_TOLERANCE) r->not_best++;
     }
     if (is_false) r->false_hits++;
 }
@@ -193,27 +267,9 @@ static void judge(worker *w, uint32_t q, const deja_result *res) {
 typedef struct slot {
     uint32_t request_id;
     uint32_t query;
-    uint64_t sent_ns;
+    uint64_t due_ns; /* latency runs from here */
     int busy;
 } slot;
-
-static int is_conn_error(int rc) {
-    return rc == DEJA_ERR_CLOSED || rc == DEJA_ERR_TIMEOUT || rc == DEJA_ERR_IO ||
-           rc == DEJA_ERR_PROTOCOL;
-}
-
-/* Sends the next query into slot sl. Returns 0 or the send's error. */
-static int send_next(worker *w, deja_client *cl, slot *sl, uint32_t *next_q) {
-    const bench_ctx *x = w->ctx;
-    uint32_t q = *next_q;
-    *next_q = (q + 1) % x->s->nq;
-    sl->query = q;
-    sl->sent_ns = now_ns();
-    int rc = deja_send_lookup(cl, x->o->ns, x->s->queries + (size_t)q * x->s->dim,
-                              x->s->dim, x->o->threshold, x->o->k, 0, &sl->request_id);
-    sl->busy = rc == 0;
-    return rc;
-}
 
 static void count_error(worker *w, deja_client *cl, int rc, const char *what) {
     if (rc == DEJA_ERR_TIMEOUT)
@@ -225,13 +281,33 @@ static void count_error(worker *w, deja_client *cl, int rc, const char *what) {
                 cl ? deja_last_error(cl) : "");
 }
 
+/* A dead connection took every request in flight with it: the one whose
+ * wait failed is counted by the caller, the rest here, as lost the same
+ * way. */
+static void drop_connection(worker *w, deja_client **cl, slot *slots, uint32_t depth,
+                            int rc) {
+    uint32_t busy = 0;
+    for (uint32_t i = 0; i < depth; i++)
+        busy += (uint32_t)slots[i].busy;
+    if (busy > 1) {
+        if (rc == DEJA_ERR_TIMEOUT)
+            w->r.timeouts += busy - 1;
+        else
+            w->r.errors += busy - 1;
+    }
+    memset(slots, 0, depth * sizeof *slots);
+    deja_close(*cl);
+    *cl = NULL;
+}
+
 static void *lookup_main(void *arg) {
     worker *w = arg;
     bench_ctx *x = w->ctx;
-    uint32_t depth = x->o->pipeline;
+    const bench_opts *o = x->o;
+    uint32_t depth = x->depth, nconn = o->connections;
     slot *slots = calloc(depth, sizeof *slots);
     deja_client *cl = NULL;
-    if (slots == NULL || connect_client(x->o, &cl) != 0) {
+    if (slots == NULL || bench_connect(o, &cl) != 0) {
         w->failed = 1;
         free(slots);
         pthread_barrier_wait(&x->start);
@@ -239,43 +315,75 @@ static void *lookup_main(void *arg) {
     }
     /* Threads start at different points of the query list so that they do
      * not all ask the same question at the same moment. */
-    uint32_t next_q = (uint32_t)((uint64_t)x->s->nq * w->index / x->o->connections);
+    uint32_t next_q = (uint32_t)((uint64_t)x->s->nq * w->index / nconn);
+    uint64_t budget = UINT64_MAX;
+    if (o->count)
+        budget = o->count * (w->index + 1) / nconn - o->count * w->index / nconn;
+    unsigned flags = x->by_prompt ? DEJA_LOOKUP_WANT_PROMPT : 0;
     pthread_barrier_wait(&x->start);
 
-    int refill = 1;
+    uint64_t interval_ns = 0, next_due = 0;
+    if (o->rate > 0) {
+        interval_ns = (uint64_t)(1e9 * nconn / o->rate);
+        if (interval_ns == 0) interval_ns = 1;
+        next_due = x->start_ns + interval_ns * w->index / nconn;
+    }
     for (;;) {
-        uint64_t now = now_ns();
-        if (refill && now < x->end_ns) {
-            refill = 0;
-            for (uint32_t i = 0; i < depth; i++) {
-                if (slots[i].busy) continue;
-                int rc = send_next(w, cl, &slots[i], &next_q);
+        uint64_t now = bench_now_ns();
+        int done_sending = w->r.sent >= budget || now >= x->end_ns ||
+                           (interval_ns && next_due >= x->end_ns);
+        if (cl == NULL) {
+            if (done_sending) break;
+            sleep_until(now + RECONNECT_PAUSE_NS);
+            if (bench_connect(o, &cl) != 0) {
+                w->r.errors++;
+                continue;
+            }
+        }
+        uint32_t in_flight = 0;
+        for (uint32_t i = 0; i < depth; i++) {
+            if (!slots[i].busy) {
+                if (done_sending || w->r.sent >= budget) continue;
+                uint64_t due = now;
+                if (interval_ns) {
+                    if (next_due > now || next_due >= x->end_ns) continue;
+                    due = next_due;
+                    next_due += interval_ns;
+                }
+                uint32_t q = next_q;
+                next_q = (q + 1) % x->s->nq;
+                int rc = deja_send_lookup(cl, o->ns,
+                                          x->s->queries + (size_t)q * x->s->dim,
+                                          x->s->dim, o->threshold, o->k, flags,
+                                          &slots[i].request_id);
+                w->r.sent++;
                 if (rc != 0) {
                     count_error(w, cl, rc, "send lookup");
-                    if (is_conn_error(rc)) break;
+                    if (is_conn_error(rc)) {
+                        drop_connection(w, &cl, slots, depth, rc);
+                        break;
+                    }
+                    continue;
                 }
+                if (interval_ns) bench_hist_record(&w->r.lag_hist, bench_now_ns() - due);
+                slots[i] = (slot){slots[i].request_id, q, due, 1};
             }
+            in_flight++;
         }
-        if (deja_in_flight(cl) == 0) {
-            if (now >= x->end_ns) break;
-            /* Everything was lost with the connection: start over. */
-            deja_close(cl);
-            cl = NULL;
-            memset(slots, 0, depth * sizeof *slots);
-            if (connect_client(x->o, &cl) != 0) {
-                w->r.errors++;
-                break;
-            }
-            refill = 1;
+        if (cl == NULL) continue;
+        if (in_flight == 0) {
+            if (done_sending) break;
+            if (interval_ns) sleep_until(next_due < x->end_ns ? next_due : x->end_ns);
             continue;
         }
+
         uint32_t rid = 0;
         deja_result *res = NULL;
         int rc = deja_recv_lookup(cl, &rid, &res);
-        uint64_t done = now_ns();
+        uint64_t done = bench_now_ns();
         if (rc != 0 && is_conn_error(rc)) {
             count_error(w, cl, rc, "receive lookup");
-            memset(slots, 0, depth * sizeof *slots);
+            drop_connection(w, &cl, slots, depth, rc);
             continue;
         }
         slot *sl = NULL;
@@ -292,24 +400,45 @@ static void *lookup_main(void *arg) {
         }
         sl->busy = 0;
         w->r.lookups++;
-        bench_hist_record(&w->r.lookup_hist, done - sl->sent_ns);
+        bench_progress_add(x->progress, 1);
+        bench_hist_record(&w->r.lookup_hist, done - sl->due_ns);
         if (rc == 0)
             judge(w, sl->query, res);
         else
             count_error(w, cl, rc, "lookup");
         deja_result_free(res);
-        if (done < x->end_ns) {
-            rc = send_next(w, cl, sl, &next_q);
-            if (rc != 0) count_error(w, cl, rc, "send lookup");
-        }
     }
-    w->finish_ns = now_ns();
+    w->finish_ns = bench_now_ns();
     deja_close(cl);
     free(slots);
     return NULL;
 }
 
 /* ---- running a phase --------------------------------------------------------------*/
+
+static void merge(bench_result *r, const bench_result *t) {
+    r->stores += t->stores;
+    r->store_errors += t->store_errors;
+    bench_hist_merge(&r->store_hist, &t->store_hist);
+    r->sent += t->sent;
+    r->lookups += t->lookups;
+    r->hits += t->hits;
+    r->oracle_hits += t->oracle_hits;
+    r->false_hits += t->false_hits;
+    r->missed_hits += t->missed_hits;
+    r->not_best += t->not_best;
+    r->sim_mismatches += t->sim_mismatches;
+    r->unknown_ids += t->unknown_ids;
+    r->errors += t->errors;
+    r->timeouts += t->timeouts;
+    for (int k = 0; k < SYNTH_KINDS; k++) {
+        r->kind_lookups[k] += t->kind_lookups[k];
+        r->kind_hits[k] += t->kind_hits[k];
+        r->kind_oracle[k] += t->kind_oracle[k];
+    }
+    bench_hist_merge(&r->lookup_hist, &t->lookup_hist);
+    bench_hist_merge(&r->lag_hist, &t->lag_hist);
+}
 
 /* Runs fn on o->connections threads that start together; merges their
  * results into r. Returns the phase's wall time in seconds, or -1 when no
@@ -320,47 +449,31 @@ static double run_phase(bench_ctx *x, void *(*fn)(void *), double duration_s,
     worker *ws = calloc(n, sizeof *ws);
     if (ws == NULL) return -1;
     pthread_barrier_init(&x->start, NULL, n + 1);
+    uint32_t started = 0;
     for (uint32_t i = 0; i < n; i++) {
         ws[i].ctx = x;
         ws[i].index = i;
         bench_hist_init(&ws[i].r.store_hist);
         bench_hist_init(&ws[i].r.lookup_hist);
+        bench_hist_init(&ws[i].r.lag_hist);
         if (pthread_create(&ws[i].thread, NULL, fn, &ws[i]) != 0) {
+            /* The barrier counts on n threads: without them, give up. */
             fprintf(stderr, "deja-bench: cannot start thread %u\n", i);
-            exit(1);
+            exit(BENCH_EXIT_FAILED);
         }
+        started++;
     }
     /* The clock starts once every thread has connected. */
-    x->start_ns = now_ns();
-    x->end_ns = x->start_ns + (uint64_t)(duration_s * 1e9);
+    x->start_ns = bench_now_ns();
+    x->end_ns = duration_s > 0 ? x->start_ns + (uint64_t)(duration_s * 1e9) : UINT64_MAX;
     pthread_barrier_wait(&x->start);
     uint64_t finish = x->start_ns;
     uint32_t failed = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < started; i++) {
         pthread_join(ws[i].thread, NULL);
-        worker *w = &ws[i];
-        failed += (uint32_t)w->failed;
-        if (w->finish_ns > finish) finish = w->finish_ns;
-        bench_result *t = &w->r;
-        r->stores += t->stores;
-        r->store_errors += t->store_errors;
-        bench_hist_merge(&r->store_hist, &t->store_hist);
-        r->lookups += t->lookups;
-        r->hits += t->hits;
-        r->oracle_hits += t->oracle_hits;
-        r->false_hits += t->false_hits;
-        r->missed_hits += t->missed_hits;
-        r->not_best += t->not_best;
-        r->sim_mismatches += t->sim_mismatches;
-        r->unknown_ids += t->unknown_ids;
-        r->errors += t->errors;
-        r->timeouts += t->timeouts;
-        for (int k = 0; k < SYNTH_KINDS; k++) {
-            r->kind_lookups[k] += t->kind_lookups[k];
-            r->kind_hits[k] += t->kind_hits[k];
-            r->kind_oracle[k] += t->kind_oracle[k];
-        }
-        bench_hist_merge(&r->lookup_hist, &t->lookup_hist);
+        failed += (uint32_t)ws[i].failed;
+        if (ws[i].finish_ns > finish) finish = ws[i].finish_ns;
+        merge(r, &ws[i].r);
     }
     pthread_barrier_destroy(&x->start);
     free(ws);
@@ -369,91 +482,108 @@ static double run_phase(bench_ctx *x, void *(*fn)(void *), double duration_s,
     return (double)(finish - x->start_ns) / 1e9;
 }
 
-static char *make_filler(size_t len) {
-    static const char words[] =
-        "The cached answer repeats this sentence to reach the configured "
-        "response size, as a long model reply would. ";
-    char *p = malloc(len + 1);
-    if (p == NULL) return NULL;
-    for (size_t i = 0; i < len; i++)
-        p[i] = words[i % (sizeof words - 1)];
-    p[len] = 0;
-    return p;
-}
-
-/* Flushes the namespace so the server holds exactly the data set, and
+/* Flushes the namespace so the server holds exactly the workload, and
  * returns the server's name. */
-static int prepare(const bench_opts *o, bench_result *r) {
+static int prepare(const bench_opts *o, bench_env *env, bench_result *r) {
     deja_client *cl;
-    if (connect_client(o, &cl) != 0) return -1;
-    snprintf(r->server_name, sizeof r->server_name, "%s", deja_server_name(cl));
-    int rc = deja_flush(cl, o->ns, &r->flushed);
-    if (rc != 0) {
-        fprintf(stderr, "deja-bench: flush %s: %s (%s)\n", o->ns, deja_strerror(rc),
-                deja_last_error(cl));
-        deja_close(cl);
-        return -1;
+    if (bench_connect(o, &cl) != 0) return -1;
+    snprintf(env->server, sizeof env->server, "%s", deja_server_name(cl));
+    if (!o->no_load) {
+        int rc = deja_flush(cl, o->ns, &r->flushed);
+        if (rc != 0) {
+            fprintf(stderr, "deja-bench: flush %s: %s (%s)\n", o->ns, deja_strerror(rc),
+                    deja_last_error(cl));
+            deja_close(cl);
+            return -1;
+        }
     }
     deja_close(cl);
     return 0;
 }
 
-static void read_server_entries(const bench_opts *o, bench_result *r) {
-    deja_client *cl;
-    deja_stats *st = NULL;
-    uint64_t v;
-    r->server_entries = -1;
-    if (connect_client(o, &cl) != 0) return;
-    if (deja_stats_get(cl, o->ns, &st) == 0 && deja_stats_find(st, "entries", &v) == 0)
-        r->server_entries = (int64_t)v;
-    deja_stats_free(st);
-    deja_close(cl);
+static int load(bench_ctx *x, bench_result *r) {
+    const bench_opts *o = x->o;
+    const synth_set *s = x->s;
+    /* Rows a failed thread never stored keep an id no server hands out. */
+    memset(x->ids, 0xff, (size_t)s->n * sizeof *x->ids);
+    if (!o->quiet)
+        fprintf(stderr, "deja-bench: storing %u entries over %u connections\n", s->n,
+                o->connections);
+    x->progress = bench_progress_start(!o->quiet, "storing", s->n, 0);
+    r->load_s = run_phase(x, load_main, 0, r);
+    bench_progress_done(x->progress);
+    x->progress = NULL;
+    if (r->load_s < 0) return -1;
+    if (r->stores == 0) {
+        /* Lookups against an empty set would measure nothing but errors. */
+        fprintf(stderr, "deja-bench: no entry could be stored in %s\n", o->ns);
+        return -1;
+    }
+    for (uint32_t i = 0; i < s->n; i++) {
+        x->by_id[i].id = x->ids[i];
+        x->by_id[i].row = i;
+    }
+    qsort(x->by_id, s->n, sizeof *x->by_id, cmp_id_row);
+    for (uint32_t i = 1; i < s->n; i++) {
+        if (x->by_id[i].id == x->by_id[i - 1].id && x->by_id[i].id != UINT64_MAX)
+            fprintf(stderr, "deja-bench: server gave id %llu to two entries\n",
+                    (unsigned long long)x->by_id[i].id);
+    }
+    return 0;
 }
 
 int bench_server_run(const bench_opts *o, const synth_set *s, const bench_oracle *oracle,
-                     bench_result *r) {
+                     bench_env *env, bench_result *r) {
+    memset(r, 0, sizeof *r);
     bench_hist_init(&r->store_hist);
     bench_hist_init(&r->lookup_hist);
-    if (prepare(o, r) != 0) return -1;
+    bench_hist_init(&r->lag_hist);
+    if (s->nq == 0) {
+        fprintf(stderr, "deja-bench: the workload has no queries\n");
+        return -1;
+    }
+    if (prepare(o, env, r) != 0) return -1;
 
-    bench_ctx x = {.o = o, .s = s, .oracle = oracle};
-    x.ids = malloc((size_t)s->n * sizeof *x.ids);
-    x.by_id = malloc((size_t)s->n * sizeof *x.by_id);
-    x.filler = make_filler(o->response_bytes);
+    bench_ctx x = {.o = o, .s = s, .oracle = oracle, .by_prompt = o->no_load};
+    x.ids = malloc(((size_t)s->n + 1) * sizeof *x.ids);
+    x.by_id = malloc(((size_t)s->n + 1) * sizeof *x.by_id);
+    x.filler = bench_make_filler(o->response_bytes);
     int rc = -1;
     if (!x.ids || !x.by_id || !x.filler) {
         fprintf(stderr, "deja-bench: out of memory\n");
         goto out;
     }
+    if (!o->no_load && load(&x, r) != 0) goto out;
+    r->server_entries = bench_server_entries(o);
+    if (o->no_load && r->server_entries >= 0 && (uint64_t)r->server_entries != s->n)
+        fprintf(stderr,
+                "deja-bench: warning: %s holds %lld entries, the workload has %u; "
+                "hits on other entries count as unknown\n",
+                o->ns, (long long)r->server_entries, s->n);
 
-    /* Rows a failed thread never stored keep an id no server hands out. */
-    memset(x.ids, 0xff, (size_t)s->n * sizeof *x.ids);
-    if (!o->quiet)
-        fprintf(stderr, "deja-bench: storing %u entries over %u connections\n", s->n,
-                o->connections);
-    r->load_s = run_phase(&x, load_main, 0, r);
-    if (r->load_s < 0) goto out;
-    if (r->stores == 0) {
-        /* Lookups against an empty set would measure nothing but errors. */
-        fprintf(stderr, "deja-bench: no entry could be stored in %s\n", o->ns);
-        goto out;
+    r->open_loop = o->rate > 0;
+    x.depth = o->pipeline;
+    if (r->open_loop && !o->pipeline_set) x.depth = OPEN_LOOP_DEPTH;
+    r->depth = x.depth;
+    if (!o->quiet) {
+        char what[64];
+        if (o->count)
+            snprintf(what, sizeof what, "%llu lookups", (unsigned long long)o->count);
+        else
+            snprintf(what, sizeof what, "lookups for %.1f s", o->duration_s);
+        if (r->open_loop)
+            fprintf(stderr,
+                    "deja-bench: %s at %.0f/s over %u connections (up to %u in "
+                    "flight each)\n",
+                    what, o->rate, o->connections, x.depth);
+        else
+            fprintf(stderr, "deja-bench: %s, %u connections x %u in flight\n", what,
+                    o->connections, x.depth);
     }
-    for (uint32_t i = 0; i < s->n; i++) {
-        x.by_id[i].id = x.ids[i];
-        x.by_id[i].row = i;
-    }
-    qsort(x.by_id, s->n, sizeof *x.by_id, cmp_id_row);
-    for (uint32_t i = 1; i < s->n; i++) {
-        if (x.by_id[i].id == x.by_id[i - 1].id && x.by_id[i].id != UINT64_MAX)
-            fprintf(stderr, "deja-bench: server gave id %llu to two entries\n",
-                    (unsigned long long)x.by_id[i].id);
-    }
-    read_server_entries(o, r);
-
-    if (!o->quiet)
-        fprintf(stderr, "deja-bench: lookups for %.1f s, %u connections x %u in flight\n",
-                o->duration_s, o->connections, o->pipeline);
-    r->lookup_s = run_phase(&x, lookup_main, o->duration_s, r);
+    x.progress = bench_progress_start(!o->quiet, "lookups", o->count,
+                                      o->count ? 0 : o->duration_s);
+    r->lookup_s = run_phase(&x, lookup_main, o->count ? 0 : o->duration_s, r);
+    bench_progress_done(x.progress);
     if (r->lookup_s < 0) goto out;
     rc = 0;
 out:

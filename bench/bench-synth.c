@@ -12,6 +12,12 @@
  * eight at 50 entries per topic: the band where a semantic cache has to
  * decide.
  *
+ * Popularity: topic t (topics are numbered in random order already) has
+ * weight 1 / (t + 1)^s; a query draws its topic from that law through a
+ * cumulative table, then a source entry of the topic uniformly. With
+ * s = 1 and 200 topics the most popular topic draws about 17% of the
+ * queries and the top tenth of the topics about 60%.
+ *
  * Everything is computed in plain loops in a fixed order (no BLAS, no
  * threads), so a seed names one data set. Separate random streams for the
  * model, the entries and the queries keep the entries unchanged when only
@@ -265,6 +271,7 @@ void synth_config_default(synth_config *cfg, uint32_t n, uint32_t nq, uint32_t d
     cfg->share[SYNTH_NOVEL] = 0.3;
     cfg->paraphrase_min = 0.86f;
     cfg->paraphrase_max = 0.98f;
+    cfg->zipf = 1.0;
 }
 
 const char *synth_kind_name(int kind) {
@@ -281,10 +288,75 @@ void synth_free(synth_set *s) {
     free(s->queries);
     free(s->kind);
     free(s->source);
+    free(s->topic);
     memset(s, 0, sizeof *s);
 }
 
-int synth_generate(const synth_config *cfg, synth_set *out) {
+/* Entries of each topic, as one array in topic order (CSR layout). */
+typedef struct topic_index {
+    uint32_t *start;   /* topics + 1 */
+    uint32_t *members; /* n */
+    double *cdf;       /* topics: cumulative popularity, last = 1 */
+} topic_index;
+
+static void topic_index_free(topic_index *ti) {
+    free(ti->start);
+    free(ti->members);
+    free(ti->cdf);
+}
+
+static int topic_index_build(topic_index *ti, const uint32_t *topic, uint32_t n,
+                             uint32_t topics, double zipf) {
+    ti->start = calloc((size_t)topics + 1, sizeof *ti->start);
+    ti->members = malloc((size_t)n * sizeof *ti->members);
+    ti->cdf = malloc((size_t)topics * sizeof *ti->cdf);
+    if (!ti->start || !ti->members || !ti->cdf) return -1;
+    for (uint32_t i = 0; i < n; i++)
+        ti->start[topic[i] + 1]++;
+    for (uint32_t t = 0; t < topics; t++)
+        ti->start[t + 1] += ti->start[t];
+    uint32_t *fill = malloc((size_t)topics * sizeof *fill);
+    if (fill == NULL) return -1;
+    memcpy(fill, ti->start, (size_t)topics * sizeof *fill);
+    for (uint32_t i = 0; i < n; i++)
+        ti->members[fill[topic[i]]++] = i;
+    free(fill);
+    double sum = 0;
+    for (uint32_t t = 0; t < topics; t++) {
+        sum += pow((double)t + 1.0, -zipf);
+        ti->cdf[t] = sum;
+    }
+    for (uint32_t t = 0; t < topics; t++)
+        ti->cdf[t] /= sum;
+    ti->cdf[topics - 1] = 1.0;
+    return 0;
+}
+
+static uint32_t pick_topic(const topic_index *ti, uint32_t topics, rng *r) {
+    double u = rng_uniform(r);
+    uint32_t lo = 0, hi = topics - 1;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ti->cdf[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* A popular entry: a Zipf-chosen topic, then one of its entries. A topic
+ * that drew no entries (possible with few entries per topic) hands the
+ * choice to the whole set. */
+static uint32_t pick_source(const topic_index *ti, uint32_t topics, uint32_t n, rng *r) {
+    uint32_t t = pick_topic(ti, topics, r);
+    uint32_t count = ti->start[t + 1] - ti->start[t];
+    if (count == 0) return rng_below(r, n);
+    return ti->members[ti->start[t] + rng_below(r, count)];
+}
+
+int synth_generate(const synth_config *cfg, synth_set *out, synth_progress_fn progress,
+                   void *progress_ctx) {
     memset(out, 0, sizeof *out);
     if (cfg->n == 0 || cfg->dim == 0 || cfg->dim > 4096) {
         fprintf(stderr, "synth: need n >= 1 and dim in 1..4096\n");
@@ -294,8 +366,9 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
     if (!(total > 0.99 && total < 1.01) || cfg->share[0] < 0 || cfg->share[1] < 0 ||
         cfg->share[2] < 0 ||
         !(cfg->paraphrase_min > 0 && cfg->paraphrase_min <= cfg->paraphrase_max &&
-          cfg->paraphrase_max <= 1)) {
-        fprintf(stderr, "synth: bad query mix or paraphrase range\n");
+          cfg->paraphrase_max <= 1) ||
+        !(cfg->zipf >= 0 && cfg->zipf <= 10)) {
+        fprintf(stderr, "synth: bad query mix, paraphrase range or Zipf exponent\n");
         return -1;
     }
     uint32_t dim = cfg->dim, n = cfg->n, nq = cfg->nq;
@@ -305,26 +378,41 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
     if (topics == 0) topics = 1;
 
     model m;
+    topic_index ti = {0};
     double *coef = malloc(rank * sizeof *coef);
     out->n = n;
     out->nq = nq;
     out->dim = dim;
+    out->topics = topics;
     out->base = malloc((size_t)n * dim * sizeof(float));
     out->queries = malloc(((size_t)nq + 1) * dim * sizeof(float));
     out->kind = malloc((size_t)nq + 1);
     out->source = malloc(((size_t)nq + 1) * sizeof(uint32_t));
+    out->topic = malloc((size_t)n * sizeof(uint32_t));
     if (!coef || !out->base || !out->queries || !out->kind || !out->source ||
-        model_build(&m, dim, rank, topics, cfg->seed) != 0) {
+        !out->topic || model_build(&m, dim, rank, topics, cfg->seed) != 0) {
         fprintf(stderr, "synth: out of memory for %u x %u vectors\n", n, dim);
         free(coef);
         synth_free(out);
         return -1;
     }
 
+    uint64_t made = 0, all = (uint64_t)n + nq;
     rng r;
     rng_seed(&r, cfg->seed, 2);
-    for (uint32_t i = 0; i < n; i++)
-        model_point(&m, &r, rng_below(&r, topics), coef, out->base + (size_t)i * dim);
+    for (uint32_t i = 0; i < n; i++) {
+        out->topic[i] = rng_below(&r, topics);
+        model_point(&m, &r, out->topic[i], coef, out->base + (size_t)i * dim);
+        if (progress && (++made & 1023) == 0) progress(progress_ctx, made, all);
+    }
+    if (topic_index_build(&ti, out->topic, n, topics, cfg->zipf) != 0) {
+        fprintf(stderr, "synth: out of memory\n");
+        topic_index_free(&ti);
+        free(coef);
+        model_free(&m);
+        synth_free(out);
+        return -1;
+    }
 
     /* Exact counts per kind, then a shuffle, so that a short run still
      * sees the configured mix. */
@@ -346,12 +434,13 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
     float lo = cfg->paraphrase_min, hi = cfg->paraphrase_max;
     for (uint32_t q = 0; q < nq; q++) {
         float *v = out->queries + (size_t)q * dim;
+        if (progress && (++made & 1023) == 0) progress(progress_ctx, made, all);
         if (out->kind[q] == SYNTH_NOVEL) {
             out->source[q] = UINT32_MAX;
-            model_point(&m, &r, rng_below(&r, topics), coef, v);
+            model_point(&m, &r, pick_topic(&ti, topics, &r), coef, v);
             continue;
         }
-        uint32_t src = rng_below(&r, n);
+        uint32_t src = pick_source(&ti, topics, n, &r);
         const float *e = out->base + (size_t)src * dim;
         out->source[q] = src;
         if (out->kind[q] == SYNTH_REPEAT)
@@ -359,6 +448,8 @@ int synth_generate(const synth_config *cfg, synth_set *out) {
         else
             model_paraphrase(&m, &r, e, lo + (hi - lo) * rng_uniform(&r), coef, v);
     }
+    if (progress) progress(progress_ctx, all, all);
+    topic_index_free(&ti);
     free(coef);
     model_free(&m);
     return 0;

@@ -11,8 +11,12 @@
  * Queries come in three kinds: paraphrases (an entry perturbed to a chosen
  * cosine, 0.86..0.98 by default), exact repeats of an entry, and novel
  * prompts (fresh points from the same topics, mostly below a 0.85
- * threshold). The same config and seed give the same vectors bit for bit
- * on the same libm; nothing depends on threads or BLAS. */
+ * threshold). Topics are not equally popular: a query picks its topic with
+ * a Zipf-like law (weight 1 / rank^s, s = 1 by default; 0 = uniform), then
+ * a source entry of that topic uniformly, so a few topics draw most of
+ * the traffic as in a real application. The same config and seed give the
+ * same vectors bit for bit on the same libm; nothing depends on threads or
+ * BLAS. */
 #ifndef DEJA_BENCH_SYNTH_H
 #define DEJA_BENCH_SYNTH_H
 
@@ -35,15 +39,19 @@ typedef struct synth_config {
     double share[SYNTH_KINDS]; /* query mix, summing to 1 (default .6 .1 .3) */
     float paraphrase_min;      /* cosine of a paraphrase to its source */
     float paraphrase_max;
+    double zipf;               /* topic popularity exponent s >= 0 (default 1) */
 } synth_config;
 
 typedef struct synth_set {
     uint32_t n, nq, dim;
     float *base;      /* n x dim, unit rows: the entries to store */
     float *queries;   /* nq x dim, unit rows */
-    uint8_t *kind;    /* nq: enum synth_kind of each query */
+    uint8_t *kind;    /* nq: enum synth_kind of each query; NULL when the
+                         queries came from a file (kind unknown) */
     uint32_t *source; /* nq: the entry a paraphrase/repeat came from, or
-                         UINT32_MAX for a novel query */
+                         UINT32_MAX for a novel query; NULL for files */
+    uint32_t *topic;  /* n: topic of each entry; NULL for files */
+    uint32_t topics;
 } synth_set;
 
 /* Fills cfg with the defaults for n entries, nq queries, dim, seed. */
@@ -51,9 +59,14 @@ void synth_config_default(synth_config *cfg, uint32_t n, uint32_t nq, uint32_t d
                           uint64_t seed);
 
 /* Generates the data set. Returns 0, or -1 on a bad config or no memory
- * (with a message on stderr). Free with synth_free. */
-int synth_generate(const synth_config *cfg, synth_set *out);
+ * (with a message on stderr). Free with synth_free. progress, when not
+ * NULL, is called now and then with the vectors made so far and the
+ * total (from the calling thread). */
+typedef void (*synth_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+int synth_generate(const synth_config *cfg, synth_set *out, synth_progress_fn progress,
+                   void *progress_ctx);
 
+/* Frees what s holds (any pointer may be NULL) and zeroes it. */
 void synth_free(synth_set *s);
 
 /* "paraphrase", "repeat", "novel". */

@@ -1,6 +1,7 @@
-/* deja-client.c: libdeja's public API -- one blocking connection to dejad,
+/* deja-client.c: one blocking connection to dejad (deja_client):
  * request/reply framing on top of deja-conn.c, and the single-allocation
- * results handed to the caller.
+ * results handed to the caller. The pool and the batch calls reuse its
+ * framing through deja-private.h.
  *
  * Every call is: check arguments, encode one frame with a fresh request
  * id, send it, read frames until the reply, check that the reply answers
@@ -36,27 +37,13 @@
  * guards against a corrupt length allocating without bound. */
 #define CLIENT_MAX_REPLY (256u * 1024u * 1024u)
 
-struct deja_client {
-    int fd; /* -1 once the connection is closed */
-    int request_timeout_ms;
-    uint32_t next_id;
-    uint32_t in_flight; /* pipelined lookups awaiting a reply */
-    uint32_t max_frame; /* the server's limit for our request frames */
-    proto_buf out;      /* the frame being sent */
-    uint8_t *in;        /* received bytes: [in_start, in_len) unparsed */
-    size_t in_start, in_len, in_cap;
-    size_t in_consume; /* size of the frame last handed out */
-    char server_name[128];
-    char errmsg[PROTO_MAX_MESSAGE + 128];
-    proto_hit hits[PROTO_MAX_K];            /* decode scratch for lookup replies */
-    uint8_t vec_scratch[PROTO_MAX_DIM * 4]; /* LE copy on big-endian hosts */
-};
 
 /* ---- errors and connection state ---------------------------------------- */
 
-static int set_err(deja_client *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int set_err(deja_client *c, int code, const char *fmt, ...) {
+#define set_err deja__set_err
+#define drop deja__drop
+
+int deja__set_err(deja_client *c, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
@@ -71,10 +58,7 @@ static void close_fd(deja_client *c) {
     c->in_start = c->in_len = c->in_consume = 0;
 }
 
-/* Records the error, closes the connection and returns code. */
-static int drop(deja_client *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int drop(deja_client *c, int code, const char *fmt, ...) {
+int deja__drop(deja_client *c, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
@@ -105,6 +89,30 @@ static uint32_t take_id(deja_client *c) {
     uint32_t id = c->next_id++;
     if (c->next_id == 0) c->next_id = 1; /* 0 is left for "no request" */
     return id;
+}
+
+uint32_t deja__take_ids(deja_client *c, uint32_t n) {
+    /* A batch matches replies by id - first, so its ids must not wrap:
+     * restart at 1 when the range would, which is safe because nothing is
+     * in flight when a batch starts. */
+    if (c->next_id > UINT32_MAX - n) c->next_id = 1;
+    uint32_t first = c->next_id;
+    c->next_id += n;
+    if (c->next_id == 0) c->next_id = 1;
+    return first;
+}
+
+int64_t deja__client_deadline(const deja_client *c) {
+    if (c->call_deadline_ms > 0) return c->call_deadline_ms;
+    return deja__now_ms() + c->request_timeout_ms;
+}
+
+void deja__client_set_deadline(deja_client *c, int64_t deadline_ms) {
+    c->call_deadline_ms = deadline_ms;
+}
+
+int deja__client_reusable(const deja_client *c) {
+    return c != NULL && c->fd >= 0 && c->in_flight == 0 && c->in_len == c->in_start + c->in_consume;
 }
 
 /* ---- argument checks ----------------------------------------------------- */
@@ -173,10 +181,7 @@ static int in_reserve(deja_client *c, size_t want) {
     return 0;
 }
 
-/* Reads until one complete frame is buffered; *body points into the
- * receive buffer and stays valid until the next read_frame. */
-static int read_frame(deja_client *c, int64_t deadline, proto_header *h,
-                      const uint8_t **body) {
+int deja__in_next(deja_client *c, proto_header *h, const uint8_t **body) {
     c->in_start += c->in_consume;
     c->in_consume = 0;
     if (c->in_start == c->in_len) {
@@ -187,39 +192,61 @@ static int read_frame(deja_client *c, int64_t deadline, proto_header *h,
             c->in_cap = 0;
         }
     }
+    size_t avail = c->in_len - c->in_start;
+    int r = proto_parse_frame(c->in + c->in_start, avail, CLIENT_MAX_REPLY, h);
+    if (r > 0) {
+        c->in_consume = (size_t)r;
+        *body = c->in + c->in_start + PROTO_HEADER_SIZE;
+        return 1;
+    }
+    if (r < 0)
+        return drop(c, DEJA_ERR_PROTOCOL, "unparseable reply frame: %s",
+                    deja_strerror(r));
+    return 0;
+}
+
+ssize_t deja__in_read(deja_client *c, int64_t deadline_ms, int wait) {
+    /* Reserve room for the whole frame being received when its header is
+     * in, so a large reply is read in few calls; at least one chunk. */
+    size_t avail = c->in_len - c->in_start;
+    size_t frame = PROTO_HEADER_SIZE;
+    if (avail >= PROTO_HEADER_SIZE) {
+        proto_header h;
+        if (proto_parse_frame(c->in + c->in_start, avail, CLIENT_MAX_REPLY, &h) == 0)
+            frame += (size_t)h.body_len;
+    }
+    size_t want = frame > avail ? frame - avail : 0;
+    if (want < IN_CHUNK) want = IN_CHUNK;
+    if (in_reserve(c, want) != 0)
+        return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte reply", frame);
+    ssize_t n = deja__conn_recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len,
+                                deadline_ms, wait);
+    if (n < 0) {
+        int rc = (int)n;
+        return drop(c, rc, "%s",
+                    rc == DEJA_ERR_CLOSED ? "server closed the connection"
+                                          : deja_strerror(rc));
+    }
+    c->in_len += (size_t)n;
+    return n;
+}
+
+/* Reads until one complete frame is buffered; *body points into the
+ * receive buffer and stays valid until the next read_frame. */
+static int read_frame(deja_client *c, int64_t deadline, proto_header *h,
+                      const uint8_t **body) {
     for (;;) {
-        size_t avail = c->in_len - c->in_start;
-        int r = proto_parse_frame(c->in + c->in_start, avail, CLIENT_MAX_REPLY, h);
-        if (r > 0) {
-            c->in_consume = (size_t)r;
-            *body = c->in + c->in_start + PROTO_HEADER_SIZE;
-            return 0;
-        }
-        if (r < 0)
-            return drop(c, DEJA_ERR_PROTOCOL, "unparseable reply frame: %s",
-                        deja_strerror(r));
-        size_t frame = avail >= PROTO_HEADER_SIZE
-                           ? PROTO_HEADER_SIZE + (size_t)h->body_len
-                           : PROTO_HEADER_SIZE;
-        size_t want = frame - avail;
-        if (want < IN_CHUNK) want = IN_CHUNK;
-        if (in_reserve(c, want) != 0)
-            return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte reply", frame);
-        ssize_t n =
-            deja__conn_recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, deadline);
-        if (n < 0) {
-            int rc = (int)n;
-            return drop(c, rc, "%s",
-                        rc == DEJA_ERR_CLOSED ? "server closed the connection"
-                                              : deja_strerror(rc));
-        }
-        c->in_len += (size_t)n;
+        int r = deja__in_next(c, h, body);
+        if (r > 0) return 0;
+        if (r < 0) return r;
+        ssize_t n = deja__in_read(c, deadline, 1);
+        if (n < 0) return (int)n;
     }
 }
 
 /* Turns a non-zero reply status into its error code, keeping the server's
  * message for deja_last_error. */
-static int reply_error(deja_client *c, const proto_header *h, const uint8_t *body) {
+int deja__reply_error(deja_client *c, const proto_header *h, const uint8_t *body) {
     int code = -(int)h->status;
     if (code < DEJA_ERR_WIRE_MIN)
         return drop(c, DEJA_ERR_PROTOCOL, "reply status %u is out of range", h->status);
@@ -240,7 +267,7 @@ static int check_reply(deja_client *c, const proto_header *h, const uint8_t *bod
         return drop(c, DEJA_ERR_PROTOCOL, "frame from server lacks the reply flag");
     if (h->opcode != op || (check_id && h->request_id != id)) {
         if (h->status != 0) {
-            int rc = reply_error(c, h, body);
+            int rc = deja__reply_error(c, h, body);
             close_fd(c);
             return rc;
         }
@@ -248,7 +275,7 @@ static int check_reply(deja_client *c, const proto_header *h, const uint8_t *bod
                     "reply to request %u op 0x%02x while waiting for %u op 0x%02x",
                     h->request_id, h->opcode, id, op);
     }
-    if (h->status != 0) return reply_error(c, h, body);
+    if (h->status != 0) return deja__reply_error(c, h, body);
     return 0;
 }
 
@@ -256,7 +283,7 @@ static int check_reply(deja_client *c, const proto_header *h, const uint8_t *bod
  * *body and h describe the reply body. */
 static int roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
                      const uint8_t **body) {
-    int64_t deadline = deja__now_ms() + c->request_timeout_ms;
+    int64_t deadline = deja__client_deadline(c);
     int rc = send_frame(c, deadline);
     if (rc != 0) return rc;
     rc = read_frame(c, deadline, h, body);
@@ -315,32 +342,50 @@ static int handshake(deja_client *c, const char *token) {
     return roundtrip(c, PROTO_OP_AUTH, id, &h, &body);
 }
 
-int deja_connect(const char *addr, const deja_options *opts, deja_client **out) {
-    if (out == NULL) return DEJA_ERR_INVALID_ARG;
+int deja__client_open(const char *addr, int64_t connect_deadline_ms,
+                      int64_t handshake_deadline_ms, int request_timeout_ms,
+                      const char *token, deja_client **out, char *err, size_t errlen) {
     *out = NULL;
-    int connect_ms = opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
-                                                          : DEFAULT_CONNECT_TIMEOUT_MS;
     deja_client *c = calloc(1, sizeof *c);
-    if (c == NULL) return DEJA_ERR_NOMEM;
+    if (c == NULL) {
+        if (err) snprintf(err, errlen, "out of memory");
+        return DEJA_ERR_NOMEM;
+    }
     c->fd = -1;
     c->next_id = 1;
-    c->request_timeout_ms = opts && opts->request_timeout_ms > 0
-                                ? opts->request_timeout_ms
-                                : DEFAULT_REQUEST_TIMEOUT_MS;
+    c->request_timeout_ms = request_timeout_ms;
     /* Until HELLO tells us the real limit, assume the smallest one any
      * server may have; HELLO and AUTH are far below it. */
     c->max_frame = PROTO_MIN_MAX_FRAME;
     proto_buf_init(&c->out);
 
-    int rc = deja__conn_open(addr, connect_ms, &c->fd, c->errmsg, sizeof c->errmsg);
-    if (rc == 0) rc = handshake(c, opts ? opts->auth_token : NULL);
+    int rc =
+        deja__conn_open(addr, connect_deadline_ms, &c->fd, c->errmsg, sizeof c->errmsg);
+    if (rc == 0) {
+        c->call_deadline_ms = handshake_deadline_ms;
+        rc = handshake(c, token);
+        c->call_deadline_ms = 0;
+    }
     if (rc != 0) {
+        if (err) snprintf(err, errlen, "%s", c->errmsg);
         deja_close(c);
         return rc;
     }
     c->errmsg[0] = 0;
     *out = c;
     return 0;
+}
+
+int deja_connect(const char *addr, const deja_options *opts, deja_client **out) {
+    if (out == NULL) return DEJA_ERR_INVALID_ARG;
+    int connect_ms = opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
+                                                          : DEFAULT_CONNECT_TIMEOUT_MS;
+    int request_ms = opts && opts->request_timeout_ms > 0 ? opts->request_timeout_ms
+                                                          : DEFAULT_REQUEST_TIMEOUT_MS;
+    /* Handshake deadline 0: HELLO and AUTH get a request timeout of their
+     * own once the socket is connected, as deja_options documents. */
+    return deja__client_open(addr, deja__now_ms() + connect_ms, 0, request_ms,
+                             opts ? opts->auth_token : NULL, out, NULL, 0);
 }
 
 void deja_close(deja_client *c) {
@@ -381,12 +426,23 @@ int deja_ping(deja_client *c) {
     return 0;
 }
 
-int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out) {
-    int rc = begin_call(c);
-    if (rc != 0) return rc;
+/* Appending one frame to c->out can fail after argument checks on size
+ * alone; the frame is then taken back off so that a batch's other frames
+ * stay intact. */
+static int check_appended(deja_client *c, size_t before) {
+    size_t frame = c->out.len - before;
+    if (frame <= c->max_frame) return 0;
+    c->out.len = before;
+    return set_err(c, DEJA_ERR_TOO_LARGE,
+                   "request of %zu bytes exceeds the server's limit of %u", frame,
+                   c->max_frame);
+}
+
+int deja__encode_store(deja_client *c, const deja_store_req *req, uint32_t id) {
     if (req == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "request is NULL");
     proto_store_req r;
     memset(&r, 0, sizeof r);
+    int rc;
     if ((rc = check_ns(c, req->ns, &r.ns_len)) != 0) return rc;
     if ((rc = check_vector(c, req->vector, req->dim)) != 0) return rc;
     if (req->response == NULL && req->response_len > 0)
@@ -411,9 +467,18 @@ int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out) {
     r.response = req->response;
     r.response_len = (uint32_t)req->response_len;
 
-    uint32_t id = take_id(c);
+    size_t before = c->out.len;
     rc = proto_encode_store_req(&c->out, id, &r);
-    if (rc != 0) return encode_failed(c, rc);
+    if (rc != 0) return set_err(c, rc, "cannot encode request: %s", deja_strerror(rc));
+    return check_appended(c, before);
+}
+
+int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out) {
+    int rc = begin_call(c);
+    if (rc != 0) return rc;
+    uint32_t id = take_id(c);
+    rc = deja__encode_store(c, req, id);
+    if (rc != 0) return rc;
     proto_header h;
     const uint8_t *body;
     rc = roundtrip(c, PROTO_OP_STORE, id, &h, &body);
@@ -480,6 +545,8 @@ static int build_result(deja_client *c, uint16_t count, deja_result **out) {
         return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte result", size);
     b->r.count = count;
     b->r.hits = count ? b->hits : NULL;
+    b->r.error = 0;
+    b->r.flags = 0;
     char *p = (char *)(b->hits + count);
     for (uint16_t i = 0; i < count; i++) {
         const proto_hit *src = &c->hits[i];
@@ -505,14 +572,36 @@ static int build_result(deja_client *c, uint16_t count, deja_result **out) {
     return 0;
 }
 
+/* Handed out when even a miss cannot be allocated, so that a lookup's
+ * result is never NULL. Read-only: writing to it faults, as it should. */
+static const deja_result nomem_miss = {.count = 0, .hits = NULL, .error = DEJA_ERR_NOMEM};
+
+deja_result *deja__miss_result(int code) {
+    deja_result *r = malloc(sizeof *r);
+    if (r == NULL) return (deja_result *)&nomem_miss;
+    r->count = 0;
+    r->hits = NULL;
+    r->error = code;
+    r->flags = 0;
+    return r;
+}
+
 void deja_result_free(deja_result *r) {
+    if (r == &nomem_miss) return;
     free(r); /* r is the first member of its result_block */
 }
 
-/* Validates a lookup and appends its frame to c->out. */
-static int encode_lookup(deja_client *c, const char *ns, const float *vector,
-                         uint32_t dim, float threshold, uint32_t k, unsigned flags,
-                         uint32_t *id_out) {
+void deja_results_free(deja_result **rs, size_t n) {
+    if (rs == NULL) return;
+    for (size_t i = 0; i < n; i++) {
+        deja_result_free(rs[i]);
+        rs[i] = NULL;
+    }
+}
+
+int deja__encode_lookup(deja_client *c, const char *ns, const float *vector,
+                        uint32_t dim, float threshold, uint32_t k, unsigned flags,
+                        uint32_t id) {
     proto_lookup_req r;
     memset(&r, 0, sizeof r);
     int rc;
@@ -530,15 +619,14 @@ static int encode_lookup(deja_client *c, const char *ns, const float *vector,
     r.threshold = threshold;
     r.vector = wire_vector(c, vector, dim);
     uint16_t wire_flags = (flags & DEJA_LOOKUP_WANT_PROMPT) ? PROTO_FLAG_WANT_PROMPT : 0;
-    uint32_t id = take_id(c);
+    size_t before = c->out.len;
     rc = proto_encode_lookup_req(&c->out, id, wire_flags, &r);
-    if (rc != 0) return encode_failed(c, rc);
-    *id_out = id;
-    return 0;
+    if (rc != 0) return set_err(c, rc, "cannot encode request: %s", deja_strerror(rc));
+    return check_appended(c, before);
 }
 
-static int decode_lookup(deja_client *c, const proto_header *h, const uint8_t *body,
-                         deja_result **out) {
+int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *body,
+                        deja_result **out) {
     uint16_t count;
     if (proto_decode_lookup_resp(body, h->body_len, c->hits, PROTO_MAX_K, &count) != 0)
         return malformed(c, "LOOKUP");
@@ -551,14 +639,14 @@ int deja_lookup(deja_client *c, const char *ns, const float *vector, uint32_t di
     int rc = begin_call(c);
     if (rc != 0) return rc;
     if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
-    uint32_t id;
-    rc = encode_lookup(c, ns, vector, dim, threshold, k, flags, &id);
+    uint32_t id = take_id(c);
+    rc = deja__encode_lookup(c, ns, vector, dim, threshold, k, flags, id);
     if (rc != 0) return rc;
     proto_header h;
     const uint8_t *body;
     rc = roundtrip(c, PROTO_OP_LOOKUP, id, &h, &body);
     if (rc != 0) return rc;
-    return decode_lookup(c, &h, body, out);
+    return deja__decode_lookup(c, &h, body, out);
 }
 
 int deja_send_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
@@ -566,10 +654,10 @@ int deja_send_lookup(deja_client *c, const char *ns, const float *vector, uint32
     int rc = check_open(c);
     if (rc != 0) return rc;
     proto_buf_reset(&c->out);
-    uint32_t id;
-    rc = encode_lookup(c, ns, vector, dim, threshold, k, flags, &id);
+    uint32_t id = take_id(c);
+    rc = deja__encode_lookup(c, ns, vector, dim, threshold, k, flags, id);
     if (rc != 0) return rc;
-    rc = send_frame(c, deja__now_ms() + c->request_timeout_ms);
+    rc = send_frame(c, deja__client_deadline(c));
     if (rc != 0) return rc;
     c->in_flight++;
     if (request_id) *request_id = id;
@@ -584,14 +672,14 @@ int deja_recv_lookup(deja_client *c, uint32_t *request_id, deja_result **out) {
     if (c->in_flight == 0) return set_err(c, DEJA_ERR_INVALID_ARG, "no lookup in flight");
     proto_header h;
     const uint8_t *body;
-    rc = read_frame(c, deja__now_ms() + c->request_timeout_ms, &h, &body);
+    rc = read_frame(c, deja__client_deadline(c), &h, &body);
     if (rc != 0) return rc;
     rc = check_reply(c, &h, body, PROTO_OP_LOOKUP, 0, 0);
     if (c->fd < 0) return rc; /* check_reply closed: nothing is in flight */
     c->in_flight--;
     if (request_id) *request_id = h.request_id;
     if (rc != 0) return rc;
-    return decode_lookup(c, &h, body, out);
+    return deja__decode_lookup(c, &h, body, out);
 }
 
 /* ---- stats -----------------------------------------------------------------*/

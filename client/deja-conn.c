@@ -1,4 +1,4 @@
-/* deja-conn.c: address parsing, connecting with a timeout, and deadline
+/* deja-conn.c: address parsing, connecting with a deadline, and deadline
  * bounded send/receive for libdeja.
  *
  * Sockets are non-blocking from the start: a blocking connect() cannot be
@@ -74,15 +74,28 @@ static int parse_addr(const char *addr, conn_addr *a, char *err, size_t errlen) 
         snprintf(err, errlen, "empty address");
         return DEJA_ERR_INVALID_ARG;
     }
+    const char *full = addr;
     const char *path = NULL;
-    if (strncmp(addr, "unix:", 5) == 0)
+    if (strncmp(addr, "unix://", 7) == 0) {
+        /* URL form: the authority is empty, so what follows is an absolute
+         * path ("unix:///run/deja.sock"). */
+        path = addr + 7;
+        if (path[0] != '/') {
+            snprintf(err, errlen, "\"%s\": unix:// needs an absolute path (unix:///path)",
+                     full);
+            return DEJA_ERR_INVALID_ARG;
+        }
+    } else if (strncmp(addr, "unix:", 5) == 0) {
         path = addr + 5;
-    else if (addr[0] == '/')
+    } else if (addr[0] == '/') {
         path = addr;
+    } else if (strncmp(addr, "deja://", 7) == 0) {
+        addr += 7;
+    }
     if (path) {
         size_t n = strlen(path);
         if (n == 0 || n >= sizeof a->path) {
-            snprintf(err, errlen, "bad Unix socket path in \"%s\"", addr);
+            snprintf(err, errlen, "bad Unix socket path in \"%s\"", full);
             return DEJA_ERR_INVALID_ARG;
         }
         a->is_unix = 1;
@@ -115,8 +128,13 @@ static int parse_addr(const char *addr, conn_addr *a, char *err, size_t errlen) 
     } else {
         rc = copy_host(addr, strlen(addr), a);
     }
-    if (rc != 0) snprintf(err, errlen, "bad address \"%s\"", addr);
+    if (rc != 0) snprintf(err, errlen, "bad address \"%s\"", full);
     return rc;
+}
+
+int deja__addr_check(const char *addr, char *err, size_t errlen) {
+    conn_addr a;
+    return parse_addr(addr, &a, err, errlen);
 }
 
 /* Waits for a non-blocking connect on fd to finish. Returns 0, TIMEOUT,
@@ -237,14 +255,13 @@ static int open_tcp(const conn_addr *a, int64_t deadline_ms, int *fd_out, char *
     return rc;
 }
 
-int deja__conn_open(const char *addr, int timeout_ms, int *fd_out, char *err,
+int deja__conn_open(const char *addr, int64_t deadline_ms, int *fd_out, char *err,
                     size_t errlen) {
     conn_addr a;
     int rc = parse_addr(addr, &a, err, errlen);
     if (rc != 0) return rc;
-    int64_t deadline = deja__now_ms() + timeout_ms;
-    return a.is_unix ? open_unix(&a, deadline, fd_out, err, errlen)
-                     : open_tcp(&a, deadline, fd_out, err, errlen);
+    return a.is_unix ? open_unix(&a, deadline_ms, fd_out, err, errlen)
+                     : open_tcp(&a, deadline_ms, fd_out, err, errlen);
 }
 
 int deja__conn_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ms) {
@@ -271,22 +288,47 @@ int deja__conn_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ms)
     return 0;
 }
 
-ssize_t deja__conn_recv(int fd, uint8_t *p, size_t cap, int64_t deadline_ms) {
+ssize_t deja__conn_send_some(int fd, const uint8_t *p, size_t n) {
     for (;;) {
-        /* Poll first: when this is called the reply is usually not there
-         * yet, so a recv() first would mostly be a wasted EAGAIN. */
-        int left = remaining_ms(deadline_ms);
-        if (left < 0) return DEJA_ERR_TIMEOUT;
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int n = poll(&pf, 1, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return DEJA_ERR_IO;
-        if (n == 0) continue; /* loop to re-check the deadline */
-        ssize_t r = recv(fd, p, cap, 0);
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w >= 0) return w;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        if (errno == EPIPE || errno == ECONNRESET) return DEJA_ERR_CLOSED;
+        return DEJA_ERR_IO;
+    }
+}
+
+ssize_t deja__conn_recv(int fd, uint8_t *p, size_t cap, int64_t deadline_ms, int wait) {
+    for (;;) {
+        if (wait) {
+            /* Poll first: when this is called the reply is usually not
+             * there yet, so a recv() first would mostly be a wasted EAGAIN. */
+            int left = remaining_ms(deadline_ms);
+            if (left < 0) return DEJA_ERR_TIMEOUT;
+            struct pollfd pf = {.fd = fd, .events = POLLIN};
+            int n = poll(&pf, 1, left);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return DEJA_ERR_IO;
+            if (n == 0) continue; /* loop to re-check the deadline */
+        }
+        ssize_t r = recv(fd, p, cap, MSG_DONTWAIT);
         if (r > 0) return r;
         if (r == 0) return DEJA_ERR_CLOSED;
-        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (!wait) return 0;
+            continue;
+        }
         if (errno == ECONNRESET) return DEJA_ERR_CLOSED;
         return DEJA_ERR_IO;
     }
+}
+
+int deja__conn_readable_now(int fd) {
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    int n;
+    do n = poll(&pf, 1, 0);
+    while (n < 0 && errno == EINTR);
+    return n != 0; /* an error from poll() also means "do not reuse" */
 }

@@ -1,9 +1,12 @@
-/* deja-private.h: socket plumbing shared inside libdeja (not installed).
+/* deja-private.h: what libdeja's files share with each other (not installed).
  *
- * deja-conn.c turns an address string into a connected, non-blocking
- * socket and moves bytes with deadlines; deja-client.c builds the protocol
- * on top. Every wait is bounded by an absolute deadline on the monotonic
- * clock, so a call's timeout covers its send and its receive together. */
+ * deja-conn.c turns an address into a connected, non-blocking socket and
+ * moves bytes with deadlines; deja-client.c builds one protocol connection
+ * (struct deja_client) on top; deja-batch.c pipelines many requests on one
+ * connection; deja-pool.c keeps connections for many threads behind a
+ * circuit breaker; deja-fetch.c is the get-or-fetch pattern. Every wait is
+ * bounded by an absolute deadline on the monotonic clock, so one deadline
+ * covers a whole call however its bytes trickle. */
 #ifndef DEJA_PRIVATE_H
 #define DEJA_PRIVATE_H
 
@@ -11,24 +14,156 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "deja.h"
+#include "proto.h"
+
+/* One connection. Its body lives here rather than in deja-client.c because
+ * the batch engine drives the same buffers with its own poll loop. */
+struct deja_client {
+    int fd; /* -1 once the connection is closed */
+    int request_timeout_ms;
+    int64_t call_deadline_ms; /* set by the pool for one call; 0 = use the timeout */
+    uint32_t next_id;
+    uint32_t in_flight; /* pipelined lookups awaiting a reply */
+    uint32_t max_frame; /* the server's limit for our request frames */
+    proto_buf out;      /* the frame(s) being sent */
+    uint8_t *in;        /* received bytes: [in_start, in_len) unparsed */
+    size_t in_start, in_len, in_cap;
+    size_t in_consume; /* size of the frame last handed out */
+    char server_name[128];
+    char errmsg[PROTO_MAX_MESSAGE + 128];
+    proto_hit hits[PROTO_MAX_K];            /* decode scratch for lookup replies */
+    uint8_t vec_scratch[PROTO_MAX_DIM * 4]; /* LE copy on big-endian hosts */
+};
+
+/* ---- deja-conn.c: sockets ------------------------------------------------ */
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t deja__now_ms(void);
 
-/* Parses addr ("host:port", "host", "[v6]:port", "unix:/path", "/path"),
- * connects within timeout_ms and returns a non-blocking, close-on-exec
- * socket in *fd_out (TCP_NODELAY set on TCP).
+/* Checks an address's syntax without resolving or connecting. Accepted:
+ * "deja://host[:port]", "host[:port]", "[v6][:port]", "unix:///abs/path",
+ * "unix:path" and "/path". Errors: INVALID_ARG, with the reason in err. */
+int deja__addr_check(const char *addr, char *err, size_t errlen);
+
+/* Parses addr, connects before deadline_ms and returns a non-blocking,
+ * close-on-exec socket in *fd_out (TCP_NODELAY set on TCP). Host names go
+ * through getaddrinfo(), which the deadline does not bound.
  * Errors: INVALID_ARG (address syntax), CONNECT (resolution failed or
  * refused), TIMEOUT. A readable reason is written to err. */
-int deja__conn_open(const char *addr, int timeout_ms, int *fd_out, char *err,
+int deja__conn_open(const char *addr, int64_t deadline_ms, int *fd_out, char *err,
                     size_t errlen);
 
 /* Sends all n bytes before deadline_ms.
  * Errors: TIMEOUT, CLOSED (peer reset or closed), IO. */
 int deja__conn_send_all(int fd, const uint8_t *p, size_t n, int64_t deadline_ms);
 
-/* Waits until fd is readable, then reads at most cap bytes into p.
- * Returns the number of bytes read (> 0), or TIMEOUT, CLOSED (orderly
- * shutdown by the peer) or IO. */
-ssize_t deja__conn_recv(int fd, uint8_t *p, size_t cap, int64_t deadline_ms);
+/* Sends what the socket takes now without waiting: returns the number of
+ * bytes sent (0 when the socket buffer is full), or CLOSED or IO. */
+ssize_t deja__conn_send_some(int fd, const uint8_t *p, size_t n);
+
+/* Reads at most cap bytes into p. With wait, first waits until fd is
+ * readable or deadline_ms passes (TIMEOUT); without, returns 0 at once
+ * when nothing is there. Otherwise returns the bytes read (> 0), CLOSED
+ * (orderly shutdown or reset by the peer) or IO. */
+ssize_t deja__conn_recv(int fd, uint8_t *p, size_t cap, int64_t deadline_ms, int wait);
+
+/* 1 if an idle connection's socket is readable (the peer closed it or sent
+ * something nobody asked for), else 0. One poll() with a zero timeout. */
+int deja__conn_readable_now(int fd);
+
+/* ---- deja-client.c: one connection -------------------------------------- */
+
+/* Connects to addr before connect_deadline_ms, then runs HELLO and (with a
+ * token) AUTH before handshake_deadline_ms (0: a request timeout from the
+ * moment the socket is connected). The client then uses request_timeout_ms
+ * per call. On error the reason is copied to err (may be NULL).
+ * Errors: as deja_connect. */
+int deja__client_open(const char *addr, int64_t connect_deadline_ms,
+                      int64_t handshake_deadline_ms, int request_timeout_ms,
+                      const char *token, deja_client **out, char *err, size_t errlen);
+
+/* Makes the next calls end by deadline_ms instead of after the request
+ * timeout; 0 restores the timeout. */
+void deja__client_set_deadline(deja_client *c, int64_t deadline_ms);
+
+/* The deadline of a call starting now. */
+int64_t deja__client_deadline(const deja_client *c);
+
+/* 1 if c can serve another call: open, nothing in flight, nothing unread. */
+int deja__client_reusable(const deja_client *c);
+
+/* Records a message for deja_last_error and returns code. */
+int deja__set_err(deja_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records the message, closes the connection and returns code. */
+int deja__drop(deja_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Hands out the next complete frame already in the receive buffer
+ * (consuming the one handed out before): 1 and *h, *body (valid until
+ * the next call) when there is one, 0 when more bytes are needed, or a
+ * negative code after closing the connection (unparseable stream). */
+int deja__in_next(deja_client *c, proto_header *h, const uint8_t **body);
+
+/* Receives more bytes into the buffer: waits until deadline_ms when wait
+ * is set, else takes only what is there (returns 0 if nothing). Returns
+ * the bytes added, or a negative code (the connection is then closed,
+ * except for NOMEM). */
+ssize_t deja__in_read(deja_client *c, int64_t deadline_ms, int wait);
+
+/* The error code and message of a reply whose status is not 0. */
+int deja__reply_error(deja_client *c, const proto_header *h, const uint8_t *body);
+
+/* Checks a request and appends its frame with request id `id` to c->out.
+ * Argument errors as deja_lookup / deja_store; c->out is unchanged then. */
+int deja__encode_lookup(deja_client *c, const char *ns, const float *vector,
+                        uint32_t dim, float threshold, uint32_t k, unsigned flags,
+                        uint32_t id);
+int deja__encode_store(deja_client *c, const deja_store_req *req, uint32_t id);
+
+/* Turns a LOOKUP reply body into a caller-owned result. */
+int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *body,
+                        deja_result **out);
+
+/* A miss that carries an error: count 0, error = code, allocated like any
+ * result. Never NULL: without memory it is a shared read-only result that
+ * deja_result_free recognises. */
+deja_result *deja__miss_result(int code);
+
+/* Reserves n consecutive request ids that do not wrap past 0; returns the
+ * first. n must be below 2^31. */
+uint32_t deja__take_ids(deja_client *c, uint32_t n);
+
+/* ---- deja-batch.c: pipelining on one connection -------------------------- */
+
+/* Per-request hooks of a batch: encode appends request i's frame with id
+ * to c->out (or returns an argument error: the request then fails alone);
+ * reply takes request i's reply frame (status 0 or not) and returns 0, or
+ * the code after which it closed the connection; fail records that
+ * request i got no reply because of code. */
+typedef struct deja_batch_ops {
+    int (*encode)(void *ctx, deja_client *c, size_t i, uint32_t id);
+    int (*reply)(void *ctx, deja_client *c, size_t i, const proto_header *h,
+                 const uint8_t *body);
+    void (*fail)(void *ctx, size_t i, int code);
+} deja_batch_ops;
+
+/* Sends n requests of opcode op on c, reading replies while it sends, and
+ * waits for every reply before deadline_ms. Returns 0 when the stream
+ * stayed healthy (each request then got reply or fail), else the code that
+ * closed the connection (every request without a reply gets fail with it).
+ * Errors: TIMEOUT, CLOSED, IO, PROTOCOL, NOMEM, INVALID_ARG (n too big,
+ * or calls in flight). */
+int deja__batch_run(deja_client *c, uint8_t op, size_t n, int64_t deadline_ms,
+                    const deja_batch_ops *ops, void *ctx);
+
+/* deja_lookup_many and deja_store_many with an explicit deadline, for the
+ * pool. Same results and codes. */
+int deja__lookup_many_on(deja_client *c, const deja_lookup_req *reqs, size_t n,
+                         deja_result **out, int64_t deadline_ms);
+int deja__store_many_on(deja_client *c, const deja_store_req *reqs, size_t n,
+                        uint64_t *ids, int *codes, int64_t deadline_ms);
 
 #endif

@@ -1,24 +1,44 @@
 /* deja.h: libdeja, the C client for the deja semantic cache server.
  *
- * A deja_client is one connection to one dejad, over TCP or a Unix socket.
- * Threading: a deja_client may be used by one thread at a time (callers
- * that share one must serialise); distinct clients are independent. All
- * functions are blocking with the timeouts given at connect time.
+ * Two handles:
+ *
+ *   deja_pool    the one most applications want. Thread-safe: any number
+ *                of threads share one pool, which keeps up to `size`
+ *                connections, connects lazily, bounds every call by a
+ *                timeout and puts a circuit breaker in front of the server,
+ *                so that a slow or dead deja costs the application a few
+ *                milliseconds and then nothing (calls fail fast, lookups
+ *                report a miss). deja_get_or_fetch does lookup, LLM call
+ *                and store in one call.
+ *   deja_client  one connection, for one thread at a time (callers that
+ *                share one must serialise); the pool is built on it. Tools
+ *                and benchmarks that want a connection of their own use it.
+ *
+ * Addresses (both handles): "deja://host:port", "deja://host" (port 7447),
+ * "unix:///absolute/path", and the short forms "host:port", "host",
+ * "[v6]:port", "unix:path" and "/path". Host names are resolved at each
+ * connect with getaddrinfo(), which no deja timeout can bound: use an IP
+ * address or a Unix socket where that matters.
  *
  * Errors: every function that can fail returns 0 or a negative DEJA_ERR_*
- * code from deja-errors.h; deja_strerror() names it, and
- * deja_last_error() returns the server's message for the last failed call.
- * After DEJA_ERR_TIMEOUT, DEJA_ERR_CLOSED, DEJA_ERR_IO or DEJA_ERR_PROTOCOL
- * the connection is closed and later calls fail with DEJA_ERR_CLOSED;
- * any other error leaves the connection usable. Arguments are checked
- * before anything is sent: NULL pointers, dim 0 or > 4096, k 0 or > 256, a
- * threshold outside [-1, 1] and a namespace of 0 or > 255 bytes give
- * DEJA_ERR_INVALID_ARG, a namespace byte outside 0x21..0x7E gives
- * DEJA_ERR_BAD_NAMESPACE, and a request larger than the server's frame
- * limit gives DEJA_ERR_TOO_LARGE.
+ * code from deja-errors.h (deja_get_or_fetch also passes on the positive
+ * codes of the application's own fetch function); deja_strerror() names
+ * a code. deja_last_error() (one connection) and deja_pool_last_error()
+ * (the calling thread's last pool call) give a readable message. Arguments
+ * are checked before anything is sent: NULL pointers, dim 0 or > 4096, k 0
+ * or > 256, a threshold outside [-1, 1] and a namespace of 0 or > 255
+ * bytes give DEJA_ERR_INVALID_ARG, a namespace byte outside 0x21..0x7E
+ * gives DEJA_ERR_BAD_NAMESPACE, and a request larger than the server's
+ * frame limit gives DEJA_ERR_TOO_LARGE.
  *
- * Memory: results returned through out-parameters are owned by the caller
- * and freed with the matching _free function (one call frees everything). */
+ * Memory: everything a call hands back through an out-parameter belongs to
+ * the caller and is freed with one call: a deja_result with
+ * deja_result_free (an array of them with deja_results_free), a deja_stats
+ * with deja_stats_free. Strings inside a result live in the same block and
+ * go with it. Nothing else needs freeing; strings returned as const char *
+ * by the handle functions belong to the handle (lifetime given at each).
+ *
+ * docs/CLIENT.md walks through the API with examples. */
 #ifndef DEJA_H
 #define DEJA_H
 
@@ -33,6 +53,273 @@ extern "C" {
 
 #define DEJA_DEFAULT_PORT 7447
 
+/* A pool call refused without touching the network because the circuit
+ * breaker is open. Client-local, like the codes from -100 down. */
+#define DEJA_ERR_UNAVAILABLE (-107)
+
+/* ==== results ============================================================= */
+
+typedef struct deja_hit {
+    uint64_t id;          /* entry id (0 for a fetched answer not stored) */
+    float similarity;     /* cosine similarity to the query */
+    const char *response; /* response bytes (NUL-terminated for convenience) */
+    size_t response_len;
+    const char *prompt;   /* stored prompt if requested and non-empty,
+                             else NULL (NUL-terminated) */
+    size_t prompt_len;
+} deja_hit;
+
+typedef struct deja_result {
+    uint32_t count; /* 0 = miss (a real one, or because of `error`) */
+    deja_hit *hits; /* best first; NULL when count is 0 */
+    int error;      /* 0, or the DEJA_ERR_* code that turned this call into a
+                       miss (pool and batch lookups), or that kept a fetched
+                       answer out of the cache (deja_get_or_fetch) */
+    unsigned flags; /* DEJA_RESULT_* */
+} deja_result;
+
+/* deja_get_or_fetch: hits[0] came from the fetch function, not the cache. */
+#define DEJA_RESULT_FETCHED 0x0001u
+/* deja_get_or_fetch: the fetched answer was stored; hits[0].id is its id. */
+#define DEJA_RESULT_STORED 0x0002u
+
+/* Frees a result and everything it points to. NULL is a no-op. */
+void deja_result_free(deja_result *r);
+
+/* Frees rs[0..n) with deja_result_free and sets each to NULL (the array
+ * itself is the caller's). NULL rs is a no-op. */
+void deja_results_free(deja_result **rs, size_t n);
+
+#define DEJA_LOOKUP_WANT_PROMPT 0x0001u
+
+typedef struct deja_store_req {
+    const char *ns;        /* namespace, NUL-terminated, 1..255 bytes */
+    const float *vector;   /* dim floats, need not be normalised */
+    uint32_t dim;
+    const void *response;  /* response bytes to cache */
+    size_t response_len;
+    const char *prompt;    /* optional prompt text, may be NULL */
+    size_t prompt_len;
+    uint32_t ttl_s;        /* 0 = server default */
+    uint32_t input_tokens; /* cost metadata, optional */
+    uint32_t output_tokens;
+    uint64_t cost_micro_usd;
+    uint8_t completion;    /* 0 = ok (only ok replies are cached) */
+} deja_store_req;
+
+/* One lookup of a batch. */
+typedef struct deja_lookup_req {
+    const char *ns;
+    const float *vector;
+    uint32_t dim;
+    float threshold; /* least cosine similarity of a hit, in [-1, 1] */
+    uint32_t k;      /* hits wanted, 1..256; 0 means 1 */
+    unsigned flags;  /* DEJA_LOOKUP_* */
+} deja_lookup_req;
+
+typedef struct deja_stat {
+    const char *key;
+    uint64_t value;
+} deja_stat;
+
+typedef struct deja_stats {
+    uint32_t count;
+    deja_stat *items;
+} deja_stats;
+
+/* Finds key in stats; returns 0 and sets *value, or DEJA_ERR_NOT_FOUND. */
+int deja_stats_find(const deja_stats *s, const char *key, uint64_t *value);
+
+/* Frees a stats result. NULL is a no-op. */
+void deja_stats_free(deja_stats *s);
+
+/* ==== deja_pool: thread-safe, pooled, fail-open =============================
+ *
+ * Every pool function may be called from any thread at once, except
+ * deja_pool_destroy. A call takes an idle connection (or opens one, or
+ * waits for one when `size` are busy), runs, and gives it back; a
+ * connection whose stream is in doubt (timeout, I/O error) is closed
+ * instead. The call's timeout covers all of it: waiting for a connection,
+ * connecting (TCP, HELLO, AUTH; also capped by connect_timeout_ms), sending
+ * and receiving. So no pool call blocks longer than its timeout, plus
+ * scheduling slack.
+ *
+ * The circuit breaker counts consecutive failed calls: connect failures,
+ * timeouts, broken connections, malformed replies, and BUSY or
+ * SHUTTING_DOWN from the server. Any reply from the server (also an error
+ * such as DIM_MISMATCH) resets the count; local argument errors and
+ * waiting in vain for a free connection do not count either way. At
+ * breaker_failures the breaker opens: idle connections are closed and for
+ * breaker_cooldown_ms every call returns DEJA_ERR_UNAVAILABLE at once,
+ * without a system call. Then it is half-open: one call goes through as a
+ * probe (the others still fail fast); its success closes the breaker, its
+ * failure opens it for another cool-down.
+ *
+ * Fail-open lookups: deja_pool_lookup, deja_pool_lookup_many and
+ * deja_get_or_fetch always hand back a result, also on error (count 0,
+ * error set), so `if (r->count) use r->hits[0]; else ask the LLM` is
+ * always right. */
+
+typedef struct deja_pool deja_pool;
+
+typedef struct deja_pool_options {
+    uint32_t size;               /* most connections; 0 = 8 */
+    int connect_timeout_ms;      /* 0 = 100: TCP connect + HELLO + AUTH */
+    int lookup_timeout_ms;       /* 0 = 50: LOOKUP, lookup_many, PING */
+    int write_timeout_ms;        /* 0 = 1000: STORE, store_many, DELETE,
+                                    FLUSH, STATS (writes are acknowledged
+                                    after a durable commit) */
+    const char *auth_token;      /* NULL = no AUTH; copied */
+    uint32_t breaker_failures;   /* consecutive failures that open it; 0 = 5 */
+    int breaker_cooldown_ms;     /* open for this long; 0 = 1000 */
+    /* The breaker's clock, for tests and simulations; NULL = the
+     * monotonic clock. Timeouts always use the monotonic clock. */
+    int64_t (*clock_ms)(void *clock_ctx);
+    void *clock_ctx;
+} deja_pool_options;
+
+/* Creates a pool for url (see Addresses) without connecting: a server that
+ * is down at start costs nothing until the first call. opts may be NULL
+ * for the defaults; negative values are INVALID_ARG. On success *out owns
+ * the pool. Errors: INVALID_ARG (NULL out, bad address syntax, negative
+ * option), NOMEM. */
+int deja_pool_create(const char *url, const deja_pool_options *opts, deja_pool **out);
+
+/* Closes every connection and frees the pool. No call may be running on
+ * it or start after. NULL is a no-op. */
+void deja_pool_destroy(deja_pool *p);
+
+/* Message for the calling thread's last failed pool call (any pool), e.g.
+ * "connect: Connection refused (127.0.0.1:7447)"; "" after a success.
+ * Valid until the thread's next pool call. Never NULL. */
+const char *deja_pool_last_error(void);
+
+/* Round trip with an empty body (lookup timeout). Errors: UNAVAILABLE,
+ * TIMEOUT, CONNECT, CLOSED, IO, PROTOCOL, AUTH_FAILED, AUTH_REQUIRED,
+ * VERSION, NOMEM. */
+int deja_pool_ping(deja_pool *p);
+
+/* Looks up the k (1..256) best entries with similarity >= threshold.
+ * *out always receives a result owned by the caller (free it with
+ * deja_result_free): the hits on success (count 0 on a miss), or count 0
+ * with error set to the returned code. Returns 0 or: UNAVAILABLE (breaker
+ * open), TIMEOUT, CONNECT, CLOSED, IO, PROTOCOL, BAD_NAMESPACE,
+ * DIM_MISMATCH, BAD_VECTOR, INVALID_ARG, NOMEM, or an auth error.
+ * Only a NULL out gives INVALID_ARG with no result. */
+int deja_pool_lookup(deja_pool *p, const char *ns, const float *vector, uint32_t dim,
+                     float threshold, uint32_t k, unsigned flags, deja_result **out);
+
+/* Stores one entry; *id_out (may be NULL) receives its id. Acknowledged,
+ * and visible to lookups, once durable. Errors: UNAVAILABLE, REJECTED
+ * (completion not OK), DIM_MISMATCH, BAD_VECTOR, BAD_NAMESPACE,
+ * STORAGE_FULL, TOO_LARGE, INVALID_ARG, plus the connection errors. */
+int deja_pool_store(deja_pool *p, const deja_store_req *req, uint64_t *id_out);
+
+/* Deletes one entry. Errors: NOT_FOUND, BAD_NAMESPACE, UNAVAILABLE, plus
+ * the connection errors. */
+int deja_pool_delete(deja_pool *p, const char *ns, uint64_t id);
+
+/* Deletes every entry of a namespace; *removed (may be NULL) receives the
+ * count. Errors: BAD_NAMESPACE, UNAVAILABLE, plus the connection errors. */
+int deja_pool_flush(deja_pool *p, const char *ns, uint64_t *removed);
+
+/* Server-wide (ns NULL or "") or per-namespace counters; on success *out
+ * is owned by the caller (deja_stats_free), else NULL. Errors: NOT_FOUND
+ * (unknown namespace), UNAVAILABLE, plus the connection errors. */
+int deja_pool_stats(deja_pool *p, const char *ns, deja_stats **out);
+
+/* Pipelined lookups on one connection: all n requests are sent before the
+ * replies are awaited (replies are read while sending), within one lookup
+ * timeout for the whole batch -- raise lookup_timeout_ms or split very
+ * large batches. out is the caller's array of n pointers; each out[i]
+ * always receives a result, equal to what deja_pool_lookup would give for
+ * reqs[i], with its own error (free them all with deja_results_free).
+ * Returns 0 when every lookup succeeded, else the code of the first
+ * (lowest index) that failed. n = 0 returns 0. Errors: as deja_pool_lookup;
+ * INVALID_ARG for NULL reqs or out, or n >= 2^31. */
+int deja_pool_lookup_many(deja_pool *p, const deja_lookup_req *reqs, size_t n,
+                          deja_result **out);
+
+/* Pipelined stores on one connection within one write timeout.
+ * ids[i] (ids may be NULL) receives entry ids, 0 for a failed store;
+ * codes[i] (codes may be NULL) receives each store's code. Returns 0 when
+ * every store succeeded, else the code of the first that failed. Replies
+ * arrive in any order; a store is visible once its reply is in. Errors:
+ * as deja_pool_store. */
+int deja_pool_store_many(deja_pool *p, const deja_store_req *reqs, size_t n,
+                         uint64_t *ids, int *codes);
+
+enum deja_breaker_state {
+    DEJA_BREAKER_CLOSED = 0,   /* calls go to the server */
+    DEJA_BREAKER_OPEN = 1,     /* calls fail fast until the cool-down ends */
+    DEJA_BREAKER_HALF_OPEN = 2 /* one probe call decides */
+};
+
+/* A snapshot of a pool's health. Counters only grow. */
+typedef struct deja_pool_status {
+    int breaker;                   /* enum deja_breaker_state */
+    uint32_t consecutive_failures; /* the breaker's count */
+    int64_t open_remaining_ms;     /* OPEN: ms until a probe may go; else 0 */
+    uint32_t connections;          /* open now (idle + in use) */
+    uint32_t idle;                 /* open and idle now */
+    uint64_t calls;                /* pool calls made (batches count once) */
+    uint64_t failures;             /* calls that counted as failures */
+    uint64_t fast_fails;           /* calls refused by the open breaker */
+    uint64_t trips;                /* times the breaker opened */
+    uint64_t connects;             /* connection attempts */
+    uint64_t connect_failures;     /* ... that failed */
+    uint64_t timeouts;             /* calls that ended with TIMEOUT */
+} deja_pool_status;
+
+/* Fills *out with the pool's state and counters. Any thread. Errors:
+ * INVALID_ARG (NULL p or out). */
+int deja_pool_get_status(deja_pool *p, deja_pool_status *out);
+
+/* ==== deja_get_or_fetch: the seed pattern in one call ==================== */
+
+/* What a fetch function reports: filled with the setters below. */
+typedef struct deja_fetch deja_fetch;
+
+/* The application's expensive call (usually the LLM). It gets ctx and the
+ * prompt given to deja_get_or_fetch, and reports its answer with
+ * deja_fetch_answer. It returns 0 when it has an answer; any other value
+ * (use positive numbers to stay clear of DEJA_ERR_*) means "no answer" and
+ * is returned by deja_get_or_fetch. Runs on the calling thread, with no
+ * lock and no connection held, so it may take as long as it needs. */
+typedef int (*deja_fetch_fn)(void *ctx, const char *prompt, deja_fetch *f);
+
+/* Gives the answer: response[0..len) is copied, so the function may free
+ * its buffer right after. completion is how the model call ended (0 = OK,
+ * 1 = ERROR, 2 = TRUNCATED, 3 = FILTERED); only OK answers are stored.
+ * Calling it again replaces the answer. Errors: INVALID_ARG (NULL f,
+ * NULL response with len > 0, completion > 3), NOMEM. */
+int deja_fetch_answer(deja_fetch *f, const void *response, size_t len,
+                      uint8_t completion);
+
+/* Optional metadata stored with the answer: ttl_s (0 = server default) and
+ * the cost that a later hit saves. NULL f is a no-op. */
+void deja_fetch_meta(deja_fetch *f, uint32_t ttl_s, uint32_t input_tokens,
+                     uint32_t output_tokens, uint64_t cost_micro_usd);
+
+/* Looks up the best entry (k = 1) with similarity >= threshold in ns; on a
+ * miss -- a real one or one caused by an error, such as an open breaker --
+ * calls fetch(ctx, prompt, f), returns its answer, and stores it (with
+ * prompt, may be NULL) when its completion is OK.
+ *
+ * Returns 0 when *out holds an answer: count 1, hits[0] is the cached hit
+ * or the fetched answer (flag DEJA_RESULT_FETCHED; DEJA_RESULT_STORED and
+ * hits[0].id once stored); error is 0, or the code of a lookup or store
+ * that failed on the way (the answer is good anyway). Otherwise returns
+ * fetch's non-zero code, INVALID_ARG (NULL fetch or out, or fetch returned
+ * 0 without calling deja_fetch_answer) or NOMEM, and *out is a result with
+ * count 0 and error set to that code. *out is always set (unless out is
+ * NULL) and freed with deja_result_free. */
+int deja_get_or_fetch(deja_pool *p, const char *ns, const char *prompt,
+                      const float *vector, uint32_t dim, float threshold,
+                      deja_fetch_fn fetch, void *ctx, deja_result **out);
+
+/* ==== deja_client: one connection ========================================== */
+
 typedef struct deja_client deja_client;
 
 typedef struct deja_options {
@@ -42,9 +329,11 @@ typedef struct deja_options {
     const char *auth_token; /* NULL = no AUTH */
 } deja_options;
 
-/* Connects to addr and runs HELLO (and AUTH when a token is given).
- * addr: "host:port", "host" (default port), "unix:/path" or "/path".
- * opts may be NULL for defaults. On success *out owns the connection.
+/* Connects to addr (see Addresses) and runs HELLO (and AUTH when a token is
+ * given). opts may be NULL for defaults. On success *out owns the
+ * connection. After DEJA_ERR_TIMEOUT, CLOSED, IO or PROTOCOL from any call
+ * the connection is closed and later calls fail with CLOSED; any other
+ * error leaves it usable.
  * Errors: INVALID_ARG (bad address), CONNECT, TIMEOUT, VERSION,
  * AUTH_FAILED, AUTH_REQUIRED, PROTOCOL, NOMEM. */
 int deja_connect(const char *addr, const deja_options *opts, deja_client **out);
@@ -63,54 +352,29 @@ const char *deja_server_name(const deja_client *c);
 /* Round trip with an empty body. */
 int deja_ping(deja_client *c);
 
-typedef struct deja_store_req {
-    const char *ns;        /* namespace, NUL-terminated, 1..255 bytes */
-    const float *vector;   /* dim floats, need not be normalised */
-    uint32_t dim;
-    const void *response;  /* response bytes to cache */
-    size_t response_len;
-    const char *prompt;    /* optional prompt text, may be NULL */
-    size_t prompt_len;
-    uint32_t ttl_s;        /* 0 = server default */
-    uint32_t input_tokens; /* cost metadata, optional */
-    uint32_t output_tokens;
-    uint64_t cost_micro_usd;
-    uint8_t completion;    /* 0 = ok (only ok replies are cached) */
-} deja_store_req;
-
 /* Stores one entry; *id_out (may be NULL) receives its entry id.
  * Errors: BAD_NAMESPACE, BAD_VECTOR, DIM_MISMATCH, REJECTED, TOO_LARGE,
  * STORAGE_FULL, plus the connection errors. */
 int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out);
 
-typedef struct deja_hit {
-    uint64_t id;
-    float similarity;     /* cosine similarity to the query */
-    const char *response; /* response bytes (NUL-terminated for convenience) */
-    size_t response_len;
-    const char *prompt;   /* stored prompt if requested and non-empty,
-                             else NULL (NUL-terminated) */
-    size_t prompt_len;
-} deja_hit;
-
-typedef struct deja_result {
-    uint32_t count; /* 0 = miss */
-    deja_hit *hits; /* best first */
-} deja_result;
-
-#define DEJA_LOOKUP_WANT_PROMPT 0x0001u
-
 /* Looks up the k (1..256) best entries with similarity >= threshold.
  * On success *out is a result (count 0 on a miss) owned by the caller:
- * free it with deja_result_free. flags: DEJA_LOOKUP_*.
- * Errors: BAD_NAMESPACE, BAD_VECTOR, DIM_MISMATCH, plus connection errors. */
+ * free it with deja_result_free; on error *out is NULL. flags:
+ * DEJA_LOOKUP_*. Errors: BAD_NAMESPACE, BAD_VECTOR, DIM_MISMATCH, plus
+ * connection errors. */
 int deja_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
                 float threshold, uint32_t k, unsigned flags, deja_result **out);
 
-/* Frees a lookup result and everything it points to. NULL is a no-op. */
-void deja_result_free(deja_result *r);
+/* Batches on one connection: as deja_pool_lookup_many and
+ * deja_pool_store_many (same results, codes and ownership), within one
+ * request timeout for the whole batch, and without a breaker. Refused
+ * (INVALID_ARG) while single lookups are in flight. */
+int deja_lookup_many(deja_client *c, const deja_lookup_req *reqs, size_t n,
+                     deja_result **out);
+int deja_store_many(deja_client *c, const deja_store_req *reqs, size_t n, uint64_t *ids,
+                    int *codes);
 
-/* Pipelining: keep several lookups in flight on one connection.
+/* Pipelining by hand: keep several lookups in flight on one connection.
  *
  * deja_send_lookup validates and sends one LOOKUP (same arguments and
  * argument errors as deja_lookup) without waiting; *request_id (may be
@@ -124,7 +388,8 @@ void deja_result_free(deja_result *r);
  * While lookups are in flight the other calls (deja_ping, deja_store, ...)
  * return INVALID_ARG: drain the replies first. Keep the depth modest (tens,
  * not thousands): requests and replies in flight must fit in the socket
- * buffers, because nothing reads replies while deja_send_lookup blocks.
+ * buffers, because nothing reads replies while deja_send_lookup blocks
+ * (deja_lookup_many has no such limit).
  * Errors: as deja_lookup; TIMEOUT/CLOSED/IO/PROTOCOL close the connection
  * and abandon every request in flight. */
 int deja_send_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
@@ -141,24 +406,10 @@ int deja_delete(deja_client *c, const char *ns, uint64_t id);
  * count. */
 int deja_flush(deja_client *c, const char *ns, uint64_t *removed);
 
-typedef struct deja_stat {
-    const char *key;
-    uint64_t value;
-} deja_stat;
-
-typedef struct deja_stats {
-    uint32_t count;
-    deja_stat *items;
-} deja_stats;
-
 /* Server-wide (ns NULL or "") or per-namespace counters. Free the result
- * with deja_stats_free. */
+ * with deja_stats_free. Errors: NOT_FOUND (unknown namespace), plus the
+ * connection errors. */
 int deja_stats_get(deja_client *c, const char *ns, deja_stats **out);
-
-/* Finds key in stats; returns 0 and sets *value, or DEJA_ERR_NOT_FOUND. */
-int deja_stats_find(const deja_stats *s, const char *key, uint64_t *value);
-
-void deja_stats_free(deja_stats *s);
 
 #ifdef __cplusplus
 }

@@ -29,9 +29,8 @@ typedef struct idx_faiss_shim idx_faiss_shim;
  * (0 = none). Refuses an index that cannot remove vectors. On failure a
  * reason goes to msg (if msg_cap > 0). Errors: INVALID_ARG (unparsable
  * factory string, no removal support), NOMEM, INTERNAL. */
-int idx_faiss_shim_create(uint32_t dim, const char *factory,
-                          size_t capacity_hint, idx_faiss_shim **out,
-                          char *msg, size_t msg_cap);
+int idx_faiss_shim_create(uint32_t dim, const char *factory, size_t capacity_hint,
+                          idx_faiss_shim **out, char *msg, size_t msg_cap);
 
 /* NULL is a no-op. */
 void idx_faiss_shim_destroy(idx_faiss_shim *s);
@@ -68,9 +67,8 @@ int idx_faiss_shim_get(const idx_faiss_shim *s, int64_t label, float *out);
  * nonzero, is the IVF nprobe for this call (capped at nlist) where the
  * IVF is the top-level index; otherwise it is ignored. Safe to call from
  * several threads at once. Errors: NOMEM, INTERNAL. */
-int idx_faiss_shim_search(const idx_faiss_shim *s, size_t nq, const float *q,
-                          size_t k, uint32_t ef, float *scores,
-                          int64_t *labels);
+int idx_faiss_shim_search(const idx_faiss_shim *s, size_t nq, const float *q, size_t k,
+                          uint32_t ef, float *scores, int64_t *labels);
 
 /* Drops every vector; training (IVF centroids, SQ ranges) is kept. */
 void idx_faiss_shim_reset(idx_faiss_shim *s);
@@ -86,9 +84,8 @@ size_t idx_faiss_shim_memory(const idx_faiss_shim *s);
  * row-major, dim columns) with faiss::knn_inner_product, which needs no
  * copy of base. Labels are row numbers; missing results have label -1.
  * Errors: NOMEM, INTERNAL. */
-int idx_faiss_shim_knn_ip(const float *base, size_t n, const float *queries,
-                          size_t nq, uint32_t dim, size_t k, float *scores,
-                          int64_t *labels);
+int idx_faiss_shim_knn_ip(const float *base, size_t n, const float *queries, size_t nq,
+                          uint32_t dim, size_t k, float *scores, int64_t *labels);
 
 #ifdef __cplusplus
 }

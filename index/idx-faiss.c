@@ -52,35 +52,40 @@ typedef struct idx_faiss {
     struct idx base;
     idx_faiss_shim *shim;
     uint32_t default_ef;
-    /* Vectors waiting for training, row-major, and their labels. */
+    /* Vectors waiting for training, row-major, their labels, and the row
+     * of each label. */
     float *pending;
     uint64_t *pending_labels;
+    idx_labelmap pending_rows;
     size_t npending;
     size_t pending_capacity;
     size_t train_at; /* npending that triggers training */
 } idx_faiss;
 
-static idx_faiss *as_faiss(idx *ix) { return (idx_faiss *)ix; }
+static idx_faiss *as_faiss(idx *ix) {
+    return (idx_faiss *)ix;
+}
 static const idx_faiss *as_cfaiss(const idx *ix) {
     return (const idx_faiss *)ix;
 }
 
 /* ---- the pending buffer ---------------------------------------------------*/
 
-/* The buffer is bounded by the training threshold, so linear scans for a
- * label cost at most a few thousand compares. Returns the row or
- * SIZE_MAX. */
+/* Returns the pending row of label, or SIZE_MAX. */
 static size_t pending_find(const idx_faiss *f, uint64_t label) {
-    for (size_t i = 0; i < f->npending; i++)
-        if (f->pending_labels[i] == label) return i;
-    return SIZE_MAX;
+    uint32_t row = idx_labelmap_find(&f->pending_rows, label);
+    return row == IDX_LABELMAP_NONE ? SIZE_MAX : row;
 }
 
 static int pending_reserve(idx_faiss *f, size_t rows) {
+    /* Rows are numbered in 32 bits in the label map. */
+    if (rows >= IDX_LABELMAP_NONE) return DEJA_ERR_NOMEM;
+    int rc = idx_labelmap_reserve(&f->pending_rows, rows);
+    if (rc != 0) return rc;
     if (rows <= f->pending_capacity) return 0;
-    size_t want = f->pending_capacity ? f->pending_capacity * 2
-                                      : PENDING_MIN_CAPACITY;
-    while (want < rows) want *= 2;
+    size_t want = f->pending_capacity ? f->pending_capacity * 2 : PENDING_MIN_CAPACITY;
+    while (want < rows)
+        want *= 2;
     size_t row_bytes = (size_t)f->base.dim * sizeof(float);
     if (want > SIZE_MAX / row_bytes) return DEJA_ERR_NOMEM;
     /* Two reallocs: if the second fails the first block is merely larger
@@ -88,8 +93,7 @@ static int pending_reserve(idx_faiss *f, size_t rows) {
     float *rows_new = realloc(f->pending, want * row_bytes);
     if (!rows_new) return DEJA_ERR_NOMEM;
     f->pending = rows_new;
-    uint64_t *labels_new =
-        realloc(f->pending_labels, want * sizeof *labels_new);
+    uint64_t *labels_new = realloc(f->pending_labels, want * sizeof *labels_new);
     if (!labels_new) return DEJA_ERR_NOMEM;
     f->pending_labels = labels_new;
     f->pending_capacity = want;
@@ -102,6 +106,8 @@ static void pending_release(idx_faiss *f) {
     f->pending = NULL;
     f->pending_labels = NULL;
     f->npending = f->pending_capacity = 0;
+    idx_labelmap_close(&f->pending_rows);
+    idx_labelmap_init(&f->pending_rows);
 }
 
 /* Trains FAISS on the buffer (if it is not trained yet) and moves the
@@ -112,14 +118,14 @@ static void pending_flush(idx_faiss *f) {
     size_t n = f->npending;
     if (!idx_faiss_shim_is_trained(f->shim)) {
         if (idx_faiss_shim_train(f->shim, n, f->pending) != 0) {
-            f->train_at = f->train_at > SIZE_MAX / 2 ? SIZE_MAX
-                                                     : f->train_at * 2;
+            f->train_at = f->train_at > SIZE_MAX / 2 ? SIZE_MAX : f->train_at * 2;
             return;
         }
     }
     int64_t *labels = malloc(n * sizeof *labels);
     if (!labels) return;
-    for (size_t i = 0; i < n; i++) labels[i] = (int64_t)f->pending_labels[i];
+    for (size_t i = 0; i < n; i++)
+        labels[i] = (int64_t)f->pending_labels[i];
     int rc = idx_faiss_shim_add(f->shim, n, f->pending, labels);
     free(labels);
     if (rc != 0) {
@@ -132,8 +138,8 @@ static void pending_flush(idx_faiss *f) {
 }
 
 static int pending_search(const idx_faiss *f, const float *query, uint32_t k,
-                          float min_score, idx_filter_fn filter,
-                          void *filter_ctx, idx_hit *out, uint32_t *nout) {
+                          float min_score, idx_filter_fn filter, void *filter_ctx,
+                          idx_hit *out, uint32_t *nout) {
     idx_dot_fn dot = idx_simd_dot_fn();
     idx_topk top = {out, k, 0};
     uint32_t dim = f->base.dim;
@@ -165,8 +171,7 @@ static int faiss_add(idx *ix, uint64_t label, const float *vec) {
     /* FAISS would silently keep a duplicate (and corrupt its id maps), so
      * uniqueness is checked here. */
     if (f->npending == 0 && idx_faiss_shim_is_trained(f->shim)) {
-        if (idx_faiss_shim_contains(f->shim, (int64_t)label))
-            return DEJA_ERR_INVALID_ARG;
+        if (idx_faiss_shim_contains(f->shim, (int64_t)label)) return DEJA_ERR_INVALID_ARG;
         int64_t id = (int64_t)label;
         return idx_faiss_shim_add(f->shim, 1, vec, &id);
     }
@@ -175,7 +180,9 @@ static int faiss_add(idx *ix, uint64_t label, const float *vec) {
     if (rc != 0) return rc;
     memcpy(f->pending + f->npending * f->base.dim, vec,
            (size_t)f->base.dim * sizeof(float));
-    f->pending_labels[f->npending++] = label;
+    f->pending_labels[f->npending] = label;
+    idx_labelmap_insert(&f->pending_rows, label, (uint32_t)f->npending);
+    f->npending++;
     if (f->npending >= f->train_at) pending_flush(f);
     return 0;
 }
@@ -186,11 +193,13 @@ static int faiss_remove(idx *ix, uint64_t label) {
     if (f->npending == 0) return idx_faiss_shim_remove(f->shim, (int64_t)label);
     size_t row = pending_find(f, label);
     if (row == SIZE_MAX) return DEJA_ERR_NOT_FOUND;
+    idx_labelmap_erase(&f->pending_rows, label);
     size_t last = --f->npending;
     if (row != last) {
         memcpy(f->pending + row * f->base.dim, f->pending + last * f->base.dim,
                (size_t)f->base.dim * sizeof(float));
         f->pending_labels[row] = f->pending_labels[last];
+        idx_labelmap_set(&f->pending_rows, f->pending_labels[row], (uint32_t)row);
     }
     return 0;
 }
@@ -204,22 +213,19 @@ static void faiss_clear(idx *ix) {
 static int faiss_get(const idx *ix, uint64_t label, float *out) {
     const idx_faiss *f = as_cfaiss(ix);
     if (label > FAISS_LABEL_MAX) return DEJA_ERR_NOT_FOUND;
-    if (f->npending == 0)
-        return idx_faiss_shim_get(f->shim, (int64_t)label, out);
+    if (f->npending == 0) return idx_faiss_shim_get(f->shim, (int64_t)label, out);
     size_t row = pending_find(f, label);
     if (row == SIZE_MAX) return DEJA_ERR_NOT_FOUND;
-    memcpy(out, f->pending + row * f->base.dim,
-           (size_t)f->base.dim * sizeof(float));
+    memcpy(out, f->pending + row * f->base.dim, (size_t)f->base.dim * sizeof(float));
     return 0;
 }
 
 /* Feeds FAISS's candidates (best first, label -1 = none) through deja's
  * top-k heap. Returns how many real candidates there were, and in
  * *below_min whether the list reached scores under min_score. */
-static size_t take_candidates(idx_topk *top, const float *scores,
-                              const int64_t *labels, size_t n, float min_score,
-                              idx_filter_fn filter, void *filter_ctx,
-                              int *below_min) {
+static size_t take_candidates(idx_topk *top, const float *scores, const int64_t *labels,
+                              size_t n, float min_score, idx_filter_fn filter,
+                              void *filter_ctx, int *below_min) {
     size_t real = 0;
     *below_min = 0;
     for (size_t i = 0; i < n; i++) {
@@ -239,13 +245,12 @@ static size_t take_candidates(idx_topk *top, const float *scores,
     return real;
 }
 
-static int faiss_search(const idx *ix, const float *query, uint32_t k,
-                        uint32_t ef, float min_score, idx_filter_fn filter,
-                        void *filter_ctx, idx_hit *out, uint32_t *nout) {
+static int faiss_search(const idx *ix, const float *query, uint32_t k, uint32_t ef,
+                        float min_score, idx_filter_fn filter, void *filter_ctx,
+                        idx_hit *out, uint32_t *nout) {
     const idx_faiss *f = as_cfaiss(ix);
     if (f->npending > 0)
-        return pending_search(f, query, k, min_score, filter, filter_ctx, out,
-                              nout);
+        return pending_search(f, query, k, min_score, filter, filter_ctx, out, nout);
     size_t total = idx_faiss_shim_count(f->shim);
     if (total == 0) return 0;
     if (ef == 0) ef = f->default_ef;
@@ -257,27 +262,24 @@ static int faiss_search(const idx *ix, const float *query, uint32_t k,
         int64_t *labels = malloc(want * sizeof *labels);
         int rc = scores && labels ? 0 : DEJA_ERR_NOMEM;
         if (rc == 0)
-            rc = idx_faiss_shim_search(f->shim, 1, query, want, ef, scores,
-                                       labels);
+            rc = idx_faiss_shim_search(f->shim, 1, query, want, ef, scores, labels);
         idx_topk top = {out, k, 0};
         int below_min = 0;
         size_t real = 0;
         if (rc == 0)
-            real = take_candidates(&top, scores, labels, want, min_score,
-                                   filter, filter_ctx, &below_min);
+            real = take_candidates(&top, scores, labels, want, min_score, filter,
+                                   filter_ctx, &below_min);
         free(scores);
         free(labels);
         if (rc != 0) return rc;
 
-        int done = top.n == k || !filter || below_min || real < want ||
-                   want == total;
+        int done = top.n == k || !filter || below_min || real < want || want == total;
         if (done) {
             idx_topk_sort(&top);
             *nout = top.n;
             return 0;
         }
-        want = want > SIZE_MAX / FILTER_OVERFETCH ? total
-                                                  : want * FILTER_OVERFETCH;
+        want = want > SIZE_MAX / FILTER_OVERFETCH ? total : want * FILTER_OVERFETCH;
     }
 }
 
@@ -287,8 +289,8 @@ static int faiss_search_batch(const idx *ix, const float *queries, uint32_t nq,
     uint32_t dim = f->base.dim;
     if (f->npending > 0 || idx_faiss_shim_count(f->shim) == 0) {
         for (uint32_t q = 0; q < nq; q++)
-            pending_search(f, queries + (size_t)q * dim, k, -INFINITY, NULL,
-                           NULL, out + (size_t)q * k, &nout[q]);
+            pending_search(f, queries + (size_t)q * dim, k, -INFINITY, NULL, NULL,
+                           out + (size_t)q * k, &nout[q]);
         return 0;
     }
     size_t cells = (size_t)nq * k;
@@ -296,13 +298,13 @@ static int faiss_search_batch(const idx *ix, const float *queries, uint32_t nq,
     int64_t *labels = malloc(cells * sizeof *labels);
     int rc = scores && labels ? 0 : DEJA_ERR_NOMEM;
     if (rc == 0)
-        rc = idx_faiss_shim_search(f->shim, nq, queries, k, f->default_ef,
-                                   scores, labels);
+        rc =
+            idx_faiss_shim_search(f->shim, nq, queries, k, f->default_ef, scores, labels);
     for (uint32_t q = 0; rc == 0 && q < nq; q++) {
         idx_topk top = {out + (size_t)q * k, k, 0};
         int below_min;
-        take_candidates(&top, scores + (size_t)q * k, labels + (size_t)q * k,
-                        k, -INFINITY, NULL, NULL, &below_min);
+        take_candidates(&top, scores + (size_t)q * k, labels + (size_t)q * k, k,
+                        -INFINITY, NULL, NULL, &below_min);
         idx_topk_sort(&top);
         nout[q] = top.n;
     }
@@ -319,8 +321,8 @@ static size_t faiss_count(const idx *ix) {
 static size_t faiss_memory(const idx *ix) {
     const idx_faiss *f = as_cfaiss(ix);
     return sizeof *f + idx_faiss_shim_memory(f->shim) +
-           f->pending_capacity *
-               ((size_t)f->base.dim * sizeof(float) + sizeof(uint64_t));
+           idx_labelmap_memory(&f->pending_rows) +
+           f->pending_capacity * ((size_t)f->base.dim * sizeof(float) + sizeof(uint64_t));
 }
 
 static const struct idx_ops faiss_ops = {
@@ -337,12 +339,12 @@ static const struct idx_ops faiss_ops = {
     .concurrent_writes = 0,
 };
 
-int idx_faiss_create(const idx_config *cfg, idx **out, char *msg,
-                     size_t msg_cap) {
+int idx_faiss_create(const idx_config *cfg, idx **out, char *msg, size_t msg_cap) {
     if (!cfg->faiss_factory || !cfg->faiss_factory[0]) {
         if (msg && msg_cap)
-            snprintf(msg, msg_cap, "a FAISS index needs a factory string "
-                                   "(idx_config.faiss_factory)");
+            snprintf(msg, msg_cap,
+                     "a FAISS index needs a factory string "
+                     "(idx_config.faiss_factory)");
         return DEJA_ERR_INVALID_ARG;
     }
     idx_faiss *f = calloc(1, sizeof *f);
@@ -351,9 +353,9 @@ int idx_faiss_create(const idx_config *cfg, idx **out, char *msg,
     f->base.kind = IDX_KIND_FAISS;
     f->base.dim = cfg->dim;
     f->default_ef = cfg->ef_search;
-    int rc = idx_faiss_shim_create(cfg->dim, cfg->faiss_factory,
-                                   cfg->initial_capacity, &f->shim, msg,
-                                   msg_cap);
+    idx_labelmap_init(&f->pending_rows);
+    int rc = idx_faiss_shim_create(cfg->dim, cfg->faiss_factory, cfg->initial_capacity,
+                                   &f->shim, msg, msg_cap);
     if (rc != 0) {
         free(f);
         return rc;

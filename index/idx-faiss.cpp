@@ -10,8 +10,9 @@
  * index holding an IVF gets our labels directly, with a hash-table direct
  * map for get and remove. Every other index is wrapped in IndexIDMap2,
  * whose remove_ids relies on the sub-index compacting its rows the way
- * IndexFlatCodes does (Flat, SQ, PQ, LSH...), so only those are accepted;
- * the rest (HNSW, NSG, FastScan...) cannot remove in FAISS 1.7.3. */
+ * IndexFlatCodes does (Flat, SQ, PQ, RQ...), so only those are accepted.
+ * HNSW, NSG, refined and fast-scan indexes cannot remove in FAISS 1.7.3
+ * and are refused at creation. */
 #include <faiss/IVFlib.h>
 #include <faiss/IndexAdditiveQuantizer.h>
 #include <faiss/IndexFlatCodes.h>
@@ -41,9 +42,9 @@
 #include "idx-faiss-shim.h"
 
 struct idx_faiss_shim {
-    faiss::Index *index = nullptr;        /* owned; the one we call */
-    faiss::IndexIDMap2 *idmap = nullptr;  /* == index when wrapped */
-    faiss::IndexIVF *ivf = nullptr;       /* inside index, if any */
+    faiss::Index *index = nullptr;       /* owned; the one we call */
+    faiss::IndexIDMap2 *idmap = nullptr; /* == index when wrapped */
+    faiss::IndexIVF *ivf = nullptr;      /* inside index, if any */
 
     ~idx_faiss_shim() { delete index; }
 };
@@ -64,8 +65,8 @@ static void put_msg(char *msg, size_t cap, const char *text) {
 /* Runs body, converting exceptions: a FaissException becomes faiss_code
  * (INVALID_ARG where it can only come from what the caller asked for). */
 template <typename Body>
-static int guarded(Body &&body, int faiss_code = DEJA_ERR_INTERNAL,
-                   char *msg = nullptr, size_t msg_cap = 0) noexcept {
+static int guarded(Body &&body, int faiss_code = DEJA_ERR_INTERNAL, char *msg = nullptr,
+                   size_t msg_cap = 0) noexcept {
     try {
         return body();
     } catch (const std::bad_alloc &) {
@@ -121,11 +122,10 @@ static faiss::IndexFlatCodes *flat_codes_of(faiss::Index *ix) {
 
 /* The creation steps, which may throw; a refusal writes its message
  * here, an exception gets its message from guarded(). */
-static int create_shim(uint32_t dim, const char *factory,
-                             size_t capacity_hint, idx_faiss_shim **out,
-                             char *msg, size_t msg_cap) {
-    std::unique_ptr<faiss::Index> made(faiss::index_factory(
-        (int)dim, factory, faiss::METRIC_INNER_PRODUCT));
+static int create_shim(uint32_t dim, const char *factory, size_t capacity_hint,
+                       idx_faiss_shim **out, char *msg, size_t msg_cap) {
+    std::unique_ptr<faiss::Index> made(
+        faiss::index_factory((int)dim, factory, faiss::METRIC_INNER_PRODUCT));
 
     /* An "IDMap," or "IDMap2," prefix is redundant: we choose the label
      * scheme ourselves, so unwrap it (the wrapper no longer owns the
@@ -183,8 +183,7 @@ static int create_shim(uint32_t dim, const char *factory,
             return DEJA_ERR_INVALID_ARG;
         }
         if (capacity_hint) codes->codes.reserve(capacity_hint * codes->code_size);
-        std::unique_ptr<faiss::IndexIDMap2> map(
-            new faiss::IndexIDMap2(made.get()));
+        std::unique_ptr<faiss::IndexIDMap2> map(new faiss::IndexIDMap2(made.get()));
         map->own_fields = true;
         made.release();
         if (capacity_hint) {
@@ -200,17 +199,13 @@ static int create_shim(uint32_t dim, const char *factory,
 }
 
 extern "C" int idx_faiss_shim_create(uint32_t dim, const char *factory,
-                                     size_t capacity_hint,
-                                     idx_faiss_shim **out, char *msg,
-                                     size_t msg_cap) {
+                                     size_t capacity_hint, idx_faiss_shim **out,
+                                     char *msg, size_t msg_cap) {
     *out = nullptr;
     /* A FAISS error while building can only come from the factory string
      * or the dimension (e.g. PQ8 on dim 30): the caller's mistake. */
     return guarded(
-        [&] {
-            return create_shim(dim, factory, capacity_hint, out, msg,
-                                     msg_cap);
-        },
+        [&] { return create_shim(dim, factory, capacity_hint, out, msg, msg_cap); },
         DEJA_ERR_INVALID_ARG, msg, msg_cap);
 }
 
@@ -230,16 +225,14 @@ extern "C" int idx_faiss_shim_is_trained(const idx_faiss_shim *s) {
  * flat-code or IVF index; 0 for codecs without k-means (Flat, SQ). */
 static size_t codebook_centroids(const faiss::Index *ix) {
     if (auto *pq = dynamic_cast<const faiss::IndexPQ *>(ix)) return pq->pq.ksub;
-    if (auto *pq = dynamic_cast<const faiss::IndexIVFPQ *>(ix))
-        return pq->pq.ksub;
+    if (auto *pq = dynamic_cast<const faiss::IndexIVFPQ *>(ix)) return pq->pq.ksub;
     const faiss::AdditiveQuantizer *aq = nullptr;
-    if (auto *a = dynamic_cast<const faiss::IndexAdditiveQuantizer *>(ix))
-        aq = a->aq;
-    if (auto *a = dynamic_cast<const faiss::IndexIVFAdditiveQuantizer *>(ix))
-        aq = a->aq;
+    if (auto *a = dynamic_cast<const faiss::IndexAdditiveQuantizer *>(ix)) aq = a->aq;
+    if (auto *a = dynamic_cast<const faiss::IndexIVFAdditiveQuantizer *>(ix)) aq = a->aq;
     size_t most = 0;
     if (aq)
-        for (size_t bits : aq->nbits) most = std::max(most, (size_t)1 << bits);
+        for (size_t bits : aq->nbits)
+            most = std::max(most, (size_t)1 << bits);
     return most;
 }
 
@@ -255,8 +248,7 @@ extern "C" size_t idx_faiss_shim_train_size(const idx_faiss_shim *s) {
     return std::max<size_t>(1000, 39 * centroids);
 }
 
-extern "C" int idx_faiss_shim_train(idx_faiss_shim *s, size_t n,
-                                    const float *x) {
+extern "C" int idx_faiss_shim_train(idx_faiss_shim *s, size_t n, const float *x) {
     return guarded(
         [&] {
             s->index->train((faiss::Index::idx_t)n, x);
@@ -274,8 +266,7 @@ extern "C" int idx_faiss_shim_add(idx_faiss_shim *s, size_t n, const float *x,
     });
 }
 
-extern "C" int idx_faiss_shim_contains(const idx_faiss_shim *s,
-                                       int64_t label) {
+extern "C" int idx_faiss_shim_contains(const idx_faiss_shim *s, int64_t label) {
     if (s->idmap) return s->idmap->rev_map.count(label) ? 1 : 0;
     return s->ivf->direct_map.hashtable.count(label) ? 1 : 0;
 }
@@ -291,8 +282,7 @@ extern "C" int idx_faiss_shim_remove(idx_faiss_shim *s, int64_t label) {
     });
 }
 
-extern "C" int idx_faiss_shim_get(const idx_faiss_shim *s, int64_t label,
-                                  float *out) {
+extern "C" int idx_faiss_shim_get(const idx_faiss_shim *s, int64_t label, float *out) {
     if (!idx_faiss_shim_contains(s, label)) return DEJA_ERR_NOT_FOUND;
     int rc = guarded([&] {
         s->index->reconstruct(label, out);
@@ -303,9 +293,9 @@ extern "C" int idx_faiss_shim_get(const idx_faiss_shim *s, int64_t label,
     return rc == DEJA_ERR_INTERNAL ? (int)DEJA_ERR_NOT_FOUND : rc;
 }
 
-extern "C" int idx_faiss_shim_search(const idx_faiss_shim *s, size_t nq,
-                                     const float *q, size_t k, uint32_t ef,
-                                     float *scores, int64_t *labels) {
+extern "C" int idx_faiss_shim_search(const idx_faiss_shim *s, size_t nq, const float *q,
+                                     size_t k, uint32_t ef, float *scores,
+                                     int64_t *labels) {
     return guarded([&] {
         using idx_t = faiss::Index::idx_t;
         serial_scope scope(nq);
@@ -330,16 +320,15 @@ static void release_slack(idx_faiss_shim *s) {
     if (s->idmap) {
         s->idmap->id_map.shrink_to_fit();
         std::unordered_map<int64_t, int64_t>().swap(s->idmap->rev_map);
-        if (auto *codes = flat_codes_of(s->idmap->index))
-            codes->codes.shrink_to_fit();
+        if (auto *codes = flat_codes_of(s->idmap->index)) codes->codes.shrink_to_fit();
     }
     if (s->ivf) {
-        std::unordered_map<int64_t, int64_t>().swap(
-            s->ivf->direct_map.hashtable);
-        if (auto *lists =
-                dynamic_cast<faiss::ArrayInvertedLists *>(s->ivf->invlists)) {
-            for (auto &c : lists->codes) c.shrink_to_fit();
-            for (auto &i : lists->ids) i.shrink_to_fit();
+        std::unordered_map<int64_t, int64_t>().swap(s->ivf->direct_map.hashtable);
+        if (auto *lists = dynamic_cast<faiss::ArrayInvertedLists *>(s->ivf->invlists)) {
+            for (auto &c : lists->codes)
+                c.shrink_to_fit();
+            for (auto &i : lists->ids)
+                i.shrink_to_fit();
         }
     }
 }
@@ -380,8 +369,7 @@ extern "C" size_t idx_faiss_shim_memory(const idx_faiss_shim *s) {
         const faiss::IndexIDMap2 *map = s->idmap;
         bytes += sizeof *map + map->id_map.capacity() * sizeof(int64_t) +
                  hash_map_bytes(map->rev_map) + transforms_bytes(map->index);
-        if (auto *codes = flat_codes_of(map->index))
-            bytes += codes->codes.capacity();
+        if (auto *codes = flat_codes_of(map->index)) bytes += codes->codes.capacity();
         return bytes;
     }
     const faiss::IndexIVF *ivf = s->ivf;
@@ -390,8 +378,7 @@ extern "C" size_t idx_faiss_shim_memory(const idx_faiss_shim *s) {
         bytes += q->codes.capacity();
     else /* e.g. an HNSW quantizer: estimated as its f32 centroids */
         bytes += (size_t)ivf->quantizer->ntotal * ivf->d * sizeof(float);
-    if (auto *lists =
-            dynamic_cast<const faiss::ArrayInvertedLists *>(ivf->invlists)) {
+    if (auto *lists = dynamic_cast<const faiss::ArrayInvertedLists *>(ivf->invlists)) {
         for (const auto &c : lists->codes)
             bytes += sizeof c + c.capacity();
         for (const auto &i : lists->ids)
@@ -402,9 +389,8 @@ extern "C" size_t idx_faiss_shim_memory(const idx_faiss_shim *s) {
     return bytes;
 }
 
-extern "C" int idx_faiss_shim_knn_ip(const float *base, size_t n,
-                                     const float *queries, size_t nq,
-                                     uint32_t dim, size_t k, float *scores,
+extern "C" int idx_faiss_shim_knn_ip(const float *base, size_t n, const float *queries,
+                                     size_t nq, uint32_t dim, size_t k, float *scores,
                                      int64_t *labels) {
     return guarded([&] {
         serial_scope scope(nq);

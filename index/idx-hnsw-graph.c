@@ -333,21 +333,31 @@ static void list_write_locked(uint32_t *list, const uint32_t *ids,
     __atomic_store_n(&list[0], n, __ATOMIC_RELEASE);
 }
 
-/* Re-links node at level. With drop == HNSW_NONE, adds the ids in add
- * (appending while there is room, else re-selecting by the heuristic).
- * Otherwise a repair: only if node links to drop, replaces its list by
- * the heuristic's choice from its other links plus add (the removed
- * node's links). */
+static inline int is_dead(uint8_t st) {
+    return st == HNSW_FREE || st == HNSW_DELETED;
+}
+
+/* Re-links node at level, in one of two modes:
+ *  - add (repair = 0): adds the ids in add, appending while there is
+ *    room and re-selecting by the heuristic once the list overflows;
+ *  - repair (repair = 1): if the list links to removed nodes, replaces it
+ *    by the heuristic's choice from its live links plus the links of the
+ *    removed (DELETED) ones -- the nodes that can best replace the paths
+ *    through them. */
 static void relink(hnsw *h, hnsw_ctx *c, uint32_t node, int level,
-                   const uint32_t *add, uint32_t nadd, uint32_t drop) {
+                   const uint32_t *add, uint32_t nadd, int repair) {
     scorer s = scorer_make(h, NULL);
     uint32_t cap = hnsw_cap(h, level);
     uint32_t *list = hnsw_list(h, node, level);
     if (!list) return;
     const char *node_row = row_of(h, node);
     uint32_t *ver = hnsw_version_ptr(h, node_row);
-    uint32_t cur[2 * HNSW_M_MAX], merged[4 * HNSW_M_MAX + 1],
-        out[2 * HNSW_M_MAX];
+    /* merged: the node's links, then what is added; in repair mode the
+     * removed nodes' links can bring up to cap * cap candidates, of which
+     * the first MERGED_MAX are taken. */
+    enum { MERGED_MAX = 8 * HNSW_M_MAX };
+    uint32_t cur[2 * HNSW_M_MAX], merged[MERGED_MAX], out[2 * HNSW_M_MAX],
+        more[2 * HNSW_M_MAX];
 
     for (int attempt = 0;; attempt++) {
         int locked = attempt >= RELINK_OPTIMISTIC_TRIES;
@@ -355,38 +365,46 @@ static void relink(hnsw *h, hnsw_ctx *c, uint32_t node, int level,
         uint32_t n = hnsw_list_read(list, cap, cur), nm = 0, nout;
         int changed = 0;
         for (uint32_t i = 0; i < n; i++) {
-            if (cur[i] == drop) {
-                changed = 1;
-                continue;
+            if (repair) {
+                uint8_t st = hnsw_state(h, cur[i]);
+                if (is_dead(st)) {
+                    changed = 1;
+                    continue;
+                }
             }
             merged[nm++] = cur[i];
         }
-        if (drop != HNSW_NONE && !changed) {
-            if (locked) version_unlock(ver);
-            return;
-        }
-        for (uint32_t i = 0; i < nadd; i++) {
-            if (add[i] == node || add[i] == drop ||
-                contains(merged, nm, add[i]))
-                continue;
-            merged[nm++] = add[i];
-            changed = 1;
+        if (repair) {
+            for (uint32_t i = 0; i < n; i++) {
+                /* A FREE node's lists may already be a new node's. */
+                if (hnsw_state(h, cur[i]) != HNSW_DELETED) continue;
+                const uint32_t *dl = hnsw_list(h, cur[i], level);
+                uint32_t nd = dl ? hnsw_list_read(dl, cap, more) : 0;
+                for (uint32_t j = 0; j < nd && nm < MERGED_MAX; j++)
+                    if (more[j] != node && !contains(merged, nm, more[j]))
+                        merged[nm++] = more[j];
+            }
+        } else {
+            for (uint32_t i = 0; i < nadd && nm < MERGED_MAX; i++) {
+                if (add[i] == node || contains(merged, nm, add[i])) continue;
+                merged[nm++] = add[i];
+                changed = 1;
+            }
         }
         if (!changed) {
             if (locked) version_unlock(ver);
             return;
         }
-        if (drop == HNSW_NONE && nm <= cap) {
+        if (!repair && nm <= cap) {
             memcpy(out, merged, nm * sizeof *out);
             nout = nm;
         } else {
             hnsw_pair *work = c->work.at;
             uint32_t nw = 0;
             for (uint32_t i = 0; i < nm && nw < c->work.cap; i++) {
-                uint8_t st = hnsw_state(h, merged[i]);
                 /* Links to removed nodes are dropped here, which is also
                  * how stale links disappear over time. */
-                if (st == HNSW_FREE || st == HNSW_DELETED) continue;
+                if (is_dead(hnsw_state(h, merged[i]))) continue;
                 work[nw].score =
                     score_rows(&s, node_row, row_of(h, merged[i]));
                 work[nw++].id = merged[i];
@@ -416,9 +434,15 @@ void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e) {
     float cur_score = score_query(&s, row_of(h, cur));
     hnsw_greedy(h, &q, &cur, &cur_score, top, level);
 
+    /* Neighbours are chosen top-down (each level's search starts from the
+     * best node of the level above) but linked bottom-up: once the node is
+     * reachable on a level, its lists on every level below are already
+     * filled, so a search descending onto it never meets a dead end. */
     hnsw_accept acc = {1, id, NULL, NULL, h};
-    uint32_t selected[2 * HNSW_M_MAX];
-    for (int l = level < top ? level : top; l >= 0; l--) {
+    uint32_t selected[HNSW_MAX_LEVEL + 1][HNSW_M_MAX];
+    uint32_t nselected[HNSW_MAX_LEVEL + 1];
+    int first = level < top ? level : top;
+    for (int l = first; l >= 0; l--) {
         uint32_t n =
             hnsw_search_layer(h, c, &q, cur, cur_score, l, h->ef_construction,
                               &acc);
@@ -427,33 +451,54 @@ void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e) {
         hnsw_pairs_sort(work, n);
         /* A new node takes M links on every level, level 0 included;
          * the 2M room at level 0 is for links added to it later. */
-        uint32_t k = select_neighbours(&s, work, n, h->M, selected);
+        nselected[l] = select_neighbours(&s, work, n, h->M, selected[l]);
         if (n > 0) {
             cur = work[0].id;
             cur_score = work[0].score;
         }
-        relink(h, c, id, l, selected, k, HNSW_NONE);
-        for (uint32_t j = 0; j < k; j++) {
-            uint8_t st = hnsw_state(h, selected[j]);
+    }
+    for (int l = 0; l <= first; l++) {
+        relink(h, c, id, l, selected[l], nselected[l], 0);
+        for (uint32_t j = 0; j < nselected[l]; j++) {
+            uint8_t st = hnsw_state(h, selected[l][j]);
             if (st == HNSW_LIVE || st == HNSW_INSERTING)
-                relink(h, c, selected[j], l, &id, 1, HNSW_NONE);
+                relink(h, c, selected[l][j], l, &id, 1, 0);
         }
     }
 }
 
-void hnsw_repair(hnsw *h, hnsw_ctx *c, uint32_t d) {
+/* Repairs every list of node that links to a removed node. */
+static void repair_node(hnsw *h, hnsw_ctx *c, uint32_t node) {
+    uint8_t st = hnsw_state(h, node);
+    if (st != HNSW_LIVE && st != HNSW_INSERTING) return;
     uint32_t links[2 * HNSW_M_MAX];
-    int top = *hnsw_level_ptr(h, d);
+    int top = *hnsw_level_ptr(h, node);
     for (int l = 0; l <= top; l++) {
-        const uint32_t *list = hnsw_list(h, d, l);
+        const uint32_t *list = hnsw_list(h, node, l);
         if (!list) continue;
         uint32_t n = hnsw_list_read(list, hnsw_cap(h, l), links);
         for (uint32_t i = 0; i < n; i++) {
-            uint32_t nb = links[i];
-            if (nb == d) continue;
-            uint8_t st = hnsw_state(h, nb);
-            if (st == HNSW_FREE || st == HNSW_DELETED) continue;
-            relink(h, c, nb, l, links, n, d);
+            if (is_dead(hnsw_state(h, links[i]))) {
+                relink(h, c, node, l, NULL, 0, 1);
+                break;
+            }
         }
     }
+}
+
+void hnsw_sweep(hnsw *h, hnsw_ctx *c, uint32_t budget) {
+    if (__atomic_load_n(&h->limbo_pending, __ATOMIC_RELAXED) == 0) return;
+    /* One sweeper at a time; the others go on with their own work
+     * instead of waiting. */
+    if (pthread_mutex_trylock(&h->sweep_lock) != 0) return;
+    if (h->sweep_cursor == 0) h->sweep_end = hnsw_slots_used(h);
+    for (uint32_t i = 0; i < budget; i++) {
+        if (h->sweep_cursor >= h->sweep_end) {
+            hnsw_sweep_pass_done(h);
+            h->sweep_cursor = 0;
+            break;
+        }
+        repair_node(h, c, h->sweep_cursor++);
+    }
+    pthread_mutex_unlock(&h->sweep_lock);
 }

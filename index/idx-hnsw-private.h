@@ -96,9 +96,11 @@ typedef struct hnsw_table {
     char *chunk[];
 } hnsw_table;
 
+/* A removed node on its way to reuse (see idx-hnsw.c). */
 typedef struct hnsw_limbo {
-    uint64_t epoch; /* the slot is reusable once every context is newer */
+    uint64_t epoch; /* freed: reusable once every context is newer */
     uint32_t id;
+    uint32_t pass;  /* pending: the sweep pass running when it was removed */
 } hnsw_limbo;
 
 typedef struct hnsw {
@@ -120,11 +122,20 @@ typedef struct hnsw {
     /* storage; table is atomic */
     hnsw_table *table;
     hnsw_table *retired;
-    pthread_mutex_t alloc_lock; /* guards everything below to limbo_len */
+    pthread_mutex_t alloc_lock; /* guards everything down to sweep_pass */
     uint32_t nchunks;           /* atomic reads, written under the lock */
     uint32_t next_fresh;        /* first never-used slot */
-    hnsw_limbo *limbo;          /* ring of removed slots, oldest first */
-    uint32_t limbo_cap, limbo_head, limbo_len, limbo_reserved;
+    /* Ring of removed nodes, oldest first: limbo_freed FREE slots waiting
+     * for their grace period, then limbo_pending DELETED nodes waiting
+     * for the sweep (limbo_pending is read atomically without the lock). */
+    hnsw_limbo *limbo;
+    uint32_t limbo_cap, limbo_head, limbo_freed, limbo_pending;
+    uint32_t limbo_reserved;
+    uint32_t sweep_pass;        /* number of the running sweep pass */
+    /* The sweep: one thread at a time walks the slots, repairing lists
+     * that link to DELETED nodes. */
+    pthread_mutex_t sweep_lock;
+    uint32_t sweep_cursor, sweep_end;
     /* the graph's entry point: atomic (level << 32 | id) or NONE */
     uint64_t entry;
     pthread_mutex_t entry_lock;
@@ -240,12 +251,15 @@ int hnsw_storage_reserve(hnsw *h, uint32_t n);
 int hnsw_slot_alloc(hnsw *h, uint32_t *id);
 /* Returns an allocated slot that never became visible (FREE). */
 void hnsw_slot_unalloc(hnsw *h, uint32_t id);
-/* Reserves one limbo entry for a coming hnsw_slot_retire. NOMEM. */
+/* Reserves one limbo entry for a coming hnsw_slot_remove. NOMEM. */
 int hnsw_limbo_reserve(hnsw *h);
 void hnsw_limbo_unreserve(hnsw *h);
-/* Retires a node whose state was just set to FREE: it is reused once no
- * context that might still read it remains. Uses a reservation. */
-void hnsw_slot_retire(hnsw *h, uint32_t id);
+/* Queues a node just marked DELETED for freeing once a full sweep pass
+ * has run after it. Uses a reservation. */
+void hnsw_slot_remove(hnsw *h, uint32_t id);
+/* Called by the sweep when a pass ends: frees the nodes removed before
+ * the pass began (FREE, then an epoch for their grace period). */
+void hnsw_sweep_pass_done(hnsw *h);
 /* (Re)allocates the upper link array of id for level; NOMEM. */
 int hnsw_upper_alloc(hnsw *h, uint32_t id, int level);
 /* Slots allocated so far (fresh high-water mark). */
@@ -297,7 +311,8 @@ void hnsw_pairs_sort(hnsw_pair *p, uint32_t n);
 /* Links node id (INSERTING, level `level`) into the graph from entry
  * point e. */
 void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e);
-/* Re-links the neighbours of d (DELETED) that point at it. */
-void hnsw_repair(hnsw *h, hnsw_ctx *c, uint32_t d);
+/* Advances the sweep by up to budget slots (if nodes are waiting for it
+ * and no other thread is sweeping). */
+void hnsw_sweep(hnsw *h, hnsw_ctx *c, uint32_t budget);
 
 #endif

@@ -4,10 +4,11 @@
  *    hold a pointer into a chunk while another thread adds nodes. The
  *    chunk table doubles when full; the old table stays readable until
  *    clear or destroy (the tables sum to less than twice the last one).
- *  - A removed node's slot goes to a FIFO limbo tagged with the epoch it
- *    was retired in, and is handed out again once every operation that
- *    might still read the old node has finished (epoch-based
- *    reclamation; the argument is at the top of idx-hnsw.c).
+ *  - A removed node waits in a FIFO limbo, first until the sweep has
+ *    unlinked it, then, FREE and tagged with an epoch, until every
+ *    operation that might still read it has finished (epoch-based
+ *    reclamation; the argument is at the top of idx-hnsw.c); then its
+ *    slot is handed out again.
  *  - Search contexts (epoch announcement plus scratch: visited marks,
  *    heaps, buffers) come from a lock-free pool that only grows, so
  *    concurrent searches never wait for one another.
@@ -150,7 +151,9 @@ void hnsw_storage_free(hnsw *h) {
     h->ctx_head = NULL;
     h->limbo = NULL;
     h->nchunks = h->next_fresh = 0;
-    h->limbo_cap = h->limbo_head = h->limbo_len = h->limbo_reserved = 0;
+    h->limbo_cap = h->limbo_head = h->limbo_freed = h->limbo_pending = 0;
+    h->limbo_reserved = 0;
+    h->sweep_cursor = h->sweep_end = 0;
     h->upper_bytes = h->ctx_bytes = 0;
 }
 
@@ -172,14 +175,14 @@ static uint64_t oldest_active_epoch(const hnsw *h) {
 int hnsw_slot_alloc(hnsw *h, uint32_t *id) {
     int rc = 0;
     pthread_mutex_lock(&h->alloc_lock);
-    if (h->limbo_len > 0) {
+    if (h->limbo_freed > 0) {
         hnsw_limbo *head = &h->limbo[h->limbo_head];
-        /* Retired in epoch E (the counter then went to E + 1): safe when
+        /* Freed in epoch E (the counter then went to E + 1): safe when
          * every active context entered after that, in an epoch > E. */
         if (head->epoch < oldest_active_epoch(h)) {
             *id = head->id;
             h->limbo_head = (h->limbo_head + 1) % h->limbo_cap;
-            h->limbo_len--;
+            h->limbo_freed--;
             pthread_mutex_unlock(&h->alloc_lock);
             return 0;
         }
@@ -205,7 +208,7 @@ void hnsw_slot_unalloc(hnsw *h, uint32_t id) {
     h->limbo_head = (h->limbo_head + h->limbo_cap - 1) % h->limbo_cap;
     h->limbo[h->limbo_head].epoch = 0;
     h->limbo[h->limbo_head].id = id;
-    h->limbo_len++;
+    h->limbo_freed++;
     h->limbo_reserved--;
     pthread_mutex_unlock(&h->alloc_lock);
 }
@@ -213,7 +216,8 @@ void hnsw_slot_unalloc(hnsw *h, uint32_t id) {
 int hnsw_limbo_reserve(hnsw *h) {
     int rc = 0;
     pthread_mutex_lock(&h->alloc_lock);
-    uint32_t need = h->limbo_len + h->limbo_reserved + 1;
+    uint32_t len = h->limbo_freed + h->limbo_pending;
+    uint32_t need = len + h->limbo_reserved + 1;
     if (need > h->limbo_cap) {
         uint32_t cap = h->limbo_cap ? h->limbo_cap * 2 : 64;
         hnsw_limbo *ring = malloc((size_t)cap * sizeof *ring);
@@ -221,7 +225,7 @@ int hnsw_limbo_reserve(hnsw *h) {
             rc = DEJA_ERR_NOMEM;
         } else {
             /* Unroll the ring so the oldest entry is at 0. */
-            for (uint32_t i = 0; i < h->limbo_len; i++)
+            for (uint32_t i = 0; i < len; i++)
                 ring[i] = h->limbo[(h->limbo_head + i) % h->limbo_cap];
             free(h->limbo);
             h->limbo = ring;
@@ -240,16 +244,44 @@ void hnsw_limbo_unreserve(hnsw *h) {
     pthread_mutex_unlock(&h->alloc_lock);
 }
 
-void hnsw_slot_retire(hnsw *h, uint32_t id) {
-    /* The caller's seq_cst store of FREE precedes this increment; a
-     * context that reads the new epoch therefore sees FREE. */
-    uint64_t epoch = __atomic_fetch_add(&h->epoch, 1, __ATOMIC_SEQ_CST);
+void hnsw_slot_remove(hnsw *h, uint32_t id) {
     pthread_mutex_lock(&h->alloc_lock);
-    uint32_t tail = (h->limbo_head + h->limbo_len) % h->limbo_cap;
-    h->limbo[tail].epoch = epoch;
-    h->limbo[tail].id = id;
-    h->limbo_len++;
+    uint32_t len = h->limbo_freed + h->limbo_pending;
+    hnsw_limbo *e = &h->limbo[(h->limbo_head + len) % h->limbo_cap];
+    e->id = id;
+    e->pass = h->sweep_pass;
+    e->epoch = 0;
+    __atomic_store_n(&h->limbo_pending, h->limbo_pending + 1,
+                     __ATOMIC_RELAXED);
     h->limbo_reserved--;
+    pthread_mutex_unlock(&h->alloc_lock);
+}
+
+void hnsw_sweep_pass_done(hnsw *h) {
+    pthread_mutex_lock(&h->alloc_lock);
+    uint32_t done = h->sweep_pass, freed = 0;
+    /* Pending entries are in removal order, so their passes ascend. A node
+     * removed before pass `done` began has had every list scanned since:
+     * nothing links to it any more. */
+    while (freed < h->limbo_pending) {
+        uint32_t at =
+            (h->limbo_head + h->limbo_freed + freed) % h->limbo_cap;
+        if (h->limbo[at].pass >= done) break;
+        hnsw_state_set(h, h->limbo[at].id, HNSW_FREE);
+        freed++;
+    }
+    if (freed > 0) {
+        /* After the FREE stores: a context that reads the new epoch sees
+         * them. */
+        uint64_t epoch = __atomic_fetch_add(&h->epoch, 1, __ATOMIC_SEQ_CST);
+        for (uint32_t i = 0; i < freed; i++)
+            h->limbo[(h->limbo_head + h->limbo_freed + i) % h->limbo_cap]
+                .epoch = epoch;
+        h->limbo_freed += freed;
+        __atomic_store_n(&h->limbo_pending, h->limbo_pending - freed,
+                         __ATOMIC_RELAXED);
+    }
+    h->sweep_pass = done + 1;
     pthread_mutex_unlock(&h->alloc_lock);
 }
 

@@ -94,8 +94,10 @@ typedef struct idx_config {
     uint32_t ef_search;        /* default search breadth; 0 = 64 */
     uint64_t seed;             /* level generator seed; 0 = fixed default */
     enum idx_quant quant;
-    /* FAISS: an index_factory string such as "HNSW32" or "IVF1024,SQ8";
-     * copied by idx_create. */
+    /* FAISS: an index_factory string such as "Flat" or "IVF1024,SQ8",
+     * read only during idx_create. Only types that can remove vectors are
+     * accepted (FAISS 1.7.3's HNSW cannot), labels must be below 2^63,
+     * and ef_search, if set, is the default IVF nprobe (idx-faiss.c). */
     const char *faiss_factory;
 } idx_config;
 

@@ -4,56 +4,11 @@
  * a rwlock: namespaces are few (one per model + prompt + params) and are
  * never freed while the server runs, so a pointer found under the table
  * lock stays valid after it is released. */
-#include "cache.h"
-
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "idx.h"
-#include "u64map.h"
-
-struct cache_entry {
-    atomic_uint refs;
-    uint64_t id;
-    uint64_t created_ms;
-    uint64_t expires_ms; /* 0 = never */
-    uint32_t input_tokens;
-    uint32_t output_tokens;
-    uint64_t cost_micro_usd;
-    uint32_t prompt_len;
-    uint32_t response_len;
-    /* prompt bytes, NUL, response bytes, NUL */
-    uint8_t data[];
-};
-
-typedef struct cache_ns {
-    char name[PROTO_MAX_NS_LEN + 1];
-    uint8_t name_len;
-    uint32_t dim;
-    uint32_t ns_id;         /* key prefix of its entries on disk */
-    uint64_t created_ms;
-    atomic_int persisted;   /* its record is on disk */
-    pthread_rwlock_t lock; /* guards index, entries, entry_bytes */
-    idx *index;
-    u64map entries; /* entry id -> cache_entry* (the table's reference) */
-    size_t entry_bytes;
-    atomic_uint_fast64_t stores, lookups, hits, misses, deletes;
-} cache_ns;
-
-struct cache {
-    cache_config cfg;
-    pthread_rwlock_t ns_lock; /* guards ns, ns_count, ns_cap */
-    cache_ns **ns;
-    size_t ns_count, ns_cap;
-    atomic_uint_fast64_t next_id;
-    atomic_uint_fast32_t next_ns_id;
-    atomic_uint_fast64_t rejected;
-    cache_clock_fn clock;
-    void *clock_ctx;
-};
+#include "cache-private.h"
 
 static uint64_t realtime_ms(void *ctx) {
     (void)ctx;
@@ -66,6 +21,11 @@ int cache_create(const cache_config *cfg, cache **out) {
     cache *c = calloc(1, sizeof *c);
     if (!c) return DEJA_ERR_NOMEM;
     c->cfg = *cfg;
+    if (cache_indexer_start(c, cfg->indexer_threads ? cfg->indexer_threads : 1,
+                            &c->indexer) != 0) {
+        free(c);
+        return DEJA_ERR_NOMEM;
+    }
     pthread_rwlock_init(&c->ns_lock, NULL);
     atomic_init(&c->next_id, 1);
     atomic_init(&c->next_ns_id, 1);
@@ -85,13 +45,15 @@ static void ns_free(cache_ns *ns) {
     void *val;
     while (u64map_next(&ns->entries, &pos, &id, &val)) entry_unref(val);
     u64map_close(&ns->entries);
-    idx_destroy(ns->index);
+    idx_destroy(ns->main);
+    idx_destroy(ns->fresh);
     pthread_rwlock_destroy(&ns->lock);
     free(ns);
 }
 
 void cache_destroy(cache *c) {
     if (!c) return;
+    cache_indexer_stop(c->indexer);
     for (size_t i = 0; i < c->ns_count; i++) ns_free(c->ns[i]);
     free(c->ns);
     pthread_rwlock_destroy(&c->ns_lock);
@@ -140,8 +102,24 @@ static int get_or_create_ns(cache *c, const uint8_t *name, uint8_t len,
     }
     ns = calloc(1, sizeof *ns);
     if (!ns) goto nomem;
-    idx_config icfg = {.kind = IDX_KIND_FLAT, .dim = dim, .initial_capacity = 0};
-    if (idx_create(&icfg, &ns->index) != 0) {
+    idx_config icfg = {
+        .kind = c->cfg.index_kind ? c->cfg.index_kind : IDX_KIND_HNSW,
+        .dim = dim,
+        .M = c->cfg.hnsw_m,
+        .ef_construction = c->cfg.hnsw_ef_construction,
+        .ef_search = c->cfg.hnsw_ef_search,
+        .quant = c->cfg.quant,
+    };
+    idx_config fcfg = {.kind = IDX_KIND_FLAT, .dim = dim};
+    if (idx_create(&icfg, &ns->main) != 0) {
+        free(ns);
+        goto nomem;
+    }
+    /* An index that synchronises its own inserts is fed in the background
+     * through an exact staging index; one that does not takes inserts
+     * directly under the namespace lock. */
+    if (idx_concurrent_writes(ns->main) && idx_create(&fcfg, &ns->fresh) != 0) {
+        idx_destroy(ns->main);
         free(ns);
         goto nomem;
     }
@@ -263,22 +241,23 @@ void cache_discard(cache_pending *p) {
     free(p);
 }
 
-/* Inserts an entry and its vector into a namespace. */
-static int ns_insert(cache_ns *ns, cache_entry *e, const float *vec) {
+/* Inserts an entry and its vector into a namespace: into the staging
+ * index (and the indexer's queue) when there is one, else into main. */
+static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec) {
     pthread_rwlock_wrlock(&ns->lock);
     int rc = u64map_put(&ns->entries, e->id, e);
     if (rc == 0) {
-        rc = idx_add(ns->index, e->id, vec);
+        rc = idx_add(ns->fresh ? ns->fresh : ns->main, e->id, vec);
         if (rc) u64map_del(&ns->entries, e->id);
     }
     if (rc == 0) ns->entry_bytes += entry_size(e);
     pthread_rwlock_unlock(&ns->lock);
+    if (rc == 0 && ns->fresh) cache_indexer_push(c->indexer, ns, e->id);
     return rc;
 }
 
 int cache_publish(cache *c, cache_pending *p, uint64_t *id_out) {
-    (void)c;
-    int rc = ns_insert(p->ns, p->e, p->vec);
+    int rc = ns_insert(c, p->ns, p->e, p->vec);
     if (rc) {
         cache_discard(p);
         return rc;
@@ -326,10 +305,12 @@ int cache_load_entry(cache *c, const store_entry_rec *rec) {
     e->input_tokens = rec->input_tokens;
     e->output_tokens = rec->output_tokens;
     e->cost_micro_usd = rec->cost_micro_usd;
-    int rc = ns_insert(ns, e, rec->vector);
+    int rc = ns_insert(c, ns, e, rec->vector);
     if (rc) entry_unref(e);
     return rc;
 }
+
+void cache_wait_indexed(cache *c) { cache_indexer_wait_idle(c->indexer); }
 
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id) {
     if (next_entry_id > atomic_load(&c->next_id)) atomic_store(&c->next_id, next_entry_id);
@@ -349,6 +330,27 @@ static int entry_is_live(void *ctx, uint64_t label) {
     return e && (e->expires_ms == 0 || e->expires_ms > f->now_ms);
 }
 
+static int hit_order(const void *a, const void *b) {
+    const idx_hit *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return (x->label > y->label) - (x->label < y->label);
+}
+
+/* Merges the graph's n hits and the staging index's nf hits (stored right
+ * after them) into the best k, dropping a label seen twice (an entry
+ * caught between the two). Returns the count. */
+static uint32_t merge_hits(idx_hit *hits, uint32_t n, uint32_t nf, uint32_t k) {
+    if (nf == 0) return n;
+    qsort(hits, n + nf, sizeof *hits, hit_order);
+    uint32_t out = 0;
+    for (uint32_t i = 0; i < n + nf && out < k; i++) {
+        int dup = 0;
+        for (uint32_t j = 0; j < out && !dup; j++) dup = hits[j].label == hits[i].label;
+        if (!dup) hits[out++] = hits[i];
+    }
+    return out;
+}
+
 int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
                  cache_match *matches, uint16_t *count) {
     *count = 0;
@@ -356,14 +358,19 @@ int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
     if (!ns) return 0;
     if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
 
-    idx_hit hits[PROTO_MAX_K];
-    uint32_t n = 0;
+    idx_hit hits[2 * PROTO_MAX_K];
+    uint32_t n = 0, nf = 0;
     live_filter filter = {.ns = ns, .now_ms = c->clock(c->clock_ctx)};
     uint32_t k = req->k > PROTO_MAX_K ? PROTO_MAX_K : req->k;
 
     pthread_rwlock_rdlock(&ns->lock);
-    int rc = idx_search_ef(ns->index, vec, k, req->ef, req->threshold,
-                           entry_is_live, &filter, hits, &n);
+    int rc = idx_search_ef(ns->main, vec, k, req->ef, req->threshold, entry_is_live,
+                           &filter, hits, &n);
+    if (rc == 0 && ns->fresh) {
+        rc = idx_search(ns->fresh, vec, k, req->threshold, entry_is_live, &filter,
+                        hits + n, &nf);
+        n = merge_hits(hits, n, nf, k);
+    }
     uint16_t found = 0;
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         cache_entry *e = u64map_get(&ns->entries, hits[i].label);
@@ -404,7 +411,9 @@ int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id,
     pthread_rwlock_wrlock(&ns->lock);
     cache_entry *e = u64map_del(&ns->entries, id);
     if (e) {
-        idx_remove(ns->index, id);
+        /* It is in one of the two (or, mid-move, momentarily both). */
+        if (ns->fresh) idx_remove(ns->fresh, id);
+        idx_remove(ns->main, id);
         ns->entry_bytes -= entry_size(e);
     }
     pthread_rwlock_unlock(&ns->lock);
@@ -424,7 +433,8 @@ int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     pthread_rwlock_wrlock(&ns->lock);
     u64map old = ns->entries;
     u64map_init(&ns->entries);
-    idx_clear(ns->index);
+    idx_clear(ns->main);
+    if (ns->fresh) idx_clear(ns->fresh);
     ns->entry_bytes = 0;
     pthread_rwlock_unlock(&ns->lock);
 
@@ -440,13 +450,18 @@ int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
 
 typedef struct ns_totals {
     uint64_t entries, stores, lookups, hits, misses, deletes;
-    uint64_t index_bytes, entry_bytes;
+    uint64_t index_bytes, entry_bytes, unindexed, graph_entries;
 } ns_totals;
 
 static void ns_add_totals(cache_ns *ns, ns_totals *t) {
     pthread_rwlock_rdlock(&ns->lock);
     t->entries += ns->entries.count;
-    t->index_bytes += idx_memory(ns->index) + u64map_memory(&ns->entries);
+    t->index_bytes += idx_memory(ns->main) + u64map_memory(&ns->entries);
+    t->graph_entries += idx_count(ns->main);
+    if (ns->fresh) {
+        t->index_bytes += idx_memory(ns->fresh);
+        t->unindexed += idx_count(ns->fresh);
+    }
     t->entry_bytes += ns->entry_bytes;
     pthread_rwlock_unlock(&ns->lock);
     t->stores += atomic_load(&ns->stores);
@@ -488,6 +503,8 @@ int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
     STAT("misses", t.misses);
     STAT("deletes", t.deletes);
     STAT("index_bytes", t.index_bytes);
+    STAT("unindexed", t.unindexed); /* waiting in the staging index */
+    STAT("index_entries", t.graph_entries);
     STAT("entry_bytes", t.entry_bytes);
 #undef STAT
     *count = n;

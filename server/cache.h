@@ -19,13 +19,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "idx.h"
 #include "proto.h"
 #include "store.h"
 
 typedef struct cache cache;
 
 typedef struct cache_config {
-    uint32_t default_ttl_s; /* applied to STOREs with ttl 0 */
+    uint32_t default_ttl_s;   /* applied to STOREs with ttl 0 */
+    enum idx_kind index_kind; /* for new namespaces; 0 = HNSW */
+    uint32_t hnsw_m;          /* 0 = index default (16) */
+    uint32_t hnsw_ef_construction; /* 0 = 200 */
+    uint32_t hnsw_ef_search;  /* 0 = 64 */
+    enum idx_quant quant;
+    unsigned indexer_threads; /* 0 = 1 */
 } cache_config;
 
 /* An entry as a lookup returns it: valid until cache_entry_release. */
@@ -85,6 +92,10 @@ int cache_load_ns(cache *c, const store_ns_rec *ns);
 /* Adds a stored entry (its namespace loaded first). Errors: NOT_FOUND
  * (unknown ns_id), DIM_MISMATCH, NOMEM. */
 int cache_load_entry(cache *c, const store_entry_rec *e);
+
+/* Blocks until every published entry has reached its namespace's graph
+ * (tests, benchmarks). */
+void cache_wait_indexed(cache *c);
 
 /* Continues id sequences after the largest loaded ids. */
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "idx.h"
 #include "proto.h"
 #include "srv.h"
 
@@ -29,6 +30,12 @@ enum {
     OPT_MAX_DISK,
     OPT_ON_CORRUPT,
     OPT_CLOCK_OFFSET,
+    OPT_INDEX,
+    OPT_HNSW_M,
+    OPT_HNSW_EFC,
+    OPT_HNSW_EF,
+    OPT_QUANT,
+    OPT_INDEX_THREADS,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -70,6 +77,18 @@ static const flag_doc flags[] = {
     {{"on-corrupt", required_argument, NULL, OPT_ON_CORRUPT}, "ACTION",
      "fail: exit when the data file is damaged (default); reset: move the "
      "folder aside and start empty"},
+    {{"index", required_argument, NULL, OPT_INDEX}, "KIND",
+     "index of new namespaces: hnsw (default) or flat (exact scan)"},
+    {{"hnsw-m", required_argument, NULL, OPT_HNSW_M}, "M",
+     "HNSW links per node (default 16)"},
+    {{"hnsw-ef-construction", required_argument, NULL, OPT_HNSW_EFC}, "EF",
+     "HNSW build breadth (default 200)"},
+    {{"hnsw-ef", required_argument, NULL, OPT_HNSW_EF}, "EF",
+     "HNSW search breadth when a LOOKUP sends ef 0 (default 64)"},
+    {{"quant", required_argument, NULL, OPT_QUANT}, "Q",
+     "vector codes for HNSW traversal: f32 (default) or int8"},
+    {{"index-threads", required_argument, NULL, OPT_INDEX_THREADS}, "N",
+     "threads moving new entries into the graph (default 1)"},
     {{"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET}, "SECONDS",
      "testing only: run the cache's clock this far ahead (TTL tests)"},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
@@ -117,6 +136,7 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
     cfg->fsync_mode = 0;
     cfg->fsync_interval_ms = SRV_DEFAULT_FSYNC_INTERVAL_MS;
     cfg->max_disk = SRV_DEFAULT_MAX_DISK;
+    cfg->index_kind = IDX_KIND_HNSW;
     cfg->auth_token = getenv("DEJA_AUTH_TOKEN");
     if (cfg->auth_token && !cfg->auth_token[0]) cfg->auth_token = NULL;
 
@@ -184,6 +204,38 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
                         optarg);
                 return -1;
             }
+            break;
+        case OPT_INDEX:
+            if (strcmp(optarg, "hnsw") == 0) cfg->index_kind = IDX_KIND_HNSW;
+            else if (strcmp(optarg, "flat") == 0) cfg->index_kind = IDX_KIND_FLAT;
+            else {
+                fprintf(stderr, "dejad: --index wants hnsw or flat, got '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_HNSW_M:
+            if (parse_uint("hnsw-m", optarg, 2, 128, &v)) return -1;
+            cfg->hnsw_m = (uint32_t)v;
+            break;
+        case OPT_HNSW_EFC:
+            if (parse_uint("hnsw-ef-construction", optarg, 1, 4096, &v)) return -1;
+            cfg->hnsw_ef_construction = (uint32_t)v;
+            break;
+        case OPT_HNSW_EF:
+            if (parse_uint("hnsw-ef", optarg, 1, 4096, &v)) return -1;
+            cfg->hnsw_ef_search = (uint32_t)v;
+            break;
+        case OPT_QUANT:
+            if (strcmp(optarg, "f32") == 0) cfg->quant = IDX_QUANT_F32;
+            else if (strcmp(optarg, "int8") == 0) cfg->quant = IDX_QUANT_INT8;
+            else {
+                fprintf(stderr, "dejad: --quant wants f32 or int8, got '%s'\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_INDEX_THREADS:
+            if (parse_uint("index-threads", optarg, 1, 64, &v)) return -1;
+            cfg->index_threads = (unsigned)v;
             break;
         case OPT_CLOCK_OFFSET:
             if (parse_uint("clock-offset", optarg, 0, 100u * 365u * 86400u, &v))

@@ -279,6 +279,19 @@ static int lock_data_dir(const char *dir) {
     return fd;
 }
 
+static cache_config srv_cache_config(const srv_config *cfg) {
+    cache_config c = {
+        .default_ttl_s = cfg->default_ttl_s,
+        .index_kind = (enum idx_kind)cfg->index_kind,
+        .hnsw_m = cfg->hnsw_m,
+        .hnsw_ef_construction = cfg->hnsw_ef_construction,
+        .hnsw_ef_search = cfg->hnsw_ef_search,
+        .quant = (enum idx_quant)cfg->quant,
+        .indexer_threads = cfg->index_threads,
+    };
+    return c;
+}
+
 /* Moves a damaged data folder aside (keeping it for inspection) and
  * creates an empty one in its place. */
 static int reset_data_dir(const char *dir, int *lock_fd) {
@@ -352,7 +365,7 @@ static int open_and_load(srv_server *s, int *lock_fd) {
         }
         /* The cache may hold part of the damaged data: start from nothing. */
         cache_destroy(s->cache);
-        cache_config ccfg = {.default_ttl_s = cfg->default_ttl_s};
+        cache_config ccfg = srv_cache_config(cfg);
         if (cache_create(&ccfg, &s->cache) != 0 || reset_data_dir(cfg->data_dir, lock_fd))
             return -1;
         cache_set_clock(s->cache, cache_clock, (void *)cfg);
@@ -373,7 +386,7 @@ int srv_run(const srv_config *cfg) {
     int lock_fd = lock_data_dir(cfg->data_dir);
     if (lock_fd < 0) return 1;
 
-    cache_config ccfg = {.default_ttl_s = cfg->default_ttl_s};
+    cache_config ccfg = srv_cache_config(cfg);
     if (cache_create(&ccfg, &s.cache) != 0) {
         close(lock_fd);
         return 1;

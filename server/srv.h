@@ -36,6 +36,10 @@ typedef struct srv_config {
     uint64_t max_disk;       /* data file limit in bytes */
     int on_corrupt_reset;    /* move a damaged data folder aside, start empty */
     int64_t clock_offset_ms; /* testing: shifts the cache's clock */
+    int index_kind;          /* enum idx_kind for new namespaces */
+    uint32_t hnsw_m, hnsw_ef_construction, hnsw_ef_search;
+    int quant;               /* enum idx_quant */
+    unsigned index_threads;  /* graph builders */
 } srv_config;
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when

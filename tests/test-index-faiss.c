@@ -11,7 +11,9 @@
 
 /* xorshift64*: a fixed seed keeps every run on the same data. */
 static uint64_t rng_state;
-static void rng_seed(uint64_t seed) { rng_state = seed ? seed : 1; }
+static void rng_seed(uint64_t seed) {
+    rng_state = seed ? seed : 1;
+}
 static float rng_float(void) {
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
@@ -21,19 +23,21 @@ static float rng_float(void) {
 }
 
 static void random_unit(float *v, uint32_t dim) {
-    for (uint32_t i = 0; i < dim; i++) v[i] = rng_float();
+    for (uint32_t i = 0; i < dim; i++)
+        v[i] = rng_float();
     ASSERT_OK(idx_normalize(v, dim));
 }
 
 static float *random_rows(size_t n, uint32_t dim) {
     float *rows = malloc(n * dim * sizeof *rows);
     ASSERT_TRUE(rows != NULL);
-    for (size_t i = 0; i < n; i++) random_unit(rows + i * dim, dim);
+    for (size_t i = 0; i < n; i++)
+        random_unit(rows + i * dim, dim);
     return rows;
 }
 
-static void assert_hits_equal(const idx_hit *got, uint32_t ngot,
-                              const idx_hit *want, uint32_t nwant) {
+static void assert_hits_equal(const idx_hit *got, uint32_t ngot, const idx_hit *want,
+                              uint32_t nwant) {
     ASSERT_EQ(ngot, nwant);
     for (uint32_t i = 0; i < ngot; i++) {
         ASSERT_U64_EQ(got[i].label, want[i].label);
@@ -75,16 +79,14 @@ static void test_exact_topk_pads_short_answers(void) {
             ASSERT_TRUE(isinf(out[q * 5 + i].score));
         }
     }
-    ASSERT_EQ(idx_exact_topk(base, 3, base, 2, 0, 5, out),
-              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(idx_exact_topk(base, 3, base, 2, 0, 5, out), DEJA_ERR_INVALID_ARG);
     free(base);
 }
 
 #ifdef HAVE_FAISS
 
 static idx *make_faiss(const char *factory, uint32_t dim) {
-    idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = dim,
-                      .faiss_factory = factory};
+    idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = dim, .faiss_factory = factory};
     char msg[256];
     idx *ix = NULL;
     int rc = idx_create_msg(&cfg, &ix, msg, sizeof msg);
@@ -100,7 +102,8 @@ static void test_flat_equals_bruteforce(void) {
     float *base = random_rows(N, DIM);
     float *queries = random_rows(NQ, DIM);
     idx *ix = make_faiss("Flat", DIM);
-    for (size_t i = 0; i < N; i++) ASSERT_OK(idx_add(ix, i, base + i * DIM));
+    for (size_t i = 0; i < N; i++)
+        ASSERT_OK(idx_add(ix, i, base + i * DIM));
     ASSERT_EQ(idx_count(ix), N);
 
     idx_hit got[NQ * K], want[K];
@@ -110,8 +113,8 @@ static void test_flat_equals_bruteforce(void) {
         idx_bruteforce(base, N, DIM, queries + q * DIM, K, want, &nwant);
         assert_hits_equal(got + q * K, nbatch[q], want, nwant);
         idx_hit one[K];
-        ASSERT_OK(idx_search(ix, queries + q * DIM, K, -INFINITY, NULL, NULL,
-                             one, &ngot));
+        ASSERT_OK(
+            idx_search(ix, queries + q * DIM, K, -INFINITY, NULL, NULL, one, &ngot));
         assert_hits_equal(one, ngot, want, nwant);
     }
     idx_destroy(ix);
@@ -133,14 +136,14 @@ static void test_filter_and_min_score(void) {
     float query[DIM];
     random_unit(query, DIM);
     idx *ix = make_faiss("Flat", DIM);
-    for (size_t i = 0; i < N; i++) ASSERT_OK(idx_add(ix, i, base + i * DIM));
+    for (size_t i = 0; i < N; i++)
+        ASSERT_OK(idx_add(ix, i, base + i * DIM));
 
     idx_hit all[N], got[K];
     uint32_t nall, ngot;
     idx_bruteforce(base, N, DIM, query, N, all, &nall);
     int calls = 0;
-    ASSERT_OK(idx_search(ix, query, K, -INFINITY, accept_even, &calls, got,
-                         &ngot));
+    ASSERT_OK(idx_search(ix, query, K, -INFINITY, accept_even, &calls, got, &ngot));
     ASSERT_EQ(ngot, K);
     ASSERT_GT(calls, 0);
     uint32_t j = 0;
@@ -155,7 +158,8 @@ static void test_filter_and_min_score(void) {
     float cut = (all[2].score + all[3].score) / 2;
     ASSERT_OK(idx_search(ix, query, K, cut, NULL, NULL, got, &ngot));
     ASSERT_EQ(ngot, 3);
-    for (uint32_t i = 0; i < 3; i++) ASSERT_U64_EQ(got[i].label, all[i].label);
+    for (uint32_t i = 0; i < 3; i++)
+        ASSERT_U64_EQ(got[i].label, all[i].label);
     idx_destroy(ix);
     free(base);
 }
@@ -180,8 +184,7 @@ static void test_round_trip_64bit_labels(void) {
     for (size_t i = 0; i < NL; i++) {
         ASSERT_OK(idx_get(ix, labels[i], back));
         ASSERT_MEM_EQ(back, rows + i * DIM, sizeof back);
-        ASSERT_OK(idx_search(ix, rows + i * DIM, 1, -INFINITY, NULL, NULL,
-                             &hit, &n));
+        ASSERT_OK(idx_search(ix, rows + i * DIM, 1, -INFINITY, NULL, NULL, &hit, &n));
         ASSERT_EQ(n, 1);
         ASSERT_U64_EQ(hit.label, labels[i]);
         ASSERT_NEAR(hit.score, 1.0, 1e-5);
@@ -191,8 +194,7 @@ static void test_round_trip_64bit_labels(void) {
     ASSERT_EQ(idx_remove(ix, labels[3]), DEJA_ERR_NOT_FOUND);
     ASSERT_EQ(idx_get(ix, labels[3], back), DEJA_ERR_NOT_FOUND);
     ASSERT_EQ(idx_count(ix), NL - 1);
-    ASSERT_OK(idx_search(ix, rows + 3 * DIM, 1, -INFINITY, NULL, NULL, &hit,
-                         &n));
+    ASSERT_OK(idx_search(ix, rows + 3 * DIM, 1, -INFINITY, NULL, NULL, &hit, &n));
     ASSERT_EQ(n, 1);
     ASSERT_TRUE(hit.label != labels[3]);
     /* The labels after the removed row still map to their own vectors. */
@@ -230,12 +232,10 @@ static void test_labels_from_2_63_refused(void) {
 /* FAISS 1.7.3's IndexHNSW throws on remove_ids, and deja evicts by
  * removing, so the kind refuses HNSW at creation and says why. */
 static void test_hnsw_refused_with_reason(void) {
-    idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = DIM,
-                      .faiss_factory = "HNSW32"};
+    idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = DIM, .faiss_factory = "HNSW32"};
     char msg[256] = "unchanged";
     idx *ix = NULL;
-    ASSERT_EQ(idx_create_msg(&cfg, &ix, msg, sizeof msg),
-              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(idx_create_msg(&cfg, &ix, msg, sizeof msg), DEJA_ERR_INVALID_ARG);
     ASSERT_TRUE(ix == NULL);
     fprintf(stderr, "   HNSW32: %s\n", msg);
     ASSERT_TRUE(strstr(msg, "HNSW32") != NULL);
@@ -245,8 +245,7 @@ static void test_hnsw_refused_with_reason(void) {
 static void test_bad_factory_is_an_error(void) {
     const char *bad[] = {"NotAnIndex", "IVF", "PQ7" /* 32 % 7 != 0 */, ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = DIM,
-                          .faiss_factory = bad[i]};
+        idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = DIM, .faiss_factory = bad[i]};
         char msg[256] = "";
         idx *ix = NULL;
         int rc = idx_create_msg(&cfg, &ix, msg, sizeof msg);
@@ -265,7 +264,8 @@ static void test_bad_factory_is_an_error(void) {
 
 /* A near-duplicate: v plus a little noise, renormalised. */
 static void near_duplicate(const float *v, float *out, uint32_t dim) {
-    for (uint32_t i = 0; i < dim; i++) out[i] = v[i] + 0.02f * rng_float();
+    for (uint32_t i = 0; i < dim; i++)
+        out[i] = v[i] + 0.02f * rng_float();
     ASSERT_OK(idx_normalize(out, dim));
 }
 
@@ -278,8 +278,7 @@ enum { SHOWS_IVF = 1, SHOWS_CODES = 2 };
 /* Trainable types buffer vectors (searched exactly) until there are
  * enough to train on, then train, take them all, and find
  * near-duplicates like any index; get and remove keep working. */
-static void check_trainable(const char *factory, size_t n, float get_tol,
-                            int shows) {
+static void check_trainable(const char *factory, size_t n, float get_tol, int shows) {
     enum { NQ = 50 };
     rng_seed(15);
     float *base = random_rows(n, DIM);
@@ -293,7 +292,8 @@ static void check_trainable(const char *factory, size_t n, float get_tol,
     uint32_t ngot, nwant;
     ASSERT_OK(idx_search(ix, base, 5, -INFINITY, NULL, NULL, got, &ngot));
     idx_bruteforce(base, early, DIM, base, 5, want, &nwant);
-    for (uint32_t i = 0; i < nwant; i++) want[i].label += 1000;
+    for (uint32_t i = 0; i < nwant; i++)
+        want[i].label += 1000;
     assert_hits_equal(got, ngot, want, nwant);
     ASSERT_OK(idx_remove(ix, 1000));
     ASSERT_OK(idx_add(ix, 1000, base));
@@ -303,21 +303,18 @@ static void check_trainable(const char *factory, size_t n, float get_tol,
     ASSERT_EQ(idx_count(ix), n);
 
     float q[DIM];
-    if (shows & SHOWS_CODES)
-        ASSERT_LT(idx_memory(ix), n * DIM * sizeof(float));
+    if (shows & SHOWS_CODES) ASSERT_LT(idx_memory(ix), n * DIM * sizeof(float));
     if (shows & SHOWS_IVF) {
         size_t missed = 0;
         for (size_t t = 0; t < NQ; t++) {
             random_unit(q, DIM);
             idx_hit hit, best;
             uint32_t nh, nb;
-            ASSERT_OK(idx_search_ef(ix, q, 1, 1, -INFINITY, NULL, NULL, &hit,
-                                    &nh));
+            ASSERT_OK(idx_search_ef(ix, q, 1, 1, -INFINITY, NULL, NULL, &hit, &nh));
             idx_bruteforce(base, n, DIM, q, 1, &best, &nb);
             if (nh != 1 || hit.label != 1000 + best.label) missed++;
         }
-        fprintf(stderr, "   %s: nprobe 1 missed %zu of %d\n", factory, missed,
-                NQ);
+        fprintf(stderr, "   %s: nprobe 1 missed %zu of %d\n", factory, missed, NQ);
         ASSERT_GT(missed, 0);
     }
 
@@ -330,8 +327,7 @@ static void check_trainable(const char *factory, size_t n, float get_tol,
         ASSERT_OK(idx_search_ef(ix, q, 1, 8, -INFINITY, NULL, NULL, &hit, &nh));
         if (nh == 1 && hit.label == 1000 + row) found++;
     }
-    fprintf(stderr, "   %s: %zu of %d near-duplicates found\n", factory,
-            found, NQ);
+    fprintf(stderr, "   %s: %zu of %d near-duplicates found\n", factory, found, NQ);
     ASSERT_GE(found, NQ * 9 / 10);
 
     float back[DIM];
@@ -344,8 +340,7 @@ static void check_trainable(const char *factory, size_t n, float get_tol,
     ASSERT_EQ(idx_count(ix), n - 1);
     idx_hit hit;
     uint32_t nh;
-    ASSERT_OK(idx_search_ef(ix, base + 7 * DIM, 1, 64, -INFINITY, NULL, NULL,
-                            &hit, &nh));
+    ASSERT_OK(idx_search_ef(ix, base + 7 * DIM, 1, 64, -INFINITY, NULL, NULL, &hit, &nh));
     ASSERT_TRUE(nh == 1 && hit.label != 1000 + 7);
     ASSERT_EQ(idx_add(ix, 1000 + 8, base), DEJA_ERR_INVALID_ARG);
 
@@ -382,7 +377,8 @@ static void test_ivf_ef_is_nprobe(void) {
     rng_seed(16);
     float *base = random_rows(N, DIM);
     idx *ix = make_faiss("IVF64,Flat", DIM);
-    for (size_t i = 0; i < N; i++) ASSERT_OK(idx_add(ix, i, base + i * DIM));
+    for (size_t i = 0; i < N; i++)
+        ASSERT_OK(idx_add(ix, i, base + i * DIM));
     float q[DIM];
     random_unit(q, DIM);
     idx_hit got[K], want[K];
@@ -397,12 +393,10 @@ static void test_ivf_ef_is_nprobe(void) {
 #else
 
 static void test_faiss_kind_refused_without_faiss(void) {
-    idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = DIM,
-                      .faiss_factory = "Flat"};
+    idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = DIM, .faiss_factory = "Flat"};
     char msg[128] = "";
     idx *ix = NULL;
-    ASSERT_EQ(idx_create_msg(&cfg, &ix, msg, sizeof msg),
-              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(idx_create_msg(&cfg, &ix, msg, sizeof msg), DEJA_ERR_INVALID_ARG);
     ASSERT_TRUE(strstr(msg, "FAISS") != NULL);
 }
 

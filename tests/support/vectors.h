@@ -61,20 +61,26 @@ static inline float *vec_random_units(vec_rng *r, size_t n, uint32_t dim) {
     return v;
 }
 
-/* n unit vectors around `clusters` random centres; the spread puts
- * same-cluster pairs at cosine ~0.5-0.7 (noise per component scaled by
- * 1/sqrt(dim)), as in embedding data where topics cluster loosely. */
-static inline float *vec_clustered(vec_rng *r, size_t n, uint32_t dim,
-                                   uint32_t clusters) {
+/* n unit vectors around `clusters` random centres; spread is the norm of
+ * the noise added to a (unit) centre: 0.8 puts same-cluster pairs at
+ * cosine ~0.6, as in embedding data where topics cluster loosely; larger
+ * spreads make neighbours harder to find. */
+static inline float *vec_clustered_spread(vec_rng *r, size_t n, uint32_t dim,
+                                          uint32_t clusters, float spread) {
     float *centres = vec_random_units(r, clusters, dim);
     float *v = malloc(n * dim * sizeof *v + 1);
     if (!v) abort();
-    float noise = 0.8f / sqrtf((float)dim);
+    float noise = spread / sqrtf((float)dim);
     for (size_t i = 0; i < n; i++)
         vec_perturb(r, centres + (vec_rng_next(r) % clusters) * dim, noise,
                     dim, v + i * dim);
     free(centres);
     return v;
+}
+
+static inline float *vec_clustered(vec_rng *r, size_t n, uint32_t dim,
+                                   uint32_t clusters) {
+    return vec_clustered_spread(r, n, dim, clusters, 0.8f);
 }
 
 /* A query at cosine ~0.9 from a random one of the n stored rows. */
