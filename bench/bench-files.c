@@ -229,14 +229,16 @@ static void synth_progress(void *ctx, uint64_t done, uint64_t total) {
 
 static int load_files(const bench_opts *o, synth_set *s, char *desc, size_t desclen) {
     char err[600];
-    uint32_t n, nq, dim, qdim;
-    if (bench_vecs_read(o->base_path, o->base_limit, &s->base, &n, &dim, err,
-                        sizeof err) != 0 ||
+    uint32_t n = 0, nq, dim = 0, qdim;
+    /* Mixed mode streams the queries alone: a base is optional there. */
+    if ((o->base_path && bench_vecs_read(o->base_path, o->base_limit, &s->base, &n, &dim,
+                                         err, sizeof err) != 0) ||
         bench_vecs_read(o->query_path, o->query_limit, &s->queries, &nq, &qdim, err,
                         sizeof err) != 0) {
         fprintf(stderr, "deja-bench: %s\n", err);
         return -1;
     }
+    if (!o->base_path) dim = qdim;
     s->n = n;
     s->nq = nq;
     s->dim = dim;
@@ -258,8 +260,8 @@ static int load_files(const bench_opts *o, synth_set *s, char *desc, size_t desc
         return -1;
     }
     snprintf(desc, desclen,
-             "files base=%s (%u x %u%s) query=%s (%u%s)%s%s, L2-normalised", o->base_path,
-             n, dim, o->base_limit ? ", first rows" : "", o->query_path, nq,
+             "files base=%s (%u x %u%s) query=%s (%u%s)%s%s, L2-normalised",
+             o->base_path ? o->base_path : "none", n, dim, o->base_limit ? ", first rows" : "", o->query_path, nq,
              o->query_limit ? ", first rows" : "", o->gt_path ? " gt=" : "",
              o->gt_path ? o->gt_path : "");
     return 0;

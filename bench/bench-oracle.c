@@ -69,7 +69,7 @@ static int compute_rows(const synth_set *s, bench_oracle *o, uint32_t q0, uint32
 
 static int compute(const bench_opts *o, const synth_set *s, bench_oracle *out) {
     bench_progress *p =
-        bench_progress_start(!o->quiet, "ground truth", s->nq, 0);
+        bench_progress_start(o->progress, "ground truth", s->nq, 0);
     int rc = 0;
     for (uint32_t q0 = 0; rc == 0 && q0 < s->nq; q0 += ORACLE_BLOCK) {
         uint32_t q1 = s->nq - q0 > ORACLE_BLOCK ? q0 + ORACLE_BLOCK : s->nq;

@@ -233,6 +233,7 @@ static void judge(worker *w, uint32_t q, const deja_result *res) {
     int oracle_hit = best >= threshold;
     int kind = s->kind ? s->kind[q] : -1;
     bench_result *r = &w->r;
+    r->judged++;
     if (kind >= 0) r->kind_lookups[kind]++;
     if (oracle_hit) {
         r->oracle_hits++;
@@ -422,6 +423,7 @@ static void merge(bench_result *r, const bench_result *t) {
     bench_hist_merge(&r->store_hist, &t->store_hist);
     r->sent += t->sent;
     r->lookups += t->lookups;
+    r->judged += t->judged;
     r->hits += t->hits;
     r->oracle_hits += t->oracle_hits;
     r->false_hits += t->false_hits;
@@ -509,7 +511,7 @@ static int load(bench_ctx *x, bench_result *r) {
     if (!o->quiet)
         fprintf(stderr, "deja-bench: storing %u entries over %u connections\n", s->n,
                 o->connections);
-    x->progress = bench_progress_start(!o->quiet, "storing", s->n, 0);
+    x->progress = bench_progress_start(o->progress, "storing", s->n, 0);
     r->load_s = run_phase(x, load_main, 0, r);
     bench_progress_done(x->progress);
     x->progress = NULL;
@@ -580,7 +582,7 @@ int bench_server_run(const bench_opts *o, const synth_set *s, const bench_oracle
             fprintf(stderr, "deja-bench: %s, %u connections x %u in flight\n", what,
                     o->connections, x.depth);
     }
-    x.progress = bench_progress_start(!o->quiet, "lookups", o->count,
+    x.progress = bench_progress_start(o->progress, "lookups", o->count,
                                       o->count ? 0 : o->duration_s);
     r->lookup_s = run_phase(&x, lookup_main, o->count ? 0 : o->duration_s, r);
     bench_progress_done(x.progress);

@@ -62,6 +62,7 @@ typedef struct bench_opts {
     uint32_t k;
     float threshold;
     int json, csv, quiet;
+    int progress;     /* draw progress bars: !quiet and stderr is a terminal */
     const char *plot; /* out.svg, or NULL */
 
     /* server and mixed */
@@ -243,6 +244,7 @@ typedef struct bench_result {
     uint32_t depth;          /* lookups in flight per connection, at most */
     uint64_t sent;           /* lookups sent */
     uint64_t lookups;        /* replies received (hit, miss or error) */
+    uint64_t judged;         /* replies that were a hit or a miss */
     uint64_t hits;           /* replies with count > 0 */
     uint64_t oracle_hits;    /* of the queries answered, exact best >= threshold */
     uint64_t false_hits;     /* a returned entry's exact similarity < threshold */

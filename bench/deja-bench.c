@@ -1,14 +1,15 @@
-/* deja-bench.c: the deja load generator -- command line and report.
+/* deja-bench.c: the deja benchmark tool -- command line and main.
  *
- *   deja-bench server --addr HOST:PORT [--synthetic N,NQ[,SEED]] [...]
+ *   deja-bench index  [workload] [--ef 16,32,...] [--quant f32,int8] ...
+ *   deja-bench server [workload] --addr HOST:PORT | --spawn  [...]
+ *   deja-bench mixed  [workload] --addr HOST:PORT | --spawn  [...]
  *
- * Generates a synthetic text-like data set (bench-synth.c), computes the
- * exact answers (bench-oracle.c), loads and queries a running dejad
- * (bench-server.c), and prints throughput, latency percentiles and answer
- * quality together with everything needed to reproduce the run: data set,
- * seed, concurrency, CPU and build type. Speed figures belong here, not in
- * test assertions. Exit status: 0 after a completed run, 1 when the server
- * could not be used, 2 on a usage error. */
+ * Makes the workload (synthetic, or .fvecs/.bvecs files), finds the exact
+ * answers, runs one mode and prints the results with everything needed to
+ * reproduce them. Speed figures belong here, not in test assertions.
+ * Exit status: 0 after a completed run, 1 when the run failed (server
+ * unusable, out of memory), 2 on a usage error, 3 when the run completed
+ * but some answer was a false hit (an entry below the threshold). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,33 +27,78 @@
 #ifndef DEJA_SANITIZE
 #define DEJA_SANITIZE "none"
 #endif
-
-typedef struct cli {
-    bench_opts o;
-    synth_config synth;
-    int json;
-} cli;
+#ifndef DEJA_VERSION
+#define DEJA_VERSION "unknown"
+#endif
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: deja-bench server [options]\n"
-            "  --addr HOST:PORT         dejad address (default 127.0.0.1:7447;\n"
-            "                           unix:/path for a Unix socket)\n"
-            "  --synthetic N,NQ[,SEED]  N entries and NQ queries (default 10000,2000,1)\n"
-            "  --mix P,R,N              query mix in percent: paraphrase, exact repeat,\n"
-            "                           novel (default 60,10,30)\n"
-            "  --dim D                  vector dimension (default 1536)\n"
-            "  --connections C          client threads, one connection each (default 1)\n"
-            "  --pipeline D             lookups in flight per connection (default 1)\n"
-            "  --duration S             seconds of lookups (default 10)\n"
-            "  --threshold T            similarity threshold (default 0.85)\n"
-            "  --k K                    hits per lookup (default 1)\n"
-            "  --ns NAME                namespace, flushed first (default bench)\n"
-            "  --response-bytes B       size of each cached response (default 1024)\n"
-            "  --timeout-ms MS          request timeout (default 5000)\n"
-            "  --auth-token T           token for servers started with --auth-token\n"
-            "  --json                   print one JSON object on stdout\n"
-            "  --quiet                  no progress messages on stderr\n");
+"usage: deja-bench MODE [options]\n"
+"modes:\n"
+"  index    build indexes in-process and sweep ef: recall, QPS, latency, memory\n"
+"  server   load a dejad, then time lookups (closed loop, or open loop at --rate)\n"
+"  mixed    the application's cache loop: lookup, on a miss call the (simulated)\n"
+"           LLM and store; hit rate over time, LLM calls and money saved\n"
+"workload (default: synthetic):\n"
+"  --synthetic N,NQ[,SEED]  N entries, NQ queries (index 20000,1000; server\n"
+"                           10000,2000; mixed 2000,10000 -- mixed streams the\n"
+"                           NQ queries and stores on a miss; N are the\n"
+"                           underlying questions)\n"
+"  --dim D                  dimension (default 1536)\n"
+"  --mix P,R,N              query mix in percent: paraphrase, exact repeat,\n"
+"                           novel (default 60,10,30)\n"
+"  --zipf S                 topic popularity exponent, 0 = uniform (default 1)\n"
+"  --paraphrase LO,HI       cosine of a paraphrase to its source (0.86,0.98)\n"
+"  --topics T               topics (default N/50)\n"
+"  --base FILE --query FILE .fvecs or .bvecs files instead (L2-normalised)\n"
+"  --gt FILE                .ivecs ground truth (default: computed exactly and\n"
+"                           cached as QUERY.gt-BASE-kK.ivecs)\n"
+"  --base-limit N, --query-limit N   use the first N rows only\n"
+"  --write-data PREFIX      save the workload as PREFIX.base.fvecs and\n"
+"                           PREFIX.query.fvecs (plus its ground truth)\n"
+"common:\n"
+"  --threshold T            similarity threshold (default 0.85)\n"
+"  --k K                    results per search (index 10, others 1)\n"
+"  --json | --csv           machine-readable output on stdout\n"
+"  --plot OUT.svg           chart through gnuplot (OUT.gp, OUT.dat always written)\n"
+"  --quiet                  no progress on stderr\n"
+"index mode:\n"
+"  --ef LIST                search breadths to sweep (default 16,32,64,128,256)\n"
+"  --M M                    HNSW links per node (default 16)\n"
+"  --ef-construction E      HNSW build breadth (default 200)\n"
+"  --quant LIST             f32, int8 or f32,int8 (default f32,int8)\n"
+"  --faiss FACTORY          a FAISS baseline through deja's FAISS kind; repeat\n"
+"                           for several (default HNSW32)\n"
+"  --no-faiss, --no-flat    skip the FAISS baselines / the exact flat index\n"
+"  --threads N              search and build threads (default: all CPUs)\n"
+"  --min-time S             each QPS figure lasts at least S seconds (default 1)\n"
+"server and mixed modes:\n"
+"  --addr HOST:PORT         dejad address (default 127.0.0.1:7447; unix:/path)\n"
+"  --spawn                  start a private dejad on a free port instead\n"
+"  --dejad PATH             the dejad to spawn (default: next to deja-bench)\n"
+"  --data DIR               data folder of the spawned dejad (default: temporary)\n"
+"  --fsync MODE             --fsync of the spawned dejad (always|batch|off)\n"
+"  --dejad-arg ARG          one more argument for the spawned dejad (repeatable)\n"
+"  --connections C          client threads, one connection each (server 1,\n"
+"                           mixed 16); --users is the same for mixed\n"
+"  --ns NAME                namespace, flushed first (default bench)\n"
+"  --response-bytes B       size of each cached response (default 1024)\n"
+"  --timeout-ms MS          request timeout (default 5000)\n"
+"  --auth-token T           token for servers started with --auth-token\n"
+"server mode:\n"
+"  --pipeline D             lookups in flight per connection (default 1; open\n"
+"                           loop 16)\n"
+"  --rate R                 open loop: R lookups/s in all, latency measured\n"
+"                           from each request's scheduled time\n"
+"  --duration S             seconds of lookups (default 10)\n"
+"  --count N                N lookups instead of a duration\n"
+"  --no-load                no flush, no stores: judge what the server holds\n"
+"                           (stored by an earlier run with the same workload)\n"
+"mixed mode:\n"
+"  --llm-delay-ms MS        simulated LLM latency per miss (default 50)\n"
+"  --llm-cost USD           cost of one LLM call (default 0.01)\n"
+"  --intervals N            hit rate reported per 1/N of the stream (default 10)\n"
+"exit status: 0 ok, 1 run failed, 2 usage, 3 completed with false hits\n");
 }
 
 /* ---- argument parsing --------------------------------------------------------*/
@@ -73,7 +119,8 @@ static int parse_double(const char *s, double lo, double hi, double *out) {
     return 0;
 }
 
-/* Splits "a,b[,c]" into up to max unsigned numbers; returns how many. */
+/* Splits "a,b[,c...]" into up to max unsigned numbers; returns how many,
+ * or -1. */
 static int parse_list(const char *s, unsigned long long *v, int max) {
     int n = 0;
     const char *p = s;
@@ -88,117 +135,348 @@ static int parse_list(const char *s, unsigned long long *v, int max) {
     return -1;
 }
 
-static int parse_args(int argc, char **argv, cli *c) {
-    enum {
-        O_ADDR = 256,
-        O_SYNTH,
-        O_MIX,
-        O_DIM,
-        O_CONN,
-        O_PIPE,
-        O_DUR,
-        O_THR,
-        O_K,
-        O_NS,
-        O_RESP,
-        O_TIMEOUT,
-        O_TOKEN,
-        O_JSON,
-        O_QUIET,
-        O_HELP
-    };
-    static const struct option opts[] = {
-        {"addr", required_argument, NULL, O_ADDR},
-        {"synthetic", required_argument, NULL, O_SYNTH},
-        {"mix", required_argument, NULL, O_MIX},
-        {"dim", required_argument, NULL, O_DIM},
-        {"connections", required_argument, NULL, O_CONN},
-        {"pipeline", required_argument, NULL, O_PIPE},
-        {"duration", required_argument, NULL, O_DUR},
-        {"threshold", required_argument, NULL, O_THR},
-        {"k", required_argument, NULL, O_K},
-        {"ns", required_argument, NULL, O_NS},
-        {"response-bytes", required_argument, NULL, O_RESP},
-        {"timeout-ms", required_argument, NULL, O_TIMEOUT},
-        {"auth-token", required_argument, NULL, O_TOKEN},
-        {"json", no_argument, NULL, O_JSON},
-        {"quiet", no_argument, NULL, O_QUIET},
-        {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    bench_opts *o = &c->o;
-    *o = (bench_opts){.addr = "127.0.0.1:7447",
-                      .ns = "bench",
-                      .connections = 1,
-                      .pipeline = 1,
-                      .k = 1,
-                      .threshold = 0.85f,
-                      .duration_s = 10,
-                      .response_bytes = 1024,
-                      .timeout_ms = 5000};
-    uint32_t n = 10000, nq = 2000, dim = 1536;
-    uint64_t seed = 1;
-    double mix[SYNTH_KINDS] = {0.6, 0.1, 0.3};
-    c->json = 0;
+static int parse_pair(const char *s, double *a, double *b) {
+    char *end;
+    *a = strtod(s, &end);
+    if (end == s || *end != ',') return -1;
+    const char *p = end + 1;
+    *b = strtod(p, &end);
+    return end == p || *end ? -1 : 0;
+}
 
-    if (argc < 2 || strcmp(argv[1], "server") != 0) {
-        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-            usage(stdout);
-            exit(0);
+enum {
+    O_SYNTH = 256, O_DIM, O_MIX, O_ZIPF, O_PARA, O_TOPICS, O_BASE, O_QUERY, O_GT,
+    O_BASE_LIMIT, O_QUERY_LIMIT, O_WRITE, O_THR, O_K, O_JSON, O_CSV, O_PLOT, O_QUIET,
+    O_EF, O_M, O_EFC, O_QUANT, O_FAISS, O_NO_FAISS, O_NO_FLAT, O_THREADS, O_MIN_TIME,
+    O_ADDR, O_SPAWN, O_DEJAD, O_DATA, O_FSYNC, O_DEJAD_ARG, O_CONN, O_USERS, O_NS,
+    O_RESP, O_TIMEOUT, O_TOKEN, O_PIPE, O_RATE, O_DUR, O_COUNT, O_NO_LOAD, O_DELAY,
+    O_COST, O_INTERVALS, O_HELP
+};
+
+static const struct option long_opts[] = {
+    {"synthetic", required_argument, NULL, O_SYNTH},
+    {"dim", required_argument, NULL, O_DIM},
+    {"mix", required_argument, NULL, O_MIX},
+    {"zipf", required_argument, NULL, O_ZIPF},
+    {"paraphrase", required_argument, NULL, O_PARA},
+    {"topics", required_argument, NULL, O_TOPICS},
+    {"base", required_argument, NULL, O_BASE},
+    {"query", required_argument, NULL, O_QUERY},
+    {"gt", required_argument, NULL, O_GT},
+    {"base-limit", required_argument, NULL, O_BASE_LIMIT},
+    {"query-limit", required_argument, NULL, O_QUERY_LIMIT},
+    {"write-data", required_argument, NULL, O_WRITE},
+    {"threshold", required_argument, NULL, O_THR},
+    {"k", required_argument, NULL, O_K},
+    {"json", no_argument, NULL, O_JSON},
+    {"csv", no_argument, NULL, O_CSV},
+    {"plot", required_argument, NULL, O_PLOT},
+    {"quiet", no_argument, NULL, O_QUIET},
+    {"ef", required_argument, NULL, O_EF},
+    {"M", required_argument, NULL, O_M},
+    {"ef-construction", required_argument, NULL, O_EFC},
+    {"quant", required_argument, NULL, O_QUANT},
+    {"faiss", required_argument, NULL, O_FAISS},
+    {"no-faiss", no_argument, NULL, O_NO_FAISS},
+    {"no-flat", no_argument, NULL, O_NO_FLAT},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"min-time", required_argument, NULL, O_MIN_TIME},
+    {"addr", required_argument, NULL, O_ADDR},
+    {"spawn", no_argument, NULL, O_SPAWN},
+    {"dejad", required_argument, NULL, O_DEJAD},
+    {"data", required_argument, NULL, O_DATA},
+    {"fsync", required_argument, NULL, O_FSYNC},
+    {"dejad-arg", required_argument, NULL, O_DEJAD_ARG},
+    {"connections", required_argument, NULL, O_CONN},
+    {"users", required_argument, NULL, O_USERS},
+    {"ns", required_argument, NULL, O_NS},
+    {"response-bytes", required_argument, NULL, O_RESP},
+    {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+    {"auth-token", required_argument, NULL, O_TOKEN},
+    {"pipeline", required_argument, NULL, O_PIPE},
+    {"rate", required_argument, NULL, O_RATE},
+    {"duration", required_argument, NULL, O_DUR},
+    {"count", required_argument, NULL, O_COUNT},
+    {"no-load", no_argument, NULL, O_NO_LOAD},
+    {"llm-delay-ms", required_argument, NULL, O_DELAY},
+    {"llm-cost", required_argument, NULL, O_COST},
+    {"intervals", required_argument, NULL, O_INTERVALS},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* Options that only make sense in some modes, as a bit per mode. */
+#define M_INDEX (1u << BENCH_INDEX)
+#define M_SERVER (1u << BENCH_SERVER)
+#define M_MIXED (1u << BENCH_MIXED)
+#define M_NET (M_SERVER | M_MIXED)
+
+static unsigned option_modes(int ch) {
+    switch (ch) {
+    case O_EF: case O_M: case O_EFC: case O_QUANT: case O_FAISS: case O_NO_FAISS:
+    case O_NO_FLAT: case O_THREADS: case O_MIN_TIME: case O_GT:
+        return M_INDEX | (ch == O_GT ? M_SERVER : 0);
+    case O_ADDR: case O_SPAWN: case O_DEJAD: case O_DATA: case O_FSYNC: case O_DEJAD_ARG:
+    case O_CONN: case O_NS: case O_RESP: case O_TIMEOUT: case O_TOKEN:
+        return M_NET;
+    case O_PIPE: case O_RATE: case O_DUR: case O_COUNT: case O_NO_LOAD:
+        return M_SERVER;
+    case O_USERS: case O_DELAY: case O_COST: case O_INTERVALS:
+        return M_MIXED;
+    default:
+        return M_INDEX | M_NET;
+    }
+}
+
+static void set_defaults(bench_opts *o, enum bench_mode mode, uint32_t *n, uint32_t *nq) {
+    memset(o, 0, sizeof *o);
+    o->mode = mode;
+    o->mode_name = mode == BENCH_INDEX ? "index" : mode == BENCH_SERVER ? "server" : "mixed";
+    o->threshold = 0.85f;
+    o->k = mode == BENCH_INDEX ? 10 : 1;
+    o->addr = "127.0.0.1:7447";
+    o->ns = "bench";
+    o->connections = mode == BENCH_MIXED ? 16 : 1;
+    o->pipeline = 1;
+    o->duration_s = 10;
+    o->response_bytes = 1024;
+    o->timeout_ms = 5000;
+    o->M = 16;
+    o->ef_construction = 200;
+    o->min_seconds = 1.0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = cpus > 0 ? (uint32_t)cpus : 1;
+    o->llm_delay_ms = 50;
+    o->llm_cost_usd = 0.01;
+    o->intervals = 10;
+    static const uint32_t ef[] = {16, 32, 64, 128, 256};
+    for (size_t i = 0; i < sizeof ef / sizeof ef[0]; i++)
+        o->ef[o->n_ef++] = ef[i];
+    o->quant_f32 = o->quant_int8 = 1;
+    *n = mode == BENCH_INDEX ? 20000 : mode == BENCH_SERVER ? 10000 : 2000;
+    *nq = mode == BENCH_INDEX ? 1000 : mode == BENCH_SERVER ? 2000 : 10000;
+}
+
+/* Parses one option into o; returns 0 or -1 for a bad value. */
+static int parse_one(bench_opts *o, int ch, const char *arg, uint32_t *n, uint32_t *nq,
+                     uint64_t *seed, double *mix, int *faiss_given) {
+    unsigned long long v[BENCH_MAX_EF];
+    double d, e;
+    int cnt;
+    switch (ch) {
+    case O_SYNTH:
+        cnt = parse_list(arg, v, 3);
+        if (cnt < 2 || v[0] < 1 || v[0] > 50000000 || v[1] < 1 || v[1] > 50000000)
+            return -1;
+        *n = (uint32_t)v[0];
+        *nq = (uint32_t)v[1];
+        if (cnt == 3) *seed = v[2];
+        return 0;
+    case O_DIM: return parse_u32(arg, 1, 4096, &o->synth.dim);
+    case O_MIX:
+        cnt = parse_list(arg, v, 3);
+        if (cnt != 3 || v[0] + v[1] + v[2] != 100) return -1;
+        for (int i = 0; i < 3; i++)
+            mix[i] = (double)v[i] / 100.0;
+        return 0;
+    case O_ZIPF: return parse_double(arg, 0, 10, &o->synth.zipf);
+    case O_PARA:
+        if (parse_pair(arg, &d, &e) != 0 || !(d > 0 && d <= e && e <= 1)) return -1;
+        o->synth.paraphrase_min = (float)d;
+        o->synth.paraphrase_max = (float)e;
+        return 0;
+    case O_TOPICS: return parse_u32(arg, 1, 50000000, &o->synth.topics);
+    case O_BASE: o->base_path = arg; return 0;
+    case O_QUERY: o->query_path = arg; return 0;
+    case O_GT: o->gt_path = arg; return 0;
+    case O_BASE_LIMIT: return parse_u32(arg, 1, UINT32_MAX, &o->base_limit);
+    case O_QUERY_LIMIT: return parse_u32(arg, 1, UINT32_MAX, &o->query_limit);
+    case O_WRITE: o->write_data = arg; return 0;
+    case O_THR:
+        if (parse_double(arg, -1, 1, &d) != 0) return -1;
+        o->threshold = (float)d;
+        return 0;
+    case O_K: return parse_u32(arg, 1, 256, &o->k);
+    case O_JSON: o->json = 1; return 0;
+    case O_CSV: o->csv = 1; return 0;
+    case O_PLOT: o->plot = arg; return 0;
+    case O_QUIET: o->quiet = 1; return 0;
+    case O_EF:
+        cnt = parse_list(arg, v, BENCH_MAX_EF);
+        if (cnt < 1) return -1;
+        for (int i = 0; i < cnt; i++) {
+            if (v[i] < 1 || v[i] > 100000) return -1;
+            o->ef[i] = (uint32_t)v[i];
         }
-        fprintf(stderr, "deja-bench: the first argument must be a mode: server\n");
-        usage(stderr);
+        o->n_ef = cnt;
+        return 0;
+    case O_M: return parse_u32(arg, 2, 256, &o->M);
+    case O_EFC: return parse_u32(arg, 1, 100000, &o->ef_construction);
+    case O_QUANT:
+        o->quant_f32 = strstr(arg, "f32") != NULL;
+        o->quant_int8 = strstr(arg, "int8") != NULL;
+        return (o->quant_f32 || o->quant_int8) &&
+                       (!strcmp(arg, "f32") || !strcmp(arg, "int8") ||
+                        !strcmp(arg, "f32,int8") || !strcmp(arg, "int8,f32"))
+                   ? 0
+                   : -1;
+    case O_FAISS:
+        if (!*faiss_given) o->n_faiss = 0;
+        *faiss_given = 1;
+        if (o->n_faiss == BENCH_MAX_FAISS || !*arg) return -1;
+        o->faiss[o->n_faiss++] = arg;
+        return 0;
+    case O_NO_FAISS:
+        o->n_faiss = 0;
+        *faiss_given = 1;
+        return 0;
+    case O_NO_FLAT: o->no_flat = 1; return 0;
+    case O_THREADS: return parse_u32(arg, 1, 1024, &o->threads);
+    case O_MIN_TIME: return parse_double(arg, 0, 3600, &o->min_seconds);
+    case O_ADDR: o->addr = arg; return 0;
+    case O_SPAWN: o->spawn = 1; return 0;
+    case O_DEJAD: o->dejad_path = arg; return 0;
+    case O_DATA: o->spawn_data = arg; return 0;
+    case O_FSYNC:
+        if (strcmp(arg, "always") && strcmp(arg, "batch") && strcmp(arg, "off")) return -1;
+        o->fsync = arg;
+        return 0;
+    case O_DEJAD_ARG:
+        if (o->n_dejad_args == BENCH_MAX_DEJAD_ARGS) return -1;
+        o->dejad_args[o->n_dejad_args++] = arg;
+        return 0;
+    case O_CONN:
+    case O_USERS: return parse_u32(arg, 1, 4096, &o->connections);
+    case O_NS: o->ns = arg; return 0;
+    case O_RESP: return parse_u32(arg, 0, 64u << 20, &o->response_bytes);
+    case O_TIMEOUT: {
+        uint32_t ms;
+        if (parse_u32(arg, 1, 3600000, &ms) != 0) return -1;
+        o->timeout_ms = (int)ms;
+        return 0;
+    }
+    case O_TOKEN: o->auth_token = arg; return 0;
+    case O_PIPE:
+        o->pipeline_set = 1;
+        return parse_u32(arg, 1, 1024, &o->pipeline);
+    case O_RATE: return parse_double(arg, 0.001, 1e9, &o->rate);
+    case O_DUR: return parse_double(arg, 0.001, 86400 * 7, &o->duration_s);
+    case O_COUNT:
+        cnt = parse_list(arg, v, 1);
+        if (cnt != 1 || v[0] < 1) return -1;
+        o->count = v[0];
+        return 0;
+    case O_NO_LOAD: o->no_load = 1; return 0;
+    case O_DELAY: return parse_double(arg, 0, 3600e3, &o->llm_delay_ms);
+    case O_COST: return parse_double(arg, 0, 1e6, &o->llm_cost_usd);
+    case O_INTERVALS: return parse_u32(arg, 1, BENCH_MAX_INTERVALS, &o->intervals);
+    }
+    return -1;
+}
+
+static const char *option_name(int ch) {
+    for (const struct option *p = long_opts; p->name; p++)
+        if (p->val == ch) return p->name;
+    return "?";
+}
+
+/* Checks that the options fit together; seen[] marks the options given.
+ * Returns 0 or -1 (message printed). */
+static int check(const bench_opts *o, const unsigned char *seen) {
+    if (o->json && o->csv) {
+        fprintf(stderr, "deja-bench: --json and --csv exclude each other\n");
         return -1;
     }
+    if ((o->base_path != NULL) != (o->query_path != NULL) && o->mode != BENCH_MIXED) {
+        fprintf(stderr, "deja-bench: --base and --query go together\n");
+        return -1;
+    }
+    if (o->mode == BENCH_MIXED && o->base_path && !o->query_path) {
+        fprintf(stderr, "deja-bench: mixed mode streams --query; --base alone is not "
+                        "a stream\n");
+        return -1;
+    }
+    if (o->gt_path && !o->query_path) {
+        fprintf(stderr, "deja-bench: --gt needs --base and --query\n");
+        return -1;
+    }
+    if (o->write_data && o->query_path) {
+        fprintf(stderr, "deja-bench: --write-data saves a synthetic workload\n");
+        return -1;
+    }
+    if (o->spawn && seen[O_ADDR]) {
+        fprintf(stderr, "deja-bench: --spawn picks its own address; drop --addr\n");
+        return -1;
+    }
+    if ((seen[O_DATA] || seen[O_DEJAD] || seen[O_FSYNC] || seen[O_DEJAD_ARG]) &&
+        !o->spawn) {
+        fprintf(stderr, "deja-bench: --data, --dejad, --fsync and --dejad-arg are for "
+                        "--spawn\n");
+        return -1;
+    }
+    if (o->no_load && o->spawn && !o->spawn_data) {
+        fprintf(stderr, "deja-bench: --no-load with --spawn needs --data DIR holding "
+                        "an earlier run's entries\n");
+        return -1;
+    }
+    if (seen[O_COUNT] && seen[O_DUR]) {
+        fprintf(stderr, "deja-bench: --count and --duration exclude each other\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, bench_opts *o) {
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            usage(stdout);
+            exit(BENCH_EXIT_OK);
+        }
+        fprintf(stderr, "deja-bench: the first argument must be a mode: index, server "
+                        "or mixed (--help for usage)\n");
+        return -1;
+    }
+    enum bench_mode mode;
+    if (!strcmp(argv[1], "index"))
+        mode = BENCH_INDEX;
+    else if (!strcmp(argv[1], "server"))
+        mode = BENCH_SERVER;
+    else if (!strcmp(argv[1], "mixed"))
+        mode = BENCH_MIXED;
+    else {
+        fprintf(stderr, "deja-bench: unknown mode %s: index, server or mixed\n", argv[1]);
+        return -1;
+    }
+    uint32_t n, nq;
+    set_defaults(o, mode, &n, &nq);
+    uint64_t seed = 1;
+    double mix[SYNTH_KINDS] = {0.6, 0.1, 0.3};
+    int faiss_given = 0;
+    unsigned char seen[O_HELP + 1] = {0};
+    o->synth.dim = 1536;
+    o->synth.zipf = 1.0;
+    o->synth.paraphrase_min = 0.86f;
+    o->synth.paraphrase_max = 0.98f;
+    o->n_faiss = 1;
+    o->faiss[0] = "HNSW32";
+
     optind = 2;
     int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        unsigned long long v[3];
-        double d = 0;
-        int bad = 0, cnt;
-        switch (ch) {
-        case O_ADDR: o->addr = optarg; break;
-        case O_SYNTH:
-            cnt = parse_list(optarg, v, 3);
-            bad = cnt < 2 || v[0] < 1 || v[0] > 50000000 || v[1] < 1 || v[1] > 10000000;
-            if (!bad) {
-                n = (uint32_t)v[0];
-                nq = (uint32_t)v[1];
-                if (cnt == 3) seed = v[2];
-            }
-            break;
-        case O_MIX:
-            cnt = parse_list(optarg, v, 3);
-            bad = cnt != 3 || v[0] + v[1] + v[2] != 100;
-            for (int i = 0; !bad && i < 3; i++)
-                mix[i] = (double)v[i] / 100.0;
-            break;
-        case O_DIM: bad = parse_u32(optarg, 1, 4096, &dim); break;
-        case O_CONN: bad = parse_u32(optarg, 1, 4096, &o->connections); break;
-        case O_PIPE: bad = parse_u32(optarg, 1, 1024, &o->pipeline); break;
-        case O_DUR: bad = parse_double(optarg, 0.001, 86400, &o->duration_s); break;
-        case O_THR:
-            bad = parse_double(optarg, -1, 1, &d);
-            o->threshold = (float)d;
-            break;
-        case O_K: bad = parse_u32(optarg, 1, 256, &o->k); break;
-        case O_NS: o->ns = optarg; break;
-        case O_RESP: bad = parse_u32(optarg, 0, 64u << 20, &o->response_bytes); break;
-        case O_TIMEOUT: {
-            uint32_t ms;
-            bad = parse_u32(optarg, 1, 3600000, &ms);
-            o->timeout_ms = (int)ms;
-            break;
+    while ((ch = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        if (ch == O_HELP) {
+            usage(stdout);
+            exit(BENCH_EXIT_OK);
         }
-        case O_TOKEN: o->auth_token = optarg; break;
-        case O_JSON: c->json = 1; break;
-        case O_QUIET: o->quiet = 1; break;
-        case O_HELP: usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        if (ch == '?') return -1;
+        if (!(option_modes(ch) & (1u << mode))) {
+            fprintf(stderr, "deja-bench: --%s does not apply to %s mode\n",
+                    option_name(ch), o->mode_name);
+            return -1;
         }
-        if (bad) {
-            fprintf(stderr, "deja-bench: bad value for --%s: %s\n",
-                    opts[ch - O_ADDR].name, optarg);
+        seen[ch] = 1;
+        if (parse_one(o, ch, optarg, &n, &nq, &seed, mix, &faiss_given) != 0) {
+            fprintf(stderr, "deja-bench: bad value for --%s: %s\n", option_name(ch),
+                    optarg ? optarg : "");
             return -1;
         }
     }
@@ -206,10 +484,16 @@ static int parse_args(int argc, char **argv, cli *c) {
         fprintf(stderr, "deja-bench: unexpected argument %s\n", argv[optind]);
         return -1;
     }
-    synth_config_default(&c->synth, n, nq, dim, seed);
+    synth_config c;
+    synth_config_default(&c, n, nq, o->synth.dim, seed);
+    c.zipf = o->synth.zipf;
+    c.topics = o->synth.topics;
+    c.paraphrase_min = o->synth.paraphrase_min;
+    c.paraphrase_max = o->synth.paraphrase_max;
     for (int i = 0; i < SYNTH_KINDS; i++)
-        c->synth.share[i] = mix[i];
-    return 0;
+        c.share[i] = mix[i];
+    o->synth = c;
+    return check(o, seen);
 }
 
 /* ---- environment -------------------------------------------------------------*/
@@ -233,189 +517,135 @@ static void cpu_model(char *out, size_t len) {
     fclose(f);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* ---- report --------------------------------------------------------------------*/
-
-static double us(const bench_hist *h, double q) {
-    return (double)bench_hist_quantile(h, q) / 1000.0;
-}
-
-static double ratio(uint64_t a, uint64_t b) {
-    return b ? (double)a / (double)b : 0;
-}
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
+/* The command line as a shell would take it back. */
+static void join_args(int argc, char **argv, char *out, size_t len) {
+    size_t at = 0;
+    out[0] = 0;
+    for (int i = 0; i < argc && at + 4 < len; i++) {
+        const char *a = i == 0 ? "deja-bench" : argv[i];
+        int plain = *a && strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "0123456789-_=.,:/+@%") == strlen(a);
+        /* An auth token must not end up in a shared report. */
+        if (i > 0 && !strcmp(argv[i - 1], "--auth-token")) a = "***", plain = 1;
+        at += (size_t)snprintf(out + at, len - at, i ? " " : "");
+        if (plain) {
+            at += (size_t)snprintf(out + at, len - at, "%s", a);
+            continue;
+        }
+        at += (size_t)snprintf(out + at, len - at, "'");
+        for (; *a && at + 5 < len; a++)
+            at += (size_t)snprintf(out + at, len - at, *a == '\'' ? "'\\''" : "%c", *a);
+        at += (size_t)snprintf(out + at, len - at, "'");
     }
-    fputc('"', f);
 }
 
-typedef struct env_info {
-    char cpu[256];
-    long cpus;
-    double gen_s;
-} env_info;
-
-static void print_table(const cli *c, const env_info *env, const bench_oracle * or,
-                        const bench_result *r) {
-    const bench_opts *o = &c->o;
-    const synth_config *sc = &c->synth;
-    printf("deja-bench server  %s (%s)\n", o->addr, r->server_name);
-    printf("  dataset     synthetic n=%u nq=%u seed=%llu mix=%.0f/%.0f/%.0f dim=%u\n",
-           sc->n, sc->nq, (unsigned long long)sc->seed, sc->share[0] * 100,
-           sc->share[1] * 100, sc->share[2] * 100, sc->dim);
-    printf("  run         connections=%u pipeline=%u k=%u threshold=%.3f "
-           "duration=%.1fs ns=%s response=%uB\n",
-           o->connections, o->pipeline, o->k, o->threshold, o->duration_s, o->ns,
-           o->response_bytes);
-    printf("  machine     %s (%ld cpus), build %s, sanitize %s, kernels %s\n", env->cpu,
-           env->cpus, DEJA_BUILD_TYPE, DEJA_SANITIZE, idx_simd_name());
-    printf("  prep        generated in %.2f s, oracle in %.2f s; flushed %llu\n",
-           env->gen_s, or->seconds, (unsigned long long)r->flushed);
-    printf("load\n");
-    printf("  stores      %llu in %.2f s = %.0f stores/s (p50 %.1f us, p99 %.1f us), "
-           "errors %llu\n",
-           (unsigned long long)r->stores, r->load_s,
-           r->load_s > 0 ? (double)r->stores / r->load_s : 0, us(&r->store_hist, 0.5),
-           us(&r->store_hist, 0.99), (unsigned long long)r->store_errors);
-    if (r->server_entries >= 0)
-        printf("  server      reports %lld entries in %s\n", (long long)r->server_entries,
-               o->ns);
-    printf("lookups\n");
-    printf("  throughput  %llu in %.2f s = %.0f lookups/s\n",
-           (unsigned long long)r->lookups, r->lookup_s,
-           r->lookup_s > 0 ? (double)r->lookups / r->lookup_s : 0);
-    printf("  latency us  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  "
-           "mean %.1f\n",
-           us(&r->lookup_hist, 0.5), us(&r->lookup_hist, 0.9), us(&r->lookup_hist, 0.99),
-           us(&r->lookup_hist, 0.999), us(&r->lookup_hist, 1.0),
-           bench_hist_mean(&r->lookup_hist) / 1000.0);
-    uint64_t judged = r->kind_lookups[0] + r->kind_lookups[1] + r->kind_lookups[2];
-    printf("  hit rate    %.4f (oracle %.4f)\n", ratio(r->hits, judged),
-           ratio(r->oracle_hits, judged));
-    for (int k = 0; k < SYNTH_KINDS; k++)
-        printf("    %-10s  %.4f (oracle %.4f) of %llu\n", synth_kind_name(k),
-               ratio(r->kind_hits[k], r->kind_lookups[k]),
-               ratio(r->kind_oracle[k], r->kind_lookups[k]),
-               (unsigned long long)r->kind_lookups[k]);
-    printf("  answers     false_hits %llu  missed_hits %llu  not_best %llu  "
-           "sim_mismatches %llu  unknown_ids %llu\n",
-           (unsigned long long)r->false_hits, (unsigned long long)r->missed_hits,
-           (unsigned long long)r->not_best, (unsigned long long)r->sim_mismatches,
-           (unsigned long long)r->unknown_ids);
-    printf("  errors      %llu  timeouts %llu\n", (unsigned long long)r->errors,
-           (unsigned long long)r->timeouts);
+static void fill_env(int argc, char **argv, bench_env *env) {
+    memset(env, 0, sizeof *env);
+    cpu_model(env->cpu, sizeof env->cpu);
+    env->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(env->started, sizeof env->started, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    join_args(argc, argv, env->cmdline, sizeof env->cmdline);
+    env->version = DEJA_VERSION;
+    env->build_type = DEJA_BUILD_TYPE;
+    env->sanitize = DEJA_SANITIZE;
+    snprintf(env->kernels, sizeof env->kernels, "%s/%s", idx_simd_name(),
+             idx_simd_i8_name());
 }
 
-static void print_json(const cli *c, const env_info *env, const bench_oracle * or,
-                       const bench_result *r) {
-    const bench_opts *o = &c->o;
-    const synth_config *sc = &c->synth;
-    uint64_t judged = r->kind_lookups[0] + r->kind_lookups[1] + r->kind_lookups[2];
-    FILE *f = stdout;
-    fprintf(f, "{\"mode\":\"server\",\"config\":{\"addr\":");
-    json_str(f, o->addr);
-    fprintf(f, ",\"server\":");
-    json_str(f, r->server_name);
-    fprintf(f,
-            ",\"dataset\":\"synthetic\",\"n\":%u,\"nq\":%u,\"seed\":%llu,"
-            "\"mix\":[%.2f,%.2f,%.2f],\"dim\":%u,\"connections\":%u,"
-            "\"pipeline\":%u,\"k\":%u,\"threshold\":%.4f,\"duration_s\":%.3f,"
-            "\"ns\":",
-            sc->n, sc->nq, (unsigned long long)sc->seed, sc->share[0], sc->share[1],
-            sc->share[2], sc->dim, o->connections, o->pipeline, o->k, o->threshold,
-            o->duration_s);
-    json_str(f, o->ns);
-    fprintf(f, ",\"response_bytes\":%u,\"cpu\":", o->response_bytes);
-    json_str(f, env->cpu);
-    fprintf(f,
-            ",\"cpus\":%ld,\"build_type\":\"%s\",\"sanitize\":\"%s\","
-            "\"kernels\":\"%s\"},",
-            env->cpus, DEJA_BUILD_TYPE, DEJA_SANITIZE, idx_simd_name());
-    fprintf(f, "\"generate_s\":%.3f,\"oracle_s\":%.3f,\"flushed\":%llu,", env->gen_s,
-            or->seconds, (unsigned long long)r->flushed);
-    fprintf(f,
-            "\"stores\":%llu,\"store_errors\":%llu,\"load_s\":%.3f,"
-            "\"stores_per_s\":%.1f,\"store_p50_us\":%.1f,\"store_p99_us\":%.1f,"
-            "\"server_entries\":%lld,",
-            (unsigned long long)r->stores, (unsigned long long)r->store_errors, r->load_s,
-            r->load_s > 0 ? (double)r->stores / r->load_s : 0, us(&r->store_hist, 0.5),
-            us(&r->store_hist, 0.99), (long long)r->server_entries);
-    fprintf(f,
-            "\"lookups\":%llu,\"lookup_s\":%.3f,\"lookups_per_s\":%.1f,"
-            "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-            "\"max_us\":%.1f,\"mean_us\":%.1f,",
-            (unsigned long long)r->lookups, r->lookup_s,
-            r->lookup_s > 0 ? (double)r->lookups / r->lookup_s : 0,
-            us(&r->lookup_hist, 0.5), us(&r->lookup_hist, 0.9), us(&r->lookup_hist, 0.99),
-            us(&r->lookup_hist, 0.999), us(&r->lookup_hist, 1.0),
-            bench_hist_mean(&r->lookup_hist) / 1000.0);
-    fprintf(f, "\"hit_rate\":%.5f,\"oracle_hit_rate\":%.5f,\"by_kind\":{",
-            ratio(r->hits, judged), ratio(r->oracle_hits, judged));
-    for (int k = 0; k < SYNTH_KINDS; k++)
-        fprintf(f,
-                "%s\"%s\":{\"lookups\":%llu,\"hit_rate\":%.5f,"
-                "\"oracle_hit_rate\":%.5f}",
-                k ? "," : "", synth_kind_name(k), (unsigned long long)r->kind_lookups[k],
-                ratio(r->kind_hits[k], r->kind_lookups[k]),
-                ratio(r->kind_oracle[k], r->kind_lookups[k]));
-    fprintf(f,
-            "},\"false_hits\":%llu,\"missed_hits\":%llu,\"not_best\":%llu,"
-            "\"sim_mismatches\":%llu,\"unknown_ids\":%llu,\"errors\":%llu,"
-            "\"timeouts\":%llu}\n",
-            (unsigned long long)r->false_hits, (unsigned long long)r->missed_hits,
-            (unsigned long long)r->not_best, (unsigned long long)r->sim_mismatches,
-            (unsigned long long)r->unknown_ids, (unsigned long long)r->errors,
-            (unsigned long long)r->timeouts);
-}
+/* ---- main -----------------------------------------------------------------------*/
 
-int main(int argc, char **argv) {
-    cli c;
-    if (parse_args(argc, argv, &c) != 0) return 2;
-    idx_simd_init();
-
-    env_info env;
-    cpu_model(env.cpu, sizeof env.cpu);
-    env.cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-    if (!c.o.quiet)
-        fprintf(stderr, "deja-bench: generating %u entries and %u queries, dim %u\n",
-                c.synth.n, c.synth.nq, c.synth.dim);
-    double t0 = now_s();
-    synth_set set;
-    if (synth_generate(&c.synth, &set) != 0) return 1;
-    env.gen_s = now_s() - t0;
-
+static int run_index(const bench_opts *o, bench_env *env, const synth_set *s) {
     bench_oracle oracle;
-    if (bench_oracle_compute(&set, &oracle) != 0) {
-        synth_free(&set);
-        return 1;
+    uint32_t k = o->k < 10 ? 10 : o->k;
+    if (bench_oracle_get(o, s, k, &oracle) != 0) return BENCH_EXIT_FAILED;
+    bench_index_result r;
+    int rc = BENCH_EXIT_FAILED;
+    if (bench_index_run(o, s, &oracle, &r) == 0) {
+        bench_report_index(o, env, &oracle, &r);
+        if (o->plot) bench_plot_index(o->plot, env, &r);
+        rc = BENCH_EXIT_OK;
+        for (int i = 0; i < r.n_rows; i++)
+            if (r.rows[i].false_hits) rc = BENCH_EXIT_FALSE_HITS;
     }
+    bench_index_result_free(&r);
+    bench_oracle_free(&oracle);
+    return rc;
+}
 
-    bench_result *r = calloc(1, sizeof *r);
-    int rc = 1;
-    if (r != NULL && bench_server_run(&c.o, &set, &oracle, r) == 0) {
-        if (c.json)
-            print_json(&c, &env, &oracle, r);
-        else
-            print_table(&c, &env, &oracle, r);
-        rc = 0;
+static int run_server(const bench_opts *o, bench_env *env, const synth_set *s) {
+    bench_oracle oracle;
+    if (bench_oracle_get(o, s, 1, &oracle) != 0) return BENCH_EXIT_FAILED;
+    bench_result *r = malloc(sizeof *r);
+    int rc = BENCH_EXIT_FAILED;
+    if (r && bench_server_run(o, s, &oracle, env, r) == 0) {
+        bench_report_server(o, env, &oracle, r, s);
+        if (o->plot) bench_plot_server(o->plot, env, r);
+        rc = r->false_hits ? BENCH_EXIT_FALSE_HITS : BENCH_EXIT_OK;
     }
     free(r);
     bench_oracle_free(&oracle);
+    return rc;
+}
+
+static int run_mixed(const bench_opts *o, bench_env *env, const synth_set *s) {
+    bench_mixed_result *r = malloc(sizeof *r);
+    int rc = BENCH_EXIT_FAILED;
+    if (r && bench_mixed_run(o, s, env, r) == 0) {
+        bench_report_mixed(o, env, r, s);
+        if (o->plot) bench_plot_mixed(o->plot, env, r);
+        rc = r->false_hits ? BENCH_EXIT_FALSE_HITS : BENCH_EXIT_OK;
+    }
+    free(r);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    bench_opts o;
+    if (parse_args(argc, argv, &o) != 0) return BENCH_EXIT_USAGE;
+    idx_simd_init();
+    bench_env env;
+    fill_env(argc, argv, &env);
+    /* Progress bars only on a terminal; phase messages still go to a
+     * redirected stderr unless --quiet. */
+    o.progress = !o.quiet && isatty(2);
+
+    uint64_t t0 = bench_now_ns();
+    synth_set set;
+    if (bench_workload_load(&o, &set, env.dataset, sizeof env.dataset, o.progress) != 0)
+        return BENCH_EXIT_FAILED;
+    env.prep_s = (double)(bench_now_ns() - t0) / 1e9;
+    if (!o.quiet)
+        fprintf(stderr, "deja-bench: workload ready in %.1f s: %s\n", env.prep_s,
+                env.dataset);
+
+    bench_spawn sp;
+    int spawned = 0;
+    if (o.spawn && o.mode != BENCH_INDEX) {
+        if (bench_spawn_start(&o, &sp) != 0) {
+            synth_free(&set);
+            return BENCH_EXIT_FAILED;
+        }
+        spawned = 1;
+        o.addr = sp.addr;
+        snprintf(env.spawned, sizeof env.spawned, "%s", sp.desc);
+        if (!o.quiet) fprintf(stderr, "deja-bench: dejad listening on %s\n", o.addr);
+    }
+
+    int rc;
+    switch (o.mode) {
+    case BENCH_INDEX: rc = run_index(&o, &env, &set); break;
+    case BENCH_SERVER: rc = run_server(&o, &env, &set); break;
+    default: rc = run_mixed(&o, &env, &set); break;
+    }
+    if (spawned) {
+        int status = bench_spawn_stop(&sp);
+        if (status != 0)
+            fprintf(stderr, "deja-bench: the spawned dejad exited with status %d\n",
+                    status);
+    }
     synth_free(&set);
     return rc;
 }

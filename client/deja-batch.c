@@ -187,22 +187,25 @@ static int first_lookup_error(deja_result **out, size_t n) {
 }
 
 int deja__lookup_many_on(deja_client *c, const deja_lookup_req *reqs, size_t n,
-                         deja_result **out, int64_t deadline_ms) {
+                         deja_result **out, int64_t deadline_ms, int *stream_rc) {
+    *stream_rc = 0;
     for (size_t i = 0; i < n; i++) out[i] = NULL;
     if (reqs == NULL) {
         for (size_t i = 0; i < n; i++) out[i] = deja__miss_result(DEJA_ERR_INVALID_ARG);
-        return n ? DEJA_ERR_INVALID_ARG : 0;
+        *stream_rc = DEJA_ERR_INVALID_ARG; /* nothing was sent */
+        return n ? deja__set_err(c, DEJA_ERR_INVALID_ARG, "requests are NULL") : 0;
     }
     lookup_batch b = {reqs, out};
-    int rc = deja__batch_run(c, PROTO_OP_LOOKUP, n, deadline_ms, &lookup_ops, &b);
+    *stream_rc = deja__batch_run(c, PROTO_OP_LOOKUP, n, deadline_ms, &lookup_ops, &b);
     int first = first_lookup_error(out, n);
-    return first ? first : rc;
+    return first ? first : *stream_rc;
 }
 
 int deja_lookup_many(deja_client *c, const deja_lookup_req *reqs, size_t n,
                      deja_result **out) {
     if (c == NULL || out == NULL) return DEJA_ERR_INVALID_ARG;
-    return deja__lookup_many_on(c, reqs, n, out, deja__client_deadline(c));
+    int stream_rc;
+    return deja__lookup_many_on(c, reqs, n, out, deja__client_deadline(c), &stream_rc);
 }
 
 /* ---- stores ---------------------------------------------------------------- */
@@ -251,18 +254,22 @@ static void store_fail(void *ctx, size_t i, int code) {
 static const deja_batch_ops store_ops = {store_encode, store_reply, store_fail};
 
 int deja__store_many_on(deja_client *c, const deja_store_req *reqs, size_t n,
-                        uint64_t *ids, int *codes, int64_t deadline_ms) {
+                        uint64_t *ids, int *codes, int64_t deadline_ms, int *stream_rc) {
     store_batch b = {reqs, ids, codes, 0, 0};
+    *stream_rc = 0;
     if (reqs == NULL) {
         for (size_t i = 0; i < n; i++) store_record(&b, i, DEJA_ERR_INVALID_ARG, 0);
-        return b.first_error;
+        *stream_rc = DEJA_ERR_INVALID_ARG; /* nothing was sent */
+        return n ? deja__set_err(c, DEJA_ERR_INVALID_ARG, "requests are NULL") : 0;
     }
-    int rc = deja__batch_run(c, PROTO_OP_STORE, n, deadline_ms, &store_ops, &b);
-    return b.first_error ? b.first_error : rc;
+    *stream_rc = deja__batch_run(c, PROTO_OP_STORE, n, deadline_ms, &store_ops, &b);
+    return b.first_error ? b.first_error : *stream_rc;
 }
 
 int deja_store_many(deja_client *c, const deja_store_req *reqs, size_t n, uint64_t *ids,
                     int *codes) {
     if (c == NULL) return DEJA_ERR_INVALID_ARG;
-    return deja__store_many_on(c, reqs, n, ids, codes, deja__client_deadline(c));
+    int stream_rc;
+    return deja__store_many_on(c, reqs, n, ids, codes, deja__client_deadline(c),
+                               &stream_rc);
 }

@@ -572,6 +572,37 @@ static int build_result(deja_client *c, uint16_t count, deja_result **out) {
     return 0;
 }
 
+deja_result *deja__answer_result(uint64_t id, float similarity, const void *response,
+                                 size_t response_len, const char *prompt,
+                                 size_t prompt_len) {
+    size_t size = sizeof(result_block) + sizeof(deja_hit) + response_len + 1 +
+                  (prompt_len ? prompt_len + 1 : 0);
+    result_block *b = malloc(size);
+    if (b == NULL) return NULL;
+    char *p = (char *)(b->hits + 1);
+    deja_hit *h = &b->hits[0];
+    h->id = id;
+    h->similarity = similarity;
+    h->response = p;
+    h->response_len = response_len;
+    if (response_len) memcpy(p, response, response_len);
+    p[response_len] = 0;
+    p += response_len + 1;
+    h->prompt = NULL;
+    h->prompt_len = 0;
+    if (prompt_len) {
+        h->prompt = p;
+        h->prompt_len = prompt_len;
+        memcpy(p, prompt, prompt_len);
+        p[prompt_len] = 0;
+    }
+    b->r.count = 1;
+    b->r.hits = b->hits;
+    b->r.error = 0;
+    b->r.flags = 0;
+    return &b->r;
+}
+
 /* Handed out when even a miss cannot be allocated, so that a lookup's
  * result is never NULL. Read-only: writing to it faults, as it should. */
 static const deja_result nomem_miss = {.count = 0, .hits = NULL, .error = DEJA_ERR_NOMEM};

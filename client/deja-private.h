@@ -132,6 +132,12 @@ int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *bo
  * deja_result_free recognises. */
 deja_result *deja__miss_result(int code);
 
+/* A result of one hit built from the given bytes (copied), as
+ * deja_get_or_fetch returns a fetched answer; NULL without memory. */
+deja_result *deja__answer_result(uint64_t id, float similarity, const void *response,
+                                 size_t response_len, const char *prompt,
+                                 size_t prompt_len);
+
 /* Reserves n consecutive request ids that do not wrap past 0; returns the
  * first. n must be below 2^31. */
 uint32_t deja__take_ids(deja_client *c, uint32_t n);
@@ -160,10 +166,11 @@ int deja__batch_run(deja_client *c, uint8_t op, size_t n, int64_t deadline_ms,
                     const deja_batch_ops *ops, void *ctx);
 
 /* deja_lookup_many and deja_store_many with an explicit deadline, for the
- * pool. Same results and codes. */
+ * pool. Same results and codes; *stream_rc receives what deja__batch_run
+ * returned: 0 while the connection stayed healthy. */
 int deja__lookup_many_on(deja_client *c, const deja_lookup_req *reqs, size_t n,
-                         deja_result **out, int64_t deadline_ms);
+                         deja_result **out, int64_t deadline_ms, int *stream_rc);
 int deja__store_many_on(deja_client *c, const deja_store_req *reqs, size_t n,
-                        uint64_t *ids, int *codes, int64_t deadline_ms);
+                        uint64_t *ids, int *codes, int64_t deadline_ms, int *stream_rc);
 
 #endif

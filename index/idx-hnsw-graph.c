@@ -154,7 +154,31 @@ static int pair_cmp(const void *pa, const void *pb) {
 }
 
 void hnsw_pairs_sort(hnsw_pair *p, uint32_t n) {
-    qsort(p, n, sizeof *p, pair_cmp);
+    if (n > 48) {
+        qsort(p, n, sizeof *p, pair_cmp);
+        return;
+    }
+    /* Insertion sort: the lists re-selected on every link change are
+     * short, and qsort's indirect comparisons cost more than the moves. */
+    for (uint32_t i = 1; i < n; i++) {
+        hnsw_pair x = p[i];
+        uint32_t j = i;
+        while (j > 0 && pair_cmp(&p[j - 1], &x) > 0) {
+            p[j] = p[j - 1];
+            j--;
+        }
+        p[j] = x;
+    }
+}
+
+void hnsw_res_drain(hnsw_ctx *c, uint32_t n, hnsw_pair *out) {
+    /* The result heap pops worst first; filling from the back leaves the
+     * best first. Cheaper than sorting a copy. */
+    hnsw_pair *res = c->res.at;
+    for (uint32_t left = n; left > 0;) {
+        out[left - 1] = res[0];
+        min_pop(res, &left);
+    }
 }
 
 /* ---- search -----------------------------------------------------------------*/
@@ -447,8 +471,7 @@ void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e) {
             hnsw_search_layer(h, c, &q, cur, cur_score, l, h->ef_construction,
                               &acc);
         hnsw_pair *work = c->work.at;
-        memcpy(work, c->res.at, n * sizeof *work);
-        hnsw_pairs_sort(work, n);
+        hnsw_res_drain(c, n, work);
         /* A new node takes M links on every level, level 0 included;
          * the 2M room at level 0 is for links added to it later. */
         nselected[l] = select_neighbours(&s, work, n, h->M, selected[l]);

@@ -308,6 +308,9 @@ uint32_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q,
                            uint32_t ef, const hnsw_accept *acc);
 /* Sorts pairs best first (higher score, then lower id). */
 void hnsw_pairs_sort(hnsw_pair *p, uint32_t n);
+/* Empties the result heap of the last layer search (n entries) into out,
+ * best first. */
+void hnsw_res_drain(hnsw_ctx *c, uint32_t n, hnsw_pair *out);
 /* Links node id (INSERTING, level `level`) into the graph from entry
  * point e. */
 void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e);

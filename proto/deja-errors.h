@@ -29,6 +29,7 @@
     X(BUSY, -14, "server busy")                                                \
     X(STORAGE_FULL, -15, "storage full")                                       \
     X(SHUTTING_DOWN, -16, "server shutting down")                              \
+    X(EXISTS, -17, "namespace exists with another configuration")              \
     X(NOMEM, -100, "out of memory")                                            \
     X(TIMEOUT, -101, "timed out")                                              \
     X(CONNECT, -102, "cannot connect")                                         \

@@ -59,6 +59,10 @@ const char *proto_op_name(uint8_t opcode) {
     case PROTO_OP_LOOKUP: return "LOOKUP";
     case PROTO_OP_DELETE: return "DELETE";
     case PROTO_OP_FLUSH: return "FLUSH";
+    case PROTO_OP_NS_CREATE: return "NS_CREATE";
+    case PROTO_OP_NS_LIST: return "NS_LIST";
+    case PROTO_OP_NS_INFO: return "NS_INFO";
+    case PROTO_OP_NS_DROP: return "NS_DROP";
     case PROTO_OP_STATS: return "STATS";
     default: return NULL;
     }

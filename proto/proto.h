@@ -54,6 +54,10 @@ enum proto_op {
     PROTO_OP_LOOKUP = 0x11,
     PROTO_OP_DELETE = 0x12,
     PROTO_OP_FLUSH = 0x13,
+    PROTO_OP_NS_CREATE = 0x14,
+    PROTO_OP_NS_LIST = 0x15,
+    PROTO_OP_NS_INFO = 0x16,
+    PROTO_OP_NS_DROP = 0x17,
     PROTO_OP_STATS = 0x20,
 };
 
@@ -243,6 +247,97 @@ typedef struct proto_stat {
     uint8_t key_len;
     uint64_t value;
 } proto_stat;
+
+/* ---- namespaces ------------------------------------------------------------
+ * Namespace configuration (44 bytes, then str8 faiss_factory):
+ *   u16 dim                   1..4096
+ *   u8  index_kind            enum proto_index_kind
+ *   u8  quant                 0 = f32, 1 = int8
+ *   u16 hnsw_m                0 = server default
+ *   u16 hnsw_ef_construction  0 = server default
+ *   u16 hnsw_ef_search        0 = server default
+ *   u8  ttl_mode              enum proto_ttl_mode
+ *   u8  flags                 PROTO_NS_*
+ *   f32 min_threshold         lookup threshold floor; 0 = server default
+ *   f32 dedup                 write-time dedup similarity; 0 = default
+ *   u32 default_ttl_s         0 = server default
+ *   u32 max_age_s             sliding TTL: longest total life; 0 = none
+ *   u64 max_bytes             per-namespace memory budget; 0 = none
+ *   u64 max_entries           0 = none
+ *   str8 faiss_factory        index_factory string for PROTO_INDEX_FAISS
+ */
+enum proto_index_kind {
+    PROTO_INDEX_DEFAULT = 0,
+    PROTO_INDEX_FLAT = 1,
+    PROTO_INDEX_HNSW = 2,
+    PROTO_INDEX_FAISS = 3,
+};
+
+enum proto_ttl_mode {
+    PROTO_TTL_ABSOLUTE = 0,
+    PROTO_TTL_SLIDING = 1,
+};
+
+#define PROTO_NS_ALLOW_NON_OK 0x01u /* cache non-ok completions too */
+#define PROTO_NS_NO_DEDUP 0x02u     /* never merge near-identical STOREs */
+#define PROTO_NS_CONFIG_SIZE 44u
+
+typedef struct proto_ns_config {
+    uint16_t dim;
+    uint8_t index_kind;
+    uint8_t quant;
+    uint16_t hnsw_m;
+    uint16_t hnsw_ef_construction;
+    uint16_t hnsw_ef_search;
+    uint8_t ttl_mode;
+    uint8_t flags;
+    float min_threshold;
+    float dedup;
+    uint32_t default_ttl_s;
+    uint32_t max_age_s;
+    uint64_t max_bytes;
+    uint64_t max_entries;
+    const uint8_t *faiss_factory;
+    uint8_t faiss_factory_len;
+} proto_ns_config;
+
+/* The configuration block on its own (the server also stores it on disk in
+ * this form). write returns the bytes written (PROTO_NS_CONFIG_SIZE + 1 +
+ * factory length; out must have that much room); read decodes and checks
+ * exactly len bytes: 0 or an error as for NS_CREATE. */
+size_t proto_ns_config_write(uint8_t *out, const proto_ns_config *cfg);
+int proto_ns_config_read(const uint8_t *in, size_t len, proto_ns_config *cfg);
+
+/* NS_CREATE request: str8 namespace, config. Reply: empty; EXISTS when the
+ * namespace exists with another configuration. Decoding checks ranges:
+ * dim, index_kind <= 3, quant <= 1, ttl_mode <= 1, min_threshold finite in
+ * [-1, 1], dedup finite in [0, 1], a factory string only for FAISS. */
+int proto_encode_ns_create_req(proto_buf *b, uint32_t id, const uint8_t *ns,
+                               uint8_t ns_len, const proto_ns_config *cfg);
+int proto_decode_ns_create_req(const uint8_t *body, size_t len, const uint8_t **ns,
+                               uint8_t *ns_len, proto_ns_config *cfg);
+
+/* NS_LIST request: empty. Reply: u16 count, then count times str8 name. */
+int proto_encode_ns_list_req(proto_buf *b, uint32_t id);
+int proto_encode_ns_list_resp(proto_buf *b, uint32_t id, const uint8_t *const *names,
+                              const uint8_t *name_lens, uint16_t count);
+/* Iterates the names like proto_stats_next: 1 with a name, 0 at the end,
+ * DEJA_ERR_BAD_REQUEST if malformed (the first call validates all). */
+int proto_ns_list_next(const uint8_t *body, size_t len, size_t *pos,
+                       const uint8_t **name, uint8_t *name_len);
+
+/* NS_INFO request: str8 namespace (use proto_encode_flush_req's layout
+ * through this function). Reply: config, then u16 count and count times
+ * (str8 key, u64 value) as in STATS. *stats_off receives where the stats
+ * part starts, for proto_stats_next(body + off, len - off, ...). */
+int proto_encode_ns_info_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
+int proto_encode_ns_info_resp(proto_buf *b, uint32_t id, const proto_ns_config *cfg,
+                              const proto_stat *stats, uint16_t count);
+int proto_decode_ns_info_resp(const uint8_t *body, size_t len, proto_ns_config *cfg,
+                              size_t *stats_off);
+
+/* NS_DROP request: str8 namespace. Reply: u64 entries removed. */
+int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
 
 /* Error reply body (any opcode, status != 0): str16 message (UTF-8). */
 

@@ -17,15 +17,37 @@ struct cache_entry {
     atomic_uint refs;
     uint64_t id;
     uint64_t created_ms;
-    uint64_t expires_ms; /* 0 = never */
+    _Atomic uint64_t expires_ms; /* 0 = never; sliding TTL moves it */
+    uint32_t ttl_s;              /* as stored, for sliding extension */
     uint32_t input_tokens;
     uint32_t output_tokens;
     uint64_t cost_micro_usd;
+    atomic_uint hits;
+    _Atomic uint64_t last_hit_ms;
+    _Atomic uint8_t lfu;         /* Redis-style logarithmic counter */
+    uint8_t completion;
+    uint64_t prompt_hash[2];     /* XXH3-128 of the normalised prompt */
     uint32_t prompt_len;
     uint32_t response_len;
     /* prompt bytes, NUL, response bytes, NUL */
     uint8_t data[];
 };
+
+/* Evictions, by reason (STATS keys evicted_ttl, evicted_lfu, ...). */
+enum cache_reason {
+    CACHE_EVICT_TTL = 0,
+    CACHE_EVICT_LFU = 1,
+    CACHE_EVICT_DELETE = 2,
+    CACHE_EVICT_DROP = 3,
+    CACHE_EVICT_REASONS = 4,
+};
+
+typedef struct cache_ns_counters {
+    atomic_uint_fast64_t lookups, exact_hits, semantic_hits, misses;
+    atomic_uint_fast64_t stores, dedup_updates, rejected;
+    atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS];
+    atomic_uint_fast64_t tokens_saved, cost_saved_micro_usd;
+} cache_ns_counters;
 
 typedef struct cache_ns {
     char name[PROTO_MAX_NS_LEN + 1];
@@ -34,31 +56,73 @@ typedef struct cache_ns {
     uint32_t ns_id;         /* key prefix of its entries on disk */
     uint64_t created_ms;
     atomic_int persisted;   /* its record is on disk */
-    /* lock guards entries, entry_bytes, fresh, and main when main is not
-     * concurrent. A concurrent main (HNSW) is searched and extended under
-     * the read lock (it synchronises itself); cleared, and pruned of
+    int dropped;            /* NS_DROP: empty, out of the table (under lock) */
+    /* The configuration as requested (0 = server default), and the
+     * effective values derived from it at creation. */
+    proto_ns_config config;
+    char faiss_factory[256];
+    float min_threshold;
+    float dedup;            /* 0 = off */
+    uint32_t default_ttl_s;
+    /* lock guards entries, exact, entry_bytes, fresh, and main when main
+     * is not concurrent. A concurrent main (HNSW) is searched and extended
+     * under the read lock (it synchronises itself); cleared, and pruned of
      * deleted labels, under the write lock. */
     pthread_rwlock_t lock;
     idx *main;  /* the namespace's index (HNSW by default) */
     idx *fresh; /* exact index of entries not yet in main; NULL when main
                  * takes inserts directly (flat) */
     u64map entries; /* entry id -> cache_entry* (the table's reference) */
+    u64map exact;   /* low 64 bits of the prompt hash -> cache_entry* (weak) */
     size_t entry_bytes;
-    atomic_uint_fast64_t stores, lookups, hits, misses, deletes;
+    size_t sweep_pos; /* where the TTL sweeper goes on (under lock) */
+    cache_ns_counters n;
 } cache_ns;
 
 struct cache {
     cache_config cfg;
-    pthread_rwlock_t ns_lock; /* guards ns, ns_count, ns_cap */
+    pthread_rwlock_t ns_lock; /* guards ns, ns_count, ns_cap, graveyard */
     cache_ns **ns;
     size_t ns_count, ns_cap;
+    /* Dropped namespaces, kept (empty) until cache_destroy: a lookup that
+     * found one before the drop may still take its lock. */
+    cache_ns **graveyard;
+    size_t graveyard_count, graveyard_cap;
+    size_t sweep_ns;          /* next namespace the sweeper visits */
     atomic_uint_fast64_t next_id;
     atomic_uint_fast32_t next_ns_id;
     atomic_uint_fast64_t rejected;
+    atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS]; /* of dropped namespaces */
     cache_clock_fn clock;
     void *clock_ctx;
     cache_indexer *indexer;
 };
+
+/* ---- shared inside the cache (cache.c, cache-ns.c, cache-sweep.c) -------- */
+
+static inline uint64_t cache_now(const cache *c) { return c->clock(c->clock_ctx); }
+
+void cache_entry_unref(cache_entry *e);
+size_t cache_entry_size(const cache_entry *e);
+
+/* Finds a namespace by name (NULL if none). The pointer stays valid until
+ * cache_destroy, even if the namespace is dropped meanwhile. */
+cache_ns *cache_find_ns(cache *c, const uint8_t *name, uint8_t len);
+
+/* Finds or creates; a new one takes cfg (NULL = defaults with dim). */
+int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t dim,
+                           const proto_ns_config *cfg, uint32_t ns_id, int persisted,
+                           cache_ns **out);
+
+void cache_ns_free(cache_ns *ns);
+
+/* Removes entry e (found in ns->entries) from the table, the exact map and
+ * the indexes; the caller holds ns->lock for writing and drops the
+ * returned reference. */
+void cache_ns_unlink_locked(cache_ns *ns, cache_entry *e);
+
+/* Fills a namespace record for persistence. */
+void cache_ns_record(const cache_ns *ns, store_ns_rec *rec);
 
 /* ---- the indexer (cache-indexer.c) ----------------------------------------
  * A STORE must not wait for a graph insertion (1-2 ms of CPU for a 1536-d

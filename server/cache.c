@@ -1,12 +1,16 @@
-/* cache.c: namespaces, entries and the index behind each namespace.
+/* cache.c: entries -- storing (with the exact tier and write-time dedup),
+ * looking up (exact tier first, then the vector index), deleting, and the
+ * per-hit accounting (hit counts, sliding TTL, tokens and money saved).
  *
- * See cache.h for the contract. The namespace table is a small array under
- * a rwlock: namespaces are few (one per model + prompt + params) and are
- * never freed while the server runs, so a pointer found under the table
- * lock stays valid after it is released. */
+ * Namespaces live in cache-ns.c, the TTL sweeper in cache-sweep.c, the
+ * graph-building threads in cache-indexer.c. See cache.h for the contract
+ * and docs/ARCHITECTURE.md for the locking. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
 
 #include "cache-private.h"
 
@@ -34,28 +38,13 @@ int cache_create(const cache_config *cfg, cache **out) {
     return 0;
 }
 
-static void entry_unref(cache_entry *e) {
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
-        free(e);
-}
-
-static void ns_free(cache_ns *ns) {
-    size_t pos = 0;
-    uint64_t id;
-    void *val;
-    while (u64map_next(&ns->entries, &pos, &id, &val)) entry_unref(val);
-    u64map_close(&ns->entries);
-    idx_destroy(ns->main);
-    idx_destroy(ns->fresh);
-    pthread_rwlock_destroy(&ns->lock);
-    free(ns);
-}
-
 void cache_destroy(cache *c) {
     if (!c) return;
     cache_indexer_stop(c->indexer);
-    for (size_t i = 0; i < c->ns_count; i++) ns_free(c->ns[i]);
+    for (size_t i = 0; i < c->ns_count; i++) cache_ns_free(c->ns[i]);
+    for (size_t i = 0; i < c->graveyard_count; i++) cache_ns_free(c->graveyard[i]);
     free(c->ns);
+    free(c->graveyard);
     pthread_rwlock_destroy(&c->ns_lock);
     free(c);
 }
@@ -65,94 +54,27 @@ void cache_set_clock(cache *c, cache_clock_fn fn, void *ctx) {
     c->clock_ctx = ctx;
 }
 
-static cache_ns *find_ns_locked(cache *c, const uint8_t *name, uint8_t len) {
-    for (size_t i = 0; i < c->ns_count; i++) {
-        cache_ns *ns = c->ns[i];
-        if (ns->name_len == len && memcmp(ns->name, name, len) == 0) return ns;
-    }
-    return NULL;
+void cache_wait_indexed(cache *c) { cache_indexer_wait_idle(c->indexer); }
+
+void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id) {
+    if (next_entry_id > atomic_load(&c->next_id)) atomic_store(&c->next_id, next_entry_id);
+    if (next_ns_id > atomic_load(&c->next_ns_id)) atomic_store(&c->next_ns_id, next_ns_id);
 }
 
-static cache_ns *find_ns(cache *c, const uint8_t *name, uint8_t len) {
-    pthread_rwlock_rdlock(&c->ns_lock);
-    cache_ns *ns = find_ns_locked(c, name, len);
-    pthread_rwlock_unlock(&c->ns_lock);
-    return ns;
+/* ---- entries -----------------------------------------------------------------*/
+
+void cache_entry_unref(cache_entry *e) {
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) free(e);
 }
 
-/* Finds the namespace or creates it with the given dimension; a new one
- * gets ns_id (0 = the next free id) and the given persisted state. */
-static int get_or_create_ns(cache *c, const uint8_t *name, uint8_t len,
-                            uint32_t dim, uint32_t ns_id, int persisted,
-                            cache_ns **out) {
-    cache_ns *ns = find_ns(c, name, len);
-    if (ns) {
-        *out = ns;
-        return 0;
-    }
-    pthread_rwlock_wrlock(&c->ns_lock);
-    ns = find_ns_locked(c, name, len); /* another thread may have won */
-    if (ns) goto done;
-    if (c->ns_count == c->ns_cap) {
-        size_t cap = c->ns_cap ? c->ns_cap * 2 : 8;
-        cache_ns **grown = realloc(c->ns, cap * sizeof *grown);
-        if (!grown) goto nomem;
-        c->ns = grown;
-        c->ns_cap = cap;
-    }
-    ns = calloc(1, sizeof *ns);
-    if (!ns) goto nomem;
-    idx_config icfg = {
-        .kind = c->cfg.index_kind ? c->cfg.index_kind : IDX_KIND_HNSW,
-        .dim = dim,
-        .M = c->cfg.hnsw_m,
-        .ef_construction = c->cfg.hnsw_ef_construction,
-        .ef_search = c->cfg.hnsw_ef_search,
-        .quant = c->cfg.quant,
-    };
-    idx_config fcfg = {.kind = IDX_KIND_FLAT, .dim = dim};
-    if (idx_create(&icfg, &ns->main) != 0) {
-        free(ns);
-        goto nomem;
-    }
-    /* An index that synchronises its own inserts is fed in the background
-     * through an exact staging index; one that does not takes inserts
-     * directly under the namespace lock. */
-    if (idx_concurrent_writes(ns->main) && idx_create(&fcfg, &ns->fresh) != 0) {
-        idx_destroy(ns->main);
-        free(ns);
-        goto nomem;
-    }
-    memcpy(ns->name, name, len);
-    ns->name_len = len;
-    ns->dim = dim;
-    ns->ns_id = ns_id ? ns_id : (uint32_t)atomic_fetch_add(&c->next_ns_id, 1);
-    ns->created_ms = c->clock(c->clock_ctx);
-    atomic_init(&ns->persisted, persisted);
-    pthread_rwlock_init(&ns->lock, NULL);
-    u64map_init(&ns->entries);
-    c->ns[c->ns_count++] = ns;
-done:
-    pthread_rwlock_unlock(&c->ns_lock);
-    *out = ns;
-    return 0;
-nomem:
-    pthread_rwlock_unlock(&c->ns_lock);
-    return DEJA_ERR_NOMEM;
-}
-
-static size_t entry_size(const cache_entry *e) {
+size_t cache_entry_size(const cache_entry *e) {
     return sizeof *e + e->prompt_len + 1 + e->response_len + 1;
 }
 
-struct cache_pending {
-    cache *c;
-    cache_ns *ns;
-    cache_entry *e;
-    store_entry_rec rec;
-    store_ns_rec ns_rec;
-    float vec[]; /* dim floats */
-};
+static int entry_live(const cache_entry *e, uint64_t now_ms) {
+    uint64_t exp = atomic_load_explicit(&e->expires_ms, memory_order_relaxed);
+    return exp == 0 || exp > now_ms;
+}
 
 /* Allocates an entry blob: header, prompt, NUL, response, NUL. */
 static cache_entry *entry_new(uint64_t id, const uint8_t *prompt, uint32_t prompt_len,
@@ -172,149 +94,49 @@ static cache_entry *entry_new(uint64_t id, const uint8_t *prompt, uint32_t promp
     return e;
 }
 
-int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
-                        cache_pending **out) {
-    *out = NULL;
-    if (req->completion != PROTO_COMPLETION_OK) {
-        atomic_fetch_add(&c->rejected, 1);
-        return DEJA_ERR_REJECTED;
+/* The exact tier's key: XXH3-128 of the prompt with every run of white
+ * space collapsed to one space and the ends trimmed; case is kept (to a
+ * model, "US" and "us" are different questions). */
+static int prompt_hash(const uint8_t *prompt, uint32_t len, uint64_t out[2]) {
+    uint8_t *norm = malloc(len ? len : 1);
+    if (!norm) return DEJA_ERR_NOMEM;
+    size_t n = 0;
+    int pending_space = 0;
+    for (uint32_t i = 0; i < len; i++) {
+        uint8_t ch = prompt[i];
+        int space = ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' ||
+                    ch == '\f';
+        if (space) {
+            pending_space = n > 0;
+            continue;
+        }
+        if (pending_space) norm[n++] = ' ';
+        pending_space = 0;
+        norm[n++] = ch;
     }
-    cache_ns *ns;
-    int rc = get_or_create_ns(c, req->ns, req->ns_len, req->dim, 0, 0, &ns);
-    if (rc) return rc;
-    if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
-
-    cache_pending *p = malloc(sizeof *p + (size_t)req->dim * sizeof(float));
-    if (!p) return DEJA_ERR_NOMEM;
-    cache_entry *e = entry_new(atomic_fetch_add(&c->next_id, 1), req->prompt,
-                               req->prompt_len, req->response, req->response_len);
-    if (!e) {
-        free(p);
-        return DEJA_ERR_NOMEM;
-    }
-    e->created_ms = c->clock(c->clock_ctx);
-    uint32_t ttl = req->ttl_s ? req->ttl_s : c->cfg.default_ttl_s;
-    e->expires_ms = ttl ? e->created_ms + (uint64_t)ttl * 1000u : 0;
-    e->input_tokens = req->input_tokens;
-    e->output_tokens = req->output_tokens;
-    e->cost_micro_usd = req->cost_micro_usd;
-    memcpy(p->vec, vec, (size_t)req->dim * sizeof(float));
-    p->c = c;
-    p->ns = ns;
-    p->e = e;
-    p->rec = (store_entry_rec){
-        .ns_id = ns->ns_id,
-        .id = e->id,
-        .created_ms = e->created_ms,
-        .expires_ms = e->expires_ms,
-        .input_tokens = e->input_tokens,
-        .output_tokens = e->output_tokens,
-        .cost_micro_usd = e->cost_micro_usd,
-        .prompt = e->data,
-        .prompt_len = e->prompt_len,
-        .response = e->data + e->prompt_len + 1,
-        .response_len = e->response_len,
-        .vector = p->vec,
-        .dim = ns->dim,
-    };
-    p->ns_rec.ns_id = ns->ns_id;
-    p->ns_rec.dim = ns->dim;
-    p->ns_rec.created_ms = ns->created_ms;
-    p->ns_rec.name_len = ns->name_len;
-    memcpy(p->ns_rec.name, ns->name, ns->name_len + 1u);
-    *out = p;
+    XXH128_hash_t h = XXH3_128bits(norm, n);
+    free(norm);
+    out[0] = h.low64;
+    out[1] = h.high64;
     return 0;
 }
 
-const store_entry_rec *cache_pending_entry(const cache_pending *p) { return &p->rec; }
+static uint64_t exact_key(const uint64_t hash[2]) { return hash[0] ? hash[0] : 1; }
 
-const store_ns_rec *cache_pending_ns(const cache_pending *p, int *ns_persisted) {
-    *ns_persisted = atomic_load(&p->ns->persisted);
-    return &p->ns_rec;
+/* The live entry whose prompt hashes to hash, or NULL. ns->lock held. */
+static cache_entry *exact_find_locked(cache_ns *ns, const uint64_t hash[2],
+                                      uint64_t now_ms) {
+    cache_entry *e = u64map_get(&ns->exact, exact_key(hash));
+    if (e && e->prompt_hash[0] == hash[0] && e->prompt_hash[1] == hash[1] &&
+        entry_live(e, now_ms))
+        return e;
+    return NULL;
 }
 
-void cache_pending_ns_persisted(cache_pending *p) { atomic_store(&p->ns->persisted, 1); }
-
-void cache_discard(cache_pending *p) {
-    if (!p) return;
-    entry_unref(p->e);
-    free(p);
-}
-
-/* Inserts an entry and its vector into a namespace: into the staging
- * index (and the indexer's queue) when there is one, else into main. */
-static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec) {
-    pthread_rwlock_wrlock(&ns->lock);
-    int rc = u64map_put(&ns->entries, e->id, e);
-    if (rc == 0) {
-        rc = idx_add(ns->fresh ? ns->fresh : ns->main, e->id, vec);
-        if (rc) u64map_del(&ns->entries, e->id);
-    }
-    if (rc == 0) ns->entry_bytes += entry_size(e);
-    pthread_rwlock_unlock(&ns->lock);
-    if (rc == 0 && ns->fresh) cache_indexer_push(c->indexer, ns, e->id);
-    return rc;
-}
-
-int cache_publish(cache *c, cache_pending *p, uint64_t *id_out) {
-    int rc = ns_insert(c, p->ns, p->e, p->vec);
-    if (rc) {
-        cache_discard(p);
-        return rc;
-    }
-    atomic_fetch_add(&p->ns->stores, 1);
-    *id_out = p->e->id;
-    free(p); /* the table holds the entry's reference now */
-    return 0;
-}
-
-int cache_store(cache *c, const proto_store_req *req, const float *vec,
-                uint64_t *id_out) {
-    cache_pending *p;
-    int rc = cache_prepare_store(c, req, vec, &p);
-    return rc ? rc : cache_publish(c, p, id_out);
-}
-
-int cache_load_ns(cache *c, const store_ns_rec *rec) {
-    cache_ns *ns;
-    int rc = get_or_create_ns(c, (const uint8_t *)rec->name, rec->name_len, rec->dim,
-                              rec->ns_id, 1, &ns);
-    if (rc) return rc;
-    ns->created_ms = rec->created_ms;
-    return ns->ns_id == rec->ns_id && ns->dim == rec->dim ? 0 : DEJA_ERR_INTERNAL;
-}
-
-static cache_ns *find_ns_by_id(cache *c, uint32_t ns_id) {
-    pthread_rwlock_rdlock(&c->ns_lock);
-    cache_ns *found = NULL;
-    for (size_t i = 0; i < c->ns_count && !found; i++)
-        if (c->ns[i]->ns_id == ns_id) found = c->ns[i];
-    pthread_rwlock_unlock(&c->ns_lock);
-    return found;
-}
-
-int cache_load_entry(cache *c, const store_entry_rec *rec) {
-    cache_ns *ns = find_ns_by_id(c, rec->ns_id);
-    if (!ns) return DEJA_ERR_NOT_FOUND;
-    if (ns->dim != rec->dim) return DEJA_ERR_DIM_MISMATCH;
-    cache_entry *e = entry_new(rec->id, rec->prompt, rec->prompt_len, rec->response,
-                               rec->response_len);
-    if (!e) return DEJA_ERR_NOMEM;
-    e->created_ms = rec->created_ms;
-    e->expires_ms = rec->expires_ms;
-    e->input_tokens = rec->input_tokens;
-    e->output_tokens = rec->output_tokens;
-    e->cost_micro_usd = rec->cost_micro_usd;
-    int rc = ns_insert(c, ns, e, rec->vector);
-    if (rc) entry_unref(e);
-    return rc;
-}
-
-void cache_wait_indexed(cache *c) { cache_indexer_wait_idle(c->indexer); }
-
-void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id) {
-    if (next_entry_id > atomic_load(&c->next_id)) atomic_store(&c->next_id, next_entry_id);
-    if (next_ns_id > atomic_load(&c->next_ns_id)) atomic_store(&c->next_ns_id, next_ns_id);
+/* Copies the stored vector of id (from fresh or main). ns->lock held. */
+static int vector_of_locked(cache_ns *ns, uint64_t id, float *out) {
+    if (ns->fresh && idx_get(ns->fresh, id, out) == 0) return 0;
+    return idx_get(ns->main, id, out);
 }
 
 typedef struct live_filter {
@@ -323,11 +145,11 @@ typedef struct live_filter {
 } live_filter;
 
 /* Runs under the namespace read lock: expired entries are never returned,
- * even before anything reclaims them. */
+ * even before the sweeper reclaims them. */
 static int entry_is_live(void *ctx, uint64_t label) {
     const live_filter *f = ctx;
     const cache_entry *e = u64map_get(&f->ns->entries, label);
-    return e && (e->expires_ms == 0 || e->expires_ms > f->now_ms);
+    return e && entry_live(e, f->now_ms);
 }
 
 static int hit_order(const void *a, const void *b) {
@@ -351,45 +173,312 @@ static uint32_t merge_hits(idx_hit *hits, uint32_t n, uint32_t nf, uint32_t k) {
     return out;
 }
 
+/* Vector search of a namespace (graph + staging index), live entries
+ * only. hits must hold 2k. ns->lock held for reading. */
+static int search_locked(cache_ns *ns, const float *vec, uint32_t k, uint32_t ef,
+                         float threshold, uint64_t now_ms, idx_hit *hits, uint32_t *n) {
+    live_filter filter = {.ns = ns, .now_ms = now_ms};
+    uint32_t nm = 0, nf = 0;
+    int rc = idx_search_ef(ns->main, vec, k, ef, threshold, entry_is_live, &filter, hits,
+                           &nm);
+    if (rc == 0 && ns->fresh)
+        rc = idx_search(ns->fresh, vec, k, threshold, entry_is_live, &filter, hits + nm,
+                        &nf);
+    *n = rc ? 0 : merge_hits(hits, nm, nf, k);
+    return rc;
+}
+
+/* ---- stores ------------------------------------------------------------------*/
+
+struct cache_pending {
+    cache *c;
+    cache_ns *ns;
+    cache_entry *e;
+    int replaces; /* e->id names a live entry this one updates */
+    store_entry_rec rec;
+    store_ns_rec ns_rec;
+    float vec[]; /* dim floats */
+};
+
+/* Finds the live entry a new STORE should update instead of adding a
+ * near-copy: the one with the same normalised prompt (exact tier), else
+ * one at least ns->dedup similar. Copies its vector to vec_out, so the
+ * entry keeps its place in the index. Returns its id or 0. */
+static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float *vec,
+                                 uint64_t now_ms, float *vec_out) {
+    uint64_t id = 0;
+    pthread_rwlock_rdlock(&ns->lock);
+    cache_entry *e = hash ? exact_find_locked(ns, hash, now_ms) : NULL;
+    if (e) {
+        id = e->id;
+    } else if (ns->dedup > 0) {
+        idx_hit hits[2];
+        uint32_t n = 0;
+        if (search_locked(ns, vec, 1, 0, ns->dedup, now_ms, hits, &n) == 0 && n == 1)
+            id = hits[0].label;
+    }
+    if (id && vector_of_locked(ns, id, vec_out) != 0) id = 0;
+    pthread_rwlock_unlock(&ns->lock);
+    return id;
+}
+
+int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
+                        cache_pending **out) {
+    *out = NULL;
+    cache_ns *ns = cache_find_ns(c, req->ns, req->ns_len);
+    /* Only a namespace created to allow it caches non-ok completions, so an
+     * unknown namespace is never created by a rejected STORE. */
+    int allow = ns && (ns->config.flags & PROTO_NS_ALLOW_NON_OK);
+    if (req->completion != PROTO_COMPLETION_OK && !allow) {
+        atomic_fetch_add(&c->rejected, 1);
+        if (ns) atomic_fetch_add(&ns->n.rejected, 1);
+        return DEJA_ERR_REJECTED;
+    }
+    if (!ns) {
+        int rc = cache_get_or_create_ns(c, req->ns, req->ns_len, req->dim, NULL, 0, 0, &ns);
+        if (rc) return rc;
+    }
+    if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
+
+    cache_pending *p = malloc(sizeof *p + (size_t)req->dim * sizeof(float));
+    if (!p) return DEJA_ERR_NOMEM;
+    uint64_t hash[2] = {0, 0};
+    if (req->prompt_len && prompt_hash(req->prompt, req->prompt_len, hash) != 0) {
+        free(p);
+        return DEJA_ERR_NOMEM;
+    }
+    uint64_t now = cache_now(c);
+    uint64_t target = find_replacement(ns, req->prompt_len ? hash : NULL, vec, now, p->vec);
+    if (!target) memcpy(p->vec, vec, (size_t)req->dim * sizeof(float));
+
+    cache_entry *e = entry_new(target ? target : atomic_fetch_add(&c->next_id, 1),
+                               req->prompt, req->prompt_len, req->response,
+                               req->response_len);
+    if (!e) {
+        free(p);
+        return DEJA_ERR_NOMEM;
+    }
+    e->created_ms = now;
+    e->ttl_s = req->ttl_s ? req->ttl_s : ns->default_ttl_s;
+    atomic_init(&e->expires_ms, e->ttl_s ? now + (uint64_t)e->ttl_s * 1000u : 0);
+    e->input_tokens = req->input_tokens;
+    e->output_tokens = req->output_tokens;
+    e->cost_micro_usd = req->cost_micro_usd;
+    e->completion = req->completion;
+    e->prompt_hash[0] = hash[0];
+    e->prompt_hash[1] = hash[1];
+    p->c = c;
+    p->ns = ns;
+    p->e = e;
+    p->replaces = target != 0;
+    p->rec = (store_entry_rec){
+        .ns_id = ns->ns_id,
+        .id = e->id,
+        .created_ms = e->created_ms,
+        .expires_ms = atomic_load(&e->expires_ms),
+        .input_tokens = e->input_tokens,
+        .output_tokens = e->output_tokens,
+        .cost_micro_usd = e->cost_micro_usd,
+        .prompt = e->data,
+        .prompt_len = e->prompt_len,
+        .response = e->data + e->prompt_len + 1,
+        .response_len = e->response_len,
+        .vector = p->vec,
+        .dim = ns->dim,
+    };
+    cache_ns_record(ns, &p->ns_rec);
+    *out = p;
+    return 0;
+}
+
+const store_entry_rec *cache_pending_entry(const cache_pending *p) { return &p->rec; }
+
+const store_ns_rec *cache_pending_ns(const cache_pending *p, int *ns_persisted) {
+    *ns_persisted = atomic_load(&p->ns->persisted);
+    return &p->ns_rec;
+}
+
+void cache_pending_ns_persisted(cache_pending *p) { atomic_store(&p->ns->persisted, 1); }
+
+void cache_discard(cache_pending *p) {
+    if (!p) return;
+    cache_entry_unref(p->e);
+    free(p);
+}
+
+void cache_ns_unlink_locked(cache_ns *ns, cache_entry *e) {
+    u64map_del(&ns->entries, e->id);
+    if (e->prompt_len && u64map_get(&ns->exact, exact_key(e->prompt_hash)) == e)
+        u64map_del(&ns->exact, exact_key(e->prompt_hash));
+    /* It is in one of the two indexes (or, mid-move, momentarily both). */
+    if (ns->fresh) idx_remove(ns->fresh, e->id);
+    idx_remove(ns->main, e->id);
+    ns->entry_bytes -= cache_entry_size(e);
+}
+
+/* Puts e in the tables: replacing old (same id, same vector: the index is
+ * untouched) or as a new entry (into the staging index and the indexer's
+ * queue when there is one, else into main). */
+static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
+                     int *replaced) {
+    *replaced = 0;
+    pthread_rwlock_wrlock(&ns->lock);
+    if (ns->dropped) {
+        pthread_rwlock_unlock(&ns->lock);
+        return DEJA_ERR_NOT_FOUND;
+    }
+    cache_entry *old = u64map_get(&ns->entries, e->id);
+    int rc = u64map_put(&ns->entries, e->id, e);
+    if (rc == 0 && old) {
+        if (old->prompt_len && u64map_get(&ns->exact, exact_key(old->prompt_hash)) == old)
+            u64map_del(&ns->exact, exact_key(old->prompt_hash));
+        ns->entry_bytes -= cache_entry_size(old);
+        *replaced = 1;
+    } else if (rc == 0) {
+        rc = idx_add(ns->fresh ? ns->fresh : ns->main, e->id, vec);
+        if (rc) u64map_del(&ns->entries, e->id);
+    }
+    if (rc == 0 && e->prompt_len) {
+        /* A lost exact-map slot only costs the exact tier, not the entry. */
+        (void)u64map_put(&ns->exact, exact_key(e->prompt_hash), e);
+    }
+    if (rc == 0) ns->entry_bytes += cache_entry_size(e);
+    pthread_rwlock_unlock(&ns->lock);
+    if (old && rc == 0) cache_entry_unref(old);
+    if (rc == 0 && !*replaced && ns->fresh) cache_indexer_push(c->indexer, ns, e->id);
+    return rc;
+}
+
+int cache_publish(cache *c, cache_pending *p, uint64_t *id_out) {
+    int replaced;
+    int rc = ns_insert(c, p->ns, p->e, p->vec, &replaced);
+    if (rc) {
+        cache_discard(p);
+        return rc;
+    }
+    atomic_fetch_add(replaced ? &p->ns->n.dedup_updates : &p->ns->n.stores, 1);
+    *id_out = p->e->id;
+    free(p); /* the table holds the entry's reference now */
+    return 0;
+}
+
+int cache_store(cache *c, const proto_store_req *req, const float *vec,
+                uint64_t *id_out) {
+    cache_pending *p;
+    int rc = cache_prepare_store(c, req, vec, &p);
+    return rc ? rc : cache_publish(c, p, id_out);
+}
+
+int cache_load_entry(cache *c, const store_entry_rec *rec) {
+    cache_ns *ns = NULL;
+    pthread_rwlock_rdlock(&c->ns_lock);
+    for (size_t i = 0; i < c->ns_count && !ns; i++)
+        if (c->ns[i]->ns_id == rec->ns_id) ns = c->ns[i];
+    pthread_rwlock_unlock(&c->ns_lock);
+    if (!ns) return DEJA_ERR_NOT_FOUND;
+    if (ns->dim != rec->dim) return DEJA_ERR_DIM_MISMATCH;
+    cache_entry *e = entry_new(rec->id, rec->prompt, rec->prompt_len, rec->response,
+                               rec->response_len);
+    if (!e) return DEJA_ERR_NOMEM;
+    e->created_ms = rec->created_ms;
+    atomic_init(&e->expires_ms, rec->expires_ms);
+    e->ttl_s = rec->expires_ms > rec->created_ms
+                   ? (uint32_t)((rec->expires_ms - rec->created_ms) / 1000u)
+                   : 0;
+    e->input_tokens = rec->input_tokens;
+    e->output_tokens = rec->output_tokens;
+    e->cost_micro_usd = rec->cost_micro_usd;
+    /* The exact map is not stored: it is rebuilt from the prompts. */
+    if (rec->prompt_len && prompt_hash(rec->prompt, rec->prompt_len, e->prompt_hash)) {
+        cache_entry_unref(e);
+        return DEJA_ERR_NOMEM;
+    }
+    int replaced;
+    int rc = ns_insert(c, ns, e, rec->vector, &replaced);
+    if (rc) cache_entry_unref(e);
+    return rc;
+}
+
+/* ---- lookups -----------------------------------------------------------------*/
+
+/* Per-hit bookkeeping: counters, the entry's hit count and last hit, the
+ * sliding TTL, and what the hit saved. */
+static void account_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
+    atomic_fetch_add_explicit(&e->hits, 1, memory_order_relaxed);
+    atomic_store_explicit(&e->last_hit_ms, now_ms, memory_order_relaxed);
+    atomic_fetch_add(&ns->n.tokens_saved, (uint64_t)e->input_tokens + e->output_tokens);
+    atomic_fetch_add(&ns->n.cost_saved_micro_usd, e->cost_micro_usd);
+    if (ns->config.ttl_mode == PROTO_TTL_SLIDING && e->ttl_s) {
+        uint64_t until = now_ms + (uint64_t)e->ttl_s * 1000u;
+        if (ns->config.max_age_s) {
+            uint64_t cap = e->created_ms + (uint64_t)ns->config.max_age_s * 1000u;
+            if (until > cap) until = cap;
+        }
+        uint64_t cur = atomic_load(&e->expires_ms);
+        while (cur && until > cur &&
+               !atomic_compare_exchange_weak(&e->expires_ms, &cur, until)) {
+        }
+    }
+}
+
 int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
                  cache_match *matches, uint16_t *count) {
     *count = 0;
-    cache_ns *ns = find_ns(c, req->ns, req->ns_len);
+    cache_ns *ns = cache_find_ns(c, req->ns, req->ns_len);
     if (!ns) return 0;
     if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
 
-    idx_hit hits[2 * PROTO_MAX_K];
-    uint32_t n = 0, nf = 0;
-    live_filter filter = {.ns = ns, .now_ms = c->clock(c->clock_ctx)};
+    /* A caller may tighten the threshold, never loosen it below the
+     * namespace's floor. */
+    float threshold = req->threshold > ns->min_threshold ? req->threshold
+                                                         : ns->min_threshold;
     uint32_t k = req->k > PROTO_MAX_K ? PROTO_MAX_K : req->k;
+    uint64_t now = cache_now(c);
+    uint64_t hash[2];
+    int have_hash = req->prompt_len && prompt_hash(req->prompt, req->prompt_len, hash) == 0;
 
-    pthread_rwlock_rdlock(&ns->lock);
-    int rc = idx_search_ef(ns->main, vec, k, req->ef, req->threshold, entry_is_live,
-                           &filter, hits, &n);
-    if (rc == 0 && ns->fresh) {
-        rc = idx_search(ns->fresh, vec, k, req->threshold, entry_is_live, &filter,
-                        hits + n, &nf);
-        n = merge_hits(hits, n, nf, k);
-    }
+    idx_hit hits[2 * PROTO_MAX_K];
+    uint32_t n = 0;
     uint16_t found = 0;
-    for (uint32_t i = 0; rc == 0 && i < n; i++) {
-        cache_entry *e = u64map_get(&ns->entries, hits[i].label);
-        if (!e) continue;
+    int exact = 0, rc = 0;
+    pthread_rwlock_rdlock(&ns->lock);
+    cache_entry *e = have_hash ? exact_find_locked(ns, hash, now) : NULL;
+    float stored[PROTO_MAX_DIM];
+    if (e && vector_of_locked(ns, e->id, stored) == 0) {
+        /* The exact tier answers without a vector search; the similarity
+         * reported is still the true cosine of the two vectors. */
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-        matches[found].entry = e;
-        matches[found].similarity = hits[i].score;
-        found++;
+        matches[0].entry = e;
+        matches[0].similarity = idx_dot(vec, stored, ns->dim);
+        found = 1;
+        exact = 1;
+    } else {
+        rc = search_locked(ns, vec, k, req->ef, threshold, now, hits, &n);
+        for (uint32_t i = 0; rc == 0 && i < n; i++) {
+            cache_entry *h = u64map_get(&ns->entries, hits[i].label);
+            if (!h) continue;
+            atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+            matches[found].entry = h;
+            matches[found].similarity = hits[i].score;
+            found++;
+        }
     }
     pthread_rwlock_unlock(&ns->lock);
     if (rc) return rc;
 
-    atomic_fetch_add(&ns->lookups, 1);
-    atomic_fetch_add(found ? &ns->hits : &ns->misses, 1);
+    atomic_fetch_add(&ns->n.lookups, 1);
+    if (found) {
+        atomic_fetch_add(exact ? &ns->n.exact_hits : &ns->n.semantic_hits, 1);
+        /* The answer served is the best hit; it is what the hit saved. */
+        account_hit(ns, matches[0].entry, now);
+    } else {
+        atomic_fetch_add(&ns->n.misses, 1);
+    }
     *count = found;
     return 0;
 }
 
-void cache_entry_release(cache_entry *e) { entry_unref(e); }
+void cache_entry_release(cache_entry *e) { cache_entry_unref(e); }
 
 uint64_t cache_entry_id(const cache_entry *e) { return e->id; }
 
@@ -403,23 +492,20 @@ const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len) {
     return e->data;
 }
 
+/* ---- deletes -----------------------------------------------------------------*/
+
 int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id,
                  uint32_t *ns_id) {
-    cache_ns *ns = find_ns(c, name, len);
+    cache_ns *ns = cache_find_ns(c, name, len);
     if (!ns) return DEJA_ERR_NOT_FOUND;
     *ns_id = ns->ns_id;
     pthread_rwlock_wrlock(&ns->lock);
-    cache_entry *e = u64map_del(&ns->entries, id);
-    if (e) {
-        /* It is in one of the two (or, mid-move, momentarily both). */
-        if (ns->fresh) idx_remove(ns->fresh, id);
-        idx_remove(ns->main, id);
-        ns->entry_bytes -= entry_size(e);
-    }
+    cache_entry *e = u64map_get(&ns->entries, id);
+    if (e) cache_ns_unlink_locked(ns, e);
     pthread_rwlock_unlock(&ns->lock);
     if (!e) return DEJA_ERR_NOT_FOUND;
-    atomic_fetch_add(&ns->deletes, 1);
-    entry_unref(e);
+    atomic_fetch_add(&ns->n.evicted[CACHE_EVICT_DELETE], 1);
+    cache_entry_unref(e);
     return 0;
 }
 
@@ -427,86 +513,25 @@ int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
                 uint32_t *ns_id) {
     *removed = 0;
     *ns_id = 0;
-    cache_ns *ns = find_ns(c, name, len);
+    cache_ns *ns = cache_find_ns(c, name, len);
     if (!ns) return 0;
     *ns_id = ns->ns_id;
     pthread_rwlock_wrlock(&ns->lock);
     u64map old = ns->entries;
     u64map_init(&ns->entries);
+    u64map_close(&ns->exact);
     idx_clear(ns->main);
     if (ns->fresh) idx_clear(ns->fresh);
     ns->entry_bytes = 0;
+    ns->sweep_pos = 0;
     pthread_rwlock_unlock(&ns->lock);
 
     size_t pos = 0;
     uint64_t id;
     void *val;
-    while (u64map_next(&old, &pos, &id, &val)) entry_unref(val);
+    while (u64map_next(&old, &pos, &id, &val)) cache_entry_unref(val);
     *removed = old.count;
     u64map_close(&old);
-    atomic_fetch_add(&ns->deletes, *removed);
-    return 0;
-}
-
-typedef struct ns_totals {
-    uint64_t entries, stores, lookups, hits, misses, deletes;
-    uint64_t index_bytes, entry_bytes, unindexed, graph_entries;
-} ns_totals;
-
-static void ns_add_totals(cache_ns *ns, ns_totals *t) {
-    pthread_rwlock_rdlock(&ns->lock);
-    t->entries += ns->entries.count;
-    t->index_bytes += idx_memory(ns->main) + u64map_memory(&ns->entries);
-    t->graph_entries += idx_count(ns->main);
-    if (ns->fresh) {
-        t->index_bytes += idx_memory(ns->fresh);
-        t->unindexed += idx_count(ns->fresh);
-    }
-    t->entry_bytes += ns->entry_bytes;
-    pthread_rwlock_unlock(&ns->lock);
-    t->stores += atomic_load(&ns->stores);
-    t->lookups += atomic_load(&ns->lookups);
-    t->hits += atomic_load(&ns->hits);
-    t->misses += atomic_load(&ns->misses);
-    t->deletes += atomic_load(&ns->deletes);
-}
-
-int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
-                uint16_t max, uint16_t *count) {
-    ns_totals t = {0};
-    uint16_t n = 0;
-#define STAT(k, v)                                                             \
-    do {                                                                       \
-        if (n < max) {                                                         \
-            stats[n].key = (k);                                                \
-            stats[n].key_len = (uint8_t)strlen(k);                             \
-            stats[n].value = (v);                                              \
-            n++;                                                               \
-        }                                                                      \
-    } while (0)
-    if (len) {
-        cache_ns *ns = find_ns(c, name, len);
-        if (!ns) return DEJA_ERR_NOT_FOUND;
-        ns_add_totals(ns, &t);
-        STAT("dim", ns->dim);
-    } else {
-        pthread_rwlock_rdlock(&c->ns_lock);
-        for (size_t i = 0; i < c->ns_count; i++) ns_add_totals(c->ns[i], &t);
-        STAT("namespaces", c->ns_count);
-        pthread_rwlock_unlock(&c->ns_lock);
-        STAT("rejected_stores", atomic_load(&c->rejected));
-    }
-    STAT("entries", t.entries);
-    STAT("stores", t.stores);
-    STAT("lookups", t.lookups);
-    STAT("hits", t.hits);
-    STAT("misses", t.misses);
-    STAT("deletes", t.deletes);
-    STAT("index_bytes", t.index_bytes);
-    STAT("unindexed", t.unindexed); /* waiting in the staging index */
-    STAT("index_entries", t.graph_entries);
-    STAT("entry_bytes", t.entry_bytes);
-#undef STAT
-    *count = n;
+    atomic_fetch_add(&ns->n.evicted[CACHE_EVICT_DELETE], *removed);
     return 0;
 }

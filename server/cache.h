@@ -33,6 +33,13 @@ typedef struct cache_config {
     uint32_t hnsw_ef_search;  /* 0 = 64 */
     enum idx_quant quant;
     unsigned indexer_threads; /* 0 = 1 */
+    float min_threshold;      /* default lookup threshold floor */
+    float dedup;              /* default write-time dedup similarity; 0 = off */
+    /* Called (from the thread that sweeps or evicts, with no cache lock
+     * held) for every entry removed by the cache itself (TTL, LFU), so the
+     * server can delete it from disk too. May be NULL. */
+    void (*on_evict)(void *ctx, uint32_t ns_id, uint64_t id);
+    void *evict_ctx;
 } cache_config;
 
 /* An entry as a lookup returns it: valid until cache_entry_release. */
@@ -114,6 +121,43 @@ void cache_entry_release(cache_entry *e);
 uint64_t cache_entry_id(const cache_entry *e);
 const uint8_t *cache_entry_response(const cache_entry *e, uint32_t *len);
 const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len);
+
+/* ---- namespaces ---------------------------------------------------------- */
+
+/* Creates a namespace with cfg (0 fields = server defaults). *created is 1
+ * when it is new, and *rec then holds the record to persist (mark it with
+ * cache_ns_persisted once durable); 0 when it already existed with the
+ * same configuration. Errors: EXISTS (another configuration),
+ * INVALID_ARG (an index the configuration cannot build; msg says why),
+ * NOMEM. */
+int cache_ns_create(cache *c, const uint8_t *name, uint8_t len,
+                    const proto_ns_config *cfg, store_ns_rec *rec, int *created,
+                    char *msg, size_t msg_cap);
+
+/* Marks a namespace record as durable. */
+void cache_ns_persisted(cache *c, uint32_t ns_id);
+
+/* Drops a namespace and all its entries; *removed receives their number
+ * and *rec the record to delete from disk. Errors: NOT_FOUND. */
+int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
+                  store_ns_rec *rec);
+
+/* Copies up to max namespace names (NUL-terminated) into names. */
+int cache_ns_list(cache *c, char (*names)[PROTO_MAX_NS_LEN + 1], uint8_t *lens,
+                  uint16_t max, uint16_t *count);
+
+/* The configuration (as requested; factory copied into factory[256]) and
+ * the counters of one namespace. Errors: NOT_FOUND. */
+int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, proto_ns_config *cfg,
+                  char *factory, proto_stat *stats, uint16_t max, uint16_t *count);
+
+/* ---- expiry --------------------------------------------------------------- */
+
+/* Examines up to budget entries (round-robin over namespaces, resuming
+ * where the last call stopped) and removes the expired ones, calling
+ * on_evict for each. Returns how many it examined; *expired how many it
+ * removed. Takes each namespace's write lock for one slice at a time. */
+size_t cache_sweep(cache *c, size_t budget, size_t *expired);
 
 /* Deletes one entry of a namespace; *ns_id receives the namespace's id for
  * the durable delete. Errors: NOT_FOUND. */

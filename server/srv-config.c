@@ -36,6 +36,8 @@ enum {
     OPT_HNSW_EF,
     OPT_QUANT,
     OPT_INDEX_THREADS,
+    OPT_MIN_THRESHOLD,
+    OPT_DEDUP,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -89,6 +91,10 @@ static const flag_doc flags[] = {
      "vector codes for HNSW traversal: f32 (default) or int8"},
     {{"index-threads", required_argument, NULL, OPT_INDEX_THREADS}, "N",
      "threads moving new entries into the graph (default 1)"},
+    {{"min-threshold", required_argument, NULL, OPT_MIN_THRESHOLD}, "COS",
+     "lookup threshold floor of namespaces that set none (default 0.5)"},
+    {{"dedup", required_argument, NULL, OPT_DEDUP}, "COS",
+     "a STORE this similar to a live entry updates it (default 0.99; 0 = off)"},
     {{"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET}, "SECONDS",
      "testing only: run the cache's clock this far ahead (TTL tests)"},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
@@ -137,6 +143,8 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
     cfg->fsync_interval_ms = SRV_DEFAULT_FSYNC_INTERVAL_MS;
     cfg->max_disk = SRV_DEFAULT_MAX_DISK;
     cfg->index_kind = IDX_KIND_HNSW;
+    cfg->min_threshold = 0.5f;
+    cfg->dedup = 0.99f;
     cfg->auth_token = getenv("DEJA_AUTH_TOKEN");
     if (cfg->auth_token && !cfg->auth_token[0]) cfg->auth_token = NULL;
 
@@ -237,6 +245,20 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
             if (parse_uint("index-threads", optarg, 1, 64, &v)) return -1;
             cfg->index_threads = (unsigned)v;
             break;
+        case OPT_MIN_THRESHOLD:
+        case OPT_DEDUP: {
+            char *end;
+            float f = strtof(optarg, &end);
+            if (end == optarg || *end || !(f >= (c == OPT_DEDUP ? 0.0f : -1.0f)) || f > 1.0f) {
+                fprintf(stderr, "dejad: --%s wants a cosine in %s..1, got '%s'\n",
+                        c == OPT_DEDUP ? "dedup" : "min-threshold",
+                        c == OPT_DEDUP ? "0" : "-1", optarg);
+                return -1;
+            }
+            if (c == OPT_DEDUP) cfg->dedup = f;
+            else cfg->min_threshold = f;
+            break;
+        }
         case OPT_CLOCK_OFFSET:
             if (parse_uint("clock-offset", optarg, 0, 100u * 365u * 86400u, &v))
                 return -1;

@@ -288,8 +288,8 @@ static int encode_completion(srv_conn *c, const srv_wop *op, int rc, uint64_t id
     switch (op->opcode) {
     case PROTO_OP_STORE: return proto_encode_store_resp(&c->out, op->request_id, id);
     case PROTO_OP_FLUSH:
-        return proto_encode_u64_resp(&c->out, PROTO_OP_FLUSH, op->request_id,
-                                     op->removed);
+    case PROTO_OP_NS_DROP:
+        return proto_encode_u64_resp(&c->out, op->opcode, op->request_id, op->removed);
     default: return proto_encode_empty_resp(&c->out, op->opcode, op->request_id);
     }
 }
@@ -313,5 +313,6 @@ void srv_conn_complete(srv_wop *op) {
         }
         srv_conn_release(c);
     }
+    free(op->ns_rec);
     free(op);
 }

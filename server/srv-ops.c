@@ -31,6 +31,10 @@ static int op_lookup(srv_req *r);
 static int op_delete(srv_req *r);
 static int op_flush(srv_req *r);
 static int op_stats(srv_req *r);
+static int op_ns_create(srv_req *r);
+static int op_ns_list(srv_req *r);
+static int op_ns_info(srv_req *r);
+static int op_ns_drop(srv_req *r);
 
 /* Body bounds are the smallest and largest bodies the layouts in
  * docs/PROTOCOL.md allow; the decoders check the exact layout. */
@@ -43,6 +47,11 @@ static const srv_op op_table[] = {
     {PROTO_OP_DELETE, "DELETE", op_delete, 10, 9 + PROTO_MAX_NS_LEN, 0},
     {PROTO_OP_FLUSH, "FLUSH", op_flush, 2, 1 + PROTO_MAX_NS_LEN, 0},
     {PROTO_OP_STATS, "STATS", op_stats, 1, 1 + PROTO_MAX_NS_LEN, 0},
+    {PROTO_OP_NS_CREATE, "NS_CREATE", op_ns_create, 2 + PROTO_NS_CONFIG_SIZE + 1,
+     1 + PROTO_MAX_NS_LEN + PROTO_NS_CONFIG_SIZE + 1 + 255, 0},
+    {PROTO_OP_NS_LIST, "NS_LIST", op_ns_list, 0, 0, 0},
+    {PROTO_OP_NS_INFO, "NS_INFO", op_ns_info, 2, 1 + PROTO_MAX_NS_LEN, 0},
+    {PROTO_OP_NS_DROP, "NS_DROP", op_ns_drop, 2, 1 + PROTO_MAX_NS_LEN, 0},
 };
 
 static const srv_op *find_op(uint8_t opcode) {
@@ -133,12 +142,17 @@ static int op_ping(srv_req *r) {
 /* Hands a write to the commit thread; the reply goes out once it is
  * durable (srv_conn_complete). */
 static int defer_write(srv_req *r, cache_pending *pending, uint32_t ns_id,
-                       uint64_t id, uint64_t removed) {
+                       uint64_t id, uint64_t removed, const store_ns_rec *ns_rec) {
     srv_wop *op = calloc(1, sizeof *op);
-    if (!op) {
+    store_ns_rec *rec = ns_rec ? malloc(sizeof *rec) : NULL;
+    if (!op || (ns_rec && !rec)) {
+        free(op);
+        free(rec);
         cache_discard(pending);
         return DEJA_ERR_NOMEM;
     }
+    if (rec) *rec = *ns_rec;
+    op->ns_rec = rec;
     op->opcode = r->hdr->opcode;
     op->request_id = r->hdr->request_id;
     op->w = r->w;
@@ -167,7 +181,7 @@ static int op_store(srv_req *r) {
         snprintf(r->errmsg, sizeof r->errmsg,
                  "completion status %u is not cached", req.completion);
     if (rc) return rc;
-    return defer_write(r, pending, 0, 0, 0);
+    return defer_write(r, pending, 0, 0, 0, NULL);
 }
 
 /* Bytes a hit adds to a LOOKUP reply. */
@@ -221,7 +235,7 @@ static int op_delete(srv_req *r) {
     uint32_t ns_id;
     rc = cache_delete(r->srv->cache, req.ns, req.ns_len, req.id, &ns_id);
     if (rc) return rc;
-    return defer_write(r, NULL, ns_id, req.id, 0);
+    return defer_write(r, NULL, ns_id, req.id, 0, NULL);
 }
 
 static int op_flush(srv_req *r) {
@@ -234,7 +248,7 @@ static int op_flush(srv_req *r) {
     if (rc) return rc;
     if (ns_id == 0) /* unknown namespace: nothing to make durable */
         return proto_encode_u64_resp(r->out, PROTO_OP_FLUSH, r->hdr->request_id, 0);
-    return defer_write(r, NULL, ns_id, 0, removed);
+    return defer_write(r, NULL, ns_id, 0, removed, NULL);
 }
 
 static int op_stats(srv_req *r) {
@@ -242,9 +256,9 @@ static int op_stats(srv_req *r) {
     uint8_t ns_len;
     int rc = proto_decode_stats_req(r->body, r->hdr->body_len, &ns, &ns_len);
     if (rc) return rc;
-    proto_stat stats[32];
+    proto_stat stats[48];
     uint16_t n = 0;
-    rc = cache_stats(r->srv->cache, ns, ns_len, stats, 24, &n);
+    rc = cache_stats(r->srv->cache, ns, ns_len, stats, 32, &n);
     if (rc) return rc;
     if (ns_len == 0) {
         srv_server *s = r->srv;
@@ -267,7 +281,7 @@ static int op_stats(srv_req *r) {
             {"disk_bytes", disk},
             {"map_bytes", map},
         };
-        for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < 32; i++) {
+        for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < 48; i++) {
             stats[n].key = extra[i].key;
             stats[n].key_len = (uint8_t)strlen(extra[i].key);
             stats[n].value = extra[i].value;
@@ -275,4 +289,66 @@ static int op_stats(srv_req *r) {
         }
     }
     return proto_encode_stats_resp(r->out, r->hdr->request_id, stats, n);
+}
+
+static int op_ns_create(srv_req *r) {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    proto_ns_config cfg;
+    int rc = proto_decode_ns_create_req(r->body, r->hdr->body_len, &ns, &ns_len, &cfg);
+    if (rc) return rc;
+    store_ns_rec rec;
+    int created = 0;
+    rc = cache_ns_create(r->srv->cache, ns, ns_len, &cfg, &rec, &created, r->errmsg,
+                         sizeof r->errmsg);
+    if (rc == DEJA_ERR_EXISTS)
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "namespace '%.*s' exists with another configuration", (int)ns_len,
+                 (const char *)ns);
+    if (rc) return rc;
+    if (!created) /* same configuration: nothing to do */
+        return proto_encode_empty_resp(r->out, PROTO_OP_NS_CREATE, r->hdr->request_id);
+    return defer_write(r, NULL, rec.ns_id, 0, 0, &rec);
+}
+
+static int op_ns_list(srv_req *r) {
+    enum { MAX_LIST = 4096 };
+    char(*names)[PROTO_MAX_NS_LEN + 1] = malloc(MAX_LIST * sizeof *names);
+    uint8_t *lens = malloc(MAX_LIST);
+    const uint8_t **ptrs = malloc(MAX_LIST * sizeof *ptrs);
+    int rc = DEJA_ERR_NOMEM;
+    if (names && lens && ptrs) {
+        uint16_t n = 0;
+        cache_ns_list(r->srv->cache, names, lens, MAX_LIST, &n);
+        for (uint16_t i = 0; i < n; i++) ptrs[i] = (const uint8_t *)names[i];
+        rc = proto_encode_ns_list_resp(r->out, r->hdr->request_id, ptrs, lens, n);
+    }
+    free(names);
+    free(lens);
+    free(ptrs);
+    return rc;
+}
+
+static int op_ns_info(srv_req *r) {
+    proto_ns_id_req req;
+    int rc = proto_decode_flush_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    proto_ns_config cfg;
+    char factory[256];
+    proto_stat stats[40];
+    uint16_t n = 0;
+    rc = cache_ns_info(r->srv->cache, req.ns, req.ns_len, &cfg, factory, stats, 40, &n);
+    if (rc) return rc;
+    return proto_encode_ns_info_resp(r->out, r->hdr->request_id, &cfg, stats, n);
+}
+
+static int op_ns_drop(srv_req *r) {
+    proto_ns_id_req req;
+    int rc = proto_decode_flush_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    uint64_t removed = 0;
+    store_ns_rec rec;
+    rc = cache_ns_drop(r->srv->cache, req.ns, req.ns_len, &removed, &rec);
+    if (rc) return rc;
+    return defer_write(r, NULL, rec.ns_id, 0, removed, &rec);
 }

@@ -29,14 +29,16 @@ typedef struct srv_writer srv_writer;
  * queue until committed, then by the worker's done list. */
 typedef struct srv_wop {
     struct srv_wop *next;
-    uint8_t opcode;          /* STORE, DELETE or FLUSH */
+    uint8_t opcode;          /* STORE, DELETE, FLUSH, NS_CREATE, NS_DROP */
     uint32_t request_id;
-    srv_worker *w;           /* replies go back through this worker */
+    srv_worker *w;           /* replies go back through this worker; NULL
+                              * for the server's own deletes (TTL, LFU) */
     srv_conn *conn;          /* holds a deferred reference on conn */
+    store_ns_rec *ns_rec;    /* NS_CREATE, NS_DROP (owned) */
     cache_pending *pending;  /* STORE */
     uint32_t ns_id;          /* DELETE, FLUSH */
     uint64_t id;             /* DELETE */
-    uint64_t removed;        /* FLUSH: entries removed from memory */
+    uint64_t removed;        /* FLUSH, NS_DROP: entries removed from memory */
     int result;              /* set by the writer */
 } srv_wop;
 
@@ -76,6 +78,7 @@ struct srv_server {
     int have_tcp, have_pipe;
     char unix_path[512];
     uv_signal_t sigint, sigterm;
+    uv_timer_t sweep_timer; /* TTL sweeper, on the main loop */
     srv_worker *workers;
     unsigned nworkers;
     store *store;

@@ -251,6 +251,7 @@ static void begin_shutdown(srv_server *s) {
     s->have_tcp = s->have_pipe = 0;
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sweep_timer, NULL);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -279,8 +280,46 @@ static int lock_data_dir(const char *dir) {
     return fd;
 }
 
-static cache_config srv_cache_config(const srv_config *cfg) {
+/* The cache removed an entry by itself (TTL): delete it from disk too. No
+ * one waits for the reply. */
+static void on_evict(void *ctx, uint32_t ns_id, uint64_t id) {
+    srv_server *s = ctx;
+    srv_wop *op = calloc(1, sizeof *op);
+    if (!s->writer || !op) {
+        /* Left on disk; dropped as expired at the next start. */
+        free(op);
+        return;
+    }
+    op->opcode = PROTO_OP_DELETE;
+    op->ns_id = ns_id;
+    op->id = id;
+    srv_writer_submit(s->writer, op);
+}
+
+#define SWEEP_INTERVAL_MS 100
+#define SWEEP_SLICE 2000
+#define SWEEP_MAX_MS 20
+
+/* Redis-style active expiry: a slice every tick, and more slices at once
+ * while more than a tenth of what a slice examines has expired, for at
+ * most SWEEP_MAX_MS per tick. */
+static void on_sweep(uv_timer_t *t) {
+    srv_server *s = t->data;
+    uint64_t start = srv_now_ms();
+    for (;;) {
+        size_t expired = 0;
+        size_t examined = cache_sweep(s->cache, SWEEP_SLICE, &expired);
+        if (examined == 0 || expired * 10 < examined) break;
+        if (srv_now_ms() - start >= SWEEP_MAX_MS) break;
+    }
+}
+
+static cache_config srv_cache_config(const srv_config *cfg, srv_server *s) {
     cache_config c = {
+        .min_threshold = cfg->min_threshold,
+        .dedup = cfg->dedup,
+        .on_evict = on_evict,
+        .evict_ctx = s,
         .default_ttl_s = cfg->default_ttl_s,
         .index_kind = (enum idx_kind)cfg->index_kind,
         .hnsw_m = cfg->hnsw_m,
@@ -365,7 +404,7 @@ static int open_and_load(srv_server *s, int *lock_fd) {
         }
         /* The cache may hold part of the damaged data: start from nothing. */
         cache_destroy(s->cache);
-        cache_config ccfg = srv_cache_config(cfg);
+        cache_config ccfg = srv_cache_config(cfg, s);
         if (cache_create(&ccfg, &s->cache) != 0 || reset_data_dir(cfg->data_dir, lock_fd))
             return -1;
         cache_set_clock(s->cache, cache_clock, (void *)cfg);
@@ -386,7 +425,7 @@ int srv_run(const srv_config *cfg) {
     int lock_fd = lock_data_dir(cfg->data_dir);
     if (lock_fd < 0) return 1;
 
-    cache_config ccfg = srv_cache_config(cfg);
+    cache_config ccfg = srv_cache_config(cfg, &s);
     if (cache_create(&ccfg, &s.cache) != 0) {
         close(lock_fd);
         return 1;
@@ -423,6 +462,9 @@ int srv_run(const srv_config *cfg) {
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
 
+    uv_timer_init(s.loop, &s.sweep_timer);
+    s.sweep_timer.data = &s;
+    uv_timer_start(&s.sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     if (listen_unix(&s) == 0 && listen_tcp(&s) == 0) {
         srv_log(SRV_LOG_INFO, "ready: %u worker threads, data in %s", s.nworkers,
                 cfg->data_dir);

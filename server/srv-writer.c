@@ -38,6 +38,10 @@ static void deliver(srv_wop *list) {
         list = op->next;
         op->next = NULL;
         srv_worker *w = op->w;
+        if (!w) { /* the server's own delete: nobody to answer */
+            free(op);
+            continue;
+        }
         pthread_mutex_lock(&w->mu);
         if (w->done_tail) w->done_tail->next = op;
         else w->done_head = op;
@@ -80,6 +84,15 @@ static size_t build_ops(srv_writer *wr, srv_wop *list) {
             so->ns_id = op->ns_id;
             so->id = op->id;
             break;
+        case PROTO_OP_NS_CREATE:
+            so->kind = STORE_OP_PUT_NS;
+            so->ns = op->ns_rec;
+            break;
+        case PROTO_OP_NS_DROP:
+            so->kind = STORE_OP_DEL_NS;
+            so->ns = op->ns_rec;
+            so->ns_id = op->ns_rec->ns_id;
+            break;
         default:
             so->kind = STORE_OP_DEL_NS_ENTRIES;
             so->ns_id = op->ns_id;
@@ -98,8 +111,10 @@ static void commit_batch(srv_writer *wr, srv_wop *list) {
         srv_wop *op = wr->owner[i];
         int r = wr->ops[i].result == DEJA_ERR_NOT_FOUND ? 0 : wr->ops[i].result;
         if (r && !op->result) op->result = r;
-        if (r == 0 && wr->ops[i].kind == STORE_OP_PUT_NS)
-            cache_pending_ns_persisted(op->pending);
+        if (r == 0 && wr->ops[i].kind == STORE_OP_PUT_NS) {
+            if (op->pending) cache_pending_ns_persisted(op->pending);
+            else cache_ns_persisted(wr->srv->cache, op->ns_rec->ns_id);
+        }
     }
     uint64_t bad = 0;
     int first_err = 0;

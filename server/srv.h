@@ -40,6 +40,8 @@ typedef struct srv_config {
     uint32_t hnsw_m, hnsw_ef_construction, hnsw_ef_search;
     int quant;               /* enum idx_quant */
     unsigned index_threads;  /* graph builders */
+    float min_threshold;     /* default lookup threshold floor */
+    float dedup;             /* default write-time dedup similarity; 0 = off */
 } srv_config;
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when

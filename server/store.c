@@ -27,7 +27,7 @@
 
 #define ENTRY_HDR 56u
 #define VECTOR_HDR 16u
-#define NS_REC 32u
+#define NS_REC 32u /* fixed part; the configuration follows */
 #define KEY_LEN 12u
 
 #define MIN_MAP (64ull << 20)
@@ -213,13 +213,17 @@ void store_sizes(store *st, uint64_t *file_bytes, uint64_t *map_bytes) {
 
 static int decode_ns(const MDB_val *k, const MDB_val *v, store_ns_rec *ns) {
     const uint8_t *p = v->mv_data;
-    if (v->mv_size != NS_REC || get_u32(p) != MAGIC_NS || k->mv_size == 0 ||
+    if (v->mv_size < NS_REC || get_u32(p) != MAGIC_NS || k->mv_size == 0 ||
         k->mv_size > 255)
         return -1;
+    uint32_t config_len = get_u32(p + 20);
+    if (config_len > STORE_NS_CONFIG_MAX || NS_REC + config_len != v->mv_size) return -1;
     if (get_u64(p + 8) != record_sum(k->mv_data, k->mv_size, p, v->mv_size)) return -1;
     ns->ns_id = get_u32(p + 4);
     ns->dim = get_u32(p + 16);
     ns->created_ms = get_u64(p + 24);
+    ns->config_len = (uint16_t)config_len;
+    memcpy(ns->config, p + NS_REC, config_len);
     ns->name_len = (uint8_t)k->mv_size;
     memcpy(ns->name, k->mv_data, k->mv_size);
     ns->name[k->mv_size] = 0;
@@ -402,13 +406,16 @@ int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns, store_entry_fn on_
 /* ---- writes -----------------------------------------------------------------*/
 
 static int put_ns(store *st, MDB_txn *txn, const store_ns_rec *ns) {
-    uint8_t rec[NS_REC] = {0};
+    uint8_t rec[NS_REC + STORE_NS_CONFIG_MAX] = {0};
+    size_t len = NS_REC + ns->config_len;
     put_u32(rec, MAGIC_NS);
     put_u32(rec + 4, ns->ns_id);
     put_u32(rec + 16, ns->dim);
+    put_u32(rec + 20, ns->config_len);
     put_u64(rec + 24, ns->created_ms);
-    put_u64(rec + 8, record_sum(ns->name, ns->name_len, rec, NS_REC));
-    MDB_val k = {ns->name_len, (void *)ns->name}, v = {NS_REC, rec};
+    memcpy(rec + NS_REC, ns->config, ns->config_len);
+    put_u64(rec + 8, record_sum(ns->name, ns->name_len, rec, len));
+    MDB_val k = {ns->name_len, (void *)ns->name}, v = {len, rec};
     return mdb_put(txn, st->ns, &k, &v, 0);
 }
 
@@ -486,10 +493,16 @@ static int apply_one(store *st, MDB_txn *txn, store_op *op) {
     case STORE_OP_PUT_NS: return put_ns(st, txn, op->ns);
     case STORE_OP_PUT_ENTRY: return put_entry(st, txn, op->entry);
     case STORE_OP_DEL_ENTRY: return del_entry(st, txn, op->ns_id, op->id);
-    case STORE_OP_DEL_NS_ENTRIES: {
+    case STORE_OP_DEL_NS_ENTRIES:
+    case STORE_OP_DEL_NS: {
         op->removed = 0;
         int rc = del_range(txn, st->entries, op->ns_id, &op->removed);
-        return rc ? rc : del_range(txn, st->vectors, op->ns_id, NULL);
+        if (rc == 0) rc = del_range(txn, st->vectors, op->ns_id, NULL);
+        if (rc == 0 && op->kind == STORE_OP_DEL_NS) {
+            MDB_val k = {op->ns->name_len, (void *)op->ns->name};
+            rc = mdb_del(txn, st->ns, &k, NULL);
+        }
+        return rc;
     }
     }
     return EINVAL;

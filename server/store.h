@@ -39,12 +39,18 @@ typedef struct store_config {
     enum store_fsync fsync;
 } store_config;
 
+#define STORE_NS_CONFIG_MAX 320u
+
 typedef struct store_ns_rec {
     uint32_t ns_id;
     uint32_t dim;
     uint64_t created_ms;
     uint8_t name_len;
     char name[256]; /* not NUL-terminated on disk; NUL-terminated here */
+    /* The namespace's configuration, opaque to the store (the server keeps
+     * it in the wire encoding of proto_ns_config). */
+    uint16_t config_len;
+    uint8_t config[STORE_NS_CONFIG_MAX];
 } store_ns_rec;
 
 typedef struct store_entry_rec {
@@ -100,16 +106,17 @@ enum store_op_kind {
     STORE_OP_PUT_ENTRY = 2,
     STORE_OP_DEL_ENTRY = 3,
     STORE_OP_DEL_NS_ENTRIES = 4,
+    STORE_OP_DEL_NS = 5, /* the namespace record and all its entries */
 };
 
 typedef struct store_op {
     enum store_op_kind kind;
-    const store_ns_rec *ns;       /* PUT_NS */
+    const store_ns_rec *ns;       /* PUT_NS, DEL_NS */
     const store_entry_rec *entry; /* PUT_ENTRY */
     uint32_t ns_id;               /* DEL_ENTRY, DEL_NS_ENTRIES */
     uint64_t id;                  /* DEL_ENTRY */
     int result;                   /* out: 0, NOT_FOUND, STORAGE_FULL, IO */
-    uint64_t removed;             /* out: DEL_NS_ENTRIES */
+    uint64_t removed;             /* out: DEL_NS_ENTRIES, DEL_NS */
 } store_op;
 
 /* Applies ops in one write transaction and commits it (durably in

@@ -12,10 +12,11 @@
 #define DIM 64
 #define LIVE 10000u
 #define CYCLES 10
-#define QUERIES 300
+#define QUERIES 1000
 #define K 10
-/* A narrow search shows graph damage that a wide one would hide. */
-#define EF 24
+/* Narrow enough that graph damage shows: the fresh index's recall@10 is
+ * about 0.92 here, not 1. */
+#define EF 32
 
 /* Test-wide sizes are kept small enough to run in seconds under ASan. */
 static idx *churn_index(void) {
@@ -70,7 +71,9 @@ static recall_result measure(idx *ix, const float *pool,
 static void test_recall_and_memory_hold_through_ten_cycles_of_half_churn(void) {
     const size_t pool_n = LIVE + (size_t)CYCLES * LIVE / 2;
     vec_rng r = {2024};
-    float *pool = vec_clustered(&r, pool_n, DIM, 200);
+    /* Loose clusters (spread 1.5): neighbours are hard to tell apart,
+     * which is where a damaged graph loses recall first. */
+    float *pool = vec_clustered_spread(&r, pool_n, DIM, 200, 1.5f);
     uint64_t *live = malloc(LIVE * sizeof *live);
     uint64_t next_label = 0;
 

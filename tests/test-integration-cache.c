@@ -68,12 +68,13 @@ static void load_entries(void) {
     base = malloc(sizeof(float) * DIM * N);
     for (int i = 0; i < N; i++) {
         random_unit(base + (size_t)i * DIM);
-        char resp[64];
+        char resp[64], prompt[64];
         response_of(i, resp, sizeof resp);
+        snprintf(prompt, sizeof prompt, "question %d", i);
         deja_store_req req = {.ns = "main", .vector = base + (size_t)i * DIM,
                               .dim = DIM, .response = resp,
                               .response_len = strlen(resp),
-                              .prompt = "a prompt", .prompt_len = 8};
+                              .prompt = prompt, .prompt_len = strlen(prompt)};
         if (deja_store(cli, &req, &ids[i]) != 0) {
             fprintf(stderr, "load: store %d failed: %s\n", i, deja_last_error(cli));
             exit(1);
@@ -131,12 +132,12 @@ static void test_k_best_come_back_best_first_with_prompts_on_request(void) {
     paraphrase(q, 0.89f, c);
     uint64_t ia, ib, ic;
     deja_store_req req = {.ns = "kbest", .dim = DIM, .response = "A",
-                          .response_len = 1, .prompt = "pa", .prompt_len = 2};
-    req.vector = c, req.response = "C";
+                          .response_len = 1, .prompt_len = 2};
+    req.vector = c, req.response = "C", req.prompt = "pc";
     ASSERT_OK(deja_store(cli, &req, &ic));
-    req.vector = a, req.response = "A";
+    req.vector = a, req.response = "A", req.prompt = "pa";
     ASSERT_OK(deja_store(cli, &req, &ia));
-    req.vector = b, req.response = "B";
+    req.vector = b, req.response = "B", req.prompt = "pb";
     ASSERT_OK(deja_store(cli, &req, &ib));
 
     deja_result *r = NULL;
@@ -150,7 +151,7 @@ static void test_k_best_come_back_best_first_with_prompts_on_request(void) {
     ASSERT_TRUE(r->hits[1].similarity > r->hits[2].similarity);
     ASSERT_STR_EQ(r->hits[1].response, "B");
     ASSERT_EQ(r->hits[1].prompt_len, 2);
-    ASSERT_MEM_EQ(r->hits[1].prompt, "pa", 2);
+    ASSERT_MEM_EQ(r->hits[1].prompt, "pb", 2);
     deja_result_free(r);
 
     /* Without the flag no prompt is returned. */
@@ -210,11 +211,16 @@ static void test_deleted_and_flushed_entries_are_never_returned(void) {
     deja_result_free(r);
     ASSERT_EQ(deja_delete(cli, "gone", id), DEJA_ERR_NOT_FOUND);
 
-    for (int i = 0; i < 5; i++) ASSERT_OK(deja_store(cli, &req, NULL));
+    for (int i = 0; i < 5; i++) {
+        float other[DIM];
+        random_unit(other);
+        req.vector = other;
+        ASSERT_OK(deja_store(cli, &req, NULL));
+    }
     uint64_t removed = 0;
     ASSERT_OK(deja_flush(cli, "gone", &removed));
     ASSERT_U64_EQ(removed, 5);
-    ASSERT_OK(deja_lookup(cli, "gone", v, DIM, THRESHOLD, 10, 0, &r));
+    ASSERT_OK(deja_lookup(cli, "gone", v, DIM, -1.0f, 10, 0, &r));
     ASSERT_EQ(r->count, 0);
     deja_result_free(r);
 }

@@ -1,0 +1,562 @@
+/* bench-report.c: deja-bench's output -- a readable table, one JSON
+ * object (--json) or CSV (--csv) for each mode.
+ *
+ * A number without its configuration cannot be reproduced or compared,
+ * so every format carries the full configuration with the results: the
+ * command line, the dataset and seed, every parameter, the CPU, the build
+ * type and the kernels. JSON and CSV are written from the same list of
+ * named fields, so the two never disagree; in CSV every line repeats the
+ * configuration columns and stands alone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+/* ---- named fields ---------------------------------------------------------*/
+
+typedef struct field {
+    const char *key;
+    char *val; /* formatted; strings unquoted */
+    int is_str;
+} field;
+
+typedef struct fields {
+    field f[128];
+    int n;
+} fields;
+
+static void f_put(fields *fs, const char *key, const char *val, int is_str) {
+    if (fs->n == (int)(sizeof fs->f / sizeof fs->f[0])) return;
+    char *copy = strdup(val ? val : "");
+    if (copy == NULL) return;
+    fs->f[fs->n++] = (field){key, copy, is_str};
+}
+
+static void f_str(fields *fs, const char *key, const char *v) { f_put(fs, key, v, 1); }
+
+static void f_num(fields *fs, const char *key, const char *fmt, double v) {
+    char buf[64];
+    snprintf(buf, sizeof buf, fmt, v);
+    f_put(fs, key, buf, 0);
+}
+
+static void f_u64(fields *fs, const char *key, uint64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    f_put(fs, key, buf, 0);
+}
+
+static void f_i64(fields *fs, const char *key, int64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    f_put(fs, key, buf, 0);
+}
+
+static void f_bool(fields *fs, const char *key, int v) {
+    f_put(fs, key, v ? "true" : "false", 0);
+}
+
+static void fields_free(fields *fs) {
+    for (int i = 0; i < fs->n; i++)
+        free(fs->f[i].val);
+    fs->n = 0;
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+/* The fields' "key":value pairs, comma-separated, no braces. */
+static void json_fields(FILE *f, const fields *fs) {
+    for (int i = 0; i < fs->n; i++) {
+        if (i) fputc(',', f);
+        json_str(f, fs->f[i].key);
+        fputc(':', f);
+        if (fs->f[i].is_str)
+            json_str(f, fs->f[i].val);
+        else
+            fputs(fs->f[i].val, f);
+    }
+}
+
+static void csv_cell(FILE *f, const char *s) {
+    if (strpbrk(s, ",\"\n") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_line(FILE *f, const fields *a, const fields *b, int header) {
+    const fields *parts[2] = {a, b};
+    int first = 1;
+    for (int p = 0; p < 2; p++) {
+        for (int i = 0; parts[p] && i < parts[p]->n; i++) {
+            if (!first) fputc(',', f);
+            first = 0;
+            csv_cell(f, header ? parts[p]->f[i].key : parts[p]->f[i].val);
+        }
+    }
+    fputc('\n', f);
+}
+
+static double us(const bench_hist *h, double q) {
+    return (double)bench_hist_quantile(h, q) / 1000.0;
+}
+
+static double ratio(uint64_t a, uint64_t b) {
+    return b ? (double)a / (double)b : 0;
+}
+
+/* ---- configuration ----------------------------------------------------------*/
+
+static void config_fields(const bench_opts *o, const bench_env *env,
+                          const bench_oracle *oracle, fields *fs) {
+    f_str(fs, "mode", o->mode_name);
+    f_str(fs, "started", env->started);
+    f_str(fs, "command", env->cmdline);
+    f_str(fs, "dataset", env->dataset);
+    if (!o->query_path) {
+        f_u64(fs, "seed", o->synth.seed);
+        f_num(fs, "zipf", "%.3f", o->synth.zipf);
+    }
+    f_str(fs, "cpu", env->cpu);
+    f_i64(fs, "cpus", env->cpus);
+    f_str(fs, "version", env->version);
+    f_str(fs, "build_type", env->build_type);
+    f_str(fs, "sanitize", env->sanitize);
+    f_str(fs, "kernels", env->kernels);
+    f_num(fs, "prep_s", "%.3f", env->prep_s);
+    f_num(fs, "threshold", "%.4f", o->threshold);
+    f_u64(fs, "k", o->k);
+    if (oracle) {
+        f_str(fs, "ground_truth", oracle->source);
+        f_num(fs, "ground_truth_s", "%.3f", oracle->seconds);
+    }
+    if (o->mode == BENCH_INDEX) {
+        f_u64(fs, "threads", o->threads);
+        f_u64(fs, "M", o->M);
+        f_u64(fs, "ef_construction", o->ef_construction);
+        f_num(fs, "min_seconds", "%.2f", o->min_seconds);
+        return;
+    }
+    f_str(fs, "addr", o->addr);
+    f_str(fs, "server", env->server);
+    f_str(fs, "spawned", env->spawned);
+    f_str(fs, "ns", o->ns);
+    f_u64(fs, "connections", o->connections);
+    f_u64(fs, "response_bytes", o->response_bytes);
+    f_i64(fs, "timeout_ms", o->timeout_ms);
+    if (o->mode == BENCH_SERVER) {
+        f_u64(fs, "pipeline", o->pipeline);
+        f_num(fs, "rate", "%.1f", o->rate);
+        f_num(fs, "duration_s", "%.3f", o->count ? 0 : o->duration_s);
+        f_u64(fs, "count", o->count);
+        f_bool(fs, "no_load", o->no_load);
+    } else {
+        f_num(fs, "llm_delay_ms", "%.3f", o->llm_delay_ms);
+        f_num(fs, "llm_cost_usd", "%.6f", o->llm_cost_usd);
+    }
+}
+
+static void print_config(const bench_opts *o, const bench_env *env,
+                         const bench_oracle *oracle) {
+    printf("deja-bench %s   %s\n", o->mode_name, env->started);
+    printf("  command      %s\n", env->cmdline);
+    printf("  dataset      %s\n", env->dataset);
+    printf("  machine      %s (%ld cpus); deja %s, build %s, sanitize %s, kernels %s\n",
+           env->cpu, env->cpus, env->version, env->build_type, env->sanitize,
+           env->kernels);
+    if (o->mode != BENCH_INDEX) {
+        printf("  server       %s at %s%s%s\n", env->server, o->addr,
+               env->spawned[0] ? "; " : "", env->spawned);
+        printf("  namespace    %s, responses of %u bytes, timeout %d ms\n", o->ns,
+               o->response_bytes, o->timeout_ms);
+    }
+    printf("  prepared     workload in %.2f s", env->prep_s);
+    if (oracle) printf("; ground truth %s in %.2f s", oracle->source, oracle->seconds);
+    printf("\n");
+}
+
+/* ---- index mode ----------------------------------------------------------------*/
+
+static void index_row_fields(const bench_index_row *w, fields *fs) {
+    f_str(fs, "index", w->index);
+    f_str(fs, "params", w->params);
+    f_u64(fs, "ef", w->ef);
+    f_bool(fs, "default_ef", w->default_ef);
+    f_bool(fs, "skipped", w->skipped);
+    f_str(fs, "note", w->note);
+    f_num(fs, "build_s", "%.3f", w->build_s);
+    f_num(fs, "bytes_per_entry", "%.1f", w->bytes_per_entry);
+    f_u64(fs, "bytes", w->bytes);
+    f_u64(fs, "threads", w->threads);
+    f_num(fs, "qps", "%.1f", w->qps);
+    f_num(fs, "qps_1t", "%.1f", w->qps_1t);
+    f_num(fs, "p50_us", "%.1f", w->p50_us);
+    f_num(fs, "p99_us", "%.1f", w->p99_us);
+    f_num(fs, "mean_us", "%.1f", w->mean_us);
+    f_num(fs, "recall_at_1", "%.5f", w->recall_at_1);
+    f_num(fs, "recall_at_10", "%.5f", w->recall_at_10);
+    f_num(fs, "hit_recall", "%.5f", w->hit_recall);
+    f_u64(fs, "oracle_hits", w->oracle_hits);
+    f_u64(fs, "false_hits", w->false_hits);
+}
+
+void bench_report_index(const bench_opts *o, const bench_env *env,
+                        const bench_oracle *oracle, const bench_index_result *r) {
+    fields cfg = {0};
+    config_fields(o, env, oracle, &cfg);
+    if (o->json) {
+        printf("{\"config\":{");
+        json_fields(stdout, &cfg);
+        printf("},\"results\":[");
+        for (int i = 0; i < r->n_rows; i++) {
+            fields row = {0};
+            index_row_fields(&r->rows[i], &row);
+            printf("%s{", i ? "," : "");
+            json_fields(stdout, &row);
+            printf("}");
+            fields_free(&row);
+        }
+        printf("]}\n");
+    } else if (o->csv) {
+        for (int i = 0; i < r->n_rows; i++) {
+            fields row = {0};
+            index_row_fields(&r->rows[i], &row);
+            if (i == 0) csv_line(stdout, &cfg, &row, 1);
+            csv_line(stdout, &cfg, &row, 0);
+            fields_free(&row);
+        }
+    } else {
+        print_config(o, env, oracle);
+        printf("  run          %u queries, k=%u, threshold %.3f, %u threads, each QPS "
+               "figure over >= %.1f s\n",
+               oracle->nq, oracle->k, o->threshold, o->threads, o->min_seconds);
+        printf("\n%-15s %5s %8s %8s %9s %9s %8s %8s %7s %7s %7s %5s\n", "index", "ef",
+               "build_s", "B/entry", "QPS_1t", "QPS_all", "p50_us", "p99_us", "R@1",
+               "R@10", "hitrec", "false");
+        for (int i = 0; i < r->n_rows; i++) {
+            const bench_index_row *w = &r->rows[i];
+            if (w->skipped) {
+                printf("%-15s skipped: %s\n", w->index, w->note);
+                continue;
+            }
+            char ef[16];
+            snprintf(ef, sizeof ef, w->ef ? "%u%s" : "-", w->ef, w->default_ef ? "*" : "");
+            printf("%-15s %5s %8.1f %8.0f %9.0f %9.0f %8.1f %8.1f %7.4f %7.4f %7.4f "
+                   "%5llu\n",
+                   w->index, ef, w->build_s, w->bytes_per_entry, w->qps_1t, w->qps,
+                   w->p50_us, w->p99_us, w->recall_at_1, w->recall_at_10, w->hit_recall,
+                   (unsigned long long)w->false_hits);
+        }
+        printf("\n  * = the index's default ef (what dejad searches with). QPS_all = %u "
+               "threads. hitrec: of the %llu queries whose exact best is >= %.2f, the "
+               "share the index also answers with an entry >= %.2f.\n",
+               o->threads,
+               (unsigned long long)(r->n_rows ? r->rows[r->n_rows - 1].oracle_hits : 0),
+               o->threshold, o->threshold);
+        for (int i = 0; i < r->n_rows; i++)
+            if (!r->rows[i].skipped && (i == 0 || strcmp(r->rows[i].index,
+                                                         r->rows[i - 1].index)))
+                printf("  %-15s %s\n", r->rows[i].index, r->rows[i].params);
+    }
+    fields_free(&cfg);
+}
+
+/* ---- server mode ---------------------------------------------------------------*/
+
+static void server_fields(const bench_opts *o, const bench_result *r, fields *fs) {
+    f_bool(fs, "open_loop", r->open_loop);
+    f_u64(fs, "depth", r->depth);
+    f_u64(fs, "flushed", r->flushed);
+    f_u64(fs, "stores", r->stores);
+    f_u64(fs, "store_errors", r->store_errors);
+    f_num(fs, "load_s", "%.3f", r->load_s);
+    f_num(fs, "stores_per_s", "%.1f", r->load_s > 0 ? (double)r->stores / r->load_s : 0);
+    f_num(fs, "store_p50_us", "%.1f", us(&r->store_hist, 0.5));
+    f_num(fs, "store_p99_us", "%.1f", us(&r->store_hist, 0.99));
+    f_i64(fs, "server_entries", r->server_entries);
+    f_u64(fs, "sent", r->sent);
+    f_u64(fs, "lookups", r->lookups);
+    f_num(fs, "lookup_s", "%.3f", r->lookup_s);
+    f_num(fs, "lookups_per_s", "%.1f",
+          r->lookup_s > 0 ? (double)r->lookups / r->lookup_s : 0);
+    f_num(fs, "target_rate", "%.1f", o->rate);
+    f_num(fs, "p50_us", "%.1f", us(&r->lookup_hist, 0.5));
+    f_num(fs, "p90_us", "%.1f", us(&r->lookup_hist, 0.9));
+    f_num(fs, "p99_us", "%.1f", us(&r->lookup_hist, 0.99));
+    f_num(fs, "p999_us", "%.1f", us(&r->lookup_hist, 0.999));
+    f_num(fs, "max_us", "%.1f", us(&r->lookup_hist, 1.0));
+    f_num(fs, "mean_us", "%.1f", bench_hist_mean(&r->lookup_hist) / 1000.0);
+    if (r->open_loop) {
+        f_num(fs, "send_lag_p50_us", "%.1f", us(&r->lag_hist, 0.5));
+        f_num(fs, "send_lag_p99_us", "%.1f", us(&r->lag_hist, 0.99));
+    }
+}
+
+static void server_quality_fields(const bench_result *r, uint64_t judged, fields *fs) {
+    double hit = ratio(r->hits, judged), oracle = ratio(r->oracle_hits, judged);
+    f_num(fs, "hit_rate", "%.5f", hit);
+    f_num(fs, "oracle_hit_rate", "%.5f", oracle);
+    f_num(fs, "hit_rate_vs_oracle", "%.5f", oracle > 0 ? hit / oracle : 0);
+    f_u64(fs, "judged", judged);
+    f_u64(fs, "hits", r->hits);
+    f_u64(fs, "oracle_hits", r->oracle_hits);
+    f_u64(fs, "false_hits", r->false_hits);
+    f_u64(fs, "missed_hits", r->missed_hits);
+    f_u64(fs, "not_best", r->not_best);
+    f_u64(fs, "sim_mismatches", r->sim_mismatches);
+    f_u64(fs, "unknown_ids", r->unknown_ids);
+    f_u64(fs, "errors", r->errors);
+    f_u64(fs, "timeouts", r->timeouts);
+}
+
+void bench_report_server(const bench_opts *o, const bench_env *env,
+                         const bench_oracle *oracle, const bench_result *r,
+                         const synth_set *s) {
+    /* Rates are over the replies that could be judged (not errors). */
+    uint64_t judged = r->judged;
+    fields cfg = {0}, res = {0};
+    config_fields(o, env, oracle, &cfg);
+    server_fields(o, r, &res);
+    server_quality_fields(r, judged, &res);
+    if (o->json) {
+        printf("{\"config\":{");
+        json_fields(stdout, &cfg);
+        printf("},");
+        json_fields(stdout, &res);
+        if (s->kind) {
+            printf(",\"by_kind\":{");
+            for (int k = 0; k < SYNTH_KINDS; k++)
+                printf("%s\"%s\":{\"lookups\":%llu,\"hit_rate\":%.5f,"
+                       "\"oracle_hit_rate\":%.5f}",
+                       k ? "," : "", synth_kind_name(k),
+                       (unsigned long long)r->kind_lookups[k],
+                       ratio(r->kind_hits[k], r->kind_lookups[k]),
+                       ratio(r->kind_oracle[k], r->kind_lookups[k]));
+            printf("}");
+        }
+        printf("}\n");
+    } else if (o->csv) {
+        csv_line(stdout, &cfg, &res, 1);
+        csv_line(stdout, &cfg, &res, 0);
+    } else {
+        print_config(o, env, oracle);
+        char what[160];
+        if (r->open_loop)
+            snprintf(what, sizeof what, "open loop at %.0f/s, up to %u in flight per "
+                     "connection", o->rate, r->depth);
+        else
+            snprintf(what, sizeof what, "closed loop, %u in flight per connection",
+                     r->depth);
+        printf("  run          %u connections, %s; %s; k=%u threshold=%.3f\n",
+               o->connections, what,
+               o->count ? "fixed count" : "fixed duration", o->k, o->threshold);
+        printf("load\n");
+        if (o->no_load)
+            printf("  skipped      --no-load: lookups against what the server held\n");
+        else
+            printf("  stores       %llu in %.2f s = %.0f stores/s (p50 %.1f us, p99 %.1f "
+                   "us), errors %llu; flushed %llu first\n",
+                   (unsigned long long)r->stores, r->load_s,
+                   r->load_s > 0 ? (double)r->stores / r->load_s : 0,
+                   us(&r->store_hist, 0.5), us(&r->store_hist, 0.99),
+                   (unsigned long long)r->store_errors, (unsigned long long)r->flushed);
+        if (r->server_entries >= 0)
+            printf("  server       reports %lld entries in %s\n",
+                   (long long)r->server_entries, o->ns);
+        printf("lookups\n");
+        printf("  throughput   %llu in %.2f s = %.0f lookups/s", (unsigned long long)r->lookups,
+               r->lookup_s, r->lookup_s > 0 ? (double)r->lookups / r->lookup_s : 0);
+        if (r->open_loop) printf(" (target %.0f/s)", o->rate);
+        printf("\n");
+        printf("  latency us   p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean "
+               "%.1f%s\n",
+               us(&r->lookup_hist, 0.5), us(&r->lookup_hist, 0.9),
+               us(&r->lookup_hist, 0.99), us(&r->lookup_hist, 0.999),
+               us(&r->lookup_hist, 1.0), bench_hist_mean(&r->lookup_hist) / 1000.0,
+               r->open_loop ? "  (from the scheduled time)" : "");
+        if (r->open_loop)
+            printf("  send lag us  p50 %.1f  p99 %.1f  max %.1f (sends behind schedule)\n",
+                   us(&r->lag_hist, 0.5), us(&r->lag_hist, 0.99), us(&r->lag_hist, 1.0));
+        double hit = ratio(r->hits, judged), orc = ratio(r->oracle_hits, judged);
+        printf("  hit rate     %.4f, exact oracle %.4f (%.2f%% of it)\n", hit, orc,
+               orc > 0 ? 100 * hit / orc : 0);
+        if (s->kind)
+            for (int k = 0; k < SYNTH_KINDS; k++)
+                printf("    %-11s %.4f (oracle %.4f) of %llu\n", synth_kind_name(k),
+                       ratio(r->kind_hits[k], r->kind_lookups[k]),
+                       ratio(r->kind_oracle[k], r->kind_lookups[k]),
+                       (unsigned long long)r->kind_lookups[k]);
+        printf("  answers      false_hits %llu  missed_hits %llu  not_best %llu  "
+               "sim_mismatches %llu  unknown_ids %llu\n",
+               (unsigned long long)r->false_hits, (unsigned long long)r->missed_hits,
+               (unsigned long long)r->not_best, (unsigned long long)r->sim_mismatches,
+               (unsigned long long)r->unknown_ids);
+        printf("  errors       %llu  timeouts %llu\n", (unsigned long long)r->errors,
+               (unsigned long long)r->timeouts);
+    }
+    fields_free(&cfg);
+    fields_free(&res);
+}
+
+/* ---- mixed mode ------------------------------------------------------------------*/
+
+static void mixed_fields(const bench_mixed_result *r, fields *fs) {
+    double saved = r->cost_without - r->cost_spent;
+    f_u64(fs, "flushed", r->flushed);
+    f_u64(fs, "requests", r->requests);
+    f_num(fs, "wall_s", "%.3f", r->wall_s);
+    f_num(fs, "requests_per_s", "%.1f", r->wall_s > 0 ? r->requests / r->wall_s : 0);
+    f_u64(fs, "hits", r->hits);
+    f_num(fs, "hit_rate", "%.5f", ratio(r->hits, r->requests));
+    f_num(fs, "oracle_hit_rate", "%.5f", ratio(r->oracle_hits, r->requests));
+    f_num(fs, "as_run_oracle_hit_rate", "%.5f", ratio(r->as_run_hits, r->requests));
+    f_u64(fs, "llm_calls", r->llm_calls);
+    f_u64(fs, "llm_calls_avoided", r->requests - r->llm_calls);
+    f_num(fs, "cost_usd", "%.4f", r->cost_spent);
+    f_num(fs, "cost_without_cache_usd", "%.4f", r->cost_without);
+    f_num(fs, "saved_usd", "%.4f", saved);
+    f_num(fs, "saved_share", "%.5f", r->cost_without > 0 ? saved / r->cost_without : 0);
+    f_num(fs, "llm_wait_s", "%.3f", r->llm_time_s);
+    f_num(fs, "llm_wait_without_cache_s", "%.3f", r->llm_time_without_s);
+    f_num(fs, "lookup_p50_us", "%.1f", us(&r->lookup_hist, 0.5));
+    f_num(fs, "lookup_p99_us", "%.1f", us(&r->lookup_hist, 0.99));
+    f_num(fs, "store_p50_us", "%.1f", us(&r->store_hist, 0.5));
+    f_num(fs, "store_p99_us", "%.1f", us(&r->store_hist, 0.99));
+    f_num(fs, "request_p50_us", "%.1f", us(&r->request_hist, 0.5));
+    f_num(fs, "request_p99_us", "%.1f", us(&r->request_hist, 0.99));
+    f_num(fs, "request_mean_us", "%.1f", bench_hist_mean(&r->request_hist) / 1000.0);
+    f_u64(fs, "stores", r->stores);
+    f_u64(fs, "store_errors", r->store_errors);
+    f_u64(fs, "false_hits", r->false_hits);
+    f_u64(fs, "missed_hits", r->missed_hits);
+    f_u64(fs, "pending_misses", r->pending_misses);
+    f_u64(fs, "sim_mismatches", r->sim_mismatches);
+    f_u64(fs, "unknown_ids", r->unknown_ids);
+    f_u64(fs, "errors", r->errors);
+    f_u64(fs, "timeouts", r->timeouts);
+}
+
+void bench_report_mixed(const bench_opts *o, const bench_env *env,
+                        const bench_mixed_result *r, const synth_set *s) {
+    fields cfg = {0}, res = {0};
+    config_fields(o, env, NULL, &cfg);
+    mixed_fields(r, &res);
+    if (o->json) {
+        printf("{\"config\":{");
+        json_fields(stdout, &cfg);
+        printf("},");
+        json_fields(stdout, &res);
+        printf(",\"intervals\":[");
+        for (uint32_t i = 0; i < r->intervals; i++)
+            printf("%s{\"requests\":%llu,\"hit_rate\":%.5f,\"oracle_hit_rate\":%.5f}",
+                   i ? "," : "", (unsigned long long)r->int_requests[i],
+                   ratio(r->int_hits[i], r->int_requests[i]),
+                   ratio(r->int_oracle[i], r->int_requests[i]));
+        printf("]");
+        if (s->kind) {
+            printf(",\"by_kind\":{");
+            for (int k = 0; k < SYNTH_KINDS; k++)
+                printf("%s\"%s\":{\"requests\":%llu,\"hit_rate\":%.5f,"
+                       "\"oracle_hit_rate\":%.5f}",
+                       k ? "," : "", synth_kind_name(k),
+                       (unsigned long long)r->kind_requests[k],
+                       ratio(r->kind_hits[k], r->kind_requests[k]),
+                       ratio(r->kind_oracle[k], r->kind_requests[k]));
+            printf("}");
+        }
+        printf("}\n");
+        fields_free(&cfg);
+        fields_free(&res);
+        return;
+    }
+    if (o->csv) {
+        char series[8 * BENCH_MAX_INTERVALS + 1] = "";
+        size_t len = 0;
+        for (uint32_t i = 0; i < r->intervals && len < sizeof series - 8; i++)
+            len += (size_t)snprintf(series + len, sizeof series - len, "%s%.4f",
+                                    i ? ";" : "",
+                                    ratio(r->int_hits[i], r->int_requests[i]));
+        f_str(&res, "hit_rate_by_interval", series);
+        csv_line(stdout, &cfg, &res, 1);
+        csv_line(stdout, &cfg, &res, 0);
+        fields_free(&cfg);
+        fields_free(&res);
+        return;
+    }
+    print_config(o, env, NULL);
+    printf("  run          %u users, LLM call %.0f ms and $%g, %u requests; the cache "
+           "starts empty (flushed %llu)\n",
+           o->connections, o->llm_delay_ms, o->llm_cost_usd, s->nq,
+           (unsigned long long)r->flushed);
+    printf("cache\n");
+    printf("  hit rate     %.4f; ideal cache %.4f (oracle), exact over what was stored "
+           "as run %.4f\n",
+           ratio(r->hits, r->requests), ratio(r->oracle_hits, r->requests),
+           ratio(r->as_run_hits, r->requests));
+    if (s->kind)
+        for (int k = 0; k < SYNTH_KINDS; k++)
+            printf("    %-11s %.4f (oracle %.4f) of %llu\n", synth_kind_name(k),
+                   ratio(r->kind_hits[k], r->kind_requests[k]),
+                   ratio(r->kind_oracle[k], r->kind_requests[k]),
+                   (unsigned long long)r->kind_requests[k]);
+    printf("  over time    ");
+    for (uint32_t i = 0; i < r->intervals; i++)
+        printf("%s%.2f", i ? " " : "", ratio(r->int_hits[i], r->int_requests[i]));
+    printf("  (hit rate per 1/%u of the stream)\n", r->intervals);
+    printf("  oracle       ");
+    for (uint32_t i = 0; i < r->intervals; i++)
+        printf("%s%.2f", i ? " " : "", ratio(r->int_oracle[i], r->int_requests[i]));
+    printf("\n");
+    printf("  misses       %llu while the matching answer was still being generated, "
+           "%llu search misses\n",
+           (unsigned long long)r->pending_misses, (unsigned long long)r->missed_hits);
+    printf("savings\n");
+    printf("  LLM calls    %llu made, %llu avoided (%.1f%%)\n",
+           (unsigned long long)r->llm_calls,
+           (unsigned long long)(r->requests - r->llm_calls),
+           100 * ratio(r->requests - r->llm_calls, r->requests));
+    printf("  cost         $%.2f instead of $%.2f: saved $%.2f (%.1f%%)\n", r->cost_spent,
+           r->cost_without, r->cost_without - r->cost_spent,
+           r->cost_without > 0 ? 100 * (r->cost_without - r->cost_spent) / r->cost_without
+                               : 0);
+    printf("  LLM waiting  %.1f s instead of %.1f s (summed over requests)\n",
+           r->llm_time_s, r->llm_time_without_s);
+    printf("latency\n");
+    printf("  request      p50 %.1f us  p99 %.1f us  mean %.1f us (lookup + LLM on a "
+           "miss + store)\n",
+           us(&r->request_hist, 0.5), us(&r->request_hist, 0.99),
+           bench_hist_mean(&r->request_hist) / 1000.0);
+    printf("  lookup       p50 %.1f us  p99 %.1f us;  store p50 %.1f us  p99 %.1f us\n",
+           us(&r->lookup_hist, 0.5), us(&r->lookup_hist, 0.99), us(&r->store_hist, 0.5),
+           us(&r->store_hist, 0.99));
+    printf("  wall         %.2f s, %.0f requests/s\n", r->wall_s,
+           r->wall_s > 0 ? r->requests / r->wall_s : 0);
+    printf("answers\n");
+    printf("  false_hits %llu  sim_mismatches %llu  unknown_ids %llu  stores %llu  "
+           "store_errors %llu  errors %llu  timeouts %llu\n",
+           (unsigned long long)r->false_hits, (unsigned long long)r->sim_mismatches,
+           (unsigned long long)r->unknown_ids, (unsigned long long)r->stores,
+           (unsigned long long)r->store_errors, (unsigned long long)r->errors,
+           (unsigned long long)r->timeouts);
+    fields_free(&cfg);
+    fields_free(&res);
+}

@@ -1,0 +1,556 @@
+/* deja-cli.c: the command-line client for dejad, in the manner of
+ * redis-cli: one command per run, readable text or --json, and exit
+ * statuses a script can branch on (see usage_exit_codes below).
+ *
+ * The commands are a table (name, arguments, allowed options, handler,
+ * help); one generic step parses options, checks them against the
+ * command's list and its argument count, connects, and then runs the
+ * handler, so handlers only do their own work. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "deja-cli.h"
+#include "deja.h"
+
+#define DEFAULT_URL "deja://127.0.0.1:7447"
+#define DEFAULT_THRESHOLD 0.85
+#define MAX_POSITIONAL 4
+
+/* ---- options ----------------------------------------------------------------- */
+
+enum {
+    OPT_VEC = 1u << 0,
+    OPT_ROW = 1u << 1,
+    OPT_K = 1u << 2,
+    OPT_THRESHOLD = 1u << 3,
+    OPT_WITH_PROMPT = 1u << 4,
+    OPT_RESPONSE = 1u << 5,
+    OPT_RESPONSE_FILE = 1u << 6,
+    OPT_PROMPT = 1u << 7,
+    OPT_TTL = 1u << 8,
+    OPT_COMPLETION = 1u << 9,
+    OPT_COST = 1u << 10, /* --input-tokens, --output-tokens, --cost */
+    OPT_GLOBAL = 1u << 31,
+};
+
+typedef struct cli_args {
+    const char *url, *token;
+    long timeout_ms, connect_ms;
+    int json, help;
+    const char *vec, *response, *response_file, *prompt;
+    long row, k, ttl, completion;
+    double threshold;
+    int with_prompt;
+    unsigned long long input_tokens, output_tokens, cost;
+    unsigned given; /* OPT_* bits seen, to refuse ones the command ignores */
+    const char *pos[MAX_POSITIONAL];
+    int npos;
+} cli_args;
+
+typedef struct cli_option {
+    const char *name; /* long name without "--" */
+    char short_name;  /* 0 = none */
+    int has_arg;
+    unsigned bit;
+} cli_option;
+
+static const cli_option options[] = {
+    {"url", 'u', 1, OPT_GLOBAL},
+    {"token", 'a', 1, OPT_GLOBAL},
+    {"timeout", 't', 1, OPT_GLOBAL},
+    {"connect-timeout", 0, 1, OPT_GLOBAL},
+    {"json", 0, 0, OPT_GLOBAL},
+    {"help", 'h', 0, OPT_GLOBAL},
+    {"vec", 0, 1, OPT_VEC},
+    {"row", 0, 1, OPT_ROW},
+    {"k", 'k', 1, OPT_K},
+    {"threshold", 0, 1, OPT_THRESHOLD},
+    {"with-prompt", 0, 0, OPT_WITH_PROMPT},
+    {"response", 0, 1, OPT_RESPONSE},
+    {"response-file", 0, 1, OPT_RESPONSE_FILE},
+    {"prompt", 0, 1, OPT_PROMPT},
+    {"ttl", 0, 1, OPT_TTL},
+    {"completion", 0, 1, OPT_COMPLETION},
+    {"input-tokens", 0, 1, OPT_COST},
+    {"output-tokens", 0, 1, OPT_COST},
+    {"cost", 0, 1, OPT_COST},
+};
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("deja-cli: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (deja-cli --help)\n", stderr);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_u64(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    if (*s == '-') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || *end || errno) return -1;
+    *out = v;
+    return 0;
+}
+
+static int set_option(cli_args *a, const cli_option *o, const char *v) {
+    const char *n = o->name;
+    if (strcmp(n, "url") == 0) a->url = v;
+    else if (strcmp(n, "token") == 0) a->token = v;
+    else if (strcmp(n, "timeout") == 0) {
+        if (parse_long(v, 1, 3600000, &a->timeout_ms)) return usage_error("bad --timeout");
+    } else if (strcmp(n, "connect-timeout") == 0) {
+        if (parse_long(v, 1, 3600000, &a->connect_ms))
+            return usage_error("bad --connect-timeout");
+    } else if (strcmp(n, "json") == 0) a->json = 1;
+    else if (strcmp(n, "help") == 0) a->help = 1;
+    else if (strcmp(n, "vec") == 0) a->vec = v;
+    else if (strcmp(n, "row") == 0) {
+        if (parse_long(v, 0, 1L << 40, &a->row)) return usage_error("bad --row");
+    } else if (strcmp(n, "k") == 0) {
+        if (parse_long(v, 1, 256, &a->k)) return usage_error("-k must be in 1..256");
+    } else if (strcmp(n, "threshold") == 0) {
+        char *end;
+        a->threshold = strtod(v, &end);
+        if (end == v || *end || !(a->threshold >= -1 && a->threshold <= 1))
+            return usage_error("--threshold must be in [-1, 1]");
+    } else if (strcmp(n, "with-prompt") == 0) a->with_prompt = 1;
+    else if (strcmp(n, "response") == 0) a->response = v;
+    else if (strcmp(n, "response-file") == 0) a->response_file = v;
+    else if (strcmp(n, "prompt") == 0) a->prompt = v;
+    else if (strcmp(n, "ttl") == 0) {
+        if (parse_long(v, 0, 0xffffffffL, &a->ttl)) return usage_error("bad --ttl");
+    } else if (strcmp(n, "completion") == 0) {
+        static const char *const names[] = {"ok", "error", "truncated", "filtered"};
+        a->completion = -1;
+        for (long i = 0; i < 4; i++)
+            if (strcmp(v, names[i]) == 0) a->completion = i;
+        if (a->completion < 0)
+            return usage_error("--completion is ok, error, truncated or filtered");
+    } else if (strcmp(n, "input-tokens") == 0) {
+        if (parse_u64(v, &a->input_tokens) || a->input_tokens > 0xffffffffu)
+            return usage_error("bad --input-tokens");
+    } else if (strcmp(n, "output-tokens") == 0) {
+        if (parse_u64(v, &a->output_tokens) || a->output_tokens > 0xffffffffu)
+            return usage_error("bad --output-tokens");
+    } else if (strcmp(n, "cost") == 0) {
+        if (parse_u64(v, &a->cost)) return usage_error("bad --cost");
+    }
+    a->given |= o->bit;
+    return 0;
+}
+
+/* Options may come before or after the command; "--" ends them. */
+static int parse_args(int argc, char **argv, cli_args *a) {
+    int only_positional = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (only_positional || arg[0] != '-' || arg[1] == 0 ||
+            (arg[1] >= '0' && arg[1] <= '9')) {
+            if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments");
+            a->pos[a->npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_positional = 1;
+            continue;
+        }
+        const cli_option *o = NULL;
+        const char *inline_value = NULL;
+        for (size_t j = 0; j < sizeof options / sizeof options[0] && !o; j++) {
+            const cli_option *c = &options[j];
+            if (arg[1] != '-') {
+                if (c->short_name && arg[1] == c->short_name && arg[2] == 0) o = c;
+                continue;
+            }
+            size_t n = strlen(c->name);
+            if (strncmp(arg + 2, c->name, n) == 0 &&
+                (arg[2 + n] == 0 || (arg[2 + n] == '=' && c->has_arg))) {
+                o = c;
+                if (arg[2 + n] == '=') inline_value = arg + 3 + n;
+            }
+        }
+        if (o == NULL) return usage_error("unknown option %s", arg);
+        const char *value = NULL;
+        if (o->has_arg) {
+            value = inline_value;
+            if (value == NULL) {
+                if (i + 1 >= argc) return usage_error("%s needs a value", arg);
+                value = argv[++i];
+            }
+        }
+        int rc = set_option(a, o, value);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* ---- errors and helpers --------------------------------------------------------- */
+
+static int exit_status(int rc) {
+    if (rc == 0) return CLI_OK;
+    if (rc == DEJA_ERR_INVALID_ARG) return CLI_USAGE;
+    if (rc == DEJA_ERR_UNKNOWN_OP) return CLI_UNSUPPORTED;
+    if (rc >= DEJA_ERR_WIRE_MIN) return CLI_SERVER_ERROR;
+    return CLI_CONN_ERROR;
+}
+
+/* Reports a failed call: a line on stderr, and with --json an object on
+ * stdout as well, so a script reading stdout always gets one document. */
+static int report(const cli_args *a, const char *what, int rc, const char *detail) {
+    const char *msg = detail && detail[0] ? detail : deja_strerror(rc);
+    fprintf(stderr, "deja-cli: %s: %s: %s\n", what, cli_error_name(rc), msg);
+    if (a->json) {
+        printf("{\"ok\":false,\"error\":\"%s\",\"code\":%d,\"message\":",
+               cli_error_name(rc), rc);
+        cli_json_string(stdout, msg, strlen(msg));
+        printf("}\n");
+    }
+    return exit_status(rc);
+}
+
+static int check_namespace(const char *ns) {
+    size_t n = strlen(ns);
+    if (n == 0 || n > 255) return usage_error("namespace must be 1..255 bytes");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)ns[i] < 0x21 || (unsigned char)ns[i] > 0x7E)
+            return usage_error("namespace \"%s\": printable ASCII without spaces only", ns);
+    return 0;
+}
+
+static int read_vector(const cli_args *a, float **vec, uint32_t *dim) {
+    if (a->vec == NULL) return usage_error("--vec FILE is required");
+    char err[512];
+    if (cli_read_vector(a->vec, a->row, vec, dim, err, sizeof err) != 0) {
+        fprintf(stderr, "deja-cli: %s\n", err);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
+/* ---- commands -------------------------------------------------------------------- */
+
+static int cmd_ping(deja_client *c, const cli_args *a) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = deja_ping(c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (rc != 0) return report(a, "ping", rc, deja_last_error(c));
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (a->json) {
+        printf("{\"ok\":true,\"server\":");
+        cli_json_string(stdout, deja_server_name(c), strlen(deja_server_name(c)));
+        printf(",\"rtt_ms\":%.3f}\n", ms);
+    } else {
+        printf("PONG %s (%.3f ms)\n", deja_server_name(c), ms);
+    }
+    return CLI_OK;
+}
+
+static int stats_of(deja_client *c, const cli_args *a, const char *what, const char *ns) {
+    deja_stats *s = NULL;
+    int rc = deja_stats_get(c, ns, &s);
+    if (rc != 0) return report(a, what, rc, deja_last_error(c));
+    cli_print_stats(stdout, s, ns, a->json);
+    deja_stats_free(s);
+    return CLI_OK;
+}
+
+static int cmd_info(deja_client *c, const cli_args *a) {
+    return stats_of(c, a, "info", NULL);
+}
+
+static int cmd_stats(deja_client *c, const cli_args *a) {
+    if (a->npos == 1) {
+        int rc = check_namespace(a->pos[0]);
+        if (rc != 0) return rc;
+    }
+    return stats_of(c, a, "stats", a->npos == 1 ? a->pos[0] : NULL);
+}
+
+static const char ns_unsupported[] =
+    "not supported by this server (needs NS ops, protocol v1 has none yet)";
+
+/* Runs the ns subcommands that need no connection; *done says whether it
+ * did. Only "ns info" talks to the server (through STATS). */
+static int ns_precheck(const cli_args *a, int *done) {
+    *done = 1;
+    const char *sub = a->pos[0];
+    int is_info = strcmp(sub, "info") == 0;
+    int known = is_info || strcmp(sub, "list") == 0 || strcmp(sub, "create") == 0 ||
+                strcmp(sub, "drop") == 0;
+    if (!known) return usage_error("ns: unknown subcommand \"%s\"", sub);
+    int wants_name = strcmp(sub, "list") != 0;
+    if (a->npos != 1 + wants_name)
+        return usage_error("ns %s takes %s", sub, wants_name ? "a NAME" : "no argument");
+    if (wants_name) {
+        int rc = check_namespace(a->pos[1]);
+        if (rc != 0) return rc;
+    }
+    if (!is_info) {
+        fprintf(stderr, "deja-cli: ns %s: %s\n", sub, ns_unsupported);
+        if (a->json) {
+            printf("{\"ok\":false,\"error\":\"UNSUPPORTED\",\"code\":0,\"message\":");
+            cli_json_string(stdout, ns_unsupported, strlen(ns_unsupported));
+            printf("}\n");
+        }
+        return CLI_UNSUPPORTED;
+    }
+    *done = 0;
+    return 0;
+}
+
+static int cmd_ns(deja_client *c, const cli_args *a) {
+    return stats_of(c, a, "ns info", a->pos[1]);
+}
+
+static int cmd_delete(deja_client *c, const cli_args *a) {
+    unsigned long long id;
+    if (parse_u64(a->pos[1], &id)) return usage_error("delete: ID must be a number");
+    int rc = deja_delete(c, a->pos[0], id);
+    if (rc != 0) return report(a, "delete", rc, deja_last_error(c));
+    printf(a->json ? "{\"ok\":true}\n" : "OK\n");
+    return CLI_OK;
+}
+
+static int cmd_flush(deja_client *c, const cli_args *a) {
+    uint64_t removed = 0;
+    int rc = deja_flush(c, a->pos[0], &removed);
+    if (rc != 0) return report(a, "flush", rc, deja_last_error(c));
+    if (a->json)
+        printf("{\"ok\":true,\"removed\":%llu}\n", (unsigned long long)removed);
+    else
+        printf("removed %llu\n", (unsigned long long)removed);
+    return CLI_OK;
+}
+
+static int cmd_lookup(deja_client *c, const cli_args *a) {
+    float *vec;
+    uint32_t dim;
+    int rc = read_vector(a, &vec, &dim);
+    if (rc != 0) return rc;
+    deja_result *r = NULL;
+    rc = deja_lookup(c, a->pos[0], vec, dim, (float)a->threshold, (uint32_t)a->k,
+                     a->with_prompt ? DEJA_LOOKUP_WANT_PROMPT : 0, &r);
+    free(vec);
+    if (rc != 0) return report(a, "lookup", rc, deja_last_error(c));
+    cli_print_lookup(stdout, r, a->json);
+    int status = r->count ? CLI_OK : CLI_MISS;
+    deja_result_free(r);
+    return status;
+}
+
+static int cmd_store(deja_client *c, const cli_args *a) {
+    if ((a->response == NULL) == (a->response_file == NULL))
+        return usage_error("store: give exactly one of --response and --response-file");
+    char *file_text = NULL;
+    size_t len = 0;
+    if (a->response_file) {
+        char err[512];
+        if (cli_read_file(a->response_file, &file_text, &len, err, sizeof err) != 0) {
+            fprintf(stderr, "deja-cli: %s\n", err);
+            return CLI_USAGE;
+        }
+    }
+    float *vec;
+    uint32_t dim;
+    int rc = read_vector(a, &vec, &dim);
+    if (rc != 0) {
+        free(file_text);
+        return rc;
+    }
+    deja_store_req req = {
+        .ns = a->pos[0],
+        .vector = vec,
+        .dim = dim,
+        .response = file_text ? file_text : a->response,
+        .response_len = file_text ? len : strlen(a->response),
+        .prompt = a->prompt,
+        .prompt_len = a->prompt ? strlen(a->prompt) : 0,
+        .ttl_s = (uint32_t)a->ttl,
+        .input_tokens = (uint32_t)a->input_tokens,
+        .output_tokens = (uint32_t)a->output_tokens,
+        .cost_micro_usd = a->cost,
+        .completion = (uint8_t)a->completion,
+    };
+    uint64_t id = 0;
+    rc = deja_store(c, &req, &id);
+    free(vec);
+    free(file_text);
+    if (rc != 0) return report(a, "store", rc, deja_last_error(c));
+    if (a->json)
+        printf("{\"ok\":true,\"id\":%llu}\n", (unsigned long long)id);
+    else
+        printf("stored as entry %llu\n", (unsigned long long)id);
+    return CLI_OK;
+}
+
+/* ---- the command table ------------------------------------------------------------ */
+
+typedef struct cli_command {
+    const char *name;
+    int min_args, max_args; /* positional arguments after the name */
+    unsigned options;       /* OPT_* accepted besides the global ones */
+    int ns_arg;             /* index of a namespace argument to check, or -1 */
+    int (*run)(deja_client *c, const cli_args *a);
+    const char *synopsis;
+    const char *help;
+} cli_command;
+
+static const cli_command commands[] = {
+    {"ping", 0, 0, 0, -1, cmd_ping, "ping",
+     "Round trip to the server; prints its name and the time taken.\n"},
+    {"info", 0, 0, 0, -1, cmd_info, "info",
+     "Server-wide counters (STATS): entries, hits, misses, connections,\n"
+     "commits, disk bytes, ...\n"},
+    {"stats", 0, 1, 0, -1, cmd_stats, "stats [NS]",
+     "Counters of the server, or of namespace NS (same as `ns info NS`).\n"},
+    {"ns", 1, 2, 0, -1, cmd_ns, "ns list | ns info NAME | ns create NAME | ns drop NAME",
+     "Namespaces. `ns info NAME` prints the namespace's counters (STATS NAME;\n"
+     "exit 3 with NOT_FOUND if it does not exist). list, create and drop need\n"
+     "namespace ops that protocol v1 does not have yet: they exit with 5. A\n"
+     "namespace is created by its first store.\n"},
+    {"delete", 2, 2, 0, 0, cmd_delete, "delete NS ID",
+     "Deletes entry ID of namespace NS (exit 3 with NOT_FOUND if absent).\n"},
+    {"flush", 1, 1, 0, 0, cmd_flush, "flush NS", "Deletes every entry of NS.\n"},
+    {"lookup", 1, 1, OPT_VEC | OPT_ROW | OPT_K | OPT_THRESHOLD | OPT_WITH_PROMPT, 0,
+     cmd_lookup, "lookup NS --vec FILE [--row N] [-k K] [--threshold T] [--with-prompt]",
+     "Looks up the K (default 1) entries of NS most similar to the vector, with\n"
+     "cosine similarity >= T (default 0.85). Exit 0 on a hit, 1 on a miss.\n"
+     "  --vec FILE      .fvecs, .npy (float32/64, 1-D or 2-D) or text (one vector\n"
+     "                  per line, numbers separated by spaces or commas); - = stdin\n"
+     "  --row N         which vector of the file (default 0, the first)\n"
+     "  --with-prompt   also print the stored prompts\n"},
+    {"store", 1, 1,
+     OPT_VEC | OPT_ROW | OPT_RESPONSE | OPT_RESPONSE_FILE | OPT_PROMPT | OPT_TTL |
+         OPT_COMPLETION | OPT_COST,
+     0, cmd_store,
+     "store NS --vec FILE (--response TEXT | --response-file FILE) [--prompt TEXT]\n"
+     "          [--ttl S] [--completion ok|error|truncated|filtered]\n"
+     "          [--input-tokens N] [--output-tokens N] [--cost MICRO_USD]",
+     "Stores a response under the vector; prints the new entry id. The reply\n"
+     "comes once the entry is durable. Only --completion ok (the default) is\n"
+     "cached: the others exit 3 with REJECTED. --ttl 0 = server default.\n"},
+};
+
+static const char usage_head[] =
+    "usage: deja-cli [--url URL] [--token T] [--timeout MS] [--json] COMMAND [ARGS]\n"
+    "       deja-cli help [COMMAND] | COMMAND --help\n";
+
+static const char usage_options[] =
+    "options (anywhere on the line):\n"
+    "  -u, --url URL          deja://host:port, unix:///path, host:port or /path\n"
+    "                         (default $DEJA_URL, else " DEFAULT_URL ")\n"
+    "  -a, --token T          AUTH token (default $DEJA_AUTH_TOKEN)\n"
+    "  -t, --timeout MS       per request (default 5000)\n"
+    "      --connect-timeout MS  (default 1000)\n"
+    "      --json             one JSON object on stdout, also for errors\n"
+    "                         ({\"ok\":false,\"error\":NAME,\"code\":N,\"message\":...})\n";
+
+static const char usage_exit_codes[] =
+    "exit status:\n"
+    "  0  success (lookup: a hit)\n"
+    "  1  lookup: a miss\n"
+    "  2  usage error, or an input file that cannot be read\n"
+    "  3  the server answered with an error (NOT_FOUND, DIM_MISMATCH, REJECTED,\n"
+    "     AUTH_FAILED, ...)\n"
+    "  4  connection error: cannot connect, timeout, connection lost\n"
+    "  5  not supported by this server\n";
+
+static void print_help(const cli_command *only) {
+    if (only) {
+        printf("usage: deja-cli [options] %s\n\n%s\n%s\n%s", only->synopsis, only->help,
+               usage_options, usage_exit_codes);
+        return;
+    }
+    printf("%s\ncommands:\n", usage_head);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        printf("  %s\n", commands[i].synopsis);
+    printf("\n%s\n%s", usage_options, usage_exit_codes);
+}
+
+static const cli_command *find_command(const char *name) {
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    cli_args a;
+    memset(&a, 0, sizeof a);
+    a.k = 1;
+    a.threshold = DEFAULT_THRESHOLD;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != 0) return rc;
+
+    if (a.npos == 0) {
+        if (a.help) {
+            print_help(NULL);
+            return CLI_OK;
+        }
+        fputs(usage_head, stderr);
+        return CLI_USAGE;
+    }
+    if (strcmp(a.pos[0], "help") == 0) {
+        const cli_command *cmd = a.npos > 1 ? find_command(a.pos[1]) : NULL;
+        if (a.npos > 1 && cmd == NULL) return usage_error("no command \"%s\"", a.pos[1]);
+        print_help(cmd);
+        return CLI_OK;
+    }
+    const cli_command *cmd = find_command(a.pos[0]);
+    if (cmd == NULL) return usage_error("unknown command \"%s\"", a.pos[0]);
+    if (a.help) {
+        print_help(cmd);
+        return CLI_OK;
+    }
+    /* From here on the positional arguments are the command's own. */
+    memmove(a.pos, a.pos + 1, (size_t)(a.npos - 1) * sizeof a.pos[0]);
+    a.npos--;
+    if (a.npos < cmd->min_args || a.npos > cmd->max_args)
+        return usage_error("usage: %s", cmd->synopsis);
+    unsigned stray = a.given & ~(cmd->options | OPT_GLOBAL);
+    if (stray) return usage_error("%s: an option given does not apply to it", cmd->name);
+    if (cmd->ns_arg >= 0 && (rc = check_namespace(a.pos[cmd->ns_arg])) != 0) return rc;
+    if (cmd->run == cmd_ns) {
+        int done;
+        rc = ns_precheck(&a, &done);
+        if (done) return rc;
+    }
+
+    const char *url = a.url ? a.url : getenv("DEJA_URL");
+    if (url == NULL || url[0] == 0) url = DEFAULT_URL;
+    const char *token = a.token ? a.token : getenv("DEJA_AUTH_TOKEN");
+    if (token && token[0] == 0) token = NULL;
+    deja_options opts = {
+        .connect_timeout_ms = (int)a.connect_ms,
+        .request_timeout_ms = (int)a.timeout_ms,
+        .auth_token = token,
+    };
+    deja_client *c = NULL;
+    rc = deja_connect(url, &opts, &c);
+    if (rc != 0) {
+        char what[300];
+        snprintf(what, sizeof what, "connect %s", url);
+        return report(&a, what, rc, NULL);
+    }
+    int status = cmd->run(c, &a);
+    deja_close(c);
+    return status;
+}

@@ -1,0 +1,180 @@
+/* proto-ns.c: body codecs of the namespace ops (NS_CREATE, NS_LIST,
+ * NS_INFO, NS_DROP) and of the namespace configuration block they share.
+ * Layouts are in proto.h and docs/PROTOCOL.md section 5.9. */
+#include <math.h>
+
+#include "proto-private.h"
+
+static size_t config_size(const proto_ns_config *c) {
+    return PROTO_NS_CONFIG_SIZE + 1 + (size_t)c->faiss_factory_len;
+}
+
+static uint8_t *put_config(uint8_t *p, const proto_ns_config *c) {
+    p = put_u16(p, c->dim);
+    p = put_u8(p, c->index_kind);
+    p = put_u8(p, c->quant);
+    p = put_u16(p, c->hnsw_m);
+    p = put_u16(p, c->hnsw_ef_construction);
+    p = put_u16(p, c->hnsw_ef_search);
+    p = put_u8(p, c->ttl_mode);
+    p = put_u8(p, c->flags);
+    p = put_f32(p, c->min_threshold);
+    p = put_f32(p, c->dedup);
+    p = put_u32(p, c->default_ttl_s);
+    p = put_u32(p, c->max_age_s);
+    p = put_u64(p, c->max_bytes);
+    p = put_u64(p, c->max_entries);
+    p = put_u8(p, c->faiss_factory_len);
+    return put_bytes(p, c->faiss_factory, c->faiss_factory_len);
+}
+
+static int read_config(reader *rd, proto_ns_config *c) {
+    uint32_t thr_bits, dedup_bits;
+    if (!read_u16(rd, &c->dim) || !read_u8(rd, &c->index_kind) ||
+        !read_u8(rd, &c->quant) || !read_u16(rd, &c->hnsw_m) ||
+        !read_u16(rd, &c->hnsw_ef_construction) || !read_u16(rd, &c->hnsw_ef_search) ||
+        !read_u8(rd, &c->ttl_mode) || !read_u8(rd, &c->flags) ||
+        !read_f32_bits(rd, &thr_bits) || !read_f32_bits(rd, &dedup_bits) ||
+        !read_u32(rd, &c->default_ttl_s) || !read_u32(rd, &c->max_age_s) ||
+        !read_u64(rd, &c->max_bytes) || !read_u64(rd, &c->max_entries) ||
+        !read_str8(rd, &c->faiss_factory, &c->faiss_factory_len))
+        return DEJA_ERR_BAD_REQUEST;
+    if (c->dim == 0 || c->dim > PROTO_MAX_DIM) return DEJA_ERR_BAD_VECTOR;
+    if (proto__f32_bits_nonfinite(thr_bits) || proto__f32_bits_nonfinite(dedup_bits))
+        return DEJA_ERR_BAD_REQUEST;
+    c->min_threshold = proto__bits_to_f32(thr_bits);
+    c->dedup = proto__bits_to_f32(dedup_bits);
+    if (c->index_kind > PROTO_INDEX_FAISS || c->quant > 1 ||
+        c->ttl_mode > PROTO_TTL_SLIDING || c->min_threshold < -1.0f ||
+        c->min_threshold > 1.0f || c->dedup < 0.0f || c->dedup > 1.0f ||
+        (c->faiss_factory_len > 0) != (c->index_kind == PROTO_INDEX_FAISS))
+        return DEJA_ERR_BAD_REQUEST;
+    return 0;
+}
+
+size_t proto_ns_config_write(uint8_t *out, const proto_ns_config *cfg) {
+    return (size_t)(put_config(out, cfg) - out);
+}
+
+int proto_ns_config_read(const uint8_t *in, size_t len, proto_ns_config *cfg) {
+    reader rd;
+    reader_init(&rd, in, len);
+    int rc = read_config(&rd, cfg);
+    if (rc == 0 && !read_done(&rd)) rc = DEJA_ERR_BAD_REQUEST;
+    return rc;
+}
+
+int proto_encode_ns_create_req(proto_buf *b, uint32_t id, const uint8_t *ns,
+                               uint8_t ns_len, const proto_ns_config *cfg) {
+    if (!cfg || !span_ok(ns, ns_len) ||
+        !span_ok(cfg->faiss_factory, cfg->faiss_factory_len))
+        return DEJA_ERR_INVALID_ARG;
+    size_t body_len = 1 + (size_t)ns_len + config_size(cfg);
+    uint8_t *p;
+    int rc = frame_begin(b, PROTO_OP_NS_CREATE, 0, 0, id, body_len, &p);
+    if (rc != 0) return rc;
+    p = put_u8(p, ns_len);
+    p = put_bytes(p, ns, ns_len);
+    put_config(p, cfg);
+    frame_commit(b, body_len);
+    return 0;
+}
+
+int proto_decode_ns_create_req(const uint8_t *body, size_t len, const uint8_t **ns,
+                               uint8_t *ns_len, proto_ns_config *cfg) {
+    reader rd;
+    reader_init(&rd, body, len);
+    int rc = read_ns(&rd, ns, ns_len);
+    if (rc == 0) rc = read_config(&rd, cfg);
+    if (rc == 0 && !read_done(&rd)) rc = DEJA_ERR_BAD_REQUEST;
+    return rc;
+}
+
+int proto_encode_ns_list_req(proto_buf *b, uint32_t id) {
+    uint8_t *p;
+    int rc = frame_begin(b, PROTO_OP_NS_LIST, 0, 0, id, 0, &p);
+    if (rc == 0) frame_commit(b, 0);
+    return rc;
+}
+
+int proto_encode_ns_list_resp(proto_buf *b, uint32_t id, const uint8_t *const *names,
+                              const uint8_t *name_lens, uint16_t count) {
+    if (count && (!names || !name_lens)) return DEJA_ERR_INVALID_ARG;
+    size_t body_len = 2;
+    for (uint16_t i = 0; i < count; i++) {
+        if (proto_check_ns(names[i], name_lens[i]) != 0) return DEJA_ERR_INVALID_ARG;
+        body_len += 1 + (size_t)name_lens[i];
+    }
+    uint8_t *p;
+    int rc = frame_begin(b, PROTO_OP_NS_LIST, PROTO_FLAG_REPLY, 0, id, body_len, &p);
+    if (rc != 0) return rc;
+    p = put_u16(p, count);
+    for (uint16_t i = 0; i < count; i++) {
+        p = put_u8(p, name_lens[i]);
+        p = put_bytes(p, names[i], name_lens[i]);
+    }
+    frame_commit(b, body_len);
+    return 0;
+}
+
+int proto_ns_list_next(const uint8_t *body, size_t len, size_t *pos,
+                       const uint8_t **name, uint8_t *name_len) {
+    if (body == NULL) len = 0;
+    if (*pos == 0) {
+        reader rd;
+        reader_init(&rd, body, len);
+        uint16_t count;
+        if (!read_u16(&rd, &count)) return DEJA_ERR_BAD_REQUEST;
+        for (uint16_t i = 0; i < count; i++)
+            if (read_ns(&rd, name, name_len) != 0) return DEJA_ERR_BAD_REQUEST;
+        if (!read_done(&rd)) return DEJA_ERR_BAD_REQUEST;
+        *pos = 2;
+    }
+    if (*pos > len) return DEJA_ERR_BAD_REQUEST;
+    if (*pos == len) return 0;
+    reader rd;
+    reader_init(&rd, body + *pos, len - *pos);
+    if (read_ns(&rd, name, name_len) != 0) return DEJA_ERR_BAD_REQUEST;
+    *pos = len - rd.left;
+    return 1;
+}
+
+int proto_encode_ns_info_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len) {
+    return proto_encode_ns_only(b, PROTO_OP_NS_INFO, id, ns, ns_len);
+}
+
+int proto_encode_ns_info_resp(proto_buf *b, uint32_t id, const proto_ns_config *cfg,
+                              const proto_stat *stats, uint16_t count) {
+    if (!cfg || !span_ok(cfg->faiss_factory, cfg->faiss_factory_len))
+        return DEJA_ERR_INVALID_ARG;
+    size_t stats_len;
+    int rc = proto_stats_size(stats, count, &stats_len);
+    if (rc != 0) return rc;
+    size_t body_len = config_size(cfg) + stats_len;
+    uint8_t *p;
+    rc = frame_begin(b, PROTO_OP_NS_INFO, PROTO_FLAG_REPLY, 0, id, body_len, &p);
+    if (rc != 0) return rc;
+    p = put_config(p, cfg);
+    proto_put_stats(p, stats, count);
+    frame_commit(b, body_len);
+    return 0;
+}
+
+int proto_decode_ns_info_resp(const uint8_t *body, size_t len, proto_ns_config *cfg,
+                              size_t *stats_off) {
+    reader rd;
+    reader_init(&rd, body, len);
+    int rc = read_config(&rd, cfg);
+    if (rc != 0) return DEJA_ERR_BAD_REQUEST;
+    *stats_off = len - rd.left;
+    /* The stats part is validated by proto_stats_next's first call. */
+    size_t pos = 0;
+    proto_stat s;
+    return proto_stats_next(body + *stats_off, rd.left, &pos, &s) < 0
+               ? DEJA_ERR_BAD_REQUEST
+               : 0;
+}
+
+int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len) {
+    return proto_encode_ns_only(b, PROTO_OP_NS_DROP, id, ns, ns_len);
+}

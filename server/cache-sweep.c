@@ -1,0 +1,83 @@
+/* cache-sweep.c: the active TTL sweeper.
+ *
+ * Expired entries are never served (every lookup filters them), but they
+ * hold memory and disk until something removes them. cache_sweep walks the
+ * namespaces round-robin in bounded slices, each under one namespace's
+ * write lock for at most SLICE entries, so a sweep never pauses lookups
+ * for long; the server calls it on a timer and again at once while a
+ * slice keeps finding many expired entries (see srv-server.c). */
+#include <stdlib.h>
+
+#include "cache-private.h"
+
+#define SLICE 1000u
+
+/* Sweeps up to budget entries of one namespace; returns how many it
+ * examined and sets *wrapped when it reached the end of the table. */
+static size_t sweep_ns(cache *c, cache_ns *ns, size_t budget, size_t *expired,
+                       int *wrapped) {
+    cache_entry *dead[SLICE];
+    size_t ndead = 0, examined = 0;
+    uint64_t now = cache_now(c);
+    if (budget > SLICE) budget = SLICE;
+
+    pthread_rwlock_wrlock(&ns->lock);
+    size_t pos = ns->sweep_pos;
+    uint64_t id;
+    void *val;
+    *wrapped = 0;
+    while (examined < budget) {
+        if (!u64map_next(&ns->entries, &pos, &id, &val)) {
+            *wrapped = 1;
+            pos = 0;
+            break;
+        }
+        examined++;
+        cache_entry *e = val;
+        uint64_t exp = atomic_load_explicit(&e->expires_ms, memory_order_relaxed);
+        if (exp && exp <= now) dead[ndead++] = e;
+    }
+    /* Unlink after the walk: removal reorders the table under the cursor.
+     * Anything the reordering makes the cursor skip is met next round. */
+    for (size_t i = 0; i < ndead; i++) cache_ns_unlink_locked(ns, dead[i]);
+    ns->sweep_pos = pos;
+    pthread_rwlock_unlock(&ns->lock);
+
+    for (size_t i = 0; i < ndead; i++) {
+        if (c->cfg.on_evict) c->cfg.on_evict(c->cfg.evict_ctx, ns->ns_id, dead[i]->id);
+        cache_entry_unref(dead[i]);
+    }
+    atomic_fetch_add(&ns->n.evicted[CACHE_EVICT_TTL], ndead);
+    *expired += ndead;
+    return examined;
+}
+
+size_t cache_sweep(cache *c, size_t budget, size_t *expired) {
+    *expired = 0;
+    size_t examined = 0;
+    /* Namespaces are visited in table order from where the last call
+     * stopped; each gets slices until it wraps or the budget is spent. */
+    for (size_t visited = 0; examined < budget; visited++) {
+        pthread_rwlock_rdlock(&c->ns_lock);
+        size_t count = c->ns_count;
+        cache_ns *ns = NULL;
+        if (count && visited < count) {
+            if (c->sweep_ns >= count) c->sweep_ns = 0;
+            ns = c->ns[c->sweep_ns];
+        }
+        pthread_rwlock_unlock(&c->ns_lock);
+        if (!ns) break;
+        int wrapped = 0;
+        while (examined < budget && !wrapped) {
+            size_t n = sweep_ns(c, ns, budget - examined, expired, &wrapped);
+            examined += n;
+            if (n == 0) break;
+        }
+        if (wrapped) {
+            pthread_rwlock_wrlock(&c->ns_lock);
+            c->sweep_ns++;
+            pthread_rwlock_unlock(&c->ns_lock);
+        }
+    }
+    return examined;
+}

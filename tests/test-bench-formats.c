@@ -1,0 +1,339 @@
+/* test-bench-formats.c: deja-bench's data plumbing -- the .fvecs / .bvecs
+ * / .ivecs readers and writers round-trip and refuse damaged files, the
+ * ground-truth cache goes stale when its data changes, the synthetic
+ * generator is deterministic and makes paraphrases at the cosine asked
+ * for, and the stream oracle agrees with brute force. */
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "harness.h"
+#include "idx.h"
+
+static char tmpdir[256];
+
+static void path_in_tmp(char *out, size_t len, const char *name) {
+    snprintf(out, len, "%s/%s", tmpdir, name);
+}
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ASSERT_TRUE(f != NULL);
+    ASSERT_EQ(fwrite(data, 1, n, f), n);
+    ASSERT_EQ(fclose(f), 0);
+}
+
+/* Sets a file's modification time to `secs` seconds after the epoch. */
+static void set_mtime(const char *path, long secs) {
+    struct timeval tv[2] = {{secs, 0}, {secs, 0}};
+    ASSERT_EQ(utimes(path, tv), 0);
+}
+
+static void test_fvecs_round_trip(void) {
+    char path[512], err[600];
+    path_in_tmp(path, sizeof path, "a.fvecs");
+    float v[3 * 5];
+    for (int i = 0; i < 15; i++)
+        v[i] = (float)i * 0.25f - 1.0f;
+    ASSERT_OK(bench_fvecs_write(path, v, 3, 5));
+    struct stat st;
+    ASSERT_EQ(stat(path, &st), 0);
+    ASSERT_EQ(st.st_size, 3 * (4 + 5 * 4));
+
+    float *back;
+    uint32_t rows, dim;
+    ASSERT_OK(bench_vecs_read(path, 0, &back, &rows, &dim, err, sizeof err));
+    ASSERT_EQ(rows, 3);
+    ASSERT_EQ(dim, 5);
+    ASSERT_MEM_EQ(back, v, sizeof v);
+    free(back);
+
+    /* max_rows takes the first rows only. */
+    ASSERT_OK(bench_vecs_read(path, 2, &back, &rows, &dim, err, sizeof err));
+    ASSERT_EQ(rows, 2);
+    ASSERT_MEM_EQ(back, v, 2 * 5 * sizeof(float));
+    free(back);
+}
+
+static void test_ivecs_round_trip(void) {
+    char path[512], err[600];
+    path_in_tmp(path, sizeof path, "a.ivecs");
+    int32_t v[4 * 3] = {0, 1, 2, 7, -1, 9, 100000, 3, 3, 5, 4, 2};
+    ASSERT_OK(bench_ivecs_write(path, v, 4, 3));
+    int32_t *back;
+    uint32_t rows, cols;
+    ASSERT_OK(bench_ivecs_read(path, 0, &back, &rows, &cols, err, sizeof err));
+    ASSERT_EQ(rows, 4);
+    ASSERT_EQ(cols, 3);
+    ASSERT_MEM_EQ(back, v, sizeof v);
+    free(back);
+}
+
+static void test_bvecs_read_converts_bytes(void) {
+    char path[512], err[600];
+    path_in_tmp(path, sizeof path, "a.bvecs");
+    /* Two records of dimension 3: d, then 3 bytes. */
+    unsigned char raw[2 * 7] = {3, 0, 0, 0, 0, 128, 255, 3, 0, 0, 0, 1, 2, 3};
+    write_bytes(path, raw, sizeof raw);
+    float *v;
+    uint32_t rows, dim;
+    ASSERT_OK(bench_vecs_read(path, 0, &v, &rows, &dim, err, sizeof err));
+    ASSERT_EQ(rows, 2);
+    ASSERT_EQ(dim, 3);
+    ASSERT_NEAR(v[1], 128, 0);
+    ASSERT_NEAR(v[2], 255, 0);
+    ASSERT_NEAR(v[5], 3, 0);
+    free(v);
+}
+
+static void expect_rejected(const char *name, const void *data, size_t n) {
+    char path[512], err[600] = "";
+    path_in_tmp(path, sizeof path, name);
+    write_bytes(path, data, n);
+    float *v = (float *)1;
+    uint32_t rows = 0, dim = 0;
+    ASSERT_EQ(bench_vecs_read(path, 0, &v, &rows, &dim, err, sizeof err), -1);
+    ASSERT_TRUE(v == NULL);
+    /* The reason names the file. */
+    ASSERT_TRUE(strstr(err, path) != NULL);
+}
+
+static void test_malformed_files_are_rejected(void) {
+    float good[2 * 3];
+    int32_t d = 2;
+    unsigned char buf[64];
+    memset(good, 0, sizeof good);
+
+    /* Truncated: one and a half records. */
+    memcpy(buf, &d, 4);
+    memcpy(buf + 4, good, 8);
+    memcpy(buf + 12, &d, 4);
+    expect_rejected("trunc.fvecs", buf, 12 + 4 + 4);
+
+    /* A record whose dimension differs from the first one's. */
+    int32_t d3 = 3;
+    unsigned char mixed[12 + 12];
+    memcpy(mixed, &d, 4);
+    memset(mixed + 4, 0, 8);
+    memcpy(mixed + 12, &d3, 4);
+    memset(mixed + 16, 0, 8);
+    /* 24 bytes = two 12-byte records by size, but the second says d=3. */
+    expect_rejected("mixed.fvecs", mixed, sizeof mixed);
+
+    /* A nonsense dimension (what another format looks like). */
+    int32_t huge = 1 << 30;
+    memcpy(buf, &huge, 4);
+    expect_rejected("huge.fvecs", buf, 8);
+    int32_t neg = -5;
+    memcpy(buf, &neg, 4);
+    expect_rejected("neg.fvecs", buf, 8);
+
+    /* Empty. */
+    expect_rejected("empty.fvecs", buf, 0);
+
+    /* Non-finite components. */
+    float nan_row[2] = {NAN, 1.0f};
+    memcpy(buf, &d, 4);
+    memcpy(buf + 4, nan_row, 8);
+    expect_rejected("nan.fvecs", buf, 12);
+
+    /* Unknown extension. */
+    memcpy(buf, &d, 4);
+    memset(buf + 4, 0, 8);
+    expect_rejected("vectors.bin", buf, 12);
+
+    /* A missing file. */
+    char path[512], err[600];
+    float *v;
+    uint32_t rows, dim;
+    path_in_tmp(path, sizeof path, "absent.fvecs");
+    ASSERT_EQ(bench_vecs_read(path, 0, &v, &rows, &dim, err, sizeof err), -1);
+}
+
+static void test_normalize_rows(void) {
+    float v[2 * 2] = {3, 4, 0, 0};
+    ASSERT_EQ(bench_normalize_rows(v, 1, 2), -1);
+    ASSERT_NEAR(v[0], 0.6, 1e-6);
+    ASSERT_NEAR(v[1], 0.8, 1e-6);
+    ASSERT_EQ(bench_normalize_rows(v, 2, 2), 1);
+}
+
+static void test_gt_cache_name_and_staleness(void) {
+    char gt[1024];
+    bench_gt_cache_path("/d/q.fvecs", "/e/base.fvecs", 0, 10, gt, sizeof gt);
+    ASSERT_STR_EQ(gt, "/d/q.fvecs.gt-base.fvecs-k10.ivecs");
+    bench_gt_cache_path("q.fvecs", "b.bvecs", 5000, 1, gt, sizeof gt);
+    ASSERT_STR_EQ(gt, "q.fvecs.gt-b.bvecs-n5000-k1.ivecs");
+
+    char base[512], query[512];
+    path_in_tmp(base, sizeof base, "cb.fvecs");
+    path_in_tmp(query, sizeof query, "cq.fvecs");
+    float v[4] = {1, 0, 0, 1};
+    ASSERT_OK(bench_fvecs_write(base, v, 2, 2));
+    ASSERT_OK(bench_fvecs_write(query, v, 2, 2));
+    bench_gt_cache_path(query, base, 0, 1, gt, sizeof gt);
+    ASSERT_EQ(bench_gt_cache_valid(gt, base, query, 2, 1), 0); /* absent */
+    int32_t ids[2] = {0, 1};
+    ASSERT_OK(bench_ivecs_write(gt, ids, 2, 1));
+    set_mtime(base, 1000000);
+    set_mtime(query, 1000000);
+    set_mtime(gt, 2000000);
+    ASSERT_EQ(bench_gt_cache_valid(gt, base, query, 2, 1), 1);
+    /* Another query count or k: another size. */
+    ASSERT_EQ(bench_gt_cache_valid(gt, base, query, 3, 1), 0);
+    ASSERT_EQ(bench_gt_cache_valid(gt, base, query, 2, 2), 0);
+    /* The base edited after the cache was written. */
+    set_mtime(base, 3000000);
+    ASSERT_EQ(bench_gt_cache_valid(gt, base, query, 2, 1), 0);
+}
+
+static void make_set(synth_set *s, uint32_t n, uint32_t nq, uint32_t dim, uint64_t seed) {
+    synth_config c;
+    synth_config_default(&c, n, nq, dim, seed);
+    ASSERT_OK(synth_generate(&c, s, NULL, NULL));
+}
+
+static void test_synth_is_deterministic(void) {
+    synth_set a, b, c;
+    make_set(&a, 300, 100, 64, 7);
+    make_set(&b, 300, 100, 64, 7);
+    make_set(&c, 300, 100, 64, 8);
+    ASSERT_MEM_EQ(a.base, b.base, (size_t)300 * 64 * sizeof(float));
+    ASSERT_MEM_EQ(a.queries, b.queries, (size_t)100 * 64 * sizeof(float));
+    ASSERT_MEM_EQ(a.kind, b.kind, 100);
+    ASSERT_MEM_EQ(a.source, b.source, 100 * sizeof(uint32_t));
+    ASSERT_TRUE(memcmp(a.base, c.base, (size_t)300 * 64 * sizeof(float)) != 0);
+    /* More queries leave the entries as they were. */
+    synth_set d;
+    make_set(&d, 300, 150, 64, 7);
+    ASSERT_MEM_EQ(a.base, d.base, (size_t)300 * 64 * sizeof(float));
+    synth_free(&a);
+    synth_free(&b);
+    synth_free(&c);
+    synth_free(&d);
+}
+
+static void test_synth_kinds_and_paraphrase_range(void) {
+    synth_set s;
+    synth_config c;
+    synth_config_default(&c, 2000, 1000, 256, 3);
+    ASSERT_OK(synth_generate(&c, &s, NULL, NULL));
+    uint32_t count[SYNTH_KINDS] = {0};
+    for (uint32_t q = 0; q < s.nq; q++) {
+        const float *v = s.queries + (size_t)q * s.dim;
+        ASSERT_NEAR(idx_dot(v, v, s.dim), 1.0, 1e-4);
+        count[s.kind[q]]++;
+        if (s.kind[q] == SYNTH_NOVEL) {
+            ASSERT_U64_EQ(s.source[q], UINT32_MAX);
+            continue;
+        }
+        ASSERT_LT(s.source[q], s.n);
+        float cosine = idx_dot(v, s.base + (size_t)s.source[q] * s.dim, s.dim);
+        if (s.kind[q] == SYNTH_REPEAT)
+            ASSERT_NEAR(cosine, 1.0, 1e-5);
+        else
+            ASSERT_TRUE(cosine >= c.paraphrase_min - 1e-4 &&
+                        cosine <= c.paraphrase_max + 1e-4);
+    }
+    /* The mix is exact, not sampled. */
+    ASSERT_EQ(count[SYNTH_PARAPHRASE], 600);
+    ASSERT_EQ(count[SYNTH_REPEAT], 100);
+    ASSERT_EQ(count[SYNTH_NOVEL], 300);
+    synth_free(&s);
+}
+
+static void test_synth_zipf_skews_popularity(void) {
+    /* With s = 2 the most popular topic draws more than half of the
+     * queries; with s = 0 every topic about the same. */
+    synth_config c;
+    synth_set s;
+    uint32_t per_topic[40];
+    for (int pass = 0; pass < 2; pass++) {
+        synth_config_default(&c, 2000, 2000, 32, 5);
+        c.zipf = pass == 0 ? 2.0 : 0.0;
+        c.share[SYNTH_PARAPHRASE] = 0;
+        c.share[SYNTH_REPEAT] = 1;
+        c.share[SYNTH_NOVEL] = 0;
+        ASSERT_OK(synth_generate(&c, &s, NULL, NULL));
+        ASSERT_EQ(s.topics, 40);
+        memset(per_topic, 0, sizeof per_topic);
+        for (uint32_t q = 0; q < s.nq; q++)
+            per_topic[s.topic[s.source[q]]]++;
+        uint32_t most = 0;
+        for (int t = 0; t < 40; t++)
+            if (per_topic[t] > most) most = per_topic[t];
+        if (pass == 0)
+            ASSERT_GT(most, 1000);
+        else
+            ASSERT_LT(most, 150);
+        synth_free(&s);
+    }
+}
+
+/* The stream oracle against a plain quadratic loop. */
+static void test_stream_oracle_matches_brute_force(void) {
+    synth_set s;
+    make_set(&s, 200, 1500, 32, 11);
+    uint32_t nq = s.nq, dim = s.dim;
+    bench_stream_event *ev = malloc(nq * sizeof *ev);
+    float *best = malloc(nq * sizeof *best);
+    uint32_t *witness = malloc(nq * sizeof *witness);
+    uint8_t *stored = calloc(nq, 1);
+    ASSERT_TRUE(ev && best && witness && stored);
+    for (uint32_t i = 0; i < nq; i++)
+        ev[i] = (bench_stream_event){.vec = i, .is_query = 1};
+    const float thr = 0.85f;
+    ASSERT_OK(bench_stream_oracle(s.queries, dim, ev, nq, thr, 1, best, witness));
+    uint32_t hits = 0;
+    for (uint32_t i = 0; i < nq; i++) {
+        float b = -INFINITY;
+        for (uint32_t j = 0; j < i; j++)
+            if (stored[j]) {
+                float d = idx_dot(s.queries + (size_t)i * dim,
+                                  s.queries + (size_t)j * dim, dim);
+                if (d > b) b = d;
+            }
+        if (b == -INFINITY)
+            ASSERT_TRUE(best[i] == -INFINITY);
+        else
+            ASSERT_NEAR(best[i], b, 1e-4);
+        if (best[i] >= thr)
+            hits++;
+        else
+            stored[i] = 1;
+    }
+    /* Repeats of earlier questions make some of the stream hit. */
+    ASSERT_GT(hits, 0);
+    free(ev);
+    free(best);
+    free(witness);
+    free(stored);
+    synth_free(&s);
+}
+
+int main(void) {
+    idx_simd_init();
+    const char *t = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/test-bench-XXXXXX", t && *t ? t : "/tmp");
+    if (mkdtemp(tmpdir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(test_fvecs_round_trip);
+    RUN(test_ivecs_round_trip);
+    RUN(test_bvecs_read_converts_bytes);
+    RUN(test_malformed_files_are_rejected);
+    RUN(test_normalize_rows);
+    RUN(test_gt_cache_name_and_staleness);
+    RUN(test_synth_is_deterministic);
+    RUN(test_synth_kinds_and_paraphrase_range);
+    RUN(test_synth_zipf_skews_popularity);
+    RUN(test_stream_oracle_matches_brute_force);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return harness_result();
+}
