@@ -23,9 +23,9 @@
 
 /* Reads whole records of elt-byte components; *out gets rows x dim
  * components as stored. */
-static int read_records(const char *path, size_t elt, uint32_t max_dim,
-                        uint32_t max_rows, void **out, uint32_t *rows_out,
-                        uint32_t *dim_out, char *err, size_t errlen) {
+static int read_records(const char *path, size_t elt, uint32_t max_dim, uint32_t max_rows,
+                        void **out, uint32_t *rows_out, uint32_t *dim_out, char *err,
+                        size_t errlen) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -41,8 +41,8 @@ static int read_records(const char *path, size_t elt, uint32_t max_dim,
     }
     if (d < 1 || (uint32_t)d > max_dim) {
         snprintf(err, errlen,
-                 "%s: first record has dimension %d (want 1..%u): not this format",
-                 path, d, max_dim);
+                 "%s: first record has dimension %d (want 1..%u): not this format", path,
+                 d, max_dim);
         goto fail;
     }
     size_t rec = 4 + (size_t)d * elt;
@@ -68,8 +68,8 @@ static int read_records(const char *path, size_t elt, uint32_t max_dim,
     rewind(f);
     for (size_t i = 0; i < rows; i++) {
         int32_t di;
-        if (fread(&di, 4, 1, f) != 1 || fread(data + i * row_bytes, 1, row_bytes, f) !=
-                                            row_bytes) {
+        if (fread(&di, 4, 1, f) != 1 ||
+            fread(data + i * row_bytes, 1, row_bytes, f) != row_bytes) {
             snprintf(err, errlen, "%s: read error at record %zu", path, i);
             goto fail;
         }
@@ -207,7 +207,8 @@ void bench_gt_cache_path(const char *query_path, const char *base_path,
 }
 
 static int newer_or_same(const struct stat *a, const struct stat *b) {
-    if (a->st_mtim.tv_sec != b->st_mtim.tv_sec) return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
+    if (a->st_mtim.tv_sec != b->st_mtim.tv_sec)
+        return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
     return a->st_mtim.tv_nsec >= b->st_mtim.tv_nsec;
 }
 
@@ -259,11 +260,11 @@ static int load_files(const bench_opts *o, synth_set *s, char *desc, size_t desc
                 bad);
         return -1;
     }
-    snprintf(desc, desclen,
-             "files base=%s (%u x %u%s) query=%s (%u%s)%s%s, L2-normalised",
-             o->base_path ? o->base_path : "none", n, dim, o->base_limit ? ", first rows" : "", o->query_path, nq,
-             o->query_limit ? ", first rows" : "", o->gt_path ? " gt=" : "",
-             o->gt_path ? o->gt_path : "");
+    snprintf(
+        desc, desclen, "files base=%s (%u x %u%s) query=%s (%u%s)%s%s, L2-normalised",
+        o->base_path ? o->base_path : "none", n, dim, o->base_limit ? ", first rows" : "",
+        o->query_path, nq, o->query_limit ? ", first rows" : "", o->gt_path ? " gt=" : "",
+        o->gt_path ? o->gt_path : "");
     return 0;
 }
 
@@ -278,7 +279,8 @@ int bench_workload_load(const bench_opts *o, synth_set *s, char *desc, size_t de
         return 0;
     }
     const synth_config *c = &o->synth;
-    bench_progress *p = bench_progress_start(progress, "generating", (uint64_t)c->n + c->nq, 0);
+    bench_progress *p =
+        bench_progress_start(progress, "generating", (uint64_t)c->n + c->nq, 0);
     int rc = synth_generate(c, s, synth_progress, p);
     bench_progress_done(p);
     if (rc != 0) return -1;

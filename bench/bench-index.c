@@ -100,8 +100,8 @@ typedef struct search_job {
     uint32_t q0, q1;   /* this thread's queries */
     uint64_t until_ns; /* keep passing over them until then */
     pthread_barrier_t *start;
-    bench_hist *hist;  /* latencies, or NULL */
-    idx_hit *results;  /* nq x k from the first pass, or NULL */
+    bench_hist *hist; /* latencies, or NULL */
+    idx_hit *results; /* nq x k from the first pass, or NULL */
     uint32_t *nres;
     bench_progress *progress;
     uint64_t searches, finish_ns;
@@ -115,7 +115,8 @@ static void *search_main(void *arg) {
     for (int pass = 0;; pass++) {
         for (uint32_t q = j->q0; q < j->q1; q++) {
             const float *query = j->s->queries + (size_t)q * j->s->dim;
-            idx_hit *out = pass == 0 && j->results ? j->results + (size_t)q * j->k : local;
+            idx_hit *out =
+                pass == 0 && j->results ? j->results + (size_t)q * j->k : local;
             uint32_t nout = 0;
             uint64_t t0 = bench_now_ns();
             int rc = idx_search_ef(j->ix, query, j->k, j->ef, -INFINITY, NULL, NULL, out,
@@ -211,10 +212,10 @@ static void score(const bench_opts *o, const synth_set *s, const bench_oracle *o
         float first_exact = -INFINITY;
         uint32_t good = 0;
         for (uint32_t i = 0; i < nres[q] && i < at10; i++) {
-            float exact = r[i].label < s->n
-                              ? idx_dot(query, s->base + (size_t)r[i].label * s->dim,
-                                        s->dim)
-                              : -INFINITY;
+            float exact =
+                r[i].label < s->n
+                    ? idx_dot(query, s->base + (size_t)r[i].label * s->dim, s->dim)
+                    : -INFINITY;
             if (i == 0) first_exact = exact;
             if (exact >= gt[at10 - 1] - TIE_EPS) good++;
         }
@@ -280,8 +281,8 @@ static int make_specs(const bench_opts *o, const synth_set *s, index_spec *specs
         index_spec *sp = &specs[n++];
         snprintf(sp->name, sizeof sp->name, "deja-flat");
         snprintf(sp->params, sizeof sp->params, "exact");
-        sp->cfg = (idx_config){
-            .kind = IDX_KIND_FLAT, .dim = s->dim, .initial_capacity = s->n};
+        sp->cfg =
+            (idx_config){.kind = IDX_KIND_FLAT, .dim = s->dim, .initial_capacity = s->n};
     }
     return n;
 }
@@ -315,7 +316,8 @@ static int run_spec(const bench_opts *o, const synth_set *s, const bench_oracle 
         if (!o->quiet) fprintf(stderr, "deja-bench: %s: %s\n", sp->name, row->note);
         return 0;
     }
-    if (!o->quiet) fprintf(stderr, "deja-bench: building %s (%s)\n", sp->name, sp->params);
+    if (!o->quiet)
+        fprintf(stderr, "deja-bench: building %s (%s)\n", sp->name, sp->params);
     uint64_t t0 = bench_now_ns();
     rc = build(ix, s, o->threads, sp->name, o->progress);
     double build_s = (double)(bench_now_ns() - t0) / 1e9;
@@ -357,8 +359,8 @@ static int run_spec(const bench_opts *o, const synth_set *s, const bench_oracle 
         bench_progress_done(p);
         if (row->qps_1t >= 0 && o->threads > 1) {
             p = bench_progress_start(o->progress, label, 0, o->min_seconds);
-            row->qps = measure(ix, s, k, ef, o->threads, o->min_seconds, NULL, NULL,
-                               NULL, p);
+            row->qps =
+                measure(ix, s, k, ef, o->threads, o->min_seconds, NULL, NULL, NULL, p);
             bench_progress_done(p);
         } else {
             row->qps = row->qps_1t;

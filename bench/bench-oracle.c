@@ -68,8 +68,7 @@ static int compute_rows(const synth_set *s, bench_oracle *o, uint32_t q0, uint32
 }
 
 static int compute(const bench_opts *o, const synth_set *s, bench_oracle *out) {
-    bench_progress *p =
-        bench_progress_start(o->progress, "ground truth", s->nq, 0);
+    bench_progress *p = bench_progress_start(o->progress, "ground truth", s->nq, 0);
     int rc = 0;
     for (uint32_t q0 = 0; rc == 0 && q0 < s->nq; q0 += ORACLE_BLOCK) {
         uint32_t q1 = s->nq - q0 > ORACLE_BLOCK ? q0 + ORACLE_BLOCK : s->nq;
@@ -77,7 +76,8 @@ static int compute(const bench_opts *o, const synth_set *s, bench_oracle *out) {
         bench_progress_set(p, q1);
     }
     bench_progress_done(p);
-    if (rc != 0) fprintf(stderr, "deja-bench: exact search failed: %s\n", deja_strerror(rc));
+    if (rc != 0)
+        fprintf(stderr, "deja-bench: exact search failed: %s\n", deja_strerror(rc));
     return rc == 0 ? 0 : -1;
 }
 
@@ -168,8 +168,8 @@ int bench_oracle_get(const bench_opts *o, const synth_set *s, uint32_t k,
     char cache[4400] = "";
     if (o->gt_path) {
         rc = from_ivecs(o->gt_path, s, out, 1);
-        snprintf(out->source, sizeof out->source,
-                 "ids from %s, similarities recomputed", o->gt_path);
+        snprintf(out->source, sizeof out->source, "ids from %s, similarities recomputed",
+                 o->gt_path);
     } else {
         if (o->query_path)
             bench_gt_cache_path(o->query_path, o->base_path, o->base_limit, k, cache,
@@ -178,7 +178,7 @@ int bench_oracle_get(const bench_opts *o, const synth_set *s, uint32_t k,
             bench_gt_cache_valid(cache, o->base_path, o->query_path, s->nq, k) &&
             from_ivecs(cache, s, out, 0) == 0) {
             rc = 0;
-            snprintf(out->source, sizeof out->source, "cached in %s", cache);
+            snprintf(out->source, sizeof out->source, "loaded from the cache %s", cache);
         } else {
             rc = compute(o, s, out);
             snprintf(out->source, sizeof out->source, "computed (idx_exact_topk)");
@@ -201,8 +201,8 @@ int bench_oracle_get(const bench_opts *o, const synth_set *s, uint32_t k,
 /* ---- streams --------------------------------------------------------------------*/
 
 typedef struct stored_set {
-    float *rows;      /* n x dim */
-    uint32_t *event;  /* n: the event that stored each row */
+    float *rows;     /* n x dim */
+    uint32_t *event; /* n: the event that stored each row */
     size_t n, cap;
 } stored_set;
 
@@ -239,8 +239,7 @@ int bench_stream_oracle(const float *vecs, uint32_t dim, const bench_stream_even
             if (ev[i].is_query)
                 memcpy(qbuf + (size_t)nq++ * dim, vecs + (size_t)ev[i].vec * dim,
                        dim * sizeof *qbuf);
-        if (nq && st.n &&
-            idx_exact_topk(st.rows, st.n, qbuf, nq, dim, 1, hits) != 0)
+        if (nq && st.n && idx_exact_topk(st.rows, st.n, qbuf, nq, dim, 1, hits) != 0)
             goto out;
         uint32_t j = 0;
         for (size_t i = c0; i < c1; i++) {

@@ -151,14 +151,14 @@ int bench_plot_index(const char *path, const bench_env *env,
 int bench_plot_server(const char *path, const bench_env *env, const bench_result *r) {
     plot_files p;
     if (open_files(path, &p) != 0) return -1;
-    gp_header(p.gpf,
-              &p,
+    gp_header(p.gpf, &p,
               r->open_loop ? "deja-bench server: lookup latency by percentile (open loop)"
                            : "deja-bench server: lookup latency by percentile",
               env);
     fprintf(p.gpf,
             "set xlabel 'percentile'\nset ylabel 'latency (us)'\nset logscale x\n"
-            "set xtics ('0%%' 1, '50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, "
+            "set xtics ('0%%' 1, '50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, "
+            "'99.99%%' 10000, "
             "'99.999%%' 100000)\nset key top left\n"
             "plot '%s' using 1:2 with lines lw 2 title 'lookups'\n",
             p.dat);

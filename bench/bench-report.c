@@ -33,7 +33,9 @@ static void f_put(fields *fs, const char *key, const char *val, int is_str) {
     fs->f[fs->n++] = (field){key, copy, is_str};
 }
 
-static void f_str(fields *fs, const char *key, const char *v) { f_put(fs, key, v, 1); }
+static void f_str(fields *fs, const char *key, const char *v) {
+    f_put(fs, key, v, 1);
+}
 
 static void f_num(fields *fs, const char *key, const char *fmt, double v) {
     char buf[64];
@@ -150,9 +152,26 @@ static void config_fields(const bench_opts *o, const bench_env *env,
         f_num(fs, "ground_truth_s", "%.3f", oracle->seconds);
     }
     if (o->mode == BENCH_INDEX) {
+        char list[512] = "";
+        size_t len = 0;
+        for (int i = 0; i < o->n_ef && len < sizeof list - 12; i++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%u", i ? "," : "",
+                                    o->ef[i]);
         f_u64(fs, "threads", o->threads);
+        f_str(fs, "ef_sweep", list);
         f_u64(fs, "M", o->M);
         f_u64(fs, "ef_construction", o->ef_construction);
+        f_str(fs, "quant",
+              o->quant_f32 && o->quant_int8 ? "f32,int8"
+              : o->quant_f32                ? "f32"
+                                            : "int8");
+        len = 0;
+        list[0] = 0;
+        for (int i = 0; i < o->n_faiss && len < sizeof list - 2; i++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ";" : "",
+                                    o->faiss[i]);
+        f_str(fs, "faiss", list);
+        f_bool(fs, "flat", !o->no_flat);
         f_num(fs, "min_seconds", "%.2f", o->min_seconds);
         return;
     }
@@ -259,22 +278,24 @@ void bench_report_index(const bench_opts *o, const bench_env *env,
                 continue;
             }
             char ef[16];
-            snprintf(ef, sizeof ef, w->ef ? "%u%s" : "-", w->ef, w->default_ef ? "*" : "");
+            snprintf(ef, sizeof ef, w->ef ? "%u%s" : "-", w->ef,
+                     w->default_ef ? "*" : "");
             printf("%-15s %5s %8.1f %8.0f %9.0f %9.0f %8.1f %8.1f %7.4f %7.4f %7.4f "
                    "%5llu\n",
                    w->index, ef, w->build_s, w->bytes_per_entry, w->qps_1t, w->qps,
                    w->p50_us, w->p99_us, w->recall_at_1, w->recall_at_10, w->hit_recall,
                    (unsigned long long)w->false_hits);
         }
+        uint64_t oracle_hits = 0;
+        for (int i = 0; i < r->n_rows; i++)
+            if (!r->rows[i].skipped) oracle_hits = r->rows[i].oracle_hits;
         printf("\n  * = the index's default ef (what dejad searches with). QPS_all = %u "
                "threads. hitrec: of the %llu queries whose exact best is >= %.2f, the "
                "share the index also answers with an entry >= %.2f.\n",
-               o->threads,
-               (unsigned long long)(r->n_rows ? r->rows[r->n_rows - 1].oracle_hits : 0),
-               o->threshold, o->threshold);
+               o->threads, (unsigned long long)oracle_hits, o->threshold, o->threshold);
         for (int i = 0; i < r->n_rows; i++)
-            if (!r->rows[i].skipped && (i == 0 || strcmp(r->rows[i].index,
-                                                         r->rows[i - 1].index)))
+            if (!r->rows[i].skipped &&
+                (i == 0 || strcmp(r->rows[i].index, r->rows[i - 1].index)))
                 printf("  %-15s %s\n", r->rows[i].index, r->rows[i].params);
     }
     fields_free(&cfg);
@@ -361,14 +382,16 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
         print_config(o, env, oracle);
         char what[160];
         if (r->open_loop)
-            snprintf(what, sizeof what, "open loop at %.0f/s, up to %u in flight per "
-                     "connection", o->rate, r->depth);
+            snprintf(what, sizeof what,
+                     "open loop at %.0f/s, up to %u in flight per "
+                     "connection",
+                     o->rate, r->depth);
         else
             snprintf(what, sizeof what, "closed loop, %u in flight per connection",
                      r->depth);
         printf("  run          %u connections, %s; %s; k=%u threshold=%.3f\n",
-               o->connections, what,
-               o->count ? "fixed count" : "fixed duration", o->k, o->threshold);
+               o->connections, what, o->count ? "fixed count" : "fixed duration", o->k,
+               o->threshold);
         printf("load\n");
         if (o->no_load)
             printf("  skipped      --no-load: lookups against what the server held\n");
@@ -383,8 +406,9 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
             printf("  server       reports %lld entries in %s\n",
                    (long long)r->server_entries, o->ns);
         printf("lookups\n");
-        printf("  throughput   %llu in %.2f s = %.0f lookups/s", (unsigned long long)r->lookups,
-               r->lookup_s, r->lookup_s > 0 ? (double)r->lookups / r->lookup_s : 0);
+        printf("  throughput   %llu in %.2f s = %.0f lookups/s",
+               (unsigned long long)r->lookups, r->lookup_s,
+               r->lookup_s > 0 ? (double)r->lookups / r->lookup_s : 0);
         if (r->open_loop) printf(" (target %.0f/s)", o->rate);
         printf("\n");
         printf("  latency us   p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean "
@@ -394,8 +418,9 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
                us(&r->lookup_hist, 1.0), bench_hist_mean(&r->lookup_hist) / 1000.0,
                r->open_loop ? "  (from the scheduled time)" : "");
         if (r->open_loop)
-            printf("  send lag us  p50 %.1f  p99 %.1f  max %.1f (sends behind schedule)\n",
-                   us(&r->lag_hist, 0.5), us(&r->lag_hist, 0.99), us(&r->lag_hist, 1.0));
+            printf(
+                "  send lag us  p50 %.1f  p99 %.1f  max %.1f (sends behind schedule)\n",
+                us(&r->lag_hist, 0.5), us(&r->lag_hist, 0.99), us(&r->lag_hist, 1.0));
         double hit = ratio(r->hits, judged), orc = ratio(r->oracle_hits, judged);
         printf("  hit rate     %.4f, exact oracle %.4f (%.2f%% of it)\n", hit, orc,
                orc > 0 ? 100 * hit / orc : 0);
@@ -492,9 +517,9 @@ void bench_report_mixed(const bench_opts *o, const bench_env *env,
         char series[8 * BENCH_MAX_INTERVALS + 1] = "";
         size_t len = 0;
         for (uint32_t i = 0; i < r->intervals && len < sizeof series - 8; i++)
-            len += (size_t)snprintf(series + len, sizeof series - len, "%s%.4f",
-                                    i ? ";" : "",
-                                    ratio(r->int_hits[i], r->int_requests[i]));
+            len +=
+                (size_t)snprintf(series + len, sizeof series - len, "%s%.4f",
+                                 i ? ";" : "", ratio(r->int_hits[i], r->int_requests[i]));
         f_str(&res, "hit_rate_by_interval", series);
         csv_line(stdout, &cfg, &res, 1);
         csv_line(stdout, &cfg, &res, 0);

@@ -54,9 +54,9 @@ typedef struct bench_ctx {
     const bench_opts *o;
     const synth_set *s;
     const bench_oracle *oracle;
-    uint64_t *ids;   /* row -> entry id, filled by the load phase */
-    id_row *by_id;   /* sorted by id, for judging replies */
-    int by_prompt;   /* --no-load: the row comes from the stored prompt */
+    uint64_t *ids; /* row -> entry id, filled by the load phase */
+    id_row *by_id; /* sorted by id, for judging replies */
+    int by_prompt; /* --no-load: the row comes from the stored prompt */
     const char *filler;
     uint32_t depth;
     pthread_barrier_t start;
@@ -353,10 +353,9 @@ static void *lookup_main(void *arg) {
                 }
                 uint32_t q = next_q;
                 next_q = (q + 1) % x->s->nq;
-                int rc = deja_send_lookup(cl, o->ns,
-                                          x->s->queries + (size_t)q * x->s->dim,
-                                          x->s->dim, o->threshold, o->k, flags,
-                                          &slots[i].request_id);
+                int rc = deja_send_lookup(
+                    cl, o->ns, x->s->queries + (size_t)q * x->s->dim, x->s->dim,
+                    o->threshold, o->k, flags, &slots[i].request_id);
                 w->r.sent++;
                 if (rc != 0) {
                     count_error(w, cl, rc, "send lookup");

@@ -39,7 +39,7 @@ typedef struct synth_config {
     double share[SYNTH_KINDS]; /* query mix, summing to 1 (default .6 .1 .3) */
     float paraphrase_min;      /* cosine of a paraphrase to its source */
     float paraphrase_max;
-    double zipf;               /* topic popularity exponent s >= 0 (default 1) */
+    double zipf; /* topic popularity exponent s >= 0 (default 1) */
 } synth_config;
 
 typedef struct synth_set {

@@ -32,73 +32,81 @@
 #endif
 
 static void usage(FILE *f) {
-    fprintf(f,
-"usage: deja-bench MODE [options]\n"
-"modes:\n"
-"  index    build indexes in-process and sweep ef: recall, QPS, latency, memory\n"
-"  server   load a dejad, then time lookups (closed loop, or open loop at --rate)\n"
-"  mixed    the application's cache loop: lookup, on a miss call the (simulated)\n"
-"           LLM and store; hit rate over time, LLM calls and money saved\n"
-"workload (default: synthetic):\n"
-"  --synthetic N,NQ[,SEED]  N entries, NQ queries (index 20000,1000; server\n"
-"                           10000,2000; mixed 2000,10000 -- mixed streams the\n"
-"                           NQ queries and stores on a miss; N are the\n"
-"                           underlying questions)\n"
-"  --dim D                  dimension (default 1536)\n"
-"  --mix P,R,N              query mix in percent: paraphrase, exact repeat,\n"
-"                           novel (default 60,10,30)\n"
-"  --zipf S                 topic popularity exponent, 0 = uniform (default 1)\n"
-"  --paraphrase LO,HI       cosine of a paraphrase to its source (0.86,0.98)\n"
-"  --topics T               topics (default N/50)\n"
-"  --base FILE --query FILE .fvecs or .bvecs files instead (L2-normalised)\n"
-"  --gt FILE                .ivecs ground truth (default: computed exactly and\n"
-"                           cached as QUERY.gt-BASE-kK.ivecs)\n"
-"  --base-limit N, --query-limit N   use the first N rows only\n"
-"  --write-data PREFIX      save the workload as PREFIX.base.fvecs and\n"
-"                           PREFIX.query.fvecs (plus its ground truth)\n"
-"common:\n"
-"  --threshold T            similarity threshold (default 0.85)\n"
-"  --k K                    results per search (index 10, others 1)\n"
-"  --json | --csv           machine-readable output on stdout\n"
-"  --plot OUT.svg           chart through gnuplot (OUT.gp, OUT.dat always written)\n"
-"  --quiet                  no progress on stderr\n"
-"index mode:\n"
-"  --ef LIST                search breadths to sweep (default 16,32,64,128,256)\n"
-"  --M M                    HNSW links per node (default 16)\n"
-"  --ef-construction E      HNSW build breadth (default 200)\n"
-"  --quant LIST             f32, int8 or f32,int8 (default f32,int8)\n"
-"  --faiss FACTORY          a FAISS baseline through deja's FAISS kind; repeat\n"
-"                           for several (default HNSW32)\n"
-"  --no-faiss, --no-flat    skip the FAISS baselines / the exact flat index\n"
-"  --threads N              search and build threads (default: all CPUs)\n"
-"  --min-time S             each QPS figure lasts at least S seconds (default 1)\n"
-"server and mixed modes:\n"
-"  --addr HOST:PORT         dejad address (default 127.0.0.1:7447; unix:/path)\n"
-"  --spawn                  start a private dejad on a free port instead\n"
-"  --dejad PATH             the dejad to spawn (default: next to deja-bench)\n"
-"  --data DIR               data folder of the spawned dejad (default: temporary)\n"
-"  --fsync MODE             --fsync of the spawned dejad (always|batch|off)\n"
-"  --dejad-arg ARG          one more argument for the spawned dejad (repeatable)\n"
-"  --connections C          client threads, one connection each (server 1,\n"
-"                           mixed 16); --users is the same for mixed\n"
-"  --ns NAME                namespace, flushed first (default bench)\n"
-"  --response-bytes B       size of each cached response (default 1024)\n"
-"  --timeout-ms MS          request timeout (default 5000)\n"
-"  --auth-token T           token for servers started with --auth-token\n"
-"server mode:\n"
-"  --pipeline D             lookups in flight per connection (default 1; open\n"
-"                           loop 16)\n"
-"  --rate R                 open loop: R lookups/s in all, latency measured\n"
-"                           from each request's scheduled time\n"
-"  --duration S             seconds of lookups (default 10)\n"
-"  --count N                N lookups instead of a duration\n"
-"  --no-load                no flush, no stores: judge what the server holds\n"
-"                           (stored by an earlier run with the same workload)\n"
-"mixed mode:\n"
-"  --llm-delay-ms MS        simulated LLM latency per miss (default 50)\n"
-"  --llm-cost USD           cost of one LLM call (default 0.01)\n"
-"  --intervals N            hit rate reported per 1/N of the stream (default 10)\n"
-"exit status: 0 ok, 1 run failed, 2 usage, 3 completed with false hits\n");
+    fprintf(
+        f,
+        "usage: deja-bench MODE [options]\n"
+        "modes:\n"
+        "  index    build indexes in-process and sweep ef: recall, QPS, latency, memory\n"
+        "  server   load a dejad, then time lookups (closed loop, or open loop at "
+        "--rate)\n"
+        "  mixed    the application's cache loop: lookup, on a miss call the "
+        "(simulated)\n"
+        "           LLM and store; hit rate over time, LLM calls and money saved\n"
+        "workload (default: synthetic):\n"
+        "  --synthetic N,NQ[,SEED]  N entries, NQ queries (index 20000,1000; server\n"
+        "                           10000,2000; mixed 2000,10000 -- mixed streams the\n"
+        "                           NQ queries and stores on a miss; N are the\n"
+        "                           underlying questions)\n"
+        "  --dim D                  dimension (default 1536)\n"
+        "  --mix P,R,N              query mix in percent: paraphrase, exact repeat,\n"
+        "                           novel (default 60,10,30)\n"
+        "  --zipf S                 topic popularity exponent, 0 = uniform (default 1)\n"
+        "  --paraphrase LO,HI       cosine of a paraphrase to its source (0.86,0.98)\n"
+        "  --topics T               topics (default N/50)\n"
+        "  --base FILE --query FILE .fvecs or .bvecs files instead (L2-normalised)\n"
+        "  --gt FILE                .ivecs ground truth (default: computed exactly and\n"
+        "                           cached as QUERY.gt-BASE-kK.ivecs)\n"
+        "  --base-limit N, --query-limit N   use the first N rows only\n"
+        "  --write-data PREFIX      save the workload as PREFIX.base.fvecs and\n"
+        "                           PREFIX.query.fvecs (plus its ground truth)\n"
+        "common:\n"
+        "  --threshold T            similarity threshold (default 0.85)\n"
+        "  --k K                    results per search (index 10, others 1)\n"
+        "  --json | --csv           machine-readable output on stdout\n"
+        "  --plot OUT.svg           chart through gnuplot (OUT.gp, OUT.dat always "
+        "written)\n"
+        "  --quiet                  no progress on stderr\n"
+        "index mode:\n"
+        "  --ef LIST                search breadths to sweep (default 16,32,64,128,256)\n"
+        "  --M M                    HNSW links per node (default 16)\n"
+        "  --ef-construction E      HNSW build breadth (default 200)\n"
+        "  --quant LIST             f32, int8 or f32,int8 (default f32,int8)\n"
+        "  --faiss FACTORY          a FAISS baseline through deja's FAISS kind; repeat\n"
+        "                           for several (default HNSW32)\n"
+        "  --no-faiss, --no-flat    skip the FAISS baselines / the exact flat index\n"
+        "  --threads N              search and build threads (default: all CPUs)\n"
+        "  --min-time S             each QPS figure lasts at least S seconds (default "
+        "1)\n"
+        "server and mixed modes:\n"
+        "  --addr HOST:PORT         dejad address (default 127.0.0.1:7447; unix:/path)\n"
+        "  --spawn                  start a private dejad on a free port instead\n"
+        "  --dejad PATH             the dejad to spawn (default: next to deja-bench)\n"
+        "  --data DIR               data folder of the spawned dejad (default: "
+        "temporary)\n"
+        "  --fsync MODE             --fsync of the spawned dejad (always|batch|off)\n"
+        "  --dejad-arg ARG          one more argument for the spawned dejad "
+        "(repeatable)\n"
+        "  --connections C          client threads, one connection each (server 1,\n"
+        "                           mixed 16); --users is the same for mixed\n"
+        "  --ns NAME                namespace, flushed first (default bench)\n"
+        "  --response-bytes B       size of each cached response (default 1024)\n"
+        "  --timeout-ms MS          request timeout (default 5000)\n"
+        "  --auth-token T           token for servers started with --auth-token\n"
+        "server mode:\n"
+        "  --pipeline D             lookups in flight per connection (default 1; open\n"
+        "                           loop 16)\n"
+        "  --rate R                 open loop: R lookups/s in all, latency measured\n"
+        "                           from each request's scheduled time\n"
+        "  --duration S             seconds of lookups (default 10)\n"
+        "  --count N                N lookups instead of a duration\n"
+        "  --no-load                no flush, no stores: judge what the server holds\n"
+        "                           (stored by an earlier run with the same workload)\n"
+        "mixed mode:\n"
+        "  --llm-delay-ms MS        simulated LLM latency per miss (default 50)\n"
+        "  --llm-cost USD           cost of one LLM call (default 0.01)\n"
+        "  --intervals N            hit rate reported per 1/N of the stream (default "
+        "10)\n"
+        "exit status: 0 ok, 1 run failed, 2 usage, 3 completed with false hits\n");
 }
 
 /* ---- argument parsing --------------------------------------------------------*/
@@ -145,12 +153,54 @@ static int parse_pair(const char *s, double *a, double *b) {
 }
 
 enum {
-    O_SYNTH = 256, O_DIM, O_MIX, O_ZIPF, O_PARA, O_TOPICS, O_BASE, O_QUERY, O_GT,
-    O_BASE_LIMIT, O_QUERY_LIMIT, O_WRITE, O_THR, O_K, O_JSON, O_CSV, O_PLOT, O_QUIET,
-    O_EF, O_M, O_EFC, O_QUANT, O_FAISS, O_NO_FAISS, O_NO_FLAT, O_THREADS, O_MIN_TIME,
-    O_ADDR, O_SPAWN, O_DEJAD, O_DATA, O_FSYNC, O_DEJAD_ARG, O_CONN, O_USERS, O_NS,
-    O_RESP, O_TIMEOUT, O_TOKEN, O_PIPE, O_RATE, O_DUR, O_COUNT, O_NO_LOAD, O_DELAY,
-    O_COST, O_INTERVALS, O_HELP
+    O_SYNTH = 256,
+    O_DIM,
+    O_MIX,
+    O_ZIPF,
+    O_PARA,
+    O_TOPICS,
+    O_BASE,
+    O_QUERY,
+    O_GT,
+    O_BASE_LIMIT,
+    O_QUERY_LIMIT,
+    O_WRITE,
+    O_THR,
+    O_K,
+    O_JSON,
+    O_CSV,
+    O_PLOT,
+    O_QUIET,
+    O_EF,
+    O_M,
+    O_EFC,
+    O_QUANT,
+    O_FAISS,
+    O_NO_FAISS,
+    O_NO_FLAT,
+    O_THREADS,
+    O_MIN_TIME,
+    O_ADDR,
+    O_SPAWN,
+    O_DEJAD,
+    O_DATA,
+    O_FSYNC,
+    O_DEJAD_ARG,
+    O_CONN,
+    O_USERS,
+    O_NS,
+    O_RESP,
+    O_TIMEOUT,
+    O_TOKEN,
+    O_PIPE,
+    O_RATE,
+    O_DUR,
+    O_COUNT,
+    O_NO_LOAD,
+    O_DELAY,
+    O_COST,
+    O_INTERVALS,
+    O_HELP
 };
 
 static const struct option long_opts[] = {
@@ -213,25 +263,46 @@ static const struct option long_opts[] = {
 
 static unsigned option_modes(int ch) {
     switch (ch) {
-    case O_EF: case O_M: case O_EFC: case O_QUANT: case O_FAISS: case O_NO_FAISS:
-    case O_NO_FLAT: case O_THREADS: case O_MIN_TIME: case O_GT:
-        return M_INDEX | (ch == O_GT ? M_SERVER : 0);
-    case O_ADDR: case O_SPAWN: case O_DEJAD: case O_DATA: case O_FSYNC: case O_DEJAD_ARG:
-    case O_CONN: case O_NS: case O_RESP: case O_TIMEOUT: case O_TOKEN:
-        return M_NET;
-    case O_PIPE: case O_RATE: case O_DUR: case O_COUNT: case O_NO_LOAD:
-        return M_SERVER;
-    case O_USERS: case O_DELAY: case O_COST: case O_INTERVALS:
-        return M_MIXED;
-    default:
-        return M_INDEX | M_NET;
+    case O_EF:
+    case O_M:
+    case O_EFC:
+    case O_QUANT:
+    case O_FAISS:
+    case O_NO_FAISS:
+    case O_NO_FLAT:
+    case O_THREADS:
+    case O_MIN_TIME:
+    case O_GT: return M_INDEX | (ch == O_GT ? M_SERVER : 0);
+    case O_ADDR:
+    case O_SPAWN:
+    case O_DEJAD:
+    case O_DATA:
+    case O_FSYNC:
+    case O_DEJAD_ARG:
+    case O_CONN:
+    case O_NS:
+    case O_RESP:
+    case O_TIMEOUT:
+    case O_TOKEN: return M_NET;
+    case O_PIPE:
+    case O_RATE:
+    case O_DUR:
+    case O_COUNT:
+    case O_NO_LOAD: return M_SERVER;
+    case O_USERS:
+    case O_DELAY:
+    case O_COST:
+    case O_INTERVALS: return M_MIXED;
+    default: return M_INDEX | M_NET;
     }
 }
 
 static void set_defaults(bench_opts *o, enum bench_mode mode, uint32_t *n, uint32_t *nq) {
     memset(o, 0, sizeof *o);
     o->mode = mode;
-    o->mode_name = mode == BENCH_INDEX ? "index" : mode == BENCH_SERVER ? "server" : "mixed";
+    o->mode_name = mode == BENCH_INDEX    ? "index"
+                   : mode == BENCH_SERVER ? "server"
+                                          : "mixed";
     o->threshold = 0.85f;
     o->k = mode == BENCH_INDEX ? 10 : 1;
     o->addr = "127.0.0.1:7447";
@@ -338,7 +409,8 @@ static int parse_one(bench_opts *o, int ch, const char *arg, uint32_t *n, uint32
     case O_DEJAD: o->dejad_path = arg; return 0;
     case O_DATA: o->spawn_data = arg; return 0;
     case O_FSYNC:
-        if (strcmp(arg, "always") && strcmp(arg, "batch") && strcmp(arg, "off")) return -1;
+        if (strcmp(arg, "always") && strcmp(arg, "batch") && strcmp(arg, "off"))
+            return -1;
         o->fsync = arg;
         return 0;
     case O_DEJAD_ARG:
@@ -356,9 +428,7 @@ static int parse_one(bench_opts *o, int ch, const char *arg, uint32_t *n, uint32
         return 0;
     }
     case O_TOKEN: o->auth_token = arg; return 0;
-    case O_PIPE:
-        o->pipeline_set = 1;
-        return parse_u32(arg, 1, 1024, &o->pipeline);
+    case O_PIPE: o->pipeline_set = 1; return parse_u32(arg, 1, 1024, &o->pipeline);
     case O_RATE: return parse_double(arg, 0.001, 1e9, &o->rate);
     case O_DUR: return parse_double(arg, 0.001, 86400 * 7, &o->duration_s);
     case O_COUNT:

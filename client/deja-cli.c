@@ -47,6 +47,7 @@ typedef struct cli_args {
     int with_prompt;
     unsigned long long input_tokens, output_tokens, cost;
     unsigned given; /* OPT_* bits seen, to refuse ones the command ignores */
+    const char *given_name[32]; /* the option seen for each bit */
     const char *pos[MAX_POSITIONAL];
     int npos;
 } cli_args;
@@ -154,6 +155,8 @@ static int set_option(cli_args *a, const cli_option *o, const char *v) {
         if (parse_u64(v, &a->cost)) return usage_error("bad --cost");
     }
     a->given |= o->bit;
+    for (int b = 0; b < 32; b++)
+        if (o->bit == 1u << b) a->given_name[b] = o->name;
     return 0;
 }
 
@@ -526,7 +529,9 @@ int main(int argc, char **argv) {
     if (a.npos < cmd->min_args || a.npos > cmd->max_args)
         return usage_error("usage: %s", cmd->synopsis);
     unsigned stray = a.given & ~(cmd->options | OPT_GLOBAL);
-    if (stray) return usage_error("%s: an option given does not apply to it", cmd->name);
+    for (int b = 0; stray && b < 32; b++)
+        if (stray & (1u << b))
+            return usage_error("%s does not take --%s", cmd->name, a.given_name[b]);
     if (cmd->ns_arg >= 0 && (rc = check_namespace(a.pos[cmd->ns_arg])) != 0) return rc;
     if (cmd->run == cmd_ns) {
         int done;
@@ -548,7 +553,7 @@ int main(int argc, char **argv) {
     if (rc != 0) {
         char what[300];
         snprintf(what, sizeof what, "connect %s", url);
-        return report(&a, what, rc, NULL);
+        return report(&a, what, rc, deja_last_error(NULL));
     }
     int status = cmd->run(c, &a);
     deja_close(c);

@@ -38,6 +38,15 @@
 #define CLIENT_MAX_REPLY (256u * 1024u * 1024u)
 
 
+/* Per thread rather than global, like errno: a failed connect has no
+ * client to keep its message, and a shared pool is used by many threads
+ * at once, so each thread keeps the message of its own last failure. */
+static _Thread_local char thread_err[DEJA__THREAD_ERR_SIZE];
+
+char *deja__thread_err(void) {
+    return thread_err;
+}
+
 /* ---- errors and connection state ---------------------------------------- */
 
 #define set_err deja__set_err
@@ -385,7 +394,8 @@ int deja_connect(const char *addr, const deja_options *opts, deja_client **out) 
     /* Handshake deadline 0: HELLO and AUTH get a request timeout of their
      * own once the socket is connected, as deja_options documents. */
     return deja__client_open(addr, deja__now_ms() + connect_ms, 0, request_ms,
-                             opts ? opts->auth_token : NULL, out, NULL, 0);
+                             opts ? opts->auth_token : NULL, out, thread_err,
+                             sizeof thread_err);
 }
 
 void deja_close(deja_client *c) {
@@ -397,7 +407,7 @@ void deja_close(deja_client *c) {
 }
 
 const char *deja_last_error(const deja_client *c) {
-    if (c == NULL) return "no client";
+    if (c == NULL) return thread_err;
     return c->errmsg;
 }
 

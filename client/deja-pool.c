@@ -54,22 +54,24 @@ struct deja_pool {
     deja_pool_status counters;
 };
 
-/* The message of the calling thread's last pool call. Per thread rather
- * than per pool, like errno, because a pool is shared: a per-pool message
- * would be overwritten by other threads before it could be read. */
-static _Thread_local char pool_err[PROTO_MAX_MESSAGE + 128];
-
+/* Messages go to the calling thread's buffer (deja__thread_err), not to
+ * the pool: a pool is shared, and a per-pool message would be overwritten
+ * by other threads before it could be read. */
 static int pool_errf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int pool_errf(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(pool_err, sizeof pool_err, fmt, ap);
+    vsnprintf(deja__thread_err(), DEJA__THREAD_ERR_SIZE, fmt, ap);
     va_end(ap);
     return code;
 }
 
+static void pool_err_clear(void) {
+    deja__thread_err()[0] = 0;
+}
+
 const char *deja_pool_last_error(void) {
-    return pool_err;
+    return deja__thread_err();
 }
 
 static int64_t breaker_now(const deja_pool *p) {
@@ -162,7 +164,7 @@ int deja_pool_create(const char *url, const deja_pool_options *opts, deja_pool *
         return pool_errf(DEJA_ERR_NOMEM, "out of memory");
     }
     p->state = DEJA_BREAKER_CLOSED;
-    pool_err[0] = 0;
+    pool_err_clear();
     *out = p;
     return 0;
 }
@@ -250,7 +252,7 @@ static void breaker_record_locked(deja_pool *p, const pool_call *pc, enum outcom
 static int pool_connect(deja_pool *p, int64_t deadline, deja_client **out) {
     int64_t connect_deadline = deja__now_ms() + p->connect_ms;
     if (connect_deadline > deadline) connect_deadline = deadline;
-    char err[PROTO_MAX_MESSAGE + 128];
+    char err[DEJA__THREAD_ERR_SIZE];
     int rc = deja__client_open(p->addr, connect_deadline, connect_deadline, p->write_ms,
                                p->token, out, err, sizeof err);
     if (rc != 0) pool_errf(rc, "%s", err);
@@ -350,7 +352,7 @@ static int pool_run(deja_pool *p, int timeout_ms, pool_op op, void *arg) {
     if (rc != 0)
         pool_errf(rc, "%s", deja_last_error(pc.c));
     else
-        pool_err[0] = 0;
+        pool_err_clear();
     enum outcome o = classify_call(stream_rc == STREAM_RC_UNSET ? rc : stream_rc);
     pool_release(p, &pc, o, rc);
     return rc;

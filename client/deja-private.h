@@ -93,6 +93,12 @@ int64_t deja__client_deadline(const deja_client *c);
 /* 1 if c can serve another call: open, nothing in flight, nothing unread. */
 int deja__client_reusable(const deja_client *c);
 
+/* The calling thread's message buffer: deja_pool_last_error() and
+ * deja_last_error(NULL) read it; failed pool calls and failed
+ * deja_connect calls write it. */
+char *deja__thread_err(void);
+enum { DEJA__THREAD_ERR_SIZE = PROTO_MAX_MESSAGE + 128 };
+
 /* Records a message for deja_last_error and returns code. */
 int deja__set_err(deja_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

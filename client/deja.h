@@ -191,7 +191,7 @@ void deja_pool_destroy(deja_pool *p);
 
 /* Message for the calling thread's last failed pool call (any pool), e.g.
  * "connect: Connection refused (127.0.0.1:7447)"; "" after a success.
- * Valid until the thread's next pool call. Never NULL. */
+ * Valid until the thread's next pool call or deja_connect. Never NULL. */
 const char *deja_pool_last_error(void);
 
 /* Round trip with an empty body (lookup timeout). Errors: UNAVAILABLE,
@@ -342,7 +342,10 @@ int deja_connect(const char *addr, const deja_options *opts, deja_client **out);
 void deja_close(deja_client *c);
 
 /* Message from the server (or the client) for the last failed call on c;
- * valid until the next call on c. Never NULL. */
+ * valid until the next call on c. With c NULL: the reason the calling
+ * thread's last deja_connect failed, e.g. "connect: Connection refused
+ * (127.0.0.1:7447)" (the same buffer as deja_pool_last_error). Never
+ * NULL. */
 const char *deja_last_error(const deja_client *c);
 
 /* The server's name and version from its HELLO reply, e.g. "dejad 0.1.0";

@@ -270,11 +270,17 @@ uint32_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q,
             rows[m] = hnsw_row(h, chunk, slot);
             todo[m++] = id;
         }
-        for (uint32_t j = 0; j < m && j < PREFETCH_AHEAD; j++)
-            prefetch_vector(h, rows[j]);
+        static int pf_mode = -1, pf_ahead = 2, pf_lines = 2;
+        if (pf_mode < 0) { pf_mode = getenv("PFM") ? atoi(getenv("PFM")) : 3; if (getenv("PFA")) pf_ahead = atoi(getenv("PFA")); if (getenv("PFL")) pf_lines = atoi(getenv("PFL")); }
+        if (pf_mode == 1 || pf_mode == 4)
+            for (uint32_t j = 0; j < m; j++)
+                for (int ln = 0; ln < pf_lines; ln++) __builtin_prefetch(rows[j] + 64 * ln, 0, 3);
+        if (pf_mode >= 2)
+            for (uint32_t j = 0; j < m && j < (uint32_t)pf_ahead; j++)
+                prefetch_vector(h, rows[j]);
         for (uint32_t j = 0; j < m; j++) {
-            if (j + PREFETCH_AHEAD < m)
-                prefetch_vector(h, rows[j + PREFETCH_AHEAD]);
+            if (pf_mode >= 2 && j + pf_ahead < m)
+                prefetch_vector(h, rows[j + pf_ahead]);
             float score = score_query(&s, rows[j]);
             if (nres >= ef && !(score > worst)) continue;
             if (ncand == c->cand.cap) {

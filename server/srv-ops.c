@@ -301,6 +301,7 @@ static int op_ns_create(srv_req *r) {
     int created = 0;
     rc = cache_ns_create(r->srv->cache, ns, ns_len, &cfg, &rec, &created, r->errmsg,
                          sizeof r->errmsg);
+    if (rc == DEJA_ERR_INVALID_ARG) rc = DEJA_ERR_BAD_REQUEST; /* msg says why */
     if (rc == DEJA_ERR_EXISTS)
         snprintf(r->errmsg, sizeof r->errmsg,
                  "namespace '%.*s' exists with another configuration", (int)ns_len,
