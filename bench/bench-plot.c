@@ -123,8 +123,11 @@ int bench_plot_index(const char *path, const bench_env *env,
     plot_files p;
     if (open_files(path, &p) != 0) return -1;
     gp_header(p.gpf, &p, "deja-bench index: recall@10 vs queries per second", env);
+    /* Offsets keep the points at recall 1 off the frame; each point is
+     * labelled with its ef. */
     fprintf(p.gpf, "set xlabel 'recall@10'\nset ylabel 'queries per second (all "
-                   "threads)'\nset logscale y\nset key bottom left\nplot ");
+                   "threads)'\nset logscale y\nset key bottom left\n"
+                   "set offsets graph 0.03, graph 0.03, graph 0.08, graph 0.08\nplot ");
     /* One data block per index: gnuplot's `index N` selects block N. */
     int block = 0;
     for (int i = 0; i < r->n_rows; i++) {
@@ -135,9 +138,14 @@ int bench_plot_index(const char *path, const bench_env *env,
             if (block) fprintf(p.datf, "\n\n");
             fprintf(p.datf, "# %s: recall_at_10 qps qps_1t ef recall_at_1 hit_recall\n",
                     w->index);
-            fprintf(p.gpf, "%s'%s' index %d using 1:2 with linespoints title ",
+            fprintf(p.gpf,
+                    "%s'%s' index %d using 1:2 with linespoints pt 7 ps 0.8 title ",
                     block ? ", \\\n     " : "", p.dat, block);
             gp_quote(p.gpf, w->index);
+            fprintf(p.gpf,
+                    ", \\\n     '%s' index %d using 1:2:(($4) > 0 ? sprintf('ef %%d', "
+                    "$4) : '') with labels offset 0,0.8 font ',9' notitle",
+                    p.dat, block);
             block++;
         }
         fprintf(p.datf, "%.5f %.1f %.1f %u %.5f %.5f\n", w->recall_at_10, w->qps,
@@ -155,11 +163,13 @@ int bench_plot_server(const char *path, const bench_env *env, const bench_result
               r->open_loop ? "deja-bench server: lookup latency by percentile (open loop)"
                            : "deja-bench server: lookup latency by percentile",
               env);
+    /* gnuplot reads tic labels as format strings, so a literal percent
+     * sign is %% there, written %%%% through fprintf. */
     fprintf(p.gpf,
             "set xlabel 'percentile'\nset ylabel 'latency (us)'\nset logscale x\n"
-            "set xtics ('0%%' 1, '50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, "
-            "'99.99%%' 10000, "
-            "'99.999%%' 100000)\nset key top left\n"
+            "set xtics ('0%%%%' 1, '50%%%%' 2, '90%%%%' 10, '99%%%%' 100, "
+            "'99.9%%%%' 1000, '99.99%%%%' 10000, '99.999%%%%' 100000)\n"
+            "set key top left\n"
             "plot '%s' using 1:2 with lines lw 2 title 'lookups'\n",
             p.dat);
     /* x = 1 / (1 - q): each extra nine takes the same width. Points stop

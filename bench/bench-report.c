@@ -313,7 +313,15 @@ static void server_fields(const bench_opts *o, const bench_result *r, fields *fs
     f_num(fs, "stores_per_s", "%.1f", r->load_s > 0 ? (double)r->stores / r->load_s : 0);
     f_num(fs, "store_p50_us", "%.1f", us(&r->store_hist, 0.5));
     f_num(fs, "store_p99_us", "%.1f", us(&r->store_hist, 0.99));
+    f_num(fs, "index_wait_s", "%.3f", r->index_wait_s);
+    f_num(fs, "indexed_stores_per_s", "%.1f",
+          r->load_s + r->index_wait_s > 0 ? (double)r->stores / (r->load_s + r->index_wait_s)
+                                          : 0);
     f_i64(fs, "server_entries", r->server_entries);
+    f_i64(fs, "dedup_updates", r->dedup_updates);
+    f_u64(fs, "shared_ids", r->shared_ids);
+    f_i64(fs, "index_bytes", r->index_bytes);
+    f_i64(fs, "entry_bytes", r->entry_bytes);
     f_u64(fs, "sent", r->sent);
     f_u64(fs, "lookups", r->lookups);
     f_num(fs, "lookup_s", "%.3f", r->lookup_s);
@@ -402,9 +410,21 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
                    r->load_s > 0 ? (double)r->stores / r->load_s : 0,
                    us(&r->store_hist, 0.5), us(&r->store_hist, 0.99),
                    (unsigned long long)r->store_errors, (unsigned long long)r->flushed);
-        if (r->server_entries >= 0)
-            printf("  server       reports %lld entries in %s\n",
-                   (long long)r->server_entries, o->ns);
+        if (r->index_wait_s > 0)
+            printf("  indexing     the graph caught up %.2f s after the last store: %.0f "
+                   "entries/s stored and indexed\n",
+                   r->index_wait_s, (double)r->stores / (r->load_s + r->index_wait_s));
+        if (r->server_entries >= 0) {
+            printf("  server       reports %lld entries in %s", (long long)r->server_entries,
+                   o->ns);
+            if (r->index_bytes >= 0 && r->server_entries > 0)
+                printf(", index %.0f B/entry", (double)r->index_bytes / r->server_entries);
+            if (r->entry_bytes >= 0 && r->server_entries > 0)
+                printf(", records %.0f B/entry", (double)r->entry_bytes / r->server_entries);
+            if (r->dedup_updates > 0)
+                printf(", %lld dedup updates", (long long)r->dedup_updates);
+            printf("\n");
+        }
         printf("lookups\n");
         printf("  throughput   %llu in %.2f s = %.0f lookups/s",
                (unsigned long long)r->lookups, r->lookup_s,

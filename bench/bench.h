@@ -237,7 +237,11 @@ typedef struct bench_result {
     uint64_t stores, store_errors;
     double load_s;
     bench_hist store_hist;
-    int64_t server_entries; /* "entries" from namespace STATS, or -1 */
+    double index_wait_s;    /* after the load, until STATS "unindexed" was 0 */
+    /* namespace STATS after the load; -1 when the server has no such key */
+    int64_t server_entries, dedup_updates, index_bytes, entry_bytes;
+    uint32_t shared_ids;    /* rows the server stored under another row's id
+                               (write-time dedup of near-identical vectors) */
 
     /* lookup phase */
     int open_loop;
@@ -336,8 +340,13 @@ struct deja_client;
 int bench_connect(const bench_opts *o, struct deja_client **c);
 /* A response of len bytes of readable text. */
 char *bench_make_filler(size_t len);
-/* Reads "entries" of o->ns from STATS, or -1. */
-int64_t bench_server_entries(const bench_opts *o);
+/* Namespace counters from STATS; a key the server does not send is -1. */
+typedef struct bench_ns_stats {
+    int64_t entries, unindexed, dedup_updates, index_bytes, entry_bytes;
+    int64_t min_threshold_milli;
+} bench_ns_stats;
+/* Fills *st for o->ns. Returns 0, or -1 when STATS failed (all -1). */
+int bench_ns_stats_get(const bench_opts *o, bench_ns_stats *st);
 
 /* ---- report (bench-report.c, bench-plot.c) ------------------------------------------*/
 

@@ -228,8 +228,14 @@ static void breaker_record_locked(deja_pool *p, const pool_call *pc, enum outcom
                                   int rc) {
     if (rc == DEJA_ERR_TIMEOUT) p->counters.timeouts++;
     if (o == OUTCOME_SUCCESS) {
-        p->consecutive = 0;
-        p->state = DEJA_BREAKER_CLOSED; /* any answer proves the server alive */
+        /* Once the breaker has opened, only the probe may close it: a call
+         * admitted before the trip that happens to succeed says little
+         * about a server that just failed N times, and letting it close
+         * the breaker would make a flapping server skip the cool-down. */
+        if (p->state == DEJA_BREAKER_CLOSED || pc->probe) {
+            p->consecutive = 0;
+            p->state = DEJA_BREAKER_CLOSED;
+        }
     } else if (o == OUTCOME_FAILURE) {
         p->counters.failures++;
         p->consecutive++;
@@ -244,6 +250,15 @@ static void breaker_record_locked(deja_pool *p, const pool_call *pc, enum outcom
         }
     }
     if (pc->probe) p->probing = 0;
+}
+
+/* Tells threads waiting for a connection that one is free: one of them,
+ * or all when the breaker just closed the idle connections. Under mu. */
+static void wake_waiters_locked(deja_pool *p) {
+    if (p->state == DEJA_BREAKER_OPEN)
+        pthread_cond_broadcast(&p->slot_freed);
+    else
+        pthread_cond_signal(&p->slot_freed);
 }
 
 /* Opens a new connection for a call ending at deadline. Connecting is
@@ -297,7 +312,7 @@ static int pool_acquire(deja_pool *p, int64_t deadline, pool_call *pc) {
             p->n_open--;
             p->counters.connect_failures++;
             breaker_record_locked(p, pc, classify_connect(rc), rc);
-            pthread_cond_signal(&p->slot_freed); /* the slot is free again */
+            wake_waiters_locked(p);
             pthread_mutex_unlock(&p->mu);
             return rc;
         }
@@ -328,7 +343,7 @@ static void pool_release(deja_pool *p, pool_call *pc, enum outcome o, int rc) {
     } else {
         p->n_open--;
     }
-    pthread_cond_signal(&p->slot_freed);
+    wake_waiters_locked(p);
     pthread_mutex_unlock(&p->mu);
     deja_close(c);
 }

@@ -144,16 +144,19 @@ void deja_stats_free(deja_stats *s);
  * and receiving. So no pool call blocks longer than its timeout, plus
  * scheduling slack.
  *
- * The circuit breaker counts consecutive failed calls: connect failures,
- * timeouts, broken connections, malformed replies, and BUSY or
- * SHUTTING_DOWN from the server. Any reply from the server (also an error
- * such as DIM_MISMATCH) resets the count; local argument errors and
- * waiting in vain for a free connection do not count either way. At
- * breaker_failures the breaker opens: idle connections are closed and for
+ * The circuit breaker counts consecutive failed calls: connect failures
+ * (refused, timed out, or a refused token or version), timeouts, broken
+ * connections, malformed replies, and BUSY or SHUTTING_DOWN from the
+ * server. Any other reply from the server (also an error such as
+ * DIM_MISMATCH) resets the count; local argument errors and waiting in
+ * vain for a free connection do not count either way. At breaker_failures
+ * the breaker opens: idle connections are closed and for
  * breaker_cooldown_ms every call returns DEJA_ERR_UNAVAILABLE at once,
- * without a system call. Then it is half-open: one call goes through as a
- * probe (the others still fail fast); its success closes the breaker, its
- * failure opens it for another cool-down.
+ * without a system call. Then it is half-open: the next call goes through
+ * as the probe (the others still fail fast); its success closes the
+ * breaker, its failure opens it for another cool-down. Only the probe
+ * closes an open breaker, not a call that was already running when it
+ * opened.
  *
  * Fail-open lookups: deja_pool_lookup, deja_pool_lookup_many and
  * deja_get_or_fetch always hand back a result, also on error (count 0,
@@ -303,17 +306,20 @@ void deja_fetch_meta(deja_fetch *f, uint32_t ttl_s, uint32_t input_tokens,
 
 /* Looks up the best entry (k = 1) with similarity >= threshold in ns; on a
  * miss -- a real one or one caused by an error, such as an open breaker --
- * calls fetch(ctx, prompt, f), returns its answer, and stores it (with
- * prompt, may be NULL) when its completion is OK.
+ * calls fetch(ctx, prompt, f) and returns its answer. The answer is stored
+ * (with prompt, which may be NULL) when its completion is OK and the
+ * lookup was a real miss: after a failed lookup the server is down or
+ * refusing the request, and a store would only make the caller wait.
  *
  * Returns 0 when *out holds an answer: count 1, hits[0] is the cached hit
- * or the fetched answer (flag DEJA_RESULT_FETCHED; DEJA_RESULT_STORED and
- * hits[0].id once stored); error is 0, or the code of a lookup or store
- * that failed on the way (the answer is good anyway). Otherwise returns
- * fetch's non-zero code, INVALID_ARG (NULL fetch or out, or fetch returned
- * 0 without calling deja_fetch_answer) or NOMEM, and *out is a result with
- * count 0 and error set to that code. *out is always set (unless out is
- * NULL) and freed with deja_result_free. */
+ * or the fetched answer (flag DEJA_RESULT_FETCHED, similarity 1, prompt
+ * the one given; DEJA_RESULT_STORED and hits[0].id once stored); error is
+ * 0, or the code of the lookup or store that failed on the way (the answer
+ * is good anyway). Otherwise returns fetch's non-zero code, INVALID_ARG
+ * (NULL fetch or out, or fetch returned 0 without calling
+ * deja_fetch_answer) or NOMEM, and *out is a result with count 0 and error
+ * set to that code. *out is always set (unless out is NULL) and freed with
+ * deja_result_free. Two threads missing on the same prompt both fetch. */
 int deja_get_or_fetch(deja_pool *p, const char *ns, const char *prompt,
                       const float *vector, uint32_t dim, float threshold,
                       deja_fetch_fn fetch, void *ctx, deja_result **out);

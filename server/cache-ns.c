@@ -235,6 +235,9 @@ int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     idx_clear(ns->main);
     if (ns->fresh) idx_clear(ns->fresh);
     ns->entry_bytes = 0;
+    atomic_fetch_sub(&c->entries_total, old.count);
+    ns->index_share = 0;
+    cache_ns_charge_locked(c, ns, 0);
     pthread_rwlock_unlock(&ns->lock);
     size_t pos = 0;
     uint64_t id;
@@ -265,7 +268,7 @@ typedef struct totals {
     uint64_t entries, lookups, exact_hits, semantic_hits, misses, stores;
     uint64_t dedup_updates, rejected, tokens_saved, cost_saved;
     uint64_t evicted[CACHE_EVICT_REASONS];
-    uint64_t index_bytes, entry_bytes, unindexed, index_entries;
+    uint64_t index_bytes, entry_bytes, unindexed, index_entries, charged;
 } totals;
 
 static void add_totals(cache_ns *ns, totals *t) {
@@ -279,6 +282,7 @@ static void add_totals(cache_ns *ns, totals *t) {
         t->unindexed += idx_count(ns->fresh);
     }
     t->entry_bytes += ns->entry_bytes;
+    t->charged += ns->mem_charged;
     pthread_rwlock_unlock(&ns->lock);
     const cache_ns_counters *n = &ns->n;
     t->lookups += atomic_load(&n->lookups);
@@ -318,6 +322,7 @@ static uint16_t put_totals(const totals *t, proto_stat *stats, uint16_t n, uint1
         {"entry_bytes", t->entry_bytes},
         {"unindexed", t->unindexed},
         {"index_entries", t->index_entries},
+        {"memory_charged", t->charged},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0] && n < max; i++, n++) {
         stats[n].key = rows[i].key;

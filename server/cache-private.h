@@ -76,6 +76,12 @@ typedef struct cache_ns {
     u64map exact;   /* low 64 bits of the prompt hash -> cache_entry* (weak) */
     size_t entry_bytes;
     size_t sweep_pos; /* where the TTL sweeper goes on (under lock) */
+    /* Memory charged to the namespace for budgets: entry blobs plus an
+     * index share per entry (the index's bytes over its entries, refreshed
+     * as it grows, so chunked allocation is spread over the entries it
+     * holds). Under lock; mirrored into cache->mem_total. */
+    size_t index_share;
+    size_t mem_charged;
     cache_ns_counters n;
 } cache_ns;
 
@@ -93,6 +99,8 @@ struct cache {
     atomic_uint_fast32_t next_ns_id;
     atomic_uint_fast64_t rejected;
     atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS]; /* of dropped namespaces */
+    atomic_size_t mem_total;     /* sum of the namespaces' mem_charged */
+    atomic_size_t entries_total;
     cache_clock_fn clock;
     void *clock_ctx;
     cache_indexer *indexer;
@@ -118,8 +126,27 @@ void cache_ns_free(cache_ns *ns);
 
 /* Removes entry e (found in ns->entries) from the table, the exact map and
  * the indexes; the caller holds ns->lock for writing and drops the
- * returned reference. */
-void cache_ns_unlink_locked(cache_ns *ns, cache_entry *e);
+ * table's reference afterwards. */
+void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e);
+
+/* Recomputes ns->mem_charged after a change and moves cache->mem_total
+ * and entries_total by the difference. ns->lock held for writing. */
+void cache_ns_charge_locked(cache *c, cache_ns *ns, int refresh_share);
+
+/* ---- eviction (cache-evict.c) --------------------------------------------- */
+
+/* The LFU counter of e, decayed for the time since its last hit. */
+uint8_t cache_lfu_value(const cache_entry *e, uint64_t now_ms);
+
+/* Counts a hit in e's LFU counter (logarithmic, after decay). */
+void cache_lfu_touch(cache_entry *e, uint64_t now_ms);
+
+#define CACHE_LFU_INIT 5
+
+/* Evicts from ns (and, for the server-wide budget, from namespaces without
+ * a budget of their own) until the budgets hold, at most a bounded number
+ * of entries per call. No lock held. */
+void cache_enforce_budgets(cache *c, cache_ns *ns);
 
 /* Fills a namespace record for persistence. */
 void cache_ns_record(const cache_ns *ns, store_ns_rec *rec);

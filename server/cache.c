@@ -265,6 +265,8 @@ int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
     e->output_tokens = req->output_tokens;
     e->cost_micro_usd = req->cost_micro_usd;
     e->completion = req->completion;
+    atomic_init(&e->lfu, CACHE_LFU_INIT);
+    atomic_init(&e->last_hit_ms, now);
     e->prompt_hash[0] = hash[0];
     e->prompt_hash[1] = hash[1];
     p->c = c;
@@ -306,7 +308,20 @@ void cache_discard(cache_pending *p) {
     free(p);
 }
 
-void cache_ns_unlink_locked(cache_ns *ns, cache_entry *e) {
+void cache_ns_charge_locked(cache *c, cache_ns *ns, int refresh_share) {
+    size_t count = ns->entries.count;
+    if (refresh_share || ns->index_share == 0) {
+        size_t idx_bytes = idx_memory(ns->main) + u64map_memory(&ns->entries) +
+                           u64map_memory(&ns->exact);
+        if (ns->fresh) idx_bytes += idx_memory(ns->fresh);
+        ns->index_share = count ? idx_bytes / count : 0;
+    }
+    size_t charged = ns->entry_bytes + count * ns->index_share;
+    atomic_fetch_add(&c->mem_total, charged - ns->mem_charged); /* wraps right */
+    ns->mem_charged = charged;
+}
+
+void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e) {
     u64map_del(&ns->entries, e->id);
     if (e->prompt_len && u64map_get(&ns->exact, exact_key(e->prompt_hash)) == e)
         u64map_del(&ns->exact, exact_key(e->prompt_hash));
@@ -314,6 +329,8 @@ void cache_ns_unlink_locked(cache_ns *ns, cache_entry *e) {
     if (ns->fresh) idx_remove(ns->fresh, e->id);
     idx_remove(ns->main, e->id);
     ns->entry_bytes -= cache_entry_size(e);
+    atomic_fetch_sub(&c->entries_total, 1);
+    cache_ns_charge_locked(c, ns, 0);
 }
 
 /* Puts e in the tables: replacing old (same id, same vector: the index is
@@ -342,7 +359,13 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
         /* A lost exact-map slot only costs the exact tier, not the entry. */
         (void)u64map_put(&ns->exact, exact_key(e->prompt_hash), e);
     }
-    if (rc == 0) ns->entry_bytes += cache_entry_size(e);
+    if (rc == 0) {
+        ns->entry_bytes += cache_entry_size(e);
+        if (!*replaced) atomic_fetch_add(&c->entries_total, 1);
+        /* The index share is re-measured every 256 entries: often enough
+         * to follow growth, rarely enough to cost nothing. */
+        cache_ns_charge_locked(c, ns, (ns->entries.count & 255) == 1);
+    }
     pthread_rwlock_unlock(&ns->lock);
     if (old && rc == 0) cache_entry_unref(old);
     if (rc == 0 && !*replaced && ns->fresh) cache_indexer_push(c->indexer, ns, e->id);
@@ -358,7 +381,9 @@ int cache_publish(cache *c, cache_pending *p, uint64_t *id_out) {
     }
     atomic_fetch_add(replaced ? &p->ns->n.dedup_updates : &p->ns->n.stores, 1);
     *id_out = p->e->id;
+    cache_ns *ns = p->ns;
     free(p); /* the table holds the entry's reference now */
+    if (!replaced) cache_enforce_budgets(c, ns);
     return 0;
 }
 
@@ -388,6 +413,8 @@ int cache_load_entry(cache *c, const store_entry_rec *rec) {
     e->input_tokens = rec->input_tokens;
     e->output_tokens = rec->output_tokens;
     e->cost_micro_usd = rec->cost_micro_usd;
+    atomic_init(&e->lfu, CACHE_LFU_INIT);
+    atomic_init(&e->last_hit_ms, rec->created_ms);
     /* The exact map is not stored: it is rebuilt from the prompts. */
     if (rec->prompt_len && prompt_hash(rec->prompt, rec->prompt_len, e->prompt_hash)) {
         cache_entry_unref(e);
@@ -405,7 +432,7 @@ int cache_load_entry(cache *c, const store_entry_rec *rec) {
  * sliding TTL, and what the hit saved. */
 static void account_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
     atomic_fetch_add_explicit(&e->hits, 1, memory_order_relaxed);
-    atomic_store_explicit(&e->last_hit_ms, now_ms, memory_order_relaxed);
+    cache_lfu_touch(e, now_ms); /* also moves last_hit_ms */
     atomic_fetch_add(&ns->n.tokens_saved, (uint64_t)e->input_tokens + e->output_tokens);
     atomic_fetch_add(&ns->n.cost_saved_micro_usd, e->cost_micro_usd);
     if (ns->config.ttl_mode == PROTO_TTL_SLIDING && e->ttl_s) {
@@ -501,7 +528,7 @@ int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id,
     *ns_id = ns->ns_id;
     pthread_rwlock_wrlock(&ns->lock);
     cache_entry *e = u64map_get(&ns->entries, id);
-    if (e) cache_ns_unlink_locked(ns, e);
+    if (e) cache_ns_unlink_locked(c, ns, e);
     pthread_rwlock_unlock(&ns->lock);
     if (!e) return DEJA_ERR_NOT_FOUND;
     atomic_fetch_add(&ns->n.evicted[CACHE_EVICT_DELETE], 1);
@@ -524,6 +551,8 @@ int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     if (ns->fresh) idx_clear(ns->fresh);
     ns->entry_bytes = 0;
     ns->sweep_pos = 0;
+    atomic_fetch_sub(&c->entries_total, old.count);
+    cache_ns_charge_locked(c, ns, 1);
     pthread_rwlock_unlock(&ns->lock);
 
     size_t pos = 0;

@@ -35,9 +35,12 @@ typedef struct cache_config {
     unsigned indexer_threads; /* 0 = 1 */
     float min_threshold;      /* default lookup threshold floor */
     float dedup;              /* default write-time dedup similarity; 0 = off */
+    uint64_t max_memory;      /* server-wide budget in bytes; 0 = none */
+    uint64_t max_entries;     /* server-wide entry cap; 0 = none */
     /* Called (from the thread that sweeps or evicts, with no cache lock
      * held) for every entry removed by the cache itself (TTL, LFU), so the
-     * server can delete it from disk too. May be NULL. */
+     * server can delete it from disk too. May be NULL. Budgets are
+     * enforced by the thread that publishes a STORE. */
     void (*on_evict)(void *ctx, uint32_t ns_id, uint64_t id);
     void *evict_ctx;
 } cache_config;

@@ -38,6 +38,8 @@ enum {
     OPT_INDEX_THREADS,
     OPT_MIN_THRESHOLD,
     OPT_DEDUP,
+    OPT_MAX_MEMORY,
+    OPT_MAX_ENTRIES,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -95,6 +97,10 @@ static const flag_doc flags[] = {
      "lookup threshold floor of namespaces that set none (default 0.5)"},
     {{"dedup", required_argument, NULL, OPT_DEDUP}, "COS",
      "a STORE this similar to a live entry updates it (default 0.99; 0 = off)"},
+    {{"max-memory", required_argument, NULL, OPT_MAX_MEMORY}, "BYTES",
+     "memory budget (indexes + entries); LFU eviction past it (default: none)"},
+    {{"max-entries", required_argument, NULL, OPT_MAX_ENTRIES}, "N",
+     "entry cap; LFU eviction past it (default: none)"},
     {{"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET}, "SECONDS",
      "testing only: run the cache's clock this far ahead (TTL tests)"},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
@@ -259,6 +265,14 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
             else cfg->min_threshold = f;
             break;
         }
+        case OPT_MAX_MEMORY:
+            if (parse_uint("max-memory", optarg, 1u << 20, UINT64_MAX / 2, &v)) return -1;
+            cfg->max_memory = v;
+            break;
+        case OPT_MAX_ENTRIES:
+            if (parse_uint("max-entries", optarg, 1, UINT64_MAX / 2, &v)) return -1;
+            cfg->max_entries = v;
+            break;
         case OPT_CLOCK_OFFSET:
             if (parse_uint("clock-offset", optarg, 0, 100u * 365u * 86400u, &v))
                 return -1;

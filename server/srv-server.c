@@ -318,6 +318,8 @@ static cache_config srv_cache_config(const srv_config *cfg, srv_server *s) {
     cache_config c = {
         .min_threshold = cfg->min_threshold,
         .dedup = cfg->dedup,
+        .max_memory = cfg->max_memory,
+        .max_entries = cfg->max_entries,
         .on_evict = on_evict,
         .evict_ctx = s,
         .default_ttl_s = cfg->default_ttl_s,

@@ -42,6 +42,8 @@ typedef struct srv_config {
     unsigned index_threads;  /* graph builders */
     float min_threshold;     /* default lookup threshold floor */
     float dedup;             /* default write-time dedup similarity; 0 = off */
+    uint64_t max_memory;     /* budget for index + in-memory entries; 0 = none */
+    uint64_t max_entries;    /* entry cap; 0 = none */
 } srv_config;
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when

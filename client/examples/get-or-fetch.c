@@ -1,10 +1,12 @@
 /* get-or-fetch.c: the basic way to use deja, as a runnable example.
  *
- *   deja-get-or-fetch [ADDRESS]       (default 127.0.0.1:7447)
+ *   deja-get-or-fetch [ADDRESS]       (default deja://127.0.0.1:7447)
  *
  * For each prompt: embed it, ask deja for a cached answer to a similar
  * prompt, and only on a miss call the (expensive) LLM and store its answer
- * for next time. Run it twice: the second run is served from the cache.
+ * for next time -- all of it one deja_get_or_fetch call on a deja_pool.
+ * Run it twice: the second run is served from the cache. Run it with no
+ * server: every prompt goes to the LLM, and nothing else goes wrong.
  *
  * A real application would get its vectors from an embedding model. To
  * stay self-contained this example makes a toy "embedding": every word
@@ -99,68 +101,53 @@ static double now_ms(void) {
 
 /* ---- get or fetch -------------------------------------------------------------*/
 
-/* Answers one prompt from the cache if a similar enough prompt was answered
- * before, otherwise from the LLM (and then caches that answer). */
-static int get_or_fetch(deja_client *c, const char *prompt) {
-    float v[DIM];
-    embed(prompt, v);
-
-    double t0 = now_ms();
-    deja_result *res = NULL;
-    int rc =
-        deja_lookup(c, NAMESPACE, v, DIM, THRESHOLD, 1, DEJA_LOOKUP_WANT_PROMPT, &res);
-    if (rc != 0) {
-        fprintf(stderr, "lookup: %s (%s)\n", deja_strerror(rc), deja_last_error(c));
-        return rc;
-    }
-    double lookup_ms = now_ms() - t0;
-
-    if (res->count > 0) {
-        const deja_hit *hit = &res->hits[0];
-        printf("HIT   %-40s similarity %.3f, %.2f ms\n", prompt, hit->similarity,
-               lookup_ms);
-        printf("      matched \"%s\"\n      -> %s\n", hit->prompt ? hit->prompt : "?",
-               hit->response);
-        deja_result_free(res);
-        return 0;
-    }
-    deja_result_free(res);
-
-    /* A miss: pay for the real call, then cache it for the next asker. */
+/* deja calls this on a miss: ask the LLM and report its answer. */
+static int fetch_from_llm(void *ctx, const char *prompt, deja_fetch *f) {
+    double *llm_ms = ctx;
     uint32_t in_tokens = 0, out_tokens = 0;
-    t0 = now_ms();
+    double t0 = now_ms();
     char *answer = ask_llm(prompt, &in_tokens, &out_tokens);
-    if (answer == NULL) return DEJA_ERR_NOMEM;
-    double llm_ms = now_ms() - t0;
-
-    deja_store_req req = {
-        .ns = NAMESPACE,
-        .vector = v,
-        .dim = DIM,
-        .response = answer,
-        .response_len = strlen(answer),
-        .prompt = prompt,
-        .prompt_len = strlen(prompt),
-        .ttl_s = TTL_SECONDS,
-        .input_tokens = in_tokens,
-        .output_tokens = out_tokens,
-        /* Illustrative prices: $3 per million input tokens, $15 output. */
-        .cost_micro_usd = (uint64_t)in_tokens * 3 + (uint64_t)out_tokens * 15,
-        .completion = 0,
-    };
-    uint64_t id = 0;
-    rc = deja_store(c, &req, &id);
-    if (rc != 0)
-        fprintf(stderr, "store: %s (%s)\n", deja_strerror(rc), deja_last_error(c));
-    printf("MISS  %-40s asked the LLM (%.0f ms), cached as entry %llu\n", prompt, llm_ms,
-           (unsigned long long)id);
-    printf("      -> %s\n", answer);
+    if (answer == NULL) return 1; /* our own code: no answer */
+    *llm_ms = now_ms() - t0;
+    /* deja copies the answer, so it can be freed at once. 0 = completed
+     * normally; a truncated or filtered answer would not be cached. */
+    int rc = deja_fetch_answer(f, answer, strlen(answer), 0);
     free(answer);
+    /* Illustrative prices: $3 per million input tokens, $15 output. */
+    deja_fetch_meta(f, TTL_SECONDS, in_tokens, out_tokens,
+                    (uint64_t)in_tokens * 3 + (uint64_t)out_tokens * 15);
     return rc;
 }
 
+/* Answers one prompt from the cache if a similar enough prompt was answered
+ * before, otherwise from the LLM (and then caches that answer). */
+static void answer(deja_pool *pool, const char *prompt) {
+    float v[DIM];
+    embed(prompt, v);
+    double llm_ms = 0, t0 = now_ms();
+    deja_result *r = NULL;
+    int rc = deja_get_or_fetch(pool, NAMESPACE, prompt, v, DIM, THRESHOLD, fetch_from_llm,
+                               &llm_ms, &r);
+    double total_ms = now_ms() - t0;
+    if (rc != 0) {
+        /* Only the LLM failing leaves us without an answer: deja being
+         * down just means every prompt goes to the LLM. */
+        printf("FAIL  %-40s no answer (%d)\n", prompt, rc);
+    } else if (!(r->flags & DEJA_RESULT_FETCHED)) {
+        printf("HIT   %-40s similarity %.3f, %.2f ms\n", prompt, r->hits[0].similarity,
+               total_ms);
+        printf("      -> %s\n", r->hits[0].response);
+    } else {
+        printf("MISS  %-40s asked the LLM (%.0f ms), %s\n", prompt, llm_ms,
+               r->flags & DEJA_RESULT_STORED ? "cached" : "not cached");
+        if (r->error) printf("      (deja: %s)\n", deja_pool_last_error());
+        printf("      -> %s\n", r->hits[0].response);
+    }
+    deja_result_free(r); /* one call frees the answer, hit or fetched */
+}
+
 int main(int argc, char **argv) {
-    const char *addr = argc > 1 ? argv[1] : "127.0.0.1:7447";
+    const char *addr = argc > 1 ? argv[1] : "deja://127.0.0.1:7447";
     const char *prompts[] = {
         "What is the capital of France?",     "How do I reverse a list in Python?",
         "what is the capital city of France", /* paraphrase of the first */
@@ -169,21 +156,22 @@ int main(int argc, char **argv) {
         "Who painted the Mona Lisa?",
     };
 
-    deja_client *c = NULL;
-    int rc = deja_connect(addr, NULL, &c);
+    /* A pool connects lazily and never fails because deja is down: the
+     * application starts and answers either way. */
+    deja_pool *pool = NULL;
+    int rc = deja_pool_create(addr, NULL, &pool);
     if (rc != 0) {
-        fprintf(stderr, "cannot connect to %s: %s\n", addr, deja_strerror(rc));
+        fprintf(stderr, "bad address %s: %s\n", addr, deja_pool_last_error());
         return 1;
     }
-    printf("connected to %s (%s), threshold %.2f\n\n", addr, deja_server_name(c),
-           THRESHOLD);
+    printf("deja at %s, threshold %.2f\n\n", addr, THRESHOLD);
+    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++) answer(pool, prompts[i]);
 
-    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++) {
-        if (get_or_fetch(c, prompts[i]) != 0 && deja_ping(c) == DEJA_ERR_CLOSED) {
-            deja_close(c);
-            return 1;
-        }
-    }
-    deja_close(c);
+    deja_pool_status st;
+    deja_pool_get_status(pool, &st);
+    printf("\n%llu deja calls, %llu failed, breaker %s\n", (unsigned long long)st.calls,
+           (unsigned long long)st.failures,
+           st.breaker == DEJA_BREAKER_CLOSED ? "closed" : "open");
+    deja_pool_destroy(pool);
     return 0;
 }
