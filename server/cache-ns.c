@@ -266,7 +266,7 @@ int cache_ns_list(cache *c, char (*names)[PROTO_MAX_NS_LEN + 1], uint8_t *lens,
 
 typedef struct totals {
     uint64_t entries, lookups, exact_hits, semantic_hits, misses, stores;
-    uint64_t dedup_updates, rejected, tokens_saved, cost_saved;
+    uint64_t dedup_updates, rejected, tokens_saved, cost_saved, entry_hits;
     uint64_t evicted[CACHE_EVICT_REASONS];
     uint64_t index_bytes, entry_bytes, unindexed, index_entries, charged;
 } totals;
@@ -294,6 +294,7 @@ static void add_totals(cache_ns *ns, totals *t) {
     t->rejected += atomic_load(&n->rejected);
     t->tokens_saved += atomic_load(&n->tokens_saved);
     t->cost_saved += atomic_load(&n->cost_saved_micro_usd);
+    t->entry_hits += atomic_load(&n->entry_hits);
     for (int r = 0; r < CACHE_EVICT_REASONS; r++) t->evicted[r] += atomic_load(&n->evicted[r]);
 }
 
@@ -323,6 +324,7 @@ static uint16_t put_totals(const totals *t, proto_stat *stats, uint16_t n, uint1
         {"unindexed", t->unindexed},
         {"index_entries", t->index_entries},
         {"memory_charged", t->charged},
+        {"entry_hits", t->entry_hits}, /* hits of live entries, kept across restarts */
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0] && n < max; i++, n++) {
         stats[n].key = rows[i].key;

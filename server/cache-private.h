@@ -47,6 +47,7 @@ typedef struct cache_ns_counters {
     atomic_uint_fast64_t stores, dedup_updates, rejected;
     atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS];
     atomic_uint_fast64_t tokens_saved, cost_saved_micro_usd;
+    atomic_uint_fast64_t entry_hits; /* sum of the live entries' hit counts */
 } cache_ns_counters;
 
 typedef struct cache_ns {

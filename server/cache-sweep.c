@@ -7,6 +7,7 @@
  * for long; the server calls it on a timer and again at once while a
  * slice keeps finding many expired entries (see srv-server.c). */
 #include <stdlib.h>
+#include <time.h>
 
 #include "cache-private.h"
 
@@ -80,4 +81,25 @@ size_t cache_sweep(cache *c, size_t budget, size_t *expired) {
         }
     }
     return examined;
+}
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+size_t cache_sweep_tick(cache *c, size_t slice, uint32_t max_ms) {
+    uint64_t start = mono_ms();
+    size_t total = 0;
+    for (;;) {
+        size_t expired = 0;
+        size_t examined = cache_sweep(c, slice, &expired);
+        total += expired;
+        /* Like Redis's active expiry: keep going while more than a tenth
+         * of what a slice examines has expired, within the time limit. */
+        if (examined == 0 || expired * 10 < examined) break;
+        if (mono_ms() - start >= max_ms) break;
+    }
+    return total;
 }

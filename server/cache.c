@@ -56,6 +56,35 @@ void cache_set_clock(cache *c, cache_clock_fn fn, void *ctx) {
 
 void cache_wait_indexed(cache *c) { cache_indexer_wait_idle(c->indexer); }
 
+int cache_each_usage(cache *c, int (*fn)(void *ctx, const store_usage_rec *u), void *ctx) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&c->ns_lock);
+    for (size_t i = 0; i < c->ns_count && rc == 0; i++) {
+        cache_ns *ns = c->ns[i];
+        pthread_rwlock_rdlock(&ns->lock);
+        size_t pos = 0;
+        uint64_t id;
+        void *val;
+        while (rc == 0 && u64map_next(&ns->entries, &pos, &id, &val)) {
+            cache_entry *e = val;
+            uint32_t hits = atomic_load(&e->hits);
+            if (hits == 0) continue; /* nothing the entry record lacks */
+            store_usage_rec u = {
+                .ns_id = ns->ns_id,
+                .id = id,
+                .hits = hits,
+                .lfu = atomic_load(&e->lfu),
+                .last_hit_ms = atomic_load(&e->last_hit_ms),
+                .expires_ms = atomic_load(&e->expires_ms),
+            };
+            rc = fn(ctx, &u);
+        }
+        pthread_rwlock_unlock(&ns->lock);
+    }
+    pthread_rwlock_unlock(&c->ns_lock);
+    return rc;
+}
+
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id) {
     if (next_entry_id > atomic_load(&c->next_id)) atomic_store(&c->next_id, next_entry_id);
     if (next_ns_id > atomic_load(&c->next_ns_id)) atomic_store(&c->next_ns_id, next_ns_id);
@@ -329,6 +358,7 @@ void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e) {
     if (ns->fresh) idx_remove(ns->fresh, e->id);
     idx_remove(ns->main, e->id);
     ns->entry_bytes -= cache_entry_size(e);
+    atomic_fetch_sub(&ns->n.entry_hits, atomic_load(&e->hits));
     atomic_fetch_sub(&c->entries_total, 1);
     cache_ns_charge_locked(c, ns, 0);
 }
@@ -413,8 +443,9 @@ int cache_load_entry(cache *c, const store_entry_rec *rec) {
     e->input_tokens = rec->input_tokens;
     e->output_tokens = rec->output_tokens;
     e->cost_micro_usd = rec->cost_micro_usd;
-    atomic_init(&e->lfu, CACHE_LFU_INIT);
-    atomic_init(&e->last_hit_ms, rec->created_ms);
+    atomic_init(&e->lfu, rec->lfu ? rec->lfu : CACHE_LFU_INIT);
+    atomic_init(&e->last_hit_ms, rec->last_hit_ms ? rec->last_hit_ms : rec->created_ms);
+    atomic_init(&e->hits, rec->hits);
     /* The exact map is not stored: it is rebuilt from the prompts. */
     if (rec->prompt_len && prompt_hash(rec->prompt, rec->prompt_len, e->prompt_hash)) {
         cache_entry_unref(e);
@@ -423,6 +454,7 @@ int cache_load_entry(cache *c, const store_entry_rec *rec) {
     int replaced;
     int rc = ns_insert(c, ns, e, rec->vector, &replaced);
     if (rc) cache_entry_unref(e);
+    else atomic_fetch_add(&ns->n.entry_hits, rec->hits);
     return rc;
 }
 
@@ -432,6 +464,7 @@ int cache_load_entry(cache *c, const store_entry_rec *rec) {
  * sliding TTL, and what the hit saved. */
 static void account_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
     atomic_fetch_add_explicit(&e->hits, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ns->n.entry_hits, 1, memory_order_relaxed);
     cache_lfu_touch(e, now_ms); /* also moves last_hit_ms */
     atomic_fetch_add(&ns->n.tokens_saved, (uint64_t)e->input_tokens + e->output_tokens);
     atomic_fetch_add(&ns->n.cost_saved_micro_usd, e->cost_micro_usd);
@@ -551,6 +584,7 @@ int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     if (ns->fresh) idx_clear(ns->fresh);
     ns->entry_bytes = 0;
     ns->sweep_pos = 0;
+    atomic_store(&ns->n.entry_hits, 0);
     atomic_fetch_sub(&c->entries_total, old.count);
     cache_ns_charge_locked(c, ns, 1);
     pthread_rwlock_unlock(&ns->lock);

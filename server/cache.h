@@ -107,6 +107,12 @@ int cache_load_entry(cache *c, const store_entry_rec *e);
  * (tests, benchmarks). */
 void cache_wait_indexed(cache *c);
 
+/* Calls fn for the usage (hits, LFU counter, last hit, expiry) of every
+ * entry that has been hit, namespace by namespace, under each namespace's
+ * read lock; for writing it back on a clean shutdown. Stops at the first
+ * nonzero return and returns it. */
+int cache_each_usage(cache *c, int (*fn)(void *ctx, const store_usage_rec *u), void *ctx);
+
 /* Continues id sequences after the largest loaded ids. */
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);
 
@@ -161,6 +167,11 @@ int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, proto_ns_config *c
  * on_evict for each. Returns how many it examined; *expired how many it
  * removed. Takes each namespace's write lock for one slice at a time. */
 size_t cache_sweep(cache *c, size_t budget, size_t *expired);
+
+/* One sweeper tick: slices of `slice` entries, repeated while a slice
+ * finds more than 10% of what it examines expired, for at most max_ms.
+ * Returns how many entries it removed. */
+size_t cache_sweep_tick(cache *c, size_t slice, uint32_t max_ms);
 
 /* Deletes one entry of a namespace; *ns_id receives the namespace's id for
  * the durable delete. Errors: NOT_FOUND. */

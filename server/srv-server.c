@@ -300,18 +300,42 @@ static void on_evict(void *ctx, uint32_t ns_id, uint64_t id) {
 #define SWEEP_SLICE 2000
 #define SWEEP_MAX_MS 20
 
-/* Redis-style active expiry: a slice every tick, and more slices at once
- * while more than a tenth of what a slice examines has expired, for at
- * most SWEEP_MAX_MS per tick. */
 static void on_sweep(uv_timer_t *t) {
     srv_server *s = t->data;
-    uint64_t start = srv_now_ms();
-    for (;;) {
-        size_t expired = 0;
-        size_t examined = cache_sweep(s->cache, SWEEP_SLICE, &expired);
-        if (examined == 0 || expired * 10 < examined) break;
-        if (srv_now_ms() - start >= SWEEP_MAX_MS) break;
-    }
+    cache_sweep_tick(s->cache, SWEEP_SLICE, SWEEP_MAX_MS);
+}
+
+/* Writes hit counters back in batches on a clean shutdown. */
+typedef struct usage_batch {
+    store *st;
+    store_usage_rec recs[4096];
+    store_op ops[4096];
+    size_t n, written;
+} usage_batch;
+
+static int usage_flush(usage_batch *b) {
+    int rc = b->n ? store_apply(b->st, b->ops, b->n) : 0;
+    b->written += b->n;
+    b->n = 0;
+    return rc;
+}
+
+static int usage_add(void *ctx, const store_usage_rec *u) {
+    usage_batch *b = ctx;
+    b->recs[b->n] = *u;
+    b->ops[b->n] = (store_op){.kind = STORE_OP_PUT_USAGE, .usage = &b->recs[b->n]};
+    return ++b->n == 4096 ? usage_flush(b) : 0;
+}
+
+static void save_usage(srv_server *s) {
+    usage_batch *b = calloc(1, sizeof *b);
+    if (!b) return;
+    b->st = s->store;
+    int rc = cache_each_usage(s->cache, usage_add, b);
+    if (rc == 0) rc = usage_flush(b);
+    if (rc) srv_log(SRV_LOG_WARN, "hit counters not saved: %s", deja_strerror(rc));
+    else srv_log(SRV_LOG_INFO, "saved hit counters of %zu entries", b->written);
+    free(b);
 }
 
 static cache_config srv_cache_config(const srv_config *cfg, srv_server *s) {
@@ -494,6 +518,7 @@ out:
     }
     free(s.workers);
     if (s.unix_path[0]) unlink(s.unix_path);
+    if (exit_code == 0) save_usage(&s);
     store_close(s.store);
     cache_destroy(s.cache);
     close(lock_fd);

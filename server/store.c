@@ -24,6 +24,8 @@
 #define MAGIC_ENTRY 0x31454A44u  /* "DJE1" */
 #define MAGIC_VECTOR 0x31564A44u /* "DJV1" */
 #define MAGIC_NS 0x314E4A44u     /* "DJN1" */
+#define MAGIC_USAGE 0x31554A44u  /* "DJU1" */
+#define USAGE_REC 40u
 
 #define ENTRY_HDR 56u
 #define VECTOR_HDR 16u
@@ -34,7 +36,7 @@
 
 struct store {
     MDB_env *env;
-    MDB_dbi meta, ns, entries, vectors;
+    MDB_dbi meta, ns, entries, vectors, usage;
     store_config cfg;
     _Atomic uint64_t map_size; /* read by STATS on worker threads */
     char path[4096]; /* data.mdb, for size checks */
@@ -102,7 +104,8 @@ static int open_dbis(store *st, char *msg, size_t cap) {
     if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) ||
         (rc = mdb_dbi_open(txn, "ns", MDB_CREATE, &st->ns)) ||
         (rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &st->entries)) ||
-        (rc = mdb_dbi_open(txn, "vectors", MDB_CREATE, &st->vectors))) {
+        (rc = mdb_dbi_open(txn, "vectors", MDB_CREATE, &st->vectors)) ||
+        (rc = mdb_dbi_open(txn, "usage", MDB_CREATE, &st->usage))) {
         mdb_txn_abort(txn);
         goto fail;
     }
@@ -261,6 +264,21 @@ static int decode_vector(const MDB_val *k, const MDB_val *v, store_entry_rec *e)
     return 0;
 }
 
+/* Applies the entry's usage record, if any and intact: a damaged usage
+ * record only loses counters, never the entry. */
+static void apply_usage(store *st, MDB_txn *txn, const MDB_val *k, store_entry_rec *e) {
+    MDB_val v;
+    if (mdb_get(txn, st->usage, (MDB_val *)k, &v) != 0) return;
+    const uint8_t *p = v.mv_data;
+    if (v.mv_size != USAGE_REC || get_u32(p) != MAGIC_USAGE ||
+        get_u64(p + 8) != record_sum(k->mv_data, KEY_LEN, p, v.mv_size))
+        return;
+    e->hits = get_u32(p + 4);
+    e->lfu = p[16];
+    e->last_hit_ms = get_u64(p + 24);
+    e->expires_ms = get_u64(p + 32);
+}
+
 typedef struct key_list {
     uint8_t (*keys)[KEY_LEN];
     size_t n, cap;
@@ -289,6 +307,7 @@ static int delete_keys(store *st, const key_list *l) {
             MDB_val k = {KEY_LEN, l->keys[done]};
             mdb_del(txn, st->entries, &k, NULL);
             mdb_del(txn, st->vectors, &k, NULL);
+            mdb_del(txn, st->usage, &k, NULL);
         }
         rc = mdb_txn_commit(txn);
         if (rc) return map_err(rc);
@@ -337,7 +356,9 @@ static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, store_entry_fn
         }
         store_entry_rec e;
         memset(&e, 0, sizeof e);
-        if (decode_entry(&ke, &ve, &e) != 0 || decode_vector(&kv, &vv, &e) != 0) {
+        int bad = decode_entry(&ke, &ve, &e) != 0 || decode_vector(&kv, &vv, &e) != 0;
+        if (!bad) apply_usage(st, txn, &ke, &e);
+        if (bad) {
             stats->damaged++;
             if ((rc = key_list_push(drop, ke.mv_data))) goto out;
         } else if (e.expires_ms && e.expires_ms <= now_ms) {
@@ -453,10 +474,25 @@ static int put_entry(store *st, MDB_txn *txn, const store_entry_rec *e) {
     return 0;
 }
 
+static int put_usage(store *st, MDB_txn *txn, const store_usage_rec *u) {
+    uint8_t key[KEY_LEN], rec[USAGE_REC] = {0};
+    make_key(key, u->ns_id, u->id);
+    put_u32(rec, MAGIC_USAGE);
+    put_u32(rec + 4, u->hits);
+    rec[16] = u->lfu;
+    put_u64(rec + 24, u->last_hit_ms);
+    put_u64(rec + 32, u->expires_ms);
+    put_u64(rec + 8, record_sum(key, KEY_LEN, rec, USAGE_REC));
+    MDB_val k = {KEY_LEN, key}, v = {USAGE_REC, rec};
+    return mdb_put(txn, st->usage, &k, &v, 0);
+}
+
 static int del_entry(store *st, MDB_txn *txn, uint32_t ns_id, uint64_t id) {
     uint8_t key[KEY_LEN];
     make_key(key, ns_id, id);
     MDB_val k = {KEY_LEN, key};
+    int ru = mdb_del(txn, st->usage, &k, NULL);
+    if (ru != 0 && ru != MDB_NOTFOUND) return ru;
     int rc = mdb_del(txn, st->entries, &k, NULL);
     int rv = mdb_del(txn, st->vectors, &k, NULL);
     if (rc == MDB_NOTFOUND && rv == 0) rc = 0;
@@ -493,11 +529,13 @@ static int apply_one(store *st, MDB_txn *txn, store_op *op) {
     case STORE_OP_PUT_NS: return put_ns(st, txn, op->ns);
     case STORE_OP_PUT_ENTRY: return put_entry(st, txn, op->entry);
     case STORE_OP_DEL_ENTRY: return del_entry(st, txn, op->ns_id, op->id);
+    case STORE_OP_PUT_USAGE: return put_usage(st, txn, op->usage);
     case STORE_OP_DEL_NS_ENTRIES:
     case STORE_OP_DEL_NS: {
         op->removed = 0;
         int rc = del_range(txn, st->entries, op->ns_id, &op->removed);
         if (rc == 0) rc = del_range(txn, st->vectors, op->ns_id, NULL);
+        if (rc == 0) rc = del_range(txn, st->usage, op->ns_id, NULL);
         if (rc == 0 && op->kind == STORE_OP_DEL_NS) {
             MDB_val k = {op->ns->name_len, (void *)op->ns->name};
             rc = mdb_del(txn, st->ns, &k, NULL);

@@ -9,6 +9,9 @@
  *              metadata, prompt and response bytes)
  *   vectors    (ns_id BE32, entry id BE64) -> f32[dim], the source of truth
  *              the index is rebuilt from
+ *   usage      (ns_id BE32, entry id BE64) -> hit count, LFU counter, last
+ *              hit, current expiry: what changes on every hit, written back
+ *              on clean shutdown instead of on every hit
  * Every record carries an XXH3-64 checksum of its bytes; a damaged record is
  * detected at load, skipped and counted, never served.
  *
@@ -67,7 +70,20 @@ typedef struct store_entry_rec {
     uint32_t response_len;
     const float *vector; /* dim floats */
     uint32_t dim;
+    /* Usage (from the usage table when present, at load only). */
+    uint32_t hits;
+    uint8_t lfu;         /* 0 = none recorded */
+    uint64_t last_hit_ms;
 } store_entry_rec;
+
+typedef struct store_usage_rec {
+    uint32_t ns_id;
+    uint64_t id;
+    uint32_t hits;
+    uint8_t lfu;
+    uint64_t last_hit_ms;
+    uint64_t expires_ms;
+} store_usage_rec;
 
 /* Opens (creating if empty) the LMDB environment in cfg->dir, clears stale
  * readers, and checks the format version. On failure returns
@@ -107,12 +123,14 @@ enum store_op_kind {
     STORE_OP_DEL_ENTRY = 3,
     STORE_OP_DEL_NS_ENTRIES = 4,
     STORE_OP_DEL_NS = 5, /* the namespace record and all its entries */
+    STORE_OP_PUT_USAGE = 6,
 };
 
 typedef struct store_op {
     enum store_op_kind kind;
     const store_ns_rec *ns;       /* PUT_NS, DEL_NS */
     const store_entry_rec *entry; /* PUT_ENTRY */
+    const store_usage_rec *usage; /* PUT_USAGE */
     uint32_t ns_id;               /* DEL_ENTRY, DEL_NS_ENTRIES */
     uint64_t id;                  /* DEL_ENTRY */
     int result;                   /* out: 0, NOT_FOUND, STORAGE_FULL, IO */

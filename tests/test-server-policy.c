@@ -241,6 +241,45 @@ static void test_the_sweeper_reclaims_expired_entries_in_bounded_slices(void) {
     cache_destroy(c);
 }
 
+static void test_one_sweeper_tick_leaves_under_a_tenth_of_entries_expired(void) {
+    cache *c = new_cache();
+    proto_ns_config cfg = {.dim = DIM, .flags = PROTO_NS_NO_DEDUP};
+    create_ns(c, "tick", &cfg);
+    float v[DIM];
+    vec_at(1.0f, 1, v);
+    for (int i = 0; i < 10000; i++) put(c, "tick", v, NULL, "r", i % 2 ? 5 : 5000);
+    now_ms += 6000; /* half of them expire together */
+    size_t removed = cache_sweep_tick(c, 1000, 5000);
+    uint64_t left = stat_of(c, "tick", "entries");
+    uint64_t still_expired = left - 5000;
+    ASSERT_U64_EQ(removed + left, 10000);
+    ASSERT_LT(still_expired * 10, left);
+    cache_destroy(c);
+}
+
+static void test_an_expired_entry_is_served_by_no_path(void) {
+    cache *c = new_cache();
+    float v[DIM], w[DIM];
+    vec_at(1.0f, 1, v);
+    vec_at(0.97f, 2, w);
+    put(c, "gone", v, "the prompt", "old", 1);
+    uint64_t live = put(c, "gone", w, "another prompt", "live", 100);
+    now_ms += 1000;
+    /* exact tier */
+    ASSERT_U64_EQ(lookup(c, "gone", v, 0.9f, "the prompt", NULL), live);
+    /* vector search, k = 1 and k > 1 */
+    ASSERT_U64_EQ(lookup(c, "gone", v, 0.9f, NULL, NULL), live);
+    proto_lookup_req r = {.ns = (const uint8_t *)"gone", .ns_len = 4, .dim = DIM, .k = 10,
+                          .threshold = 0.5f};
+    cache_match m[PROTO_MAX_K];
+    uint16_t n = 0;
+    ASSERT_OK(cache_lookup(c, &r, v, m, &n));
+    ASSERT_EQ(n, 1);
+    ASSERT_U64_EQ(cache_entry_id(m[0].entry), live);
+    cache_entry_release(m[0].entry);
+    cache_destroy(c);
+}
+
 static void test_namespaces_are_created_listed_described_and_dropped(void) {
     cache *c = new_cache();
     proto_ns_config cfg = {.dim = DIM, .index_kind = PROTO_INDEX_FLAT,
@@ -317,6 +356,8 @@ int main(void) {
     RUN(test_only_ok_completions_are_cached_unless_the_namespace_allows);
     RUN(test_absolute_ttl_expires_but_sliding_ttl_extends_on_hits_up_to_max_age);
     RUN(test_the_sweeper_reclaims_expired_entries_in_bounded_slices);
+    RUN(test_one_sweeper_tick_leaves_under_a_tenth_of_entries_expired);
+    RUN(test_an_expired_entry_is_served_by_no_path);
     RUN(test_namespaces_are_created_listed_described_and_dropped);
     RUN(test_hits_count_the_tokens_and_money_they_saved);
     return harness_result();

@@ -89,16 +89,30 @@ static uint64_t ns_entries(deja_client *c, const char *ns) {
     return v;
 }
 
+static uint64_t stat_of(deja_client *c, const char *ns, const char *key) {
+    deja_stats *s = NULL;
+    uint64_t v = 0;
+    ASSERT_OK(deja_stats_get(c, ns, &s));
+    ASSERT_OK(deja_stats_find(s, key, &v));
+    deja_stats_free(s);
+    return v;
+}
+
 static void test_a_clean_restart_keeps_entries_namespaces_and_deletes(void) {
     ASSERT_OK(test_server_start(&srv, NULL));
     deja_client *c = connect_or_fail();
     store_all(c);
+    assert_kept_entries(c); /* 195 hits */
+    ASSERT_U64_EQ(stat_of(c, "kept", "entry_hits"), N - 5);
     deja_close(c);
     ASSERT_EQ(test_server_shutdown(&srv), 0);
 
     ASSERT_OK(test_server_restart(&srv, NULL));
     c = connect_or_fail();
+    /* Hit counters came back with the entries. */
+    ASSERT_U64_EQ(stat_of(c, "kept", "entry_hits"), N - 5);
     assert_kept_entries(c);
+    ASSERT_U64_EQ(stat_of(c, "kept", "entry_hits"), 2 * (N - 5));
     ASSERT_U64_EQ(ns_entries(c, "short"), 10);
     ASSERT_U64_EQ(ns_entries(c, "flushed"), 0);
 
