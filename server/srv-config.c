@@ -117,7 +117,26 @@ static void print_help(void) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", flags[i].opt.name,
                  flags[i].arg ? " " : "", flags[i].arg ? flags[i].arg : "");
-        printf("  %-26s %s\n", left, flags[i].help);
+        /* Wrap the text at 80 columns, continuing under its first word. */
+        const char *text = flags[i].help;
+        printf("  %-26s ", left);
+        int col = 29;
+        while (*text) {
+            while (*text == ' ') text++;
+            size_t word = strcspn(text, " ");
+            if (word == 0) break;
+            if (col > 29 && col + 1 + (int)word > 80) {
+                printf("\n%29s", "");
+                col = 29;
+            } else if (col > 29) {
+                putchar(' ');
+                col++;
+            }
+            printf("%.*s", (int)word, text);
+            col += (int)word;
+            text += word;
+        }
+        putchar('\n');
     }
 }
 
