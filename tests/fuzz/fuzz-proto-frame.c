@@ -173,6 +173,34 @@ static void fuzz_stats(const uint8_t *body, size_t len, proto_buf *b) {
     free(stats);
 }
 
+static void fuzz_ns(const uint8_t *body, size_t len, uint8_t opcode, proto_buf *b) {
+    const uint8_t *ns, *name;
+    uint8_t ns_len, name_len;
+    proto_ns_config cfg;
+    if (opcode == PROTO_OP_NS_CREATE &&
+        proto_decode_ns_create_req(body, len, &ns, &ns_len, &cfg) == 0) {
+        CHECK(cfg.dim >= 1 && cfg.dim <= PROTO_MAX_DIM);
+        CHECK(cfg.dedup >= 0.0f && cfg.dedup <= 1.0f);
+        CHECK(proto_encode_ns_create_req(b, 1, ns, ns_len, &cfg) == 0);
+        check_reencoded(b, body, len);
+    }
+    if (opcode == PROTO_OP_NS_LIST) {
+        size_t pos = 0;
+        int rc;
+        while ((rc = proto_ns_list_next(body, len, &pos, &name, &name_len)) == 1)
+            CHECK(pos <= len && name_len >= 1);
+        CHECK(rc == 0 || rc == DEJA_ERR_BAD_REQUEST);
+    }
+    size_t off;
+    if (opcode == PROTO_OP_NS_INFO && proto_decode_ns_info_resp(body, len, &cfg, &off) == 0) {
+        CHECK(off <= len);
+        size_t pos = 0;
+        proto_stat st;
+        while (proto_stats_next(body + off, len - off, &pos, &st) == 1) CHECK(pos <= len - off);
+    }
+    fuzz_ns_id(body, len, PROTO_OP_FLUSH, b); /* INFO and DROP requests: a namespace */
+}
+
 /* Runs the decoders that match one complete frame. The body is copied to a
  * heap block of exactly its size so over-reads are caught even when more
  * stream bytes follow it in the receive buffer. */
@@ -200,6 +228,10 @@ static void fuzz_frame(const proto_header *h, const uint8_t *frame) {
     case PROTO_OP_DELETE:
     case PROTO_OP_FLUSH: fuzz_ns_id(body, len, h->opcode, &b); break;
     case PROTO_OP_STATS: fuzz_stats(body, len, &b); break;
+    case PROTO_OP_NS_CREATE:
+    case PROTO_OP_NS_LIST:
+    case PROTO_OP_NS_INFO:
+    case PROTO_OP_NS_DROP: fuzz_ns(body, len, h->opcode, &b); break;
     default: CHECK(proto_op_name(h->opcode) == NULL); break;
     }
     proto_buf_free(&b);

@@ -22,6 +22,8 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/deja-fuzz.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
 trap 'exit 130' INT TERM
 
-"$target" "$scratch" "$corpus" -runs=200000 -max_len=4096 -seed=1 "$@"
+# -error_exitcode: libFuzzer's default (77) is what meson reads as "skipped",
+# which would turn a crash into a quiet skip.
+"$target" "$scratch" "$corpus" -runs=2000000 -max_len=4096 -seed=1 -error_exitcode=1 "$@"
 status=$?
 exit "$status"
