@@ -10,14 +10,17 @@
  * repeats later hit.
  *
  * The run is judged twice over, after the fact:
- *  - the ideal cache: the same stream served one request at a time with
- *    exact search, storing each miss before the next request. Its hit rate
- *    is a property of the workload alone (the "oracle hit rate").
+ *  - the sequential oracle: the same stream served one request at a time
+ *    with exact search, each miss stored before the next request. Its hit
+ *    rate is a property of the workload alone (the "oracle hit rate"). It
+ *    is a reference, not a bound: concurrent users store some near
+ *    duplicates it would not, and those can answer later requests.
  *  - as run: each lookup against exactly the entries whose store had been
  *    acknowledged before the lookup was sent. A miss that this says should
- *    have hit is a search miss of the server; a miss that only the ideal
- *    cache would have hit came while another user was still waiting for
- *    the same answer from the LLM (concurrency, not the cache, lost it).
+ *    have hit is a search miss of the server; a miss that only the
+ *    sequential oracle would have hit came while another user was still
+ *    waiting for the same answer from the LLM (concurrency, not the cache,
+ *    lost it).
  * Every hit is checked against the exact similarity of the stored vector
  * it returned (false hits must be 0).
  *
@@ -216,21 +219,21 @@ static int judge(const bench_opts *o, const synth_set *s, const mixed_ctx *x,
     uint32_t nq = s->nq, dim = s->dim;
     float thr = o->threshold;
     int rc = -1;
-    bench_stream_event *ideal_ev = malloc(((size_t)nq + 1) * sizeof *ideal_ev);
-    float *ideal = malloc(((size_t)nq + 1) * sizeof *ideal);
+    bench_stream_event *seq_ev = malloc(((size_t)nq + 1) * sizeof *seq_ev);
+    float *seq = malloc(((size_t)nq + 1) * sizeof *seq);
     uint32_t *witness = malloc((2 * (size_t)nq + 1) * sizeof *witness);
     timed_event *timed = malloc((2 * (size_t)nq + 1) * sizeof *timed);
     bench_stream_event *run_ev = malloc((2 * (size_t)nq + 1) * sizeof *run_ev);
     float *run_best = malloc((2 * (size_t)nq + 1) * sizeof *run_best);
     float *as_run = malloc(((size_t)nq + 1) * sizeof *as_run);
     id_req *by_id = malloc(((size_t)nq + 1) * sizeof *by_id);
-    if (!ideal_ev || !ideal || !witness || !timed || !run_ev || !run_best || !as_run ||
+    if (!seq_ev || !seq || !witness || !timed || !run_ev || !run_best || !as_run ||
         !by_id)
         goto out;
 
     for (uint32_t i = 0; i < nq; i++)
-        ideal_ev[i] = (bench_stream_event){.vec = i, .is_query = 1};
-    if (bench_stream_oracle(s->queries, dim, ideal_ev, nq, thr, 1, ideal, witness) != 0)
+        seq_ev[i] = (bench_stream_event){.vec = i, .is_query = 1};
+    if (bench_stream_oracle(s->queries, dim, seq_ev, nq, thr, 1, seq, witness) != 0)
         goto out;
 
     size_t nev = 0;
@@ -257,7 +260,7 @@ static int judge(const bench_opts *o, const synth_set *s, const mixed_ctx *x,
     uint32_t intervals = r->intervals;
     for (uint32_t i = 0; i < nq; i++) {
         int hit = x->outcome[i] == HIT;
-        int oracle_hit = ideal[i] >= thr;
+        int oracle_hit = seq[i] >= thr;
         int run_hit = as_run[i] >= thr;
         uint32_t slot = (uint32_t)((uint64_t)i * intervals / nq);
         int kind = s->kind ? s->kind[i] : -1;
@@ -296,8 +299,8 @@ static int judge(const bench_opts *o, const synth_set *s, const mixed_ctx *x,
     rc = 0;
 out:
     if (rc != 0) fprintf(stderr, "deja-bench: out of memory judging the run\n");
-    free(ideal_ev);
-    free(ideal);
+    free(seq_ev);
+    free(seq);
     free(witness);
     free(timed);
     free(run_ev);

@@ -8,7 +8,7 @@
  *    (the usual ANN trade-off chart, QPS on a log scale);
  *  - server: latency by percentile, HdrHistogram style, the x axis
  *    stretched so that 99%, 99.9% and 99.99% get equal room;
- *  - mixed: hit rate over the stream against the ideal cache's. */
+ *  - mixed: hit rate over the stream against the sequential oracle's. */
 #include <errno.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -197,7 +197,7 @@ int bench_plot_mixed(const char *path, const bench_env *env,
             "set xlabel 'share of the stream (%%)'\nset ylabel 'hit rate'\n"
             "set yrange [0:1]\nset key bottom right\n"
             "plot '%s' using 1:2 with linespoints lw 2 title 'deja', \\\n"
-            "     '%s' using 1:3 with linespoints title 'ideal cache (exact oracle)'\n",
+            "     '%s' using 1:3 with linespoints title 'sequential exact oracle'\n",
             p.dat, p.dat);
     fprintf(p.datf, "# stream_percent hit_rate oracle_hit_rate requests\n");
     for (uint32_t i = 0; i < r->intervals; i++) {

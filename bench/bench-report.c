@@ -315,8 +315,9 @@ static void server_fields(const bench_opts *o, const bench_result *r, fields *fs
     f_num(fs, "store_p99_us", "%.1f", us(&r->store_hist, 0.99));
     f_num(fs, "index_wait_s", "%.3f", r->index_wait_s);
     f_num(fs, "indexed_stores_per_s", "%.1f",
-          r->load_s + r->index_wait_s > 0 ? (double)r->stores / (r->load_s + r->index_wait_s)
-                                          : 0);
+          r->load_s + r->index_wait_s > 0
+              ? (double)r->stores / (r->load_s + r->index_wait_s)
+              : 0);
     f_i64(fs, "server_entries", r->server_entries);
     f_i64(fs, "dedup_updates", r->dedup_updates);
     f_u64(fs, "shared_ids", r->shared_ids);
@@ -415,12 +416,14 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
                    "entries/s stored and indexed\n",
                    r->index_wait_s, (double)r->stores / (r->load_s + r->index_wait_s));
         if (r->server_entries >= 0) {
-            printf("  server       reports %lld entries in %s", (long long)r->server_entries,
-                   o->ns);
+            printf("  server       reports %lld entries in %s",
+                   (long long)r->server_entries, o->ns);
             if (r->index_bytes >= 0 && r->server_entries > 0)
-                printf(", index %.0f B/entry", (double)r->index_bytes / r->server_entries);
+                printf(", index %.0f B/entry",
+                       (double)r->index_bytes / r->server_entries);
             if (r->entry_bytes >= 0 && r->server_entries > 0)
-                printf(", records %.0f B/entry", (double)r->entry_bytes / r->server_entries);
+                printf(", records %.0f B/entry",
+                       (double)r->entry_bytes / r->server_entries);
             if (r->dedup_updates > 0)
                 printf(", %lld dedup updates", (long long)r->dedup_updates);
             printf("\n");
@@ -553,8 +556,8 @@ void bench_report_mixed(const bench_opts *o, const bench_env *env,
            o->connections, o->llm_delay_ms, o->llm_cost_usd, s->nq,
            (unsigned long long)r->flushed);
     printf("cache\n");
-    printf("  hit rate     %.4f; ideal cache %.4f (oracle), exact over what was stored "
-           "as run %.4f\n",
+    printf("  hit rate     %.4f; oracle %.4f (one request at a time, exact search); "
+           "exact over what had been stored before each lookup %.4f\n",
            ratio(r->hits, r->requests), ratio(r->oracle_hits, r->requests),
            ratio(r->as_run_hits, r->requests));
     if (s->kind)

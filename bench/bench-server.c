@@ -218,23 +218,27 @@ static int cmp_id_row(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* The workload rows behind a returned entry: [*first, *first + count) of
- * by_id, or the one row named by its prompt. Several rows share an id when
- * the server merged near-identical vectors (write-time dedup). Returns the
- * count, 0 when the entry is not the workload's. */
-static uint32_t rows_of(const bench_ctx *x, const deja_hit *h, uint32_t *first) {
+/* The exact similarity of the query to a returned entry, from the
+ * workload row(s) the entry holds: the row named by its prompt (after
+ * --no-load), or every row the server gave its id. Several rows share an
+ * id when the server merged near-identical vectors (write-time dedup);
+ * it kept one of them, so the best of them is taken. Returns 0, or -1
+ * when the entry is none of the workload's. */
+static int exact_similarity(const bench_ctx *x, const float *query, const deja_hit *h,
+                            float *out) {
+    const synth_set *s = x->s;
     if (x->by_prompt) {
         size_t plen = sizeof PROMPT_PREFIX - 1;
         if (h->prompt == NULL || h->prompt_len <= plen ||
             memcmp(h->prompt, PROMPT_PREFIX, plen) != 0)
-            return 0;
+            return -1;
         char *end;
         unsigned long row = strtoul(h->prompt + plen, &end, 10);
-        if (*end != 0 || row >= x->s->n) return 0;
-        *first = (uint32_t)row;
-        return UINT32_MAX; /* a row number, not a by_id position */
+        if (*end != 0 || row >= s->n) return -1;
+        *out = idx_dot(query, s->base + (size_t)row * s->dim, s->dim);
+        return 0;
     }
-    size_t lo = 0, hi = x->s->n;
+    size_t lo = 0, hi = s->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (x->by_id[mid].id < h->id)
@@ -242,26 +246,15 @@ static uint32_t rows_of(const bench_ctx *x, const deja_hit *h, uint32_t *first) 
         else
             hi = mid;
     }
-    uint32_t count = 0;
-    while (lo + count < x->s->n && x->by_id[lo + count].id == h->id)
-        count++;
-    *first = (uint32_t)lo;
-    return count;
-}
-
-/* Exact similarity of the query to a returned entry: with shared ids, the
- * best of the rows the entry may hold (the server kept one of them). */
-static float exact_of(const bench_ctx *x, const float *query, uint32_t first,
-                      uint32_t count) {
-    const synth_set *s = x->s;
-    if (count == UINT32_MAX) return idx_dot(query, s->base + (size_t)first * s->dim, s->dim);
     float best = -INFINITY;
-    for (uint32_t j = 0; j < count; j++) {
-        uint32_t row = x->by_id[first + j].row;
-        float d = idx_dot(query, s->base + (size_t)row * s->dim, s->dim);
+    int found = 0;
+    for (; lo < s->n && x->by_id[lo].id == h->id; lo++) {
+        float d = idx_dot(query, s->base + (size_t)x->by_id[lo].row * s->dim, s->dim);
         if (d > best) best = d;
+        found = 1;
     }
-    return best;
+    *out = best;
+    return found ? 0 : -1;
 }
 
 static void judge(worker *w, uint32_t q, const deja_result *res) {
@@ -288,14 +281,13 @@ static void judge(worker *w, uint32_t q, const deja_result *res) {
     int is_false = 0;
     for (uint32_t i = 0; i < res->count; i++) {
         const deja_hit *h = &res->hits[i];
-        uint32_t first, count = rows_of(x, h, &first);
-        if (count == 0) {
+        float exact;
+        if (exact_similarity(x, query, h, &exact) != 0) {
             /* Not an entry of this workload: nothing says it is similar. */
             r->unknown_ids++;
             is_false = 1;
             continue;
         }
-        float exact = exact_of(x, query, first, count);
         if (exact < threshold - BENCH_FALSE_HIT_SLACK) is_false = 1;
         if (fabsf(exact - h->similarity) > BENCH_SIM_TOLERANCE) r->sim_mismatches++;
         if (i == 0 && best - exact > BENCH_SIM_TOLERANCE) r->not_best++;
@@ -589,7 +581,8 @@ static void wait_indexed(const bench_opts *o, bench_result *r) {
         fprintf(stderr, "deja-bench: waiting for %lld entries to join the index\n",
                 (long long)st.unindexed);
     int64_t initial = st.unindexed;
-    bench_progress *p = bench_progress_start(o->progress, "indexing", (uint64_t)initial, 0);
+    bench_progress *p =
+        bench_progress_start(o->progress, "indexing", (uint64_t)initial, 0);
     while (st.unindexed > 0) {
         bench_progress_set(p, (uint64_t)(initial - st.unindexed));
         struct timespec ts = {0, 100000000L};

@@ -37,9 +37,9 @@ static int batch_abort(deja_client *c, size_t n, const uint8_t *done, int rc,
 }
 
 /* Takes one reply frame; returns 0, or the code that closed the stream. */
-static int batch_take(deja_client *c, uint8_t op, uint32_t first, size_t n,
-                      uint8_t *done, size_t *awaiting, const proto_header *h,
-                      const uint8_t *body, const deja_batch_ops *ops, void *ctx) {
+static int batch_take(deja_client *c, uint8_t op, uint32_t first, size_t n, uint8_t *done,
+                      size_t *awaiting, const proto_header *h, const uint8_t *body,
+                      const deja_batch_ops *ops, void *ctx) {
     if (!(h->flags & PROTO_FLAG_REPLY))
         return deja__drop(c, DEJA_ERR_PROTOCOL, "frame from server lacks the reply flag");
     uint32_t offset = h->request_id - first; /* wraps to huge when below first */
@@ -70,13 +70,15 @@ int deja__batch_run(deja_client *c, uint8_t op, size_t n, int64_t deadline_ms,
         deja__set_err(c, DEJA_ERR_INVALID_ARG,
                       c->in_flight ? "lookups in flight: receive them first"
                                    : "batch too large");
-        for (size_t i = 0; i < n; i++) ops->fail(ctx, i, DEJA_ERR_INVALID_ARG);
+        for (size_t i = 0; i < n; i++)
+            ops->fail(ctx, i, DEJA_ERR_INVALID_ARG);
         return DEJA_ERR_INVALID_ARG;
     }
     uint8_t *done = calloc(n, 1);
     if (done == NULL) {
         deja__set_err(c, DEJA_ERR_NOMEM, "no memory for a batch of %zu", n);
-        for (size_t i = 0; i < n; i++) ops->fail(ctx, i, DEJA_ERR_NOMEM);
+        for (size_t i = 0; i < n; i++)
+            ops->fail(ctx, i, DEJA_ERR_NOMEM);
         return DEJA_ERR_NOMEM;
     }
     uint32_t first = deja__take_ids(c, (uint32_t)n);
@@ -129,7 +131,8 @@ int deja__batch_run(deja_client *c, uint8_t op, size_t n, int64_t deadline_ms,
         }
         if (pr == 0) continue; /* the deadline check above ends it */
         if ((pf.revents & (POLLOUT | POLLERR | POLLHUP)) && sent < c->out.len) {
-            ssize_t w = deja__conn_send_some(c->fd, c->out.data + sent, c->out.len - sent);
+            ssize_t w =
+                deja__conn_send_some(c->fd, c->out.data + sent, c->out.len - sent);
             if (w < 0) {
                 rc = (int)w;
                 break;
@@ -159,7 +162,7 @@ typedef struct lookup_batch {
 
 static int lookup_encode(void *ctx, deja_client *c, size_t i, uint32_t id) {
     const deja_lookup_req *r = &((lookup_batch *)ctx)->reqs[i];
-    return deja__encode_lookup(c, r->ns, r->vector, r->dim, r->threshold,
+    return deja__encode_lookup(c, r->ns, NULL, r->vector, r->dim, r->threshold,
                                r->k ? r->k : 1, r->flags, id);
 }
 
@@ -189,9 +192,11 @@ static int first_lookup_error(deja_result **out, size_t n) {
 int deja__lookup_many_on(deja_client *c, const deja_lookup_req *reqs, size_t n,
                          deja_result **out, int64_t deadline_ms, int *stream_rc) {
     *stream_rc = 0;
-    for (size_t i = 0; i < n; i++) out[i] = NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
     if (reqs == NULL) {
-        for (size_t i = 0; i < n; i++) out[i] = deja__miss_result(DEJA_ERR_INVALID_ARG);
+        for (size_t i = 0; i < n; i++)
+            out[i] = deja__miss_result(DEJA_ERR_INVALID_ARG);
         *stream_rc = DEJA_ERR_INVALID_ARG; /* nothing was sent */
         return n ? deja__set_err(c, DEJA_ERR_INVALID_ARG, "requests are NULL") : 0;
     }
@@ -258,7 +263,8 @@ int deja__store_many_on(deja_client *c, const deja_store_req *reqs, size_t n,
     store_batch b = {reqs, ids, codes, 0, 0};
     *stream_rc = 0;
     if (reqs == NULL) {
-        for (size_t i = 0; i < n; i++) store_record(&b, i, DEJA_ERR_INVALID_ARG, 0);
+        for (size_t i = 0; i < n; i++)
+            store_record(&b, i, DEJA_ERR_INVALID_ARG, 0);
         *stream_rc = DEJA_ERR_INVALID_ARG; /* nothing was sent */
         return n ? deja__set_err(c, DEJA_ERR_INVALID_ARG, "requests are NULL") : 0;
     }

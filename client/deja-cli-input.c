@@ -81,7 +81,8 @@ static int read_fvecs(FILE *f, const char *path, long row, float **vec, uint32_t
             free(v);
             return fail(err, errlen, "%s: vector %ld is cut short", path, i);
         }
-        for (uint32_t j = 0; j < d; j++) v[j] = le_f32(raw + 4 * j);
+        for (uint32_t j = 0; j < d; j++)
+            v[j] = le_f32(raw + 4 * j);
         free(raw);
         *vec = v;
         *dim = d;
@@ -98,7 +99,8 @@ static const char *npy_field(const char *hdr, const char *key) {
     const char *p = strstr(hdr, pat);
     if (p == NULL) return NULL;
     p += strlen(pat);
-    while (*p == ' ' || *p == ':') p++;
+    while (*p == ' ' || *p == ':')
+        p++;
     return p;
 }
 
@@ -109,7 +111,8 @@ static int read_npy(FILE *f, const char *path, long row, float **vec, uint32_t *
         return fail(err, errlen, "%s: not an .npy file", path);
     size_t hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
     if (pre[6] >= 2) { /* versions 2 and 3 have a 4-byte header length */
-        if (fread(pre + 10, 1, 2, f) != 2) return fail(err, errlen, "%s: cut short", path);
+        if (fread(pre + 10, 1, 2, f) != 2)
+            return fail(err, errlen, "%s: cut short", path);
         hlen = le32(pre + 8);
     }
     if (hlen > 65536) return fail(err, errlen, "%s: header too large", path);
@@ -129,10 +132,12 @@ static int read_npy(FILE *f, const char *path, long row, float **vec, uint32_t *
     if (shape && *shape == '(') {
         const char *p = shape + 1;
         while (ndims < 2) {
-            while (*p == ' ') p++;
+            while (*p == ' ')
+                p++;
             if (!isdigit((unsigned char)*p)) break;
             dims[ndims++] = strtoull(p, (char **)&p, 10);
-            while (*p == ' ' || *p == ',') p++;
+            while (*p == ' ' || *p == ',')
+                p++;
         }
         if (*p != ')') ndims = 0;
     }
@@ -206,7 +211,8 @@ static int read_text(FILE *f, const char *path, long row, float **vec, uint32_t 
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
         const char *p = line;
-        while (isspace((unsigned char)*p)) p++;
+        while (isspace((unsigned char)*p))
+            p++;
         if (*p == 0 || *p == '#') continue;
         if (seen++ < row) continue;
         int rc = parse_text_line(p, path, lineno, vec, dim, err, errlen);
@@ -227,7 +233,8 @@ int cli_read_vector(const char *path, long row, float **vec, uint32_t *dim, char
     *vec = NULL;
     *dim = 0;
     if (row < 0) return fail(err, errlen, "row must be 0 or more");
-    if (strcmp(path, "-") == 0) return read_text(stdin, "stdin", row, vec, dim, err, errlen);
+    if (strcmp(path, "-") == 0)
+        return read_text(stdin, "stdin", row, vec, dim, err, errlen);
     FILE *f = fopen(path, "rb");
     if (f == NULL) return fail(err, errlen, "%s: %s", path, strerror(errno));
     int rc;

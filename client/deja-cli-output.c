@@ -14,7 +14,6 @@ const char *cli_error_name(int code) {
     case value: return #name;
         DEJA_ERROR_TABLE(CLI_ERROR_NAME_)
 #undef CLI_ERROR_NAME_
-    case DEJA_ERR_UNAVAILABLE: return "UNAVAILABLE";
     default: return "UNKNOWN";
     }
 }
@@ -138,11 +137,96 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json) {
     }
     for (uint32_t i = 0; i < r->count; i++) {
         const deja_hit *h = &r->hits[i];
-        fprintf(f, "HIT %u  id %llu  similarity %.4f\n", i + 1,
-                (unsigned long long)h->id, (double)h->similarity);
+        fprintf(f, "HIT %u  id %llu  similarity %.4f\n", i + 1, (unsigned long long)h->id,
+                (double)h->similarity);
         if (h->prompt) fprintf(f, "prompt: %.*s\n", (int)h->prompt_len, h->prompt);
         fwrite(h->response, 1, h->response_len, f);
         if (h->response_len == 0 || h->response[h->response_len - 1] != '\n')
             fputc('\n', f);
     }
+}
+
+void cli_print_ns_list(FILE *f, const deja_ns_list *l, int json) {
+    if (json) {
+        fputs("{\"ok\":true,\"namespaces\":[", f);
+        for (uint32_t i = 0; i < l->count; i++) {
+            if (i) fputc(',', f);
+            cli_json_string(f, l->names[i], strlen(l->names[i]));
+        }
+        fputs("]}\n", f);
+        return;
+    }
+    for (uint32_t i = 0; i < l->count; i++)
+        fprintf(f, "%s\n", l->names[i]);
+}
+
+static const char *index_name(unsigned kind) {
+    static const char *const names[] = {"default", "flat", "hnsw", "faiss"};
+    return kind < 4 ? names[kind] : "unknown";
+}
+
+/* Writes the configuration's fields after its named enums, as JSON members
+ * (each preceded by a comma) or as aligned lines. */
+static void print_ns_numbers(FILE *f, const deja_ns_config *c, int json) {
+    const struct {
+        const char *key;
+        uint64_t value;
+    } ints[] = {
+        {"dim", c->dim},
+        {"hnsw_m", c->hnsw_m},
+        {"hnsw_ef_construction", c->hnsw_ef_construction},
+        {"hnsw_ef_search", c->hnsw_ef_search},
+        {"default_ttl_s", c->default_ttl_s},
+        {"max_age_s", c->max_age_s},
+        {"max_bytes", c->max_bytes},
+        {"max_entries", c->max_entries},
+    };
+    const struct {
+        const char *key;
+        float value;
+    } floats[] = {{"min_threshold", c->min_threshold}, {"dedup", c->dedup}};
+    const char *ifmt = json ? ",\"%s\":%llu" : "%-22s  %llu\n";
+    const char *ffmt = json ? ",\"%s\":%.6g" : "%-22s  %.6g\n";
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        fprintf(f, ifmt, ints[i].key, (unsigned long long)ints[i].value);
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+        fprintf(f, ffmt, floats[i].key, (double)floats[i].value);
+}
+
+void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int json) {
+    const deja_ns_config *c = &info->config;
+    const char *quant = c->quant ? "int8" : "f32";
+    const char *ttl_mode = c->ttl_mode ? "sliding" : "absolute";
+    if (json) {
+        fputs("{\"ok\":true,\"namespace\":", f);
+        cli_json_string(f, ns, strlen(ns));
+        fprintf(f,
+                ",\"config\":{\"index\":\"%s\",\"quant\":\"%s\",\"ttl_mode\":\"%s\","
+                "\"allow_non_ok\":%s,\"no_dedup\":%s,\"faiss_factory\":",
+                index_name(c->index_kind), quant, ttl_mode,
+                c->flags & DEJA_NS_ALLOW_NON_OK ? "true" : "false",
+                c->flags & DEJA_NS_NO_DEDUP ? "true" : "false");
+        if (c->faiss_factory)
+            cli_json_string(f, c->faiss_factory, strlen(c->faiss_factory));
+        else
+            fputs("null", f);
+        print_ns_numbers(f, c, 1);
+        fputs("},\"stats\":{", f);
+        for (uint32_t i = 0; i < info->stats.count; i++) {
+            if (i) fputc(',', f);
+            cli_json_string(f, info->stats.items[i].key,
+                            strlen(info->stats.items[i].key));
+            fprintf(f, ":%llu", (unsigned long long)info->stats.items[i].value);
+        }
+        fputs("}}\n", f);
+        return;
+    }
+    fprintf(f, "%-22s  %s\n%-22s  %s\n%-22s  %s\n", "index", index_name(c->index_kind),
+            "quant", quant, "ttl_mode", ttl_mode);
+    if (c->faiss_factory) fprintf(f, "%-22s  %s\n", "faiss_factory", c->faiss_factory);
+    if (c->flags & DEJA_NS_ALLOW_NON_OK) fprintf(f, "%-22s  yes\n", "allow_non_ok");
+    if (c->flags & DEJA_NS_NO_DEDUP) fprintf(f, "%-22s  yes\n", "no_dedup");
+    print_ns_numbers(f, c, 0);
+    fputs("\n", f);
+    cli_print_stats(f, &info->stats, NULL, 0);
 }

@@ -33,7 +33,8 @@ enum {
     OPT_PROMPT = 1u << 7,
     OPT_TTL = 1u << 8,
     OPT_COMPLETION = 1u << 9,
-    OPT_COST = 1u << 10, /* --input-tokens, --output-tokens, --cost */
+    OPT_COST = 1u << 10,      /* --input-tokens, --output-tokens, --cost */
+    OPT_NS_CONFIG = 1u << 11, /* the namespace configuration of ns create */
     OPT_GLOBAL = 1u << 31,
 };
 
@@ -46,7 +47,8 @@ typedef struct cli_args {
     double threshold;
     int with_prompt;
     unsigned long long input_tokens, output_tokens, cost;
-    unsigned given; /* OPT_* bits seen, to refuse ones the command ignores */
+    deja_ns_config ns_cfg;
+    unsigned given;             /* OPT_* bits seen, to refuse ones the command ignores */
     const char *given_name[32]; /* the option seen for each bit */
     const char *pos[MAX_POSITIONAL];
     int npos;
@@ -79,6 +81,22 @@ static const cli_option options[] = {
     {"input-tokens", 0, 1, OPT_COST},
     {"output-tokens", 0, 1, OPT_COST},
     {"cost", 0, 1, OPT_COST},
+    {"dim", 0, 1, OPT_NS_CONFIG},
+    {"index", 0, 1, OPT_NS_CONFIG},
+    {"quant", 0, 1, OPT_NS_CONFIG},
+    {"hnsw-m", 0, 1, OPT_NS_CONFIG},
+    {"ef-construction", 0, 1, OPT_NS_CONFIG},
+    {"ef-search", 0, 1, OPT_NS_CONFIG},
+    {"ttl-mode", 0, 1, OPT_NS_CONFIG},
+    {"min-threshold", 0, 1, OPT_NS_CONFIG},
+    {"dedup", 0, 1, OPT_NS_CONFIG},
+    {"default-ttl", 0, 1, OPT_NS_CONFIG},
+    {"max-age", 0, 1, OPT_NS_CONFIG},
+    {"max-bytes", 0, 1, OPT_NS_CONFIG},
+    {"max-entries", 0, 1, OPT_NS_CONFIG},
+    {"allow-non-ok", 0, 0, OPT_NS_CONFIG},
+    {"no-dedup", 0, 0, OPT_NS_CONFIG},
+    {"faiss-factory", 0, 1, OPT_NS_CONFIG},
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -111,18 +129,94 @@ static int parse_u64(const char *s, unsigned long long *out) {
     return 0;
 }
 
+/* Index of v in names[0..n), or -1. */
+static int pick(const char *v, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0) return i;
+    return -1;
+}
+
+static int parse_float(const char *s, double lo, double hi, float *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= lo && v <= hi)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+/* The options of `ns create`, one field of deja_ns_config each. */
+static int set_ns_option(deja_ns_config *cfg, const char *n, const char *v) {
+    static const char *const kinds[] = {"default", "flat", "hnsw", "faiss"};
+    static const char *const quants[] = {"f32", "int8"};
+    static const char *const modes[] = {"absolute", "sliding"};
+    long l;
+    unsigned long long u;
+    int i;
+    if (strcmp(n, "dim") == 0) {
+        if (parse_long(v, 1, 4096, &l)) return usage_error("--dim must be in 1..4096");
+        cfg->dim = (uint32_t)l;
+    } else if (strcmp(n, "index") == 0) {
+        if ((i = pick(v, kinds, 4)) < 0)
+            return usage_error("--index is default, flat, hnsw or faiss");
+        cfg->index_kind = (uint8_t)i;
+    } else if (strcmp(n, "quant") == 0) {
+        if ((i = pick(v, quants, 2)) < 0) return usage_error("--quant is f32 or int8");
+        cfg->quant = (uint8_t)i;
+    } else if (strcmp(n, "ttl-mode") == 0) {
+        if ((i = pick(v, modes, 2)) < 0)
+            return usage_error("--ttl-mode is absolute or sliding");
+        cfg->ttl_mode = (uint8_t)i;
+    } else if (strcmp(n, "hnsw-m") == 0 || strcmp(n, "ef-construction") == 0 ||
+               strcmp(n, "ef-search") == 0) {
+        if (parse_long(v, 0, 65535, &l))
+            return usage_error("--%s must be in 0..65535", n);
+        uint16_t *field = n[0] == 'h'   ? &cfg->hnsw_m
+                          : n[3] == 'c' ? &cfg->hnsw_ef_construction
+                                        : &cfg->hnsw_ef_search;
+        *field = (uint16_t)l;
+    } else if (strcmp(n, "min-threshold") == 0) {
+        if (parse_float(v, -1, 1, &cfg->min_threshold))
+            return usage_error("--min-threshold must be in [-1, 1]");
+    } else if (strcmp(n, "dedup") == 0) {
+        if (parse_float(v, 0, 1, &cfg->dedup))
+            return usage_error("--dedup must be in [0, 1]");
+    } else if (strcmp(n, "default-ttl") == 0 || strcmp(n, "max-age") == 0) {
+        if (parse_long(v, 0, 0xffffffffL, &l)) return usage_error("bad --%s", n);
+        *(n[0] == 'd' ? &cfg->default_ttl_s : &cfg->max_age_s) = (uint32_t)l;
+    } else if (strcmp(n, "max-bytes") == 0 || strcmp(n, "max-entries") == 0) {
+        if (parse_u64(v, &u)) return usage_error("bad --%s", n);
+        *(n[4] == 'b' ? &cfg->max_bytes : &cfg->max_entries) = u;
+    } else if (strcmp(n, "allow-non-ok") == 0) {
+        cfg->flags |= DEJA_NS_ALLOW_NON_OK;
+    } else if (strcmp(n, "no-dedup") == 0) {
+        cfg->flags |= DEJA_NS_NO_DEDUP;
+    } else if (strcmp(n, "faiss-factory") == 0) {
+        cfg->faiss_factory = v;
+    }
+    return 0;
+}
+
 static int set_option(cli_args *a, const cli_option *o, const char *v) {
     const char *n = o->name;
-    if (strcmp(n, "url") == 0) a->url = v;
-    else if (strcmp(n, "token") == 0) a->token = v;
+    if (o->bit == OPT_NS_CONFIG) {
+        int rc = set_ns_option(&a->ns_cfg, n, v);
+        if (rc != 0) return rc;
+    } else if (strcmp(n, "url") == 0)
+        a->url = v;
+    else if (strcmp(n, "token") == 0)
+        a->token = v;
     else if (strcmp(n, "timeout") == 0) {
-        if (parse_long(v, 1, 3600000, &a->timeout_ms)) return usage_error("bad --timeout");
+        if (parse_long(v, 1, 3600000, &a->timeout_ms))
+            return usage_error("bad --timeout");
     } else if (strcmp(n, "connect-timeout") == 0) {
         if (parse_long(v, 1, 3600000, &a->connect_ms))
             return usage_error("bad --connect-timeout");
-    } else if (strcmp(n, "json") == 0) a->json = 1;
-    else if (strcmp(n, "help") == 0) a->help = 1;
-    else if (strcmp(n, "vec") == 0) a->vec = v;
+    } else if (strcmp(n, "json") == 0)
+        a->json = 1;
+    else if (strcmp(n, "help") == 0)
+        a->help = 1;
+    else if (strcmp(n, "vec") == 0)
+        a->vec = v;
     else if (strcmp(n, "row") == 0) {
         if (parse_long(v, 0, 1L << 40, &a->row)) return usage_error("bad --row");
     } else if (strcmp(n, "k") == 0) {
@@ -132,10 +226,14 @@ static int set_option(cli_args *a, const cli_option *o, const char *v) {
         a->threshold = strtod(v, &end);
         if (end == v || *end || !(a->threshold >= -1 && a->threshold <= 1))
             return usage_error("--threshold must be in [-1, 1]");
-    } else if (strcmp(n, "with-prompt") == 0) a->with_prompt = 1;
-    else if (strcmp(n, "response") == 0) a->response = v;
-    else if (strcmp(n, "response-file") == 0) a->response_file = v;
-    else if (strcmp(n, "prompt") == 0) a->prompt = v;
+    } else if (strcmp(n, "with-prompt") == 0)
+        a->with_prompt = 1;
+    else if (strcmp(n, "response") == 0)
+        a->response = v;
+    else if (strcmp(n, "response-file") == 0)
+        a->response_file = v;
+    else if (strcmp(n, "prompt") == 0)
+        a->prompt = v;
     else if (strcmp(n, "ttl") == 0) {
         if (parse_long(v, 0, 0xffffffffL, &a->ttl)) return usage_error("bad --ttl");
     } else if (strcmp(n, "completion") == 0) {
@@ -219,6 +317,8 @@ static int exit_status(int rc) {
  * stdout as well, so a script reading stdout always gets one document. */
 static int report(const cli_args *a, const char *what, int rc, const char *detail) {
     const char *msg = detail && detail[0] ? detail : deja_strerror(rc);
+    if (rc == DEJA_ERR_UNKNOWN_OP)
+        msg = "not supported by this server (an older protocol)";
     fprintf(stderr, "deja-cli: %s: %s: %s\n", what, cli_error_name(rc), msg);
     if (a->json) {
         printf("{\"ok\":false,\"error\":\"%s\",\"code\":%d,\"message\":",
@@ -234,7 +334,8 @@ static int check_namespace(const char *ns) {
     if (n == 0 || n > 255) return usage_error("namespace must be 1..255 bytes");
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)ns[i] < 0x21 || (unsigned char)ns[i] > 0x7E)
-            return usage_error("namespace \"%s\": printable ASCII without spaces only", ns);
+            return usage_error("namespace \"%s\": printable ASCII without spaces only",
+                               ns);
     return 0;
 }
 
@@ -256,7 +357,8 @@ static int cmd_ping(deja_client *c, const cli_args *a) {
     int rc = deja_ping(c);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc != 0) return report(a, "ping", rc, deja_last_error(c));
-    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    double ms =
+        (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     if (a->json) {
         printf("{\"ok\":true,\"server\":");
         cli_json_string(stdout, deja_server_name(c), strlen(deja_server_name(c)));
@@ -288,40 +390,58 @@ static int cmd_stats(deja_client *c, const cli_args *a) {
     return stats_of(c, a, "stats", a->npos == 1 ? a->pos[0] : NULL);
 }
 
-static const char ns_unsupported[] =
-    "not supported by this server (needs NS ops, protocol v1 has none yet)";
-
-/* Runs the ns subcommands that need no connection; *done says whether it
- * did. Only "ns info" talks to the server (through STATS). */
-static int ns_precheck(const cli_args *a, int *done) {
-    *done = 1;
+/* Checks an ns command line before connecting: the subcommand, its NAME,
+ * and configuration options only with create (where --dim is required). */
+static int ns_check(const cli_args *a) {
+    static const char *const subs[] = {"list", "info", "create", "drop"};
     const char *sub = a->pos[0];
-    int is_info = strcmp(sub, "info") == 0;
-    int known = is_info || strcmp(sub, "list") == 0 || strcmp(sub, "create") == 0 ||
-                strcmp(sub, "drop") == 0;
-    if (!known) return usage_error("ns: unknown subcommand \"%s\"", sub);
-    int wants_name = strcmp(sub, "list") != 0;
+    int which = pick(sub, subs, 4);
+    if (which < 0) return usage_error("ns: unknown subcommand \"%s\"", sub);
+    int wants_name = which != 0;
     if (a->npos != 1 + wants_name)
         return usage_error("ns %s takes %s", sub, wants_name ? "a NAME" : "no argument");
     if (wants_name) {
         int rc = check_namespace(a->pos[1]);
         if (rc != 0) return rc;
     }
-    if (!is_info) {
-        fprintf(stderr, "deja-cli: ns %s: %s\n", sub, ns_unsupported);
-        if (a->json) {
-            printf("{\"ok\":false,\"error\":\"UNSUPPORTED\",\"code\":0,\"message\":");
-            cli_json_string(stdout, ns_unsupported, strlen(ns_unsupported));
-            printf("}\n");
-        }
-        return CLI_UNSUPPORTED;
-    }
-    *done = 0;
+    if (which == 2 && a->ns_cfg.dim == 0) return usage_error("ns create needs --dim");
+    if (which != 2 && (a->given & OPT_NS_CONFIG))
+        return usage_error("ns %s does not take --%s", sub,
+                           a->given_name[__builtin_ctz(OPT_NS_CONFIG)]);
     return 0;
 }
 
 static int cmd_ns(deja_client *c, const cli_args *a) {
-    return stats_of(c, a, "ns info", a->pos[1]);
+    const char *sub = a->pos[0], *name = a->pos[1];
+    char what[32];
+    snprintf(what, sizeof what, "ns %s", sub);
+    int rc;
+    if (strcmp(sub, "list") == 0) {
+        deja_ns_list *l = NULL;
+        if ((rc = deja_ns_list_get(c, &l)) != 0)
+            return report(a, what, rc, deja_last_error(c));
+        cli_print_ns_list(stdout, l, a->json);
+        deja_ns_list_free(l);
+    } else if (strcmp(sub, "info") == 0) {
+        deja_ns_info *info = NULL;
+        if ((rc = deja_ns_info_get(c, name, &info)) != 0)
+            return report(a, what, rc, deja_last_error(c));
+        cli_print_ns_info(stdout, info, name, a->json);
+        deja_ns_info_free(info);
+    } else if (strcmp(sub, "create") == 0) {
+        if ((rc = deja_ns_create(c, name, &a->ns_cfg)) != 0)
+            return report(a, what, rc, deja_last_error(c));
+        printf(a->json ? "{\"ok\":true}\n" : "OK\n");
+    } else {
+        uint64_t removed = 0;
+        if ((rc = deja_ns_drop(c, name, &removed)) != 0)
+            return report(a, what, rc, deja_last_error(c));
+        if (a->json)
+            printf("{\"ok\":true,\"removed\":%llu}\n", (unsigned long long)removed);
+        else
+            printf("dropped, %llu entries removed\n", (unsigned long long)removed);
+    }
+    return CLI_OK;
 }
 
 static int cmd_delete(deja_client *c, const cli_args *a) {
@@ -424,12 +544,29 @@ static const cli_command commands[] = {
      "Server-wide counters (STATS): entries, hits, misses, connections,\n"
      "commits, disk bytes, ...\n"},
     {"stats", 0, 1, 0, -1, cmd_stats, "stats [NS]",
-     "Counters of the server, or of namespace NS (same as `ns info NS`).\n"},
-    {"ns", 1, 2, 0, -1, cmd_ns, "ns list | ns info NAME | ns create NAME | ns drop NAME",
-     "Namespaces. `ns info NAME` prints the namespace's counters (STATS NAME;\n"
-     "exit 3 with NOT_FOUND if it does not exist). list, create and drop need\n"
-     "namespace ops that protocol v1 does not have yet: they exit with 5. A\n"
-     "namespace is created by its first store.\n"},
+     "Counters of the server, or of namespace NS (STATS).\n"},
+    {"ns", 1, 2, OPT_NS_CONFIG, -1, cmd_ns,
+     "ns list | ns info NAME | ns drop NAME | ns create NAME --dim N [config]",
+     "Namespaces. `ns info NAME` prints the configuration and counters (exit 3\n"
+     "with NOT_FOUND if there is none); `ns drop NAME` removes the namespace\n"
+     "and its entries. A namespace is also created by its first store, with\n"
+     "the server's defaults. `ns create` takes its configuration as options\n"
+     "(0 or absent = the server's default; exit 3 with EXISTS if the namespace\n"
+     "exists with another configuration):\n"
+     "  --dim N                 vector dimension, 1..4096 (required)\n"
+     "  --index KIND            default, flat, hnsw or faiss\n"
+     "  --faiss-factory S       index_factory string (with --index faiss)\n"
+     "  --quant Q               f32 or int8 (HNSW traversal codes)\n"
+     "  --hnsw-m N, --ef-construction N, --ef-search N\n"
+     "  --min-threshold COS     floor under every lookup threshold\n"
+     "  --dedup COS             a store this similar updates an entry\n"
+     "  --no-dedup              never merge near-identical stores\n"
+     "  --allow-non-ok          cache answers of any completion\n"
+     "  --default-ttl S         TTL of stores that give none\n"
+     "  --ttl-mode MODE         absolute, or sliding (a hit extends the TTL)\n"
+     "  --max-age S             sliding: longest total life\n"
+     "  --max-bytes N, --max-entries N   budgets of the namespace\n"
+     "A server without namespace ops (an older protocol) gives exit 5.\n"},
     {"delete", 2, 2, 0, 0, cmd_delete, "delete NS ID",
      "Deletes entry ID of namespace NS (exit 3 with NOT_FOUND if absent).\n"},
     {"flush", 1, 1, 0, 0, cmd_flush, "flush NS", "Deletes every entry of NS.\n"},
@@ -465,7 +602,8 @@ static const char usage_options[] =
     "  -t, --timeout MS       per request (default 5000)\n"
     "      --connect-timeout MS  (default 1000)\n"
     "      --json             one JSON object on stdout, also for errors\n"
-    "                         ({\"ok\":false,\"error\":NAME,\"code\":N,\"message\":...})\n";
+    "                         "
+    "({\"ok\":false,\"error\":NAME,\"code\":N,\"message\":...})\n";
 
 static const char usage_exit_codes[] =
     "exit status:\n"
@@ -533,11 +671,7 @@ int main(int argc, char **argv) {
         if (stray & (1u << b))
             return usage_error("%s does not take --%s", cmd->name, a.given_name[b]);
     if (cmd->ns_arg >= 0 && (rc = check_namespace(a.pos[cmd->ns_arg])) != 0) return rc;
-    if (cmd->run == cmd_ns) {
-        int done;
-        rc = ns_precheck(&a, &done);
-        if (done) return rc;
-    }
+    if (cmd->run == cmd_ns && (rc = ns_check(&a)) != 0) return rc;
 
     const char *url = a.url ? a.url : getenv("DEJA_URL");
     if (url == NULL || url[0] == 0) url = DEFAULT_URL;

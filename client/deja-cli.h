@@ -11,12 +11,12 @@
 
 /* Exit statuses, documented in --help and docs/CLIENT.md. */
 enum cli_exit {
-    CLI_OK = 0,            /* success; lookup: a hit */
-    CLI_MISS = 1,          /* lookup: a miss */
-    CLI_USAGE = 2,         /* bad command line or unreadable input file */
-    CLI_SERVER_ERROR = 3,  /* the server answered with an error */
-    CLI_CONN_ERROR = 4,    /* cannot connect, timeout, connection lost */
-    CLI_UNSUPPORTED = 5,   /* the server lacks the operation */
+    CLI_OK = 0,           /* success; lookup: a hit */
+    CLI_MISS = 1,         /* lookup: a miss */
+    CLI_USAGE = 2,        /* bad command line or unreadable input file */
+    CLI_SERVER_ERROR = 3, /* the server answered with an error */
+    CLI_CONN_ERROR = 4,   /* cannot connect, timeout, connection lost */
+    CLI_UNSUPPORTED = 5,  /* the server lacks the operation */
 };
 
 /* Reads vector number `row` (0 = the first) from path: an .fvecs file, an
@@ -42,5 +42,7 @@ const char *cli_error_name(int code);
 /* Printers for each kind of answer, in text or JSON. */
 void cli_print_stats(FILE *f, const deja_stats *s, const char *ns, int json);
 void cli_print_lookup(FILE *f, const deja_result *r, int json);
+void cli_print_ns_list(FILE *f, const deja_ns_list *l, int json);
+void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int json);
 
 #endif

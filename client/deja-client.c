@@ -37,7 +37,6 @@
  * guards against a corrupt length allocating without bound. */
 #define CLIENT_MAX_REPLY (256u * 1024u * 1024u)
 
-
 /* Per thread rather than global, like errno: a failed connect has no
  * client to keep its message, and a shared pool is used by many threads
  * at once, so each thread keeps the message of its own last failure. */
@@ -82,8 +81,7 @@ static int check_open(deja_client *c) {
     return 0;
 }
 
-/* Common start of a synchronous call. */
-static int begin_call(deja_client *c) {
+int deja__begin_call(deja_client *c) {
     int rc = check_open(c);
     if (rc != 0) return rc;
     if (c->in_flight > 0)
@@ -121,12 +119,13 @@ void deja__client_set_deadline(deja_client *c, int64_t deadline_ms) {
 }
 
 int deja__client_reusable(const deja_client *c) {
-    return c != NULL && c->fd >= 0 && c->in_flight == 0 && c->in_len == c->in_start + c->in_consume;
+    return c != NULL && c->fd >= 0 && c->in_flight == 0 &&
+           c->in_len == c->in_start + c->in_consume;
 }
 
 /* ---- argument checks ----------------------------------------------------- */
 
-static int check_ns(deja_client *c, const char *ns, uint8_t *len_out) {
+int deja__check_ns(deja_client *c, const char *ns, uint8_t *len_out) {
     if (ns == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "namespace is NULL");
     size_t n = strnlen(ns, PROTO_MAX_NS_LEN + 1);
     if (n == 0 || n > PROTO_MAX_NS_LEN)
@@ -202,6 +201,7 @@ int deja__in_next(deja_client *c, proto_header *h, const uint8_t **body) {
         }
     }
     size_t avail = c->in_len - c->in_start;
+    if (avail == 0) return 0; /* also keeps NULL + 0 (no buffer yet) out */
     int r = proto_parse_frame(c->in + c->in_start, avail, CLIENT_MAX_REPLY, h);
     if (r > 0) {
         c->in_consume = (size_t)r;
@@ -290,8 +290,8 @@ static int check_reply(deja_client *c, const proto_header *h, const uint8_t *bod
 
 /* Sends c->out (one request op/id) and waits for its reply. On success
  * *body and h describe the reply body. */
-static int roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
-                     const uint8_t **body) {
+int deja__roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
+                    const uint8_t **body) {
     int64_t deadline = deja__client_deadline(c);
     int rc = send_frame(c, deadline);
     if (rc != 0) return rc;
@@ -300,7 +300,7 @@ static int roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
     return check_reply(c, h, *body, op, 1, id);
 }
 
-static int malformed(deja_client *c, const char *what) {
+int deja__malformed(deja_client *c, const char *what) {
     return drop(c, DEJA_ERR_PROTOCOL, "malformed %s reply", what);
 }
 
@@ -323,10 +323,11 @@ static int handshake(deja_client *c, const char *token) {
     uint32_t id = take_id(c);
     int rc = proto_encode_hello_req(&c->out, id, &hello);
     if (rc != 0) return encode_failed(c, rc);
-    rc = roundtrip(c, PROTO_OP_HELLO, id, &h, &body);
+    rc = deja__roundtrip(c, PROTO_OP_HELLO, id, &h, &body);
     if (rc != 0) return rc;
     proto_hello_resp hr;
-    if (proto_decode_hello_resp(body, h.body_len, &hr) != 0) return malformed(c, "HELLO");
+    if (proto_decode_hello_resp(body, h.body_len, &hr) != 0)
+        return deja__malformed(c, "HELLO");
     if (hr.version != PROTO_VERSION)
         return drop(c, DEJA_ERR_VERSION, "server chose protocol version %u", hr.version);
     /* A server announcing a tiny limit would make every call fail with
@@ -348,7 +349,7 @@ static int handshake(deja_client *c, const char *token) {
     id = take_id(c);
     rc = proto_encode_auth_req(&c->out, id, &auth);
     if (rc != 0) return encode_failed(c, rc);
-    return roundtrip(c, PROTO_OP_AUTH, id, &h, &body);
+    return deja__roundtrip(c, PROTO_OP_AUTH, id, &h, &body);
 }
 
 int deja__client_open(const char *addr, int64_t connect_deadline_ms,
@@ -423,16 +424,16 @@ uint32_t deja_in_flight(const deja_client *c) {
 /* ---- simple calls --------------------------------------------------------- */
 
 int deja_ping(deja_client *c) {
-    int rc = begin_call(c);
+    int rc = deja__begin_call(c);
     if (rc != 0) return rc;
     uint32_t id = take_id(c);
     rc = proto_encode_ping(&c->out, id, 0, NULL, 0);
     if (rc != 0) return encode_failed(c, rc);
     proto_header h;
     const uint8_t *body;
-    rc = roundtrip(c, PROTO_OP_PING, id, &h, &body);
+    rc = deja__roundtrip(c, PROTO_OP_PING, id, &h, &body);
     if (rc != 0) return rc;
-    if (h.body_len != 0) return malformed(c, "PING");
+    if (h.body_len != 0) return deja__malformed(c, "PING");
     return 0;
 }
 
@@ -453,7 +454,7 @@ int deja__encode_store(deja_client *c, const deja_store_req *req, uint32_t id) {
     proto_store_req r;
     memset(&r, 0, sizeof r);
     int rc;
-    if ((rc = check_ns(c, req->ns, &r.ns_len)) != 0) return rc;
+    if ((rc = deja__check_ns(c, req->ns, &r.ns_len)) != 0) return rc;
     if ((rc = check_vector(c, req->vector, req->dim)) != 0) return rc;
     if (req->response == NULL && req->response_len > 0)
         return set_err(c, DEJA_ERR_INVALID_ARG, "response is NULL");
@@ -484,52 +485,53 @@ int deja__encode_store(deja_client *c, const deja_store_req *req, uint32_t id) {
 }
 
 int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out) {
-    int rc = begin_call(c);
+    int rc = deja__begin_call(c);
     if (rc != 0) return rc;
     uint32_t id = take_id(c);
     rc = deja__encode_store(c, req, id);
     if (rc != 0) return rc;
     proto_header h;
     const uint8_t *body;
-    rc = roundtrip(c, PROTO_OP_STORE, id, &h, &body);
+    rc = deja__roundtrip(c, PROTO_OP_STORE, id, &h, &body);
     if (rc != 0) return rc;
     uint64_t entry_id;
     if (proto_decode_store_resp(body, h.body_len, &entry_id) != 0)
-        return malformed(c, "STORE");
+        return deja__malformed(c, "STORE");
     if (id_out) *id_out = entry_id;
     return 0;
 }
 
 int deja_delete(deja_client *c, const char *ns, uint64_t id) {
-    int rc = begin_call(c);
+    int rc = deja__begin_call(c);
     if (rc != 0) return rc;
     proto_ns_id_req r = {.ns = (const uint8_t *)ns, .id = id};
-    if ((rc = check_ns(c, ns, &r.ns_len)) != 0) return rc;
+    if ((rc = deja__check_ns(c, ns, &r.ns_len)) != 0) return rc;
     uint32_t rid = take_id(c);
     rc = proto_encode_delete_req(&c->out, rid, &r);
     if (rc != 0) return encode_failed(c, rc);
     proto_header h;
     const uint8_t *body;
-    rc = roundtrip(c, PROTO_OP_DELETE, rid, &h, &body);
+    rc = deja__roundtrip(c, PROTO_OP_DELETE, rid, &h, &body);
     if (rc != 0) return rc;
-    if (h.body_len != 0) return malformed(c, "DELETE");
+    if (h.body_len != 0) return deja__malformed(c, "DELETE");
     return 0;
 }
 
 int deja_flush(deja_client *c, const char *ns, uint64_t *removed) {
-    int rc = begin_call(c);
+    int rc = deja__begin_call(c);
     if (rc != 0) return rc;
     uint8_t ns_len;
-    if ((rc = check_ns(c, ns, &ns_len)) != 0) return rc;
+    if ((rc = deja__check_ns(c, ns, &ns_len)) != 0) return rc;
     uint32_t id = take_id(c);
     rc = proto_encode_flush_req(&c->out, id, (const uint8_t *)ns, ns_len);
     if (rc != 0) return encode_failed(c, rc);
     proto_header h;
     const uint8_t *body;
-    rc = roundtrip(c, PROTO_OP_FLUSH, id, &h, &body);
+    rc = deja__roundtrip(c, PROTO_OP_FLUSH, id, &h, &body);
     if (rc != 0) return rc;
     uint64_t n;
-    if (proto_decode_u64_resp(body, h.body_len, &n) != 0) return malformed(c, "FLUSH");
+    if (proto_decode_u64_resp(body, h.body_len, &n) != 0)
+        return deja__malformed(c, "FLUSH");
     if (removed) *removed = n;
     return 0;
 }
@@ -640,13 +642,16 @@ void deja_results_free(deja_result **rs, size_t n) {
     }
 }
 
-int deja__encode_lookup(deja_client *c, const char *ns, const float *vector,
-                        uint32_t dim, float threshold, uint32_t k, unsigned flags,
-                        uint32_t id) {
+int deja__encode_lookup(deja_client *c, const char *ns, const char *prompt,
+                        const float *vector, uint32_t dim, float threshold, uint32_t k,
+                        unsigned flags, uint32_t id) {
     proto_lookup_req r;
     memset(&r, 0, sizeof r);
     int rc;
-    if ((rc = check_ns(c, ns, &r.ns_len)) != 0) return rc;
+    size_t prompt_len = prompt ? strlen(prompt) : 0;
+    if (prompt_len > UINT32_MAX)
+        return set_err(c, DEJA_ERR_TOO_LARGE, "prompt too large");
+    if ((rc = deja__check_ns(c, ns, &r.ns_len)) != 0) return rc;
     if ((rc = check_vector(c, vector, dim)) != 0) return rc;
     if (k == 0 || k > PROTO_MAX_K)
         return set_err(c, DEJA_ERR_INVALID_ARG, "k %u is not in 1..%u", k, PROTO_MAX_K);
@@ -659,6 +664,8 @@ int deja__encode_lookup(deja_client *c, const char *ns, const float *vector,
     r.k = (uint16_t)k;
     r.threshold = threshold;
     r.vector = wire_vector(c, vector, dim);
+    r.prompt = (const uint8_t *)prompt;
+    r.prompt_len = (uint32_t)prompt_len;
     uint16_t wire_flags = (flags & DEJA_LOOKUP_WANT_PROMPT) ? PROTO_FLAG_WANT_PROMPT : 0;
     size_t before = c->out.len;
     rc = proto_encode_lookup_req(&c->out, id, wire_flags, &r);
@@ -670,24 +677,30 @@ int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *bo
                         deja_result **out) {
     uint16_t count;
     if (proto_decode_lookup_resp(body, h->body_len, c->hits, PROTO_MAX_K, &count) != 0)
-        return malformed(c, "LOOKUP");
+        return deja__malformed(c, "LOOKUP");
     return build_result(c, count, out);
+}
+
+int deja__lookup_prompt(deja_client *c, const char *ns, const char *prompt,
+                        const float *vector, uint32_t dim, float threshold, uint32_t k,
+                        unsigned flags, deja_result **out) {
+    if (out) *out = NULL;
+    int rc = deja__begin_call(c);
+    if (rc != 0) return rc;
+    if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
+    uint32_t id = take_id(c);
+    rc = deja__encode_lookup(c, ns, prompt, vector, dim, threshold, k, flags, id);
+    if (rc != 0) return rc;
+    proto_header h;
+    const uint8_t *body;
+    rc = deja__roundtrip(c, PROTO_OP_LOOKUP, id, &h, &body);
+    if (rc != 0) return rc;
+    return deja__decode_lookup(c, &h, body, out);
 }
 
 int deja_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
                 float threshold, uint32_t k, unsigned flags, deja_result **out) {
-    if (out) *out = NULL;
-    int rc = begin_call(c);
-    if (rc != 0) return rc;
-    if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
-    uint32_t id = take_id(c);
-    rc = deja__encode_lookup(c, ns, vector, dim, threshold, k, flags, id);
-    if (rc != 0) return rc;
-    proto_header h;
-    const uint8_t *body;
-    rc = roundtrip(c, PROTO_OP_LOOKUP, id, &h, &body);
-    if (rc != 0) return rc;
-    return deja__decode_lookup(c, &h, body, out);
+    return deja__lookup_prompt(c, ns, NULL, vector, dim, threshold, k, flags, out);
 }
 
 int deja_send_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
@@ -696,7 +709,7 @@ int deja_send_lookup(deja_client *c, const char *ns, const float *vector, uint32
     if (rc != 0) return rc;
     proto_buf_reset(&c->out);
     uint32_t id = take_id(c);
-    rc = deja__encode_lookup(c, ns, vector, dim, threshold, k, flags, id);
+    rc = deja__encode_lookup(c, ns, NULL, vector, dim, threshold, k, flags, id);
     if (rc != 0) return rc;
     rc = send_frame(c, deja__client_deadline(c));
     if (rc != 0) return rc;
@@ -732,17 +745,17 @@ typedef struct stats_block {
 
 int deja_stats_get(deja_client *c, const char *ns, deja_stats **out) {
     if (out) *out = NULL;
-    int rc = begin_call(c);
+    int rc = deja__begin_call(c);
     if (rc != 0) return rc;
     if (out == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "out is NULL");
     uint8_t ns_len = 0;
-    if (ns != NULL && ns[0] != 0 && (rc = check_ns(c, ns, &ns_len)) != 0) return rc;
+    if (ns != NULL && ns[0] != 0 && (rc = deja__check_ns(c, ns, &ns_len)) != 0) return rc;
     uint32_t id = take_id(c);
     rc = proto_encode_stats_req(&c->out, id, (const uint8_t *)ns, ns_len);
     if (rc != 0) return encode_failed(c, rc);
     proto_header h;
     const uint8_t *body;
-    rc = roundtrip(c, PROTO_OP_STATS, id, &h, &body);
+    rc = deja__roundtrip(c, PROTO_OP_STATS, id, &h, &body);
     if (rc != 0) return rc;
 
     /* Two passes over the reply: count and size, then copy. */
@@ -752,7 +765,7 @@ int deja_stats_get(deja_client *c, const char *ns, deja_stats **out) {
         count++;
         key_bytes += (size_t)st.key_len + 1;
     }
-    if (rc < 0) return malformed(c, "STATS");
+    if (rc < 0) return deja__malformed(c, "STATS");
     size_t size = sizeof(stats_block) + count * sizeof(deja_stat) + key_bytes;
     stats_block *b = malloc(size);
     if (b == NULL) return set_err(c, DEJA_ERR_NOMEM, "no memory for stats");

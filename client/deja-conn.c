@@ -328,7 +328,8 @@ ssize_t deja__conn_recv(int fd, uint8_t *p, size_t cap, int64_t deadline_ms, int
 int deja__conn_readable_now(int fd) {
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     int n;
-    do n = poll(&pf, 1, 0);
+    do
+        n = poll(&pf, 1, 0);
     while (n < 0 && errno == EINTR);
     return n != 0; /* an error from poll() also means "do not reuse" */
 }

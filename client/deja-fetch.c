@@ -21,7 +21,8 @@ struct deja_fetch {
 
 int deja_fetch_answer(deja_fetch *f, const void *response, size_t len,
                       uint8_t completion) {
-    if (f == NULL || (response == NULL && len > 0) || completion > PROTO_COMPLETION_FILTERED)
+    if (f == NULL || (response == NULL && len > 0) ||
+        completion > PROTO_COMPLETION_FILTERED)
         return DEJA_ERR_INVALID_ARG;
     char *copy = malloc(len + 1);
     if (copy == NULL) return DEJA_ERR_NOMEM;
@@ -83,7 +84,10 @@ int deja_get_or_fetch(deja_pool *p, const char *ns, const char *prompt,
         return DEJA_ERR_INVALID_ARG;
     }
     deja_result *cached = NULL;
-    int lookup_rc = deja_pool_lookup(p, ns, vector, dim, threshold, 1, 0, &cached);
+    /* The prompt goes along so that a server with an exact tier answers a
+     * prompt asked before by its text, whatever its embedding. */
+    int lookup_rc =
+        deja__pool_lookup_prompt(p, ns, prompt, vector, dim, threshold, 1, 0, &cached);
     if (cached->count > 0) {
         *out = cached;
         return 0;
@@ -109,7 +113,8 @@ int deja_get_or_fetch(deja_pool *p, const char *ns, const char *prompt,
         return DEJA_ERR_NOMEM;
     }
     r->flags = DEJA_RESULT_FETCHED;
-    if (f.completion == PROTO_COMPLETION_OK && store_rc == 0) r->flags |= DEJA_RESULT_STORED;
+    if (f.completion == PROTO_COMPLETION_OK && store_rc == 0)
+        r->flags |= DEJA_RESULT_STORED;
     r->error = store_rc;
     *out = r;
     return 0;

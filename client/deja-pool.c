@@ -57,7 +57,8 @@ struct deja_pool {
 /* Messages go to the calling thread's buffer (deja__thread_err), not to
  * the pool: a pool is shared, and a per-pool message would be overwritten
  * by other threads before it could be read. */
-static int pool_errf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int pool_errf(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static int pool_errf(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -108,7 +109,7 @@ static enum outcome classify_call(int rc) {
  * would meet again, so the breaker spares the server the retries. */
 static enum outcome classify_connect(int rc) {
     return rc == DEJA_ERR_NOMEM || rc == DEJA_ERR_INVALID_ARG ? OUTCOME_NEUTRAL
-                                                             : OUTCOME_FAILURE;
+                                                              : OUTCOME_FAILURE;
 }
 
 /* ---- create / destroy ------------------------------------------------------ */
@@ -136,7 +137,8 @@ int deja_pool_create(const char *url, const deja_pool_options *opts, deja_pool *
     p->connect_ms = option_ms(o.connect_timeout_ms, DEFAULT_CONNECT_MS);
     p->lookup_ms = option_ms(o.lookup_timeout_ms, DEFAULT_LOOKUP_MS);
     p->write_ms = option_ms(o.write_timeout_ms, DEFAULT_WRITE_MS);
-    p->breaker_failures = o.breaker_failures ? o.breaker_failures : DEFAULT_BREAKER_FAILURES;
+    p->breaker_failures =
+        o.breaker_failures ? o.breaker_failures : DEFAULT_BREAKER_FAILURES;
     p->cooldown_ms = option_ms(o.breaker_cooldown_ms, DEFAULT_COOLDOWN_MS);
     p->clock_ms = o.clock_ms;
     p->clock_ctx = o.clock_ctx;
@@ -171,11 +173,13 @@ int deja_pool_create(const char *url, const deja_pool_options *opts, deja_pool *
 
 void deja_pool_destroy(deja_pool *p) {
     if (p == NULL) return;
-    for (uint32_t i = 0; i < p->n_idle; i++) deja_close(p->idle[i]);
+    for (uint32_t i = 0; i < p->n_idle; i++)
+        deja_close(p->idle[i]);
     pthread_cond_destroy(&p->slot_freed);
     pthread_mutex_destroy(&p->mu);
     free(p->idle);
-    if (p->token) memset(p->token, 0, strlen(p->token)); /* do not leave it in freed memory */
+    if (p->token)
+        memset(p->token, 0, strlen(p->token)); /* do not leave it in freed memory */
     free(p->token);
     free(p->addr);
     free(p);
@@ -218,7 +222,8 @@ static int breaker_admit_locked(deja_pool *p, pool_call *pc) {
  * server presumed down, and the probe must test a fresh connection. Under
  * mu; close() of a socket does not wait. */
 static void close_idle_locked(deja_pool *p) {
-    for (uint32_t i = 0; i < p->n_idle; i++) deja_close(p->idle[i]);
+    for (uint32_t i = 0; i < p->n_idle; i++)
+        deja_close(p->idle[i]);
     p->n_open -= p->n_idle;
     p->n_idle = 0;
 }
@@ -239,9 +244,9 @@ static void breaker_record_locked(deja_pool *p, const pool_call *pc, enum outcom
     } else if (o == OUTCOME_FAILURE) {
         p->counters.failures++;
         p->consecutive++;
-        int trip = (p->state == DEJA_BREAKER_HALF_OPEN && pc->probe) ||
-                   (p->state == DEJA_BREAKER_CLOSED &&
-                    p->consecutive >= p->breaker_failures);
+        int trip =
+            (p->state == DEJA_BREAKER_HALF_OPEN && pc->probe) ||
+            (p->state == DEJA_BREAKER_CLOSED && p->consecutive >= p->breaker_failures);
         if (trip) {
             p->state = DEJA_BREAKER_OPEN;
             p->opened_at = breaker_now(p);
@@ -406,6 +411,7 @@ int deja_pool_ping(deja_pool *p) {
 
 typedef struct lookup_args {
     const char *ns;
+    const char *prompt;
     const float *vector;
     uint32_t dim;
     float threshold;
@@ -416,20 +422,27 @@ typedef struct lookup_args {
 
 static int op_lookup(deja_client *c, void *arg, int64_t deadline, int *breaker_rc) {
     lookup_args *a = arg;
-    return deja_lookup(c, a->ns, a->vector, a->dim, a->threshold, a->k, a->flags, a->out);
+    return deja__lookup_prompt(c, a->ns, a->prompt, a->vector, a->dim, a->threshold, a->k,
+                               a->flags, a->out);
 }
 
-int deja_pool_lookup(deja_pool *p, const char *ns, const float *vector, uint32_t dim,
-                     float threshold, uint32_t k, unsigned flags, deja_result **out) {
+int deja__pool_lookup_prompt(deja_pool *p, const char *ns, const char *prompt,
+                             const float *vector, uint32_t dim, float threshold,
+                             uint32_t k, unsigned flags, deja_result **out) {
     if (out == NULL) return pool_errf(DEJA_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
-    lookup_args a = {ns, vector, dim, threshold, k, flags, out};
+    lookup_args a = {ns, prompt, vector, dim, threshold, k, flags, out};
     int rc = pool_run(p, p ? p->lookup_ms : 0, op_lookup, &a);
     if (rc != 0) {
         deja_result_free(*out);
         *out = deja__miss_result(rc);
     }
     return rc;
+}
+
+int deja_pool_lookup(deja_pool *p, const char *ns, const float *vector, uint32_t dim,
+                     float threshold, uint32_t k, unsigned flags, deja_result **out) {
+    return deja__pool_lookup_prompt(p, ns, NULL, vector, dim, threshold, k, flags, out);
 }
 
 typedef struct store_args {
@@ -502,7 +515,8 @@ static int op_lookup_many(deja_client *c, void *arg, int64_t deadline, int *stre
 int deja_pool_lookup_many(deja_pool *p, const deja_lookup_req *reqs, size_t n,
                           deja_result **out) {
     if (out == NULL) return pool_errf(DEJA_ERR_INVALID_ARG, "out is NULL");
-    for (size_t i = 0; i < n; i++) out[i] = NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
     if (n == 0) return 0;
     lookup_many_args a = {reqs, n, out};
     int rc = pool_run(p, p ? p->lookup_ms : 0, op_lookup_many, &a);
@@ -537,4 +551,57 @@ int deja_pool_store_many(deja_pool *p, const deja_store_req *reqs, size_t n,
         if (codes) codes[i] = rc;
     }
     return rc;
+}
+
+/* ---- namespaces ------------------------------------------------------------- */
+
+typedef struct ns_op_args {
+    const char *ns;
+    const deja_ns_config *cfg;
+    uint64_t *removed;
+    deja_ns_list **list;
+    deja_ns_info **info;
+} ns_op_args;
+
+static int op_ns_create(deja_client *c, void *arg, int64_t deadline, int *stream_rc) {
+    ns_op_args *a = arg;
+    return deja_ns_create(c, a->ns, a->cfg);
+}
+
+static int op_ns_list(deja_client *c, void *arg, int64_t deadline, int *stream_rc) {
+    return deja_ns_list_get(c, ((ns_op_args *)arg)->list);
+}
+
+static int op_ns_info(deja_client *c, void *arg, int64_t deadline, int *stream_rc) {
+    ns_op_args *a = arg;
+    return deja_ns_info_get(c, a->ns, a->info);
+}
+
+static int op_ns_drop(deja_client *c, void *arg, int64_t deadline, int *stream_rc) {
+    ns_op_args *a = arg;
+    return deja_ns_drop(c, a->ns, a->removed);
+}
+
+int deja_pool_ns_create(deja_pool *p, const char *ns, const deja_ns_config *cfg) {
+    ns_op_args a = {.ns = ns, .cfg = cfg};
+    return pool_run(p, p ? p->write_ms : 0, op_ns_create, &a);
+}
+
+int deja_pool_ns_list(deja_pool *p, deja_ns_list **out) {
+    if (out == NULL) return pool_errf(DEJA_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    ns_op_args a = {.list = out};
+    return pool_run(p, p ? p->write_ms : 0, op_ns_list, &a);
+}
+
+int deja_pool_ns_info(deja_pool *p, const char *ns, deja_ns_info **out) {
+    if (out == NULL) return pool_errf(DEJA_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    ns_op_args a = {.ns = ns, .info = out};
+    return pool_run(p, p ? p->write_ms : 0, op_ns_info, &a);
+}
+
+int deja_pool_ns_drop(deja_pool *p, const char *ns, uint64_t *removed) {
+    ns_op_args a = {.ns = ns, .removed = removed};
+    return pool_run(p, p ? p->write_ms : 0, op_ns_drop, &a);
 }

@@ -99,6 +99,24 @@ int deja__client_reusable(const deja_client *c);
 char *deja__thread_err(void);
 enum { DEJA__THREAD_ERR_SIZE = PROTO_MAX_MESSAGE + 128 };
 
+/* The common start of a one-request call: the connection is open, nothing
+ * is in flight, c->out is empty. Errors: INVALID_ARG, CLOSED. */
+int deja__begin_call(deja_client *c);
+
+/* Checks a namespace name and gives its length. Errors: INVALID_ARG (NULL,
+ * empty, over 255 bytes), BAD_NAMESPACE (a byte outside 0x21..0x7E). */
+int deja__check_ns(deja_client *c, const char *ns, uint8_t *len_out);
+
+/* Sends the frame in c->out (request op, id) and waits until the call's
+ * deadline for its reply; on success h and *body describe the reply. A
+ * non-zero status comes back as its code with the server's message. */
+int deja__roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
+                    const uint8_t **body);
+
+/* Closes the connection over a reply that does not parse; returns
+ * PROTOCOL. */
+int deja__malformed(deja_client *c, const char *what);
+
 /* Records a message for deja_last_error and returns code. */
 int deja__set_err(deja_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -123,11 +141,23 @@ ssize_t deja__in_read(deja_client *c, int64_t deadline_ms, int wait);
 int deja__reply_error(deja_client *c, const proto_header *h, const uint8_t *body);
 
 /* Checks a request and appends its frame with request id `id` to c->out.
- * Argument errors as deja_lookup / deja_store; c->out is unchanged then. */
-int deja__encode_lookup(deja_client *c, const char *ns, const float *vector,
-                        uint32_t dim, float threshold, uint32_t k, unsigned flags,
-                        uint32_t id);
+ * Argument errors as deja_lookup / deja_store; c->out is unchanged then.
+ * A lookup's prompt (NULL = none) lets the server's exact tier answer a
+ * repeated prompt by its text before any vector search. */
+int deja__encode_lookup(deja_client *c, const char *ns, const char *prompt,
+                        const float *vector, uint32_t dim, float threshold, uint32_t k,
+                        unsigned flags, uint32_t id);
 int deja__encode_store(deja_client *c, const deja_store_req *req, uint32_t id);
+
+/* deja_lookup with the prompt text sent along (NULL = none). */
+int deja__lookup_prompt(deja_client *c, const char *ns, const char *prompt,
+                        const float *vector, uint32_t dim, float threshold, uint32_t k,
+                        unsigned flags, deja_result **out);
+
+/* deja_pool_lookup with the prompt text sent along, for deja_get_or_fetch. */
+int deja__pool_lookup_prompt(deja_pool *p, const char *ns, const char *prompt,
+                             const float *vector, uint32_t dim, float threshold,
+                             uint32_t k, unsigned flags, deja_result **out);
 
 /* Turns a LOOKUP reply body into a caller-owned result. */
 int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *body,

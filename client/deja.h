@@ -34,9 +34,10 @@
  * Memory: everything a call hands back through an out-parameter belongs to
  * the caller and is freed with one call: a deja_result with
  * deja_result_free (an array of them with deja_results_free), a deja_stats
- * with deja_stats_free. Strings inside a result live in the same block and
- * go with it. Nothing else needs freeing; strings returned as const char *
- * by the handle functions belong to the handle (lifetime given at each).
+ * with deja_stats_free, a deja_ns_list or deja_ns_info with its _free. Strings inside a
+ * result live in the same block and go with it. Nothing else needs freeing; strings
+ * returned as const char * by the handle functions belong to the handle (lifetime given
+ * at each).
  *
  * docs/CLIENT.md walks through the API with examples. */
 #ifndef DEJA_H
@@ -53,9 +54,8 @@ extern "C" {
 
 #define DEJA_DEFAULT_PORT 7447
 
-/* A pool call refused without touching the network because the circuit
- * breaker is open. Client-local, like the codes from -100 down. */
-#define DEJA_ERR_UNAVAILABLE (-107)
+/* DEJA_ERR_UNAVAILABLE (deja-errors.h): a pool call refused without
+ * touching the network because the circuit breaker is open. */
 
 /* ==== results ============================================================= */
 
@@ -64,8 +64,8 @@ typedef struct deja_hit {
     float similarity;     /* cosine similarity to the query */
     const char *response; /* response bytes (NUL-terminated for convenience) */
     size_t response_len;
-    const char *prompt;   /* stored prompt if requested and non-empty,
-                             else NULL (NUL-terminated) */
+    const char *prompt; /* stored prompt if requested and non-empty,
+                           else NULL (NUL-terminated) */
     size_t prompt_len;
 } deja_hit;
 
@@ -93,18 +93,18 @@ void deja_results_free(deja_result **rs, size_t n);
 #define DEJA_LOOKUP_WANT_PROMPT 0x0001u
 
 typedef struct deja_store_req {
-    const char *ns;        /* namespace, NUL-terminated, 1..255 bytes */
-    const float *vector;   /* dim floats, need not be normalised */
+    const char *ns;      /* namespace, NUL-terminated, 1..255 bytes */
+    const float *vector; /* dim floats, need not be normalised */
     uint32_t dim;
-    const void *response;  /* response bytes to cache */
+    const void *response; /* response bytes to cache */
     size_t response_len;
-    const char *prompt;    /* optional prompt text, may be NULL */
+    const char *prompt; /* optional prompt text, may be NULL */
     size_t prompt_len;
     uint32_t ttl_s;        /* 0 = server default */
     uint32_t input_tokens; /* cost metadata, optional */
     uint32_t output_tokens;
     uint64_t cost_micro_usd;
-    uint8_t completion;    /* 0 = ok (only ok replies are cached) */
+    uint8_t completion; /* 0 = ok (only ok replies are cached) */
 } deja_store_req;
 
 /* One lookup of a batch. */
@@ -132,6 +132,60 @@ int deja_stats_find(const deja_stats *s, const char *key, uint64_t *value);
 
 /* Frees a stats result. NULL is a no-op. */
 void deja_stats_free(deja_stats *s);
+
+/* ==== namespace configuration ============================================= */
+
+enum deja_index_kind {
+    DEJA_INDEX_DEFAULT = 0, /* the server's --index */
+    DEJA_INDEX_FLAT = 1,    /* exact scan */
+    DEJA_INDEX_HNSW = 2,
+    DEJA_INDEX_FAISS = 3, /* needs faiss_factory */
+};
+
+enum deja_ttl_mode {
+    DEJA_TTL_ABSOLUTE = 0, /* an entry lives ttl_s from its STORE */
+    DEJA_TTL_SLIDING = 1   /* a hit extends it by its TTL, up to max_age_s */
+};
+
+#define DEJA_NS_ALLOW_NON_OK 0x01u /* cache answers of any completion */
+#define DEJA_NS_NO_DEDUP 0x02u     /* never merge near-identical STOREs */
+
+/* A namespace's configuration (docs/PROTOCOL.md 5.9). Zero in any field
+ * but dim means the server's default. */
+typedef struct deja_ns_config {
+    uint32_t dim;       /* 1..4096; required */
+    uint8_t index_kind; /* enum deja_index_kind */
+    uint8_t quant;      /* 0 = f32, 1 = int8 (HNSW traversal codes) */
+    uint16_t hnsw_m;    /* links per node */
+    uint16_t hnsw_ef_construction;
+    uint16_t hnsw_ef_search;   /* used by lookups (the client sends ef 0) */
+    uint8_t ttl_mode;          /* enum deja_ttl_mode */
+    uint8_t flags;             /* DEJA_NS_* */
+    float min_threshold;       /* floor under every lookup threshold, [-1, 1] */
+    float dedup;               /* a STORE this similar updates an entry, [0, 1] */
+    uint32_t default_ttl_s;    /* TTL of STOREs that send 0 */
+    uint32_t max_age_s;        /* sliding TTL: longest total life; 0 = none */
+    uint64_t max_bytes;        /* memory budget; 0 = none */
+    uint64_t max_entries;      /* entry cap; 0 = none */
+    const char *faiss_factory; /* index_factory string (FAISS only), or NULL */
+} deja_ns_config;
+
+/* Namespace names, from deja_ns_list_get / deja_pool_ns_list. */
+typedef struct deja_ns_list {
+    uint32_t count;
+    const char **names; /* NUL-terminated; NULL when count is 0 */
+} deja_ns_list;
+
+/* A namespace's configuration as created, and its counters (the effective
+ * settings among them: memory_bytes, min_threshold_milli, ...). */
+typedef struct deja_ns_info {
+    deja_ns_config config;
+    deja_stats stats; /* search it with deja_stats_find(&info->stats, ...) */
+} deja_ns_info;
+
+/* Free a list or an info and everything in it. NULL is a no-op. */
+void deja_ns_list_free(deja_ns_list *l);
+void deja_ns_info_free(deja_ns_info *info);
 
 /* ==== deja_pool: thread-safe, pooled, fail-open =============================
  *
@@ -166,15 +220,15 @@ void deja_stats_free(deja_stats *s);
 typedef struct deja_pool deja_pool;
 
 typedef struct deja_pool_options {
-    uint32_t size;               /* most connections; 0 = 8 */
-    int connect_timeout_ms;      /* 0 = 100: TCP connect + HELLO + AUTH */
-    int lookup_timeout_ms;       /* 0 = 50: LOOKUP, lookup_many, PING */
-    int write_timeout_ms;        /* 0 = 1000: STORE, store_many, DELETE,
-                                    FLUSH, STATS (writes are acknowledged
-                                    after a durable commit) */
-    const char *auth_token;      /* NULL = no AUTH; copied */
-    uint32_t breaker_failures;   /* consecutive failures that open it; 0 = 5 */
-    int breaker_cooldown_ms;     /* open for this long; 0 = 1000 */
+    uint32_t size;             /* most connections; 0 = 8 */
+    int connect_timeout_ms;    /* 0 = 100: TCP connect + HELLO + AUTH */
+    int lookup_timeout_ms;     /* 0 = 50: LOOKUP, lookup_many, PING */
+    int write_timeout_ms;      /* 0 = 1000: STORE, store_many, DELETE,
+                                  FLUSH, STATS (writes are acknowledged
+                                  after a durable commit) */
+    const char *auth_token;    /* NULL = no AUTH; copied */
+    uint32_t breaker_failures; /* consecutive failures that open it; 0 = 5 */
+    int breaker_cooldown_ms;   /* open for this long; 0 = 1000 */
     /* The breaker's clock, for tests and simulations; NULL = the
      * monotonic clock. Timeouts always use the monotonic clock. */
     int64_t (*clock_ms)(void *clock_ctx);
@@ -252,6 +306,14 @@ int deja_pool_lookup_many(deja_pool *p, const deja_lookup_req *reqs, size_t n,
 int deja_pool_store_many(deja_pool *p, const deja_store_req *reqs, size_t n,
                          uint64_t *ids, int *codes);
 
+/* Namespace operations (write timeout). As deja_ns_create,
+ * deja_ns_list_get, deja_ns_info_get and deja_ns_drop below, plus
+ * UNAVAILABLE and the connection errors. */
+int deja_pool_ns_create(deja_pool *p, const char *ns, const deja_ns_config *cfg);
+int deja_pool_ns_list(deja_pool *p, deja_ns_list **out);
+int deja_pool_ns_info(deja_pool *p, const char *ns, deja_ns_info **out);
+int deja_pool_ns_drop(deja_pool *p, const char *ns, uint64_t *removed);
+
 enum deja_breaker_state {
     DEJA_BREAKER_CLOSED = 0,   /* calls go to the server */
     DEJA_BREAKER_OPEN = 1,     /* calls fail fast until the cool-down ends */
@@ -304,8 +366,10 @@ int deja_fetch_answer(deja_fetch *f, const void *response, size_t len,
 void deja_fetch_meta(deja_fetch *f, uint32_t ttl_s, uint32_t input_tokens,
                      uint32_t output_tokens, uint64_t cost_micro_usd);
 
-/* Looks up the best entry (k = 1) with similarity >= threshold in ns; on a
- * miss -- a real one or one caused by an error, such as an open breaker --
+/* Looks up the best entry (k = 1) with similarity >= threshold in ns,
+ * sending the prompt along so that the server's exact tier answers a
+ * prompt seen before by its text; on a miss -- a real one or one caused
+ * by an error, such as an open breaker --
  * calls fetch(ctx, prompt, f) and returns its answer. The answer is stored
  * (with prompt, which may be NULL) when its completion is OK and the
  * lookup was a real miss: after a failed lookup the server is down or
@@ -419,6 +483,30 @@ int deja_flush(deja_client *c, const char *ns, uint64_t *removed);
  * with deja_stats_free. Errors: NOT_FOUND (unknown namespace), plus the
  * connection errors. */
 int deja_stats_get(deja_client *c, const char *ns, deja_stats **out);
+
+/* Creates namespace ns with cfg (durable when it returns). Creating one
+ * that exists with the same configuration succeeds and changes nothing.
+ * Errors: EXISTS (it exists with another configuration), BAD_REQUEST (a
+ * field out of range; the message names it), BAD_NAMESPACE, INVALID_ARG
+ * (NULL cfg, dim 0 or > 4096), UNKNOWN_OP (a server without namespace
+ * ops), plus the connection errors. */
+int deja_ns_create(deja_client *c, const char *ns, const deja_ns_config *cfg);
+
+/* The names of every namespace; on success *out is the caller's (free it
+ * with deja_ns_list_free), else NULL. Errors: UNKNOWN_OP, plus the
+ * connection errors. */
+int deja_ns_list_get(deja_client *c, deja_ns_list **out);
+
+/* A namespace's configuration and counters; on success *out is the
+ * caller's (deja_ns_info_free), else NULL. Errors: NOT_FOUND,
+ * BAD_NAMESPACE, UNKNOWN_OP, plus the connection errors. */
+int deja_ns_info_get(deja_client *c, const char *ns, deja_ns_info **out);
+
+/* Drops a namespace and all its entries (durable when it returns);
+ * *removed (may be NULL) receives how many entries went. A later STORE
+ * with the name creates a new namespace. Errors: NOT_FOUND, BAD_NAMESPACE,
+ * UNKNOWN_OP, plus the connection errors. */
+int deja_ns_drop(deja_client *c, const char *ns, uint64_t *removed);
 
 #ifdef __cplusplus
 }

@@ -70,17 +70,17 @@ typedef struct hnsw_pairs {
  * carries the holder's scratch memory, so a search allocates nothing in
  * the steady state. */
 typedef struct hnsw_ctx {
-    uint64_t active; /* atomic: epoch entered in, 0 when idle */
-    int busy;        /* atomic: claimed by an operation */
+    uint64_t active;       /* atomic: epoch entered in, 0 when idle */
+    int busy;              /* atomic: claimed by an operation */
     struct hnsw_ctx *next; /* pool list; fixed once published */
     /* Visited marks, tagged by search: visited[id] == tag. */
     uint16_t *visited;
     uint32_t visited_cap;
     uint16_t tag;
-    hnsw_pairs cand;  /* candidates to expand (max-heap) */
-    hnsw_pairs res;   /* best found (min-heap) */
-    hnsw_pairs work;  /* neighbour selection input */
-    uint32_t *ids;    /* link snapshots and selections */
+    hnsw_pairs cand;   /* candidates to expand (max-heap) */
+    hnsw_pairs res;    /* best found (min-heap) */
+    hnsw_pairs work;   /* neighbour selection input */
+    uint32_t *ids;     /* link snapshots and selections */
     const char **rows; /* rows of the neighbours being scored */
     uint32_t ids_cap;
     int8_t *qcodes; /* the int8 query */
@@ -100,7 +100,7 @@ typedef struct hnsw_table {
 typedef struct hnsw_limbo {
     uint64_t epoch; /* freed: reusable once every context is newer */
     uint32_t id;
-    uint32_t pass;  /* pending: the sweep pass running when it was removed */
+    uint32_t pass; /* pending: the sweep pass running when it was removed */
 } hnsw_limbo;
 
 typedef struct hnsw {
@@ -131,7 +131,7 @@ typedef struct hnsw {
     hnsw_limbo *limbo;
     uint32_t limbo_cap, limbo_head, limbo_freed, limbo_pending;
     uint32_t limbo_reserved;
-    uint32_t sweep_pass;        /* number of the running sweep pass */
+    uint32_t sweep_pass; /* number of the running sweep pass */
     /* The sweep: one thread at a time walks the slots, repairing lists
      * that link to DELETED nodes. */
     pthread_mutex_t sweep_lock;
@@ -168,10 +168,8 @@ static inline char *hnsw_row(const hnsw *h, const char *chunk, uint32_t slot) {
 
 /* seq_cst, which is free on x86 and ARMv8 loads: the reuse protocol in
  * idx-hnsw.c relies on the total order of state stores and epochs. */
-static inline uint8_t hnsw_state_at(const hnsw *h, const char *chunk,
-                                    uint32_t slot) {
-    return __atomic_load_n((uint8_t *)(chunk + h->off_state) + slot,
-                           __ATOMIC_SEQ_CST);
+static inline uint8_t hnsw_state_at(const hnsw *h, const char *chunk, uint32_t slot) {
+    return __atomic_load_n((uint8_t *)(chunk + h->off_state) + slot, __ATOMIC_SEQ_CST);
 }
 
 static inline void hnsw_state_set(const hnsw *h, uint32_t id, uint8_t st) {
@@ -215,8 +213,7 @@ static inline uint32_t *hnsw_list(const hnsw *h, uint32_t id, int level) {
     char *chunk = hnsw_chunk(h, id);
     uint32_t slot = hnsw_slot(h, id);
     if (level == 0)
-        return (uint32_t *)(hnsw_row(h, chunk, slot) + h->hdr_off +
-                            HNSW_HDR_LIST);
+        return (uint32_t *)(hnsw_row(h, chunk, slot) + h->hdr_off + HNSW_HDR_LIST);
     if (((uint8_t *)(chunk + h->off_level))[slot] < level) return NULL;
     uint32_t *upper = ((uint32_t **)(chunk + h->off_upper))[slot];
     return upper + (size_t)(level - 1) * (h->M + 1);
@@ -229,8 +226,7 @@ static inline uint32_t hnsw_cap(const hnsw *h, int level) {
 /* Copies up to cap links of list into out. The list may change while it
  * is read; every id read is one some writer stored, so it names a node
  * whose state the caller checks before using it. */
-static inline uint32_t hnsw_list_read(const uint32_t *list, uint32_t cap,
-                                      uint32_t *out) {
+static inline uint32_t hnsw_list_read(const uint32_t *list, uint32_t cap, uint32_t *out) {
     uint32_t n = __atomic_load_n(&list[0], __ATOMIC_ACQUIRE);
     if (n > cap) n = cap;
     for (uint32_t i = 0; i < n; i++)
@@ -290,7 +286,7 @@ typedef struct hnsw_query {
 
 /* Which nodes a layer search may put into its results. */
 typedef struct hnsw_accept {
-    int build;       /* 1: LIVE or INSERTING except self; 0: LIVE only */
+    int build; /* 1: LIVE or INSERTING except self; 0: LIVE only */
     uint32_t self;
     idx_filter_fn filter;
     void *filter_ctx;
@@ -298,14 +294,15 @@ typedef struct hnsw_accept {
 } hnsw_accept;
 
 float hnsw_score_row(const hnsw *h, const hnsw_query *q, const char *row);
-/* Greedy descent from *cur through levels top..bottom+1 (ef = 1). */
-void hnsw_greedy(const hnsw *h, const hnsw_query *q, uint32_t *cur,
-                 float *cur_score, int top, int bottom);
+/* Greedy descent from *cur through levels top..bottom+1 (ef = 1), never
+ * onto node skip (an inserted node, which would find itself). */
+void hnsw_greedy(const hnsw *h, const hnsw_query *q, uint32_t *cur, float *cur_score,
+                 int top, int bottom, uint32_t skip);
 /* Best-first search of one level from start; leaves at most ef accepted
  * nodes in c->res (a min-heap) and returns how many. */
 uint32_t hnsw_search_layer(const hnsw *h, hnsw_ctx *c, const hnsw_query *q,
-                           uint32_t start, float start_score, int level,
-                           uint32_t ef, const hnsw_accept *acc);
+                           uint32_t start, float start_score, int level, uint32_t ef,
+                           const hnsw_accept *acc);
 /* Sorts pairs best first (higher score, then lower id). */
 void hnsw_pairs_sort(hnsw_pair *p, uint32_t n);
 /* Empties the result heap of the last layer search (n entries) into out,

@@ -28,7 +28,9 @@
 #define HNSW_CHUNK_MAX_SHIFT 12u /* 4096 nodes */
 #define HNSW_TABLE_MIN 16u
 
-static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+static size_t round_up(size_t n, size_t to) {
+    return (n + to - 1) / to * to;
+}
 
 int hnsw_layout_init(hnsw *h, const idx_config *cfg) {
     uint32_t dim = cfg->dim;
@@ -36,8 +38,7 @@ int hnsw_layout_init(hnsw *h, const idx_config *cfg) {
         h->vec_bytes = (uint32_t)round_up(dim, HNSW_ALIGN);
         h->exact_stride = (uint32_t)round_up(dim, HNSW_ALIGN / sizeof(float));
     } else {
-        h->vec_bytes = (uint32_t)round_up((size_t)dim * sizeof(float),
-                                          HNSW_ALIGN);
+        h->vec_bytes = (uint32_t)round_up((size_t)dim * sizeof(float), HNSW_ALIGN);
         h->exact_stride = 0;
     }
     h->hdr_off = h->vec_bytes;
@@ -92,7 +93,8 @@ static int chunk_add_locked(hnsw *h) {
         hnsw_table *grown = calloc(1, table_bytes(cap));
         if (!grown) return DEJA_ERR_NOMEM;
         grown->cap = cap;
-        for (uint32_t i = 0; i < index; i++) grown->chunk[i] = t->chunk[i];
+        for (uint32_t i = 0; i < index; i++)
+            grown->chunk[i] = t->chunk[i];
         if (t) {
             t->retired_next = h->retired;
             h->retired = t;
@@ -163,9 +165,8 @@ void hnsw_storage_free(hnsw *h) {
  * seq_cst loads: see the reuse argument in idx-hnsw.c. */
 static uint64_t oldest_active_epoch(const hnsw *h) {
     uint64_t oldest = UINT64_MAX;
-    for (hnsw_ctx *c = __atomic_load_n(&((hnsw *)h)->ctx_head,
-                                       __ATOMIC_ACQUIRE);
-         c; c = c->next) {
+    for (hnsw_ctx *c = __atomic_load_n(&((hnsw *)h)->ctx_head, __ATOMIC_ACQUIRE); c;
+         c = c->next) {
         uint64_t e = __atomic_load_n(&c->active, __ATOMIC_SEQ_CST);
         if (e != 0 && e < oldest) oldest = e;
     }
@@ -251,8 +252,7 @@ void hnsw_slot_remove(hnsw *h, uint32_t id) {
     e->id = id;
     e->pass = h->sweep_pass;
     e->epoch = 0;
-    __atomic_store_n(&h->limbo_pending, h->limbo_pending + 1,
-                     __ATOMIC_RELAXED);
+    __atomic_store_n(&h->limbo_pending, h->limbo_pending + 1, __ATOMIC_RELAXED);
     h->limbo_reserved--;
     pthread_mutex_unlock(&h->alloc_lock);
 }
@@ -264,8 +264,7 @@ void hnsw_sweep_pass_done(hnsw *h) {
      * removed before pass `done` began has had every list scanned since:
      * nothing links to it any more. */
     while (freed < h->limbo_pending) {
-        uint32_t at =
-            (h->limbo_head + h->limbo_freed + freed) % h->limbo_cap;
+        uint32_t at = (h->limbo_head + h->limbo_freed + freed) % h->limbo_cap;
         if (h->limbo[at].pass >= done) break;
         hnsw_state_set(h, h->limbo[at].id, HNSW_FREE);
         freed++;
@@ -275,11 +274,9 @@ void hnsw_sweep_pass_done(hnsw *h) {
          * them. */
         uint64_t epoch = __atomic_fetch_add(&h->epoch, 1, __ATOMIC_SEQ_CST);
         for (uint32_t i = 0; i < freed; i++)
-            h->limbo[(h->limbo_head + h->limbo_freed + i) % h->limbo_cap]
-                .epoch = epoch;
+            h->limbo[(h->limbo_head + h->limbo_freed + i) % h->limbo_cap].epoch = epoch;
         h->limbo_freed += freed;
-        __atomic_store_n(&h->limbo_pending, h->limbo_pending - freed,
-                         __ATOMIC_RELAXED);
+        __atomic_store_n(&h->limbo_pending, h->limbo_pending - freed, __ATOMIC_RELAXED);
     }
     h->sweep_pass = done + 1;
     pthread_mutex_unlock(&h->alloc_lock);
@@ -302,8 +299,7 @@ int hnsw_upper_alloc(hnsw *h, uint32_t id, int level) {
     if (!p) return DEJA_ERR_NOMEM;
     p[0] = (uint32_t)(bytes + sizeof(uint32_t));
     *slot = p + 1;
-    __atomic_fetch_add(&h->upper_bytes, bytes + sizeof(uint32_t),
-                       __ATOMIC_RELAXED);
+    __atomic_fetch_add(&h->upper_bytes, bytes + sizeof(uint32_t), __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -314,8 +310,8 @@ hnsw_ctx *hnsw_ctx_enter(hnsw *h) {
     for (c = __atomic_load_n(&h->ctx_head, __ATOMIC_ACQUIRE); c; c = c->next) {
         int idle = 0;
         if (!__atomic_load_n(&c->busy, __ATOMIC_RELAXED) &&
-            __atomic_compare_exchange_n(&c->busy, &idle, 1, 0,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            __atomic_compare_exchange_n(&c->busy, &idle, 1, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
             break;
     }
     if (!c) {
@@ -328,8 +324,7 @@ hnsw_ctx *hnsw_ctx_enter(hnsw *h) {
         hnsw_ctx *head = __atomic_load_n(&h->ctx_head, __ATOMIC_RELAXED);
         do {
             c->next = head;
-        } while (!__atomic_compare_exchange_n(&h->ctx_head, &head, c, 1,
-                                              __ATOMIC_RELEASE,
+        } while (!__atomic_compare_exchange_n(&h->ctx_head, &head, c, 1, __ATOMIC_RELEASE,
                                               __ATOMIC_RELAXED));
     }
     /* Announce the epoch before reading any node: a slot retired before
@@ -344,8 +339,7 @@ void hnsw_ctx_leave(hnsw_ctx *c) {
     __atomic_store_n(&c->busy, 0, __ATOMIC_RELEASE);
 }
 
-static void ctx_account(hnsw *h, hnsw_ctx *c, size_t old_bytes,
-                        size_t new_bytes) {
+static void ctx_account(hnsw *h, hnsw_ctx *c, size_t old_bytes, size_t new_bytes) {
     c->bytes += new_bytes - old_bytes;
     __atomic_fetch_add(&h->ctx_bytes, new_bytes - old_bytes, __ATOMIC_RELAXED);
 }
@@ -353,7 +347,8 @@ static void ctx_account(hnsw *h, hnsw_ctx *c, size_t old_bytes,
 int hnsw_pairs_reserve(hnsw *h, hnsw_ctx *c, hnsw_pairs *p, uint32_t n) {
     if (n <= p->cap) return 0;
     uint32_t cap = p->cap ? p->cap : 64;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     hnsw_pair *at = realloc(p->at, (size_t)cap * sizeof *at);
     if (!at) return DEJA_ERR_NOMEM;
     ctx_account(h, c, (size_t)p->cap * sizeof *at, (size_t)cap * sizeof *at);
@@ -371,8 +366,7 @@ int hnsw_ctx_reserve(hnsw *h, hnsw_ctx *c, uint32_t ef) {
         const char **rows = realloc(c->rows, (size_t)ids * sizeof *rows);
         if (!rows) return DEJA_ERR_NOMEM;
         c->rows = rows;
-        ctx_account(h, c,
-                    (size_t)c->ids_cap * (sizeof *p + sizeof *rows),
+        ctx_account(h, c, (size_t)c->ids_cap * (sizeof *p + sizeof *rows),
                     (size_t)ids * (sizeof *p + sizeof *rows));
         c->ids_cap = ids;
     }
@@ -391,17 +385,14 @@ int hnsw_ctx_reserve(hnsw *h, hnsw_ctx *c, uint32_t ef) {
 }
 
 int hnsw_visited_grow(hnsw *h, hnsw_ctx *c, uint32_t id) {
-    uint32_t want = (uint32_t)((uint64_t)__atomic_load_n(
-                                   &h->nchunks, __ATOMIC_ACQUIRE)
+    uint32_t want = (uint32_t)((uint64_t)__atomic_load_n(&h->nchunks, __ATOMIC_ACQUIRE)
                                << h->chunk_shift);
     if (want <= id) want = id + 1;
     if (want <= c->visited_cap) return 0;
     uint16_t *v = realloc(c->visited, (size_t)want * sizeof *v);
     if (!v) return DEJA_ERR_NOMEM;
-    memset(v + c->visited_cap, 0,
-           (size_t)(want - c->visited_cap) * sizeof *v);
-    ctx_account(h, c, (size_t)c->visited_cap * sizeof *v,
-                (size_t)want * sizeof *v);
+    memset(v + c->visited_cap, 0, (size_t)(want - c->visited_cap) * sizeof *v);
+    ctx_account(h, c, (size_t)c->visited_cap * sizeof *v, (size_t)want * sizeof *v);
     c->visited = v;
     c->visited_cap = want;
     return 0;
@@ -411,8 +402,7 @@ int hnsw_visited_begin(hnsw *h, hnsw_ctx *c) {
     /* Tag 0 never marks a node, so a wrap clears the marks once per
      * 65,535 searches instead of once per search. */
     if (++c->tag == 0) {
-        if (c->visited)
-            memset(c->visited, 0, (size_t)c->visited_cap * sizeof(uint16_t));
+        if (c->visited) memset(c->visited, 0, (size_t)c->visited_cap * sizeof(uint16_t));
         c->tag = 1;
     }
     /* On failure the marks still cover the slots they did; a search then
@@ -436,8 +426,8 @@ void hnsw_memory_split(const hnsw *h, idx_memory_info *out) {
     pthread_mutex_lock(&w->alloc_lock);
     size_t slots = (size_t)h->nchunks << h->chunk_shift;
     size_t chunks = (size_t)h->nchunks * h->chunk_bytes;
-    size_t fixed = sizeof *h + tables_bytes(h) +
-                   (size_t)h->limbo_cap * sizeof(hnsw_limbo);
+    size_t fixed =
+        sizeof *h + tables_bytes(h) + (size_t)h->limbo_cap * sizeof(hnsw_limbo);
     pthread_mutex_unlock(&w->alloc_lock);
 
     pthread_rwlock_rdlock(&w->map_lock);
@@ -448,8 +438,8 @@ void hnsw_memory_split(const hnsw *h, idx_memory_info *out) {
     size_t vec = h->vec_bytes + (h->quant == IDX_QUANT_INT8 ? 4 : 0);
     out->vectors = slots * vec;
     out->exact = slots * h->exact_stride * sizeof(float);
-    out->graph = slots * (h->row_bytes - vec) +
-                 __atomic_load_n(&h->upper_bytes, __ATOMIC_RELAXED);
+    out->graph =
+        slots * (h->row_bytes - vec) + __atomic_load_n(&h->upper_bytes, __ATOMIC_RELAXED);
     out->other = (chunks - slots * h->row_bytes - out->exact) + fixed + map +
                  __atomic_load_n(&h->ctx_bytes, __ATOMIC_RELAXED);
 }

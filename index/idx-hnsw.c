@@ -20,45 +20,58 @@
  *    readers wait on writers).
  *  - Writers change one node's lists under its version word (a spinlock
  *    whose odd values mean locked), optimistically (see
- *    idx-hnsw-graph.c), and never hold two. Slot allocation and limbo
- *    take alloc_lock; entry point changes take entry_lock; the label map
- *    has its own rwlock. Lock order: map_lock, then alloc_lock; entry_lock
- *    and node locks are never held with another lock.
+ *    idx-hnsw-graph.c), and never hold two. Slot allocation and the
+ *    limbo take alloc_lock; entry point changes take entry_lock; the
+ *    label map has its own rwlock; the sweep runs under sweep_lock, taken
+ *    with trylock so nobody waits for it. Lock order: map_lock and
+ *    sweep_lock each before alloc_lock; a node lock may be taken under
+ *    sweep_lock, never the reverse; entry_lock is held alone.
  *  - Storage never moves (chunks), so a pointer a search holds stays
  *    valid. What can change under a search is a slot's contents, when a
  *    removed node's slot is reused. That is what node states and epochs
  *    are for.
  *
- * SLOT REUSE. A node's state (FREE, INSERTING, LIVE, DELETED) is read
- * with seq_cst loads before its vector, label, level or upper links; FREE
- * nodes are never read (searches skip them). A removed node goes
- * LIVE -> DELETED (never returned again; its neighbours are repaired
- * while it is still traversable) -> FREE, and then the epoch counter is
- * incremented (seq_cst) and the slot enters the limbo with the old epoch
- * E. Every operation that reads nodes holds a context that announced the
- * epoch it started in (load epoch, seq_cst store into its slot). A
- * context that announced an epoch > E read the counter after the
- * increment, so it sees FREE and never reads the old node; a context
- * still announcing an epoch <= E may have read the node before it was
- * FREE. So the slot is reused only when every active context announced
- * an epoch > E. A context whose announcement the allocator has not seen
- * yet is safe too: in the seq_cst total order its announcement comes
- * after the allocator's scan, which comes after the FREE store. When
- * contexts announce nothing the allocator can see, reuse is immediate,
- * so a single-threaded churn reuses every slot at once.
+ * REMOVAL AND SLOT REUSE. A node's state (FREE, INSERTING, LIVE,
+ * DELETED) is read with seq_cst loads before its vector, label, level or
+ * upper links; FREE nodes are never read (searches skip them).
  *
- *   Links to a removed node may survive in lists the repair did not
- *   reach; after reuse they point at the new node, which is harmless:
- *   every id is checked before use, and such links are dropped whenever
- *   the list is re-selected.
+ *   idx_remove marks the node DELETED at once: from then on it is never
+ *   returned, but searches still traverse it, so the graph around it
+ *   keeps working. If it was the entry point, the live node of the
+ *   highest level replaces it. The node then waits in the limbo for the
+ *   sweep.
  *
- * DELETE REPAIR. Removing d marks it DELETED at once, then, level by
- * level, every neighbour n of d that still links to d gets its list
- * re-selected by the heuristic from its other links plus d's links, the
- * candidates that can best replace the path through d. Links in HNSW are
- * mostly mutual, so d's own lists find most of the nodes pointing at it.
- * If d was the entry point, the live node of the highest level replaces
- * it.
+ *   The sweep repairs the graph. Every add and remove advances it by a
+ *   few dozen slots (while removed nodes wait), and for every list that
+ *   links to a DELETED node it re-selects the list by the heuristic from
+ *   its live links plus the DELETED nodes' links -- the nodes that can
+ *   best replace the paths through them. Because the sweep reads every
+ *   list, it finds all the links to a removed node, not only the mutual
+ *   ones that the node's own lists point back to; a node removed before a
+ *   pass began is unreferenced when that pass ends. (An add racing with
+ *   the sweep may still store a link to it; such a link is harmless, see
+ *   below.) The pass then sets the node FREE, increments the epoch
+ *   counter (seq_cst) and tags the node with the old epoch E.
+ *
+ *   Every operation that reads nodes holds a context that announced the
+ *   epoch it started in (load epoch, seq_cst store into its slot). A
+ *   context that announced an epoch > E read the counter after the
+ *   increment, so it sees FREE and never reads the old node; a context
+ *   still announcing an epoch <= E may have read the node before it was
+ *   FREE. So the slot is reused only when every active context announced
+ *   an epoch > E. A context whose announcement the allocator has not seen
+ *   yet is safe too: in the seq_cst total order its announcement comes
+ *   after the allocator's scan, which comes after the FREE store. When no
+ *   other operation is running, reuse is immediate.
+ *
+ *   A link that survives to a reused slot points at the new node, which
+ *   is harmless: every id is checked before use, and such links go when
+ *   the list is next re-selected.
+ *
+ *   Cost: removed nodes hold their slots for about one sweep pass (n / 64
+ *   operations over n slots), so under steady churn a few percent of the
+ *   slots wait; each link to a removed node costs one re-selection, the
+ *   same work an insert does for its neighbours.
  *
  * INT8. With IDX_QUANT_INT8 the level-0 rows hold int8 codes instead of
  * f32: a symmetric per-vector scale, code = round(x / s * 127) with
@@ -99,8 +112,12 @@
  * steady churn, for a scan of ~64 * 33 link ids per operation. */
 #define HNSW_SWEEP_BUDGET 64u
 
-static hnsw *as_hnsw(idx *ix) { return (hnsw *)ix; }
-static const hnsw *as_chnsw(const idx *ix) { return (const hnsw *)ix; }
+static hnsw *as_hnsw(idx *ix) {
+    return (hnsw *)ix;
+}
+static const hnsw *as_chnsw(const idx *ix) {
+    return (const hnsw *)ix;
+}
 
 /* ---- helpers ----------------------------------------------------------------*/
 
@@ -117,8 +134,7 @@ static int random_level(hnsw *h) {
 /* Quantises x into codes[0..dim) (zero-padded to pad bytes); returns the
  * scale s / 127 that turns codes back into values. Non-finite
  * components quantise to 0. */
-static float quantize(const float *x, uint32_t dim, int8_t *codes,
-                      uint32_t pad) {
+static float quantize(const float *x, uint32_t dim, int8_t *codes, uint32_t pad) {
     float amax = 0.0f;
     for (uint32_t i = 0; i < dim; i++) {
         float a = fabsf(x[i]);
@@ -142,8 +158,7 @@ static float quantize(const float *x, uint32_t dim, int8_t *codes,
 static uint64_t entry_load(const hnsw *h) {
     for (;;) {
         uint64_t e = __atomic_load_n(&((hnsw *)h)->entry, __ATOMIC_SEQ_CST);
-        if (e == HNSW_ENTRY_NONE || hnsw_state(h, (uint32_t)e) != HNSW_FREE)
-            return e;
+        if (e == HNSW_ENTRY_NONE || hnsw_state(h, (uint32_t)e) != HNSW_FREE) return e;
     }
 }
 
@@ -170,8 +185,7 @@ static uint64_t entry_pick(const hnsw *h) {
 }
 
 /* Writes a new node's vector, label and level into its (FREE) slot. */
-static int node_init(hnsw *h, uint32_t id, uint64_t label, int level,
-                     const float *vec) {
+static int node_init(hnsw *h, uint32_t id, uint64_t label, int level, const float *vec) {
     int rc = hnsw_upper_alloc(h, id, level);
     if (rc != 0) return rc;
     char *chunk = hnsw_chunk(h, id);
@@ -192,8 +206,7 @@ static int node_init(hnsw *h, uint32_t id, uint64_t label, int level,
     /* No writer touches a FREE slot's lists (any that held it has left
      * its epoch), so a plain reset suffices; the version keeps counting
      * so an old snapshot can never match. */
-    __atomic_store_n((uint32_t *)(row + h->hdr_off + HNSW_HDR_LIST), 0,
-                     __ATOMIC_RELEASE);
+    __atomic_store_n((uint32_t *)(row + h->hdr_off + HNSW_HDR_LIST), 0, __ATOMIC_RELEASE);
     *hnsw_label_ptr(h, id) = label;
     *hnsw_level_ptr(h, id) = (uint8_t)level;
     return 0;
@@ -269,8 +282,7 @@ static int hnsw_add(idx *ix, uint64_t label, const float *vec) {
         pthread_mutex_lock(&h->entry_lock);
         e = __atomic_load_n(&h->entry, __ATOMIC_SEQ_CST);
         if (e == HNSW_ENTRY_NONE)
-            __atomic_store_n(&h->entry, entry_pack(id, level),
-                             __ATOMIC_SEQ_CST);
+            __atomic_store_n(&h->entry, entry_pack(id, level), __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&h->entry_lock);
         if (e == HNSW_ENTRY_NONE) goto live;
         e = entry_load(h);
@@ -284,8 +296,7 @@ static int hnsw_add(idx *ix, uint64_t label, const float *vec) {
         pthread_mutex_lock(&h->entry_lock);
         uint64_t now = __atomic_load_n(&h->entry, __ATOMIC_SEQ_CST);
         if (now == HNSW_ENTRY_NONE || level > (int)(now >> 32))
-            __atomic_store_n(&h->entry, entry_pack(id, level),
-                             __ATOMIC_SEQ_CST);
+            __atomic_store_n(&h->entry, entry_pack(id, level), __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&h->entry_lock);
     }
 live:
@@ -343,10 +354,10 @@ static int hnsw_get(const idx *ix, uint64_t label, float *out) {
     if (id == IDX_LABELMAP_NONE || hnsw_state(h, id) != HNSW_LIVE) {
         rc = DEJA_ERR_NOT_FOUND;
     } else {
-        const void *src = h->quant == IDX_QUANT_INT8
-                              ? (const void *)hnsw_exact_ptr(h, id)
-                              : (const void *)hnsw_row(h, hnsw_chunk(h, id),
-                                                       hnsw_slot(h, id));
+        const void *src =
+            h->quant == IDX_QUANT_INT8
+                ? (const void *)hnsw_exact_ptr(h, id)
+                : (const void *)hnsw_row(h, hnsw_chunk(h, id), hnsw_slot(h, id));
         memcpy(out, src, (size_t)h->base.dim * sizeof(float));
     }
     pthread_rwlock_unlock(&h->map_lock);
@@ -359,12 +370,16 @@ static uint32_t rerank_count(uint32_t k, uint32_t ef, uint32_t n) {
     return r < n ? r : n;
 }
 
-static int hnsw_search(const idx *ix, const float *query, uint32_t k,
-                       uint32_t ef, float min_score, idx_filter_fn filter,
-                       void *filter_ctx, idx_hit *out, uint32_t *nout) {
+static int hnsw_search(const idx *ix, const float *query, uint32_t k, uint32_t ef,
+                       float min_score, idx_filter_fn filter, void *filter_ctx,
+                       idx_hit *out, uint32_t *nout) {
     hnsw *h = (hnsw *)as_chnsw(ix);
     if (ef == 0) ef = h->ef_search;
     if (ef < k) ef = k;
+    /* A breadth beyond the number of nodes finds nothing more; the cap
+     * keeps an absurd k or ef from sizing the scratch. */
+    uint32_t used = hnsw_slots_used(h);
+    if (ef > used) ef = used > 0 ? used : 1;
     hnsw_ctx *c = hnsw_ctx_enter(h);
     if (!c) return DEJA_ERR_NOMEM;
     int rc = hnsw_ctx_reserve(h, c, ef);
@@ -382,9 +397,9 @@ static int hnsw_search(const idx *ix, const float *query, uint32_t k,
     uint64_t e = entry_load(h);
     if (e != HNSW_ENTRY_NONE) {
         uint32_t cur = (uint32_t)e;
-        float cur_score = hnsw_score_row(
-            h, &q, hnsw_row(h, hnsw_chunk(h, cur), hnsw_slot(h, cur)));
-        hnsw_greedy(h, &q, &cur, &cur_score, (int)(e >> 32), 0);
+        float cur_score =
+            hnsw_score_row(h, &q, hnsw_row(h, hnsw_chunk(h, cur), hnsw_slot(h, cur)));
+        hnsw_greedy(h, &q, &cur, &cur_score, (int)(e >> 32), 0, HNSW_NONE);
         hnsw_accept acc = {0, HNSW_NONE, filter, filter_ctx, h};
         uint32_t n = hnsw_search_layer(h, c, &q, cur, cur_score, 0, ef, &acc);
         hnsw_pair *res = c->res.at;
@@ -394,15 +409,13 @@ static int hnsw_search(const idx *ix, const float *query, uint32_t k,
             n = rerank_count(k, ef, n);
             idx_dot_fn dot = idx_simd_dot_fn();
             for (uint32_t i = 0; i < n; i++)
-                res[i].score = dot(query, hnsw_exact_ptr(h, res[i].id),
-                                   h->base.dim);
+                res[i].score = dot(query, hnsw_exact_ptr(h, res[i].id), h->base.dim);
         }
         for (uint32_t i = 0; i < n; i++) {
             float score = res[i].score;
             /* Written as !(>=) so a NaN score is dropped too. A node
              * removed since it was found is dropped as well. */
-            if (!(score >= min_score) || hnsw_state(h, res[i].id) != HNSW_LIVE)
-                continue;
+            if (!(score >= min_score) || hnsw_state(h, res[i].id) != HNSW_LIVE) continue;
             uint64_t label = *hnsw_label_ptr(h, res[i].id);
             if (idx_topk_would_enter(&top, score, label))
                 idx_topk_push(&top, score, label);
@@ -418,7 +431,9 @@ static size_t hnsw_count(const idx *ix) {
     return __atomic_load_n(&as_chnsw(ix)->live, __ATOMIC_RELAXED);
 }
 
-static size_t hnsw_memory_op(const idx *ix) { return hnsw_memory(as_chnsw(ix)); }
+static size_t hnsw_memory_op(const idx *ix) {
+    return hnsw_memory(as_chnsw(ix));
+}
 
 static void hnsw_memory_info_op(const idx *ix, idx_memory_info *out) {
     hnsw_memory_split(as_chnsw(ix), out);
@@ -451,8 +466,7 @@ int idx_hnsw_create(const idx_config *cfg, idx **out) {
     h->M = M;
     h->M0 = 2 * M;
     h->ef_construction =
-        cfg->ef_construction ? cfg->ef_construction
-                             : HNSW_DEFAULT_EF_CONSTRUCTION;
+        cfg->ef_construction ? cfg->ef_construction : HNSW_DEFAULT_EF_CONSTRUCTION;
     h->ef_search = cfg->ef_search ? cfg->ef_search : HNSW_DEFAULT_EF_SEARCH;
     h->quant = cfg->quant;
     h->level_mult = 1.0 / log((double)M);

@@ -12,8 +12,7 @@
 #include "idx-private.h"
 
 static int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v),
-                              _mm256_extracti128_si256(v, 1));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtsi128_si32(s);
@@ -36,15 +35,14 @@ int32_t idx_dot_i8_avx2(const int8_t *a, const int8_t *b, size_t n) {
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a_hi, b_hi));
     }
     for (; i + 16 <= n; i += 16) {
-        __m256i a16 =
-            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
-        __m256i b16 =
-            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m256i a16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i b16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
         acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a16, b16));
     }
     int32_t sum = hsum_epi32(_mm256_add_epi32(acc0, acc1));
     /* AVX2 has no byte-masked load; a tail of under 16 bytes is cheap in
      * scalar code and never reads past either vector. */
-    for (; i < n; i++) sum += (int32_t)a[i] * (int32_t)b[i];
+    for (; i < n; i++)
+        sum += (int32_t)a[i] * (int32_t)b[i];
     return sum;
 }

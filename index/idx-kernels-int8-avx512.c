@@ -16,8 +16,7 @@ int32_t idx_dot_i8_avx512bw(const int8_t *a, const int8_t *b, size_t n) {
     for (; i < n; i += 64) {
         /* The tail uses masked loads: they read no byte past either
          * vector and give zeros, which add nothing to the sum. */
-        __mmask64 mask = n - i >= 64 ? ~(__mmask64)0
-                                     : (((__mmask64)1 << (n - i)) - 1);
+        __mmask64 mask = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
         __m512i va = _mm512_maskz_loadu_epi8(mask, a + i);
         __m512i vb = _mm512_maskz_loadu_epi8(mask, b + i);
         __m512i a_lo = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(va));

@@ -35,14 +35,12 @@ int32_t idx_dot_i8_vnni(const int8_t *a, const int8_t *b, size_t n) {
         /* Masked-off bytes load as zero in both vectors: (0 + 128) * 0
          * adds nothing, and no byte past either vector is read. */
         size_t left = n - i < 64 ? n - i : 64;
-        __mmask64 mask =
-            left == 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+        __mmask64 mask = left == 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
         __m512i a0 = _mm512_maskz_loadu_epi8(mask, a + i);
         __m512i b0 = _mm512_maskz_loadu_epi8(mask, b + i);
         acc0 = _mm512_dpbusd_epi32(acc0, _mm512_xor_si512(a0, sign_bit), b0);
         sum_b = _mm512_dpbusd_epi32(sum_b, ones, b0);
     }
     __m512i acc = _mm512_add_epi32(acc0, acc1);
-    return _mm512_reduce_add_epi32(acc) -
-           128 * _mm512_reduce_add_epi32(sum_b);
+    return _mm512_reduce_add_epi32(acc) - 128 * _mm512_reduce_add_epi32(sum_b);
 }

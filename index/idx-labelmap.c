@@ -41,7 +41,8 @@ static size_t map_slot_of(const idx_labelmap *m, uint64_t label) {
 static void map_place(idx_labelmap *m, uint64_t label, uint32_t value) {
     size_t mask = m->slot_count - 1;
     size_t i = map_home(m, label);
-    while (m->slots[i].value != IDX_LABELMAP_NONE) i = (i + 1) & mask;
+    while (m->slots[i].value != IDX_LABELMAP_NONE)
+        i = (i + 1) & mask;
     m->slots[i].label = label;
     m->slots[i].value = value;
 }
@@ -61,19 +62,20 @@ int idx_labelmap_reserve(idx_labelmap *m, size_t entries) {
     if (entries > SIZE_MAX / 4) return DEJA_ERR_NOMEM;
     if (entries * 2 <= m->slot_count) return 0;
     size_t want = m->slot_count ? m->slot_count : LABELMAP_MIN_SLOTS;
-    while (want < entries * 2) want *= 2;
+    while (want < entries * 2)
+        want *= 2;
     if (want > SIZE_MAX / sizeof(idx_labelmap_slot)) return DEJA_ERR_NOMEM;
     idx_labelmap_slot *slots = malloc(want * sizeof *slots);
     if (!slots) return DEJA_ERR_NOMEM;
-    for (size_t i = 0; i < want; i++) slots[i].value = IDX_LABELMAP_NONE;
+    for (size_t i = 0; i < want; i++)
+        slots[i].value = IDX_LABELMAP_NONE;
 
     idx_labelmap_slot *old = m->slots;
     size_t old_count = m->slot_count;
     m->slots = slots;
     m->slot_count = want;
     for (size_t i = 0; i < old_count; i++)
-        if (old[i].value != IDX_LABELMAP_NONE)
-            map_place(m, old[i].label, old[i].value);
+        if (old[i].value != IDX_LABELMAP_NONE) map_place(m, old[i].label, old[i].value);
     free(old);
     return 0;
 }
@@ -104,8 +106,7 @@ int idx_labelmap_erase(idx_labelmap *m, uint64_t label) {
         /* The entry at j may stay if its home lies cyclically in
          * (hole, j]: a probe from home reaches j without crossing the
          * hole. */
-        int stays =
-            hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        int stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
         if (stays) continue;
         m->slots[hole] = m->slots[j];
         hole = j;

@@ -5,11 +5,14 @@
  * match is the inner product (= cosine similarity). Every index keeps a
  * 64-bit label per vector (the server's entry id).
  *
- * Threading: an idx is not internally synchronised. Any number of threads
- * may call the const functions (search, count, memory) at once; add and
- * remove need exclusive access. The server wraps each index in a
- * pthread_rwlock. idx_simd_init() must run once, before any other call, on
- * one thread (it sets the dispatch pointers: the only globals in deja).
+ * Threading: any number of threads may call the const functions (search,
+ * get, count, memory) at once. add and remove need exclusive access,
+ * unless idx_concurrent_writes() is nonzero (HNSW), in which case the
+ * index synchronises them itself and they may run alongside searches and
+ * each other; clear and destroy always need exclusive access. The server
+ * wraps each index in a pthread_rwlock. idx_simd_init() must run once,
+ * before any other call, on one thread (it sets the dispatch pointers: the
+ * only globals in deja).
  *
  * Errors: functions return 0 or a negative DEJA_ERR_* code. */
 #ifndef DEJA_IDX_H

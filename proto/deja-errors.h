@@ -36,7 +36,8 @@
     X(CLOSED, -103, "connection closed")                                       \
     X(PROTOCOL, -104, "malformed reply from server")                           \
     X(INVALID_ARG, -105, "invalid argument")                                   \
-    X(IO, -106, "I/O error")
+    X(IO, -106, "I/O error") \
+    X(UNAVAILABLE, -107, "unavailable: circuit breaker open")
 
 #define DEJA_ERROR_ENUM_(name, code, msg) DEJA_ERR_##name = (code),
 enum deja_error { DEJA_ERROR_TABLE(DEJA_ERROR_ENUM_) };

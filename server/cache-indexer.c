@@ -48,6 +48,8 @@ static void move_one(const move *m, float *vec) {
     pthread_rwlock_wrlock(&ns->lock);
     if (u64map_get(&ns->entries, m->id)) idx_remove(ns->fresh, m->id);
     else idx_remove(ns->main, m->id);
+    /* A drained staging index gives back the memory a burst made it take. */
+    if (idx_count(ns->fresh) == 0) idx_clear(ns->fresh);
     pthread_rwlock_unlock(&ns->lock);
 }
 
@@ -66,7 +68,10 @@ static void *indexer_main(void *arg) {
         move_one(&m, vec);
         pthread_mutex_lock(&ix->mu);
         ix->busy--;
-        if (ix->len == 0 && ix->busy == 0) pthread_cond_broadcast(&ix->idle);
+        /* Waiters want "idle" or "below a limit": wake them now and then,
+         * not on every move. */
+        if ((ix->len == 0 && ix->busy == 0) || (ix->len & 255) == 0)
+            pthread_cond_broadcast(&ix->idle);
     }
     pthread_mutex_unlock(&ix->mu);
     free(vec);
@@ -96,6 +101,7 @@ void cache_indexer_stop(cache_indexer *ix) {
     pthread_mutex_lock(&ix->mu);
     ix->stopping = 1;
     pthread_cond_broadcast(&ix->work);
+    pthread_cond_broadcast(&ix->idle);
     pthread_mutex_unlock(&ix->mu);
     for (unsigned i = 0; i < ix->nthreads; i++) pthread_join(ix->threads[i], NULL);
     pthread_mutex_destroy(&ix->mu);
@@ -133,6 +139,13 @@ size_t cache_indexer_backlog(cache_indexer *ix) {
     size_t n = ix->len + ix->busy;
     pthread_mutex_unlock(&ix->mu);
     return n;
+}
+
+void cache_indexer_wait_below(cache_indexer *ix, size_t limit) {
+    pthread_mutex_lock(&ix->mu);
+    while (ix->len + ix->busy > limit && !ix->stopping)
+        pthread_cond_wait(&ix->idle, &ix->mu);
+    pthread_mutex_unlock(&ix->mu);
 }
 
 void cache_indexer_wait_idle(cache_indexer *ix) {

@@ -174,4 +174,7 @@ size_t cache_indexer_backlog(cache_indexer *ix);
  * benchmarks, shutdown). */
 void cache_indexer_wait_idle(cache_indexer *ix);
 
+/* Blocks until at most limit entries wait for the graph. */
+void cache_indexer_wait_below(cache_indexer *ix, size_t limit);
+
 #endif

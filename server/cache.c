@@ -56,6 +56,10 @@ void cache_set_clock(cache *c, cache_clock_fn fn, void *ctx) {
 
 void cache_wait_indexed(cache *c) { cache_indexer_wait_idle(c->indexer); }
 
+void cache_wait_unindexed_below(cache *c, size_t limit) {
+    cache_indexer_wait_below(c->indexer, limit);
+}
+
 int cache_each_usage(cache *c, int (*fn)(void *ctx, const store_usage_rec *u), void *ctx) {
     int rc = 0;
     pthread_rwlock_rdlock(&c->ns_lock);
@@ -241,9 +245,14 @@ static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float
     if (e) {
         id = e->id;
     } else if (ns->dedup > 0) {
-        idx_hit hits[2];
+        /* The graph only: scanning the staging index too would make every
+         * STORE cost O(backlog) exactly when STOREs arrive fastest. A
+         * near-copy stored while its twin waits for the graph is kept. */
+        idx_hit hits[1];
         uint32_t n = 0;
-        if (search_locked(ns, vec, 1, 0, ns->dedup, now_ms, hits, &n) == 0 && n == 1)
+        live_filter filter = {.ns = ns, .now_ms = now_ms};
+        if (idx_search(ns->main, vec, 1, ns->dedup, entry_is_live, &filter, hits, &n) == 0 &&
+            n == 1)
             id = hits[0].label;
     }
     if (id && vector_of_locked(ns, id, vec_out) != 0) id = 0;

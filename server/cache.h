@@ -107,6 +107,10 @@ int cache_load_entry(cache *c, const store_entry_rec *e);
  * (tests, benchmarks). */
 void cache_wait_indexed(cache *c);
 
+/* Blocks until at most limit published entries wait for the graph (the
+ * commit thread's backpressure when STOREs outpace graph insertion). */
+void cache_wait_unindexed_below(cache *c, size_t limit);
+
 /* Calls fn for the usage (hits, LFU counter, last hit, expiry) of every
  * entry that has been hit, namespace by namespace, under each namespace's
  * read lock; for writing it back on a clean shutdown. Stops at the first

@@ -40,6 +40,7 @@ enum {
     OPT_DEDUP,
     OPT_MAX_MEMORY,
     OPT_MAX_ENTRIES,
+    OPT_MAX_UNINDEXED,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -92,7 +93,7 @@ static const flag_doc flags[] = {
     {{"quant", required_argument, NULL, OPT_QUANT}, "Q",
      "vector codes for HNSW traversal: f32 (default) or int8"},
     {{"index-threads", required_argument, NULL, OPT_INDEX_THREADS}, "N",
-     "threads moving new entries into the graph (default 1)"},
+     "threads moving new entries into the graph (default: one per CPU)"},
     {{"min-threshold", required_argument, NULL, OPT_MIN_THRESHOLD}, "COS",
      "lookup threshold floor of namespaces that set none (default 0.5)"},
     {{"dedup", required_argument, NULL, OPT_DEDUP}, "COS",
@@ -101,6 +102,9 @@ static const flag_doc flags[] = {
      "memory budget (indexes + entries); LFU eviction past it (default: none)"},
     {{"max-entries", required_argument, NULL, OPT_MAX_ENTRIES}, "N",
      "entry cap; LFU eviction past it (default: none)"},
+    {{"max-unindexed", required_argument, NULL, OPT_MAX_UNINDEXED}, "N",
+     "STOREs wait while more than N entries wait for the graph; 0 = never "
+     "(default 100000)"},
     {{"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET}, "SECONDS",
      "testing only: run the cache's clock this far ahead (TTL tests)"},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
@@ -169,6 +173,7 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
     cfg->max_disk = SRV_DEFAULT_MAX_DISK;
     cfg->index_kind = IDX_KIND_HNSW;
     cfg->min_threshold = 0.5f;
+    cfg->max_unindexed = 100000;
     cfg->dedup = 0.99f;
     cfg->auth_token = getenv("DEJA_AUTH_TOKEN");
     if (cfg->auth_token && !cfg->auth_token[0]) cfg->auth_token = NULL;
@@ -291,6 +296,10 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
         case OPT_MAX_ENTRIES:
             if (parse_uint("max-entries", optarg, 1, UINT64_MAX / 2, &v)) return -1;
             cfg->max_entries = v;
+            break;
+        case OPT_MAX_UNINDEXED:
+            if (parse_uint("max-unindexed", optarg, 0, UINT64_MAX / 2, &v)) return -1;
+            cfg->max_unindexed = v;
             break;
         case OPT_CLOCK_OFFSET:
             if (parse_uint("clock-offset", optarg, 0, 100u * 365u * 86400u, &v))

@@ -146,6 +146,7 @@ typedef struct srv_writer_config {
     enum store_fsync fsync;
     uint32_t sync_interval_ms; /* STORE_FSYNC_BATCH */
     size_t max_batch;          /* ops per transaction */
+    size_t max_unindexed;      /* STOREs wait while more wait for the graph */
 } srv_writer_config;
 
 int srv_writer_start(srv_server *srv, store *st, const srv_writer_config *cfg,

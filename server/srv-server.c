@@ -352,7 +352,8 @@ static cache_config srv_cache_config(const srv_config *cfg, srv_server *s) {
         .hnsw_ef_construction = cfg->hnsw_ef_construction,
         .hnsw_ef_search = cfg->hnsw_ef_search,
         .quant = (enum idx_quant)cfg->quant,
-        .indexer_threads = cfg->index_threads,
+        .indexer_threads = cfg->index_threads ? cfg->index_threads
+                                              : uv_available_parallelism(),
     };
     return c;
 }
@@ -458,7 +459,8 @@ int srv_run(const srv_config *cfg) {
     }
     cache_set_clock(s.cache, cache_clock, (void *)cfg);
     srv_writer_config wcfg = {.fsync = (enum store_fsync)cfg->fsync_mode,
-                              .sync_interval_ms = cfg->fsync_interval_ms};
+                              .sync_interval_ms = cfg->fsync_interval_ms,
+                              .max_unindexed = cfg->max_unindexed};
     if (open_and_load(&s, &lock_fd) != 0 ||
         srv_writer_start(&s, s.store, &wcfg, &s.writer) != 0) {
         store_close(s.store);

@@ -175,6 +175,10 @@ static void *writer_main(void *arg) {
         if (!wr->head) break; /* stopping and drained */
         srv_wop *batch = take_batch_locked(wr);
         pthread_mutex_unlock(&wr->mu);
+        /* Backpressure: when STOREs outpace graph insertion, the staging
+         * indexes (scanned exactly by every lookup) would grow without
+         * bound; past the limit, commits wait for the graph instead. */
+        if (wr->cfg.max_unindexed) cache_wait_unindexed_below(wr->srv->cache, wr->cfg.max_unindexed);
         commit_batch(wr, batch);
         maybe_sync(wr, 0);
         deliver(batch);

@@ -44,6 +44,7 @@ typedef struct srv_config {
     float dedup;             /* default write-time dedup similarity; 0 = off */
     uint64_t max_memory;     /* budget for index + in-memory entries; 0 = none */
     uint64_t max_entries;    /* entry cap; 0 = none */
+    uint64_t max_unindexed;  /* STOREs wait while more entries wait for the graph */
 } srv_config;
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when

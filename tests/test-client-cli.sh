@@ -2,7 +2,7 @@
 # test-client-cli.sh BUILD_DIR SOURCE_DIR: deja-cli against a real dejad --
 # every command, the three vector formats, --json output that parses, and
 # the exit statuses scripts rely on (0 ok/hit, 1 miss, 2 usage, 3 server
-# error, 4 connection error, 5 unsupported).
+# error, 4 connection error, 5 not supported: a fake older server).
 set -eu
 
 if [ $# -ne 2 ]; then
@@ -72,7 +72,7 @@ import struct, sys
 d = sys.argv[1]
 rows = [[1, 2, 3, 4], [4, 3, 2, 1], [1, -1, 1, -1]]
 with open(d + "/v.txt", "w") as f:
-    f.write("# three vectors\n1 2 3 4\n[4, 3, 2, 1]\n\n1,-1,1,-1\n")
+    f.write("# four vectors\n1 2 3 4\n[4, 3, 2, 1]\n\n1,-1,1,-1\n1 1 1 1\n")
 with open(d + "/v.fvecs", "wb") as f:
     for r in rows:
         f.write(struct.pack("<i", 4) + struct.pack("<4f", *r))
@@ -112,20 +112,38 @@ json_is 'j["hits"][0]["response"] == "binary \ufffd\ufffd answer with \"quotes\"
 # A miss: exit 1, with a JSON document all the same.
 expect 1 lookup cli-ns --vec "$tmp/v.txt" --row 2 --threshold 0.99 --json
 json_is 'j["ok"] and not j["hit"] and j["count"] == 0 and j["hits"] == []'
-expect 0 lookup cli-ns --vec "$tmp/v.txt" --row 2 -k 5 --threshold -1 --json
+# Row 3 is about 0.91 similar to both entries (the server floors thresholds
+# at its --min-threshold, 0.5 by default, so a lower one finds no more).
+expect 0 lookup cli-ns --vec "$tmp/v.txt" --row 3 -k 5 --threshold 0.8 --json
 json_is 'j["count"] == 2'
 
 expect 0 info --json
 json_is 'j["ok"] and j["namespace"] is None and "connections" in j["stats"]'
 expect 0 stats cli-ns --json
 json_is 'j["namespace"] == "cli-ns" and j["stats"]["entries"] == 2'
-expect 0 ns info cli-ns
+expect 0 ns info cli-ns --json
+json_is 'j["config"]["dim"] == 4 and j["stats"]["entries"] == 2'
 expect 3 ns info no-such-ns --json
 json_is 'j["error"] == "NOT_FOUND"'
-expect 5 ns list
-expect 5 ns create other --json
-json_is 'not j["ok"] and "not supported" in j["message"]'
-expect 5 ns drop cli-ns
+expect 0 ns create cli-conf --dim 8 --index flat --min-threshold 0.7 --default-ttl 60 \
+    --max-entries 100 --no-dedup --json
+json_is 'j == {"ok": True}'
+expect 0 ns create cli-conf --dim 8 --index flat --min-threshold 0.7 --default-ttl 60 \
+    --max-entries 100 --no-dedup
+expect 3 ns create cli-conf --dim 16 --json
+json_is 'j["error"] == "EXISTS"'
+expect 0 ns info cli-conf --json
+json_is 'j["config"]["index"] == "flat" and j["config"]["dim"] == 8 and abs(j["config"]["min_threshold"] - 0.7) < 1e-6 and j["config"]["no_dedup"] and j["config"]["max_entries"] == 100'
+expect 0 ns list --json
+json_is 'sorted(j["namespaces"]) == ["cli-conf", "cli-ns"]'
+expect 0 ns drop cli-conf --json
+json_is 'j["removed"] == 0'
+expect 3 ns drop cli-conf
+expect 2 ns create x
+expect 2 ns create x --dim 0
+expect 2 ns list --dim 4
+expect 2 ns info
+expect 2 ns rename a
 
 expect 0 delete cli-ns "$id1" --json
 json_is 'j == {"ok": True}'
@@ -159,6 +177,54 @@ grep -q "exit status" "$tmp/out" || { echo "FAIL: --help lacks exit statuses" >&
 expect 4 --url deja://127.0.0.1:1 ping --json
 json_is 'j["error"] == "CONNECT" and "refused" in j["message"]'
 expect 4 --url "unix://$tmp/no-such.sock" info
+
+# A server from before an op: a fake that answers HELLO and then
+# UNKNOWN_OP (status 5) to everything. deja-cli says so with exit 5.
+python3 - "$tmp/fake-port" <<'PY' &
+import socket, struct, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(4)
+open(sys.argv[1], "w").write(str(srv.getsockname()[1]))
+srv.settimeout(30)
+def frame(op, status, rid, body):
+    return b"DJ\x01" + struct.pack("<BHHII", op, 0x8000, status, rid, len(body)) + body
+for _ in range(2):
+    try:
+        conn, _ = srv.accept()
+    except OSError:
+        break
+    buf = b""
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        buf += data
+        while len(buf) >= 16:
+            op, _, _, rid, n = struct.unpack("<BHHII", buf[3:16])
+            if len(buf) < 16 + n:
+                break
+            buf = buf[16 + n:]
+            if op == 0x01:
+                name = b"old-server"
+                body = struct.pack("<HHIIH", 1, 4096, 1 << 20, 0, len(name)) + name
+                conn.sendall(frame(op, 0, rid, body))
+            else:
+                msg = b"unknown opcode"
+                conn.sendall(frame(op, 5, rid, struct.pack("<H", len(msg)) + msg))
+    conn.close()
+PY
+fake_pid=$!
+i=0
+while [ ! -s "$tmp/fake-port" ] && [ $i -lt 500 ]; do
+    i=$((i + 1))
+    sleep 0.01
+done
+expect 5 --url "deja://127.0.0.1:$(cat "$tmp/fake-port")" ns list --json
+json_is 'j["error"] == "UNKNOWN_OP" and "not supported" in j["message"]'
+expect 5 --url "deja://127.0.0.1:$(cat "$tmp/fake-port")" ns drop cli-ns
+kill "$fake_pid" 2>/dev/null || true
+wait "$fake_pid" 2>/dev/null || true
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures checks failed" >&2

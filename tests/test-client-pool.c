@@ -76,8 +76,16 @@ static int refusing_port(int *fd_out) {
 
 static void test_create_checks_the_address_and_does_not_connect(void) {
     static const char *const bad[] = {
-        "", "deja://", "deja://host:0", "deja://host:70000", "deja://h:1/x",
-        "unix://", "unix://relative/path", "unix:", "127.0.0.1:", "[::1",
+        "",
+        "deja://",
+        "deja://host:0",
+        "deja://host:70000",
+        "deja://h:1/x",
+        "unix://",
+        "unix://relative/path",
+        "unix:",
+        "127.0.0.1:",
+        "[::1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         deja_pool *p = (deja_pool *)&p;
@@ -94,8 +102,9 @@ static void test_create_checks_the_address_and_does_not_connect(void) {
 
     /* Every accepted form; a pool to nowhere is fine until it is used. */
     static const char *const good[] = {
-        "deja://127.0.0.1:1", "deja://localhost", "deja://[::1]:7447", "127.0.0.1:7447",
-        "unix:///no/such.sock", "unix:relative.sock", "/abs.sock",
+        "deja://127.0.0.1:1", "deja://localhost",     "deja://[::1]:7447",
+        "127.0.0.1:7447",     "unix:///no/such.sock", "unix:relative.sock",
+        "/abs.sock",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         p = pool_or_fail(good[i], NULL);
@@ -160,7 +169,14 @@ static void test_every_call_over_tcp(void) {
     ASSERT_EQ(r->count, 0);
     deja_result_free(r);
 
-    for (int i = 0; i < 3; i++) ASSERT_OK(deja_pool_store(p, &req, NULL));
+    /* Distinct vectors and no prompt: a repeated prompt or a near-identical
+     * vector would update one entry instead of adding three. */
+    for (int i = 0; i < 3; i++) {
+        float w[DIM];
+        test_unit_vector(10 + (uint64_t)i, w, DIM);
+        deja_store_req more = store_req("p-all", w, "more", NULL);
+        ASSERT_OK(deja_pool_store(p, &more, NULL));
+    }
     uint64_t removed = 0;
     ASSERT_OK(deja_pool_flush(p, "p-all", &removed));
     ASSERT_EQ(removed, 3);
@@ -222,7 +238,8 @@ static void test_lookup_errors_come_back_as_misses(void) {
     ASSERT_EQ(r->count, 0);
     deja_result_free(r);
     /* Only a missing out-parameter gives nothing back. */
-    ASSERT_EQ(deja_pool_lookup(p, "p-err", v, DIM, 0.5f, 1, 0, NULL), DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(deja_pool_lookup(p, "p-err", v, DIM, 0.5f, 1, 0, NULL),
+              DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(deja_pool_lookup(NULL, "p-err", v, DIM, 0.5f, 1, 0, &r),
               DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(r->error, DEJA_ERR_INVALID_ARG);
@@ -271,6 +288,78 @@ static void test_auth_token(void) {
     /* A refused token is a failed connect: the breaker counts it. */
     ASSERT_EQ(st_wrong.connect_failures, 1);
     ASSERT_EQ(st_wrong.consecutive_failures, 1);
+}
+
+/* ---- namespaces ----------------------------------------------------------------------
+ */
+
+static void test_namespace_ops(void) {
+    deja_pool *p = pool_or_fail(tcp_url, &relaxed);
+    deja_ns_config cfg = {
+        .dim = DIM,
+        .index_kind = DEJA_INDEX_FLAT,
+        .min_threshold = 0.75f,
+        .default_ttl_s = 600,
+        .max_entries = 1000,
+        .flags = DEJA_NS_NO_DEDUP,
+    };
+    ASSERT_OK(deja_pool_ns_create(p, "p-ns", &cfg));
+    ASSERT_OK(deja_pool_ns_create(p, "p-ns", &cfg)); /* the same again: no change */
+    deja_ns_config other = cfg;
+    other.default_ttl_s = 5;
+    ASSERT_EQ(deja_pool_ns_create(p, "p-ns", &other), DEJA_ERR_EXISTS);
+    deja_ns_config no_dim = {0};
+    ASSERT_EQ(deja_pool_ns_create(p, "p-ns2", &no_dim), DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(deja_pool_ns_create(p, "p-ns2", NULL), DEJA_ERR_INVALID_ARG);
+
+    float v[DIM];
+    test_unit_vector(77, v, DIM);
+    deja_store_req req = store_req("p-ns", v, "in a configured namespace", NULL);
+    ASSERT_OK(deja_pool_store(p, &req, NULL));
+
+    deja_ns_info *info = NULL;
+    ASSERT_OK(deja_pool_ns_info(p, "p-ns", &info));
+    ASSERT_EQ(info->config.dim, DIM);
+    ASSERT_EQ(info->config.index_kind, DEJA_INDEX_FLAT);
+    ASSERT_NEAR(info->config.min_threshold, 0.75, 1e-6);
+    ASSERT_EQ(info->config.default_ttl_s, 600);
+    ASSERT_U64_EQ(info->config.max_entries, 1000);
+    ASSERT_EQ(info->config.flags, DEJA_NS_NO_DEDUP);
+    ASSERT_TRUE(info->config.faiss_factory == NULL);
+    uint64_t entries = 0;
+    ASSERT_OK(deja_stats_find(&info->stats, "entries", &entries));
+    ASSERT_EQ(entries, 1);
+    deja_ns_info_free(info);
+    ASSERT_EQ(deja_pool_ns_info(p, "p-no-such-ns", &info), DEJA_ERR_NOT_FOUND);
+    ASSERT_TRUE(info == NULL);
+
+    /* The same through a plain connection. */
+    deja_client *c = NULL;
+    ASSERT_OK(deja_connect(srv.addr, NULL, &c));
+    deja_ns_list *list = NULL;
+    ASSERT_OK(deja_ns_list_get(c, &list));
+    int found = 0;
+    for (uint32_t i = 0; i < list->count; i++)
+        found += strcmp(list->names[i], "p-ns") == 0;
+    ASSERT_EQ(found, 1);
+    deja_ns_list_free(list);
+    ASSERT_OK(deja_ns_info_get(c, "p-ns", &info));
+    ASSERT_EQ(info->config.dim, DIM);
+    deja_ns_info_free(info);
+    uint64_t removed = 0;
+    ASSERT_OK(deja_ns_drop(c, "p-ns", &removed));
+    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(deja_ns_drop(c, "p-ns", NULL), DEJA_ERR_NOT_FOUND);
+    ASSERT_OK(deja_ping(c));
+    deja_close(c);
+
+    ASSERT_OK(deja_pool_ns_list(p, &list));
+    for (uint32_t i = 0; i < list->count; i++)
+        ASSERT_TRUE(strcmp(list->names[i], "p-ns"));
+    deja_ns_list_free(list);
+    deja_pool_status st = status_of(p);
+    ASSERT_EQ(st.failures, 0);
+    deja_pool_destroy(p);
 }
 
 /* ---- many threads ------------------------------------------------------------------ */
@@ -340,9 +429,11 @@ static void test_eight_threads_share_one_pool(void) {
         w[i] = (worker){.pool = p, .index = i};
         ASSERT_OK(pthread_create(&th[i], NULL, worker_main, &w[i]));
     }
-    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < THREADS; i++)
-        if (w[i].errors) HARNESS_FAIL("%d errors; first: %s", w[i].errors, w[i].first_error);
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++)
+        if (w[i].errors)
+            HARNESS_FAIL("%d errors; first: %s", w[i].errors, w[i].first_error);
     deja_pool_status st = status_of(p);
     ASSERT_LE(st.connects, 4);
     ASSERT_LE(st.connections, 4);
@@ -351,7 +442,8 @@ static void test_eight_threads_share_one_pool(void) {
     deja_pool_destroy(p);
 }
 
-/* ---- batches ------------------------------------------------------------------------ */
+/* ---- batches ------------------------------------------------------------------------
+ */
 
 #define BATCH_STORED 120
 #define BATCH_QUERIES 240
@@ -371,7 +463,8 @@ static void store_batch(deja_pool *p, const char *ns, uint64_t *ids) {
     for (int i = 0; i < BATCH_STORED; i++) {
         ASSERT_EQ(codes[i], 0);
         ASSERT_TRUE(ids[i] != 0);
-        for (int j = 0; j < i; j++) ASSERT_TRUE(ids[i] != ids[j]);
+        for (int j = 0; j < i; j++)
+            ASSERT_TRUE(ids[i] != ids[j]);
     }
 }
 
@@ -431,7 +524,8 @@ static void test_batches_equal_single_calls(void) {
     ASSERT_OK(deja_connect(srv.addr, NULL, &c));
     deja_result *again[BATCH_QUERIES];
     ASSERT_OK(deja_lookup_many(c, reqs, BATCH_QUERIES, again));
-    for (int i = 0; i < BATCH_QUERIES; i++) assert_same_result(many[i], again[i]);
+    for (int i = 0; i < BATCH_QUERIES; i++)
+        assert_same_result(many[i], again[i]);
     ASSERT_OK(deja_ping(c)); /* the connection is in step afterwards */
     deja_results_free(again, BATCH_QUERIES);
     ASSERT_TRUE(again[0] == NULL);
@@ -451,9 +545,10 @@ static void test_batch_errors_stay_with_their_request(void) {
     test_unit_vector(7, v, DIM);
     test_unit_vector(8, half, DIM / 2);
     deja_store_req sreqs[5];
-    for (int i = 0; i < 5; i++) sreqs[i] = store_req("p-berr", v, "ok", NULL);
-    sreqs[1].completion = 2;     /* TRUNCATED: the server refuses it */
-    sreqs[3].vector = NULL;      /* refused before sending */
+    for (int i = 0; i < 5; i++)
+        sreqs[i] = store_req("p-berr", v, "ok", NULL);
+    sreqs[1].completion = 2; /* TRUNCATED: the server refuses it */
+    sreqs[3].vector = NULL;  /* refused before sending */
     uint64_t ids[5];
     int codes[5];
     ASSERT_EQ(deja_pool_store_many(p, sreqs, 5, ids, codes), DEJA_ERR_REJECTED);
@@ -506,7 +601,7 @@ static void test_large_batches_do_not_deadlock(void) {
     deja_client *c = NULL;
     deja_options copts = {.request_timeout_ms = 60000};
     ASSERT_OK(deja_connect(srv.addr, &copts, &c));
-    enum { STORES = 1500, BIG = 32768, LOOKUPS = 400, K = 16 };
+    enum { STORES = 1500, BIG = 32768, NBIG = 256, LOOKUPS = 400, K = 16 };
     char *big = malloc(BIG);
     memset(big, 'z', BIG);
     static float vecs[STORES][DIM];
@@ -516,14 +611,14 @@ static void test_large_batches_do_not_deadlock(void) {
         test_unit_vector(20000 + (uint64_t)i, vecs[i], DIM);
         reqs[i] = store_req("p-big", vecs[i], "", NULL);
         reqs[i].response = big;
-        reqs[i].response_len = i < 64 ? BIG : 100;
+        reqs[i].response_len = i < NBIG ? BIG : 100;
     }
     int rc = deja_store_many(c, reqs, STORES, ids, NULL);
     deja_lookup_req *lreqs = calloc(LOOKUPS, sizeof *lreqs);
     deja_result **out = calloc(LOOKUPS, sizeof *out);
     for (int i = 0; i < LOOKUPS; i++)
         lreqs[i] = (deja_lookup_req){.ns = "p-big",
-                                     .vector = vecs[i % 64],
+                                     .vector = vecs[i % NBIG],
                                      .dim = DIM,
                                      .threshold = -1.0f,
                                      .k = K};
@@ -540,14 +635,18 @@ static void test_large_batches_do_not_deadlock(void) {
     free(big);
     deja_close(c);
     ASSERT_OK(rc);
-    for (int i = 0; i < STORES; i++) ASSERT_TRUE(ids[i] != 0);
+    for (int i = 0; i < STORES; i++)
+        ASSERT_TRUE(ids[i] != 0);
     free(ids);
     ASSERT_OK(rc_lookup);
-    ASSERT_GT(reply_bytes, 16u << 20); /* well past the server's outbuf limit */
+    /* At least the big entry itself per lookup: 12.5 MiB in all, past the
+     * server's 8 MiB outbuf limit. */
+    ASSERT_GE(reply_bytes, (size_t)LOOKUPS * BIG);
     ASSERT_OK(rc_ping);
 }
 
-/* ---- get or fetch ------------------------------------------------------------------- */
+/* ---- get or fetch -------------------------------------------------------------------
+ */
 
 typedef struct fetch_ctx {
     int calls;
@@ -593,6 +692,17 @@ static void test_get_or_fetch(void) {
     ASSERT_EQ(r->flags, 0);
     ASSERT_U64_EQ(r->hits[0].id, id);
     ASSERT_STR_EQ(r->hits[0].response, "LLM says: why?");
+    deja_result_free(r);
+
+    /* The same prompt with an unrelated vector: the prompt went along with
+     * the lookup, so the server's exact tier finds the entry by its text. */
+    float unrelated[DIM];
+    test_unit_vector(33, unrelated, DIM);
+    ASSERT_OK(
+        deja_get_or_fetch(p, "p-gof", "why?", unrelated, DIM, 0.9f, fake_llm, &ctx, &r));
+    ASSERT_EQ(ctx.calls, 1);
+    ASSERT_EQ(r->count, 1);
+    ASSERT_U64_EQ(r->hits[0].id, id);
     deja_result_free(r);
 
     /* A truncated answer is returned but never cached. */
@@ -657,6 +767,7 @@ int main(void) {
     RUN(test_unix_socket_url);
     RUN(test_lookup_errors_come_back_as_misses);
     RUN(test_auth_token);
+    RUN(test_namespace_ops);
     RUN(test_eight_threads_share_one_pool);
     RUN(test_batches_equal_single_calls);
     RUN(test_batch_errors_stay_with_their_request);

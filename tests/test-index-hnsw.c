@@ -17,30 +17,29 @@ static idx *hnsw_create(uint32_t dim, uint64_t seed) {
 }
 
 /* An index holding base[i] under label i. */
-static idx *hnsw_with_rows(const float *base, size_t n, uint32_t dim,
-                           uint64_t seed) {
+static idx *hnsw_with_rows(const float *base, size_t n, uint32_t dim, uint64_t seed) {
     idx *ix = hnsw_create(dim, seed);
-    for (size_t i = 0; i < n; i++) ASSERT_OK(idx_add(ix, i, base + i * dim));
+    for (size_t i = 0; i < n; i++)
+        ASSERT_OK(idx_add(ix, i, base + i * dim));
     ASSERT_EQ(idx_count(ix), n);
     return ix;
 }
 
 static double exact_dot(const float *a, const float *b, uint32_t dim) {
     double s = 0.0;
-    for (uint32_t i = 0; i < dim; i++) s += (double)a[i] * (double)b[i];
+    for (uint32_t i = 0; i < dim; i++)
+        s += (double)a[i] * (double)b[i];
     return s;
 }
 
 /* Results best first, no label twice, each score the label's true score. */
-static void assert_hits_valid(const idx_hit *got, uint32_t n,
-                              const float *query, const float *base,
-                              uint32_t dim) {
+static void assert_hits_valid(const idx_hit *got, uint32_t n, const float *query,
+                              const float *base, uint32_t dim) {
     for (uint32_t i = 0; i < n; i++) {
         if (i > 0) ASSERT_TRUE(got[i - 1].score >= got[i].score);
         for (uint32_t j = 0; j < i; j++)
             ASSERT_TRUE(got[j].label != got[i].label);
-        ASSERT_NEAR(exact_dot(query, base + got[i].label * dim, dim),
-                    got[i].score, 1e-5);
+        ASSERT_NEAR(exact_dot(query, base + got[i].label * dim, dim), got[i].score, 1e-5);
     }
 }
 
@@ -94,8 +93,7 @@ static double recall_at_10(idx *ix, const float *base, size_t n, uint32_t dim,
     for (uint32_t i = 0; i < nq; i++) {
         vec_paraphrase(&r, base, n, dim, q);
         uint32_t ngot = 0, nwant = 0;
-        ASSERT_OK(idx_search_ef(ix, q, 10, ef, -INFINITY, NULL, NULL, got,
-                                &ngot));
+        ASSERT_OK(idx_search_ef(ix, q, 10, ef, -INFINITY, NULL, NULL, got, &ngot));
         idx_bruteforce(base, n, dim, q, 10, want, &nwant);
         ASSERT_EQ(ngot, 10);
         assert_hits_valid(got, ngot, q, base, dim);
@@ -109,7 +107,8 @@ static void test_recall_at_10_is_at_least_095_at_ef_64_on_5000_x_128(void) {
     const uint32_t dim = 128;
     const size_t n = 5000;
     vec_rng r = {11};
-    float *base = vec_clustered(&r, n, dim, 50);
+    /* Loose clusters: a search must work to find the true neighbours. */
+    float *base = vec_clustered_spread(&r, n, dim, 50, 2.0f);
     idx *ix = hnsw_with_rows(base, n, dim, 0);
     double recall = recall_at_10(ix, base, n, dim, 200, 64, 12);
     fprintf(stderr, "   recall@10 at ef 64: %.4f\n", recall);
@@ -140,12 +139,14 @@ static void test_small_index_returns_every_vector_when_k_exceeds_count(void) {
 static void test_identical_scores_rank_the_lower_label_first(void) {
     float v[4] = {0.5f, 0.5f, 0.5f, 0.5f};
     idx *ix = hnsw_create(4, 0);
-    for (uint64_t label = 10; label > 0; label--) ASSERT_OK(idx_add(ix, label, v));
+    for (uint64_t label = 10; label > 0; label--)
+        ASSERT_OK(idx_add(ix, label, v));
     idx_hit hits[10];
     uint32_t n = 0;
     ASSERT_OK(idx_search(ix, v, 10, -INFINITY, NULL, NULL, hits, &n));
     ASSERT_EQ(n, 10);
-    for (uint32_t i = 0; i < n; i++) ASSERT_U64_EQ(hits[i].label, i + 1);
+    for (uint32_t i = 0; i < n; i++)
+        ASSERT_U64_EQ(hits[i].label, i + 1);
     idx_destroy(ix);
 }
 
@@ -166,7 +167,8 @@ static void test_min_score_drops_results_below_it(void) {
         float cut = hits[4].score;
         ASSERT_OK(idx_search(ix, q, 10, cut, NULL, NULL, hits, &n_cut));
         ASSERT_GE(n_cut, 5);
-        for (uint32_t j = 0; j < n_cut; j++) ASSERT_TRUE(hits[j].score >= cut);
+        for (uint32_t j = 0; j < n_cut; j++)
+            ASSERT_TRUE(hits[j].score >= cut);
         ASSERT_OK(idx_search(ix, q, 10, 1.5f, NULL, NULL, hits, &n_cut));
         ASSERT_EQ(n_cut, 0);
     }
@@ -199,8 +201,7 @@ static void test_filter_rejects_labels_and_search_still_fills_k(void) {
     for (int i = 0; i < 30; i++) {
         vec_paraphrase(&r, base, n, dim, q);
         uint32_t got = 0;
-        ASSERT_OK(idx_search(ix, q, 10, -INFINITY, accept_multiples, &f, hits,
-                             &got));
+        ASSERT_OK(idx_search(ix, q, 10, -INFINITY, accept_multiples, &f, hits, &got));
         ASSERT_EQ(got, 10);
         for (uint32_t j = 0; j < got; j++)
             ASSERT_EQ(hits[j].label % 50, 0);
@@ -217,16 +218,17 @@ static void test_removed_labels_are_never_returned(void) {
     vec_rng r = {51};
     float *base = vec_clustered(&r, n, dim, 20);
     idx *ix = hnsw_with_rows(base, n, dim, 0);
-    for (size_t i = 0; i < n; i += 3) ASSERT_OK(idx_remove(ix, i));
+    for (size_t i = 0; i < n; i += 3)
+        ASSERT_OK(idx_remove(ix, i));
     ASSERT_EQ(idx_count(ix), n - (n + 2) / 3);
     ASSERT_EQ(idx_remove(ix, 0), DEJA_ERR_NOT_FOUND);
     idx_hit hits[20];
     for (size_t i = 0; i < n; i += 7) {
         uint32_t got = 0;
-        ASSERT_OK(idx_search(ix, base + i * dim, 20, -INFINITY, NULL, NULL,
-                             hits, &got));
+        ASSERT_OK(idx_search(ix, base + i * dim, 20, -INFINITY, NULL, NULL, hits, &got));
         ASSERT_EQ(got, 20);
-        for (uint32_t j = 0; j < got; j++) ASSERT_NE(hits[j].label % 3, 0);
+        for (uint32_t j = 0; j < got; j++)
+            ASSERT_NE(hits[j].label % 3, 0);
         /* A vector still present finds itself first. */
         if (i % 3 != 0) ASSERT_U64_EQ(hits[0].label, i);
     }
@@ -246,8 +248,8 @@ static void test_removing_every_vector_leaves_an_index_that_finds_nothing(void) 
     for (size_t i = 0; i < n; i++) {
         ASSERT_OK(idx_remove(ix, i));
         if (i % 50 == 0 && i + 5 < n) {
-            ASSERT_OK(idx_search(ix, base + (n - 1) * dim, 5, -INFINITY, NULL,
-                                 NULL, hits, &got));
+            ASSERT_OK(idx_search(ix, base + (n - 1) * dim, 5, -INFINITY, NULL, NULL, hits,
+                                 &got));
             ASSERT_EQ(got, 5);
             ASSERT_U64_EQ(hits[0].label, n - 1);
         }
@@ -256,9 +258,9 @@ static void test_removing_every_vector_leaves_an_index_that_finds_nothing(void) 
     ASSERT_OK(idx_search(ix, base, 5, -INFINITY, NULL, NULL, hits, &got));
     ASSERT_EQ(got, 0);
     /* And it fills up again. */
-    for (size_t i = 0; i < 10; i++) ASSERT_OK(idx_add(ix, 1000 + i, base + i * dim));
-    ASSERT_OK(idx_search(ix, base + 3 * dim, 5, -INFINITY, NULL, NULL, hits,
-                         &got));
+    for (size_t i = 0; i < 10; i++)
+        ASSERT_OK(idx_add(ix, 1000 + i, base + i * dim));
+    ASSERT_OK(idx_search(ix, base + 3 * dim, 5, -INFINITY, NULL, NULL, hits, &got));
     ASSERT_EQ(got, 5);
     ASSERT_U64_EQ(hits[0].label, 1003);
     idx_destroy(ix);
@@ -376,8 +378,7 @@ static void test_memory_grows_with_count_and_its_breakdown_adds_up(void) {
 }
 
 static void test_initial_capacity_is_allocated_up_front(void) {
-    idx_config cfg = {
-        .kind = IDX_KIND_HNSW, .dim = 64, .initial_capacity = 5000};
+    idx_config cfg = {.kind = IDX_KIND_HNSW, .dim = 64, .initial_capacity = 5000};
     idx *ix = NULL;
     ASSERT_OK(idx_create(&cfg, &ix));
     idx_memory_info m;
@@ -396,8 +397,7 @@ static void test_batch_search_answers_like_single_searches(void) {
     uint32_t nb[4], n1 = 0;
     ASSERT_OK(idx_search_batch(ix, base, 4, 5, batch, nb));
     for (uint32_t q = 0; q < 4; q++) {
-        ASSERT_OK(idx_search(ix, base + q * dim, 5, -INFINITY, NULL, NULL, one,
-                             &n1));
+        ASSERT_OK(idx_search(ix, base + q * dim, 5, -INFINITY, NULL, NULL, one, &n1));
         ASSERT_EQ(nb[q], n1);
         assert_same_hits(batch + q * 5, one, n1);
     }

@@ -27,13 +27,13 @@ static void fill_codes(vec_rng *r, int8_t *v, size_t n) {
     }
 }
 
-static void check_equal(const idx_kernel_i8 *k, const int8_t *a,
-                        const int8_t *b, size_t n) {
+static void check_equal(const idx_kernel_i8 *k, const int8_t *a, const int8_t *b,
+                        size_t n) {
     int32_t want = scalar_i8()->dot(a, b, n);
     int32_t got = k->dot(a, b, n);
     if (got != want)
-        HARNESS_FAIL("kernel %s, n=%zu: %d vs scalar %d", k->name, n,
-                     (int)got, (int)want);
+        HARNESS_FAIL("kernel %s, n=%zu: %d vs scalar %d", k->name, n, (int)got,
+                     (int)want);
 }
 
 static void test_scalar_int8_kernel_computes_the_inner_product(void) {
@@ -138,12 +138,41 @@ static workload make_workload(void) {
         float *v = w.queries + q * DIM;
         const float *src = w.base + (vec_rng_next(&r) % N) * DIM;
         if (q % 10 < 7)
-            vec_paraphrase_at(&r, src, 0.86f + 0.12f * vec_rng_unit(&r), DIM,
-                              v);
+            vec_paraphrase_at(&r, src, 0.86f + 0.12f * vec_rng_unit(&r), DIM, v);
         else
             vec_perturb(&r, src, 1.0f / sqrtf(DIM), DIM, v); /* novel */
     }
     return w;
+}
+
+/* Both tests below search the same pair of indexes, built once. */
+static workload fixture_data;
+static idx *fixture_f32, *fixture_i8;
+static float fixture_best[NQ]; /* exact best score of each query */
+
+static void fixture(void) {
+    if (fixture_f32) return;
+    fixture_data = make_workload();
+    fixture_f32 = quant_index(IDX_QUANT_F32);
+    fixture_i8 = quant_index(IDX_QUANT_INT8);
+    for (size_t i = 0; i < N; i++) {
+        ASSERT_OK(idx_add(fixture_f32, i, fixture_data.base + i * DIM));
+        ASSERT_OK(idx_add(fixture_i8, i, fixture_data.base + i * DIM));
+    }
+    for (size_t q = 0; q < NQ; q++) {
+        idx_hit best;
+        uint32_t n = 0;
+        idx_bruteforce(fixture_data.base, N, DIM, fixture_data.queries + q * DIM, 1,
+                       &best, &n);
+        fixture_best[q] = best.score;
+    }
+}
+
+static void fixture_free(void) {
+    idx_destroy(fixture_f32);
+    idx_destroy(fixture_i8);
+    free(fixture_data.base);
+    free(fixture_data.queries);
 }
 
 typedef struct hit_stats {
@@ -153,11 +182,10 @@ typedef struct hit_stats {
 
 static hit_stats threshold_hits(idx *ix, const workload *w) {
     hit_stats st = {0, 0};
-    idx_hit exact[1], hits[10];
+    idx_hit hits[10];
     for (size_t q = 0; q < NQ; q++) {
         const float *v = w->queries + q * DIM;
-        uint32_t ne = 0, n = 0;
-        idx_bruteforce(w->base, N, DIM, v, 1, exact, &ne);
+        uint32_t n = 0;
         ASSERT_OK(idx_search(ix, v, 10, THRESHOLD, NULL, NULL, hits, &n));
         for (uint32_t i = 0; i < n; i++) {
             ASSERT_TRUE(hits[i].score >= THRESHOLD);
@@ -167,7 +195,7 @@ static hit_stats threshold_hits(idx *ix, const workload *w) {
                 s += (double)v[d] * w->base[hits[i].label * DIM + d];
             ASSERT_NEAR(hits[i].score, s, 1e-5);
         }
-        if (exact[0].score >= THRESHOLD) {
+        if (fixture_best[q] >= THRESHOLD) {
             st.need++;
             if (n > 0) st.got++;
         }
@@ -176,15 +204,12 @@ static hit_stats threshold_hits(idx *ix, const workload *w) {
 }
 
 static void test_int8_finds_the_threshold_hits_f32_finds(void) {
-    workload w = make_workload();
-    idx *f32 = quant_index(IDX_QUANT_F32), *i8 = quant_index(IDX_QUANT_INT8);
-    for (size_t i = 0; i < N; i++) {
-        ASSERT_OK(idx_add(f32, i, w.base + i * DIM));
-        ASSERT_OK(idx_add(i8, i, w.base + i * DIM));
-    }
-    hit_stats a = threshold_hits(f32, &w), b = threshold_hits(i8, &w);
-    fprintf(stderr, "   hits at %.2f: f32 %u/%u, int8 %u/%u\n",
-            (double)THRESHOLD, a.got, a.need, b.got, b.need);
+    fixture();
+    idx *f32 = fixture_f32, *i8 = fixture_i8;
+    hit_stats a = threshold_hits(f32, &fixture_data),
+              b = threshold_hits(i8, &fixture_data);
+    fprintf(stderr, "   hits at %.2f: f32 %u/%u, int8 %u/%u\n", (double)THRESHOLD, a.got,
+            a.need, b.got, b.need);
     ASSERT_GT(b.need, NQ / 2);
     ASSERT_TRUE(b.got >= 0.999 * b.need);
     ASSERT_TRUE(b.got >= a.got);
@@ -199,25 +224,18 @@ static void test_int8_finds_the_threshold_hits_f32_finds(void) {
     /* The exact copies re-rank; f32 keeps none. */
     ASSERT_GE(mi.exact, (size_t)N * DIM * sizeof(float));
     ASSERT_EQ(mf.exact, 0);
-    idx_destroy(f32);
-    idx_destroy(i8);
-    free(w.base);
-    free(w.queries);
 }
 
 static void test_int8_recall_at_10_is_close_to_f32(void) {
-    workload w = make_workload();
-    idx *f32 = quant_index(IDX_QUANT_F32), *i8 = quant_index(IDX_QUANT_INT8);
-    for (size_t i = 0; i < N; i++) {
-        ASSERT_OK(idx_add(f32, i, w.base + i * DIM));
-        ASSERT_OK(idx_add(i8, i, w.base + i * DIM));
-    }
+    fixture();
+    idx *f32 = fixture_f32, *i8 = fixture_i8;
+    const workload *w = &fixture_data;
     double rf = 0.0, ri = 0.0;
     idx_hit want[10], got[10];
     for (size_t q = 0; q < 500; q++) {
-        const float *v = w.queries + q * DIM;
+        const float *v = w->queries + q * DIM;
         uint32_t nw = 0, n = 0;
-        idx_bruteforce(w.base, N, DIM, v, 10, want, &nw);
+        idx_bruteforce(w->base, N, DIM, v, 10, want, &nw);
         ASSERT_OK(idx_search(f32, v, 10, -INFINITY, NULL, NULL, got, &n));
         rf += vec_recall(got, n, want, nw);
         ASSERT_OK(idx_search(i8, v, 10, -INFINITY, NULL, NULL, got, &n));
@@ -226,20 +244,16 @@ static void test_int8_recall_at_10_is_close_to_f32(void) {
     }
     fprintf(stderr, "   recall@10: f32 %.4f, int8 %.4f\n", rf / 500, ri / 500);
     ASSERT_TRUE(ri / 500 >= rf / 500 - 0.01);
-    idx_destroy(f32);
-    idx_destroy(i8);
-    free(w.base);
-    free(w.queries);
 }
 
 static void test_int8_get_returns_the_exact_f32_vector(void) {
     vec_rng r = {41};
     float *base = vec_random_units(&r, 100, 77);
-    idx_config cfg = {.kind = IDX_KIND_HNSW, .dim = 77,
-                      .quant = IDX_QUANT_INT8};
+    idx_config cfg = {.kind = IDX_KIND_HNSW, .dim = 77, .quant = IDX_QUANT_INT8};
     idx *ix = NULL;
     ASSERT_OK(idx_create(&cfg, &ix));
-    for (size_t i = 0; i < 100; i++) ASSERT_OK(idx_add(ix, i, base + i * 77));
+    for (size_t i = 0; i < 100; i++)
+        ASSERT_OK(idx_add(ix, i, base + i * 77));
     float out[77];
     for (size_t i = 0; i < 100; i++) {
         ASSERT_OK(idx_get(ix, i, out));
@@ -248,8 +262,7 @@ static void test_int8_get_returns_the_exact_f32_vector(void) {
     /* A stored vector finds itself with its exact score. */
     idx_hit hit;
     uint32_t n = 0;
-    ASSERT_OK(idx_search(ix, base + 42 * 77, 1, -INFINITY, NULL, NULL, &hit,
-                         &n));
+    ASSERT_OK(idx_search(ix, base + 42 * 77, 1, -INFINITY, NULL, NULL, &hit, &n));
     ASSERT_EQ(n, 1);
     ASSERT_U64_EQ(hit.label, 42);
     ASSERT_NEAR(hit.score, 1.0, 1e-5);
@@ -258,8 +271,7 @@ static void test_int8_get_returns_the_exact_f32_vector(void) {
 }
 
 static void test_int8_handles_zero_and_non_finite_vectors(void) {
-    idx_config cfg = {.kind = IDX_KIND_HNSW, .dim = 4,
-                      .quant = IDX_QUANT_INT8};
+    idx_config cfg = {.kind = IDX_KIND_HNSW, .dim = 4, .quant = IDX_QUANT_INT8};
     idx *ix = NULL;
     ASSERT_OK(idx_create(&cfg, &ix));
     float zero[4] = {0}, inf[4] = {INFINITY, 0, 0, 0}, nan[4] = {NAN, 1, 0, 0};
@@ -273,7 +285,8 @@ static void test_int8_handles_zero_and_non_finite_vectors(void) {
     ASSERT_OK(idx_search(ix, good, 4, -INFINITY, NULL, NULL, hits, &n));
     ASSERT_GE(n, 1);
     ASSERT_U64_EQ(hits[0].label, 4);
-    for (uint32_t i = 0; i < n; i++) ASSERT_TRUE(hits[i].label != 3);
+    for (uint32_t i = 0; i < n; i++)
+        ASSERT_TRUE(hits[i].label != 3);
     idx_destroy(ix);
 }
 
@@ -287,5 +300,6 @@ int main(void) {
     RUN(test_int8_recall_at_10_is_close_to_f32);
     RUN(test_int8_get_returns_the_exact_f32_vector);
     RUN(test_int8_handles_zero_and_non_finite_vectors);
+    fixture_free();
     return harness_result();
 }

@@ -138,6 +138,9 @@ static void test_a_near_copy_updates_its_entry_but_a_paraphrase_is_added(void) {
     vec_at(0.995f, 2, near);
     vec_at(0.95f, 3, para);
     uint64_t id = put(c, "dd", v, NULL, "one", 0);
+    /* Dedup looks in the graph (not the staging index), so it applies
+     * once the entry has been indexed. */
+    cache_wait_indexed(c);
     ASSERT_U64_EQ(put(c, "dd", near, NULL, "one, again", 0), id);
     ASSERT_TRUE(put(c, "dd", para, NULL, "two", 0) != id);
     ASSERT_U64_EQ(stat_of(c, "dd", "entries"), 2);

@@ -165,7 +165,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("deja at %s, threshold %.2f\n\n", addr, THRESHOLD);
-    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++) answer(pool, prompts[i]);
+    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++)
+        answer(pool, prompts[i]);
 
     deja_pool_status st;
     deja_pool_get_status(pool, &st);

@@ -37,14 +37,16 @@ static inline float vec_rng_normal(vec_rng *r) {
 
 static inline void vec_normalize(float *v, uint32_t dim) {
     double s = 0.0;
-    for (uint32_t i = 0; i < dim; i++) s += (double)v[i] * v[i];
+    for (uint32_t i = 0; i < dim; i++)
+        s += (double)v[i] * v[i];
     float inv = s > 0.0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-    for (uint32_t i = 0; i < dim; i++) v[i] *= inv;
+    for (uint32_t i = 0; i < dim; i++)
+        v[i] *= inv;
 }
 
 /* v = normalize(base + noise * gaussian). */
-static inline void vec_perturb(vec_rng *r, const float *base, float noise,
-                               uint32_t dim, float *v) {
+static inline void vec_perturb(vec_rng *r, const float *base, float noise, uint32_t dim,
+                               float *v) {
     for (uint32_t i = 0; i < dim; i++)
         v[i] = base[i] + noise * vec_rng_normal(r);
     vec_normalize(v, dim);
@@ -72,8 +74,8 @@ static inline float *vec_clustered_spread(vec_rng *r, size_t n, uint32_t dim,
     if (!v) abort();
     float noise = spread / sqrtf((float)dim);
     for (size_t i = 0; i < n; i++)
-        vec_perturb(r, centres + (vec_rng_next(r) % clusters) * dim, noise,
-                    dim, v + i * dim);
+        vec_perturb(r, centres + (vec_rng_next(r) % clusters) * dim, noise, dim,
+                    v + i * dim);
     free(centres);
     return v;
 }
@@ -84,31 +86,34 @@ static inline float *vec_clustered(vec_rng *r, size_t n, uint32_t dim,
 }
 
 /* A query at cosine ~0.9 from a random one of the n stored rows. */
-static inline void vec_paraphrase(vec_rng *r, const float *base, size_t n,
-                                  uint32_t dim, float *q) {
+static inline void vec_paraphrase(vec_rng *r, const float *base, size_t n, uint32_t dim,
+                                  float *q) {
     const float *src = base + (vec_rng_next(r) % n) * dim;
     vec_perturb(r, src, 0.45f / sqrtf((float)dim), dim, q);
 }
 
 /* q = c * src + sqrt(1 - c^2) * u, u a random unit vector orthogonal to
  * src: a paraphrase at exactly cosine c from src. */
-static inline void vec_paraphrase_at(vec_rng *r, const float *src, float c,
-                                     uint32_t dim, float *q) {
+static inline void vec_paraphrase_at(vec_rng *r, const float *src, float c, uint32_t dim,
+                                     float *q) {
     double p = 0.0, norm = 0.0;
-    for (uint32_t i = 0; i < dim; i++) q[i] = vec_rng_normal(r);
-    for (uint32_t i = 0; i < dim; i++) p += (double)q[i] * src[i];
+    for (uint32_t i = 0; i < dim; i++)
+        q[i] = vec_rng_normal(r);
+    for (uint32_t i = 0; i < dim; i++)
+        p += (double)q[i] * src[i];
     for (uint32_t i = 0; i < dim; i++) {
         q[i] = (float)(q[i] - p * src[i]);
         norm += (double)q[i] * q[i];
     }
     double s = sqrt(1.0 - (double)c * c) / sqrt(norm);
-    for (uint32_t i = 0; i < dim; i++) q[i] = (float)(c * src[i] + s * q[i]);
+    for (uint32_t i = 0; i < dim; i++)
+        q[i] = (float)(c * src[i] + s * q[i]);
     vec_normalize(q, dim);
 }
 
 /* Fraction of want's labels found in got (recall@k of one query). */
-static inline double vec_recall(const idx_hit *got, uint32_t ngot,
-                                const idx_hit *want, uint32_t nwant) {
+static inline double vec_recall(const idx_hit *got, uint32_t ngot, const idx_hit *want,
+                                uint32_t nwant) {
     if (nwant == 0) return 1.0;
     uint32_t found = 0;
     for (uint32_t i = 0; i < nwant; i++)
