@@ -83,7 +83,8 @@ typedef struct hnsw_ctx {
     uint32_t *ids;     /* link snapshots and selections */
     const char **rows; /* rows of the neighbours being scored */
     uint32_t ids_cap;
-    int8_t *qcodes; /* the int8 query */
+    void *query;    /* the query as the rows store it (f32 or int8
+                       codes), 64-byte aligned: vec_bytes */
     size_t bytes;   /* scratch bytes, for idx_memory */
 } hnsw_ctx;
 

@@ -144,7 +144,7 @@ void hnsw_storage_free(hnsw *h) {
         free(c->work.at);
         free(c->ids);
         free(c->rows);
-        free(c->qcodes);
+        free(c->query);
         free(c);
         c = next;
     }
@@ -370,10 +370,10 @@ int hnsw_ctx_reserve(hnsw *h, hnsw_ctx *c, uint32_t ef) {
                     (size_t)ids * (sizeof *p + sizeof *rows));
         c->ids_cap = ids;
     }
-    if (h->quant == IDX_QUANT_INT8 && !c->qcodes) {
+    if (!c->query) {
         size_t bytes = h->vec_bytes;
-        c->qcodes = aligned_alloc(HNSW_ALIGN, bytes);
-        if (!c->qcodes) return DEJA_ERR_NOMEM;
+        c->query = aligned_alloc(HNSW_ALIGN, bytes);
+        if (!c->query) return DEJA_ERR_NOMEM;
         ctx_account(h, c, 0, bytes);
     }
     uint32_t work = ef > 2 * h->M0 + 1 ? ef : 2 * h->M0 + 1;

@@ -387,10 +387,16 @@ static int hnsw_search(const idx *ix, const float *query, uint32_t k, uint32_t e
         hnsw_ctx_leave(c);
         return rc;
     }
-    hnsw_query q = {query, 1.0f};
+    /* The query goes into aligned scratch in the rows' format: every
+     * load of it in the kernels is then an aligned one, where a caller's
+     * 16-byte aligned vector would split a cache line on each. */
+    hnsw_query q = {c->query, 1.0f};
     if (h->quant == IDX_QUANT_INT8) {
-        q.scale = quantize(query, h->base.dim, c->qcodes, h->vec_bytes);
-        q.vec = c->qcodes;
+        q.scale = quantize(query, h->base.dim, c->query, h->vec_bytes);
+    } else {
+        size_t bytes = (size_t)h->base.dim * sizeof(float);
+        memcpy(c->query, query, bytes);
+        memset((char *)c->query + bytes, 0, h->vec_bytes - bytes);
     }
 
     idx_topk top = {out, k, 0};

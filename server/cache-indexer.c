@@ -13,7 +13,11 @@
  * graph (read lock: the graph synchronises its own inserts, and lookups go
  * on), then under the write lock drop it from `fresh`, or from the graph
  * if the entry was deleted or flushed meanwhile. */
+#include <sched.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "cache-private.h"
 
@@ -55,6 +59,17 @@ static void move_one(const move *m, float *vec) {
 
 static void *indexer_main(void *arg) {
     cache_indexer *ix = arg;
+    /* Graph building is background work: in Linux's SCHED_IDLE class a
+     * thread runs only on a core nothing else wants, and is preempted at
+     * once when an I/O worker wakes up, so STOREs and lookups do not queue
+     * behind graph insertions. (A nice value alone still lets an
+     * insertion hold a core for a scheduler slice, milliseconds.) Where
+     * SCHED_IDLE is unavailable, a high nice value is the fallback. */
+#ifdef SCHED_IDLE
+    struct sched_param param = {.sched_priority = 0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0)
+#endif
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
     float *vec = aligned_alloc(64, 4096 * sizeof(float));
     pthread_mutex_lock(&ix->mu);
     while (vec) {

@@ -251,7 +251,10 @@ static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float
         idx_hit hits[1];
         uint32_t n = 0;
         live_filter filter = {.ns = ns, .now_ms = now_ms};
-        if (idx_search(ns->main, vec, 1, ns->dedup, entry_is_live, &filter, hits, &n) == 0 &&
+        /* A near-identical vector is the easiest thing a graph can find:
+         * a narrow search (ef 16) is enough and keeps dedup cheap. */
+        if (idx_search_ef(ns->main, vec, 1, 16, ns->dedup, entry_is_live, &filter, hits,
+                          &n) == 0 &&
             n == 1)
             id = hits[0].label;
     }
