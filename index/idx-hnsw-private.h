@@ -83,9 +83,9 @@ typedef struct hnsw_ctx {
     uint32_t *ids;     /* link snapshots and selections */
     const char **rows; /* rows of the neighbours being scored */
     uint32_t ids_cap;
-    void *query;    /* the query as the rows store it (f32 or int8
-                       codes), 64-byte aligned: vec_bytes */
-    size_t bytes;   /* scratch bytes, for idx_memory */
+    void *query;  /* the query as the rows store it (f32 or int8
+                     codes), 64-byte aligned: vec_bytes */
+    size_t bytes; /* scratch bytes, for idx_memory */
 } hnsw_ctx;
 
 /* The chunk table: chunk[i] holds nodes [i << shift, (i + 1) << shift).
