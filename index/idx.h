@@ -199,6 +199,35 @@ typedef struct idx_memory_info {
  * all as other. Errors: INVALID_ARG (NULL ix or out). */
 int idx_memory_breakdown(const idx *ix, idx_memory_info *out);
 
+/* ---- snapshots -------------------------------------------------------------
+ * A snapshot lets a server restart with its graph instead of rebuilding it
+ * (an HNSW build costs about a millisecond per 1536-d vector). The file
+ * starts with a magic word, a format version, the index kind and its
+ * configuration, holds the vectors, labels and links, and ends with an
+ * XXH3-64 checksum of everything before it. A file that is truncated,
+ * damaged, of another format or of another configuration is refused, so
+ * the caller falls back to a rebuild. */
+
+/* Writes ix to path atomically (a temporary file, fsync, rename), with an
+ * opaque tag the caller uses to match the snapshot to its own state.
+ * The index must not change during the call (no add/remove/clear);
+ * searches may run. Kinds without snapshots return INVALID_ARG.
+ * Errors: INVALID_ARG, IO, NOMEM. */
+int idx_snapshot_write(const idx *ix, const char *path, uint64_t tag);
+
+/* Loads a snapshot written by idx_snapshot_write. cfg must match the
+ * configuration it was written with (kind, dim, M, ef_construction, quant;
+ * ef_search may differ and is taken from cfg). On success *out is a new
+ * index and *tag the tag. Errors: NOT_FOUND (no file), BAD_FRAME (damaged,
+ * truncated or foreign file: msg says what), VERSION (another format),
+ * INVALID_ARG (another configuration), NOMEM. */
+int idx_snapshot_read(const char *path, const idx_config *cfg, idx **out, uint64_t *tag,
+                      char *msg, size_t msg_cap);
+
+/* Calls fn for every label in ix (the caller reconciles a loaded snapshot
+ * with its own entries). The index must not change during the call. */
+int idx_each_label(const idx *ix, int (*fn)(void *ctx, uint64_t label), void *ctx);
+
 /* ---- exact helpers (also used by tests and the bench ground truth) --------*/
 
 /* Exact top-k by brute force with the scalar kernel over base (n x dim,
