@@ -37,10 +37,27 @@ void cache_ns_free(cache_ns *ns) {
     while (u64map_next(&ns->entries, &pos, &id, &val)) cache_entry_unref(val);
     u64map_close(&ns->entries);
     u64map_close(&ns->exact);
+    u64map_close(&ns->snap_labels);
     idx_destroy(ns->main);
     idx_destroy(ns->fresh);
     pthread_rwlock_destroy(&ns->lock);
     free(ns);
+}
+
+void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) {
+    const proto_ns_config *cfg = &ns->config;
+    static const enum idx_kind kinds[] = {0, IDX_KIND_FLAT, IDX_KIND_HNSW, IDX_KIND_FAISS};
+    enum idx_kind kind = kinds[cfg->index_kind <= 3 ? cfg->index_kind : 0];
+    *out = (idx_config){
+        .kind = kind ? kind : (c->cfg.index_kind ? c->cfg.index_kind : IDX_KIND_HNSW),
+        .dim = cfg->dim,
+        .M = cfg->hnsw_m ? cfg->hnsw_m : c->cfg.hnsw_m,
+        .ef_construction = cfg->hnsw_ef_construction ? cfg->hnsw_ef_construction
+                                                     : c->cfg.hnsw_ef_construction,
+        .ef_search = cfg->hnsw_ef_search ? cfg->hnsw_ef_search : c->cfg.hnsw_ef_search,
+        .quant = cfg->index_kind ? (enum idx_quant)cfg->quant : c->cfg.quant,
+        .faiss_factory = cfg->faiss_factory_len ? ns->faiss_factory : NULL,
+    };
 }
 
 /* Builds a namespace from its requested configuration, resolving every 0
@@ -61,18 +78,8 @@ static int ns_new(cache *c, const uint8_t *name, uint8_t len, const proto_ns_con
                                                   : c->cfg.dedup;
     ns->default_ttl_s = cfg->default_ttl_s ? cfg->default_ttl_s : c->cfg.default_ttl_s;
 
-    static const enum idx_kind kinds[] = {0, IDX_KIND_FLAT, IDX_KIND_HNSW, IDX_KIND_FAISS};
-    enum idx_kind kind = kinds[cfg->index_kind <= 3 ? cfg->index_kind : 0];
-    idx_config icfg = {
-        .kind = kind ? kind : (c->cfg.index_kind ? c->cfg.index_kind : IDX_KIND_HNSW),
-        .dim = cfg->dim,
-        .M = cfg->hnsw_m ? cfg->hnsw_m : c->cfg.hnsw_m,
-        .ef_construction = cfg->hnsw_ef_construction ? cfg->hnsw_ef_construction
-                                                     : c->cfg.hnsw_ef_construction,
-        .ef_search = cfg->hnsw_ef_search ? cfg->hnsw_ef_search : c->cfg.hnsw_ef_search,
-        .quant = cfg->index_kind ? (enum idx_quant)cfg->quant : c->cfg.quant,
-        .faiss_factory = cfg->faiss_factory_len ? ns->faiss_factory : NULL,
-    };
+    idx_config icfg;
+    cache_ns_index_config(c, ns, &icfg);
     int rc = idx_create_msg(&icfg, &ns->main, msg, msg_cap);
     if (rc) {
         free(ns);
@@ -93,6 +100,7 @@ static int ns_new(cache *c, const uint8_t *name, uint8_t len, const proto_ns_con
     pthread_rwlock_init(&ns->lock, NULL);
     u64map_init(&ns->entries);
     u64map_init(&ns->exact);
+    u64map_init(&ns->snap_labels);
     *out = ns;
     return 0;
 }
@@ -359,6 +367,7 @@ int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
         for (size_t i = 0; i < c->ns_count; i++) add_totals(c->ns[i], &t);
         put_stat(stats, &n, max, "namespaces", c->ns_count);
         pthread_rwlock_unlock(&c->ns_lock);
+        put_stat(stats, &n, max, "snapshot_entries", atomic_load(&c->snapshot_entries));
         /* Rejections of STOREs that never reached a namespace count too. */
         t.rejected = atomic_load(&c->rejected);
         t.evicted[CACHE_EVICT_DROP] += atomic_load(&c->evicted[CACHE_EVICT_DROP]);

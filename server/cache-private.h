@@ -75,6 +75,7 @@ typedef struct cache_ns {
                  * takes inserts directly (flat) */
     u64map entries; /* entry id -> cache_entry* (the table's reference) */
     u64map exact;   /* low 64 bits of the prompt hash -> cache_entry* (weak) */
+    u64map snap_labels; /* at start only: labels of an adopted snapshot */
     size_t entry_bytes;
     size_t sweep_pos; /* where the TTL sweeper goes on (under lock) */
     /* Memory charged to the namespace for budgets: entry blobs plus an
@@ -101,6 +102,7 @@ struct cache {
     atomic_uint_fast64_t rejected;
     atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS]; /* of dropped namespaces */
     atomic_size_t mem_total;     /* sum of the namespaces' mem_charged */
+    atomic_size_t snapshot_entries; /* graph entries restored at start */
     atomic_size_t entries_total;
     cache_clock_fn clock;
     void *clock_ctx;
@@ -148,6 +150,9 @@ void cache_lfu_touch(cache_entry *e, uint64_t now_ms);
  * a budget of their own) until the budgets hold, at most a bounded number
  * of entries per call. No lock held. */
 void cache_enforce_budgets(cache *c, cache_ns *ns);
+
+/* The index configuration a namespace's main index is built with. */
+void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out);
 
 /* Fills a namespace record for persistence. */
 void cache_ns_record(const cache_ns *ns, store_ns_rec *rec);

@@ -393,6 +393,9 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
             u64map_del(&ns->exact, exact_key(old->prompt_hash));
         ns->entry_bytes -= cache_entry_size(old);
         *replaced = 1;
+    } else if (rc == 0 && u64map_get(&ns->snap_labels, e->id)) {
+        /* At start, from an adopted snapshot: already in the graph. */
+        *replaced = 2;
     } else if (rc == 0) {
         rc = idx_add(ns->fresh ? ns->fresh : ns->main, e->id, vec);
         if (rc) u64map_del(&ns->entries, e->id);
@@ -403,14 +406,16 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
     }
     if (rc == 0) {
         ns->entry_bytes += cache_entry_size(e);
-        if (!*replaced) atomic_fetch_add(&c->entries_total, 1);
+        if (*replaced != 1) atomic_fetch_add(&c->entries_total, 1);
         /* The index share is re-measured every 256 entries: often enough
          * to follow growth, rarely enough to cost nothing. */
         cache_ns_charge_locked(c, ns, (ns->entries.count & 255) == 1);
     }
     pthread_rwlock_unlock(&ns->lock);
     if (old && rc == 0) cache_entry_unref(old);
-    if (rc == 0 && !*replaced && ns->fresh) cache_indexer_push(c->indexer, ns, e->id);
+    if (rc == 0 && !*replaced && ns->fresh && c->indexer)
+        cache_indexer_push(c->indexer, ns, e->id);
+    if (*replaced == 2) *replaced = 0;
     return rc;
 }
 

@@ -117,6 +117,24 @@ void cache_wait_unindexed_below(cache *c, size_t limit);
  * nonzero return and returns it. */
 int cache_each_usage(cache *c, int (*fn)(void *ctx, const store_usage_rec *u), void *ctx);
 
+/* ---- graph snapshots (cache-snapshot.c) ----------------------------------- */
+
+/* At start, after cache_load_ns and before cache_load_entry: every
+ * namespace adopts DIR/snapshots/ns-<id>.idx if it reads back with its
+ * configuration. *adopted receives the number of graph entries restored;
+ * msg says why a snapshot was not used (the graph is then rebuilt). */
+int cache_snapshot_adopt(cache *c, const char *dir, char *msg, size_t msg_cap,
+                         size_t *adopted);
+
+/* After the entries are loaded: removes from the graphs the snapshot
+ * labels that have no entry (deleted after the snapshot). */
+void cache_snapshot_reconcile(cache *c, size_t *removed);
+
+/* On a clean shutdown, with no traffic left: stops the indexer threads and
+ * writes every namespace's graph. Errors: IO (msg says which file). */
+int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, size_t *written,
+                         char *msg, size_t msg_cap);
+
 /* Continues id sequences after the largest loaded ids. */
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);
 

@@ -373,12 +373,29 @@ static int reset_data_dir(const char *dir, int *lock_fd) {
     return *lock_fd < 0 ? -1 : 0;
 }
 
+typedef struct load_ctx {
+    srv_server *s;
+    int snapshots_done;
+    size_t adopted;
+} load_ctx;
+
 static int load_ns(void *ctx, const store_ns_rec *ns) {
-    return cache_load_ns(ctx, ns);
+    return cache_load_ns(((load_ctx *)ctx)->s->cache, ns);
+}
+
+/* Graph snapshots are adopted once every namespace exists and before the
+ * first entry arrives, so entries already in a graph skip insertion. */
+static void adopt_snapshots(load_ctx *l) {
+    if (l->snapshots_done) return;
+    l->snapshots_done = 1;
+    char msg[512] = "";
+    cache_snapshot_adopt(l->s->cache, l->s->cfg->data_dir, msg, sizeof msg, &l->adopted);
+    if (msg[0]) srv_log(SRV_LOG_WARN, "%s", msg);
 }
 
 static int load_entry(void *ctx, const store_entry_rec *e) {
-    int rc = cache_load_entry(ctx, e);
+    adopt_snapshots(ctx);
+    int rc = cache_load_entry(((load_ctx *)ctx)->s->cache, e);
     /* An entry of a namespace whose record was damaged cannot be served. */
     return rc == DEJA_ERR_NOT_FOUND || rc == DEJA_ERR_DIM_MISMATCH ? 0 : rc;
 }
@@ -403,15 +420,22 @@ static int open_and_load(srv_server *s, int *lock_fd) {
         uint64_t t0 = srv_now_ms();
         int rc = store_open(&scfg, &s->store, msg, sizeof msg);
         store_load_stats st;
+        load_ctx lctx = {.s = s};
         if (rc == 0) {
-            rc = store_load(s->store, cache_clock((void *)cfg), load_ns, load_entry, s->cache, &st, msg,
-                            sizeof msg);
+            rc = store_load(s->store, cache_clock((void *)cfg), load_ns, load_entry, &lctx,
+                            &st, msg, sizeof msg);
             if (rc) {
                 store_close(s->store);
                 s->store = NULL;
             }
         }
         if (rc == 0) {
+            size_t stale = 0;
+            cache_snapshot_reconcile(s->cache, &stale);
+            if (lctx.adopted)
+                srv_log(SRV_LOG_INFO,
+                        "graph snapshots restored %zu entries (%zu deleted since)",
+                        lctx.adopted, stale);
             cache_set_next_ids(s->cache, st.max_id + 1, st.max_ns_id + 1);
             srv_log(SRV_LOG_INFO,
                     "loaded %llu entries in %llu namespaces in %llu ms "
@@ -520,7 +544,17 @@ out:
     }
     free(s.workers);
     if (s.unix_path[0]) unlink(s.unix_path);
-    if (exit_code == 0) save_usage(&s);
+    if (exit_code == 0) {
+        save_usage(&s);
+        size_t written = 0;
+        char msg[512] = "";
+        uint64_t t0 = srv_now_ms();
+        int rc = cache_snapshot_write(s.cache, cfg->data_dir, store_last_txn(s.store),
+                                      &written, msg, sizeof msg);
+        if (rc) srv_log(SRV_LOG_WARN, "%s", msg);
+        else srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms",
+                     written, (unsigned long long)(srv_now_ms() - t0));
+    }
     store_close(s.store);
     cache_destroy(s.cache);
     close(lock_fd);

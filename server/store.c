@@ -206,6 +206,12 @@ void store_close(store *st) {
 
 int store_sync(store *st) { return map_err(mdb_env_sync(st->env, 1)); }
 
+uint64_t store_last_txn(store *st) {
+    MDB_envinfo info;
+    mdb_env_info(st->env, &info);
+    return (uint64_t)info.me_last_txnid;
+}
+
 void store_sizes(store *st, uint64_t *file_bytes, uint64_t *map_bytes) {
     struct stat sb;
     *file_bytes = stat(st->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;

@@ -149,6 +149,9 @@ int store_apply(store *st, store_op *ops, size_t n);
 /* Flushes committed transactions to disk (for STORE_FSYNC_BATCH). */
 int store_sync(store *st);
 
+/* The id of the last committed LMDB transaction (tags graph snapshots). */
+uint64_t store_last_txn(store *st);
+
 /* Bytes of the data file and of the current map. */
 void store_sizes(store *st, uint64_t *file_bytes, uint64_t *map_bytes);
 

@@ -156,6 +156,38 @@ static void test_entries_that_expired_while_down_are_not_served(void) {
     deja_close(c);
 }
 
+/* Flips one byte in the middle of every graph snapshot file. */
+static int damage_snapshots(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd,
+             "for f in '%s'/snapshots/*.idx; do [ -f \"$f\" ] || exit 1; "
+             "size=$(stat -c %%s \"$f\"); "
+             "printf '\\377' | dd of=\"$f\" bs=1 seek=$((size / 2)) conv=notrunc "
+             "status=none || exit 1; done",
+             dir);
+    return system(cmd);
+}
+
+static void test_a_clean_restart_restores_the_graph_from_its_snapshot(void) {
+    ASSERT_EQ(test_server_shutdown(&srv), 0);
+    ASSERT_OK(test_server_restart(&srv, NULL));
+    deja_client *c = connect_or_fail();
+    /* Every entry of the graph namespaces came back through a snapshot. */
+    ASSERT_GE(stat_of(c, NULL, "snapshot_entries"), N - 5);
+    assert_kept_entries(c);
+    deja_close(c);
+}
+
+static void test_a_damaged_snapshot_falls_back_to_a_rebuild(void) {
+    ASSERT_EQ(test_server_shutdown(&srv), 0);
+    ASSERT_EQ(damage_snapshots(srv.dir), 0);
+    ASSERT_OK(test_server_restart(&srv, NULL));
+    deja_client *c = connect_or_fail();
+    ASSERT_U64_EQ(stat_of(c, NULL, "snapshot_entries"), 0);
+    assert_kept_entries(c); /* served all the same, while the graph rebuilds */
+    deja_close(c);
+}
+
 static void test_a_second_server_cannot_open_the_same_folder(void) {
     test_server other = srv;
     other.pid = 0;
@@ -168,6 +200,8 @@ int main(void) {
     RUN(test_a_clean_restart_keeps_entries_namespaces_and_deletes);
     RUN(test_a_kill_9_restart_keeps_every_acknowledged_entry);
     RUN(test_entries_that_expired_while_down_are_not_served);
+    RUN(test_a_clean_restart_restores_the_graph_from_its_snapshot);
+    RUN(test_a_damaged_snapshot_falls_back_to_a_rebuild);
     RUN(test_a_second_server_cannot_open_the_same_folder);
     if (test_server_stop(&srv) != 0) return 1;
     return harness_result();
