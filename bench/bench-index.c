@@ -266,16 +266,24 @@ static int make_specs(const bench_opts *o, const synth_set *s, index_spec *specs
     for (int i = 0; i < o->n_faiss; i++) {
         index_spec *sp = &specs[n++];
         snprintf(sp->name, sizeof sp->name, "%s", faiss_row_name(o->faiss[i]));
-        /* deja's FAISS kind passes only the factory string: FAISS picks
-         * every other parameter (for HNSW, its own efConstruction and
-         * efSearch defaults), and ef reaches only a top-level IVF. */
-        sp->sweep = !strncmp(o->faiss[i], "IVF", 3);
-        snprintf(sp->params, sizeof sp->params, "factory=%s%s", o->faiss[i],
-                 sp->sweep ? " (ef = nprobe)" : " (FAISS defaults otherwise)");
+        /* A baseline: built in FAISS's baseline mode, which accepts types
+         * that cannot remove (HNSW in FAISS 1.7.3), sets an HNSW's
+         * efConstruction to --ef-construction and sweeps ef as its
+         * efSearch; for a top-level IVF, ef is nprobe. */
+        int hnsw = !strncmp(o->faiss[i], "HNSW", 4);
+        sp->sweep = hnsw || !strncmp(o->faiss[i], "IVF", 3);
+        if (hnsw)
+            snprintf(sp->params, sizeof sp->params, "factory=%s efConstruction=%u "
+                     "(ef = efSearch)", o->faiss[i], efc);
+        else
+            snprintf(sp->params, sizeof sp->params, "factory=%s%s", o->faiss[i],
+                     sp->sweep ? " (ef = nprobe)" : " (FAISS defaults otherwise)");
         sp->cfg = (idx_config){.kind = IDX_KIND_FAISS,
                                .dim = s->dim,
                                .initial_capacity = s->n,
-                               .faiss_factory = o->faiss[i]};
+                               .ef_construction = efc,
+                               .faiss_factory = o->faiss[i],
+                               .faiss_baseline = 1};
     }
     if (!o->no_flat) {
         index_spec *sp = &specs[n++];

@@ -26,11 +26,15 @@ typedef struct idx_faiss_shim idx_faiss_shim;
 /* Builds index_factory(dim, factory, inner product), giving it our labels:
  * an index that holds an IVF stores them natively, any other is wrapped
  * in an IndexIDMap2. capacity_hint reserves storage for flat-code indexes
- * (0 = none). Refuses an index that cannot remove vectors. On failure a
+ * (0 = none). Refuses an index that cannot remove vectors, unless
+ * baseline is set (benchmarks: any type, wrapped in an IndexIDMap; an HNSW
+ * gets ef_construction when nonzero, and its search ef is efSearch). On
+ * failure a
  * reason goes to msg (if msg_cap > 0). Errors: INVALID_ARG (unparsable
  * factory string, no removal support), NOMEM, INTERNAL. */
 int idx_faiss_shim_create(uint32_t dim, const char *factory, size_t capacity_hint,
-                          idx_faiss_shim **out, char *msg, size_t msg_cap);
+                          int baseline, uint32_t ef_construction, idx_faiss_shim **out,
+                          char *msg, size_t msg_cap);
 
 /* NULL is a no-op. */
 void idx_faiss_shim_destroy(idx_faiss_shim *s);

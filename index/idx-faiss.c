@@ -355,7 +355,8 @@ int idx_faiss_create(const idx_config *cfg, idx **out, char *msg, size_t msg_cap
     f->default_ef = cfg->ef_search;
     idx_labelmap_init(&f->pending_rows);
     int rc = idx_faiss_shim_create(cfg->dim, cfg->faiss_factory, cfg->initial_capacity,
-                                   &f->shim, msg, msg_cap);
+                                   cfg->faiss_baseline, cfg->ef_construction, &f->shim, msg,
+                                   msg_cap);
     if (rc != 0) {
         free(f);
         return rc;

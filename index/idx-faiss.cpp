@@ -16,6 +16,7 @@
 #include <faiss/IVFlib.h>
 #include <faiss/IndexAdditiveQuantizer.h>
 #include <faiss/IndexFlatCodes.h>
+#include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFAdditiveQuantizer.h>
@@ -45,6 +46,8 @@ struct idx_faiss_shim {
     faiss::Index *index = nullptr;       /* owned; the one we call */
     faiss::IndexIDMap2 *idmap = nullptr; /* == index when wrapped */
     faiss::IndexIVF *ivf = nullptr;      /* inside index, if any */
+    faiss::IndexHNSW *hnsw = nullptr;    /* baseline mode: the HNSW inside */
+    bool baseline = false;               /* no removal, no label lookups */
 
     ~idx_faiss_shim() { delete index; }
 };
@@ -122,10 +125,28 @@ static faiss::IndexFlatCodes *flat_codes_of(faiss::Index *ix) {
 
 /* The creation steps, which may throw; a refusal writes its message
  * here, an exception gets its message from guarded(). */
+/* Baseline mode (benchmarks): any factory type, removal or not, wrapped
+ * in an IndexIDMap for our labels; an HNSW gets efConstruction. */
+static int create_baseline(std::unique_ptr<faiss::Index> made, uint32_t ef_construction,
+                           idx_faiss_shim **out) {
+    std::unique_ptr<idx_faiss_shim> s(new idx_faiss_shim);
+    s->baseline = true;
+    s->hnsw = dynamic_cast<faiss::IndexHNSW *>(made.get());
+    if (s->hnsw && ef_construction) s->hnsw->hnsw.efConstruction = (int)ef_construction;
+    std::unique_ptr<faiss::IndexIDMap> map(new faiss::IndexIDMap(made.get()));
+    map->own_fields = true;
+    made.release();
+    s->index = map.release();
+    *out = s.release();
+    return 0;
+}
+
 static int create_shim(uint32_t dim, const char *factory, size_t capacity_hint,
-                       idx_faiss_shim **out, char *msg, size_t msg_cap) {
+                       int baseline, uint32_t ef_construction, idx_faiss_shim **out,
+                       char *msg, size_t msg_cap) {
     std::unique_ptr<faiss::Index> made(
         faiss::index_factory((int)dim, factory, faiss::METRIC_INNER_PRODUCT));
+    if (baseline) return create_baseline(std::move(made), ef_construction, out);
 
     /* An "IDMap," or "IDMap2," prefix is redundant: we choose the label
      * scheme ourselves, so unwrap it (the wrapper no longer owns the
@@ -199,13 +220,17 @@ static int create_shim(uint32_t dim, const char *factory, size_t capacity_hint,
 }
 
 extern "C" int idx_faiss_shim_create(uint32_t dim, const char *factory,
-                                     size_t capacity_hint, idx_faiss_shim **out,
+                                     size_t capacity_hint, int baseline,
+                                     uint32_t ef_construction, idx_faiss_shim **out,
                                      char *msg, size_t msg_cap) {
     *out = nullptr;
     /* A FAISS error while building can only come from the factory string
      * or the dimension (e.g. PQ8 on dim 30): the caller's mistake. */
     return guarded(
-        [&] { return create_shim(dim, factory, capacity_hint, out, msg, msg_cap); },
+        [&] {
+            return create_shim(dim, factory, capacity_hint, baseline, ef_construction, out,
+                               msg, msg_cap);
+        },
         DEJA_ERR_INVALID_ARG, msg, msg_cap);
 }
 
@@ -267,6 +292,8 @@ extern "C" int idx_faiss_shim_add(idx_faiss_shim *s, size_t n, const float *x,
 }
 
 extern "C" int idx_faiss_shim_contains(const idx_faiss_shim *s, int64_t label) {
+    /* A baseline keeps no label index: the benchmark adds each label once. */
+    if (s->baseline) return 0;
     if (s->idmap) return s->idmap->rev_map.count(label) ? 1 : 0;
     return s->ivf->direct_map.hashtable.count(label) ? 1 : 0;
 }
@@ -302,7 +329,11 @@ extern "C" int idx_faiss_shim_search(const idx_faiss_shim *s, size_t nq, const f
         /* Per-call parameters rather than setting ivf->nprobe: searches
          * run concurrently on a shared index. Only a top-level IVF is
          * handed them, because wrappers in 1.7.3 may reject parameters. */
-        if (ef && s->ivf && s->ivf == s->index) {
+        if (ef && s->hnsw) {
+            /* Baseline mode only (benchmarks set one ef at a time). */
+            s->hnsw->hnsw.efSearch = (int)ef;
+            s->index->search((idx_t)nq, q, (idx_t)k, scores, labels);
+        } else if (ef && s->ivf && s->ivf == s->index) {
             faiss::SearchParametersIVF params;
             params.nprobe = std::min<size_t>(ef, s->ivf->nlist);
             params.max_codes = s->ivf->max_codes;
@@ -365,6 +396,17 @@ static size_t transforms_bytes(const faiss::Index *ix) {
 
 extern "C" size_t idx_faiss_shim_memory(const idx_faiss_shim *s) {
     size_t bytes = sizeof *s + transforms_bytes(s->index);
+    if (s->baseline) {
+        /* Estimated: the vectors, the id map, and for an HNSW its links
+         * (about 2M ids on level 0 per vector, plus upper levels). */
+        const faiss::Index *ix = s->index;
+        bytes += (size_t)ix->ntotal * (ix->d * sizeof(float) + sizeof(int64_t));
+        if (s->hnsw)
+            bytes += s->hnsw->hnsw.neighbors.capacity() * sizeof(faiss::HNSW::storage_idx_t) +
+                     s->hnsw->hnsw.offsets.capacity() * sizeof(size_t) +
+                     s->hnsw->hnsw.levels.capacity() * sizeof(int);
+        return bytes;
+    }
     if (s->idmap) {
         const faiss::IndexIDMap2 *map = s->idmap;
         bytes += sizeof *map + map->id_map.capacity() * sizeof(int64_t) +

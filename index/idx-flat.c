@@ -237,6 +237,69 @@ static size_t flat_memory(const idx *ix) {
            f->capacity * sizeof(uint64_t) + idx_labelmap_memory(&f->map);
 }
 
+/* ---- snapshots ------------------------------------------------------------*/
+
+/* Payload (after idx-snapshot.c's header): u64 count, u64 labels[count],
+ * then count rows of f32[dim] (without the padding). */
+static int flat_snapshot_write(const idx *ix, idx_snap_writer *w) {
+    const idx_flat *f = as_cflat(ix);
+    size_t row_bytes = (size_t)f->base.dim * sizeof(float);
+    int rc = idx_snap_put_u64(w, f->count);
+    if (rc == 0) rc = idx_snap_put(w, f->labels, f->count * sizeof *f->labels);
+    if (rc == 0 && f->stride == f->base.dim)
+        return idx_snap_put(w, f->rows, f->count * row_bytes);
+    for (size_t row = 0; rc == 0 && row < f->count; row++)
+        rc = idx_snap_put(w, row_at(f, row), row_bytes);
+    return rc;
+}
+
+#define FLAT_SCATTER_BATCH 1024u
+
+static int flat_snapshot_read(idx *ix, idx_snap_reader *r) {
+    idx_flat *f = as_flat(ix);
+    uint32_t dim = f->base.dim;
+    size_t row_bytes = (size_t)dim * sizeof(float);
+    uint64_t count;
+    int rc = idx_snap_get_u64(r, &count);
+    if (rc) return rc;
+    /* Checked against the bytes left before anything is allocated. */
+    if (count > FLAT_MAX_ROWS || count > idx_snap_left(r) / (sizeof(uint64_t) + row_bytes))
+        return idx_snap_bad(r, "row count exceeds the file");
+    rc = rows_reserve(f, count);
+    if (rc == 0) rc = idx_labelmap_reserve(&f->map, count);
+    if (rc == 0) rc = idx_snap_get(r, f->labels, count * sizeof *f->labels);
+    if (rc) return rc;
+    for (size_t row = 0; row < count; row++) {
+        if (idx_labelmap_find(&f->map, f->labels[row]) != IDX_LABELMAP_NONE)
+            return idx_snap_bad(r, "a label appears twice");
+        idx_labelmap_insert(&f->map, f->labels[row], (uint32_t)row);
+        f->count = row + 1;
+    }
+    void *dst[FLAT_SCATTER_BATCH];
+    for (size_t row = 0; row < count; row += FLAT_SCATTER_BATCH) {
+        size_t n = count - row < FLAT_SCATTER_BATCH ? count - row : FLAT_SCATTER_BATCH;
+        for (size_t i = 0; i < n; i++) {
+            float *dest = row_at(f, row + i);
+            dst[i] = dest;
+            /* Zero padding, as flat_add leaves it. */
+            memset(dest + dim, 0, (size_t)(f->stride - dim) * sizeof(float));
+        }
+        rc = idx_snap_get_scatter(r, dst, n, row_bytes);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int flat_each_label(const idx *ix, int (*fn)(void *ctx, uint64_t label),
+                           void *ctx) {
+    const idx_flat *f = as_cflat(ix);
+    for (size_t row = 0; row < f->count; row++) {
+        int rc = fn(ctx, f->labels[row]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 static const struct idx_ops flat_ops = {
     .name = "flat",
     .destroy = flat_destroy,
@@ -248,6 +311,9 @@ static const struct idx_ops flat_ops = {
     .search_batch = flat_search_batch,
     .count = flat_count,
     .memory = flat_memory,
+    .snapshot_write = flat_snapshot_write,
+    .snapshot_read = flat_snapshot_read,
+    .each_label = flat_each_label,
 };
 
 int idx_flat_create(const idx_config *cfg, idx **out) {

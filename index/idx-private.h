@@ -16,6 +16,10 @@
 
 /* ---- the vtable -----------------------------------------------------------*/
 
+struct idx_snap_params;
+struct idx_snap_writer;
+struct idx_snap_reader;
+
 /* Arguments reaching an op have been checked by idx.c: pointers are
  * non-NULL where the public contract requires them, and k > 0 for the
  * searches. */
@@ -41,6 +45,16 @@ struct idx_ops {
     /* Nonzero: add/remove synchronise internally and may run concurrently
      * with searches and each other. */
     int concurrent_writes;
+    /* Snapshots (idx-snapshot.c); all NULL for kinds without them, which
+     * then answer INVALID_ARG. snapshot_params may be NULL for kinds whose
+     * only parameter is the dimension. snapshot_write emits the kind's
+     * payload; snapshot_read fills an index fresh from idx_create with
+     * the payload, and on failure leaves it for the caller to destroy.
+     * each_label stops at, and returns, the first nonzero value of fn. */
+    void (*snapshot_params)(const idx *ix, struct idx_snap_params *out);
+    int (*snapshot_write)(const idx *ix, struct idx_snap_writer *w);
+    int (*snapshot_read)(idx *ix, struct idx_snap_reader *r);
+    int (*each_label)(const idx *ix, int (*fn)(void *ctx, uint64_t label), void *ctx);
 };
 
 /* The common head of every index kind; kinds embed it as their first
@@ -58,6 +72,46 @@ int idx_hnsw_create(const idx_config *cfg, idx **out);
  * failure, as idx_create_msg documents. */
 int idx_faiss_create(const idx_config *cfg, idx **out, char *msg,
                      size_t msg_cap);
+
+/* ---- snapshot streams (idx-snapshot.c) ------------------------------------*/
+
+/* The kind's parameters a snapshot must match besides kind and dimension,
+ * as the index applies them (defaults resolved); 0 where a kind has no
+ * such parameter. */
+typedef struct idx_snap_params {
+    uint32_t M;
+    uint32_t ef_construction;
+    uint32_t quant;
+} idx_snap_params;
+
+/* A kind writes its payload through a writer and reads it back through a
+ * reader; both keep the running XXH3-64 of the file, so kinds never see
+ * the framing. Values go to disk in host byte order, which idx-snapshot.c
+ * checks at compile time to be little-endian. */
+typedef struct idx_snap_writer idx_snap_writer;
+typedef struct idx_snap_reader idx_snap_reader;
+
+/* Appends n bytes. Errors are sticky: after the first (IO), every put
+ * returns it and writes nothing, so a kind may check only its last put. */
+int idx_snap_put(idx_snap_writer *w, const void *p, size_t n);
+int idx_snap_put_u32(idx_snap_writer *w, uint32_t v);
+int idx_snap_put_u64(idx_snap_writer *w, uint64_t v);
+
+/* Reads n bytes; BAD_FRAME (with a message) when fewer are left before
+ * the checksum, IO on a read error. */
+int idx_snap_get(idx_snap_reader *r, void *p, size_t n);
+int idx_snap_get_u32(idx_snap_reader *r, uint32_t *v);
+int idx_snap_get_u64(idx_snap_reader *r, uint64_t *v);
+/* Reads count consecutive elements of elem bytes into dst[0..count), large
+ * ones straight from the file into place (readv), without a copy through
+ * the buffer. Errors as idx_snap_get. */
+int idx_snap_get_scatter(idx_snap_reader *r, void *const *dst, size_t count,
+                         size_t elem);
+/* Payload bytes not yet read: what bounds every count a kind reads before
+ * it allocates for it. */
+uint64_t idx_snap_left(const idx_snap_reader *r);
+/* Records why the file is refused and returns BAD_FRAME. */
+int idx_snap_bad(idx_snap_reader *r, const char *why);
 
 /* ---- kernels --------------------------------------------------------------*/
 

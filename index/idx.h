@@ -102,6 +102,10 @@ typedef struct idx_config {
      * accepted (FAISS 1.7.3's HNSW cannot), labels must be below 2^63,
      * and ef_search, if set, is the default IVF nprobe (idx-faiss.c). */
     const char *faiss_factory;
+    /* Benchmarks only: accept FAISS types that cannot remove vectors (HNSW
+     * in FAISS 1.7.3), for baselines; ef_construction then sets an HNSW's
+     * efConstruction and a search's ef its efSearch. Removing fails. */
+    int faiss_baseline;
 } idx_config;
 
 typedef struct idx_hit {
