@@ -273,8 +273,8 @@ static int flat_snapshot_read(idx *ix, idx_snap_reader *r) {
         if (idx_labelmap_find(&f->map, f->labels[row]) != IDX_LABELMAP_NONE)
             return idx_snap_bad(r, "a label appears twice");
         idx_labelmap_insert(&f->map, f->labels[row], (uint32_t)row);
-        f->count = row + 1;
     }
+    f->count = count;
     void *dst[FLAT_SCATTER_BATCH];
     for (size_t row = 0; row < count; row += FLAT_SCATTER_BATCH) {
         size_t n = count - row < FLAT_SCATTER_BATCH ? count - row : FLAT_SCATTER_BATCH;

@@ -8,7 +8,8 @@
  *                     and delete repair;
  *   idx-hnsw.c        the idx_ops (add, remove, search, ...), the entry
  *                     point, int8 quantisation, and the concurrency design
- *                     written out at its top.
+ *                     written out at its top;
+ *   idx-hnsw-snapshot.c  the graph written to a file and read back.
  *
  * Node ids are 32-bit slot numbers. A node's storage is split across
  * per-chunk arrays so the search's hot data stays dense:
@@ -315,5 +316,13 @@ void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e);
 /* Advances the sweep by up to budget slots (if nodes are waiting for it
  * and no other thread is sweeping). */
 void hnsw_sweep(hnsw *h, hnsw_ctx *c, uint32_t budget);
+
+/* ---- idx-hnsw-snapshot.c ----------------------------------------------------*/
+
+/* The snapshot ops of idx_ops (see idx-private.h). */
+void hnsw_snapshot_params(const idx *ix, idx_snap_params *out);
+int hnsw_snapshot_write(const idx *ix, idx_snap_writer *w);
+int hnsw_snapshot_read(idx *ix, idx_snap_reader *r);
+int hnsw_each_label(const idx *ix, int (*fn)(void *ctx, uint64_t label), void *ctx);
 
 #endif

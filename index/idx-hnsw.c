@@ -457,6 +457,10 @@ static const struct idx_ops hnsw_ops = {
     .memory = hnsw_memory_op,
     .memory_info = hnsw_memory_info_op,
     .concurrent_writes = 1,
+    .snapshot_params = hnsw_snapshot_params,
+    .snapshot_write = hnsw_snapshot_write,
+    .snapshot_read = hnsw_snapshot_read,
+    .each_label = hnsw_each_label,
 };
 
 int idx_hnsw_create(const idx_config *cfg, idx **out) {

@@ -248,14 +248,37 @@ typedef struct snap_header {
     uint64_t tag;
 } snap_header;
 
+/* Offsets of the header fields (see the top of the file). */
+enum {
+    HDR_VERSION = 4,
+    HDR_KIND = 8,
+    HDR_DIM = 12,
+    HDR_M = 16,
+    HDR_EF_CONSTRUCTION = 20,
+    HDR_QUANT = 24,
+    HDR_TAG = 28,
+};
+
+static void put32(unsigned char *at, uint32_t v) {
+    memcpy(at, &v, sizeof v);
+}
+static uint32_t get32(const unsigned char *at) {
+    uint32_t v;
+    memcpy(&v, at, sizeof v);
+    return v;
+}
+
 static void header_encode(const snap_header *hd, unsigned char out[SNAP_HEADER_BYTES]) {
-    uint32_t words[7] = {0,       hd->version,          hd->kind,        hd->dim,
-                         hd->params.M, hd->params.ef_construction, hd->params.quant};
-    memcpy(words, SNAP_MAGIC, 4);
-    memcpy(out, words, sizeof words);
-    memcpy(out + 28, &hd->tag, 8);
+    memcpy(out, SNAP_MAGIC, 4);
+    put32(out + HDR_VERSION, hd->version);
+    put32(out + HDR_KIND, hd->kind);
+    put32(out + HDR_DIM, hd->dim);
+    put32(out + HDR_M, hd->params.M);
+    put32(out + HDR_EF_CONSTRUCTION, hd->params.ef_construction);
+    put32(out + HDR_QUANT, hd->params.quant);
+    memcpy(out + HDR_TAG, &hd->tag, sizeof hd->tag);
     uint64_t sum = XXH3_64bits(out, SNAP_HEADER_HASHED);
-    memcpy(out + SNAP_HEADER_HASHED, &sum, 8);
+    memcpy(out + SNAP_HEADER_HASHED, &sum, sizeof sum);
 }
 
 /* Checks magic, version and the header's checksum, in that order. */
@@ -263,9 +286,7 @@ static int header_decode(idx_snap_reader *r, const unsigned char in[SNAP_HEADER_
                          snap_header *hd) {
     if (memcmp(in, SNAP_MAGIC, 4) != 0)
         return idx_snap_bad(r, "not a deja index snapshot (bad magic)");
-    uint32_t words[7];
-    memcpy(words, in, sizeof words);
-    hd->version = words[1];
+    hd->version = get32(in + HDR_VERSION);
     if (hd->version != SNAP_VERSION) {
         if (r->msg && r->msg_cap > 0)
             snprintf(r->msg, r->msg_cap, "snapshot format %u, this build reads %u",
@@ -273,15 +294,15 @@ static int header_decode(idx_snap_reader *r, const unsigned char in[SNAP_HEADER_
         return DEJA_ERR_VERSION;
     }
     uint64_t sum;
-    memcpy(&sum, in + SNAP_HEADER_HASHED, 8);
+    memcpy(&sum, in + SNAP_HEADER_HASHED, sizeof sum);
     if (sum != XXH3_64bits(in, SNAP_HEADER_HASHED))
         return idx_snap_bad(r, "damaged header (checksum mismatch)");
-    hd->kind = words[2];
-    hd->dim = words[3];
-    hd->params.M = words[4];
-    hd->params.ef_construction = words[5];
-    hd->params.quant = words[6];
-    memcpy(&hd->tag, in + 28, 8);
+    hd->kind = get32(in + HDR_KIND);
+    hd->dim = get32(in + HDR_DIM);
+    hd->params.M = get32(in + HDR_M);
+    hd->params.ef_construction = get32(in + HDR_EF_CONSTRUCTION);
+    hd->params.quant = get32(in + HDR_QUANT);
+    memcpy(&hd->tag, in + HDR_TAG, sizeof hd->tag);
     return 0;
 }
 
@@ -290,25 +311,28 @@ static void kind_params(const idx *ix, idx_snap_params *out) {
     if (ix->ops->snapshot_params) ix->ops->snapshot_params(ix, out);
 }
 
-/* INVALID_ARG with both values when the file's configuration is not
- * the caller's. */
+/* INVALID_ARG, naming the first field that differs, when the file's
+ * configuration is not the one ix was created with. */
 static int config_compare(idx_snap_reader *r, const snap_header *hd, const idx *ix) {
     idx_snap_params want;
     kind_params(ix, &want);
-    const char *name = NULL;
-    uint32_t file = 0, cfg = 0;
-    if (hd->dim != ix->dim) name = "dim", file = hd->dim, cfg = ix->dim;
-    else if (hd->params.M != want.M) name = "M", file = hd->params.M, cfg = want.M;
-    else if (hd->params.ef_construction != want.ef_construction)
-        name = "ef_construction", file = hd->params.ef_construction,
-        cfg = want.ef_construction;
-    else if (hd->params.quant != want.quant)
-        name = "quant", file = hd->params.quant, cfg = want.quant;
-    if (!name) return 0;
-    if (r->msg && r->msg_cap > 0)
-        snprintf(r->msg, r->msg_cap, "snapshot has %s %u, the configuration %u", name,
-                 file, cfg);
-    return DEJA_ERR_INVALID_ARG;
+    const struct {
+        const char *name;
+        uint32_t file, cfg;
+    } fields[] = {
+        {"dim", hd->dim, ix->dim},
+        {"M", hd->params.M, want.M},
+        {"ef_construction", hd->params.ef_construction, want.ef_construction},
+        {"quant", hd->params.quant, want.quant},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (fields[i].file == fields[i].cfg) continue;
+        if (r->msg && r->msg_cap > 0)
+            snprintf(r->msg, r->msg_cap, "snapshot has %s %u, the configuration %u",
+                     fields[i].name, fields[i].file, fields[i].cfg);
+        return DEJA_ERR_INVALID_ARG;
+    }
+    return 0;
 }
 
 /* ---- writing ----------------------------------------------------------------*/
@@ -362,8 +386,7 @@ static int write_stream(const idx *ix, int fd, uint64_t tag) {
 }
 
 int idx_snapshot_write(const idx *ix, const char *path, uint64_t tag) {
-    if (!ix || !path || !path[0] || !ix->ops->snapshot_write)
-        return DEJA_ERR_INVALID_ARG;
+    if (!ix || !path || !path[0] || !ix->ops->snapshot_write) return DEJA_ERR_INVALID_ARG;
     size_t path_len = strlen(path);
     char *tmp = malloc(path_len + 5);
     if (!tmp) return DEJA_ERR_NOMEM;
@@ -380,8 +403,10 @@ int idx_snapshot_write(const idx *ix, const char *path, uint64_t tag) {
     if (rc == 0 && fsync(fd) != 0) rc = DEJA_ERR_IO;
     if (close(fd) != 0 && rc == 0) rc = DEJA_ERR_IO;
     if (rc == 0 && rename(tmp, path) != 0) rc = DEJA_ERR_IO;
-    if (rc == 0) rc = sync_parent(path);
-    else unlink(tmp);
+    if (rc == 0)
+        rc = sync_parent(path);
+    else
+        unlink(tmp);
     free(tmp);
     return rc;
 }
@@ -396,12 +421,14 @@ static int read_stream(idx_snap_reader *r, const idx_config *cfg, idx **out,
     int rc = idx_snap_get(r, head, sizeof head);
     if (rc) return rc;
     snap_header hd;
+    memset(&hd, 0, sizeof hd);
     rc = header_decode(r, head, &hd);
     if (rc) return rc;
     if (hd.kind != (uint32_t)cfg->kind) {
         if (r->msg && r->msg_cap > 0)
-            snprintf(r->msg, r->msg_cap, "snapshot of index kind %u, the configuration %u",
-                     hd.kind, (unsigned)cfg->kind);
+            snprintf(r->msg, r->msg_cap,
+                     "snapshot of index kind %u, the configuration %u", hd.kind,
+                     (unsigned)cfg->kind);
         return DEJA_ERR_INVALID_ARG;
     }
     idx *ix = NULL;
@@ -426,8 +453,10 @@ static int read_stream(idx_snap_reader *r, const idx_config *cfg, idx **out,
         } while (got < 0 && errno == EINTR);
         uint64_t sum;
         memcpy(&sum, trailer, sizeof sum);
-        if (got < 0) rc = DEJA_ERR_IO;
-        else if (got != (ssize_t)sizeof trailer) rc = idx_snap_bad(r, "truncated");
+        if (got < 0)
+            rc = DEJA_ERR_IO;
+        else if (got != (ssize_t)sizeof trailer)
+            rc = idx_snap_bad(r, "truncated");
         else if (sum != XXH3_64bits_digest(&r->hash))
             rc = idx_snap_bad(r, "damaged (checksum mismatch)");
     }

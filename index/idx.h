@@ -229,7 +229,9 @@ int idx_snapshot_read(const char *path, const idx_config *cfg, idx **out, uint64
                       char *msg, size_t msg_cap);
 
 /* Calls fn for every label in ix (the caller reconciles a loaded snapshot
- * with its own entries). The index must not change during the call. */
+ * with its own entries); stops at fn's first nonzero return and returns
+ * it. The index must not change during the call. Read and write may also
+ * return IO (a disk error, or a missing folder on write). */
 int idx_each_label(const idx *ix, int (*fn)(void *ctx, uint64_t label), void *ctx);
 
 /* ---- exact helpers (also used by tests and the bench ground truth) --------*/
