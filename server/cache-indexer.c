@@ -33,6 +33,7 @@ struct cache_indexer {
     size_t head, len, cap;
     unsigned busy; /* threads in the middle of a move */
     int stopping;
+    int paused;    /* a snapshot is being written: no moves */
     unsigned nthreads;
     pthread_t threads[];
 };
@@ -73,7 +74,8 @@ static void *indexer_main(void *arg) {
     float *vec = aligned_alloc(64, 4096 * sizeof(float));
     pthread_mutex_lock(&ix->mu);
     while (vec) {
-        while (ix->len == 0 && !ix->stopping) pthread_cond_wait(&ix->work, &ix->mu);
+        while ((ix->len == 0 || ix->paused) && !ix->stopping)
+            pthread_cond_wait(&ix->work, &ix->mu);
         if (ix->stopping) break;
         move m = ix->queue[ix->head];
         ix->head = (ix->head + 1) % ix->cap;
@@ -85,7 +87,8 @@ static void *indexer_main(void *arg) {
         ix->busy--;
         /* Waiters want "idle" or "below a limit": wake them now and then,
          * not on every move. */
-        if ((ix->len == 0 && ix->busy == 0) || (ix->len & 255) == 0)
+        if ((ix->len == 0 && ix->busy == 0) || (ix->len & 255) == 0 ||
+            (ix->paused && ix->busy == 0))
             pthread_cond_broadcast(&ix->idle);
     }
     pthread_mutex_unlock(&ix->mu);
@@ -154,6 +157,20 @@ size_t cache_indexer_backlog(cache_indexer *ix) {
     size_t n = ix->len + ix->busy;
     pthread_mutex_unlock(&ix->mu);
     return n;
+}
+
+void cache_indexer_pause(cache_indexer *ix) {
+    pthread_mutex_lock(&ix->mu);
+    ix->paused = 1;
+    while (ix->busy > 0) pthread_cond_wait(&ix->idle, &ix->mu);
+    pthread_mutex_unlock(&ix->mu);
+}
+
+void cache_indexer_resume(cache_indexer *ix) {
+    pthread_mutex_lock(&ix->mu);
+    ix->paused = 0;
+    pthread_cond_broadcast(&ix->work);
+    pthread_mutex_unlock(&ix->mu);
 }
 
 void cache_indexer_wait_below(cache_indexer *ix, size_t limit) {

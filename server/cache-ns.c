@@ -244,6 +244,7 @@ int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     if (ns->fresh) idx_clear(ns->fresh);
     ns->entry_bytes = 0;
     atomic_fetch_sub(&c->entries_total, old.count);
+    atomic_fetch_add(&c->changes, 1);
     ns->index_share = 0;
     cache_ns_charge_locked(c, ns, 0);
     pthread_rwlock_unlock(&ns->lock);

@@ -103,6 +103,8 @@ struct cache {
     atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS]; /* of dropped namespaces */
     atomic_size_t mem_total;     /* sum of the namespaces' mem_charged */
     atomic_size_t snapshot_entries; /* graph entries restored at start */
+    atomic_uint_fast64_t changes;   /* entries added or removed, ever */
+    uint64_t changes_at_snapshot;   /* snapshot writer only */
     atomic_size_t entries_total;
     cache_clock_fn clock;
     void *clock_ctx;
@@ -178,6 +180,11 @@ size_t cache_indexer_backlog(cache_indexer *ix);
 /* Blocks until the queue is empty and no move is in progress (tests,
  * benchmarks, shutdown). */
 void cache_indexer_wait_idle(cache_indexer *ix);
+
+/* Stops moves (waiting for those in progress) until resume: the graphs do
+ * not change in between (snapshots). */
+void cache_indexer_pause(cache_indexer *ix);
+void cache_indexer_resume(cache_indexer *ix);
 
 /* Blocks until at most limit entries wait for the graph. */
 void cache_indexer_wait_below(cache_indexer *ix, size_t limit);

@@ -90,6 +90,9 @@ void cache_snapshot_reconcile(cache *c, size_t *removed) {
     pthread_rwlock_unlock(&c->ns_lock);
 }
 
+static int write_all(cache *c, const char *dir, uint64_t tag, size_t *written, char *msg,
+                     size_t msg_cap);
+
 /* Removes snapshot files that belong to no namespace (dropped ones). */
 static void remove_stale(cache *c, const char *dir) {
     char sdir[4096];
@@ -113,12 +116,28 @@ static void remove_stale(cache *c, const char *dir) {
     closedir(d);
 }
 
-int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, size_t *written,
-                         char *msg, size_t msg_cap) {
+int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
+                         size_t *written, char *msg, size_t msg_cap) {
     *written = 0;
-    /* Nothing may change a graph while it is written: no more moves. */
-    cache_indexer_stop(c->indexer);
-    c->indexer = NULL;
+    uint64_t changes = atomic_load(&c->changes);
+    if (!final && changes == c->changes_at_snapshot) return 0; /* nothing new */
+    /* Nothing may change a graph while it is written. Moves stop (for
+     * good at shutdown); removals and publishes wait for the namespace's
+     * read lock, held while its graph is written; lookups go on. */
+    if (final) {
+        cache_indexer_stop(c->indexer);
+        c->indexer = NULL;
+    } else {
+        cache_indexer_pause(c->indexer);
+    }
+    int rc = write_all(c, dir, tag, written, msg, msg_cap);
+    if (!final) cache_indexer_resume(c->indexer);
+    if (rc == 0) c->changes_at_snapshot = changes;
+    return rc;
+}
+
+static int write_all(cache *c, const char *dir, uint64_t tag, size_t *written, char *msg,
+                     size_t msg_cap) {
     char sdir[4096];
     snprintf(sdir, sizeof sdir, "%s/snapshots", dir);
     if (mkdir(sdir, 0755) != 0 && errno != EEXIST) {

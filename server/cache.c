@@ -372,6 +372,7 @@ void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e) {
     ns->entry_bytes -= cache_entry_size(e);
     atomic_fetch_sub(&ns->n.entry_hits, atomic_load(&e->hits));
     atomic_fetch_sub(&c->entries_total, 1);
+    atomic_fetch_add(&c->changes, 1);
     cache_ns_charge_locked(c, ns, 0);
 }
 
@@ -407,6 +408,7 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
     if (rc == 0) {
         ns->entry_bytes += cache_entry_size(e);
         if (*replaced != 1) atomic_fetch_add(&c->entries_total, 1);
+        atomic_fetch_add(&c->changes, 1);
         /* The index share is re-measured every 256 entries: often enough
          * to follow growth, rarely enough to cost nothing. */
         cache_ns_charge_locked(c, ns, (ns->entries.count & 255) == 1);
@@ -603,6 +605,7 @@ int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     ns->sweep_pos = 0;
     atomic_store(&ns->n.entry_hits, 0);
     atomic_fetch_sub(&c->entries_total, old.count);
+    atomic_fetch_add(&c->changes, 1);
     cache_ns_charge_locked(c, ns, 1);
     pthread_rwlock_unlock(&ns->lock);
 

@@ -130,10 +130,14 @@ int cache_snapshot_adopt(cache *c, const char *dir, char *msg, size_t msg_cap,
  * labels that have no entry (deleted after the snapshot). */
 void cache_snapshot_reconcile(cache *c, size_t *removed);
 
-/* On a clean shutdown, with no traffic left: stops the indexer threads and
- * writes every namespace's graph. Errors: IO (msg says which file). */
-int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, size_t *written,
-                         char *msg, size_t msg_cap);
+/* Writes every namespace's graph. final: on a clean shutdown, with no
+ * traffic left (stops the indexer threads for good). Otherwise a periodic
+ * snapshot during traffic: skipped when no entry was added or removed
+ * since the last one; moves into the graphs pause, and removals and
+ * publishes wait, while a namespace is written; lookups go on. Errors: IO
+ * (msg says which file). */
+int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
+                         size_t *written, char *msg, size_t msg_cap);
 
 /* Continues id sequences after the largest loaded ids. */
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);

@@ -41,6 +41,7 @@ enum {
     OPT_MAX_MEMORY,
     OPT_MAX_ENTRIES,
     OPT_MAX_UNINDEXED,
+    OPT_SNAPSHOT_INTERVAL,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -105,6 +106,10 @@ static const flag_doc flags[] = {
     {{"max-unindexed", required_argument, NULL, OPT_MAX_UNINDEXED}, "N",
      "STOREs wait while more than N entries wait for the graph; 0 = never "
      "(default 100000)"},
+    {{"snapshot-interval", required_argument, NULL, OPT_SNAPSHOT_INTERVAL}, "SECONDS",
+     "write graph snapshots this often when entries changed, so a restart "
+     "after a crash skips most of the rebuild; 0 = only on shutdown "
+     "(default 300)"},
     {{"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET}, "SECONDS",
      "testing only: run the cache's clock this far ahead (TTL tests)"},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
@@ -174,6 +179,7 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
     cfg->index_kind = IDX_KIND_HNSW;
     cfg->min_threshold = 0.5f;
     cfg->max_unindexed = 100000;
+    cfg->snapshot_interval_s = 300;
     cfg->dedup = 0.99f;
     cfg->auth_token = getenv("DEJA_AUTH_TOKEN");
     if (cfg->auth_token && !cfg->auth_token[0]) cfg->auth_token = NULL;
@@ -300,6 +306,10 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
         case OPT_MAX_UNINDEXED:
             if (parse_uint("max-unindexed", optarg, 0, UINT64_MAX / 2, &v)) return -1;
             cfg->max_unindexed = v;
+            break;
+        case OPT_SNAPSHOT_INTERVAL:
+            if (parse_uint("snapshot-interval", optarg, 0, 86400 * 7, &v)) return -1;
+            cfg->snapshot_interval_s = (uint32_t)v;
             break;
         case OPT_CLOCK_OFFSET:
             if (parse_uint("clock-offset", optarg, 0, 100u * 365u * 86400u, &v))

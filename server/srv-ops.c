@@ -280,6 +280,7 @@ static int op_stats(srv_req *r) {
             {"failed_writes", failed},
             {"disk_bytes", disk},
             {"map_bytes", map},
+            {"snapshots_written", atomic_load(&s->snapshots)},
         };
         for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < 48; i++) {
             stats[n].key = extra[i].key;

@@ -79,6 +79,7 @@ struct srv_server {
     char unix_path[512];
     uv_signal_t sigint, sigterm;
     uv_timer_t sweep_timer; /* TTL sweeper, on the main loop */
+    uv_timer_t snapshot_timer; /* periodic graph snapshots */
     srv_worker *workers;
     unsigned nworkers;
     store *store;
@@ -86,6 +87,7 @@ struct srv_server {
     unsigned next_worker;
     uint64_t start_ms;
     atomic_uint_fast64_t conns_total, conns_open, requests, frame_errors;
+    atomic_uint_fast64_t snapshots; /* periodic snapshots written */
 };
 
 struct srv_conn {

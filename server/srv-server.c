@@ -252,6 +252,7 @@ static void begin_shutdown(srv_server *s) {
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
+    uv_close((uv_handle_t *)&s->snapshot_timer, NULL);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -299,6 +300,24 @@ static void on_evict(void *ctx, uint32_t ns_id, uint64_t id) {
 #define SWEEP_INTERVAL_MS 100
 #define SWEEP_SLICE 2000
 #define SWEEP_MAX_MS 20
+
+/* Periodic graph snapshot, so that a restart after a crash loads a recent
+ * graph instead of rebuilding it. Runs on the main loop. */
+static void on_snapshot(uv_timer_t *t) {
+    srv_server *s = t->data;
+    size_t written = 0;
+    char msg[512] = "";
+    uint64_t t0 = srv_now_ms();
+    int rc = cache_snapshot_write(s->cache, s->cfg->data_dir, store_last_txn(s->store), 0,
+                                  &written, msg, sizeof msg);
+    if (rc) {
+        srv_log(SRV_LOG_WARN, "%s", msg);
+    } else if (written) {
+        atomic_fetch_add(&s->snapshots, 1);
+        srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms", written,
+                (unsigned long long)(srv_now_ms() - t0));
+    }
+}
 
 static void on_sweep(uv_timer_t *t) {
     srv_server *s = t->data;
@@ -517,6 +536,11 @@ int srv_run(const srv_config *cfg) {
     uv_timer_init(s.loop, &s.sweep_timer);
     s.sweep_timer.data = &s;
     uv_timer_start(&s.sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_timer_init(s.loop, &s.snapshot_timer);
+    s.snapshot_timer.data = &s;
+    if (cfg->snapshot_interval_s)
+        uv_timer_start(&s.snapshot_timer, on_snapshot, cfg->snapshot_interval_s * 1000ull,
+                       cfg->snapshot_interval_s * 1000ull);
     if (listen_unix(&s) == 0 && listen_tcp(&s) == 0) {
         srv_log(SRV_LOG_INFO, "ready: %u worker threads, data in %s", s.nworkers,
                 cfg->data_dir);
@@ -549,7 +573,7 @@ out:
         size_t written = 0;
         char msg[512] = "";
         uint64_t t0 = srv_now_ms();
-        int rc = cache_snapshot_write(s.cache, cfg->data_dir, store_last_txn(s.store),
+        int rc = cache_snapshot_write(s.cache, cfg->data_dir, store_last_txn(s.store), 1,
                                       &written, msg, sizeof msg);
         if (rc) srv_log(SRV_LOG_WARN, "%s", msg);
         else srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms",

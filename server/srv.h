@@ -45,6 +45,7 @@ typedef struct srv_config {
     uint64_t max_memory;     /* budget for index + in-memory entries; 0 = none */
     uint64_t max_entries;    /* entry cap; 0 = none */
     uint64_t max_unindexed;  /* STOREs wait while more entries wait for the graph */
+    uint32_t snapshot_interval_s; /* periodic graph snapshots; 0 = only at exit */
 } srv_config;
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when

@@ -188,6 +188,49 @@ static void test_a_damaged_snapshot_falls_back_to_a_rebuild(void) {
     deja_close(c);
 }
 
+static void test_a_periodic_snapshot_spares_the_rebuild_after_a_crash(void) {
+    test_server p;
+    const char *args[] = {"--snapshot-interval", "1", "--fsync", "batch", NULL};
+    ASSERT_OK(test_server_start(&p, args));
+    deja_client *c = NULL;
+    ASSERT_OK(deja_connect(p.addr, NULL, &c));
+    for (int i = 0; i < 50; i++) {
+        float v[DIM];
+        test_unit_vector(5000u + (uint64_t)i, v, DIM);
+        deja_store_req req = {.ns = "periodic", .vector = v, .dim = DIM,
+                              .response = "p", .response_len = 1};
+        ASSERT_OK(deja_store(c, &req, NULL));
+    }
+    /* The snapshot timer fires every second; give it ten. */
+    uint64_t written = 0;
+    for (int tries = 0; tries < 200 && written == 0; tries++) {
+        deja_stats *s = NULL;
+        ASSERT_OK(deja_stats_get(c, NULL, &s));
+        ASSERT_OK(deja_stats_find(s, "snapshots_written", &written));
+        deja_stats_free(s);
+        if (!written) usleep(50000);
+    }
+    ASSERT_GT(written, 0);
+    deja_close(c);
+    test_server_kill(&p);
+    ASSERT_OK(test_server_restart(&p, args));
+    ASSERT_OK(deja_connect(p.addr, NULL, &c));
+    deja_stats *s = NULL;
+    uint64_t restored = 0;
+    ASSERT_OK(deja_stats_get(c, NULL, &s));
+    ASSERT_OK(deja_stats_find(s, "snapshot_entries", &restored));
+    deja_stats_free(s);
+    ASSERT_GT(restored, 0); /* what the graph held at the last snapshot */
+    float v[DIM];
+    test_unit_vector(5007u, v, DIM);
+    deja_result *r = NULL;
+    ASSERT_OK(deja_lookup(c, "periodic", v, DIM, 0.999f, 1, 0, &r));
+    ASSERT_EQ(r->count, 1);
+    deja_result_free(r);
+    deja_close(c);
+    ASSERT_EQ(test_server_stop(&p), 0);
+}
+
 static void test_a_second_server_cannot_open_the_same_folder(void) {
     test_server other = srv;
     other.pid = 0;
@@ -202,6 +245,7 @@ int main(void) {
     RUN(test_entries_that_expired_while_down_are_not_served);
     RUN(test_a_clean_restart_restores_the_graph_from_its_snapshot);
     RUN(test_a_damaged_snapshot_falls_back_to_a_rebuild);
+    RUN(test_a_periodic_snapshot_spares_the_rebuild_after_a_crash);
     RUN(test_a_second_server_cannot_open_the_same_folder);
     if (test_server_stop(&srv) != 0) return 1;
     return harness_result();
