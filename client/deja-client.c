@@ -517,23 +517,28 @@ int deja_delete(deja_client *c, const char *ns, uint64_t id) {
     return 0;
 }
 
-int deja_flush(deja_client *c, const char *ns, uint64_t *removed) {
+int deja__ns_count_call(deja_client *c, const char *ns, uint8_t op,
+                        deja__ns_encoder encode, uint64_t *count) {
     int rc = deja__begin_call(c);
     if (rc != 0) return rc;
     uint8_t ns_len;
     if ((rc = deja__check_ns(c, ns, &ns_len)) != 0) return rc;
     uint32_t id = take_id(c);
-    rc = proto_encode_flush_req(&c->out, id, (const uint8_t *)ns, ns_len);
+    rc = encode(&c->out, id, (const uint8_t *)ns, ns_len);
     if (rc != 0) return encode_failed(c, rc);
     proto_header h;
     const uint8_t *body;
-    rc = deja__roundtrip(c, PROTO_OP_FLUSH, id, &h, &body);
+    rc = deja__roundtrip(c, op, id, &h, &body);
     if (rc != 0) return rc;
     uint64_t n;
     if (proto_decode_u64_resp(body, h.body_len, &n) != 0)
-        return deja__malformed(c, "FLUSH");
-    if (removed) *removed = n;
+        return deja__malformed(c, proto_op_name(op));
+    if (count) *count = n;
     return 0;
+}
+
+int deja_flush(deja_client *c, const char *ns, uint64_t *removed) {
+    return deja__ns_count_call(c, ns, PROTO_OP_FLUSH, proto_encode_flush_req, removed);
 }
 
 /* ---- lookup ----------------------------------------------------------------*/

@@ -61,22 +61,7 @@ int deja_ns_create(deja_client *c, const char *ns, const deja_ns_config *cfg) {
 }
 
 int deja_ns_drop(deja_client *c, const char *ns, uint64_t *removed) {
-    int rc = deja__begin_call(c);
-    if (rc != 0) return rc;
-    uint8_t ns_len;
-    if ((rc = deja__check_ns(c, ns, &ns_len)) != 0) return rc;
-    uint32_t id = deja__take_ids(c, 1);
-    rc = proto_encode_ns_drop_req(&c->out, id, (const uint8_t *)ns, ns_len);
-    if (rc != 0) return deja__set_err(c, rc, "cannot encode request");
-    proto_header h;
-    const uint8_t *body;
-    rc = deja__roundtrip(c, PROTO_OP_NS_DROP, id, &h, &body);
-    if (rc != 0) return rc;
-    uint64_t n;
-    if (proto_decode_u64_resp(body, h.body_len, &n) != 0)
-        return deja__malformed(c, "NS_DROP");
-    if (removed) *removed = n;
-    return 0;
+    return deja__ns_count_call(c, ns, PROTO_OP_NS_DROP, proto_encode_ns_drop_req, removed);
 }
 
 /* ---- list ----------------------------------------------------------------------- */

@@ -117,6 +117,13 @@ int deja__roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
  * PROTOCOL. */
 int deja__malformed(deja_client *c, const char *what);
 
+/* One request naming a namespace whose reply is a u64 count (FLUSH,
+ * NS_DROP): encode with `encode`, round trip, decode into *count. */
+typedef int (*deja__ns_encoder)(proto_buf *b, uint32_t id, const uint8_t *ns,
+                                uint8_t ns_len);
+int deja__ns_count_call(deja_client *c, const char *ns, uint8_t op,
+                        deja__ns_encoder encode, uint64_t *count);
+
 /* Records a message for deja_last_error and returns code. */
 int deja__set_err(deja_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
