@@ -37,6 +37,7 @@ typedef struct cache_config {
     float dedup;              /* default write-time dedup similarity; 0 = off */
     uint64_t max_memory;      /* server-wide budget in bytes; 0 = none */
     uint64_t max_entries;     /* server-wide entry cap; 0 = none */
+    int allow_faiss;          /* FAISS index kinds may be created */
     /* Called (from the thread that sweeps or evicts, with no cache lock
      * held) for every entry removed by the cache itself (TTL, LFU), so the
      * server can delete it from disk too. May be NULL. Budgets are

@@ -42,6 +42,12 @@ enum {
     OPT_MAX_ENTRIES,
     OPT_MAX_UNINDEXED,
     OPT_SNAPSHOT_INTERVAL,
+    OPT_ALLOW_FAISS,
+    OPT_MAX_CONNECTIONS,
+    OPT_IDLE_TIMEOUT,
+    OPT_MAX_CLIENT_MEMORY,
+    OPT_TOKENS_FILE,
+    OPT_PROTECTED_MODE,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -110,6 +116,22 @@ static const flag_doc flags[] = {
      "write graph snapshots this often when entries changed, so a restart "
      "after a crash skips most of the rebuild; 0 = only on shutdown "
      "(default 300)"},
+    {{"allow-faiss", no_argument, NULL, OPT_ALLOW_FAISS}, NULL,
+     "let NS_CREATE ask for FAISS index kinds (factory strings from a "
+     "bounded grammar only; off by default)"},
+    {{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS}, "N",
+     "open client connections; more are answered BUSY and closed "
+     "(default 1024)"},
+    {{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT}, "SECONDS",
+     "close a connection that completes no request and reads no reply for "
+     "this long; 0 = never (default 300)"},
+    {{"max-client-memory", required_argument, NULL, OPT_MAX_CLIENT_MEMORY}, "BYTES",
+     "bytes held in all client buffers (requests and unsent replies); past "
+     "it large frames are refused BUSY and replies pause (default 268435456)"},
+    {{"tokens-file", required_argument, NULL, OPT_TOKENS_FILE}, "FILE",
+     "tenant tokens, one 'TOKEN PREFIX RIGHTS' per line; reloaded on SIGHUP"},
+    {{"protected-mode", required_argument, NULL, OPT_PROTECTED_MODE}, "yes|no",
+     "refuse to listen on a non-loopback --host without a token (default yes)"},
     {{"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET}, "SECONDS",
      "testing only: run the cache's clock this far ahead (TTL tests)"},
     {{"log-level", required_argument, NULL, OPT_LOG_LEVEL}, "LEVEL",
@@ -181,6 +203,10 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
     cfg->max_unindexed = 100000;
     cfg->snapshot_interval_s = 300;
     cfg->dedup = 0.99f;
+    cfg->max_connections = SRV_DEFAULT_MAX_CONNECTIONS;
+    cfg->idle_timeout_s = SRV_DEFAULT_IDLE_TIMEOUT_S;
+    cfg->max_client_memory = SRV_DEFAULT_MAX_CLIENT_MEMORY;
+    cfg->protected_mode = 1;
     cfg->auth_token = getenv("DEJA_AUTH_TOKEN");
     if (cfg->auth_token && !cfg->auth_token[0]) cfg->auth_token = NULL;
 
@@ -310,6 +336,30 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
         case OPT_SNAPSHOT_INTERVAL:
             if (parse_uint("snapshot-interval", optarg, 0, 86400 * 7, &v)) return -1;
             cfg->snapshot_interval_s = (uint32_t)v;
+            break;
+        case OPT_ALLOW_FAISS: cfg->allow_faiss = 1; break;
+        case OPT_MAX_CONNECTIONS:
+            if (parse_uint("max-connections", optarg, 1, 1000000, &v)) return -1;
+            cfg->max_connections = (uint32_t)v;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_uint("idle-timeout", optarg, 0, 86400 * 30, &v)) return -1;
+            cfg->idle_timeout_s = (uint32_t)v;
+            break;
+        case OPT_MAX_CLIENT_MEMORY:
+            if (parse_uint("max-client-memory", optarg, 1u << 20, UINT64_MAX / 2, &v))
+                return -1;
+            cfg->max_client_memory = v;
+            break;
+        case OPT_TOKENS_FILE: cfg->tokens_file = optarg; break;
+        case OPT_PROTECTED_MODE:
+            if (strcmp(optarg, "yes") == 0) cfg->protected_mode = 1;
+            else if (strcmp(optarg, "no") == 0) cfg->protected_mode = 0;
+            else {
+                fprintf(stderr, "dejad: --protected-mode wants yes or no, got '%s'\n",
+                        optarg);
+                return -1;
+            }
             break;
         case OPT_CLOCK_OFFSET:
             if (parse_uint("clock-offset", optarg, 0, 100u * 365u * 86400u, &v))

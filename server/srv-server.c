@@ -363,6 +363,7 @@ static cache_config srv_cache_config(const srv_config *cfg, srv_server *s) {
         .dedup = cfg->dedup,
         .max_memory = cfg->max_memory,
         .max_entries = cfg->max_entries,
+        .allow_faiss = cfg->allow_faiss,
         .on_evict = on_evict,
         .evict_ctx = s,
         .default_ttl_s = cfg->default_ttl_s,

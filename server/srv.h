@@ -18,6 +18,9 @@
 #define SRV_PREAUTH_MAX_FRAME (64u * 1024u)
 #define SRV_DEFAULT_MAX_DISK (64ull << 30)
 #define SRV_DEFAULT_FSYNC_INTERVAL_MS 10u
+#define SRV_DEFAULT_MAX_CONNECTIONS 1024u
+#define SRV_DEFAULT_IDLE_TIMEOUT_S 300u
+#define SRV_DEFAULT_MAX_CLIENT_MEMORY (256ull << 20)
 
 typedef struct srv_config {
     const char *host;        /* TCP listen address */
@@ -46,6 +49,12 @@ typedef struct srv_config {
     uint64_t max_entries;    /* entry cap; 0 = none */
     uint64_t max_unindexed;  /* STOREs wait while more entries wait for the graph */
     uint32_t snapshot_interval_s; /* periodic graph snapshots; 0 = only at exit */
+    int allow_faiss;         /* accept FAISS factory strings (bounded grammar) */
+    uint32_t max_connections; /* open client connections; more get BUSY */
+    uint32_t idle_timeout_s; /* close connections idle this long; 0 = never */
+    uint64_t max_client_memory; /* bytes held in all client buffers */
+    const char *tokens_file; /* tenant tokens (reloaded on SIGHUP) */
+    int protected_mode;      /* refuse a non-loopback --host without tokens */
 } srv_config;
 
 /* Fills cfg with defaults, then applies argv. Returns 0 to run, 1 when
