@@ -502,6 +502,10 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             usage(stdout);
             exit(BENCH_EXIT_OK);
         }
+        if (argc >= 2 && !strcmp(argv[1], "--version")) {
+            printf("deja-bench %s\n", DEJA_VERSION);
+            exit(BENCH_EXIT_OK);
+        }
         fprintf(stderr, "deja-bench: the first argument must be a mode: index, server "
                         "or mixed (--help for usage)\n");
         return -1;

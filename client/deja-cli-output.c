@@ -114,8 +114,9 @@ void cli_print_stats(FILE *f, const deja_stats *s, const char *ns, int json) {
 
 void cli_print_lookup(FILE *f, const deja_result *r, int json) {
     if (json) {
-        fprintf(f, "{\"ok\":true,\"hit\":%s,\"count\":%u,\"hits\":[",
-                r->count ? "true" : "false", r->count);
+        fprintf(f, "{\"ok\":true,\"hit\":%s,\"exact\":%s,\"count\":%u,\"hits\":[",
+                r->count ? "true" : "false",
+                (r->flags & DEJA_RESULT_EXACT) ? "true" : "false", r->count);
         for (uint32_t i = 0; i < r->count; i++) {
             const deja_hit *h = &r->hits[i];
             fprintf(f, "%s{\"id\":%llu,\"similarity\":%.6f,\"prompt\":", i ? "," : "",
@@ -137,8 +138,9 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json) {
     }
     for (uint32_t i = 0; i < r->count; i++) {
         const deja_hit *h = &r->hits[i];
-        fprintf(f, "HIT %u  id %llu  similarity %.4f\n", i + 1, (unsigned long long)h->id,
-                (double)h->similarity);
+        fprintf(f, "HIT %u  id %llu  similarity %.4f%s\n", i + 1,
+                (unsigned long long)h->id, (double)h->similarity,
+                i == 0 && (r->flags & DEJA_RESULT_EXACT) ? "  (exact prompt)" : "");
         if (h->prompt) fprintf(f, "prompt: %.*s\n", (int)h->prompt_len, h->prompt);
         fwrite(h->response, 1, h->response_len, f);
         if (h->response_len == 0 || h->response[h->response_len - 1] != '\n')

@@ -35,6 +35,7 @@ enum {
     OPT_COMPLETION = 1u << 9,
     OPT_COST = 1u << 10,      /* --input-tokens, --output-tokens, --cost */
     OPT_NS_CONFIG = 1u << 11, /* the namespace configuration of ns create */
+    OPT_STAT = 1u << 12,      /* --ns, --interval, --count of stat */
     OPT_GLOBAL = 1u << 31,
 };
 
@@ -48,6 +49,8 @@ typedef struct cli_args {
     int with_prompt;
     unsigned long long input_tokens, output_tokens, cost;
     deja_ns_config ns_cfg;
+    const char *stat_ns;
+    long interval_ms, count;
     unsigned given;             /* OPT_* bits seen, to refuse ones the command ignores */
     const char *given_name[32]; /* the option seen for each bit */
     const char *pos[MAX_POSITIONAL];
@@ -97,6 +100,9 @@ static const cli_option options[] = {
     {"allow-non-ok", 0, 0, OPT_NS_CONFIG},
     {"no-dedup", 0, 0, OPT_NS_CONFIG},
     {"faiss-factory", 0, 1, OPT_NS_CONFIG},
+    {"ns", 0, 1, OPT_STAT},
+    {"interval", 0, 1, OPT_STAT},
+    {"count", 0, 1, OPT_STAT},
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -251,6 +257,16 @@ static int set_option(cli_args *a, const cli_option *o, const char *v) {
             return usage_error("bad --output-tokens");
     } else if (strcmp(n, "cost") == 0) {
         if (parse_u64(v, &a->cost)) return usage_error("bad --cost");
+    } else if (strcmp(n, "ns") == 0) {
+        a->stat_ns = v;
+    } else if (strcmp(n, "interval") == 0) {
+        unsigned long long ms;
+        if (parse_u64(v, &ms) || ms < 10 || ms > 3600000) return usage_error("bad --interval");
+        a->interval_ms = (long)ms;
+    } else if (strcmp(n, "count") == 0) {
+        unsigned long long count;
+        if (parse_u64(v, &count) || count > 1000000000) return usage_error("bad --count");
+        a->count = (long)count;
     }
     a->given |= o->bit;
     for (int b = 0; b < 32; b++)
@@ -376,6 +392,15 @@ static int stats_of(deja_client *c, const cli_args *a, const char *what, const c
     cli_print_stats(stdout, s, ns, a->json);
     deja_stats_free(s);
     return CLI_OK;
+}
+
+static int cmd_stat(deja_client *c, const cli_args *a) {
+    if (a->stat_ns) {
+        int rc = check_namespace(a->stat_ns);
+        if (rc != 0) return rc;
+    }
+    int rc = cli_stat(c, a->stat_ns, a->interval_ms ? a->interval_ms : 1000, a->count, a->json);
+    return rc ? report(a, "stat", rc, deja_last_error(c)) : CLI_OK;
 }
 
 static int cmd_info(deja_client *c, const cli_args *a) {
@@ -545,6 +570,11 @@ static const cli_command commands[] = {
      "commits, disk bytes, ...\n"},
     {"stats", 0, 1, 0, -1, cmd_stats, "stats [NS]",
      "Counters of the server, or of namespace NS (STATS).\n"},
+    {"stat", 0, 0, OPT_STAT, -1, cmd_stat, "stat [--ns NS] [--interval MS] [--count N]",
+     "A live view: every second (--interval), one line with lookups/s, the hit\n"
+     "rate (all, exact-prompt and semantic), misses/s, stores/s, entries, memory\n"
+     "and the money saved so far, for the server or namespace NS. Runs until\n"
+     "interrupted, or for N lines. With --json, one JSON object per line.\n"},
     {"ns", 1, 2, OPT_NS_CONFIG, -1, cmd_ns,
      "ns list | ns info NAME | ns drop NAME | ns create NAME --dim N [config]",
      "Namespaces. `ns info NAME` prints the configuration and counters (exit 3\n"
@@ -634,6 +664,12 @@ static const cli_command *find_command(const char *name) {
 }
 
 int main(int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("deja-cli %s\n", DEJA_VERSION);
+            return CLI_OK;
+        }
+    }
     cli_args a;
     memset(&a, 0, sizeof a);
     a.k = 1;

@@ -45,4 +45,9 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json);
 void cli_print_ns_list(FILE *f, const deja_ns_list *l, int json);
 void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int json);
 
+/* The live view (deja-cli-stat.c): every interval_ms, one line of rates
+ * and totals of the server or of namespace ns (NULL), count lines (0 =
+ * until interrupted). Returns 0 or the error of a failed STATS. */
+int cli_stat(deja_client *c, const char *ns, long interval_ms, long count, int json);
+
 #endif

@@ -225,6 +225,9 @@ ssize_t deja__in_read(deja_client *c, int64_t deadline_ms, int wait) {
             frame += (size_t)h.body_len;
     }
     size_t want = frame > avail ? frame - avail : 0;
+    /* Grow with the bytes that arrived, at most doubling: a 16-byte header
+     * alone must not make us allocate the 256 MiB it may announce. */
+    if (want > avail + IN_CHUNK) want = avail + IN_CHUNK;
     if (want < IN_CHUNK) want = IN_CHUNK;
     if (in_reserve(c, want) != 0)
         return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte reply", frame);
@@ -683,7 +686,11 @@ int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *bo
     uint16_t count;
     if (proto_decode_lookup_resp(body, h->body_len, c->hits, PROTO_MAX_K, &count) != 0)
         return deja__malformed(c, "LOOKUP");
-    return build_result(c, count, out);
+    int rc = build_result(c, count, out);
+    /* The flag describes hit 0; a miss has nothing to describe. */
+    if (rc == 0 && count > 0 && (h->flags & PROTO_FLAG_EXACT))
+        (*out)->flags |= DEJA_RESULT_EXACT;
+    return rc;
 }
 
 int deja__lookup_prompt(deja_client *c, const char *ns, const char *prompt,

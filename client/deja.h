@@ -82,6 +82,12 @@ typedef struct deja_result {
 #define DEJA_RESULT_FETCHED 0x0001u
 /* deja_get_or_fetch: the fetched answer was stored; hits[0].id is its id. */
 #define DEJA_RESULT_STORED 0x0002u
+/* hits[0] came from the server's exact tier: an entry stored with the same
+ * normalised prompt as the lookup's (deja_get_or_fetch sends the prompt).
+ * It is then the only hit, and its similarity -- the true cosine -- may be
+ * below the threshold asked for, never below the namespace's floor
+ * (docs/PROTOCOL.md 5.10). Servers before this flag never set it. */
+#define DEJA_RESULT_EXACT 0x0004u
 
 /* Frees a result and everything it points to. NULL is a no-op. */
 void deja_result_free(deja_result *r);

@@ -30,7 +30,10 @@
  *    IndexIDMap2 rebuilds its reverse map; O(1) on average for IVF;
  *  - memory: see idx_faiss_shim_memory; exact for the code arrays, an
  *    estimate for FAISS's hash maps;
- *  - threads: like the flat kind, add and remove need exclusive access.
+ *  - threads: like the flat kind, add and remove need exclusive access;
+ *  - factory strings: outside baseline mode only those of the grammar in
+ *    idx.h (idx_faiss_factory_check) are built; the check runs here, in
+ *    C, before FAISS parses anything.
  *
  * Equal scores rank the lower label first, as in every kind: FAISS's
  * answer is re-ranked through deja's top-k heap. */
@@ -325,6 +328,75 @@ static size_t faiss_memory(const idx *ix) {
            f->pending_capacity * ((size_t)f->base.dim * sizeof(float) + sizeof(uint64_t));
 }
 
+/* ---- the factory grammar (idx.h) -----------------------------------------*/
+
+#define GRAMMAR_TEXT                                                            \
+    "allowed: [IDMap,]Flat|SQ8|SQfp16|IVF<n>,Flat|IVF<n>,SQ8 with n 1..256, "  \
+    "n*dim <= 65536"
+
+/* Writes a refusal naming the factory string, which comes from the
+ * network: only its first 48 bytes, and only printable ASCII, reach the
+ * message (and through it the log). */
+static int refuse(char *msg, size_t cap, const char *factory, const char *why) {
+    if (msg && cap > 0) {
+        char shown[49];
+        size_t n = 0;
+        for (; factory[n] && n < sizeof shown - 1; n++)
+            shown[n] = factory[n] >= 0x20 && factory[n] <= 0x7e ? factory[n] : '?';
+        shown[n] = 0;
+        snprintf(msg, cap, "FAISS factory \"%s%s\" refused: %s", shown,
+                 factory[n] ? "..." : "", why);
+    }
+    return DEJA_ERR_INVALID_ARG;
+}
+
+static int take(const char **p, const char *token) {
+    size_t n = strlen(token);
+    if (strncmp(*p, token, n) != 0) return 0;
+    *p += n;
+    return 1;
+}
+
+int idx_faiss_factory_check(const char *factory, uint32_t dim, char *msg,
+                            size_t msg_cap) {
+    if (msg && msg_cap > 0) msg[0] = 0;
+    if (!factory || !factory[0])
+        return refuse(msg, msg_cap, "", "a FAISS index needs a factory string; " GRAMMAR_TEXT);
+    const char *p = factory;
+    if (!take(&p, "IDMap2,")) take(&p, "IDMap,");
+    if (take(&p, "IVF")) {
+        if (*p < '1' || *p > '9')
+            return refuse(msg, msg_cap, factory,
+                          "IVF needs a list count from 1; " GRAMMAR_TEXT);
+        uint32_t nlist = 0;
+        /* Digits past the bound stop the count before it can overflow. */
+        while (*p >= '0' && *p <= '9' && nlist <= IDX_FAISS_NLIST_MAX)
+            nlist = nlist * 10u + (uint32_t)(*p++ - '0');
+        if (nlist > IDX_FAISS_NLIST_MAX)
+            return refuse(msg, msg_cap, factory,
+                          "IVF list count over 256; " GRAMMAR_TEXT);
+        if (strcmp(p, ",Flat") != 0 && strcmp(p, ",SQ8") != 0)
+            return refuse(msg, msg_cap, factory,
+                          "an IVF holds only Flat or SQ8; " GRAMMAR_TEXT);
+        if ((uint64_t)nlist * dim > IDX_FAISS_NLIST_DIM_MAX) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "IVF%u at dim %u: list count x dim must be at most %u "
+                     "(training sample and cost)",
+                     nlist, dim, IDX_FAISS_NLIST_DIM_MAX);
+            return refuse(msg, msg_cap, factory, why);
+        }
+        return 0;
+    }
+    if (strcmp(p, "Flat") == 0 || strcmp(p, "SQ8") == 0 || strcmp(p, "SQfp16") == 0)
+        return 0;
+    if (strncmp(p, "HNSW", 4) == 0)
+        return refuse(msg, msg_cap, factory,
+                      "FAISS 1.7.3's HNSW cannot remove vectors, and deja needs "
+                      "removal for eviction");
+    return refuse(msg, msg_cap, factory, GRAMMAR_TEXT);
+}
+
 static const struct idx_ops faiss_ops = {
     .name = "faiss",
     .destroy = faiss_destroy,
@@ -346,6 +418,12 @@ int idx_faiss_create(const idx_config *cfg, idx **out, char *msg, size_t msg_cap
                      "a FAISS index needs a factory string "
                      "(idx_config.faiss_factory)");
         return DEJA_ERR_INVALID_ARG;
+    }
+    /* Baseline mode is for benchmarks, whose factory strings come from
+     * the operator's command line; everything else passes the grammar. */
+    if (!cfg->faiss_baseline) {
+        int rc = idx_faiss_factory_check(cfg->faiss_factory, cfg->dim, msg, msg_cap);
+        if (rc != 0) return rc;
     }
     idx_faiss *f = calloc(1, sizeof *f);
     if (!f) return DEJA_ERR_NOMEM;

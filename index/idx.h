@@ -108,6 +108,38 @@ typedef struct idx_config {
     int faiss_baseline;
 } idx_config;
 
+/* The FAISS factory strings deja builds (outside baseline mode): every
+ * other string is refused in C before FAISS sees it, because FAISS
+ * answers bad parameters with arithmetic faults and aborts, and its
+ * training cost grows with nlist squared. The grammar:
+ *
+ *   factory := [ "IDMap," | "IDMap2," ] body
+ *   body    := code | "IVF" nlist "," ivfcode
+ *   code    := "Flat" | "SQ8" | "SQfp16"
+ *   ivfcode := "Flat" | "SQ8"
+ *   nlist   := decimal, no leading zero, 1..IDX_FAISS_NLIST_MAX, and
+ *              nlist * dim <= IDX_FAISS_NLIST_DIM_MAX
+ *
+ * so training (k-means on 39 * nlist vectors of the namespace's own
+ * entries, run once, on the thread that publishes the STORE that fills
+ * the sample, under the namespace's lock) costs at most about
+ * 25 * 39 * nlist^2 * dim multiply-adds (about a second on one core at
+ * the bounds) and its sample at most 39 * IDX_FAISS_NLIST_DIM_MAX floats
+ * (10 MiB). PQ, OPQ, RQ, LSQ, PCA, Zn
+ * lattices, HNSW (no removal in FAISS 1.7.3) and everything else are
+ * refused. */
+#define IDX_FAISS_NLIST_MAX 256u
+#define IDX_FAISS_NLIST_DIM_MAX 65536u
+
+/* Checks factory (NUL-terminated) against the grammar above for an index
+ * of dimension dim. Returns 0, or INVALID_ARG with a sentence for a person
+ * in msg[0..msg_cap) (msg may be NULL when msg_cap is 0). idx_create
+ * runs it for every FAISS index (outside baseline mode), so callers need
+ * not; it is public for tests. Pure C, no FAISS call, but defined only in
+ * builds with FAISS (HAVE_FAISS). Thread-safe. */
+int idx_faiss_factory_check(const char *factory, uint32_t dim, char *msg,
+                            size_t msg_cap);
+
 typedef struct idx_hit {
     uint64_t label;
     float score;

@@ -30,6 +30,8 @@
     X(STORAGE_FULL, -15, "storage full")                                       \
     X(SHUTTING_DOWN, -16, "server shutting down")                              \
     X(EXISTS, -17, "namespace exists with another configuration")              \
+    X(FORBIDDEN, -18, "not allowed for this token")                           \
+    X(QUARANTINED, -19, "namespace quarantined: it could not be loaded at start") \
     X(NOMEM, -100, "out of memory")                                            \
     X(TIMEOUT, -101, "timed out")                                              \
     X(CONNECT, -102, "cannot connect")                                         \
@@ -49,5 +51,9 @@ enum deja_error { DEJA_ERROR_TABLE(DEJA_ERROR_ENUM_) };
 /* Returns a static, human-readable message for any code; unknown codes get
  * "unknown error". Thread-safe. */
 const char *deja_strerror(int code);
+
+/* Returns the table name of a code ("NOT_FOUND", "BAD_REQUEST"...), or
+ * "UNKNOWN". Static storage; thread-safe. */
+const char *deja_error_name(int code);
 
 #endif

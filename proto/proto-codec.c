@@ -239,7 +239,14 @@ int proto_decode_lookup_req(const uint8_t *body, size_t len, proto_lookup_req *r
 
 int proto_encode_lookup_resp(proto_buf *b, uint32_t id, const proto_hit *hits,
                              uint16_t count) {
+    return proto_encode_lookup_resp_flags(b, id, 0, hits, count);
+}
+
+int proto_encode_lookup_resp_flags(proto_buf *b, uint32_t id, uint16_t flags,
+                                   const proto_hit *hits, uint16_t count) {
     if (count > PROTO_MAX_K || !span_ok(hits, count)) return DEJA_ERR_INVALID_ARG;
+    if ((flags & ~PROTO_FLAG_EXACT) || ((flags & PROTO_FLAG_EXACT) && count == 0))
+        return DEJA_ERR_INVALID_ARG;
     size_t body_len = 2;
     for (uint16_t i = 0; i < count; i++) {
         const proto_hit *h = &hits[i];
@@ -249,7 +256,8 @@ int proto_encode_lookup_resp(proto_buf *b, uint32_t id, const proto_hit *hits,
             return DEJA_ERR_INVALID_ARG;
     }
     uint8_t *p;
-    int rc = frame_begin(b, PROTO_OP_LOOKUP, PROTO_FLAG_REPLY, 0, id, body_len, &p);
+    int rc = frame_begin(b, PROTO_OP_LOOKUP, (uint16_t)(PROTO_FLAG_REPLY | flags), 0, id,
+                         body_len, &p);
     if (rc != 0) return rc;
     p = put_u16(p, count);
     for (uint16_t i = 0; i < count; i++) {

@@ -17,3 +17,13 @@ const char *deja_strerror(int code) {
     default: return "unknown error";
     }
 }
+
+const char *deja_error_name(int code) {
+    switch (code) {
+#define DEJA_ERROR_NAME_(name, value, msg)                                               \
+    case value: return #name;
+        DEJA_ERROR_TABLE(DEJA_ERROR_NAME_)
+#undef DEJA_ERROR_NAME_
+    default: return "UNKNOWN";
+    }
+}

@@ -28,9 +28,13 @@ static uint8_t *put_config(uint8_t *p, const proto_ns_config *c) {
     return put_bytes(p, c->faiss_factory, c->faiss_factory_len);
 }
 
+/* dim is read and checked before the rest, so a dim of 0 is BAD_VECTOR
+ * however short the block behind it is. */
 static int read_config(reader *rd, proto_ns_config *c) {
     uint32_t thr_bits, dedup_bits;
-    if (!read_u16(rd, &c->dim) || !read_u8(rd, &c->index_kind) ||
+    int rc = read_dim(rd, &c->dim);
+    if (rc != 0) return rc;
+    if (!read_u8(rd, &c->index_kind) ||
         !read_u8(rd, &c->quant) || !read_u16(rd, &c->hnsw_m) ||
         !read_u16(rd, &c->hnsw_ef_construction) || !read_u16(rd, &c->hnsw_ef_search) ||
         !read_u8(rd, &c->ttl_mode) || !read_u8(rd, &c->flags) ||
@@ -39,13 +43,13 @@ static int read_config(reader *rd, proto_ns_config *c) {
         !read_u64(rd, &c->max_bytes) || !read_u64(rd, &c->max_entries) ||
         !read_str8(rd, &c->faiss_factory, &c->faiss_factory_len))
         return DEJA_ERR_BAD_REQUEST;
-    if (c->dim == 0 || c->dim > PROTO_MAX_DIM) return DEJA_ERR_BAD_VECTOR;
     if (proto__f32_bits_nonfinite(thr_bits) || proto__f32_bits_nonfinite(dedup_bits))
         return DEJA_ERR_BAD_REQUEST;
     c->min_threshold = proto__bits_to_f32(thr_bits);
     c->dedup = proto__bits_to_f32(dedup_bits);
     if (c->index_kind > PROTO_INDEX_FAISS || c->quant > 1 ||
-        c->ttl_mode > PROTO_TTL_SLIDING || c->min_threshold < -1.0f ||
+        c->ttl_mode > PROTO_TTL_SLIDING || (c->flags & ~PROTO_NS_FLAGS_DEFINED) ||
+        c->min_threshold < -1.0f ||
         c->min_threshold > 1.0f || c->dedup < 0.0f || c->dedup > 1.0f ||
         (c->faiss_factory_len > 0) != (c->index_kind == PROTO_INDEX_FAISS))
         return DEJA_ERR_BAD_REQUEST;

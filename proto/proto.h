@@ -63,6 +63,9 @@ enum proto_op {
 
 #define PROTO_FLAG_REPLY 0x8000u       /* set by the server on every reply */
 #define PROTO_FLAG_WANT_PROMPT 0x0001u /* LOOKUP: return stored prompts */
+/* LOOKUP reply: hit 0 came from the exact (prompt) tier, so its similarity
+ * may be below the request's threshold, never below the namespace floor. */
+#define PROTO_FLAG_EXACT 0x0002u
 
 /* HELLO reply server_flags */
 #define PROTO_SERVER_AUTH_REQUIRED 0x0001u
@@ -201,11 +204,11 @@ typedef struct proto_store_req {
  *   f32   threshold          minimum cosine similarity, in [-1, 1]
  *   u16   ef                 search breadth hint, 0 = namespace default
  *   u16   reserved           0
- *   u32   prompt_len         optional prompt text (exact tier, later)
+ *   u32   prompt_len         optional prompt text, for the exact tier
  *   f32   vector[dim]
  *   u8    prompt[prompt_len]
  * flags: PROTO_FLAG_WANT_PROMPT.
- * Reply:
+ * Reply (flags: PROTO_FLAG_EXACT when hit 0 is an exact-tier hit):
  *   u16   count              0 = miss
  *   then count times, best first:
  *     u64 entry_id, f32 similarity, u32 prompt_len, u32 response_len,
@@ -257,10 +260,12 @@ typedef struct proto_stat {
  *   u16 hnsw_ef_construction  0 = server default
  *   u16 hnsw_ef_search        0 = server default
  *   u8  ttl_mode              enum proto_ttl_mode
- *   u8  flags                 PROTO_NS_*
+ *   u8  flags                 PROTO_NS_*; undefined bits are refused
  *   f32 min_threshold         lookup threshold floor; 0 = server default
  *   f32 dedup                 write-time dedup similarity; 0 = default
  *   u32 default_ttl_s         0 = server default
+ *   (with PROTO_NS_EXPLICIT, quant, min_threshold, dedup and default_ttl_s
+ *   are literal: 0 is f32, a floor of 0.0, dedup off, never expire)
  *   u32 max_age_s             sliding TTL: longest total life; 0 = none
  *   u64 max_bytes             per-namespace memory budget; 0 = none
  *   u64 max_entries           0 = none
@@ -280,6 +285,11 @@ enum proto_ttl_mode {
 
 #define PROTO_NS_ALLOW_NON_OK 0x01u /* cache non-ok completions too */
 #define PROTO_NS_NO_DEDUP 0x02u     /* never merge near-identical STOREs */
+/* quant, min_threshold, dedup and default_ttl_s are literal values, 0
+ * included, instead of "0 = the server's default". NS_INFO replies carry
+ * the resolved configuration with this bit set. */
+#define PROTO_NS_EXPLICIT 0x04u
+#define PROTO_NS_FLAGS_DEFINED 0x07u /* any other bit is BAD_REQUEST */
 #define PROTO_NS_CONFIG_SIZE 44u
 
 typedef struct proto_ns_config {
@@ -309,9 +319,12 @@ size_t proto_ns_config_write(uint8_t *out, const proto_ns_config *cfg);
 int proto_ns_config_read(const uint8_t *in, size_t len, proto_ns_config *cfg);
 
 /* NS_CREATE request: str8 namespace, config. Reply: empty; EXISTS when the
- * namespace exists with another configuration. Decoding checks ranges:
- * dim, index_kind <= 3, quant <= 1, ttl_mode <= 1, min_threshold finite in
- * [-1, 1], dedup finite in [0, 1], a factory string only for FAISS. */
+ * namespace exists with another configuration. Decoding checks, in this
+ * order, so the code does not depend on how much of the body follows:
+ * the name (BAD_NAMESPACE, an empty one included), dim (BAD_VECTOR), then
+ * the rest of the block (BAD_REQUEST): index_kind <= 3, quant <= 1,
+ * ttl_mode <= 1, no undefined flag bit, min_threshold finite in [-1, 1],
+ * dedup finite in [0, 1], a factory string only for FAISS. */
 int proto_encode_ns_create_req(proto_buf *b, uint32_t id, const uint8_t *ns,
                                uint8_t ns_len, const proto_ns_config *cfg);
 int proto_decode_ns_create_req(const uint8_t *body, size_t len, const uint8_t **ns,
@@ -369,6 +382,11 @@ int proto_encode_lookup_req(proto_buf *b, uint32_t id, uint16_t flags,
 int proto_decode_lookup_req(const uint8_t *body, size_t len, proto_lookup_req *r);
 int proto_encode_lookup_resp(proto_buf *b, uint32_t id, const proto_hit *hits,
                              uint16_t count);
+/* proto_encode_lookup_resp with reply flags (PROTO_FLAG_EXACT) besides
+ * PROTO_FLAG_REPLY. PROTO_FLAG_EXACT with count 0, or any other bit:
+ * DEJA_ERR_INVALID_ARG. The body is the same. */
+int proto_encode_lookup_resp_flags(proto_buf *b, uint32_t id, uint16_t flags,
+                                   const proto_hit *hits, uint16_t count);
 /* Decodes the hits into hits[0..max_hits); *count receives the number in
  * the body. count > max_hits or > PROTO_MAX_K, a NaN/Inf similarity or any
  * malformation: DEJA_ERR_BAD_REQUEST. Pass max_hits >= the k requested. */

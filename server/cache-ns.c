@@ -44,20 +44,105 @@ void cache_ns_free(cache_ns *ns) {
     free(ns);
 }
 
+/* idx.h's HNSW defaults, for reporting a resolved configuration. */
+#define HNSW_DEFAULT_M 16u
+#define HNSW_DEFAULT_EF_CONSTRUCTION 200u
+#define HNSW_DEFAULT_EF_SEARCH 64u
+
+static uint8_t proto_kind_of(enum idx_kind kind) {
+    switch (kind) {
+    case IDX_KIND_FLAT: return PROTO_INDEX_FLAT;
+    case IDX_KIND_FAISS: return PROTO_INDEX_FAISS;
+    default: return PROTO_INDEX_HNSW;
+    }
+}
+
+static uint16_t default_u16(uint16_t requested, uint32_t server, uint32_t builtin) {
+    uint32_t v = requested ? requested : server ? server : builtin;
+    return (uint16_t)(v > UINT16_MAX ? UINT16_MAX : v);
+}
+
+/* The configuration req means on this server: every "0 = default" field
+ * replaced by the default, and PROTO_NS_EXPLICIT set, so that the result
+ * read back as a request means the same. Without EXPLICIT, quant 0 is the
+ * server's --quant only when index_kind is 0 too (as it always was); the
+ * HNSW parameters are filled in only for an HNSW namespace (others ignore
+ * them, except that FAISS takes ef_search as its default nprobe). A dedup
+ * of 0 and NO_DEDUP are the same thing, so both are set together; zeros
+ * are positive, so equal configurations encode to equal bytes. */
+static void resolve_config(const cache *c, const proto_ns_config *req,
+                           proto_ns_config *out) {
+    int literal = (req->flags & PROTO_NS_EXPLICIT) != 0;
+    *out = *req;
+    out->flags |= PROTO_NS_EXPLICIT;
+    if (!req->index_kind)
+        out->index_kind = proto_kind_of(c->cfg.index_kind ? c->cfg.index_kind : IDX_KIND_HNSW);
+    if (!literal && !req->index_kind) out->quant = (uint8_t)c->cfg.quant;
+    if (out->index_kind == PROTO_INDEX_HNSW) {
+        out->hnsw_m = default_u16(req->hnsw_m, c->cfg.hnsw_m, HNSW_DEFAULT_M);
+        out->hnsw_ef_construction = default_u16(
+            req->hnsw_ef_construction, c->cfg.hnsw_ef_construction,
+            HNSW_DEFAULT_EF_CONSTRUCTION);
+        out->hnsw_ef_search =
+            default_u16(req->hnsw_ef_search, c->cfg.hnsw_ef_search, HNSW_DEFAULT_EF_SEARCH);
+    } else if (out->index_kind == PROTO_INDEX_FAISS) {
+        out->hnsw_ef_search = default_u16(req->hnsw_ef_search, c->cfg.hnsw_ef_search, 0);
+    }
+    if (!literal) {
+        if (req->min_threshold == 0) out->min_threshold = c->cfg.min_threshold;
+        if (req->dedup == 0) out->dedup = c->cfg.dedup;
+        if (req->default_ttl_s == 0) out->default_ttl_s = c->cfg.default_ttl_s;
+    }
+    if (req->flags & PROTO_NS_NO_DEDUP) out->dedup = 0;
+    if (out->dedup == 0) {
+        out->dedup = 0.0f;
+        out->flags |= PROTO_NS_NO_DEDUP;
+    }
+    if (out->min_threshold == 0) out->min_threshold = 0.0f;
+}
+
 void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) {
     const proto_ns_config *cfg = &ns->config;
     static const enum idx_kind kinds[] = {0, IDX_KIND_FLAT, IDX_KIND_HNSW, IDX_KIND_FAISS};
-    enum idx_kind kind = kinds[cfg->index_kind <= 3 ? cfg->index_kind : 0];
+    /* M and the ef values go to the index as before resolution (0 = the
+     * server's setting, then the index's default), so that graph
+     * snapshots written by earlier versions still match. */
     *out = (idx_config){
-        .kind = kind ? kind : (c->cfg.index_kind ? c->cfg.index_kind : IDX_KIND_HNSW),
+        .kind = kinds[ns->resolved.index_kind <= 3 ? ns->resolved.index_kind : 2],
         .dim = cfg->dim,
         .M = cfg->hnsw_m ? cfg->hnsw_m : c->cfg.hnsw_m,
         .ef_construction = cfg->hnsw_ef_construction ? cfg->hnsw_ef_construction
                                                      : c->cfg.hnsw_ef_construction,
         .ef_search = cfg->hnsw_ef_search ? cfg->hnsw_ef_search : c->cfg.hnsw_ef_search,
-        .quant = cfg->index_kind ? (enum idx_quant)cfg->quant : c->cfg.quant,
+        .quant = (enum idx_quant)ns->resolved.quant,
         .faiss_factory = cfg->faiss_factory_len ? ns->faiss_factory : NULL,
     };
+}
+
+/* What the index of a configuration needs beyond its own checks: FAISS
+ * only when the operator allowed it, and a factory string that is one
+ * printable C string (a NUL inside would hide its tail from the grammar). */
+static int check_faiss(const cache *c, const proto_ns_config *resolved, char *msg,
+                       size_t msg_cap) {
+    if (resolved->index_kind != PROTO_INDEX_FAISS) return 0;
+    if (!c->cfg.allow_faiss) {
+        if (msg && msg_cap)
+            snprintf(msg, msg_cap,
+                     "FAISS index kinds are disabled on this server (the operator "
+                     "enables them with dejad --allow-faiss)");
+        return DEJA_ERR_INVALID_ARG;
+    }
+    for (uint8_t i = 0; i < resolved->faiss_factory_len; i++) {
+        uint8_t ch = resolved->faiss_factory[i];
+        if (ch < 0x21 || ch > 0x7e) {
+            if (msg && msg_cap)
+                snprintf(msg, msg_cap,
+                         "the FAISS factory string must be printable ASCII without "
+                         "spaces");
+            return DEJA_ERR_INVALID_ARG;
+        }
+    }
+    return 0;
 }
 
 /* Builds a namespace from its requested configuration, resolving every 0
@@ -70,17 +155,20 @@ static int ns_new(cache *c, const uint8_t *name, uint8_t len, const proto_ns_con
     if (cfg->faiss_factory_len) memcpy(ns->faiss_factory, cfg->faiss_factory,
                                        cfg->faiss_factory_len);
     ns->config.faiss_factory = (const uint8_t *)ns->faiss_factory;
+    resolve_config(c, &ns->config, &ns->resolved);
     ns->dim = cfg->dim;
-    ns->min_threshold = cfg->min_threshold != 0 ? cfg->min_threshold
-                                                : c->cfg.min_threshold;
-    ns->dedup = (cfg->flags & PROTO_NS_NO_DEDUP) ? 0
-                : cfg->dedup != 0                 ? cfg->dedup
-                                                  : c->cfg.dedup;
-    ns->default_ttl_s = cfg->default_ttl_s ? cfg->default_ttl_s : c->cfg.default_ttl_s;
+    ns->min_threshold = ns->resolved.min_threshold;
+    ns->dedup = ns->resolved.dedup;
+    ns->default_ttl_s = ns->resolved.default_ttl_s;
 
+    int rc = check_faiss(c, &ns->resolved, msg, msg_cap);
+    if (rc) {
+        free(ns);
+        return rc;
+    }
     idx_config icfg;
     cache_ns_index_config(c, ns, &icfg);
-    int rc = idx_create_msg(&icfg, &ns->main, msg, msg_cap);
+    rc = idx_create_msg(&icfg, &ns->main, msg, msg_cap);
     if (rc) {
         free(ns);
         return rc;
@@ -105,6 +193,78 @@ static int ns_new(cache *c, const uint8_t *name, uint8_t len, const proto_ns_con
     return 0;
 }
 
+/* ---- quarantine -----------------------------------------------------------
+ * A namespace whose record cannot be loaded is kept, out of service, in
+ * the graveyard: its name stays taken (a STORE must not quietly start a
+ * new namespace under it) and its entries stay on disk for the operator,
+ * who can fix the cause and restart, or drop it. */
+
+static cache_ns *quarantined_find_locked(cache *c, const uint8_t *name, uint8_t len) {
+    for (size_t i = 0; i < c->graveyard_count; i++) {
+        cache_ns *ns = c->graveyard[i];
+        if (ns->quarantined && !ns->dropped && ns->name_len == len &&
+            memcmp(ns->name, name, len) == 0)
+            return ns;
+    }
+    return NULL;
+}
+
+static int graveyard_reserve_locked(cache *c) {
+    if (c->graveyard_count < c->graveyard_cap) return 0;
+    size_t cap = c->graveyard_cap ? c->graveyard_cap * 2 : 4;
+    cache_ns **grown = realloc(c->graveyard, cap * sizeof *grown);
+    if (!grown) return DEJA_ERR_NOMEM;
+    c->graveyard = grown;
+    c->graveyard_cap = cap;
+    return 0;
+}
+
+static void quarantine_msg(const cache_ns *ns, char *msg, size_t msg_cap) {
+    if (msg && msg_cap)
+        snprintf(msg, msg_cap, "namespace '%s' is quarantined: %s", ns->name,
+                 ns->quarantine_reason);
+}
+
+int cache_ns_quarantined(cache *c, const uint8_t *name, uint8_t len, char *msg,
+                         size_t msg_cap) {
+    pthread_rwlock_rdlock(&c->ns_lock);
+    cache_ns *ns = quarantined_find_locked(c, name, len);
+    if (ns) quarantine_msg(ns, msg, msg_cap);
+    pthread_rwlock_unlock(&c->ns_lock);
+    return ns ? DEJA_ERR_QUARANTINED : 0;
+}
+
+/* Records rec's namespace as quarantined for the reason why. Start-up
+ * only. Returns QUARANTINED, or NOMEM. */
+static int quarantine(cache *c, const store_ns_rec *rec, const char *why) {
+    cache_ns *ns = calloc(1, sizeof *ns);
+    if (!ns) return DEJA_ERR_NOMEM;
+    memcpy(ns->name, rec->name, rec->name_len);
+    ns->name_len = rec->name_len;
+    ns->ns_id = rec->ns_id;
+    ns->dim = rec->dim;
+    ns->created_ms = rec->created_ms;
+    atomic_init(&ns->persisted, 1);
+    ns->quarantined = 1;
+    snprintf(ns->quarantine_reason, sizeof ns->quarantine_reason, "%s", why);
+    pthread_rwlock_init(&ns->lock, NULL);
+    u64map_init(&ns->entries);
+    u64map_init(&ns->exact);
+    u64map_init(&ns->snap_labels);
+    pthread_rwlock_wrlock(&c->ns_lock);
+    int rc = graveyard_reserve_locked(c);
+    if (rc == 0) {
+        c->graveyard[c->graveyard_count++] = ns;
+        atomic_fetch_add(&c->quarantined, 1);
+    }
+    pthread_rwlock_unlock(&c->ns_lock);
+    if (rc) {
+        cache_ns_free(ns);
+        return rc;
+    }
+    return DEJA_ERR_QUARANTINED;
+}
+
 static int table_add_locked(cache *c, cache_ns *ns) {
     if (c->ns_count == c->ns_cap) {
         size_t cap = c->ns_cap ? c->ns_cap * 2 : 8;
@@ -125,6 +285,7 @@ int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t 
         *out = ns;
         return 0;
     }
+    if (cache_ns_quarantined(c, name, len, NULL, 0)) return DEJA_ERR_QUARANTINED;
     proto_ns_config defaults = {.dim = (uint16_t)dim};
     char msg[160];
     cache_ns *fresh_ns;
@@ -132,7 +293,9 @@ int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t 
     if (rc) return rc;
     pthread_rwlock_wrlock(&c->ns_lock);
     ns = find_locked(c, name, len); /* another thread may have won */
-    if (!ns) {
+    if (!ns && quarantined_find_locked(c, name, len)) {
+        rc = DEJA_ERR_QUARANTINED;
+    } else if (!ns) {
         fresh_ns->ns_id = ns_id ? ns_id : (uint32_t)atomic_fetch_add(&c->next_ns_id, 1);
         atomic_init(&fresh_ns->persisted, persisted);
         rc = table_add_locked(c, fresh_ns);
@@ -145,6 +308,13 @@ int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t 
     return 0;
 }
 
+/* The configuration is stored as its wire block followed by one revision
+ * byte. Records written before PROTO_NS_EXPLICIT existed have no such
+ * byte; servers then ignored undefined flag bits, so those bits are
+ * cleared when such a record is read, and it keeps meaning what it meant. */
+#define CONFIG_REVISION 1u
+#define LEGACY_FLAGS (PROTO_NS_ALLOW_NON_OK | PROTO_NS_NO_DEDUP)
+
 void cache_ns_record(const cache_ns *ns, store_ns_rec *rec) {
     memset(rec, 0, offsetof(store_ns_rec, config));
     rec->ns_id = ns->ns_id;
@@ -152,26 +322,82 @@ void cache_ns_record(const cache_ns *ns, store_ns_rec *rec) {
     rec->created_ms = ns->created_ms;
     rec->name_len = ns->name_len;
     memcpy(rec->name, ns->name, ns->name_len + 1u);
-    rec->config_len = (uint16_t)proto_ns_config_write(rec->config, &ns->config);
+    size_t len = proto_ns_config_write(rec->config, &ns->config);
+    rec->config[len] = CONFIG_REVISION;
+    rec->config_len = (uint16_t)(len + 1);
+}
+
+/* Decodes a record's configuration into cfg (whose factory points into
+ * rec). Returns 0, or an error with the reason in why. */
+static int config_from_record(const store_ns_rec *rec, proto_ns_config *cfg, char *why,
+                              size_t why_cap) {
+    *cfg = (proto_ns_config){.dim = (uint16_t)rec->dim};
+    if (rec->config_len == 0) return 0; /* the first format: dim only */
+    uint8_t block[STORE_NS_CONFIG_MAX];
+    size_t len = rec->config_len;
+    if (len > sizeof block) len = sizeof block;
+    memcpy(block, rec->config, len);
+    size_t wire = len > PROTO_NS_CONFIG_SIZE ? PROTO_NS_CONFIG_SIZE + 1u + block[PROTO_NS_CONFIG_SIZE] : 0;
+    int rc = DEJA_ERR_BAD_REQUEST;
+    if (wire && len == wire + 1 && block[wire] == CONFIG_REVISION) {
+        rc = proto_ns_config_read(block, wire, cfg);
+    } else if (wire && len == wire) {
+        block[11] &= LEGACY_FLAGS; /* the flags byte */
+        rc = proto_ns_config_read(block, wire, cfg);
+    }
+    if (rc) {
+        snprintf(why, why_cap, "its stored configuration is invalid (%s)", deja_strerror(rc));
+        return rc;
+    }
+    /* cfg points into the local block: move the factory into rec's bytes,
+     * which stay valid for the caller. */
+    cfg->faiss_factory = rec->config + PROTO_NS_CONFIG_SIZE + 1;
+    if (cfg->dim != rec->dim) {
+        snprintf(why, why_cap, "its record says dim %u but its configuration %u",
+                 rec->dim, cfg->dim);
+        return DEJA_ERR_BAD_REQUEST;
+    }
+    return 0;
 }
 
 int cache_load_ns(cache *c, const store_ns_rec *rec) {
-    proto_ns_config cfg = {.dim = (uint16_t)rec->dim};
-    if (rec->config_len && proto_ns_config_read(rec->config, rec->config_len, &cfg) != 0)
-        return DEJA_ERR_BAD_REQUEST;
-    if (cfg.dim != rec->dim) return DEJA_ERR_BAD_REQUEST;
-    cache_ns *ns;
-    int rc = cache_get_or_create_ns(c, (const uint8_t *)rec->name, rec->name_len,
-                                    rec->dim, &cfg, rec->ns_id, 1, &ns);
-    if (rc) return rc;
+    char why[256] = "";
+    proto_ns_config cfg;
+    int rc = config_from_record(rec, &cfg, why, sizeof why);
+    if (rc == 0) {
+        pthread_rwlock_rdlock(&c->ns_lock);
+        for (size_t i = 0; i < c->ns_count && rc == 0; i++)
+            if (c->ns[i]->ns_id == rec->ns_id || (c->ns[i]->name_len == rec->name_len &&
+                                                  memcmp(c->ns[i]->name, rec->name,
+                                                         rec->name_len) == 0)) {
+                snprintf(why, sizeof why, "its id %u or name is already used by '%.64s'",
+                         rec->ns_id, c->ns[i]->name);
+                rc = DEJA_ERR_EXISTS;
+            }
+        pthread_rwlock_unlock(&c->ns_lock);
+    }
+    cache_ns *ns = NULL;
+    if (rc == 0) rc = ns_new(c, (const uint8_t *)rec->name, rec->name_len, &cfg, &ns, why,
+                             sizeof why);
+    if (rc == DEJA_ERR_NOMEM) return rc;
+    if (rc) return quarantine(c, rec, why[0] ? why : deja_strerror(rc));
+    ns->ns_id = rec->ns_id;
     ns->created_ms = rec->created_ms;
-    return ns->ns_id == rec->ns_id && ns->dim == rec->dim ? 0 : DEJA_ERR_INTERNAL;
+    atomic_init(&ns->persisted, 1);
+    pthread_rwlock_wrlock(&c->ns_lock);
+    rc = table_add_locked(c, ns);
+    pthread_rwlock_unlock(&c->ns_lock);
+    if (rc) cache_ns_free(ns);
+    return rc;
 }
 
-/* Two configurations are the same when they encode to the same bytes. */
-static int same_config(const proto_ns_config *a, const proto_ns_config *b) {
+/* Two configurations are the same when they resolve to the same bytes. */
+static int same_config(const cache *c, const cache_ns *ns, const proto_ns_config *req) {
+    proto_ns_config resolved;
+    resolve_config(c, req, &resolved);
     uint8_t ea[STORE_NS_CONFIG_MAX], eb[STORE_NS_CONFIG_MAX];
-    size_t la = proto_ns_config_write(ea, a), lb = proto_ns_config_write(eb, b);
+    size_t la = proto_ns_config_write(ea, &ns->resolved);
+    size_t lb = proto_ns_config_write(eb, &resolved);
     return la == lb && memcmp(ea, eb, la) == 0;
 }
 
@@ -180,13 +406,19 @@ int cache_ns_create(cache *c, const uint8_t *name, uint8_t len,
                     char *msg, size_t msg_cap) {
     *created = 0;
     cache_ns *ns = cache_find_ns(c, name, len);
-    if (ns) return same_config(&ns->config, cfg) ? 0 : DEJA_ERR_EXISTS;
+    if (ns) return same_config(c, ns, cfg) ? 0 : DEJA_ERR_EXISTS;
+    int rc = cache_ns_quarantined(c, name, len, msg, msg_cap);
+    if (rc) return rc;
     cache_ns *fresh_ns;
-    int rc = ns_new(c, name, len, cfg, &fresh_ns, msg, msg_cap);
+    rc = ns_new(c, name, len, cfg, &fresh_ns, msg, msg_cap);
     if (rc) return rc;
     pthread_rwlock_wrlock(&c->ns_lock);
     ns = find_locked(c, name, len);
-    if (!ns) {
+    cache_ns *held = ns ? NULL : quarantined_find_locked(c, name, len);
+    if (held) {
+        quarantine_msg(held, msg, msg_cap);
+        rc = DEJA_ERR_QUARANTINED;
+    } else if (!ns) {
         fresh_ns->ns_id = (uint32_t)atomic_fetch_add(&c->next_ns_id, 1);
         atomic_init(&fresh_ns->persisted, 0);
         rc = table_add_locked(c, fresh_ns);
@@ -195,7 +427,7 @@ int cache_ns_create(cache *c, const uint8_t *name, uint8_t len,
     if (ns || rc) {
         cache_ns_free(fresh_ns);
         if (rc) return rc;
-        return same_config(&ns->config, cfg) ? 0 : DEJA_ERR_EXISTS;
+        return same_config(c, ns, cfg) ? 0 : DEJA_ERR_EXISTS;
     }
     cache_ns_record(fresh_ns, rec);
     *created = 1;
@@ -214,6 +446,22 @@ int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     *removed = 0;
     pthread_rwlock_wrlock(&c->ns_lock);
     cache_ns *ns = find_locked(c, name, len);
+    cache_ns *held = ns ? NULL : quarantined_find_locked(c, name, len);
+    if (held) {
+        /* The operator's way out of a quarantine: the record and the
+         * entries on disk go (the writer deletes them by id), the name is
+         * free again. Its entries were never loaded, so none count here. */
+        held->dropped = 1;
+        atomic_fetch_sub(&c->quarantined, 1);
+        pthread_rwlock_unlock(&c->ns_lock);
+        memset(rec, 0, sizeof *rec);
+        rec->ns_id = held->ns_id;
+        rec->dim = held->dim;
+        rec->created_ms = held->created_ms;
+        rec->name_len = held->name_len;
+        memcpy(rec->name, held->name, held->name_len + 1u);
+        return 0;
+    }
     int rc = ns ? 0 : DEJA_ERR_NOT_FOUND;
     if (ns && c->graveyard_count == c->graveyard_cap) {
         size_t cap = c->graveyard_cap ? c->graveyard_cap * 2 : 4;
@@ -265,6 +513,14 @@ int cache_ns_list(cache *c, char (*names)[PROTO_MAX_NS_LEN + 1], uint8_t *lens,
     for (size_t i = 0; i < c->ns_count && n < max; i++, n++) {
         memcpy(names[n], c->ns[i]->name, c->ns[i]->name_len + 1u);
         lens[n] = c->ns[i]->name_len;
+    }
+    /* Quarantined names are listed too: they are taken, and NS_INFO on
+     * them says why they do not serve. */
+    for (size_t i = 0; i < c->graveyard_count && n < max; i++) {
+        const cache_ns *ns = c->graveyard[i];
+        if (!ns->quarantined || ns->dropped) continue;
+        memcpy(names[n], ns->name, ns->name_len + 1u);
+        lens[n++] = ns->name_len;
     }
     pthread_rwlock_unlock(&c->ns_lock);
     *count = n;
@@ -359,7 +615,8 @@ int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
     uint16_t n = 0;
     if (len) {
         cache_ns *ns = cache_find_ns(c, name, len);
-        if (!ns) return DEJA_ERR_NOT_FOUND;
+        if (!ns) return cache_ns_quarantined(c, name, len, NULL, 0) ? DEJA_ERR_QUARANTINED
+                                                                  : DEJA_ERR_NOT_FOUND;
         add_totals(ns, &t);
         put_stat(stats, &n, max, "dim", ns->dim);
         put_stat(stats, &n, max, "ns_id", ns->ns_id);
@@ -369,6 +626,7 @@ int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
         put_stat(stats, &n, max, "namespaces", c->ns_count);
         pthread_rwlock_unlock(&c->ns_lock);
         put_stat(stats, &n, max, "snapshot_entries", atomic_load(&c->snapshot_entries));
+        put_stat(stats, &n, max, "quarantined_namespaces", atomic_load(&c->quarantined));
         /* Rejections of STOREs that never reached a namespace count too. */
         t.rejected = atomic_load(&c->rejected);
         t.evicted[CACHE_EVICT_DROP] += atomic_load(&c->evicted[CACHE_EVICT_DROP]);
@@ -377,16 +635,39 @@ int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
     return 0;
 }
 
+int cache_stats_prefix(cache *c, const uint8_t *prefix, uint8_t prefix_len,
+                       proto_stat *stats, uint16_t max, uint16_t *count) {
+    totals t;
+    memset(&t, 0, sizeof t);
+    uint16_t n = 0;
+    uint64_t matched = 0;
+    pthread_rwlock_rdlock(&c->ns_lock);
+    for (size_t i = 0; i < c->ns_count; i++) {
+        cache_ns *ns = c->ns[i];
+        if (ns->name_len < prefix_len || memcmp(ns->name, prefix, prefix_len) != 0) continue;
+        add_totals(ns, &t);
+        matched++;
+    }
+    pthread_rwlock_unlock(&c->ns_lock);
+    put_stat(stats, &n, max, "namespaces", matched);
+    *count = put_totals(&t, stats, n, max);
+    return 0;
+}
+
 int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, proto_ns_config *cfg,
                   char *factory, proto_stat *stats, uint16_t max, uint16_t *count) {
     cache_ns *ns = cache_find_ns(c, name, len);
-    if (!ns) return DEJA_ERR_NOT_FOUND;
-    *cfg = ns->config;
+    if (!ns) return cache_ns_quarantined(c, name, len, NULL, 0) ? DEJA_ERR_QUARANTINED
+                                                              : DEJA_ERR_NOT_FOUND;
+    /* The resolved block: unambiguous (a negative floor, f32 on an int8
+     * server, dedup off), and a valid NS_CREATE of the same namespace. */
+    *cfg = ns->resolved;
     memcpy(factory, ns->faiss_factory, sizeof ns->faiss_factory);
     cfg->faiss_factory = (const uint8_t *)factory;
     int rc = cache_stats(c, name, len, stats, max, count);
     if (rc == 0) {
-        /* The effective values next to the requested ones. */
+        /* The effective values as counters too, for clients that read
+         * only those (kept from before the block was resolved). */
         uint16_t n = *count;
         uint64_t index_bytes = 0, entry_bytes = 0;
         for (uint16_t i = 0; i < *count; i++) {
@@ -396,7 +677,8 @@ int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, proto_ns_config *c
                 entry_bytes = stats[i].value;
         }
         put_stat(stats, &n, max, "memory_bytes", index_bytes + entry_bytes);
-        /* Floors below 0 (not useful for a cache) are reported as 0. */
+        /* A u64 cannot be negative: floors below 0 read 0 here, and the
+         * block's min_threshold has the exact value. */
         put_stat(stats, &n, max, "min_threshold_milli",
                  ns->min_threshold > 0 ? (uint64_t)lroundf(ns->min_threshold * 1000.0f)
                                        : 0);

@@ -13,6 +13,11 @@
 
 typedef struct cache_indexer cache_indexer;
 
+/* Write-time dedup scans the staging index exactly while it holds at most
+ * this many entries, and otherwise the this many most recently staged
+ * (docs/PROTOCOL.md 5.10): about a millisecond per STORE at 1536-d. */
+#define CACHE_DEDUP_WINDOW 2048
+
 struct cache_entry {
     atomic_uint refs;
     uint64_t id;
@@ -62,6 +67,17 @@ typedef struct cache_ns {
      * effective values derived from it at creation. */
     proto_ns_config config;
     char faiss_factory[256];
+    /* config with every default resolved against the server's (EXPLICIT
+     * set; cache-ns.c resolve_config): what NS_INFO reports and what
+     * NS_CREATE compares, so two requests that mean the same are the same.
+     * Its faiss_factory points into faiss_factory too. */
+    proto_ns_config resolved;
+    /* Quarantined at start (cache_load_ns): its record could not be turned
+     * into a working namespace. Such a namespace sits in the graveyard,
+     * never in the table, with no index; its entries stay on disk unread;
+     * its name answers DEJA_ERR_QUARANTINED until NS_DROP removes it. */
+    int quarantined;
+    char quarantine_reason[256];
     float min_threshold;
     float dedup;            /* 0 = off */
     uint32_t default_ttl_s;
@@ -75,6 +91,11 @@ typedef struct cache_ns {
                  * takes inserts directly (flat) */
     u64map entries; /* entry id -> cache_entry* (the table's reference) */
     u64map exact;   /* low 64 bits of the prompt hash -> cache_entry* (weak) */
+    /* The ids of the last CACHE_DEDUP_WINDOW entries put into `fresh`, a
+     * ring (under lock; recent_count counts every put): write-time dedup
+     * compares a STORE with these when `fresh` holds more (cache.c). */
+    uint64_t recent[CACHE_DEDUP_WINDOW];
+    uint64_t recent_count;
     u64map snap_labels; /* at start only: labels of an adopted snapshot */
     size_t entry_bytes;
     size_t sweep_pos; /* where the TTL sweeper goes on (under lock) */
@@ -93,7 +114,9 @@ struct cache {
     cache_ns **ns;
     size_t ns_count, ns_cap;
     /* Dropped namespaces, kept (empty) until cache_destroy: a lookup that
-     * found one before the drop may still take its lock. */
+     * found one before the drop may still take its lock. Quarantined
+     * namespaces (cache_ns.quarantined) live here too, since they are out
+     * of the table from the start. */
     cache_ns **graveyard;
     size_t graveyard_count, graveyard_cap;
     size_t sweep_ns;          /* next namespace the sweeper visits */
@@ -106,6 +129,7 @@ struct cache {
     atomic_uint_fast64_t changes;   /* entries added or removed, ever */
     uint64_t changes_at_snapshot;   /* snapshot writer only */
     atomic_size_t entries_total;
+    atomic_size_t quarantined;      /* namespaces quarantined and not dropped */
     cache_clock_fn clock;
     void *clock_ctx;
     cache_indexer *indexer;

@@ -5,6 +5,7 @@
  * Namespaces live in cache-ns.c, the TTL sweeper in cache-sweep.c, the
  * graph-building threads in cache-indexer.c. See cache.h for the contract
  * and docs/ARCHITECTURE.md for the locking. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -129,9 +130,15 @@ static cache_entry *entry_new(uint64_t id, const uint8_t *prompt, uint32_t promp
 
 /* The exact tier's key: XXH3-128 of the prompt with every run of white
  * space collapsed to one space and the ends trimmed; case is kept (to a
- * model, "US" and "us" are different questions). */
+ * model, "US" and "us" are different questions). A prompt that normalises
+ * to nothing (empty, or only white space) has no key: out is {0, 0}, and
+ * such an entry or lookup stays out of the exact tier, since every blank
+ * prompt would otherwise be "the same question". A real key is never
+ * {0, 0}. */
 static int prompt_hash(const uint8_t *prompt, uint32_t len, uint64_t out[2]) {
-    uint8_t *norm = malloc(len ? len : 1);
+    out[0] = out[1] = 0;
+    if (len == 0) return 0;
+    uint8_t *norm = malloc(len);
     if (!norm) return DEJA_ERR_NOMEM;
     size_t n = 0;
     int pending_space = 0;
@@ -147,12 +154,17 @@ static int prompt_hash(const uint8_t *prompt, uint32_t len, uint64_t out[2]) {
         pending_space = 0;
         norm[n++] = ch;
     }
-    XXH128_hash_t h = XXH3_128bits(norm, n);
+    if (n > 0) {
+        XXH128_hash_t h = XXH3_128bits(norm, n);
+        out[0] = h.low64;
+        out[1] = h.high64 | (h.low64 == 0 && h.high64 == 0);
+    }
     free(norm);
-    out[0] = h.low64;
-    out[1] = h.high64;
     return 0;
 }
+
+/* Whether a prompt hash keys the exact tier (see prompt_hash). */
+static int hash_keyed(const uint64_t hash[2]) { return (hash[0] | hash[1]) != 0; }
 
 static uint64_t exact_key(const uint64_t hash[2]) { return hash[0] ? hash[0] : 1; }
 
@@ -233,10 +245,46 @@ struct cache_pending {
     float vec[]; /* dim floats */
 };
 
+/* The best live entry of the staging index at least min similar to vec,
+ * into *best (whose score it must beat). While the staging index holds at
+ * most CACHE_DEDUP_WINDOW entries all of them are compared; beyond that,
+ * the CACHE_DEDUP_WINDOW most recently staged (the ring ns->recent), so a
+ * STORE never costs O(backlog): the indexer moves entries in about the
+ * order they were staged, so the entries beyond the window are the oldest
+ * of the backlog, the next to reach the graph. ns->lock held. */
+static void dedup_staged_locked(cache_ns *ns, const float *vec, float min,
+                                uint64_t now_ms, idx_hit *best) {
+    live_filter filter = {.ns = ns, .now_ms = now_ms};
+    size_t staged = idx_count(ns->fresh);
+    if (staged == 0) return;
+    if (staged <= CACHE_DEDUP_WINDOW) {
+        idx_hit hit;
+        uint32_t n = 0;
+        if (idx_search(ns->fresh, vec, 1, min, entry_is_live, &filter, &hit, &n) == 0 &&
+            n == 1 && hit.score > best->score)
+            *best = hit;
+        return;
+    }
+    float stored[PROTO_MAX_DIM];
+    uint64_t count = ns->recent_count < CACHE_DEDUP_WINDOW ? ns->recent_count
+                                                          : CACHE_DEDUP_WINDOW;
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t id = ns->recent[i];
+        /* Not staged any more: in the graph (searched already) or gone. */
+        if (idx_get(ns->fresh, id, stored) != 0 || !entry_is_live(&filter, id)) continue;
+        float score = idx_dot(vec, stored, ns->dim);
+        if (score >= min && score > best->score)
+            *best = (idx_hit){.label = id, .score = score};
+    }
+}
+
 /* Finds the live entry a new STORE should update instead of adding a
  * near-copy: the one with the same normalised prompt (exact tier), else
- * one at least ns->dedup similar. Copies its vector to vec_out, so the
- * entry keeps its place in the index. Returns its id or 0. */
+ * the most similar one at least ns->dedup similar, in the graph or the
+ * staging index (dedup_staged_locked). Copies its vector to vec_out, so
+ * the entry keeps its place in the index. Returns its id or 0. Sees only
+ * published (acknowledged) entries: two STOREs in flight together do not
+ * see each other (docs/PROTOCOL.md 5.10). */
 static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float *vec,
                                  uint64_t now_ms, float *vec_out) {
     uint64_t id = 0;
@@ -245,9 +293,7 @@ static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float
     if (e) {
         id = e->id;
     } else if (ns->dedup > 0) {
-        /* The graph only: scanning the staging index too would make every
-         * STORE cost O(backlog) exactly when STOREs arrive fastest. A
-         * near-copy stored while its twin waits for the graph is kept. */
+        idx_hit best = {.label = 0, .score = -INFINITY};
         idx_hit hits[1];
         uint32_t n = 0;
         live_filter filter = {.ns = ns, .now_ms = now_ms};
@@ -256,7 +302,9 @@ static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float
         if (idx_search_ef(ns->main, vec, 1, 16, ns->dedup, entry_is_live, &filter, hits,
                           &n) == 0 &&
             n == 1)
-            id = hits[0].label;
+            best = hits[0];
+        if (ns->fresh) dedup_staged_locked(ns, vec, ns->dedup, now_ms, &best);
+        id = best.label;
     }
     if (id && vector_of_locked(ns, id, vec_out) != 0) id = 0;
     pthread_rwlock_unlock(&ns->lock);
@@ -283,13 +331,14 @@ int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
 
     cache_pending *p = malloc(sizeof *p + (size_t)req->dim * sizeof(float));
     if (!p) return DEJA_ERR_NOMEM;
-    uint64_t hash[2] = {0, 0};
-    if (req->prompt_len && prompt_hash(req->prompt, req->prompt_len, hash) != 0) {
+    uint64_t hash[2];
+    if (prompt_hash(req->prompt, req->prompt_len, hash) != 0) {
         free(p);
         return DEJA_ERR_NOMEM;
     }
     uint64_t now = cache_now(c);
-    uint64_t target = find_replacement(ns, req->prompt_len ? hash : NULL, vec, now, p->vec);
+    uint64_t target =
+        find_replacement(ns, hash_keyed(hash) ? hash : NULL, vec, now, p->vec);
     if (!target) memcpy(p->vec, vec, (size_t)req->dim * sizeof(float));
 
     cache_entry *e = entry_new(target ? target : atomic_fetch_add(&c->next_id, 1),
@@ -364,7 +413,8 @@ void cache_ns_charge_locked(cache *c, cache_ns *ns, int refresh_share) {
 
 void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e) {
     u64map_del(&ns->entries, e->id);
-    if (e->prompt_len && u64map_get(&ns->exact, exact_key(e->prompt_hash)) == e)
+    if (hash_keyed(e->prompt_hash) &&
+        u64map_get(&ns->exact, exact_key(e->prompt_hash)) == e)
         u64map_del(&ns->exact, exact_key(e->prompt_hash));
     /* It is in one of the two indexes (or, mid-move, momentarily both). */
     if (ns->fresh) idx_remove(ns->fresh, e->id);
@@ -390,7 +440,8 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
     cache_entry *old = u64map_get(&ns->entries, e->id);
     int rc = u64map_put(&ns->entries, e->id, e);
     if (rc == 0 && old) {
-        if (old->prompt_len && u64map_get(&ns->exact, exact_key(old->prompt_hash)) == old)
+        if (hash_keyed(old->prompt_hash) &&
+            u64map_get(&ns->exact, exact_key(old->prompt_hash)) == old)
             u64map_del(&ns->exact, exact_key(old->prompt_hash));
         ns->entry_bytes -= cache_entry_size(old);
         *replaced = 1;
@@ -400,8 +451,9 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
     } else if (rc == 0) {
         rc = idx_add(ns->fresh ? ns->fresh : ns->main, e->id, vec);
         if (rc) u64map_del(&ns->entries, e->id);
+        else if (ns->fresh) ns->recent[ns->recent_count++ % CACHE_DEDUP_WINDOW] = e->id;
     }
-    if (rc == 0 && e->prompt_len) {
+    if (rc == 0 && hash_keyed(e->prompt_hash)) {
         /* A lost exact-map slot only costs the exact tier, not the entry. */
         (void)u64map_put(&ns->exact, exact_key(e->prompt_hash), e);
     }
@@ -466,7 +518,7 @@ int cache_load_entry(cache *c, const store_entry_rec *rec) {
     atomic_init(&e->last_hit_ms, rec->last_hit_ms ? rec->last_hit_ms : rec->created_ms);
     atomic_init(&e->hits, rec->hits);
     /* The exact map is not stored: it is rebuilt from the prompts. */
-    if (rec->prompt_len && prompt_hash(rec->prompt, rec->prompt_len, e->prompt_hash)) {
+    if (prompt_hash(rec->prompt, rec->prompt_len, e->prompt_hash)) {
         cache_entry_unref(e);
         return DEJA_ERR_NOMEM;
     }
@@ -514,7 +566,8 @@ int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
     uint32_t k = req->k > PROTO_MAX_K ? PROTO_MAX_K : req->k;
     uint64_t now = cache_now(c);
     uint64_t hash[2];
-    int have_hash = req->prompt_len && prompt_hash(req->prompt, req->prompt_len, hash) == 0;
+    int have_hash =
+        prompt_hash(req->prompt, req->prompt_len, hash) == 0 && hash_keyed(hash);
 
     idx_hit hits[2 * PROTO_MAX_K];
     uint32_t n = 0;
@@ -523,12 +576,21 @@ int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
     pthread_rwlock_rdlock(&ns->lock);
     cache_entry *e = have_hash ? exact_find_locked(ns, hash, now) : NULL;
     float stored[PROTO_MAX_DIM];
-    if (e && vector_of_locked(ns, e->id, stored) == 0) {
-        /* The exact tier answers without a vector search; the similarity
-         * reported is still the true cosine of the two vectors. */
+    float cosine = -INFINITY;
+    if (e && vector_of_locked(ns, e->id, stored) == 0)
+        cosine = idx_dot(vec, stored, ns->dim);
+    if (e && cosine >= ns->min_threshold) {
+        /* The exact tier: the same question, by its text, answers without
+         * a vector search and whatever the request's threshold (the text
+         * is stronger evidence than the embedding, and a client asking
+         * for 1.0 still gets its own question back). The namespace's floor
+         * still holds, so an embedding from another model or of another
+         * context never matches; the cosine reported is the true one and
+         * the reply says which tier answered (PROTOCOL.md 5.10). */
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
         matches[0].entry = e;
-        matches[0].similarity = idx_dot(vec, stored, ns->dim);
+        matches[0].similarity = cosine;
+        matches[0].exact = 1;
         found = 1;
         exact = 1;
     } else {
@@ -539,6 +601,7 @@ int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
             atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
             matches[found].entry = h;
             matches[found].similarity = hits[i].score;
+            matches[found].exact = 0;
             found++;
         }
     }

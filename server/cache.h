@@ -52,6 +52,7 @@ typedef struct cache_entry cache_entry;
 typedef struct cache_match {
     cache_entry *entry;
     float similarity;
+    int exact; /* found by the exact (prompt) tier (docs/PROTOCOL.md 5.10) */
 } cache_match;
 
 /* Milliseconds on the cache's clock (CLOCK_REALTIME by default, so that
@@ -97,8 +98,25 @@ int cache_store(cache *c, const proto_store_req *req, const float *vec,
 
 /* ---- loading at start ---------------------------------------------------- */
 
-/* Recreates a namespace (marked persisted) from its record. */
+/* Recreates a namespace (marked persisted) from its record. A record that
+ * cannot become a working namespace -- its configuration block is invalid
+ * or unreadable, its id is taken, or its index refuses to build (a FAISS
+ * kind on a server without allow_faiss, a factory string outside the
+ * grammar of idx.h) -- quarantines the namespace instead and returns
+ * DEJA_ERR_QUARANTINED: it is out of service, cache_load_entry answers
+ * NOT_FOUND for its entries (which stay on disk), and its name answers
+ * QUARANTINED (cache_ns_quarantined gives the reason) until NS_DROP.
+ * Errors: QUARANTINED, NOMEM. Start-up thread only. */
 int cache_load_ns(cache *c, const store_ns_rec *ns);
+
+/* If the namespace name is quarantined, returns DEJA_ERR_QUARANTINED and
+ * writes "namespace 'NAME' is quarantined: REASON" to msg[0..msg_cap)
+ * (msg may be NULL when msg_cap is 0); otherwise returns 0 and leaves msg
+ * alone. cache_prepare_store, cache_ns_create, cache_ns_info and
+ * cache_stats already answer QUARANTINED for such a name; callers that
+ * want the reason in their error reply call this. Any thread. */
+int cache_ns_quarantined(cache *c, const uint8_t *name, uint8_t len, char *msg,
+                         size_t msg_cap);
 
 /* Adds a stored entry (its namespace loaded first). Errors: NOT_FOUND
  * (unknown ns_id), DIM_MISMATCH, NOMEM. */
@@ -145,7 +163,9 @@ void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);
 
 /* Finds up to req->k live entries with similarity >= req->threshold.
  * matches[0..PROTO_MAX_K) receives them best first with a reference held
- * on each; *count their number. An unknown namespace is a miss.
+ * on each; *count their number. An unknown namespace is a miss. An exact-
+ * tier hit (same non-empty normalised prompt, cosine >= the namespace's
+ * floor, whatever req->threshold) is the only match, with exact set.
  * Errors: DIM_MISMATCH, NOMEM. */
 int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
                  cache_match *matches, uint16_t *count);
@@ -160,12 +180,15 @@ const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len);
 
 /* ---- namespaces ---------------------------------------------------------- */
 
-/* Creates a namespace with cfg (0 fields = server defaults). *created is 1
- * when it is new, and *rec then holds the record to persist (mark it with
- * cache_ns_persisted once durable); 0 when it already existed with the
- * same configuration. Errors: EXISTS (another configuration),
- * INVALID_ARG (an index the configuration cannot build; msg says why),
- * NOMEM. */
+/* Creates a namespace with cfg (0 fields = server defaults, except the
+ * literal ones under PROTO_NS_EXPLICIT). *created is 1 when it is new, and
+ * *rec then holds the record to persist (mark it with cache_ns_persisted
+ * once durable); 0 when it already existed with the same configuration,
+ * that is, one that resolves to the same values on this server.
+ * Errors: EXISTS (another configuration), INVALID_ARG (an index the
+ * configuration cannot build, a FAISS kind while allow_faiss is off, a
+ * factory string outside idx.h's grammar; msg says why), QUARANTINED (msg
+ * says why), NOMEM. */
 int cache_ns_create(cache *c, const uint8_t *name, uint8_t len,
                     const proto_ns_config *cfg, store_ns_rec *rec, int *created,
                     char *msg, size_t msg_cap);
@@ -182,8 +205,9 @@ int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
 int cache_ns_list(cache *c, char (*names)[PROTO_MAX_NS_LEN + 1], uint8_t *lens,
                   uint16_t max, uint16_t *count);
 
-/* The configuration (as requested; factory copied into factory[256]) and
- * the counters of one namespace. Errors: NOT_FOUND. */
+/* The configuration (resolved: every default filled in, PROTO_NS_EXPLICIT
+ * set; factory copied into factory[256]) and the counters of one
+ * namespace. Errors: NOT_FOUND, QUARANTINED. */
 int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, proto_ns_config *cfg,
                   char *factory, proto_stat *stats, uint16_t max, uint16_t *count);
 
@@ -215,5 +239,10 @@ int cache_flush(cache *c, const uint8_t *ns, uint8_t ns_len, uint64_t *removed,
  * strings. *count receives the number filled. */
 int cache_stats(cache *c, const uint8_t *ns, uint8_t ns_len, proto_stat *stats,
                 uint16_t max, uint16_t *count);
+
+/* The counters of cache_stats summed over the namespaces whose names start
+ * with prefix (a tenant's server-wide view), plus `namespaces`. */
+int cache_stats_prefix(cache *c, const uint8_t *prefix, uint8_t prefix_len,
+                       proto_stat *stats, uint16_t max, uint16_t *count);
 
 #endif

@@ -1,20 +1,32 @@
 /* srv-conn.c: one client connection on a worker loop -- reading and framing,
- * handing frames to the dispatcher, batching replies into writes, and
- * backpressure.
+ * handing frames to the dispatcher, batching replies into writes,
+ * backpressure, the worker's memory budget and idle timeout, and AUTH
+ * verdicts delayed by the guard.
  *
  * Frames are processed as soon as they are complete; all replies produced
  * by one read callback go out in a single uv_write, which is what makes
  * pipelining cheap. When a connection's unsent bytes pass max_outbuf the
  * worker stops reading from it (and stops processing frames it already
- * has) until the client drains its replies. */
+ * has) until the client drains its replies.
+ *
+ * Memory: reads land in the worker's shared buffer, and a connection keeps
+ * a buffer of its own only while it holds part of a frame, so idle
+ * connections cost no buffer. Every byte a connection holds (its read
+ * buffer, replies not yet written, STOREs waiting for the commit thread)
+ * is charged to its worker, whose budget is --max-client-memory divided by
+ * the number of workers. Past half the budget, frames larger than the
+ * shared buffer are refused BUSY, and connections that already have
+ * replies or writes outstanding stop being read; past the whole budget,
+ * every connection stops being read until the budget is back under it
+ * (the worker's tick retries paused connections). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "srv-private.h"
 
-#define RBUF_MIN (64u * 1024u)
-#define RBUF_SHRINK (1024u * 1024u)
+#define RBUF_SLACK (16u * 1024u)
 
 typedef struct conn_write {
     uv_write_t req;
@@ -27,9 +39,51 @@ static void conn_process(srv_conn *c);
 
 uint32_t srv_conn_max_frame(const srv_conn *c) {
     const srv_config *cfg = c->w->srv->cfg;
-    if (cfg->auth_token && !c->authed && cfg->max_frame > SRV_PREAUTH_MAX_FRAME)
+    if (c->w->srv->auth_required && !c->authed && cfg->max_frame > SRV_PREAUTH_MAX_FRAME)
         return SRV_PREAUTH_MAX_FRAME;
     return cfg->max_frame;
+}
+
+/* Charges (or, negative, returns) bytes held by c to its worker. */
+static void conn_charge(srv_conn *c, ptrdiff_t bytes) {
+    c->held += (size_t)bytes;
+    c->w->held += (size_t)bytes;
+}
+
+/* Replaces c's own read buffer (NULL, cap 0 frees it), keeping the
+ * charge right. The shared buffer is never freed here. */
+static void conn_set_rbuf(srv_conn *c, uint8_t *buf, size_t cap) {
+    if (c->rbuf != c->w->rshared) {
+        conn_charge(c, -(ptrdiff_t)c->rcap);
+        if (c->rbuf != buf) free(c->rbuf);
+    }
+    c->rbuf = buf;
+    c->rcap = cap;
+    if (buf != c->w->rshared) conn_charge(c, (ptrdiff_t)cap);
+}
+
+/* Makes c's read buffer its own and at least need bytes. Returns 0 or
+ * DEJA_ERR_NOMEM. */
+static int conn_reserve(srv_conn *c, size_t need) {
+    if (c->rbuf != c->w->rshared && c->rcap >= need) return 0;
+    size_t cap = RBUF_SLACK;
+    while (cap < need) cap *= 2;
+    uint8_t *buf;
+    if (c->rbuf == c->w->rshared) {
+        buf = malloc(cap);
+        if (buf && c->rlen) memcpy(buf, c->rbuf, c->rlen);
+    } else {
+        buf = realloc(c->rbuf, cap);
+    }
+    if (!buf) return DEJA_ERR_NOMEM;
+    if (c->rbuf != c->w->rshared) {
+        /* realloc took the old block: account without freeing it again. */
+        conn_charge(c, -(ptrdiff_t)c->rcap);
+        c->rbuf = NULL;
+        c->rcap = 0;
+    }
+    conn_set_rbuf(c, buf, cap);
+    return 0;
 }
 
 void srv_conn_release(srv_conn *c) {
@@ -44,8 +98,8 @@ static void on_close(uv_handle_t *h) {
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     atomic_fetch_sub(&w->srv->conns_open, 1);
-    free(c->rbuf);
-    c->rbuf = NULL;
+    atomic_fetch_sub(&w->srv->conns_live, 1);
+    if (c->rbuf) conn_set_rbuf(c, NULL, 0);
     proto_buf_free(&c->out);
     /* Writes still in the commit thread keep the struct alive. */
     c->handle_closed = 1;
@@ -72,39 +126,42 @@ static void conn_stop_reading(srv_conn *c) {
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     srv_conn *c = h->data;
-    size_t need = c->rlen + RBUF_MIN;
-    /* When a large frame's header is here, make room for all of it at once
-     * instead of growing in small steps. The parser has already bounded
-     * body_len by the connection's maximum frame size. */
-    proto_header hdr;
-    int r = c->rlen ? proto_parse_frame(c->rbuf, c->rlen, srv_conn_max_frame(c),
-                                        &hdr)
-                    : 0;
-    if (r == 0 && c->rlen >= PROTO_HEADER_SIZE) {
-        size_t frame = PROTO_HEADER_SIZE + (size_t)hdr.body_len;
-        if (frame > need) need = frame;
+    if (!c->rbuf) {
+        /* Nothing partial held: read into the worker's shared buffer. */
+        buf->base = (char *)c->w->rshared;
+        buf->len = SRV_RBUF_MIN;
+        return;
     }
-    if (need > c->rcap) {
-        size_t cap = c->rcap ? c->rcap : RBUF_MIN;
-        while (cap < need) cap *= 2;
-        uint8_t *grown = realloc(c->rbuf, cap);
-        if (!grown) {
-            buf->base = NULL;
-            buf->len = 0; /* libuv reports UV_ENOBUFS; we close */
-            return;
-        }
-        c->rbuf = grown;
-        c->rcap = cap;
+    /* conn_process has already sized the buffer for a frame whose header
+     * is here; otherwise keep some room for what comes next. */
+    if (c->rcap == c->rlen && conn_reserve(c, c->rlen + RBUF_SLACK) != 0) {
+        buf->base = NULL;
+        buf->len = 0; /* libuv reports UV_ENOBUFS; we close */
+        return;
     }
     buf->base = (char *)c->rbuf + c->rlen;
     buf->len = c->rcap - c->rlen;
 }
 
+/* Whether a connection must not take another frame now: its own backlog
+ * is too large; or its worker is past half its budget and this connection
+ * has replies or writes outstanding; or its worker is past its whole
+ * budget. Its write completions, its commit completions and the worker's
+ * tick all try to resume it. */
+static int conn_must_pause(const srv_conn *c) {
+    const srv_worker *w = c->w;
+    if (c->in_flight + c->out.len > w->srv->cfg->max_outbuf ||
+        c->deferred >= SRV_MAX_DEFERRED || w->held > w->budget)
+        return 1;
+    return w->held > w->budget / 2 && (c->in_flight + c->out.len > 0 || c->deferred > 0);
+}
+
 /* Resumes a connection paused by backpressure once its backlog (unsent
  * replies, replies owed by the commit thread) has halved. */
 static void conn_maybe_resume(srv_conn *c) {
-    if (c->paused && c->in_flight + c->out.len <= c->w->srv->cfg->max_outbuf / 2 &&
-        c->deferred <= SRV_MAX_DEFERRED / 2) {
+    srv_worker *w = c->w;
+    if (c->paused && c->in_flight + c->out.len <= w->srv->cfg->max_outbuf / 2 &&
+        c->deferred <= SRV_MAX_DEFERRED / 2 && w->held <= w->budget) {
         c->paused = 0;
         conn_process(c); /* frames that arrived while paused */
     }
@@ -114,9 +171,11 @@ static void on_write(uv_write_t *req, int status) {
     conn_write *wr = (conn_write *)req;
     srv_conn *c = wr->conn;
     c->in_flight -= wr->len;
+    conn_charge(c, -(ptrdiff_t)wr->len);
     free(wr->data);
     free(wr);
     if (uv_is_closing(&c->h.handle)) return;
+    c->last_active_ms = srv_now_ms();
     if (status < 0) {
         conn_close_now(c);
         return;
@@ -142,9 +201,12 @@ static void conn_flush(srv_conn *c) {
     proto_buf_init(&c->out);
     uv_buf_t b = uv_buf_init((char *)wr->data, (unsigned)wr->len);
     c->in_flight += wr->len;
+    conn_charge(c, (ptrdiff_t)wr->len);
+    atomic_fetch_add_explicit(&c->w->srv->bytes_out, wr->len, memory_order_relaxed);
     int rc = uv_write(&wr->req, &c->h.stream, &b, 1, on_write);
     if (rc < 0) {
         c->in_flight -= wr->len;
+        conn_charge(c, -(ptrdiff_t)wr->len);
         free(wr->data);
         free(wr);
         conn_close_now(c);
@@ -154,7 +216,7 @@ static void conn_flush(srv_conn *c) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void conn_start_reading(srv_conn *c) {
-    if (!c->reading && !c->closing && !c->paused) {
+    if (!c->reading && !c->closing && !c->paused && !c->auth_wait) {
         if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = 1;
     }
 }
@@ -162,6 +224,7 @@ static void conn_start_reading(srv_conn *c) {
 /* A stream error: answer once with the reason, then close after sending. */
 static void conn_fail(srv_conn *c, const proto_header *hdr, int err) {
     atomic_fetch_add(&c->w->srv->frame_errors, 1);
+    srv_count_error(c->w->srv, err);
     const char *msg = deja_strerror(err);
     proto_encode_error(&c->out, hdr ? hdr->opcode : 0, hdr ? hdr->request_id : 0,
                        err, msg);
@@ -172,19 +235,49 @@ static void conn_fail(srv_conn *c, const proto_header *hdr, int err) {
     if (conn_drained(c)) conn_close_now(c);
 }
 
+/* A frame whose header is here but whose body is not: make room for all
+ * of it at once, if the worker's budget allows. Returns 0, or a stream
+ * error (BUSY, NOMEM) for conn_fail. */
+static int conn_admit_frame(srv_conn *c, const proto_header *hdr) {
+    size_t frame = PROTO_HEADER_SIZE + (size_t)hdr->body_len;
+    if (c->rbuf != c->w->rshared && c->rcap >= frame) return 0;
+    if (frame > SRV_RBUF_MIN) {
+        srv_worker *w = c->w;
+        size_t growth = frame - (c->rbuf == w->rshared ? 0 : c->rcap);
+        if (w->held + growth > w->budget / 2) {
+            atomic_fetch_add(&w->srv->frames_busy, 1);
+            return DEJA_ERR_BUSY;
+        }
+    }
+    return conn_reserve(c, frame);
+}
+
 static void conn_process(srv_conn *c) {
     srv_server *srv = c->w->srv;
     size_t off = 0;
-    while (!c->closing) {
-        if (c->in_flight + c->out.len > srv->cfg->max_outbuf ||
-            c->deferred >= SRV_MAX_DEFERRED) {
+    while (!c->closing && !c->auth_wait) {
+        if (conn_must_pause(c)) {
             c->paused = 1;
             break;
         }
+        if (off == c->rlen) break;
         proto_header hdr;
         memset(&hdr, 0, sizeof hdr);
         int r = proto_parse_frame(c->rbuf + off, c->rlen - off,
                                   srv_conn_max_frame(c), &hdr);
+        if (r == 0 && c->rlen - off >= PROTO_HEADER_SIZE) {
+            /* Move the partial frame to the front, then size its buffer. */
+            if (off) {
+                memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+                c->rlen -= off;
+                off = 0;
+            }
+            int rc = conn_admit_frame(c, &hdr);
+            if (rc) {
+                conn_fail(c, &hdr, rc);
+                return;
+            }
+        }
         if (r == 0) break;
         if (r < 0) {
             int have_hdr = c->rlen - off >= PROTO_HEADER_SIZE;
@@ -200,6 +293,7 @@ static void conn_process(srv_conn *c) {
             .out = &c->out,
         };
         atomic_fetch_add_explicit(&srv->requests, 1, memory_order_relaxed);
+        c->last_active_ms = srv_now_ms();
         int rc = srv_dispatch(&req);
         off += (size_t)r;
         if (rc < 0 || req.close_after) {
@@ -211,39 +305,108 @@ static void conn_process(srv_conn *c) {
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);
         c->rlen -= off;
     }
-    if (c->rlen == 0 && c->rcap > RBUF_SHRINK) {
-        free(c->rbuf);
-        c->rbuf = NULL;
-        c->rcap = 0;
-    }
+    /* An own buffer with nothing in it goes: the next read lands in the
+     * shared one. */
+    if (c->rlen == 0 && c->rbuf && c->rbuf != c->w->rshared) conn_set_rbuf(c, NULL, 0);
     conn_flush(c);
     if (c->closing) {
         if (conn_drained(c)) conn_close_now(c);
         return;
     }
-    if (c->paused) conn_stop_reading(c);
+    if (c->paused || c->auth_wait) conn_stop_reading(c);
     else conn_start_reading(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     srv_conn *c = s->data;
+    srv_worker *w = c->w;
+    if (nread == UV_EOF) {
+        /* The client will send nothing more (it may have only shut down its
+         * writing side): finish what it sent, send every reply it is owed,
+         * then close. A partial frame is dropped. */
+        conn_stop_reading(c);
+        c->closing = 1;
+        if (c->rbuf && c->rbuf != w->rshared) conn_set_rbuf(c, NULL, 0);
+        c->rlen = 0;
+        if (conn_drained(c)) conn_close_now(c);
+        return;
+    }
     if (nread < 0) {
-        /* EOF, reset, or ENOBUFS: nothing more will be read. */
+        /* Reset, or ENOBUFS: nothing more will be read. */
         conn_stop_reading(c);
         conn_close_now(c);
         return;
     }
+    if (nread == 0) return;
+    atomic_fetch_add_explicit(&w->srv->bytes_in, (uint64_t)nread, memory_order_relaxed);
+    if (buf->base == (char *)w->rshared) {
+        c->rbuf = w->rshared;
+        c->rcap = SRV_RBUF_MIN;
+    }
     c->rlen += (size_t)nread;
     conn_process(c);
+    if (c->rbuf == w->rshared) {
+        /* Keep only the partial frame, in a buffer of its own. */
+        c->rbuf = NULL;
+        size_t left = c->rlen;
+        c->rcap = 0;
+        c->rlen = 0;
+        if (left && !c->closing) {
+            uint8_t *own = malloc(left + RBUF_SLACK);
+            if (!own) {
+                conn_close_now(c);
+                return;
+            }
+            memcpy(own, w->rshared, left);
+            conn_set_rbuf(c, own, left + RBUF_SLACK);
+            c->rlen = left;
+        }
+    }
+}
+
+/* The AUTH guard's notion of where a connection comes from. */
+static void conn_source(srv_conn *c, int is_pipe, int fd) {
+    srv_source *src = &c->source;
+    memset(src, 0, sizeof *src);
+    if (is_pipe) {
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        src->family = 'u';
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+            memcpy(src->addr, &cred.uid, sizeof cred.uid);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        src->family = 4;
+        memcpy(src->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const uint8_t *a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, v4mapped, 12) == 0) {
+            src->family = 4;
+            memcpy(src->addr, a + 12, 4);
+        } else {
+            src->family = 6;
+            memcpy(src->addr, a, 8); /* the /64 */
+        }
+    }
 }
 
 void srv_conn_accept(srv_worker *w, const srv_handoff *h) {
     srv_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(h->fd);
+        atomic_fetch_sub(&w->srv->conns_live, 1);
         return;
     }
     c->w = w;
+    c->last_active_ms = srv_now_ms();
+    /* Without authentication every connection may do everything. */
+    c->scope.rights = SRV_RIGHTS_ALL;
+    c->authed = !w->srv->auth_required;
     proto_buf_init(&c->out);
     int rc;
     if (h->is_pipe) {
@@ -254,6 +417,7 @@ void srv_conn_accept(srv_worker *w, const srv_handoff *h) {
         rc = uv_tcp_open(&c->h.tcp, h->fd);
         if (rc == 0) uv_tcp_nodelay(&c->h.tcp, 1);
     }
+    if (rc == 0) conn_source(c, h->is_pipe, h->fd);
     c->h.handle.data = c;
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
@@ -269,9 +433,110 @@ void srv_conn_accept(srv_worker *w, const srv_handoff *h) {
     conn_start_reading(c);
 }
 
+/* ---- AUTH verdicts delayed by the guard ---------------------------------- */
+
+struct srv_auth_wait {
+    uv_timer_t timer;
+    srv_conn *conn;
+    uint32_t request_id;
+    size_t len; /* as presented; bytes past SRV_TOKEN_MAX_LEN never match */
+    uint8_t token[SRV_TOKEN_MAX_LEN];
+};
+
+static void auth_wait_closed(uv_handle_t *h) {
+    struct srv_auth_wait *aw = h->data;
+    srv_conn *c = aw->conn;
+    memset(aw->token, 0, sizeof aw->token);
+    free(aw);
+    c->deferred--;
+    if (!c->handle_closed && c->closing && conn_drained(c)) conn_close_now(c);
+    srv_conn_release(c);
+}
+
+/* Ends a wait: with the verdict (evaluate 1) or unevaluated (0). */
+static void auth_wait_finish(srv_conn *c, int evaluate) {
+    struct srv_auth_wait *aw = c->auth_wait;
+    srv_server *s = c->w->srv;
+    c->auth_wait = NULL;
+    uv_timer_stop(&aw->timer);
+    uv_close((uv_handle_t *)&aw->timer, auth_wait_closed);
+    if (!evaluate || c->handle_closed || uv_is_closing(&c->h.handle)) {
+        srv_auth_guard_verdict(s->guard, &c->source, -1, srv_now_ms());
+        return;
+    }
+    srv_scope scope;
+    int ok = srv_auth_check(s, aw->token, aw->len, &scope);
+    srv_auth_guard_verdict(s->guard, &c->source, ok, srv_now_ms());
+    if (ok) {
+        c->authed = 1;
+        c->scope = scope;
+        c->scope_gen = atomic_load(&s->tokens_gen);
+        atomic_fetch_add(&s->auth_ok, 1);
+        proto_encode_empty_resp(&c->out, PROTO_OP_AUTH, aw->request_id);
+    } else {
+        atomic_fetch_add(&s->auth_failed, 1);
+        srv_log_limited(&s->log_auth, SRV_LOG_WARN, "AUTH failed (connection closed)");
+        proto_encode_error(&c->out, PROTO_OP_AUTH, aw->request_id, DEJA_ERR_AUTH_FAILED,
+                           deja_strerror(DEJA_ERR_AUTH_FAILED));
+        c->closing = 1;
+    }
+    conn_flush(c);
+    if (c->closing) {
+        if (conn_drained(c)) conn_close_now(c);
+    } else {
+        conn_process(c); /* frames pipelined behind the AUTH */
+    }
+}
+
+static void on_auth_timer(uv_timer_t *t) {
+    struct srv_auth_wait *aw = t->data;
+    auth_wait_finish(aw->conn, 1);
+}
+
+int srv_conn_defer_auth(srv_conn *c, uint32_t request_id, const uint8_t *token,
+                        size_t len, uint64_t delay_ms) {
+    struct srv_auth_wait *aw = calloc(1, sizeof *aw);
+    if (!aw) return DEJA_ERR_NOMEM;
+    aw->conn = c;
+    aw->request_id = request_id;
+    aw->len = len;
+    memcpy(aw->token, token, len < SRV_TOKEN_MAX_LEN ? len : SRV_TOKEN_MAX_LEN);
+    uv_timer_init(&c->w->loop, &aw->timer);
+    aw->timer.data = aw;
+    uv_timer_start(&aw->timer, on_auth_timer, delay_ms, 0);
+    c->auth_wait = aw;
+    c->deferred++; /* the struct lives until the timer handle is closed */
+    return 0;
+}
+
+/* ---- the worker's tick ---------------------------------------------------- */
+
+void srv_conn_tick(srv_worker *w) {
+    atomic_store(&w->held_seen, w->held);
+    uint64_t now = srv_now_ms();
+    uint64_t idle_ms = (uint64_t)w->srv->cfg->idle_timeout_s * 1000u;
+    for (srv_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (uv_is_closing(&c->h.handle)) continue;
+        /* Idle: no complete frame and no completed write for idle_ms, and
+         * nothing owed to it by the server. Covers silent clients, clients
+         * that trickle a frame, and clients that never read their replies. */
+        if (idle_ms && c->deferred == 0 && now - c->last_active_ms > idle_ms) {
+            atomic_fetch_add(&w->srv->conns_idle_closed, 1);
+            conn_stop_reading(c);
+            conn_close_now(c);
+            continue;
+        }
+        /* Paused connections whose own backlog is gone resume here once
+         * the worker is back under its budget. */
+        if (c->paused) conn_maybe_resume(c);
+    }
+}
+
 void srv_conn_close_all(srv_worker *w, int force) {
     for (srv_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
+        if (c->auth_wait) auth_wait_finish(c, 0);
         if (uv_is_closing(&c->h.handle)) continue;
         conn_stop_reading(c);
         c->closing = 1;
@@ -282,6 +547,7 @@ void srv_conn_close_all(srv_worker *w, int force) {
 static int encode_completion(srv_conn *c, const srv_wop *op, int rc, uint64_t id) {
     if (rc) {
         if (rc < DEJA_ERR_WIRE_MIN) rc = DEJA_ERR_INTERNAL;
+        srv_count_error(c->w->srv, rc);
         return proto_encode_error(&c->out, op->opcode, op->request_id, rc,
                                   deja_strerror(rc));
     }
@@ -302,6 +568,12 @@ void srv_conn_complete(srv_wop *op) {
         /* Durable now: make it visible, then acknowledge. */
         if (rc == 0) rc = cache_publish(op->w->srv->cache, op->pending, &id);
         else cache_discard(op->pending);
+        srv_hist_add(&op->w->srv->store_hist, srv_now_ns() - op->t0_ns);
+    }
+    if (op->held) {
+        /* The STORE body no longer waits: return its charge. */
+        if (c) conn_charge(c, -(ptrdiff_t)op->held);
+        else op->w->held -= op->held;
     }
     if (c) {
         c->deferred--;

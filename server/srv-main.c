@@ -6,6 +6,12 @@ int main(int argc, char **argv) {
     int rc = srv_config_parse(&cfg, argc, argv);
     if (rc > 0) return 0;
     if (rc < 0) return 2;
-    srv_log_init(cfg.log_level);
-    return srv_run(&cfg);
+    if (srv_log_open(&cfg) != 0) {
+        srv_config_free(&cfg);
+        return 1;
+    }
+    rc = srv_run(&cfg, argc, argv);
+    srv_log_close();
+    srv_config_free(&cfg);
+    return rc;
 }

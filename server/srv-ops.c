@@ -1,9 +1,10 @@
 /* srv-ops.c: the op table and its handlers.
  *
  * The table is data: {opcode, name, handler, min_body, max_body, flags}.
- * srv_dispatch validates what every op shares (known opcode, request
- * header fields, body size bounds, authentication) before any handler
- * runs, so a handler only decodes its own body and does its own work. */
+ * srv_dispatch validates what every op shares (authentication first, then
+ * known opcode, request header fields, body size bounds, and the token's
+ * rights on the namespace the body starts with) before any handler runs,
+ * so a handler only decodes its own body and does its own work. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,13 @@
 #include "srv-private.h"
 
 #define OP_PREAUTH 0x1u /* allowed before AUTH */
+#define SRV_MAX_EF 1024u /* larger LOOKUP ef values are clamped */
+#define OP_NS 0x2u      /* the body starts with str8 namespace */
+#define OP_NS_ANY 0x4u  /* ... which may be empty (STATS: the whole server) */
+#define OP_READ 0x10u   /* rights the token needs (SRV_RIGHT_* << 4) */
+#define OP_WRITE 0x20u
+#define OP_ADMIN 0x40u
+#define OP_RIGHTS(flags) (((flags) >> 4) & SRV_RIGHTS_ALL)
 
 typedef int (*op_fn)(srv_req *r);
 
@@ -37,21 +45,24 @@ static int op_ns_info(srv_req *r);
 static int op_ns_drop(srv_req *r);
 
 /* Body bounds are the smallest and largest bodies the layouts in
- * docs/PROTOCOL.md allow; the decoders check the exact layout. */
+ * docs/PROTOCOL.md allow, counting an empty namespace and a dim of 0 as
+ * well formed so that the decoders answer them with BAD_NAMESPACE and
+ * BAD_VECTOR; the decoders check the exact layout. */
 static const srv_op op_table[] = {
     {PROTO_OP_HELLO, "HELLO", op_hello, 6, 6 + 65535, OP_PREAUTH},
     {PROTO_OP_AUTH, "AUTH", op_auth, 2, 2 + 65535, OP_PREAUTH},
     {PROTO_OP_PING, "PING", op_ping, 0, 65536, OP_PREAUTH},
-    {PROTO_OP_STORE, "STORE", op_store, 38, UINT32_MAX, 0},
-    {PROTO_OP_LOOKUP, "LOOKUP", op_lookup, 22, UINT32_MAX, 0},
-    {PROTO_OP_DELETE, "DELETE", op_delete, 10, 9 + PROTO_MAX_NS_LEN, 0},
-    {PROTO_OP_FLUSH, "FLUSH", op_flush, 2, 1 + PROTO_MAX_NS_LEN, 0},
-    {PROTO_OP_STATS, "STATS", op_stats, 1, 1 + PROTO_MAX_NS_LEN, 0},
-    {PROTO_OP_NS_CREATE, "NS_CREATE", op_ns_create, 2 + PROTO_NS_CONFIG_SIZE + 1,
-     1 + PROTO_MAX_NS_LEN + PROTO_NS_CONFIG_SIZE + 1 + 255, 0},
-    {PROTO_OP_NS_LIST, "NS_LIST", op_ns_list, 0, 0, 0},
-    {PROTO_OP_NS_INFO, "NS_INFO", op_ns_info, 2, 1 + PROTO_MAX_NS_LEN, 0},
-    {PROTO_OP_NS_DROP, "NS_DROP", op_ns_drop, 2, 1 + PROTO_MAX_NS_LEN, 0},
+    {PROTO_OP_STORE, "STORE", op_store, 33, UINT32_MAX, OP_NS | OP_WRITE},
+    {PROTO_OP_LOOKUP, "LOOKUP", op_lookup, 1, UINT32_MAX, OP_NS | OP_READ},
+    {PROTO_OP_DELETE, "DELETE", op_delete, 9, 9 + PROTO_MAX_NS_LEN, OP_NS | OP_WRITE},
+    {PROTO_OP_FLUSH, "FLUSH", op_flush, 1, 1 + PROTO_MAX_NS_LEN, OP_NS | OP_ADMIN},
+    {PROTO_OP_STATS, "STATS", op_stats, 1, 1 + PROTO_MAX_NS_LEN,
+     OP_NS | OP_NS_ANY | OP_READ},
+    {PROTO_OP_NS_CREATE, "NS_CREATE", op_ns_create, 1 + PROTO_NS_CONFIG_SIZE + 1,
+     1 + PROTO_MAX_NS_LEN + PROTO_NS_CONFIG_SIZE + 1 + 255, OP_NS | OP_ADMIN},
+    {PROTO_OP_NS_LIST, "NS_LIST", op_ns_list, 0, 0, OP_READ},
+    {PROTO_OP_NS_INFO, "NS_INFO", op_ns_info, 1, 1 + PROTO_MAX_NS_LEN, OP_NS | OP_READ},
+    {PROTO_OP_NS_DROP, "NS_DROP", op_ns_drop, 1, 1 + PROTO_MAX_NS_LEN, OP_NS | OP_ADMIN},
 };
 
 static const srv_op *find_op(uint8_t opcode) {
@@ -60,12 +71,63 @@ static const srv_op *find_op(uint8_t opcode) {
     return NULL;
 }
 
+int srv_auth_check(srv_server *s, const uint8_t *token, size_t len, srv_scope *scope) {
+    pthread_mutex_lock(&s->tokens_mu);
+    int ok = srv_tokens_match(s->tokens, token, len, scope);
+    pthread_mutex_unlock(&s->tokens_mu);
+    return ok;
+}
+
+/* After a reload (SIGHUP) a connection's token may have new rights or be
+ * gone; a revoked token leaves the connection unauthenticated. */
+static void refresh_scope(srv_req *r) {
+    srv_server *s = r->srv;
+    srv_conn *c = r->conn;
+    unsigned gen = atomic_load(&s->tokens_gen);
+    if (!s->auth_required || !c->authed || c->scope_gen == gen) return;
+    pthread_mutex_lock(&s->tokens_mu);
+    if (!srv_tokens_find_id(s->tokens, c->scope.token_id, &c->scope)) {
+        c->authed = 0;
+        memset(&c->scope, 0, sizeof c->scope);
+    }
+    pthread_mutex_unlock(&s->tokens_mu);
+    c->scope_gen = gen;
+}
+
+/* The token's rights for op and the namespace its body names. The
+ * namespace is peeked here; a body too short to hold it fails in the
+ * handler's decoder. FORBIDDEN says nothing about whether a namespace
+ * outside the token's prefix exists. */
+static int check_scope(srv_req *r, const srv_op *op) {
+    const srv_scope *scope = &r->conn->scope;
+    unsigned need = OP_RIGHTS(op->flags);
+    if ((scope->rights & need) != need) {
+        snprintf(r->errmsg, sizeof r->errmsg, "%s: this token lacks the %s right", op->name,
+                 need & SRV_RIGHT_ADMIN   ? "admin"
+                 : need & SRV_RIGHT_WRITE ? "write"
+                                          : "read");
+        return DEJA_ERR_FORBIDDEN;
+    }
+    if (!(op->flags & OP_NS) || scope->prefix_len == 0 || r->hdr->body_len < 1) return 0;
+    uint8_t ns_len = r->body[0];
+    if (1u + ns_len > r->hdr->body_len) return 0;
+    if (ns_len == 0 && (op->flags & OP_NS_ANY)) return 0; /* filtered by the handler */
+    if (srv_scope_allows_ns(scope, r->body + 1, ns_len)) return 0;
+    snprintf(r->errmsg, sizeof r->errmsg, "%s: namespace outside this token's prefix '%.*s'",
+             op->name, (int)scope->prefix_len, scope->prefix);
+    return DEJA_ERR_FORBIDDEN;
+}
+
 int srv_dispatch(srv_req *r) {
     const proto_header *h = r->hdr;
     const srv_op *op = find_op(h->opcode);
     size_t mark = r->out->len;
     int rc;
-    if (!op) {
+    refresh_scope(r);
+    if (!r->conn->authed && !(op && (op->flags & OP_PREAUTH))) {
+        /* Before AUTH nothing else is looked at, not even the opcode. */
+        rc = DEJA_ERR_AUTH_REQUIRED;
+    } else if (!op) {
         rc = DEJA_ERR_UNKNOWN_OP;
         snprintf(r->errmsg, sizeof r->errmsg, "unknown opcode 0x%02x", h->opcode);
     } else if ((h->flags & PROTO_FLAG_REPLY) || h->status != 0) {
@@ -77,10 +139,7 @@ int srv_dispatch(srv_req *r) {
         rc = DEJA_ERR_BAD_REQUEST;
         snprintf(r->errmsg, sizeof r->errmsg, "%s: body of %u bytes is invalid",
                  op->name, h->body_len);
-    } else if (r->srv->cfg->auth_token && !r->conn->authed &&
-               !(op->flags & OP_PREAUTH)) {
-        rc = DEJA_ERR_AUTH_REQUIRED;
-    } else {
+    } else if ((rc = check_scope(r, op)) == 0) {
         rc = op->handler(r);
     }
     if (rc >= 0) return rc; /* replied, or SRV_DEFERRED */
@@ -88,6 +147,7 @@ int srv_dispatch(srv_req *r) {
     r->out->len = mark;
     const char *msg = r->errmsg[0] ? r->errmsg : deja_strerror(rc);
     if (rc < DEJA_ERR_WIRE_MIN) rc = DEJA_ERR_INTERNAL;
+    srv_count_error(r->srv, rc);
     return proto_encode_error(r->out, h->opcode, h->request_id, rc, msg);
 }
 
@@ -106,32 +166,40 @@ static int op_hello(srv_req *r) {
         .version = PROTO_VERSION,
         .max_dim = PROTO_MAX_DIM,
         .max_frame = r->srv->cfg->max_frame,
-        .server_flags = r->srv->cfg->auth_token ? PROTO_SERVER_AUTH_REQUIRED : 0,
+        .server_flags = r->srv->auth_required ? PROTO_SERVER_AUTH_REQUIRED : 0,
         .server_name = (const uint8_t *)name,
         .server_name_len = sizeof name - 1,
     };
     return proto_encode_hello_resp(r->out, r->hdr->request_id, &resp);
 }
 
-/* Compares in time independent of where the first difference is. */
-static int token_equal(const uint8_t *a, size_t alen, const char *b) {
-    size_t blen = strlen(b);
-    unsigned diff = (unsigned)(alen ^ blen);
-    for (size_t i = 0; i < alen; i++) diff |= a[i] ^ (uint8_t)b[i % (blen ? blen : 1)];
-    return diff == 0;
-}
-
+/* The verdict comes from the connection's AUTH wait (srv-conn.c) once the
+ * guard lets this source have one: at once for a source without recent
+ * failures, spaced out after them. */
 static int op_auth(srv_req *r) {
     proto_auth_req req;
     int rc = proto_decode_auth_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
-    const char *token = r->srv->cfg->auth_token;
-    if (token && !token_equal(req.token, req.token_len, token)) {
+    srv_server *s = r->srv;
+    if (!s->auth_required) /* no tokens: AUTH always succeeds */
+        return proto_encode_empty_resp(r->out, PROTO_OP_AUTH, r->hdr->request_id);
+    int64_t delay = srv_auth_guard_reserve(s->guard, &r->conn->source, srv_now_ms());
+    if (delay < 0) {
+        atomic_fetch_add(&s->auth_throttled, 1);
+        srv_log_limited(&s->log_auth, SRV_LOG_WARN,
+                        "AUTH refused: too many attempts waiting from one source");
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "too many AUTH attempts from this address; retry later");
         r->close_after = 1;
-        return DEJA_ERR_AUTH_FAILED;
+        return DEJA_ERR_BUSY;
     }
-    r->conn->authed = 1;
-    return proto_encode_empty_resp(r->out, PROTO_OP_AUTH, r->hdr->request_id);
+    rc = srv_conn_defer_auth(r->conn, r->hdr->request_id, req.token, req.token_len,
+                             (uint64_t)delay);
+    if (rc) {
+        srv_auth_guard_verdict(s->guard, &r->conn->source, -1, srv_now_ms());
+        return rc;
+    }
+    return SRV_DEFERRED;
 }
 
 static int op_ping(srv_req *r) {
@@ -161,6 +229,14 @@ static int defer_write(srv_req *r, cache_pending *pending, uint32_t ns_id,
     op->ns_id = ns_id;
     op->id = id;
     op->removed = removed;
+    op->t0_ns = srv_now_ns();
+    if (pending) {
+        /* The STORE's bytes wait in memory until committed: charge them to
+         * the worker's client budget (srv_conn_complete returns them). */
+        op->held = r->hdr->body_len;
+        r->conn->held += op->held;
+        r->w->held += op->held;
+    }
     srv_writer_submit(r->srv->writer, op);
     return SRV_DEFERRED;
 }
@@ -189,10 +265,13 @@ static size_t hit_wire_size(const proto_hit *h) {
     return 8 + 4 + 4 + 4 + (size_t)h->prompt_len + h->response_len;
 }
 
-static int op_lookup(srv_req *r) {
+static int serve_lookup(srv_req *r) {
     proto_lookup_req req;
     int rc = proto_decode_lookup_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
+    /* The search breadth is the client's to choose, within a bound: a
+     * LOOKUP's cost must not be the client's to set without limit. */
+    if (req.ef > SRV_MAX_EF) req.ef = SRV_MAX_EF;
     rc = proto_vector_read(r->w->vec, req.vector, req.dim);
     if (rc) return rc;
     uint16_t n = 0;
@@ -223,8 +302,19 @@ static int op_lookup(srv_req *r) {
             keep++;
         }
     }
-    rc = proto_encode_lookup_resp(r->out, r->hdr->request_id, r->w->hits, keep);
+    /* The exact-tier hit is always hits[0], and the best hit always fits. */
+    uint16_t reply_flags = keep && r->w->matches[0].exact ? PROTO_FLAG_EXACT : 0;
+    rc = proto_encode_lookup_resp_flags(r->out, r->hdr->request_id, reply_flags,
+                                        r->w->hits, keep);
     for (uint16_t i = 0; i < n; i++) cache_entry_release(r->w->matches[i].entry);
+    return rc;
+}
+
+/* LOOKUP, timed for the service-time histogram (errors included). */
+static int op_lookup(srv_req *r) {
+    uint64_t t0 = srv_now_ns();
+    int rc = serve_lookup(r);
+    srv_hist_add(&r->srv->lookup_hist, srv_now_ns() - t0);
     return rc;
 }
 
@@ -256,8 +346,16 @@ static int op_stats(srv_req *r) {
     uint8_t ns_len;
     int rc = proto_decode_stats_req(r->body, r->hdr->body_len, &ns, &ns_len);
     if (rc) return rc;
-    proto_stat stats[48];
+    proto_stat stats[56];
     uint16_t n = 0;
+    const srv_scope *scope = &r->conn->scope;
+    if (ns_len == 0 && scope->prefix_len) {
+        /* A tenant's server-wide view: its own namespaces, summed. */
+        rc = cache_stats_prefix(r->srv->cache, (const uint8_t *)scope->prefix,
+                                scope->prefix_len, stats, 32, &n);
+        if (rc) return rc;
+        return proto_encode_stats_resp(r->out, r->hdr->request_id, stats, n);
+    }
     rc = cache_stats(r->srv->cache, ns, ns_len, stats, 32, &n);
     if (rc) return rc;
     if (ns_len == 0) {
@@ -281,8 +379,15 @@ static int op_stats(srv_req *r) {
             {"disk_bytes", disk},
             {"map_bytes", map},
             {"snapshots_written", atomic_load(&s->snapshots)},
+            {"connections_refused", atomic_load(&s->conns_refused)},
+            {"connections_idle_closed", atomic_load(&s->conns_idle_closed)},
+            {"frames_busy", atomic_load(&s->frames_busy)},
+            {"client_buffer_bytes", srv_client_bytes(s)},
+            {"auth_ok", atomic_load(&s->auth_ok)},
+            {"auth_failed", atomic_load(&s->auth_failed)},
+            {"auth_throttled", atomic_load(&s->auth_throttled)},
         };
-        for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < 48; i++) {
+        for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < 56; i++) {
             stats[n].key = extra[i].key;
             stats[n].key_len = (uint8_t)strlen(extra[i].key);
             stats[n].value = extra[i].value;
@@ -320,10 +425,16 @@ static int op_ns_list(srv_req *r) {
     const uint8_t **ptrs = malloc(MAX_LIST * sizeof *ptrs);
     int rc = DEJA_ERR_NOMEM;
     if (names && lens && ptrs) {
-        uint16_t n = 0;
+        uint16_t n = 0, shown = 0;
         cache_ns_list(r->srv->cache, names, lens, MAX_LIST, &n);
-        for (uint16_t i = 0; i < n; i++) ptrs[i] = (const uint8_t *)names[i];
-        rc = proto_encode_ns_list_resp(r->out, r->hdr->request_id, ptrs, lens, n);
+        for (uint16_t i = 0; i < n; i++) {
+            /* A tenant sees its own namespaces only. */
+            if (!srv_scope_allows_ns(&r->conn->scope, (const uint8_t *)names[i], lens[i]))
+                continue;
+            ptrs[shown] = (const uint8_t *)names[i];
+            lens[shown++] = lens[i];
+        }
+        rc = proto_encode_ns_list_resp(r->out, r->hdr->request_id, ptrs, lens, shown);
     }
     free(names);
     free(lens);

@@ -16,6 +16,7 @@
 
 #include "cache.h"
 #include "proto.h"
+#include "srv-tokens.h"
 #include "srv.h"
 #include "store.h"
 
@@ -23,6 +24,25 @@ typedef struct srv_server srv_server;
 typedef struct srv_worker srv_worker;
 typedef struct srv_conn srv_conn;
 typedef struct srv_writer srv_writer;
+typedef struct srv_auth_guard srv_auth_guard;
+
+/* A latency histogram: fixed buckets (bounds in srv-metrics.c, 25 us to
+ * 2.5 s, then +Inf), relaxed atomic counts, the sum in nanoseconds. */
+#define SRV_HIST_BUCKETS 16
+typedef struct srv_hist {
+    atomic_uint_fast64_t bucket[SRV_HIST_BUCKETS + 1];
+    atomic_uint_fast64_t sum_ns;
+} srv_hist;
+
+/* Error statuses that travel on the wire: 1..99. */
+#define SRV_WIRE_STATUSES 100
+
+/* Where a connection comes from, for the AUTH guard: an IPv4 address, an
+ * IPv6 /64, or a Unix socket peer's uid. */
+typedef struct srv_source {
+    uint8_t family; /* 4, 6, or 'u' */
+    uint8_t addr[15];
+} srv_source;
 
 /* A write waiting for the commit thread, then for its worker to reply.
  * Ownership: created by a handler on the worker, owned by the writer's
@@ -39,6 +59,8 @@ typedef struct srv_wop {
     uint32_t ns_id;          /* DELETE, FLUSH */
     uint64_t id;             /* DELETE */
     uint64_t removed;        /* FLUSH, NS_DROP: entries removed from memory */
+    size_t held;             /* bytes charged to w->held until completion */
+    uint64_t t0_ns;          /* STORE: when its frame was dispatched */
     int result;              /* set by the writer */
 } srv_wop;
 
@@ -67,10 +89,21 @@ struct srv_worker {
     float *vec;           /* PROTO_MAX_DIM floats, 64-byte aligned */
     cache_match *matches; /* PROTO_MAX_K */
     proto_hit *hits;      /* PROTO_MAX_K */
+    /* Reads land here while a connection has no partial frame, so an idle
+     * connection holds no read buffer of its own. */
+    uint8_t *rshared;     /* SRV_RBUF_MIN bytes */
+    /* Bytes this worker's connections hold: own read buffers, replies not
+     * yet written, STORE bodies waiting for the commit thread. Bounded by
+     * budget = --max-client-memory / workers. */
+    size_t held, budget;
+    atomic_size_t held_seen; /* held, published by the tick for STATS */
+    uv_timer_t tick;      /* retries paused connections, closes idle ones */
 };
 
 struct srv_server {
-    const srv_config *cfg;
+    srv_config *cfg; /* reloadable keys change on SIGHUP (main thread) */
+    int argc;
+    char **argv;
     cache *cache;
     uv_loop_t *loop; /* the main (acceptor) loop */
     uv_tcp_t tcp;
@@ -88,6 +121,30 @@ struct srv_server {
     uint64_t start_ms;
     atomic_uint_fast64_t conns_total, conns_open, requests, frame_errors;
     atomic_uint_fast64_t snapshots; /* periodic snapshots written */
+    /* Connections: accepted and not yet closed (counted by the main thread
+     * at accept, released by the worker at close). */
+    atomic_uint_fast64_t conns_live;
+    atomic_uint_fast64_t conns_refused, conns_idle_closed, frames_busy;
+    /* Authentication. auth_required is fixed at start (a token or a tokens
+     * file is configured); the table is swapped whole on SIGHUP under
+     * tokens_mu and tokens_gen moves, so connections re-check their scope. */
+    int auth_required;
+    pthread_mutex_t tokens_mu;
+    srv_tokens *tokens;
+    atomic_uint tokens_gen;
+    srv_auth_guard *guard;
+    atomic_uint_fast64_t auth_ok, auth_failed, auth_throttled;
+    uv_signal_t sighup;
+    srv_log_limit log_accept, log_refused, log_auth;
+    /* Metrics (srv-metrics.c): the HTTP listener, on the main loop. */
+    uv_tcp_t metrics;
+    int have_metrics;
+    int metrics_conns;
+    atomic_int ready; /* listening, data loaded; 0 again while stopping */
+    atomic_uint_fast64_t bytes_in, bytes_out;
+    atomic_uint_fast64_t errors[SRV_WIRE_STATUSES]; /* error replies by status */
+    atomic_uint_fast64_t last_snapshot_ms;
+    srv_hist lookup_hist, store_hist;
 };
 
 struct srv_conn {
@@ -108,7 +165,13 @@ struct srv_conn {
     int closing;       /* close once in-flight writes finish */
     int authed;
     int handle_closed; /* uv_close done; freed when deferred reaches 0 */
-    unsigned deferred; /* replies owed by the commit thread */
+    unsigned deferred; /* replies owed (commit thread, AUTH guard) */
+    size_t held;       /* this connection's share of w->held */
+    uint64_t last_active_ms; /* last complete frame or completed write */
+    srv_scope scope;   /* what it may touch (all, without auth) */
+    unsigned scope_gen; /* tokens_gen the scope was checked against */
+    srv_source source;
+    struct srv_auth_wait *auth_wait; /* an AUTH waiting for its verdict */
 };
 
 /* One request as the op handlers see it. A handler appends exactly one
@@ -127,8 +190,10 @@ typedef struct srv_req {
 } srv_req;
 
 /* A handler's return value when its reply will come later (a write that
- * waits for the commit thread). */
+ * waits for the commit thread, an AUTH waiting for the guard). */
 #define SRV_DEFERRED 1
+
+#define SRV_RBUF_MIN (64u * 1024u)
 
 /* A connection with this many replies owed by the commit thread is not
  * read further until some are sent: bounds the memory a pipelining writer
@@ -141,6 +206,29 @@ typedef struct srv_req {
  * the error reply could not be encoded (the caller closes the
  * connection). */
 int srv_dispatch(srv_req *r);
+
+/* ---- the AUTH guard (srv-auth.c) ------------------------------------------ */
+
+#define SRV_AUTH_MAX_PENALTY_MS 1000u
+#define SRV_AUTH_MAX_PENDING 16u
+#define SRV_AUTH_FORGET_MS 60000u
+
+int srv_auth_guard_create(srv_auth_guard **out);
+void srv_auth_guard_destroy(srv_auth_guard *g);
+
+/* Reserves the source's next verdict: returns the milliseconds to wait
+ * before evaluating its AUTH (0 = now), or -1 when too many of its AUTHs
+ * are already waiting (refuse without evaluating). Any thread. */
+int64_t srv_auth_guard_reserve(srv_auth_guard *g, const srv_source *src, uint64_t now);
+
+/* Records the verdict of a reserved AUTH: ok 1 (matched), 0 (failed) or
+ * -1 (never evaluated: the connection went away first). Any thread. */
+void srv_auth_guard_verdict(srv_auth_guard *g, const srv_source *src, int ok,
+                            uint64_t now);
+
+/* Evaluates an AUTH token against the server's table (srv-ops.c): 1 and
+ * the scope on success. */
+int srv_auth_check(srv_server *s, const uint8_t *token, size_t len, srv_scope *scope);
 
 /* ---- the commit thread (srv-writer.c) ------------------------------------ */
 
@@ -160,6 +248,9 @@ void srv_writer_submit(srv_writer *wr, srv_wop *op);
 
 /* Commits everything queued, then stops and joins the thread. */
 void srv_writer_stop(srv_writer *wr);
+
+/* The commit-duration histogram (read by the metrics scrape). */
+const srv_hist *srv_writer_hist(srv_writer *wr);
 
 /* Counters for STATS. */
 void srv_writer_stats(srv_writer *wr, uint64_t *commits, uint64_t *ops,
@@ -184,9 +275,41 @@ uint32_t srv_conn_max_frame(const srv_conn *c);
 /* Worker side of a handed-off socket (srv-conn.c). */
 void srv_conn_accept(srv_worker *w, const srv_handoff *h);
 
+/* Answers an AUTH after the guard's delay (srv-conn.c). The token is
+ * copied; the connection reads nothing more until the verdict. */
+int srv_conn_defer_auth(srv_conn *c, uint32_t request_id, const uint8_t *token,
+                        size_t len, uint64_t delay_ms);
+
+/* The worker's periodic tick (srv-conn.c): retries paused connections,
+ * closes idle ones. */
+void srv_conn_tick(srv_worker *w);
+
 /* Starts closing every connection of the worker gracefully. */
 void srv_conn_close_all(srv_worker *w, int force);
 
 uint64_t srv_now_ms(void);
+uint64_t srv_now_ns(void);
+
+/* ---- metrics (srv-metrics.c) ---------------------------------------------- */
+
+void srv_hist_add(srv_hist *h, uint64_t ns);
+
+/* Starts the HTTP listener on --metrics-addr (no-op when unset). Returns 0
+ * or -1 (logged). Main thread, before the loop runs. */
+int srv_metrics_listen(srv_server *s);
+
+/* Writes port to path through a temporary file and a rename, so a reader
+ * never sees half a number. Returns 0 or -1 (errno set). */
+int srv_write_port_file(const char *path, int port);
+
+/* Counts an error reply by its status (any thread). */
+static inline void srv_count_error(srv_server *s, int code) {
+    int st = -code;
+    if (st > 0 && st < SRV_WIRE_STATUSES)
+        atomic_fetch_add_explicit(&s->errors[st], 1, memory_order_relaxed);
+}
+
+/* Bytes held in client buffers across workers, as of their last tick. */
+uint64_t srv_client_bytes(srv_server *s);
 
 #endif

@@ -12,13 +12,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "idx.h"
 #include "srv-private.h"
+
+#if DEJA_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+static int sd_notify(int unset_environment, const char *state) { return 0; }
+#endif
 
 #define STOP_GRACE_MS 2000
 
@@ -29,6 +37,12 @@ uint64_t srv_now_ms(void) {
 }
 
 /* ---- workers ---------------------------------------------------------------*/
+
+uint64_t srv_client_bytes(srv_server *s) {
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < s->nworkers; i++) sum += atomic_load(&s->workers[i].held_seen);
+    return sum;
+}
 
 static void on_stop_timer(uv_timer_t *t) {
     srv_worker *w = t->data;
@@ -44,6 +58,7 @@ void srv_worker_maybe_finish(srv_worker *w) {
     if (closed) return;
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->stop_timer, NULL);
+    uv_close((uv_handle_t *)&w->tick, NULL);
 }
 
 /* Takes the worker's committed writes (under its lock). */
@@ -74,8 +89,12 @@ static void on_wake(uv_async_t *a) {
     pthread_mutex_unlock(&w->mu);
 
     for (size_t i = 0; i < n; i++) {
-        if (stopping) close(local[i].fd);
-        else srv_conn_accept(w, &local[i]);
+        if (stopping) {
+            close(local[i].fd);
+            atomic_fetch_sub(&w->srv->conns_live, 1);
+        } else {
+            srv_conn_accept(w, &local[i]);
+        }
     }
     complete_all(take_done(w));
     if (more) uv_async_send(&w->wake);
@@ -87,6 +106,10 @@ static void on_wake(uv_async_t *a) {
     }
     srv_worker_maybe_finish(w);
 }
+
+#define TICK_MS 100
+
+static void on_tick(uv_timer_t *t) { srv_conn_tick(t->data); }
 
 static void worker_main(void *arg) {
     srv_worker *w = arg;
@@ -100,7 +123,9 @@ static int worker_init(srv_server *s, srv_worker *w, unsigned index) {
     w->vec = aligned_alloc(64, PROTO_MAX_DIM * sizeof(float));
     w->matches = calloc(PROTO_MAX_K, sizeof *w->matches);
     w->hits = calloc(PROTO_MAX_K, sizeof *w->hits);
-    if (!w->vec || !w->matches || !w->hits) return DEJA_ERR_NOMEM;
+    w->rshared = malloc(SRV_RBUF_MIN);
+    if (!w->vec || !w->matches || !w->hits || !w->rshared) return DEJA_ERR_NOMEM;
+    w->budget = (size_t)(s->cfg->max_client_memory / s->nworkers);
     pthread_mutex_init(&w->mu, NULL);
     int rc = uv_loop_init(&w->loop);
     if (rc) return DEJA_ERR_INTERNAL;
@@ -108,6 +133,9 @@ static int worker_init(srv_server *s, srv_worker *w, unsigned index) {
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->stop_timer);
     w->stop_timer.data = w;
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
     return 0;
 }
 
@@ -125,6 +153,7 @@ static void worker_free(srv_worker *w) {
     free(w->vec);
     free(w->matches);
     free(w->hits);
+    free(w->rshared);
 }
 
 static void worker_handoff(srv_worker *w, int fd, int is_pipe) {
@@ -135,6 +164,7 @@ static void worker_handoff(srv_worker *w, int fd, int is_pipe) {
         if (!grown) {
             pthread_mutex_unlock(&w->mu);
             close(fd);
+            atomic_fetch_sub(&w->srv->conns_live, 1);
             return;
         }
         w->handoff = grown;
@@ -149,10 +179,30 @@ static void worker_handoff(srv_worker *w, int fd, int is_pipe) {
 
 static void free_handle(uv_handle_t *h) { free(h); }
 
+/* Past --max-connections: one BUSY error frame, written without waiting
+ * (a full socket buffer just loses it), then the socket is closed. */
+static void refuse_connection(srv_server *s, int fd) {
+    atomic_fetch_add(&s->conns_refused, 1);
+    srv_log_limited(&s->log_refused, SRV_LOG_WARN,
+                    "connection refused: %u connections open (--max-connections)",
+                    s->cfg->max_connections);
+    proto_buf b;
+    proto_buf_init(&b);
+    if (proto_encode_error(&b, 0, 0, DEJA_ERR_BUSY, "too many connections") == 0) {
+        ssize_t n = send(fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)n;
+    }
+    proto_buf_free(&b);
+    close(fd);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
     srv_server *s = server->data;
     if (status < 0) {
-        srv_log(SRV_LOG_WARN, "accept: %s", uv_strerror(status));
+        /* libuv has already shed the backlog at the fd limit (its reserve
+         * descriptor trick), so this does not spin; say so at most a few
+         * times per window. */
+        srv_log_limited(&s->log_accept, SRV_LOG_WARN, "accept: %s", uv_strerror(status));
         return;
     }
     int is_pipe = server->type == UV_NAMED_PIPE;
@@ -166,14 +216,19 @@ static void on_connection(uv_stream_t *server, int status) {
         dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     uv_close((uv_handle_t *)client, free_handle);
     if (dupfd < 0) {
-        srv_log(SRV_LOG_WARN, "cannot take over an accepted socket");
+        srv_log_limited(&s->log_accept, SRV_LOG_WARN, "cannot take over an accepted socket");
         return;
     }
+    if (atomic_load(&s->conns_live) >= s->cfg->max_connections) {
+        refuse_connection(s, dupfd);
+        return;
+    }
+    atomic_fetch_add(&s->conns_live, 1);
     srv_worker *w = &s->workers[s->next_worker++ % s->nworkers];
     worker_handoff(w, dupfd, is_pipe);
 }
 
-static int write_port_file(const char *path, int port) {
+int srv_write_port_file(const char *path, int port) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -209,7 +264,7 @@ static int listen_tcp(srv_server *s) {
                          ? ((struct sockaddr_in6 *)&bound)->sin6_port
                          : ((struct sockaddr_in *)&bound)->sin_port);
     srv_log(SRV_LOG_INFO, "listening on %s:%d", cfg->host, port);
-    if (cfg->port_file && write_port_file(cfg->port_file, port) != 0) {
+    if (cfg->port_file && srv_write_port_file(cfg->port_file, port) != 0) {
         srv_log(SRV_LOG_ERROR, "cannot write port file %s: %s", cfg->port_file,
                 strerror(errno));
         return -1;
@@ -246,11 +301,16 @@ static int listen_unix(srv_server *s) {
 static void begin_shutdown(srv_server *s) {
     if (uv_is_closing((uv_handle_t *)&s->sigint)) return;
     srv_log(SRV_LOG_INFO, "shutting down");
+    sd_notify(0, "STOPPING=1");
+    atomic_store(&s->ready, 0);
+    if (s->have_metrics) uv_close((uv_handle_t *)&s->metrics, NULL);
+    s->have_metrics = 0;
     if (s->have_tcp) uv_close((uv_handle_t *)&s->tcp, NULL);
     if (s->have_pipe) uv_close((uv_handle_t *)&s->pipe, NULL);
     s->have_tcp = s->have_pipe = 0;
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
     uv_close((uv_handle_t *)&s->sweep_timer, NULL);
     uv_close((uv_handle_t *)&s->snapshot_timer, NULL);
 }
@@ -258,6 +318,121 @@ static void begin_shutdown(srv_server *s) {
 static void on_signal(uv_signal_t *sig, int signum) {
     srv_log(SRV_LOG_INFO, "received signal %d", signum);
     begin_shutdown(sig->data);
+}
+
+/* Builds the token table from --tokens-file and --auth-token (the latter
+ * may do everything). Returns 0, or -1 with the reason logged. */
+static int load_tokens(const srv_config *cfg, srv_tokens **out) {
+    char msg[512] = "";
+    srv_tokens *t = NULL;
+    int rc = cfg->tokens_file ? srv_tokens_load(cfg->tokens_file, &t, msg, sizeof msg)
+                              : srv_tokens_create(&t);
+    if (rc == 0 && cfg->auth_token) {
+        srv_scope all = {.rights = SRV_RIGHTS_ALL};
+        rc = srv_tokens_add(t, (const uint8_t *)cfg->auth_token, strlen(cfg->auth_token),
+                            &all);
+        if (rc) snprintf(msg, sizeof msg, "--auth-token: empty, too long (%u bytes "
+                         "at most) or also in the tokens file", SRV_TOKEN_MAX_LEN);
+    }
+    if (rc) {
+        srv_log(SRV_LOG_ERROR, "tokens: %s", msg[0] ? msg : deja_strerror(rc));
+        srv_tokens_destroy(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+typedef struct reload_ctx {
+    srv_server *s;
+    srv_config *fresh;
+} reload_ctx;
+
+/* One key whose value changed in the config file or flags. */
+static void reload_key(void *ctx, const char *key, const char *value, int reloadable) {
+    reload_ctx *r = ctx;
+    srv_config *cfg = r->s->cfg;
+    if (!reloadable) {
+        srv_log(SRV_LOG_WARN, "SIGHUP: %s changed to '%s'; it needs a restart", key, value);
+        return;
+    }
+    if (strcmp(key, "log-level") == 0) {
+        cfg->log_level = r->fresh->log_level;
+        srv_log_init(cfg->log_level);
+    } else if (strcmp(key, "tokens-file") == 0) {
+        const char *swap = cfg->tokens_file;
+        cfg->tokens_file = r->fresh->tokens_file;
+        r->fresh->tokens_file = swap; /* freed with fresh */
+    }
+    srv_log(SRV_LOG_INFO, "SIGHUP: %s is now '%s'", key, value);
+}
+
+/* Installs the tokens file's current contents. */
+static void reload_tokens(srv_server *s) {
+    srv_tokens *fresh;
+    if (load_tokens(s->cfg, &fresh) != 0) {
+        srv_log(SRV_LOG_ERROR, "SIGHUP: tokens not reloaded; the previous ones stay");
+        return;
+    }
+    pthread_mutex_lock(&s->tokens_mu);
+    srv_tokens *old = s->tokens;
+    s->tokens = fresh;
+    atomic_fetch_add(&s->tokens_gen, 1);
+    pthread_mutex_unlock(&s->tokens_mu);
+    srv_tokens_destroy(old);
+    srv_log(SRV_LOG_INFO, "SIGHUP: reloaded %zu tokens from %s", srv_tokens_count(fresh),
+            s->cfg->tokens_file);
+}
+
+/* SIGHUP: reopens the log file, reads the configuration again (file and
+ * flags), applies the keys that may change while running (log-level,
+ * tokens-file), names the changed ones that need a restart, and reloads
+ * the tokens file. A configuration that no longer parses changes nothing. */
+static void on_sighup(uv_signal_t *sig, int signum) {
+    srv_server *s = sig->data;
+    sd_notify(0, "RELOADING=1");
+    if (srv_log_reopen() != 0)
+        srv_log(SRV_LOG_ERROR, "SIGHUP: cannot reopen the log file: %s", strerror(errno));
+    srv_config fresh;
+    if (srv_config_parse(&fresh, s->argc, s->argv) != 0) {
+        srv_log(SRV_LOG_ERROR, "SIGHUP: the configuration is not valid; nothing reloaded");
+        sd_notify(0, "READY=1");
+        return;
+    }
+    reload_ctx r = {.s = s, .fresh = &fresh};
+    srv_config_diff(s->cfg, &fresh, reload_key, &r);
+    srv_config_free(&fresh);
+    if (s->auth_required && s->cfg->tokens_file) reload_tokens(s);
+    else if (s->cfg->tokens_file)
+        srv_log(SRV_LOG_WARN, "SIGHUP: tokens-file was set while running; authentication "
+                              "needs a restart to be switched on");
+    srv_log(SRV_LOG_INFO, "SIGHUP: reload done");
+    sd_notify(0, "READY=1");
+}
+
+/* Protected mode: only loopback addresses may be served without a token. */
+static int is_loopback(const char *host) {
+    unsigned char a[16];
+    if (strcmp(host, "localhost") == 0) return 1;
+    if (inet_pton(AF_INET, host, a) == 1) return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) == 1) {
+        static const unsigned char one[16] = {[15] = 1};
+        return memcmp(a, one, 16) == 0;
+    }
+    return 0;
+}
+
+/* Room for --max-connections sockets plus the server's own files. */
+static void raise_fd_limit(const srv_config *cfg) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)cfg->max_connections + 64;
+    if (rl.rlim_cur >= want) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+        srv_log(SRV_LOG_WARN, "open-file limit %llu is below --max-connections + 64; "
+                "connections past it are refused by the kernel",
+                (unsigned long long)rl.rlim_cur);
 }
 
 static int lock_data_dir(const char *dir) {
@@ -314,6 +489,7 @@ static void on_snapshot(uv_timer_t *t) {
         srv_log(SRV_LOG_WARN, "%s", msg);
     } else if (written) {
         atomic_fetch_add(&s->snapshots, 1);
+        atomic_store(&s->last_snapshot_ms, srv_now_ms());
         srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms", written,
                 (unsigned long long)(srv_now_ms() - t0));
     }
@@ -397,10 +573,26 @@ typedef struct load_ctx {
     srv_server *s;
     int snapshots_done;
     size_t adopted;
+    size_t quarantined;      /* namespaces quarantined */
+    uint64_t unloaded;       /* entries left on disk: namespace quarantined or unreadable */
+    uint32_t max_entry_ns_id; /* the largest namespace id any entry names */
 } load_ctx;
 
+/* A namespace that cannot be loaded is quarantined by the cache and
+ * reported here; the start goes on with the others. */
 static int load_ns(void *ctx, const store_ns_rec *ns) {
-    return cache_load_ns(((load_ctx *)ctx)->s->cache, ns);
+    load_ctx *l = ctx;
+    int rc = cache_load_ns(l->s->cache, ns);
+    if (rc != DEJA_ERR_QUARANTINED) return rc;
+    char why[512] = "";
+    cache_ns_quarantined(l->s->cache, (const uint8_t *)ns->name, ns->name_len, why,
+                         sizeof why);
+    srv_log(SRV_LOG_ERROR,
+            "%s; its entries stay on disk, unread (fix the cause and restart, or "
+            "NS_DROP it to delete them)",
+            why);
+    l->quarantined++;
+    return 0;
 }
 
 /* Graph snapshots are adopted once every namespace exists and before the
@@ -414,10 +606,17 @@ static void adopt_snapshots(load_ctx *l) {
 }
 
 static int load_entry(void *ctx, const store_entry_rec *e) {
-    adopt_snapshots(ctx);
-    int rc = cache_load_entry(((load_ctx *)ctx)->s->cache, e);
-    /* An entry of a namespace whose record was damaged cannot be served. */
-    return rc == DEJA_ERR_NOT_FOUND || rc == DEJA_ERR_DIM_MISMATCH ? 0 : rc;
+    load_ctx *l = ctx;
+    adopt_snapshots(l);
+    if (e->ns_id > l->max_entry_ns_id) l->max_entry_ns_id = e->ns_id;
+    int rc = cache_load_entry(l->s->cache, e);
+    /* An entry of a quarantined namespace, or of one whose record is
+     * damaged, cannot be served; it stays on disk. */
+    if (rc == DEJA_ERR_NOT_FOUND || rc == DEJA_ERR_DIM_MISMATCH) {
+        l->unloaded++;
+        return 0;
+    }
+    return rc;
 }
 
 /* The cache's clock: wall time (expiry must mean the same after a
@@ -456,7 +655,15 @@ static int open_and_load(srv_server *s, int *lock_fd) {
                 srv_log(SRV_LOG_INFO,
                         "graph snapshots restored %zu entries (%zu deleted since)",
                         lctx.adopted, stale);
-            cache_set_next_ids(s->cache, st.max_id + 1, st.max_ns_id + 1);
+            /* A new namespace must not take the id of entries left on
+             * disk by one whose record could not be read. */
+            uint32_t max_ns_id =
+                st.max_ns_id > lctx.max_entry_ns_id ? st.max_ns_id : lctx.max_entry_ns_id;
+            cache_set_next_ids(s->cache, st.max_id + 1, max_ns_id + 1);
+            if (lctx.quarantined || lctx.unloaded)
+                srv_log(SRV_LOG_WARN,
+                        "%zu namespaces quarantined; %llu entries left on disk unloaded",
+                        lctx.quarantined, (unsigned long long)lctx.unloaded);
             srv_log(SRV_LOG_INFO,
                     "loaded %llu entries in %llu namespaces in %llu ms "
                     "(%llu expired dropped, %llu damaged skipped)",
@@ -483,22 +690,49 @@ static int open_and_load(srv_server *s, int *lock_fd) {
     return -1;
 }
 
-int srv_run(const srv_config *cfg) {
+int srv_run(srv_config *cfg, int argc, char **argv) {
     srv_server s;
     memset(&s, 0, sizeof s);
     s.cfg = cfg;
+    s.argc = argc;
+    s.argv = argv;
     s.start_ms = srv_now_ms();
     signal(SIGPIPE, SIG_IGN);
     idx_simd_init();
     srv_log(SRV_LOG_INFO, "dejad %s starting (simd: %s)", DEJA_VERSION,
             idx_simd_name());
 
+    s.auth_required = cfg->auth_token != NULL || cfg->tokens_file != NULL;
+    if (cfg->protected_mode && !s.auth_required && !is_loopback(cfg->host)) {
+        srv_log(SRV_LOG_ERROR,
+                "protected mode: refusing to listen on %s without authentication; "
+                "set --auth-token or --tokens-file, listen on a loopback address, or "
+                "pass --protected-mode no",
+                cfg->host);
+        return 1;
+    }
+    pthread_mutex_init(&s.tokens_mu, NULL);
+    if (load_tokens(cfg, &s.tokens) != 0 || srv_auth_guard_create(&s.guard) != 0) {
+        srv_tokens_destroy(s.tokens);
+        return 1;
+    }
+    if (cfg->tokens_file)
+        srv_log(SRV_LOG_INFO, "%zu tokens from %s", srv_tokens_count(s.tokens),
+                cfg->tokens_file);
+    raise_fd_limit(cfg);
+
     int lock_fd = lock_data_dir(cfg->data_dir);
-    if (lock_fd < 0) return 1;
+    if (lock_fd < 0) {
+        srv_tokens_destroy(s.tokens);
+        srv_auth_guard_destroy(s.guard);
+        return 1;
+    }
 
     cache_config ccfg = srv_cache_config(cfg, &s);
     if (cache_create(&ccfg, &s.cache) != 0) {
         close(lock_fd);
+        srv_tokens_destroy(s.tokens);
+        srv_auth_guard_destroy(s.guard);
         return 1;
     }
     cache_set_clock(s.cache, cache_clock, (void *)cfg);
@@ -510,6 +744,8 @@ int srv_run(const srv_config *cfg) {
         store_close(s.store);
         cache_destroy(s.cache);
         if (lock_fd >= 0) close(lock_fd);
+        srv_tokens_destroy(s.tokens);
+        srv_auth_guard_destroy(s.guard);
         return 1;
     }
 
@@ -533,6 +769,9 @@ int srv_run(const srv_config *cfg) {
     s.sigint.data = s.sigterm.data = &s;
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_signal_init(s.loop, &s.sighup);
+    s.sighup.data = &s;
+    uv_signal_start(&s.sighup, on_sighup, SIGHUP);
 
     uv_timer_init(s.loop, &s.sweep_timer);
     s.sweep_timer.data = &s;
@@ -542,9 +781,13 @@ int srv_run(const srv_config *cfg) {
     if (cfg->snapshot_interval_s)
         uv_timer_start(&s.snapshot_timer, on_snapshot, cfg->snapshot_interval_s * 1000ull,
                        cfg->snapshot_interval_s * 1000ull);
-    if (listen_unix(&s) == 0 && listen_tcp(&s) == 0) {
+    atomic_store(&s.last_snapshot_ms, srv_now_ms());
+    if (listen_unix(&s) == 0 && listen_tcp(&s) == 0 && srv_metrics_listen(&s) == 0) {
+        atomic_store(&s.ready, 1);
         srv_log(SRV_LOG_INFO, "ready: %u worker threads, data in %s", s.nworkers,
                 cfg->data_dir);
+        /* Type=notify: the data is loaded and the listeners are open. */
+        sd_notify(0, "READY=1\nSTATUS=serving");
         exit_code = 0;
     } else {
         begin_shutdown(&s);
@@ -583,6 +826,9 @@ out:
     store_close(s.store);
     cache_destroy(s.cache);
     close(lock_fd);
+    srv_tokens_destroy(s.tokens);
+    srv_auth_guard_destroy(s.guard);
+    pthread_mutex_destroy(&s.tokens_mu);
     srv_log(SRV_LOG_INFO, "stopped");
     return exit_code;
 }

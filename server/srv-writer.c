@@ -30,6 +30,8 @@ struct srv_writer {
     store_op *ops;
     srv_wop **owner; /* owner[i]: the write ops[i] belongs to */
     atomic_uint_fast64_t commits, committed, failed;
+    srv_log_limit log_failed; /* clients can make commits fail (full disk) */
+    srv_hist commit_hist;     /* commit + sync time, for the metrics */
 };
 
 static void deliver(srv_wop *list) {
@@ -126,7 +128,7 @@ static void commit_batch(srv_writer *wr, srv_wop *list) {
     atomic_fetch_add(&wr->committed, n);
     atomic_fetch_add(&wr->failed, bad);
     if (bad)
-        srv_log(SRV_LOG_WARN, "commit: %llu writes of a batch failed: %s",
+        srv_log_limited(&wr->log_failed, SRV_LOG_WARN, "commit: %llu writes of a batch failed: %s",
                 (unsigned long long)bad, deja_strerror(first_err));
     wr->dirty = 1;
 }
@@ -136,7 +138,7 @@ static void maybe_sync(srv_writer *wr, int force) {
     uint64_t now = srv_now_ms();
     if (!force && now - wr->last_sync_ms < wr->cfg.sync_interval_ms) return;
     int rc = store_sync(wr->st);
-    if (rc) srv_log(SRV_LOG_WARN, "sync failed: %s", deja_strerror(rc));
+    if (rc) srv_log_limited(&wr->log_failed, SRV_LOG_WARN, "sync failed: %s", deja_strerror(rc));
     wr->dirty = 0;
     wr->last_sync_ms = now;
 }
@@ -179,8 +181,10 @@ static void *writer_main(void *arg) {
          * indexes (scanned exactly by every lookup) would grow without
          * bound; past the limit, commits wait for the graph instead. */
         if (wr->cfg.max_unindexed) cache_wait_unindexed_below(wr->srv->cache, wr->cfg.max_unindexed);
+        uint64_t t0 = srv_now_ns();
         commit_batch(wr, batch);
         maybe_sync(wr, 0);
+        srv_hist_add(&wr->commit_hist, srv_now_ns() - t0);
         deliver(batch);
         pthread_mutex_lock(&wr->mu);
     }
@@ -242,6 +246,8 @@ void srv_writer_stop(srv_writer *wr) {
     free(wr->owner);
     free(wr);
 }
+
+const srv_hist *srv_writer_hist(srv_writer *wr) { return &wr->commit_hist; }
 
 void srv_writer_stats(srv_writer *wr, uint64_t *commits, uint64_t *ops,
                       uint64_t *failed) {

@@ -1,10 +1,7 @@
-/* store.c: the LMDB environment -- opening and checking it, record
- * encoding with checksums, loading at start, and batched writes that grow
- * the map when it fills up. See store.h for the layout and contract.
- *
- * Records are written in host byte order, which deja requires to be
- * little-endian (checked at compile time), and each begins with a magic
- * word that names its kind and layout version. */
+/* store.c: the LMDB environment -- opening and checking it, loading at
+ * start, and batched writes that grow the map when it fills up. See
+ * store.h for the tables and contract; the record layouts, their
+ * checksums and their decoders are in store-record.c. */
 #include "store.h"
 
 #include <errno.h>
@@ -14,23 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
 
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "deja's on-disk format assumes a little-endian host"
-#endif
+#include "store-record.h"
 
-#define MAGIC_ENTRY 0x31454A44u  /* "DJE1" */
-#define MAGIC_VECTOR 0x31564A44u /* "DJV1" */
-#define MAGIC_NS 0x314E4A44u     /* "DJN1" */
-#define MAGIC_USAGE 0x31554A44u  /* "DJU1" */
-#define USAGE_REC 40u
-
-#define ENTRY_HDR 56u
-#define VECTOR_HDR 16u
-#define NS_REC 32u /* fixed part; the configuration follows */
-#define KEY_LEN 12u
+#define KEY_LEN STORE_KEY_LEN
 
 #define MIN_MAP (64ull << 20)
 
@@ -41,48 +25,6 @@ struct store {
     _Atomic uint64_t map_size; /* read by STATS on worker threads */
     char path[4096]; /* data.mdb, for size checks */
 };
-
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-/* Keys are big-endian so that LMDB's byte order sorts by namespace, then
- * id: a namespace's entries form one contiguous range. */
-static void make_key(uint8_t key[KEY_LEN], uint32_t ns_id, uint64_t id) {
-    for (int i = 0; i < 4; i++) key[i] = (uint8_t)(ns_id >> (24 - 8 * i));
-    for (int i = 0; i < 8; i++) key[4 + i] = (uint8_t)(id >> (56 - 8 * i));
-}
-
-static void parse_key(const uint8_t *key, uint32_t *ns_id, uint64_t *id) {
-    uint32_t n = 0;
-    uint64_t v = 0;
-    for (int i = 0; i < 4; i++) n = n << 8 | key[i];
-    for (int i = 0; i < 8; i++) v = v << 8 | key[4 + i];
-    *ns_id = n;
-    *id = v;
-}
-
-/* Checksum of a record: the key, the record's first 8 bytes and everything
- * after its checksum field (bytes 8..16), so a record copied under another
- * key or damaged anywhere fails. */
-static uint64_t record_sum(const void *key, size_t key_len, const uint8_t *rec,
-                           size_t len) {
-    XXH3_state_t st;
-    XXH3_64bits_reset(&st);
-    XXH3_64bits_update(&st, key, key_len);
-    XXH3_64bits_update(&st, rec, 8);
-    XXH3_64bits_update(&st, rec + 16, len - 16);
-    return XXH3_64bits_digest(&st);
-}
 
 static int map_err(int rc) {
     switch (rc) {
@@ -117,7 +59,7 @@ static int open_dbis(store *st, char *msg, size_t cap) {
         v.mv_data = &fmt;
         rc = mdb_put(txn, st->meta, &k, &v, 0);
     } else if (rc == 0) {
-        uint32_t fmt = v.mv_size == 4 ? get_u32(v.mv_data) : 0;
+        uint32_t fmt = store_meta_format_decode(v.mv_data, v.mv_size);
         if (fmt != STORE_FORMAT_VERSION) {
             mdb_txn_abort(txn);
             snprintf(msg, cap,
@@ -221,68 +163,30 @@ void store_sizes(store *st, uint64_t *file_bytes, uint64_t *map_bytes) {
 /* ---- load -------------------------------------------------------------------*/
 
 static int decode_ns(const MDB_val *k, const MDB_val *v, store_ns_rec *ns) {
-    const uint8_t *p = v->mv_data;
-    if (v->mv_size < NS_REC || get_u32(p) != MAGIC_NS || k->mv_size == 0 ||
-        k->mv_size > 255)
-        return -1;
-    uint32_t config_len = get_u32(p + 20);
-    if (config_len > STORE_NS_CONFIG_MAX || NS_REC + config_len != v->mv_size) return -1;
-    if (get_u64(p + 8) != record_sum(k->mv_data, k->mv_size, p, v->mv_size)) return -1;
-    ns->ns_id = get_u32(p + 4);
-    ns->dim = get_u32(p + 16);
-    ns->created_ms = get_u64(p + 24);
-    ns->config_len = (uint16_t)config_len;
-    memcpy(ns->config, p + NS_REC, config_len);
-    ns->name_len = (uint8_t)k->mv_size;
-    memcpy(ns->name, k->mv_data, k->mv_size);
-    ns->name[k->mv_size] = 0;
-    return ns->dim >= 1 && ns->dim <= 4096 ? 0 : -1;
+    return store_ns_rec_decode(k->mv_data, k->mv_size, v->mv_data, v->mv_size, ns);
 }
 
 static int decode_entry(const MDB_val *k, const MDB_val *v, store_entry_rec *e) {
-    const uint8_t *p = v->mv_data;
-    if (k->mv_size != KEY_LEN || v->mv_size < ENTRY_HDR || get_u32(p) != MAGIC_ENTRY)
-        return -1;
-    uint32_t prompt_len = get_u32(p + 4), response_len = get_u32(p + 48);
-    if ((uint64_t)ENTRY_HDR + prompt_len + response_len != v->mv_size) return -1;
-    if (get_u64(p + 8) != record_sum(k->mv_data, KEY_LEN, p, v->mv_size)) return -1;
-    parse_key(k->mv_data, &e->ns_id, &e->id);
-    e->created_ms = get_u64(p + 16);
-    e->expires_ms = get_u64(p + 24);
-    e->input_tokens = get_u32(p + 32);
-    e->output_tokens = get_u32(p + 36);
-    e->cost_micro_usd = get_u64(p + 40);
-    e->prompt_len = prompt_len;
-    e->prompt = p + ENTRY_HDR;
-    e->response_len = response_len;
-    e->response = p + ENTRY_HDR + prompt_len;
-    return 0;
+    return store_entry_rec_decode(k->mv_data, k->mv_size, v->mv_data, v->mv_size, e);
 }
 
 static int decode_vector(const MDB_val *k, const MDB_val *v, store_entry_rec *e) {
-    const uint8_t *p = v->mv_data;
-    if (v->mv_size < VECTOR_HDR || get_u32(p) != MAGIC_VECTOR) return -1;
-    uint32_t dim = get_u32(p + 4);
-    if (dim == 0 || dim > 4096 || VECTOR_HDR + (size_t)dim * 4 != v->mv_size) return -1;
-    if (get_u64(p + 8) != record_sum(k->mv_data, KEY_LEN, p, v->mv_size)) return -1;
-    e->dim = dim;
-    e->vector = (const float *)(p + VECTOR_HDR); /* LMDB values are 2-aligned */
-    return 0;
+    /* LMDB values are only 2-aligned: e->vector is copied out before use. */
+    return store_vector_rec_decode(k->mv_data, k->mv_size, v->mv_data, v->mv_size, e);
 }
 
 /* Applies the entry's usage record, if any and intact: a damaged usage
  * record only loses counters, never the entry. */
 static void apply_usage(store *st, MDB_txn *txn, const MDB_val *k, store_entry_rec *e) {
     MDB_val v;
+    store_usage_rec u;
     if (mdb_get(txn, st->usage, (MDB_val *)k, &v) != 0) return;
-    const uint8_t *p = v.mv_data;
-    if (v.mv_size != USAGE_REC || get_u32(p) != MAGIC_USAGE ||
-        get_u64(p + 8) != record_sum(k->mv_data, KEY_LEN, p, v.mv_size))
+    if (store_usage_rec_decode(k->mv_data, k->mv_size, v.mv_data, v.mv_size, &u) != 0)
         return;
-    e->hits = get_u32(p + 4);
-    e->lfu = p[16];
-    e->last_hit_ms = get_u64(p + 24);
-    e->expires_ms = get_u64(p + 32);
+    e->hits = u.hits;
+    e->lfu = u.lfu;
+    e->last_hit_ms = u.last_hit_ms;
+    e->expires_ms = u.expires_ms;
 }
 
 typedef struct key_list {
@@ -433,69 +337,41 @@ int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns, store_entry_fn on_
 /* ---- writes -----------------------------------------------------------------*/
 
 static int put_ns(store *st, MDB_txn *txn, const store_ns_rec *ns) {
-    uint8_t rec[NS_REC + STORE_NS_CONFIG_MAX] = {0};
-    size_t len = NS_REC + ns->config_len;
-    put_u32(rec, MAGIC_NS);
-    put_u32(rec + 4, ns->ns_id);
-    put_u32(rec + 16, ns->dim);
-    put_u32(rec + 20, ns->config_len);
-    put_u64(rec + 24, ns->created_ms);
-    memcpy(rec + NS_REC, ns->config, ns->config_len);
-    put_u64(rec + 8, record_sum(ns->name, ns->name_len, rec, len));
+    uint8_t rec[STORE_NS_REC_MAX];
+    size_t len = store_ns_rec_encode(ns, rec);
     MDB_val k = {ns->name_len, (void *)ns->name}, v = {len, rec};
     return mdb_put(txn, st->ns, &k, &v, 0);
 }
 
 static int put_entry(store *st, MDB_txn *txn, const store_entry_rec *e) {
     uint8_t key[KEY_LEN];
-    make_key(key, e->ns_id, e->id);
+    store_key_make(key, e->ns_id, e->id);
     MDB_val k = {KEY_LEN, key};
 
-    /* Reserve the value in place and write it there: one copy, not two. */
-    MDB_val v = {ENTRY_HDR + (size_t)e->prompt_len + e->response_len, NULL};
+    /* Reserve the values in place and write them there: one copy, not two. */
+    MDB_val v = {store_entry_rec_size(e), NULL};
     int rc = mdb_put(txn, st->entries, &k, &v, MDB_RESERVE);
     if (rc) return rc;
-    uint8_t *p = v.mv_data;
-    memset(p, 0, ENTRY_HDR);
-    put_u32(p, MAGIC_ENTRY);
-    put_u32(p + 4, e->prompt_len);
-    put_u64(p + 16, e->created_ms);
-    put_u64(p + 24, e->expires_ms);
-    put_u32(p + 32, e->input_tokens);
-    put_u32(p + 36, e->output_tokens);
-    put_u64(p + 40, e->cost_micro_usd);
-    put_u32(p + 48, e->response_len);
-    if (e->prompt_len) memcpy(p + ENTRY_HDR, e->prompt, e->prompt_len);
-    if (e->response_len) memcpy(p + ENTRY_HDR + e->prompt_len, e->response, e->response_len);
-    put_u64(p + 8, record_sum(key, KEY_LEN, p, v.mv_size));
+    store_entry_rec_encode(key, e, v.mv_data);
 
-    MDB_val vv = {VECTOR_HDR + (size_t)e->dim * 4, NULL};
+    MDB_val vv = {store_vector_rec_size(e->dim), NULL};
     rc = mdb_put(txn, st->vectors, &k, &vv, MDB_RESERVE);
     if (rc) return rc;
-    p = vv.mv_data;
-    put_u32(p, MAGIC_VECTOR);
-    put_u32(p + 4, e->dim);
-    memcpy(p + VECTOR_HDR, e->vector, (size_t)e->dim * 4);
-    put_u64(p + 8, record_sum(key, KEY_LEN, p, vv.mv_size));
+    store_vector_rec_encode(key, e->vector, e->dim, vv.mv_data);
     return 0;
 }
 
 static int put_usage(store *st, MDB_txn *txn, const store_usage_rec *u) {
-    uint8_t key[KEY_LEN], rec[USAGE_REC] = {0};
-    make_key(key, u->ns_id, u->id);
-    put_u32(rec, MAGIC_USAGE);
-    put_u32(rec + 4, u->hits);
-    rec[16] = u->lfu;
-    put_u64(rec + 24, u->last_hit_ms);
-    put_u64(rec + 32, u->expires_ms);
-    put_u64(rec + 8, record_sum(key, KEY_LEN, rec, USAGE_REC));
-    MDB_val k = {KEY_LEN, key}, v = {USAGE_REC, rec};
+    uint8_t key[KEY_LEN], rec[STORE_USAGE_REC];
+    store_key_make(key, u->ns_id, u->id);
+    store_usage_rec_encode(key, u, rec);
+    MDB_val k = {KEY_LEN, key}, v = {STORE_USAGE_REC, rec};
     return mdb_put(txn, st->usage, &k, &v, 0);
 }
 
 static int del_entry(store *st, MDB_txn *txn, uint32_t ns_id, uint64_t id) {
     uint8_t key[KEY_LEN];
-    make_key(key, ns_id, id);
+    store_key_make(key, ns_id, id);
     MDB_val k = {KEY_LEN, key};
     int ru = mdb_del(txn, st->usage, &k, NULL);
     if (ru != 0 && ru != MDB_NOTFOUND) return ru;
@@ -510,7 +386,7 @@ static int del_range(MDB_txn *txn, MDB_dbi dbi, uint32_t ns_id, uint64_t *remove
     int rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc) return rc;
     uint8_t start[KEY_LEN];
-    make_key(start, ns_id, 0);
+    store_key_make(start, ns_id, 0);
     MDB_val k, v;
     /* Seek again after each delete: where a cursor stands after deleting
      * the last item of a table is not something to rely on. */
@@ -521,7 +397,7 @@ static int del_range(MDB_txn *txn, MDB_dbi dbi, uint32_t ns_id, uint64_t *remove
         uint32_t key_ns;
         uint64_t id;
         if (k.mv_size != KEY_LEN) break;
-        parse_key(k.mv_data, &key_ns, &id);
+        store_key_parse(k.mv_data, &key_ns, &id);
         if (key_ns != ns_id) break;
         if ((rc = mdb_cursor_del(cur, 0))) break;
         if (removed) (*removed)++;

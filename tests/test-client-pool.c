@@ -685,24 +685,36 @@ static void test_get_or_fetch(void) {
     ASSERT_TRUE(id != 0);
     deja_result_free(r);
 
-    /* Second time: served from the cache, the LLM is not asked. */
+    /* Second time: served from the cache (by its prompt, so the result
+     * says exact), the LLM is not asked. */
     ASSERT_OK(deja_get_or_fetch(p, "p-gof", "why?", v, DIM, 0.9f, fake_llm, &ctx, &r));
     ASSERT_EQ(ctx.calls, 1);
     ASSERT_EQ(r->count, 1);
-    ASSERT_EQ(r->flags, 0);
+    ASSERT_EQ(r->flags, DEJA_RESULT_EXACT);
     ASSERT_U64_EQ(r->hits[0].id, id);
     ASSERT_STR_EQ(r->hits[0].response, "LLM says: why?");
     deja_result_free(r);
 
-    /* The same prompt with an unrelated vector: the prompt went along with
-     * the lookup, so the server's exact tier finds the entry by its text. */
-    float unrelated[DIM];
-    test_unit_vector(33, unrelated, DIM);
+    /* The same prompt with a vector at cosine 0.7 (under the threshold,
+     * above the server's floor of 0.5): the prompt went along with the
+     * lookup, so the server's exact tier finds the entry by its text. */
+    float other[DIM], related[DIM];
+    test_unit_vector(33, other, DIM);
+    double dot = 0, norm = 0;
+    for (int i = 0; i < DIM; i++) dot += (double)other[i] * v[i];
+    for (int i = 0; i < DIM; i++) {
+        other[i] = (float)(other[i] - dot * v[i]);
+        norm += (double)other[i] * other[i];
+    }
+    for (int i = 0; i < DIM; i++)
+        related[i] = (float)(0.7 * v[i] + sqrt(0.51 / norm) * other[i]);
     ASSERT_OK(
-        deja_get_or_fetch(p, "p-gof", "why?", unrelated, DIM, 0.9f, fake_llm, &ctx, &r));
+        deja_get_or_fetch(p, "p-gof", "why?", related, DIM, 0.9f, fake_llm, &ctx, &r));
     ASSERT_EQ(ctx.calls, 1);
     ASSERT_EQ(r->count, 1);
     ASSERT_U64_EQ(r->hits[0].id, id);
+    ASSERT_EQ(r->flags, DEJA_RESULT_EXACT);
+    ASSERT_NEAR(r->hits[0].similarity, 0.7f, 1e-4);
     deja_result_free(r);
 
     /* A truncated answer is returned but never cached. */

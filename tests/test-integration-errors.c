@@ -114,6 +114,76 @@ static void test_unknown_opcode_keeps_the_connection(void) {
     close(fd);
 }
 
+/* docs/PROTOCOL.md section 11, byte for byte. */
+static void test_the_worked_examples_of_the_spec_are_what_the_server_sends(void) {
+    int fd = test_server_connect_raw(&srv);
+    static const uint8_t ping_req[] = {0x44, 0x4A, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01,
+                                       0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x68, 0x69};
+    static const uint8_t ping_rep[] = {0x44, 0x4A, 0x01, 0x03, 0x00, 0x80, 0x00, 0x00, 0x01,
+                                       0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x68, 0x69};
+    ASSERT_OK(test_raw_send(fd, ping_req, sizeof ping_req));
+    ASSERT_EQ(test_raw_recv_frame(fd, reply, BUF, 5000), (long)sizeof ping_rep);
+    ASSERT_MEM_EQ(reply, ping_rep, sizeof ping_rep);
+    static const uint8_t odd_req[] = {0x44, 0x4A, 0x01, 0x7E, 0x00, 0x00, 0x00, 0x00,
+                                      0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t odd_rep[] = {
+        0x44, 0x4A, 0x01, 0x7E, 0x00, 0x80, 0x05, 0x00, 0x02, 0x00, 0x00, 0x00, 0x15,
+        0x00, 0x00, 0x00, 0x13, 0x00, 0x75, 0x6E, 0x6B, 0x6E, 0x6F, 0x77, 0x6E, 0x20,
+        0x6F, 0x70, 0x63, 0x6F, 0x64, 0x65, 0x20, 0x30, 0x78, 0x37, 0x65};
+    ASSERT_OK(test_raw_send(fd, odd_req, sizeof odd_req));
+    ASSERT_EQ(test_raw_recv_frame(fd, reply, BUF, 5000), (long)sizeof odd_rep);
+    ASSERT_MEM_EQ(reply, odd_rep, sizeof odd_rep);
+    close(fd);
+}
+
+/* An empty namespace gets BAD_NAMESPACE and a dim of 0 gets BAD_VECTOR
+ * from every op that carries them, however short the rest of the body:
+ * the documented code, not a BAD_REQUEST from the size check. */
+static void test_empty_namespace_and_dim_zero_get_their_documented_codes(void) {
+    int fd = test_server_connect_raw(&srv);
+    static const struct {
+        uint8_t opcode;
+        uint32_t body_len; /* the shortest body with ns_len 0 (and dim 0) */
+        int expect;
+    } cases[] = {
+        {PROTO_OP_STORE, 33, DEJA_ERR_BAD_NAMESPACE},
+        {PROTO_OP_LOOKUP, 17, DEJA_ERR_BAD_NAMESPACE},
+        {PROTO_OP_DELETE, 9, DEJA_ERR_BAD_NAMESPACE},
+        {PROTO_OP_FLUSH, 1, DEJA_ERR_BAD_NAMESPACE},
+        {PROTO_OP_NS_INFO, 1, DEJA_ERR_BAD_NAMESPACE},
+        {PROTO_OP_NS_DROP, 1, DEJA_ERR_BAD_NAMESPACE},
+        {PROTO_OP_NS_CREATE, 1 + PROTO_NS_CONFIG_SIZE + 1, DEJA_ERR_BAD_NAMESPACE},
+    };
+    uint8_t frame[PROTO_HEADER_SIZE + 128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(frame, 0, sizeof frame);
+        proto_header hdr = {.version = PROTO_VERSION, .opcode = cases[i].opcode,
+                            .request_id = (uint32_t)i, .body_len = cases[i].body_len};
+        proto_header_write(frame, &hdr);
+        ASSERT_OK(test_raw_send(fd, frame, PROTO_HEADER_SIZE + cases[i].body_len));
+        proto_header h = reply_header(test_raw_recv_frame(fd, reply, BUF, 5000));
+        if (h.status != -cases[i].expect)
+            fprintf(stderr, "opcode 0x%02x, body %u: status %u\n", cases[i].opcode,
+                    cases[i].body_len, h.status);
+        ASSERT_EQ(h.status, -cases[i].expect);
+    }
+    /* A valid name with dim 0: STORE and LOOKUP say BAD_VECTOR. */
+    const uint8_t ops[] = {PROTO_OP_STORE, PROTO_OP_LOOKUP};
+    const uint32_t lens[] = {34, 18};
+    for (int i = 0; i < 2; i++) {
+        memset(frame, 0, sizeof frame);
+        proto_header hdr = {.version = PROTO_VERSION, .opcode = ops[i], .body_len = lens[i]};
+        proto_header_write(frame, &hdr);
+        frame[PROTO_HEADER_SIZE] = 1;
+        frame[PROTO_HEADER_SIZE + 1] = 'n';
+        ASSERT_OK(test_raw_send(fd, frame, PROTO_HEADER_SIZE + lens[i]));
+        proto_header h = reply_header(test_raw_recv_frame(fd, reply, BUF, 5000));
+        ASSERT_EQ(h.status, -DEJA_ERR_BAD_VECTOR);
+    }
+    assert_ping_works(fd);
+    close(fd);
+}
+
 static void test_malformed_body_gets_bad_request_and_keeps_the_connection(void) {
     int fd = test_server_connect_raw(&srv);
     /* A DELETE whose namespace length points past the body. */
@@ -288,6 +358,8 @@ int main(void) {
     RUN(test_unknown_version_gets_version_error_and_close);
     RUN(test_frame_over_the_maximum_is_refused_before_its_body);
     RUN(test_unknown_opcode_keeps_the_connection);
+    RUN(test_the_worked_examples_of_the_spec_are_what_the_server_sends);
+    RUN(test_empty_namespace_and_dim_zero_get_their_documented_codes);
     RUN(test_malformed_body_gets_bad_request_and_keeps_the_connection);
     RUN(test_wrong_dim_and_nan_vectors_get_errors_and_the_connection_works);
     RUN(test_a_stored_completion_error_is_rejected);

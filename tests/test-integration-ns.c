@@ -62,12 +62,11 @@ static uint64_t store(const char *ns, uint64_t seed, const char *prompt, const c
     return id;
 }
 
-/* Looks up with vector `seed` (and an optional prompt); returns the hit's
- * id or 0. */
-static uint64_t lookup(const char *ns, uint64_t seed, float threshold, const char *prompt) {
-    float v[DIM];
+/* Looks up with vector v (and an optional prompt); returns the hit's id
+ * or 0. */
+static uint64_t lookup_vec(const char *ns, const float *v, float threshold,
+                           const char *prompt) {
     uint8_t vec[4 * DIM];
-    test_unit_vector(seed, v, DIM);
     proto_vector_write(vec, v, DIM);
     proto_lookup_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
                           .dim = DIM, .k = 1, .threshold = threshold, .vector = vec,
@@ -84,6 +83,29 @@ static uint64_t lookup(const char *ns, uint64_t seed, float threshold, const cha
     ASSERT_OK(proto_decode_lookup_resp(reply + PROTO_HEADER_SIZE, h.body_len, &hit, 1,
                                        &count));
     return count ? hit.id : 0;
+}
+
+/* Looks up with vector `seed`. */
+static uint64_t lookup(const char *ns, uint64_t seed, float threshold, const char *prompt) {
+    float v[DIM];
+    test_unit_vector(seed, v, DIM);
+    return lookup_vec(ns, v, threshold, prompt);
+}
+
+/* A unit vector at cosine cos from vector `seed` (turned towards vector
+ * `other`, made orthogonal to it first). */
+static void vector_at(uint64_t seed, uint64_t other, float cos, float *out) {
+    float v[DIM], u[DIM];
+    test_unit_vector(seed, v, DIM);
+    test_unit_vector(other, u, DIM);
+    double dot = 0, norm = 0;
+    for (int i = 0; i < DIM; i++) dot += (double)u[i] * v[i];
+    for (int i = 0; i < DIM; i++) {
+        u[i] = (float)(u[i] - dot * v[i]);
+        norm += (double)u[i] * u[i];
+    }
+    double side = sqrt(1.0 - (double)cos * cos) / sqrt(norm);
+    for (int i = 0; i < DIM; i++) out[i] = (float)(cos * v[i] + side * u[i]);
 }
 
 static int list_has(const char *name) {
@@ -142,9 +164,13 @@ static void test_a_created_namespace_keeps_its_configuration_across_restarts(voi
     ASSERT_EQ(got.default_ttl_s, 86400);
     ASSERT_U64_EQ(entries, 1);
     /* The floor still holds, and the exact tier was rebuilt from the
-     * stored prompt: an unrelated vector with the same prompt hits. */
+     * stored prompt: a vector at 0.97 (above the 0.95 floor) with the same
+     * prompt hits at threshold 0.99, which no vector search would. */
     ASSERT_U64_EQ(lookup("model-a:prompt-1", 1, 0.5f, NULL), id);
-    ASSERT_U64_EQ(lookup("model-a:prompt-1", 777, 0.99f, "How do I  reset my password?"),
+    float near[DIM];
+    vector_at(1, 777, 0.97f, near);
+    ASSERT_U64_EQ(lookup_vec("model-a:prompt-1", near, 0.99f, NULL), 0);
+    ASSERT_U64_EQ(lookup_vec("model-a:prompt-1", near, 0.99f, "How do I  reset my password?"),
                   id);
 }
 

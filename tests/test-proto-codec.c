@@ -463,6 +463,30 @@ static void test_lookup_reply_with_nan_similarity_is_refused(void) {
     frame_free(&f);
 }
 
+static void test_lookup_reply_flags_an_exact_tier_hit_in_the_header_only(void) {
+    proto_hit hit = {7, 0.62f, NULL, 0, (const uint8_t *)"yes", 3};
+    proto_buf *b = fresh_buf();
+    ASSERT_OK(proto_encode_lookup_resp(b, 1, &hit, 1));
+    frame plain = take_frame(b);
+    ASSERT_OK(proto_encode_lookup_resp_flags(b, 1, PROTO_FLAG_EXACT, &hit, 1));
+    frame exact = take_frame(b);
+    ASSERT_EQ(exact.hdr.flags, PROTO_FLAG_REPLY | PROTO_FLAG_EXACT);
+    ASSERT_EQ(exact.hdr.flags & PROTO_FLAG_WANT_PROMPT, 0);
+    /* The body is byte for byte what an older decoder already reads. */
+    ASSERT_EQ(exact.len, plain.len);
+    ASSERT_MEM_EQ(exact.body, plain.body, plain.len);
+    ASSERT_OK(dec_lookup_resp(exact.body, exact.len));
+    frame_free(&plain);
+    frame_free(&exact);
+    /* Only that bit, and only on a reply with a hit to describe. */
+    ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, PROTO_FLAG_EXACT, NULL, 0),
+              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, 0x0004, &hit, 1), DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, PROTO_FLAG_REPLY, &hit, 1),
+              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(b->len, 0);
+}
+
 static void test_delete_request_carries_namespace_and_id(void) {
     proto_buf *b = fresh_buf();
     proto_ns_id_req in = {(const uint8_t *)NS, NS_LEN, 0xDEADBEEFCAFEull};
@@ -946,7 +970,113 @@ static void test_vector_read_refuses_dim_outside_the_limits(void) {
     ASSERT_EQ(proto_vector_read(out, bytes, PROTO_MAX_DIM + 1), DEJA_ERR_BAD_VECTOR);
 }
 
+/* ---- namespace configuration (PROTOCOL.md 5.9) ------------------------------ */
+
+static proto_ns_config sample_config(void) {
+    return (proto_ns_config){.dim = 16, .index_kind = PROTO_INDEX_FLAT};
+}
+
+static frame encode_ns_create(const char *name, const proto_ns_config *cfg) {
+    proto_buf *b = fresh_buf();
+    ASSERT_OK(proto_encode_ns_create_req(b, 9, (const uint8_t *)name, (uint8_t)strlen(name),
+                                         cfg));
+    return take_frame(b);
+}
+
+static int dec_ns_create(const uint8_t *body, size_t len, proto_ns_config *cfg) {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    return proto_decode_ns_create_req(body, len, &ns, &ns_len, cfg);
+}
+
+/* EXPLICIT makes zeros literal; the codec carries it and every value,
+ * a negative floor included, unchanged. */
+static void test_ns_config_with_explicit_zeros_round_trips(void) {
+    proto_ns_config cfg = {.dim = 16, .index_kind = PROTO_INDEX_HNSW,
+                           .flags = PROTO_NS_EXPLICIT | PROTO_NS_NO_DEDUP,
+                           .min_threshold = -0.25f};
+    frame f = encode_ns_create(NS, &cfg);
+    proto_ns_config got;
+    ASSERT_OK(dec_ns_create(f.body, f.len, &got));
+    ASSERT_EQ(got.flags, PROTO_NS_EXPLICIT | PROTO_NS_NO_DEDUP);
+    ASSERT_EQ(got.quant, 0);
+    ASSERT_NEAR(got.min_threshold, -0.25, 0);
+    ASSERT_NEAR(got.dedup, 0, 0);
+    ASSERT_EQ(got.default_ttl_s, 0);
+    frame_free(&f);
+}
+
+static void test_ns_config_undefined_flag_bits_are_refused(void) {
+    for (unsigned flags = 0; flags < 256; flags++) {
+        proto_ns_config cfg = sample_config();
+        cfg.flags = (uint8_t)flags;
+        frame f = encode_ns_create(NS, &cfg);
+        proto_ns_config got;
+        int want = flags & ~PROTO_NS_FLAGS_DEFINED ? DEJA_ERR_BAD_REQUEST : 0;
+        ASSERT_EQ(dec_ns_create(f.body, f.len, &got), want);
+        /* The block on its own (as stored on disk) follows the same rule. */
+        size_t off = 1 + NS_LEN;
+        ASSERT_EQ(proto_ns_config_read(f.body + off, f.len - off, &got), want);
+        frame_free(&f);
+    }
+}
+
+/* The documented code comes back whatever the body's length: a dim of 0
+ * (or over 4096) is BAD_VECTOR even when the block after it is cut short,
+ * and an empty name is BAD_NAMESPACE even with nothing behind it. */
+static void test_ns_create_dim_and_name_errors_do_not_depend_on_length(void) {
+    const uint16_t dims[] = {0, PROTO_MAX_DIM + 1, 0xFFFF};
+    for (size_t d = 0; d < 3; d++) {
+        proto_ns_config cfg = sample_config();
+        cfg.dim = dims[d];
+        /* The encoder does not check dim: it writes what it is given. */
+        frame f = encode_ns_create(NS, &cfg);
+        proto_ns_config got;
+        for (size_t len = 1 + NS_LEN + 2; len <= f.len; len++) {
+            uint8_t *cut = malloc(len);
+            memcpy(cut, f.body, len);
+            ASSERT_EQ(dec_ns_create(cut, len, &got), DEJA_ERR_BAD_VECTOR);
+            free(cut);
+        }
+        frame_free(&f);
+    }
+    proto_ns_config cfg = sample_config();
+    frame f = encode_ns_create("", &cfg);
+    proto_ns_config got;
+    for (size_t len = 1; len <= f.len; len++) {
+        uint8_t *cut = malloc(len);
+        memcpy(cut, f.body, len);
+        ASSERT_EQ(dec_ns_create(cut, len, &got), DEJA_ERR_BAD_NAMESPACE);
+        free(cut);
+    }
+    frame_free(&f);
+    /* With nothing at all, not even the name's length, it is malformed. */
+    ASSERT_EQ(dec_ns_create((const uint8_t *)"", 0, &got), DEJA_ERR_BAD_REQUEST);
+}
+
+/* NS_INFO's block is the resolved configuration: a negative floor reads
+ * back negative. */
+static void test_ns_info_reply_carries_a_negative_floor(void) {
+    proto_ns_config cfg = {.dim = 8, .index_kind = PROTO_INDEX_FLAT,
+                           .flags = PROTO_NS_EXPLICIT, .min_threshold = -0.5f,
+                           .dedup = 0.97f, .default_ttl_s = 60};
+    proto_stat st = {.key = "entries", .key_len = 7, .value = 3};
+    proto_buf *b = fresh_buf();
+    ASSERT_OK(proto_encode_ns_info_resp(b, 4, &cfg, &st, 1));
+    frame f = take_frame(b);
+    proto_ns_config got;
+    size_t off;
+    ASSERT_OK(proto_decode_ns_info_resp(f.body, f.len, &got, &off));
+    ASSERT_NEAR(got.min_threshold, -0.5, 0);
+    ASSERT_EQ(got.flags, PROTO_NS_EXPLICIT);
+    frame_free(&f);
+}
+
 int main(void) {
+    RUN(test_ns_config_with_explicit_zeros_round_trips);
+    RUN(test_ns_config_undefined_flag_bits_are_refused);
+    RUN(test_ns_create_dim_and_name_errors_do_not_depend_on_length);
+    RUN(test_ns_info_reply_carries_a_negative_floor);
     RUN(test_hello_request_round_trips);
     RUN(test_hello_reply_round_trips_and_is_flagged_as_reply);
     RUN(test_hello_reply_announcing_impossible_limits_is_refused);
@@ -963,6 +1093,7 @@ int main(void) {
     RUN(test_lookup_reply_with_several_hits_keeps_their_order);
     RUN(test_lookup_reply_with_more_hits_than_room_is_refused);
     RUN(test_lookup_reply_with_nan_similarity_is_refused);
+    RUN(test_lookup_reply_flags_an_exact_tier_hit_in_the_header_only);
     RUN(test_delete_request_carries_namespace_and_id);
     RUN(test_flush_request_and_reply_round_trip);
     RUN(test_stats_request_is_server_wide_or_per_namespace);

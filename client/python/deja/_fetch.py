@@ -1,0 +1,46 @@
+"""Pieces of get_or_fetch shared by the sync and asyncio pools."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from . import _wire as w
+from .errors import Error, InvalidArgument
+from .types import Answer, Completion, Hit, LookupResult, Text
+
+
+def as_answer(value: object) -> Answer:
+    """What the fetch function returned, as an Answer.
+
+    Raises:
+        InvalidArgument: it returned neither str, bytes nor deja.Answer.
+    """
+    if isinstance(value, Answer):
+        return value
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return Answer(value)
+    raise InvalidArgument(f"the fetch function returned {type(value).__name__}, "
+                          "not str, bytes or deja.Answer")
+
+
+def should_store(answer: Answer, lookup_error: Optional[Error]) -> bool:
+    """Only a clean completion is cached (the server would refuse the rest
+    with REJECTED), and not after a failed lookup: the server is then down,
+    overloaded or refusing the request, and a store would only make the
+    caller wait up to the write timeout."""
+    return answer.completion == Completion.OK and lookup_error is None
+
+
+def fetched_result(answer: Answer, prompt: Optional[Text], entry_id: int, stored: bool,
+                   error: Optional[Error]) -> LookupResult:
+    """The result of get_or_fetch for a fetched answer."""
+    p = w.text_bytes(prompt, "prompt") or None
+    hit = Hit(id=entry_id, similarity=1.0, response=w.text_bytes(answer.response, "response"),
+              prompt=p)
+    return LookupResult(hits=(hit,), error=error, fetched=True, stored=stored)
+
+
+def decode_response(result: LookupResult, decode: bool) -> object:
+    """What a @semantic-wrapped function returns: the answer as str or bytes."""
+    resp = result.response or b""
+    return resp.decode("utf-8", "replace") if decode else resp

@@ -1,0 +1,245 @@
+"""Small frozen dataclasses and enums for requests and results."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    from .errors import Error
+
+__all__ = [
+    "DEFAULT_THRESHOLD", "Completion", "IndexKind", "Quant", "TtlMode", "NamespaceFlag",
+    "BreakerState", "Hit", "LookupResult", "LookupRequest", "StoreRequest", "Answer",
+    "NamespaceConfig", "NamespaceInfo", "ServerInfo", "PoolStatus", "Vector",
+    "Text",
+]
+
+#: The similarity threshold of lookups that give none (the same as deja-cli's).
+DEFAULT_THRESHOLD = 0.85
+
+#: A vector: a sequence of floats, an ``array('f')``, ``bytes``/``memoryview``
+#: of little-endian float32, or anything with the buffer protocol (numpy).
+Vector = Any
+
+#: Text fields (prompts, responses): ``str`` is sent as UTF-8, bytes as they are.
+Text = Union[str, bytes, bytearray, memoryview]
+
+
+class Completion(enum.IntEnum):
+    """How the model call that produced a response ended (STORE ``completion``).
+    Only ``OK`` answers are cached; the server answers the others REJECTED."""
+    OK = 0
+    ERROR = 1
+    TRUNCATED = 2
+    FILTERED = 3
+
+
+class IndexKind(enum.IntEnum):
+    """A namespace's index (``index_kind``); ``DEFAULT`` is the server's ``--index``."""
+    DEFAULT = 0
+    FLAT = 1
+    HNSW = 2
+    FAISS = 3
+
+
+class Quant(enum.IntEnum):
+    """Vector codes for HNSW traversal."""
+    F32 = 0
+    INT8 = 1
+
+
+class TtlMode(enum.IntEnum):
+    """``ABSOLUTE``: an entry lives its TTL from its STORE; ``SLIDING``: a hit
+    extends it by its TTL (up to ``max_age_s``)."""
+    ABSOLUTE = 0
+    SLIDING = 1
+
+
+class NamespaceFlag(enum.IntFlag):
+    """Bits of a namespace configuration's ``flags`` field (PROTOCOL.md 5.9)."""
+    NONE = 0
+    #: Cache answers of any completion, not only OK.
+    ALLOW_NON_OK = 0x01
+    #: Never merge near-identical STOREs (write-time dedup off).
+    NO_DEDUP = 0x02
+    #: ``quant``, ``min_threshold``, ``dedup`` and ``default_ttl_s`` are literal
+    #: values, 0 included, instead of "0 = the server's default". Servers that
+    #: know it return the resolved configuration with this bit set in NS_INFO.
+    EXPLICIT = 0x04
+
+
+class BreakerState(enum.IntEnum):
+    """A pool's circuit breaker: ``CLOSED`` (calls go to the server), ``OPEN``
+    (calls fail fast until the cool-down ends), ``HALF_OPEN`` (one probe decides)."""
+    CLOSED = 0
+    OPEN = 1
+    HALF_OPEN = 2
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One cached entry returned by a lookup (or a fetched answer).
+
+    Attributes:
+        id: the entry id (0 for a fetched answer that was not stored).
+        similarity: cosine similarity to the query vector.
+        response: the cached response bytes.
+        prompt: the stored prompt when ``want_prompt`` was asked and the entry
+            has one (for a fetched answer: the prompt given), else ``None``.
+        exact: the hit came from the server's exact (prompt) tier.
+    """
+    id: int
+    similarity: float
+    response: bytes
+    prompt: Optional[bytes] = None
+    exact: bool = False
+
+    @property
+    def text(self) -> str:
+        """The response decoded as UTF-8 (invalid bytes become U+FFFD)."""
+        return self.response.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """What a lookup hands back: the hits, best first (empty on a miss).
+
+    A pool's lookup never raises because deja is down, slow or restarting: it
+    returns a miss with ``error`` set, so ``if result: use(result.hit) else:
+    ask the LLM`` is always right. ``get_or_fetch`` also sets ``fetched``
+    (``hits[0]`` is the fetched answer) and ``stored``.
+
+    Attributes:
+        hits: the hits, most similar first.
+        error: ``None``, or the error that turned this lookup into a miss (pool
+            and batch lookups), or that kept a fetched answer out of the cache.
+        fetched: ``hits[0]`` came from the fetch function, not the cache.
+        stored: the fetched answer was stored; ``hits[0].id`` is its id.
+        exact: ``hits[0]`` came from the server's exact (prompt) tier.
+    """
+    hits: Tuple[Hit, ...] = ()
+    error: Optional["Error"] = None
+    fetched: bool = False
+    stored: bool = False
+    exact: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    @property
+    def hit(self) -> Optional[Hit]:
+        """The best hit, or ``None`` on a miss."""
+        return self.hits[0] if self.hits else None
+
+    @property
+    def response(self) -> Optional[bytes]:
+        """The best hit's response bytes, or ``None`` on a miss."""
+        return self.hits[0].response if self.hits else None
+
+
+@dataclass(frozen=True)
+class LookupRequest:
+    """One lookup of a ``lookup_many`` batch (the arguments of ``lookup``)."""
+    ns: str
+    vector: Vector
+    k: int = 1
+    threshold: float = DEFAULT_THRESHOLD
+    ef: int = 0
+    prompt: Optional[Text] = None
+    want_prompt: bool = False
+
+
+@dataclass(frozen=True)
+class StoreRequest:
+    """One store of a ``store_many`` batch (the arguments of ``store``)."""
+    ns: str
+    vector: Vector
+    response: Text
+    prompt: Optional[Text] = None
+    ttl: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_micro_usd: int = 0
+    completion: Completion = Completion.OK
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a fetch function (the LLM call of ``get_or_fetch``) may return
+    instead of a plain ``str``/``bytes``: the answer with how the call ended
+    and the cost metadata stored with it (what a later hit saves).
+
+    Attributes:
+        response: the answer (``str`` is stored as UTF-8).
+        completion: only ``Completion.OK`` answers are stored.
+        input_tokens, output_tokens, cost_micro_usd: stored with the entry.
+        ttl: seconds to live; 0 = the ``ttl`` given to ``get_or_fetch``.
+    """
+    response: Text
+    completion: Completion = Completion.OK
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_micro_usd: int = 0
+    ttl: int = 0
+
+
+@dataclass(frozen=True)
+class NamespaceConfig:
+    """A namespace's configuration (PROTOCOL.md 5.9). Every field but ``dim``
+    may stay 0, meaning the server's default."""
+    dim: int
+    index_kind: IndexKind = IndexKind.DEFAULT
+    quant: Quant = Quant.F32
+    hnsw_m: int = 0
+    hnsw_ef_construction: int = 0
+    hnsw_ef_search: int = 0
+    ttl_mode: TtlMode = TtlMode.ABSOLUTE
+    flags: NamespaceFlag = NamespaceFlag.NONE
+    min_threshold: float = 0.0
+    dedup: float = 0.0
+    default_ttl_s: int = 0
+    max_age_s: int = 0
+    max_bytes: int = 0
+    max_entries: int = 0
+    faiss_factory: str = ""
+
+
+@dataclass(frozen=True)
+class NamespaceInfo:
+    """A namespace's configuration as created, and its counters (``entries``,
+    ``memory_bytes``, the effective ``min_threshold_milli``, ...)."""
+    config: NamespaceConfig
+    stats: Dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the server said in its HELLO reply."""
+    version: int
+    max_dim: int
+    max_frame: int
+    auth_required: bool
+    name: str
+    server_flags: int = 0
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """A snapshot of a pool's health; the counters only grow."""
+    breaker: BreakerState
+    consecutive_failures: int
+    open_remaining: float
+    connections: int
+    idle: int
+    calls: int
+    failures: int
+    fast_fails: int
+    trips: int
+    connects: int
+    connect_failures: int
+    timeouts: int
