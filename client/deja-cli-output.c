@@ -1,12 +1,11 @@
 /* deja-cli-output.c: how deja-cli prints answers -- aligned text for
- * people, one JSON object per command for scripts.
- *
- * Responses are bytes, not necessarily UTF-8, but JSON strings must be
- * valid Unicode: invalid bytes become U+FFFD rather than breaking the
- * document a script is about to parse. */
+ * people, one JSON object per command for scripts, written with the
+ * shared JSON writer (common/deja-json.h), whose escaper turns bytes that
+ * are not UTF-8 into U+FFFD. */
 #include <string.h>
 
 #include "deja-cli.h"
+#include "deja-json.h"
 
 const char *cli_error_name(int code) {
     switch (code) {
@@ -18,88 +17,29 @@ const char *cli_error_name(int code) {
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    size_t len;
-    unsigned min;
-    unsigned cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        min = 0x80;
-        cp = c & 0x1Fu;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        min = 0x800;
-        cp = c & 0x0Fu;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        min = 0x10000;
-        cp = c & 0x07u;
-    } else {
-        return 0;
+/* The members of a counter list, inside an open object. */
+static void json_stats_members(json_writer *w, const deja_stats *s) {
+    for (uint32_t i = 0; i < s->count; i++) {
+        json_key(w, s->items[i].key);
+        json_u64(w, s->items[i].value);
     }
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3Fu);
-    }
-    /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF are
-     * not valid UTF-8. */
-    if (cp < min || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return 0;
-    return len;
-}
-
-void cli_json_string(FILE *f, const char *s, size_t len) {
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
-    for (size_t i = 0; i < len;) {
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc(c, f);
-            i++;
-        } else if (c == '\n') {
-            fputs("\\n", f);
-            i++;
-        } else if (c == '\t') {
-            fputs("\\t", f);
-            i++;
-        } else if (c == '\r') {
-            fputs("\\r", f);
-            i++;
-        } else if (c < 0x20 || c == 0x7F) {
-            fprintf(f, "\\u%04x", c);
-            i++;
-        } else {
-            size_t n = utf8_len(p + i, len - i);
-            if (n == 0) {
-                fputs("\\ufffd", f);
-                i++;
-            } else {
-                fwrite(p + i, 1, n, f);
-                i += n;
-            }
-        }
-    }
-    fputc('"', f);
 }
 
 void cli_print_stats(FILE *f, const deja_stats *s, const char *ns, int json) {
     if (json) {
-        fputs("{\"ok\":true,\"namespace\":", f);
-        if (ns)
-            cli_json_string(f, ns, strlen(ns));
-        else
-            fputs("null", f);
-        fputs(",\"stats\":{", f);
-        for (uint32_t i = 0; i < s->count; i++) {
-            if (i) fputc(',', f);
-            cli_json_string(f, s->items[i].key, strlen(s->items[i].key));
-            fprintf(f, ":%llu", (unsigned long long)s->items[i].value);
-        }
-        fputs("}}\n", f);
+        json_writer w;
+        json_init(&w, f);
+        json_begin_object(&w);
+        json_key(&w, "ok");
+        json_bool(&w, 1);
+        json_key(&w, "namespace");
+        json_cstring(&w, ns);
+        json_key(&w, "stats");
+        json_begin_object(&w);
+        json_stats_members(&w, s);
+        json_end_object(&w);
+        json_end_object(&w);
+        json_end_line(&w);
         return;
     }
     int width = 0;
@@ -114,22 +54,38 @@ void cli_print_stats(FILE *f, const deja_stats *s, const char *ns, int json) {
 
 void cli_print_lookup(FILE *f, const deja_result *r, int json) {
     if (json) {
-        fprintf(f, "{\"ok\":true,\"hit\":%s,\"exact\":%s,\"count\":%u,\"hits\":[",
-                r->count ? "true" : "false",
-                (r->flags & DEJA_RESULT_EXACT) ? "true" : "false", r->count);
+        json_writer w;
+        json_init(&w, f);
+        json_begin_object(&w);
+        json_key(&w, "ok");
+        json_bool(&w, 1);
+        json_key(&w, "hit");
+        json_bool(&w, r->count != 0);
+        json_key(&w, "exact");
+        json_bool(&w, (r->flags & DEJA_RESULT_EXACT) != 0);
+        json_key(&w, "count");
+        json_u64(&w, r->count);
+        json_key(&w, "hits");
+        json_begin_array(&w);
         for (uint32_t i = 0; i < r->count; i++) {
             const deja_hit *h = &r->hits[i];
-            fprintf(f, "%s{\"id\":%llu,\"similarity\":%.6f,\"prompt\":", i ? "," : "",
-                    (unsigned long long)h->id, (double)h->similarity);
+            json_begin_object(&w);
+            json_key(&w, "id");
+            json_u64(&w, h->id);
+            json_key(&w, "similarity");
+            json_number(&w, "%.6f", (double)h->similarity);
+            json_key(&w, "prompt");
             if (h->prompt)
-                cli_json_string(f, h->prompt, h->prompt_len);
+                json_string(&w, h->prompt, h->prompt_len);
             else
-                fputs("null", f);
-            fputs(",\"response\":", f);
-            cli_json_string(f, h->response, h->response_len);
-            fputc('}', f);
+                json_null(&w);
+            json_key(&w, "response");
+            json_string(&w, h->response, h->response_len);
+            json_end_object(&w);
         }
-        fputs("]}\n", f);
+        json_end_array(&w);
+        json_end_object(&w);
+        json_end_line(&w);
         return;
     }
     if (r->count == 0) {
@@ -150,12 +106,18 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json) {
 
 void cli_print_ns_list(FILE *f, const deja_ns_list *l, int json) {
     if (json) {
-        fputs("{\"ok\":true,\"namespaces\":[", f);
-        for (uint32_t i = 0; i < l->count; i++) {
-            if (i) fputc(',', f);
-            cli_json_string(f, l->names[i], strlen(l->names[i]));
-        }
-        fputs("]}\n", f);
+        json_writer w;
+        json_init(&w, f);
+        json_begin_object(&w);
+        json_key(&w, "ok");
+        json_bool(&w, 1);
+        json_key(&w, "namespaces");
+        json_begin_array(&w);
+        for (uint32_t i = 0; i < l->count; i++)
+            json_cstring(&w, l->names[i]);
+        json_end_array(&w);
+        json_end_object(&w);
+        json_end_line(&w);
         return;
     }
     for (uint32_t i = 0; i < l->count; i++)
@@ -167,9 +129,9 @@ static const char *index_name(unsigned kind) {
     return kind < 4 ? names[kind] : "unknown";
 }
 
-/* Writes the configuration's fields after its named enums, as JSON members
- * (each preceded by a comma) or as aligned lines. */
-static void print_ns_numbers(FILE *f, const deja_ns_config *c, int json) {
+/* Writes the configuration's fields after its named enums: as members of
+ * the object w has open, or as aligned lines on f when w is NULL. */
+static void print_ns_numbers(FILE *f, json_writer *w, const deja_ns_config *c) {
     const struct {
         const char *key;
         uint64_t value;
@@ -187,12 +149,22 @@ static void print_ns_numbers(FILE *f, const deja_ns_config *c, int json) {
         const char *key;
         float value;
     } floats[] = {{"min_threshold", c->min_threshold}, {"dedup", c->dedup}};
-    const char *ifmt = json ? ",\"%s\":%llu" : "%-22s  %llu\n";
-    const char *ffmt = json ? ",\"%s\":%.6g" : "%-22s  %.6g\n";
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        fprintf(f, ifmt, ints[i].key, (unsigned long long)ints[i].value);
-    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
-        fprintf(f, ffmt, floats[i].key, (double)floats[i].value);
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (w) {
+            json_key(w, ints[i].key);
+            json_u64(w, ints[i].value);
+        } else {
+            fprintf(f, "%-22s  %llu\n", ints[i].key, (unsigned long long)ints[i].value);
+        }
+    }
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
+        if (w) {
+            json_key(w, floats[i].key);
+            json_number(w, "%.6g", (double)floats[i].value);
+        } else {
+            fprintf(f, "%-22s  %.6g\n", floats[i].key, (double)floats[i].value);
+        }
+    }
 }
 
 void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int json) {
@@ -200,27 +172,35 @@ void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int js
     const char *quant = c->quant ? "int8" : "f32";
     const char *ttl_mode = c->ttl_mode ? "sliding" : "absolute";
     if (json) {
-        fputs("{\"ok\":true,\"namespace\":", f);
-        cli_json_string(f, ns, strlen(ns));
-        fprintf(f,
-                ",\"config\":{\"index\":\"%s\",\"quant\":\"%s\",\"ttl_mode\":\"%s\","
-                "\"allow_non_ok\":%s,\"no_dedup\":%s,\"faiss_factory\":",
-                index_name(c->index_kind), quant, ttl_mode,
-                c->flags & DEJA_NS_ALLOW_NON_OK ? "true" : "false",
-                c->flags & DEJA_NS_NO_DEDUP ? "true" : "false");
-        if (c->faiss_factory)
-            cli_json_string(f, c->faiss_factory, strlen(c->faiss_factory));
-        else
-            fputs("null", f);
-        print_ns_numbers(f, c, 1);
-        fputs("},\"stats\":{", f);
-        for (uint32_t i = 0; i < info->stats.count; i++) {
-            if (i) fputc(',', f);
-            cli_json_string(f, info->stats.items[i].key,
-                            strlen(info->stats.items[i].key));
-            fprintf(f, ":%llu", (unsigned long long)info->stats.items[i].value);
-        }
-        fputs("}}\n", f);
+        json_writer w;
+        json_init(&w, f);
+        json_begin_object(&w);
+        json_key(&w, "ok");
+        json_bool(&w, 1);
+        json_key(&w, "namespace");
+        json_cstring(&w, ns);
+        json_key(&w, "config");
+        json_begin_object(&w);
+        json_key(&w, "index");
+        json_cstring(&w, index_name(c->index_kind));
+        json_key(&w, "quant");
+        json_cstring(&w, quant);
+        json_key(&w, "ttl_mode");
+        json_cstring(&w, ttl_mode);
+        json_key(&w, "allow_non_ok");
+        json_bool(&w, (c->flags & DEJA_NS_ALLOW_NON_OK) != 0);
+        json_key(&w, "no_dedup");
+        json_bool(&w, (c->flags & DEJA_NS_NO_DEDUP) != 0);
+        json_key(&w, "faiss_factory");
+        json_cstring(&w, c->faiss_factory);
+        print_ns_numbers(f, &w, c);
+        json_end_object(&w);
+        json_key(&w, "stats");
+        json_begin_object(&w);
+        json_stats_members(&w, &info->stats);
+        json_end_object(&w);
+        json_end_object(&w);
+        json_end_line(&w);
         return;
     }
     fprintf(f, "%-22s  %s\n%-22s  %s\n%-22s  %s\n", "index", index_name(c->index_kind),
@@ -228,7 +208,7 @@ void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int js
     if (c->faiss_factory) fprintf(f, "%-22s  %s\n", "faiss_factory", c->faiss_factory);
     if (c->flags & DEJA_NS_ALLOW_NON_OK) fprintf(f, "%-22s  yes\n", "allow_non_ok");
     if (c->flags & DEJA_NS_NO_DEDUP) fprintf(f, "%-22s  yes\n", "no_dedup");
-    print_ns_numbers(f, c, 0);
+    print_ns_numbers(f, NULL, c);
     fputs("\n", f);
     cli_print_stats(f, &info->stats, NULL, 0);
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "deja-cli.h"
+#include "deja-json.h"
 
 typedef struct sample {
     double t; /* seconds, monotonic */
@@ -73,15 +74,32 @@ static void print_line(const sample *a, const sample *b, int json, unsigned line
     double lookups = (double)dl / dt, misses = (double)(b->misses - a->misses) / dt;
     double stores = (double)(b->stores - a->stores) / dt;
     if (json) {
-        printf("{\"lookups_per_s\":%.1f,\"hit_rate\":", lookups);
-        if (dl) printf("%.4f,\"exact_hit_rate\":%.4f,\"semantic_hit_rate\":%.4f",
-                       (double)dh / (double)dl, (double)de / (double)dl,
-                       (double)ds / (double)dl);
-        else printf("null,\"exact_hit_rate\":null,\"semantic_hit_rate\":null");
-        printf(",\"misses_per_s\":%.1f,\"stores_per_s\":%.1f,\"entries\":%llu,"
-               "\"memory_bytes\":%llu,\"saved_usd\":%.6f}\n",
-               misses, stores, (unsigned long long)b->entries, (unsigned long long)b->memory,
-               (double)b->cost * 1e-6);
+        json_writer w;
+        json_init(&w, stdout);
+        json_begin_object(&w);
+        json_key(&w, "lookups_per_s");
+        json_number(&w, "%.1f", lookups);
+        const char *rate_keys[] = {"hit_rate", "exact_hit_rate", "semantic_hit_rate"};
+        uint64_t rate_parts[] = {dh, de, ds};
+        for (int i = 0; i < 3; i++) {
+            json_key(&w, rate_keys[i]);
+            if (dl)
+                json_number(&w, "%.4f", (double)rate_parts[i] / (double)dl);
+            else
+                json_null(&w);
+        }
+        json_key(&w, "misses_per_s");
+        json_number(&w, "%.1f", misses);
+        json_key(&w, "stores_per_s");
+        json_number(&w, "%.1f", stores);
+        json_key(&w, "entries");
+        json_u64(&w, b->entries);
+        json_key(&w, "memory_bytes");
+        json_u64(&w, b->memory);
+        json_key(&w, "saved_usd");
+        json_number(&w, "%.6f", (double)b->cost * 1e-6);
+        json_end_object(&w);
+        json_end_line(&w);
         fflush(stdout);
         return;
     }

@@ -1,5 +1,5 @@
 /* deja-cli.h: what deja-cli's files share (not installed): reading vectors
- * and texts from files, and printing results as text or JSON. */
+ * and texts from files, and printing results as text or JSON (with common/deja-json.h). */
 #ifndef DEJA_CLI_H
 #define DEJA_CLI_H
 
@@ -31,10 +31,6 @@ int cli_read_vector(const char *path, long row, float **vec, uint32_t *dim, char
 /* Reads a whole file ("-" = stdin) into a malloc()ed, NUL-terminated
  * buffer. Returns 0 or -1 with the reason in err. */
 int cli_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
-
-/* Writes bytes as a JSON string (quotes included), escaping what JSON
- * needs and replacing bytes that are not UTF-8 with U+FFFD. */
-void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* The DEJA_ERR_* name of a code without the prefix ("DIM_MISMATCH"). */
 const char *cli_error_name(int code);

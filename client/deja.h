@@ -155,9 +155,13 @@ enum deja_ttl_mode {
 
 #define DEJA_NS_ALLOW_NON_OK 0x01u /* cache answers of any completion */
 #define DEJA_NS_NO_DEDUP 0x02u     /* never merge near-identical STOREs */
+#define DEJA_NS_EXPLICIT 0x04u     /* quant, min_threshold, dedup and default_ttl_s
+                                    * are literal: 0 is f32, 0.0, off, never */
 
-/* A namespace's configuration (docs/PROTOCOL.md 5.9). Zero in any field
- * but dim means the server's default. */
+/* A namespace's configuration (docs/PROTOCOL.md 5.9). Without
+ * DEJA_NS_EXPLICIT, zero in any field but dim means the server's default.
+ * deja_ns_info returns the resolved configuration: every default filled
+ * in, with DEJA_NS_EXPLICIT set. */
 typedef struct deja_ns_config {
     uint32_t dim;       /* 1..4096; required */
     uint8_t index_kind; /* enum deja_index_kind */
@@ -182,8 +186,8 @@ typedef struct deja_ns_list {
     const char **names; /* NUL-terminated; NULL when count is 0 */
 } deja_ns_list;
 
-/* A namespace's configuration as created, and its counters (the effective
- * settings among them: memory_bytes, min_threshold_milli, ...). */
+/* A namespace's resolved configuration (DEJA_NS_EXPLICIT set, defaults
+ * filled in) and its counters (memory_bytes, ...). */
 typedef struct deja_ns_info {
     deja_ns_config config;
     deja_stats stats; /* search it with deja_stats_find(&info->stats, ...) */

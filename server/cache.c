@@ -556,7 +556,7 @@ int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
                  cache_match *matches, uint16_t *count) {
     *count = 0;
     cache_ns *ns = cache_find_ns(c, req->ns, req->ns_len);
-    if (!ns) return 0;
+    if (!ns) return cache_ns_quarantined(c, req->ns, req->ns_len, NULL, 0);
     if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
 
     /* A caller may tighten the threshold, never loosen it below the
@@ -639,7 +639,10 @@ const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len) {
 int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id,
                  uint32_t *ns_id) {
     cache_ns *ns = cache_find_ns(c, name, len);
-    if (!ns) return DEJA_ERR_NOT_FOUND;
+    if (!ns) {
+        int rc = cache_ns_quarantined(c, name, len, NULL, 0);
+        return rc ? rc : DEJA_ERR_NOT_FOUND;
+    }
     *ns_id = ns->ns_id;
     pthread_rwlock_wrlock(&ns->lock);
     cache_entry *e = u64map_get(&ns->entries, id);
@@ -656,7 +659,7 @@ int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     *removed = 0;
     *ns_id = 0;
     cache_ns *ns = cache_find_ns(c, name, len);
-    if (!ns) return 0;
+    if (!ns) return cache_ns_quarantined(c, name, len, NULL, 0);
     *ns_id = ns->ns_id;
     pthread_rwlock_wrlock(&ns->lock);
     u64map old = ns->entries;

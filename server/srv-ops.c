@@ -58,7 +58,7 @@ static const srv_op op_table[] = {
     {PROTO_OP_FLUSH, "FLUSH", op_flush, 1, 1 + PROTO_MAX_NS_LEN, OP_NS | OP_ADMIN},
     {PROTO_OP_STATS, "STATS", op_stats, 1, 1 + PROTO_MAX_NS_LEN,
      OP_NS | OP_NS_ANY | OP_READ},
-    {PROTO_OP_NS_CREATE, "NS_CREATE", op_ns_create, 1 + PROTO_NS_CONFIG_SIZE + 1,
+    {PROTO_OP_NS_CREATE, "NS_CREATE", op_ns_create, 1,
      1 + PROTO_MAX_NS_LEN + PROTO_NS_CONFIG_SIZE + 1 + 255, OP_NS | OP_ADMIN},
     {PROTO_OP_NS_LIST, "NS_LIST", op_ns_list, 0, 0, OP_READ},
     {PROTO_OP_NS_INFO, "NS_INFO", op_ns_info, 1, 1 + PROTO_MAX_NS_LEN, OP_NS | OP_READ},
@@ -145,6 +145,10 @@ int srv_dispatch(srv_req *r) {
     if (rc >= 0) return rc; /* replied, or SRV_DEFERRED */
     /* A handler that failed may have written part of a reply: drop it. */
     r->out->len = mark;
+    if (rc == DEJA_ERR_QUARANTINED && !r->errmsg[0] && op && (op->flags & OP_NS) &&
+        h->body_len >= 1 && 1u + r->body[0] <= h->body_len)
+        cache_ns_quarantined(r->srv->cache, r->body + 1, r->body[0], r->errmsg,
+                             sizeof r->errmsg); /* says why */
     const char *msg = r->errmsg[0] ? r->errmsg : deja_strerror(rc);
     if (rc < DEJA_ERR_WIRE_MIN) rc = DEJA_ERR_INTERNAL;
     srv_count_error(r->srv, rc);

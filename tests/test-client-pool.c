@@ -324,7 +324,8 @@ static void test_namespace_ops(void) {
     ASSERT_NEAR(info->config.min_threshold, 0.75, 1e-6);
     ASSERT_EQ(info->config.default_ttl_s, 600);
     ASSERT_U64_EQ(info->config.max_entries, 1000);
-    ASSERT_EQ(info->config.flags, DEJA_NS_NO_DEDUP);
+    /* NS_INFO gives the resolved configuration, flagged explicit. */
+    ASSERT_EQ(info->config.flags, DEJA_NS_NO_DEDUP | DEJA_NS_EXPLICIT);
     ASSERT_TRUE(info->config.faiss_factory == NULL);
     uint64_t entries = 0;
     ASSERT_OK(deja_stats_find(&info->stats, "entries", &entries));

@@ -18,7 +18,7 @@ from .errors import (AuthError, AuthFailed, AuthRequired, BadFrame, BadNamespace
                      Exists, InternalError, InvalidArgument, InvalidRequest, NetworkError,
                      NotFound, ProtocolError, Refused, Rejected, ServerError, ServerFault,
                      ShuttingDown, StorageFull, Timeout, Forbidden, TooLarge, TransportError,
-                     Unavailable, UnknownOp, VersionMismatch)
+                     Unavailable, UnknownOp, VersionMismatch, Quarantined)
 from ._url import Address, parse_url
 from .pool import Pool
 from .types import (DEFAULT_THRESHOLD, Answer, BreakerState, Completion, Hit, IndexKind,
@@ -37,5 +37,5 @@ __all__ = [
     "VersionMismatch", "UnknownOp", "TooLarge", "AuthRequired", "AuthFailed", "BadVector",
     "DimMismatch", "BadNamespace", "Rejected", "InternalError", "Busy", "StorageFull",
     "ShuttingDown", "Exists", "Timeout", "ConnectFailed", "ConnectionClosed",
-    "ProtocolError", "NetworkError", "Unavailable", "Forbidden",
+    "ProtocolError", "NetworkError", "Unavailable", "Forbidden", "Quarantined",
 ]

@@ -14,7 +14,7 @@ Families::
     |   +-- InvalidRequest     BAD_REQUEST, BAD_FRAME, VERSION, UNKNOWN_OP,
     |   |                      TOO_LARGE, BAD_VECTOR, DIM_MISMATCH, BAD_NAMESPACE
     |   +-- AuthError          AUTH_REQUIRED, AUTH_FAILED, FORBIDDEN
-    |   +-- Refused            NOT_FOUND, REJECTED, STORAGE_FULL, EXISTS
+    |   +-- Refused            NOT_FOUND, REJECTED, STORAGE_FULL, EXISTS, QUARANTINED
     |   +-- ServerFault        INTERNAL, BUSY, SHUTTING_DOWN
     +-- TransportError         TIMEOUT, CONNECT, CLOSED, IO, PROTOCOL, UNAVAILABLE
     +-- InvalidArgument        INVALID_ARG (also a ValueError)
@@ -31,7 +31,7 @@ __all__ = [
     "AuthRequired", "AuthFailed", "BadVector", "DimMismatch", "BadNamespace",
     "Rejected", "InternalError", "Busy", "StorageFull", "ShuttingDown", "Exists",
     "Timeout", "ConnectFailed", "ConnectionClosed", "ProtocolError", "NetworkError",
-    "Unavailable", "Forbidden", "error_for_status",
+    "Unavailable", "Forbidden", "Quarantined", "error_for_status",
 ]
 
 
@@ -190,6 +190,12 @@ class Forbidden(AuthError):
     name, code = "FORBIDDEN", -18
 
 
+class Quarantined(Refused):
+    """QUARANTINED (19): the namespace could not be loaded at the server's
+    start (the message says why) and is out of service until NS_DROP."""
+    name, code = "QUARANTINED", -19
+
+
 # ---- the client's own errors ------------------------------------------------
 
 class TransportError(Error):
@@ -239,7 +245,7 @@ _BY_STATUS: Dict[int, Type[ServerError]] = {
     cls.code * -1: cls
     for cls in (NotFound, BadRequest, BadFrame, VersionMismatch, UnknownOp, TooLarge,
                 AuthRequired, AuthFailed, BadVector, DimMismatch, BadNamespace, Rejected,
-                InternalError, Busy, StorageFull, ShuttingDown, Exists, Forbidden)
+                InternalError, Busy, StorageFull, ShuttingDown, Exists, Forbidden, Quarantined)
 }
 
 # Statuses after which the server closes the connection (PROTOCOL.md 3).
