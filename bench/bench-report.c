@@ -6,12 +6,15 @@
  * command line, the dataset and seed, every parameter, the CPU, the build
  * type and the kernels. JSON and CSV are written from the same list of
  * named fields, so the two never disagree; in CSV every line repeats the
- * configuration columns and stands alone. */
+ * configuration columns and stands alone. JSON goes through the writer
+ * deja-cli uses too (common/deja-json.h), so strings are escaped one way
+ * in both programs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
+#include "deja-json.h"
 
 /* ---- named fields ---------------------------------------------------------*/
 
@@ -65,31 +68,49 @@ static void fields_free(fields *fs) {
     fs->n = 0;
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
+static double ratio(uint64_t a, uint64_t b) {
+    return b ? (double)a / (double)b : 0;
 }
 
-/* The fields' "key":value pairs, comma-separated, no braces. */
-static void json_fields(FILE *f, const fields *fs) {
+/* The fields as members of the object w has open. */
+static void json_fields(json_writer *w, const fields *fs) {
     for (int i = 0; i < fs->n; i++) {
-        if (i) fputc(',', f);
-        json_str(f, fs->f[i].key);
-        fputc(':', f);
+        json_key(w, fs->f[i].key);
         if (fs->f[i].is_str)
-            json_str(f, fs->f[i].val);
+            json_cstring(w, fs->f[i].val);
         else
-            fputs(fs->f[i].val, f);
+            json_raw(w, fs->f[i].val);
     }
+}
+
+/* {"config":{...} and the members of res (if any), left open for more. */
+static void json_begin_report(json_writer *w, const fields *cfg, const fields *res) {
+    json_init(w, stdout);
+    json_begin_object(w);
+    json_key(w, "config");
+    json_begin_object(w);
+    json_fields(w, cfg);
+    json_end_object(w);
+    if (res) json_fields(w, res);
+}
+
+/* "by_kind":{"KIND":{COUNT_KEY:n,"hit_rate":..,"oracle_hit_rate":..},...} */
+static void json_by_kind(json_writer *w, const char *count_key, const uint64_t *count,
+                         const uint64_t *hits, const uint64_t *oracle) {
+    json_key(w, "by_kind");
+    json_begin_object(w);
+    for (int k = 0; k < SYNTH_KINDS; k++) {
+        json_key(w, synth_kind_name(k));
+        json_begin_object(w);
+        json_key(w, count_key);
+        json_u64(w, count[k]);
+        json_key(w, "hit_rate");
+        json_number(w, "%.5f", ratio(hits[k], count[k]));
+        json_key(w, "oracle_hit_rate");
+        json_number(w, "%.5f", ratio(oracle[k], count[k]));
+        json_end_object(w);
+    }
+    json_end_object(w);
 }
 
 static void csv_cell(FILE *f, const char *s) {
@@ -122,9 +143,6 @@ static double us(const bench_hist *h, double q) {
     return (double)bench_hist_quantile(h, q) / 1000.0;
 }
 
-static double ratio(uint64_t a, uint64_t b) {
-    return b ? (double)a / (double)b : 0;
-}
 
 /* ---- configuration ----------------------------------------------------------*/
 
@@ -243,18 +261,21 @@ void bench_report_index(const bench_opts *o, const bench_env *env,
     fields cfg = {0};
     config_fields(o, env, oracle, &cfg);
     if (o->json) {
-        printf("{\"config\":{");
-        json_fields(stdout, &cfg);
-        printf("},\"results\":[");
+        json_writer w;
+        json_begin_report(&w, &cfg, NULL);
+        json_key(&w, "results");
+        json_begin_array(&w);
         for (int i = 0; i < r->n_rows; i++) {
             fields row = {0};
             index_row_fields(&r->rows[i], &row);
-            printf("%s{", i ? "," : "");
-            json_fields(stdout, &row);
-            printf("}");
+            json_begin_object(&w);
+            json_fields(&w, &row);
+            json_end_object(&w);
             fields_free(&row);
         }
-        printf("]}\n");
+        json_end_array(&w);
+        json_end_object(&w);
+        json_end_line(&w);
     } else if (o->csv) {
         for (int i = 0; i < r->n_rows; i++) {
             fields row = {0};
@@ -368,22 +389,12 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
     server_fields(o, r, &res);
     server_quality_fields(r, judged, &res);
     if (o->json) {
-        printf("{\"config\":{");
-        json_fields(stdout, &cfg);
-        printf("},");
-        json_fields(stdout, &res);
-        if (s->kind) {
-            printf(",\"by_kind\":{");
-            for (int k = 0; k < SYNTH_KINDS; k++)
-                printf("%s\"%s\":{\"lookups\":%llu,\"hit_rate\":%.5f,"
-                       "\"oracle_hit_rate\":%.5f}",
-                       k ? "," : "", synth_kind_name(k),
-                       (unsigned long long)r->kind_lookups[k],
-                       ratio(r->kind_hits[k], r->kind_lookups[k]),
-                       ratio(r->kind_oracle[k], r->kind_lookups[k]));
-            printf("}");
-        }
-        printf("}\n");
+        json_writer w;
+        json_begin_report(&w, &cfg, &res);
+        if (s->kind)
+            json_by_kind(&w, "lookups", r->kind_lookups, r->kind_hits, r->kind_oracle);
+        json_end_object(&w);
+        json_end_line(&w);
     } else if (o->csv) {
         csv_line(stdout, &cfg, &res, 1);
         csv_line(stdout, &cfg, &res, 0);
@@ -509,29 +520,25 @@ void bench_report_mixed(const bench_opts *o, const bench_env *env,
     config_fields(o, env, NULL, &cfg);
     mixed_fields(r, &res);
     if (o->json) {
-        printf("{\"config\":{");
-        json_fields(stdout, &cfg);
-        printf("},");
-        json_fields(stdout, &res);
-        printf(",\"intervals\":[");
-        for (uint32_t i = 0; i < r->intervals; i++)
-            printf("%s{\"requests\":%llu,\"hit_rate\":%.5f,\"oracle_hit_rate\":%.5f}",
-                   i ? "," : "", (unsigned long long)r->int_requests[i],
-                   ratio(r->int_hits[i], r->int_requests[i]),
-                   ratio(r->int_oracle[i], r->int_requests[i]));
-        printf("]");
-        if (s->kind) {
-            printf(",\"by_kind\":{");
-            for (int k = 0; k < SYNTH_KINDS; k++)
-                printf("%s\"%s\":{\"requests\":%llu,\"hit_rate\":%.5f,"
-                       "\"oracle_hit_rate\":%.5f}",
-                       k ? "," : "", synth_kind_name(k),
-                       (unsigned long long)r->kind_requests[k],
-                       ratio(r->kind_hits[k], r->kind_requests[k]),
-                       ratio(r->kind_oracle[k], r->kind_requests[k]));
-            printf("}");
+        json_writer w;
+        json_begin_report(&w, &cfg, &res);
+        json_key(&w, "intervals");
+        json_begin_array(&w);
+        for (uint32_t i = 0; i < r->intervals; i++) {
+            json_begin_object(&w);
+            json_key(&w, "requests");
+            json_u64(&w, r->int_requests[i]);
+            json_key(&w, "hit_rate");
+            json_number(&w, "%.5f", ratio(r->int_hits[i], r->int_requests[i]));
+            json_key(&w, "oracle_hit_rate");
+            json_number(&w, "%.5f", ratio(r->int_oracle[i], r->int_requests[i]));
+            json_end_object(&w);
         }
-        printf("}\n");
+        json_end_array(&w);
+        if (s->kind)
+            json_by_kind(&w, "requests", r->kind_requests, r->kind_hits, r->kind_oracle);
+        json_end_object(&w);
+        json_end_line(&w);
         fields_free(&cfg);
         fields_free(&res);
         return;

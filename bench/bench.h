@@ -21,6 +21,7 @@
 
 #include "bench-hist.h"
 #include "bench-synth.h"
+#include "deja-spawn.h"
 
 enum bench_mode {
     BENCH_INDEX = 1,
@@ -211,7 +212,7 @@ int bench_stream_oracle(const float *vecs, uint32_t dim, const bench_stream_even
 /* ---- a private dejad (bench-spawn.c) ---------------------------------------------*/
 
 typedef struct bench_spawn {
-    pid_t pid;
+    dejad_proc proc;  /* common/deja-spawn.h */
     char tmpdir[256]; /* removed at stop */
     char data[512];
     char log[600];

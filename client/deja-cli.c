@@ -7,6 +7,7 @@
  * command's list and its argument count, connects, and then runs the
  * handler, so handlers only do their own work. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 
 #include "deja-cli.h"
+#include "deja-json.h"
 #include "deja.h"
 
 #define DEFAULT_URL "deja://127.0.0.1:7447"
@@ -42,7 +44,7 @@ enum {
 typedef struct cli_args {
     const char *url, *token;
     long timeout_ms, connect_ms;
-    int json, help;
+    int json, help, version;
     const char *vec, *response, *response_file, *prompt;
     long row, k, ttl, completion;
     double threshold;
@@ -71,6 +73,7 @@ static const cli_option options[] = {
     {"connect-timeout", 0, 1, OPT_GLOBAL},
     {"json", 0, 0, OPT_GLOBAL},
     {"help", 'h', 0, OPT_GLOBAL},
+    {"version", 0, 0, OPT_GLOBAL},
     {"vec", 0, 1, OPT_VEC},
     {"row", 0, 1, OPT_ROW},
     {"k", 'k', 1, OPT_K},
@@ -221,6 +224,8 @@ static int set_option(cli_args *a, const cli_option *o, const char *v) {
         a->json = 1;
     else if (strcmp(n, "help") == 0)
         a->help = 1;
+    else if (strcmp(n, "version") == 0)
+        a->version = 1;
     else if (strcmp(n, "vec") == 0)
         a->vec = v;
     else if (strcmp(n, "row") == 0) {
@@ -274,47 +279,84 @@ static int set_option(cli_args *a, const cli_option *o, const char *v) {
     return 0;
 }
 
-/* Options may come before or after the command; "--" ends them. */
+/* getopt_long's tables, built from options[]: a long option's val is
+ * LONG_VAL_BASE + its index there, and a short option maps to the same
+ * entry. */
+#define N_OPTIONS (sizeof options / sizeof options[0])
+#define LONG_VAL_BASE 256
+
+/* Options may come before or after the command; "--" ends them.
+ *
+ * getopt_long runs in return-in-order mode ('-' first in the option
+ * string) so that positional arguments arrive in order, as code 1, among
+ * the options. A negative number is a positional argument (it is never a
+ * valid one, but its command says why), not a cluster of unknown short
+ * options: so the digits are declared as short options with an optional
+ * value, and "-12" comes back as '1' with the value "2". The leading ':'
+ * makes a missing value a ':' rather than a '?', and opterr = 0 keeps
+ * getopt's own messages out, so that every usage error reads the same. */
 static int parse_args(int argc, char **argv, cli_args *a) {
-    int only_positional = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (only_positional || arg[0] != '-' || arg[1] == 0 ||
-            (arg[1] >= '0' && arg[1] <= '9')) {
-            if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments");
-            a->pos[a->npos++] = arg;
-            continue;
+    static struct option longopts[N_OPTIONS + 1];
+    char optstring[3 + 10 * 3 + 2 * N_OPTIONS + 1] = "-:";
+    size_t len = 2;
+    for (char d = '0'; d <= '9'; d++) {
+        optstring[len++] = d;
+        optstring[len++] = ':';
+        optstring[len++] = ':';
+    }
+    for (size_t j = 0; j < N_OPTIONS; j++) {
+        longopts[j] = (struct option){options[j].name,
+                                      options[j].has_arg ? required_argument : no_argument,
+                                      NULL, LONG_VAL_BASE + (int)j};
+        if (options[j].short_name) {
+            optstring[len++] = options[j].short_name;
+            if (options[j].has_arg) optstring[len++] = ':';
         }
-        if (strcmp(arg, "--") == 0) {
-            only_positional = 1;
+    }
+    optstring[len] = 0;
+
+    char negative[MAX_POSITIONAL][32];
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+        const char *positional = NULL;
+        if (ch == 1) {
+            positional = optarg;
+        } else if (ch >= '0' && ch <= '9') {
+            if (a->npos < MAX_POSITIONAL) {
+                snprintf(negative[a->npos], sizeof negative[0], "-%c%s", ch,
+                         optarg ? optarg : "");
+                positional = negative[a->npos];
+            } else {
+                positional = "";
+            }
+        } else if (ch == ':') {
+            return usage_error("%s needs a value", argv[optind - 1]);
+        } else if (ch == '?') {
+            if (optopt >= LONG_VAL_BASE)
+                return usage_error("--%s takes no value", options[optopt - LONG_VAL_BASE].name);
+            if (optopt) return usage_error("unknown option -%c", optopt);
+            return usage_error("unknown option %s", argv[optind - 1]);
+        }
+        if (positional) {
+            if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments");
+            a->pos[a->npos++] = positional;
             continue;
         }
         const cli_option *o = NULL;
-        const char *inline_value = NULL;
-        for (size_t j = 0; j < sizeof options / sizeof options[0] && !o; j++) {
-            const cli_option *c = &options[j];
-            if (arg[1] != '-') {
-                if (c->short_name && arg[1] == c->short_name && arg[2] == 0) o = c;
-                continue;
-            }
-            size_t n = strlen(c->name);
-            if (strncmp(arg + 2, c->name, n) == 0 &&
-                (arg[2 + n] == 0 || (arg[2 + n] == '=' && c->has_arg))) {
-                o = c;
-                if (arg[2 + n] == '=') inline_value = arg + 3 + n;
-            }
+        if (ch >= LONG_VAL_BASE) {
+            o = &options[ch - LONG_VAL_BASE];
+        } else {
+            for (size_t j = 0; j < N_OPTIONS && !o; j++)
+                if (options[j].short_name == ch) o = &options[j];
         }
-        if (o == NULL) return usage_error("unknown option %s", arg);
-        const char *value = NULL;
-        if (o->has_arg) {
-            value = inline_value;
-            if (value == NULL) {
-                if (i + 1 >= argc) return usage_error("%s needs a value", arg);
-                value = argv[++i];
-            }
-        }
-        int rc = set_option(a, o, value);
+        int rc = set_option(a, o, optarg);
         if (rc != 0) return rc;
+    }
+    for (; optind < argc; optind++) {
+        if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments");
+        a->pos[a->npos++] = argv[optind];
     }
     return 0;
 }
@@ -337,12 +379,43 @@ static int report(const cli_args *a, const char *what, int rc, const char *detai
         msg = "not supported by this server (an older protocol)";
     fprintf(stderr, "deja-cli: %s: %s: %s\n", what, cli_error_name(rc), msg);
     if (a->json) {
-        printf("{\"ok\":false,\"error\":\"%s\",\"code\":%d,\"message\":",
-               cli_error_name(rc), rc);
-        cli_json_string(stdout, msg, strlen(msg));
-        printf("}\n");
+        json_writer w;
+        json_init(&w, stdout);
+        json_begin_object(&w);
+        json_key(&w, "ok");
+        json_bool(&w, 0);
+        json_key(&w, "error");
+        json_cstring(&w, cli_error_name(rc));
+        json_key(&w, "code");
+        json_i64(&w, rc);
+        json_key(&w, "message");
+        json_cstring(&w, msg);
+        json_end_object(&w);
+        json_end_line(&w);
     }
     return exit_status(rc);
+}
+
+/* Reports a success: {"ok":true} with one number named key (if any) in
+ * JSON, else text, a printf format for that number. */
+static void print_ok(const cli_args *a, const char *key, uint64_t value, const char *text)
+    __attribute__((format(printf, 4, 0)));
+static void print_ok(const cli_args *a, const char *key, uint64_t value, const char *text) {
+    if (!a->json) {
+        printf(text, (unsigned long long)value);
+        return;
+    }
+    json_writer w;
+    json_init(&w, stdout);
+    json_begin_object(&w);
+    json_key(&w, "ok");
+    json_bool(&w, 1);
+    if (key) {
+        json_key(&w, key);
+        json_u64(&w, value);
+    }
+    json_end_object(&w);
+    json_end_line(&w);
 }
 
 static int check_namespace(const char *ns) {
@@ -376,9 +449,17 @@ static int cmd_ping(deja_client *c, const cli_args *a) {
     double ms =
         (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     if (a->json) {
-        printf("{\"ok\":true,\"server\":");
-        cli_json_string(stdout, deja_server_name(c), strlen(deja_server_name(c)));
-        printf(",\"rtt_ms\":%.3f}\n", ms);
+        json_writer w;
+        json_init(&w, stdout);
+        json_begin_object(&w);
+        json_key(&w, "ok");
+        json_bool(&w, 1);
+        json_key(&w, "server");
+        json_cstring(&w, deja_server_name(c));
+        json_key(&w, "rtt_ms");
+        json_number(&w, "%.3f", ms);
+        json_end_object(&w);
+        json_end_line(&w);
     } else {
         printf("PONG %s (%.3f ms)\n", deja_server_name(c), ms);
     }
@@ -456,15 +537,12 @@ static int cmd_ns(deja_client *c, const cli_args *a) {
     } else if (strcmp(sub, "create") == 0) {
         if ((rc = deja_ns_create(c, name, &a->ns_cfg)) != 0)
             return report(a, what, rc, deja_last_error(c));
-        printf(a->json ? "{\"ok\":true}\n" : "OK\n");
+        print_ok(a, NULL, 0, "OK\n");
     } else {
         uint64_t removed = 0;
         if ((rc = deja_ns_drop(c, name, &removed)) != 0)
             return report(a, what, rc, deja_last_error(c));
-        if (a->json)
-            printf("{\"ok\":true,\"removed\":%llu}\n", (unsigned long long)removed);
-        else
-            printf("dropped, %llu entries removed\n", (unsigned long long)removed);
+        print_ok(a, "removed", removed, "dropped, %llu entries removed\n");
     }
     return CLI_OK;
 }
@@ -474,7 +552,7 @@ static int cmd_delete(deja_client *c, const cli_args *a) {
     if (parse_u64(a->pos[1], &id)) return usage_error("delete: ID must be a number");
     int rc = deja_delete(c, a->pos[0], id);
     if (rc != 0) return report(a, "delete", rc, deja_last_error(c));
-    printf(a->json ? "{\"ok\":true}\n" : "OK\n");
+    print_ok(a, NULL, 0, "OK\n");
     return CLI_OK;
 }
 
@@ -482,10 +560,7 @@ static int cmd_flush(deja_client *c, const cli_args *a) {
     uint64_t removed = 0;
     int rc = deja_flush(c, a->pos[0], &removed);
     if (rc != 0) return report(a, "flush", rc, deja_last_error(c));
-    if (a->json)
-        printf("{\"ok\":true,\"removed\":%llu}\n", (unsigned long long)removed);
-    else
-        printf("removed %llu\n", (unsigned long long)removed);
+    print_ok(a, "removed", removed, "removed %llu\n");
     return CLI_OK;
 }
 
@@ -543,10 +618,7 @@ static int cmd_store(deja_client *c, const cli_args *a) {
     free(vec);
     free(file_text);
     if (rc != 0) return report(a, "store", rc, deja_last_error(c));
-    if (a->json)
-        printf("{\"ok\":true,\"id\":%llu}\n", (unsigned long long)id);
-    else
-        printf("stored as entry %llu\n", (unsigned long long)id);
+    print_ok(a, "id", id, "stored as entry %llu\n");
     return CLI_OK;
 }
 
@@ -633,7 +705,8 @@ static const char usage_options[] =
     "      --connect-timeout MS  (default 1000)\n"
     "      --json             one JSON object on stdout, also for errors\n"
     "                         "
-    "({\"ok\":false,\"error\":NAME,\"code\":N,\"message\":...})\n";
+    "({\"ok\":false,\"error\":NAME,\"code\":N,\"message\":...})\n"
+    "      --version          print the version and exit\n";
 
 static const char usage_exit_codes[] =
     "exit status:\n"
@@ -664,18 +737,16 @@ static const cli_command *find_command(const char *name) {
 }
 
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (strcmp(argv[i], "--version") == 0) {
-            printf("deja-cli %s\n", DEJA_VERSION);
-            return CLI_OK;
-        }
-    }
     cli_args a;
     memset(&a, 0, sizeof a);
     a.k = 1;
     a.threshold = DEFAULT_THRESHOLD;
     int rc = parse_args(argc, argv, &a);
     if (rc != 0) return rc;
+    if (a.version) {
+        printf("deja-cli %s\n", DEJA_VERSION);
+        return CLI_OK;
+    }
 
     if (a.npos == 0) {
         if (a.help) {

@@ -166,8 +166,10 @@ static int has_own_budget(const cache_ns *ns) {
 }
 
 static int server_over_budget(cache *c) {
-    return (c->cfg.max_entries && atomic_load(&c->entries_total) > c->cfg.max_entries) ||
-           (c->cfg.max_memory && atomic_load(&c->mem_total) > c->cfg.max_memory);
+    uint64_t max_entries = atomic_load(&c->budget_entries);
+    uint64_t max_memory = atomic_load(&c->budget_memory);
+    return (max_entries && atomic_load(&c->entries_total) > max_entries) ||
+           (max_memory && atomic_load(&c->mem_total) > max_memory);
 }
 
 /* For the server-wide budget: the largest namespace without a budget of

@@ -89,8 +89,8 @@ static void resolve_config(const cache *c, const proto_ns_config *req,
         out->hnsw_ef_search = default_u16(req->hnsw_ef_search, c->cfg.hnsw_ef_search, 0);
     }
     if (!literal) {
-        if (req->min_threshold == 0) out->min_threshold = c->cfg.min_threshold;
-        if (req->dedup == 0) out->dedup = c->cfg.dedup;
+        if (req->min_threshold == 0) out->min_threshold = atomic_load(&c->default_floor);
+        if (req->dedup == 0) out->dedup = atomic_load(&c->default_dedup);
         if (req->default_ttl_s == 0) out->default_ttl_s = c->cfg.default_ttl_s;
     }
     if (req->flags & PROTO_NS_NO_DEDUP) out->dedup = 0;
@@ -117,6 +117,20 @@ void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) 
         .quant = (enum idx_quant)ns->resolved.quant,
         .faiss_factory = cfg->faiss_factory_len ? ns->faiss_factory : NULL,
     };
+}
+
+/* The search breadths a client may ask for: every STORE into the graph and
+ * every LOOKUP costs in proportion to them, so they are bounded like
+ * dejad's own --hnsw-ef and --hnsw-ef-construction. */
+#define NS_MAX_EF 4096u
+
+static int check_bounds(const proto_ns_config *resolved, char *msg, size_t msg_cap) {
+    if (resolved->hnsw_ef_construction <= NS_MAX_EF && resolved->hnsw_ef_search <= NS_MAX_EF)
+        return 0;
+    if (msg && msg_cap)
+        snprintf(msg, msg_cap, "hnsw_ef_construction and hnsw_ef_search are at most %u",
+                 NS_MAX_EF);
+    return DEJA_ERR_INVALID_ARG;
 }
 
 /* What the index of a configuration needs beyond its own checks: FAISS
@@ -161,7 +175,8 @@ static int ns_new(cache *c, const uint8_t *name, uint8_t len, const proto_ns_con
     ns->dedup = ns->resolved.dedup;
     ns->default_ttl_s = ns->resolved.default_ttl_s;
 
-    int rc = check_faiss(c, &ns->resolved, msg, msg_cap);
+    int rc = check_bounds(&ns->resolved, msg, msg_cap);
+    if (rc == 0) rc = check_faiss(c, &ns->resolved, msg, msg_cap);
     if (rc) {
         free(ns);
         return rc;
@@ -295,6 +310,9 @@ int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t 
     ns = find_locked(c, name, len); /* another thread may have won */
     if (!ns && quarantined_find_locked(c, name, len)) {
         rc = DEJA_ERR_QUARANTINED;
+    } else if (!ns && !ns_id && c->cfg.max_namespaces &&
+               c->ns_count >= c->cfg.max_namespaces) {
+        rc = DEJA_ERR_STORAGE_FULL; /* a client may not create namespaces without end */
     } else if (!ns) {
         fresh_ns->ns_id = ns_id ? ns_id : (uint32_t)atomic_fetch_add(&c->next_ns_id, 1);
         atomic_init(&fresh_ns->persisted, persisted);
@@ -418,6 +436,11 @@ int cache_ns_create(cache *c, const uint8_t *name, uint8_t len,
     if (held) {
         quarantine_msg(held, msg, msg_cap);
         rc = DEJA_ERR_QUARANTINED;
+    } else if (!ns && c->cfg.max_namespaces && c->ns_count >= c->cfg.max_namespaces) {
+        if (msg && msg_cap)
+            snprintf(msg, msg_cap, "the server holds its limit of %llu namespaces "
+                     "(--max-namespaces)", (unsigned long long)c->cfg.max_namespaces);
+        rc = DEJA_ERR_STORAGE_FULL;
     } else if (!ns) {
         fresh_ns->ns_id = (uint32_t)atomic_fetch_add(&c->next_ns_id, 1);
         atomic_init(&fresh_ns->persisted, 0);
@@ -633,6 +656,34 @@ int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
     }
     *count = put_totals(&t, stats, n, max);
     return 0;
+}
+
+void cache_set_policy(cache *c, float min_threshold, float dedup, uint64_t max_memory,
+                      uint64_t max_entries) {
+    atomic_store(&c->budget_memory, max_memory);
+    atomic_store(&c->budget_entries, max_entries);
+    pthread_rwlock_wrlock(&c->ns_lock);
+    atomic_store(&c->default_floor, min_threshold);
+    atomic_store(&c->default_dedup, dedup);
+    for (size_t i = 0; i < c->ns_count; i++) {
+        /* Namespaces that asked for the server's default follow it; a
+         * value of their own (or EXPLICIT) stays. */
+        cache_ns *ns = c->ns[i];
+        if (ns->config.flags & PROTO_NS_EXPLICIT) continue;
+        pthread_rwlock_wrlock(&ns->lock);
+        if (ns->config.min_threshold == 0) {
+            ns->min_threshold = min_threshold;
+            ns->resolved.min_threshold = min_threshold;
+        }
+        if (ns->config.dedup == 0 && !(ns->config.flags & PROTO_NS_NO_DEDUP)) {
+            ns->dedup = dedup;
+            ns->resolved.dedup = dedup;
+            if (dedup == 0) ns->resolved.flags |= PROTO_NS_NO_DEDUP;
+            else ns->resolved.flags &= (uint8_t)~PROTO_NS_NO_DEDUP;
+        }
+        pthread_rwlock_unlock(&ns->lock);
+    }
+    pthread_rwlock_unlock(&c->ns_lock);
 }
 
 int cache_stats_prefix(cache *c, const uint8_t *prefix, uint8_t prefix_len,

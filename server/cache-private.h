@@ -78,8 +78,10 @@ typedef struct cache_ns {
      * its name answers DEJA_ERR_QUARANTINED until NS_DROP removes it. */
     int quarantined;
     char quarantine_reason[256];
-    float min_threshold;
-    float dedup;            /* 0 = off */
+    /* Atomic: SIGHUP may change them (cache_set_policy) for namespaces
+     * that follow the server's defaults. */
+    _Atomic float min_threshold;
+    _Atomic float dedup;    /* 0 = off */
     uint32_t default_ttl_s;
     /* lock guards entries, exact, entry_bytes, fresh, and main when main
      * is not concurrent. A concurrent main (HNSW) is searched and extended
@@ -110,6 +112,9 @@ typedef struct cache_ns {
 
 struct cache {
     cache_config cfg;
+    /* The part of cfg that SIGHUP may change (cache_set_policy). */
+    _Atomic float default_floor, default_dedup;
+    atomic_uint_fast64_t budget_memory, budget_entries;
     pthread_rwlock_t ns_lock; /* guards ns, ns_count, ns_cap, graveyard */
     cache_ns **ns;
     size_t ns_count, ns_cap;

@@ -26,6 +26,10 @@ int cache_create(const cache_config *cfg, cache **out) {
     cache *c = calloc(1, sizeof *c);
     if (!c) return DEJA_ERR_NOMEM;
     c->cfg = *cfg;
+    atomic_init(&c->default_floor, cfg->min_threshold);
+    atomic_init(&c->default_dedup, cfg->dedup);
+    atomic_init(&c->budget_memory, cfg->max_memory);
+    atomic_init(&c->budget_entries, cfg->max_entries);
     if (cache_indexer_start(c, cfg->indexer_threads ? cfg->indexer_threads : 1,
                             &c->indexer) != 0) {
         free(c);

@@ -38,6 +38,7 @@ typedef struct cache_config {
     uint64_t max_memory;      /* server-wide budget in bytes; 0 = none */
     uint64_t max_entries;     /* server-wide entry cap; 0 = none */
     int allow_faiss;          /* FAISS index kinds may be created */
+    uint64_t max_namespaces;  /* STORE / NS_CREATE of more get STORAGE_FULL; 0 = none */
     /* Called (from the thread that sweeps or evicts, with no cache lock
      * held) for every entry removed by the cache itself (TTL, LFU), so the
      * server can delete it from disk too. May be NULL. Budgets are
@@ -239,6 +240,14 @@ int cache_flush(cache *c, const uint8_t *ns, uint8_t ns_len, uint64_t *removed,
  * strings. *count receives the number filled. */
 int cache_stats(cache *c, const uint8_t *ns, uint8_t ns_len, proto_stat *stats,
                 uint16_t max, uint16_t *count);
+
+/* Changes what SIGHUP may change while the server runs: the server-wide
+ * budgets (the next STORE over them evicts), and the default floor and
+ * dedup similarity -- for namespaces created afterwards and for existing
+ * ones that did not set their own (and did not send EXPLICIT). Any
+ * thread. */
+void cache_set_policy(cache *c, float min_threshold, float dedup, uint64_t max_memory,
+                      uint64_t max_entries);
 
 /* The counters of cache_stats summed over the namespaces whose names start
  * with prefix (a tenant's server-wide view), plus `namespaces`. */

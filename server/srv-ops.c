@@ -260,6 +260,12 @@ static int op_store(srv_req *r) {
     else if (rc == DEJA_ERR_REJECTED)
         snprintf(r->errmsg, sizeof r->errmsg,
                  "completion status %u is not cached", req.completion);
+    else if (rc == DEJA_ERR_STORAGE_FULL)
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "namespace '%.*s' would pass the server's limit of %llu namespaces "
+                 "(--max-namespaces)",
+                 (int)req.ns_len, (const char *)req.ns,
+                 (unsigned long long)r->srv->cfg->max_namespaces);
     if (rc) return rc;
     return defer_write(r, pending, 0, 0, 0, NULL);
 }

@@ -359,6 +359,14 @@ static void reload_key(void *ctx, const char *key, const char *value, int reload
     if (strcmp(key, "log-level") == 0) {
         cfg->log_level = r->fresh->log_level;
         srv_log_init(cfg->log_level);
+    } else if (strcmp(key, "min-threshold") == 0 || strcmp(key, "dedup") == 0 ||
+               strcmp(key, "max-memory") == 0 || strcmp(key, "max-entries") == 0) {
+        cfg->min_threshold = r->fresh->min_threshold;
+        cfg->dedup = r->fresh->dedup;
+        cfg->max_memory = r->fresh->max_memory;
+        cfg->max_entries = r->fresh->max_entries;
+        cache_set_policy(r->s->cache, cfg->min_threshold, cfg->dedup, cfg->max_memory,
+                         cfg->max_entries);
     } else if (strcmp(key, "tokens-file") == 0) {
         const char *swap = cfg->tokens_file;
         cfg->tokens_file = r->fresh->tokens_file;
@@ -385,9 +393,10 @@ static void reload_tokens(srv_server *s) {
 }
 
 /* SIGHUP: reopens the log file, reads the configuration again (file and
- * flags), applies the keys that may change while running (log-level,
- * tokens-file), names the changed ones that need a restart, and reloads
- * the tokens file. A configuration that no longer parses changes nothing. */
+ * flags), applies the keys that may change while running (log-level, the
+ * default floor and dedup, the budgets, tokens-file), names the changed
+ * ones that need a restart, and reloads the tokens file. A configuration
+ * that no longer parses changes nothing. */
 static void on_sighup(uv_signal_t *sig, int signum) {
     srv_server *s = sig->data;
     sd_notify(0, "RELOADING=1");
@@ -540,6 +549,7 @@ static cache_config srv_cache_config(const srv_config *cfg, srv_server *s) {
         .max_memory = cfg->max_memory,
         .max_entries = cfg->max_entries,
         .allow_faiss = cfg->allow_faiss,
+        .max_namespaces = cfg->max_namespaces,
         .on_evict = on_evict,
         .evict_ctx = s,
         .default_ttl_s = cfg->default_ttl_s,

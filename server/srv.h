@@ -52,6 +52,7 @@ typedef struct srv_config {
     uint64_t max_unindexed;  /* STOREs wait while more entries wait for the graph */
     uint32_t snapshot_interval_s; /* periodic graph snapshots; 0 = only at exit */
     int allow_faiss;         /* accept FAISS factory strings (bounded grammar) */
+    uint64_t max_namespaces; /* namespaces clients may create */
     uint32_t max_connections; /* open client connections; more get BUSY */
     uint32_t idle_timeout_s; /* close connections idle this long; 0 = never */
     uint64_t max_client_memory; /* bytes held in all client buffers */

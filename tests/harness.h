@@ -4,16 +4,33 @@
  * that calls RUN(test_name) for each and returns harness_result(). Asserts
  * are typed and print both operands with file and line; a failed assert
  * ends the current test (longjmp) and the file's exit status is non-zero.
- * Each test file is its own process under a meson timeout. */
+ *
+ * Each RUN forks: the test runs in a child process under a timeout
+ * (HARNESS_TIMEOUT_S, then SIGKILL) and the parent reports it, so a test
+ * that crashes, hangs or leaves its state damaged fails alone, and no
+ * test sees what an earlier one changed. What main() sets up before the
+ * RUNs (a dejad, a fixture) is inherited by every test; what a test
+ * changes dies with its child. The file as a whole is its own process
+ * under a meson timeout. */
 #ifndef DEJA_TEST_HARNESS_H
 #define DEJA_TEST_HARNESS_H
 
 #include <inttypes.h>
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long one test may run before it is killed and counted failed. */
+#ifndef HARNESS_TIMEOUT_S
+#define HARNESS_TIMEOUT_S 120
+#endif
 
 static jmp_buf harness_jmp;
 static int harness_failed_tests;
@@ -85,18 +102,68 @@ static int harness_run_tests;
                          #b, n_);                                              \
     } while (0)
 
-#define RUN(fn)                                                                \
-    do {                                                                       \
-        harness_run_tests++;                                                   \
-        fprintf(stderr, "-- %s\n", #fn);                                       \
-        if (setjmp(harness_jmp) == 0) {                                        \
-            fn();                                                              \
-            fprintf(stderr, "   ok   %s\n", #fn);                              \
-        } else {                                                               \
-            harness_failed_tests++;                                            \
-            fprintf(stderr, "   FAIL %s\n", #fn);                              \
-        }                                                                      \
-    } while (0)
+/* Waits for the test in child pid; returns its wait status, or -1 after
+ * killing it at the timeout. Polls (from 1 ms up to 20 ms) rather than
+ * catching SIGCHLD, so the harness installs no signal handler that a test
+ * could trip over. */
+static inline int harness_wait(pid_t pid) {
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    long pause_ms = 1;
+    for (;;) {
+        int status;
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid) return status;
+        if (got < 0) return 0x7f00; /* lost: reported as a failure */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= HARNESS_TIMEOUT_S) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return -1;
+        }
+        struct timespec ts = {0, pause_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        if (pause_ms < 20) pause_ms *= 2;
+    }
+}
+
+/* Runs one test in a child process and reports it. The child leaves
+ * through exit(), not _exit(), so that a leak checker and stdio see a
+ * normal end of the process. */
+static inline void harness_run(const char *name, void (*fn)(void)) {
+    harness_run_tests++;
+    fprintf(stderr, "-- %s\n", name);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("harness: fork");
+        harness_failed_tests++;
+        fprintf(stderr, "   FAIL %s\n", name);
+        return;
+    }
+    if (pid == 0) {
+        if (setjmp(harness_jmp) == 0) {
+            fn();
+            exit(0);
+        }
+        exit(1);
+    }
+    int status = harness_wait(pid);
+    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        fprintf(stderr, "   ok   %s\n", name);
+        return;
+    }
+    harness_failed_tests++;
+    if (status == -1)
+        fprintf(stderr, "   FAIL %s (killed after %d s)\n", name, HARNESS_TIMEOUT_S);
+    else if (WIFSIGNALED(status))
+        fprintf(stderr, "   FAIL %s (signal %d)\n", name, WTERMSIG(status));
+    else
+        fprintf(stderr, "   FAIL %s\n", name);
+}
+
+#define RUN(fn) harness_run(#fn, fn)
 
 static inline int harness_result(void) {
     fprintf(stderr, "%d of %d tests failed\n", harness_failed_tests,

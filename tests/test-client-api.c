@@ -231,32 +231,67 @@ static void test_flush_reports_count(void) {
     deja_close(c);
 }
 
-static void test_stats_have_counters(void) {
-    deja_client *c = connect_or_fail(srv.addr);
-    float v[DIM];
-    axis_vec(v, 6, -1, 1.0f);
-    store_vec(c, "t-stats", v, "counted", NULL);
-    deja_result *r = NULL;
-    ASSERT_OK(deja_lookup(c, "t-stats", v, DIM, 0.5f, 1, 0, &r));
-    deja_result_free(r);
+/* The value of counter key in st (failing the test if it is absent). */
+static uint64_t stat_of(const deja_stats *st, const char *key) {
+    uint64_t value = 0;
+    int rc = deja_stats_find(st, key, &value);
+    if (rc != 0) HARNESS_FAIL("STATS has no counter \"%s\": %s", key, deja_strerror(rc));
+    return value;
+}
 
+/* A known sequence -- two stores of unrelated vectors, two lookups that
+ * hit them and one that misses -- moves each counter by exactly its
+ * share, in the namespace and server-wide (the tests run one at a time,
+ * so nothing else moves the server's counters meanwhile); and every
+ * counter is named once. */
+static void test_stats_count_exactly_the_operations_made(void) {
+    static const char *const keys[] = {"entries", "stores",    "lookups",       "hits",
+                                       "misses",  "exact_hits", "semantic_hits", "tokens_saved",
+                                       "cost_saved_micro_usd"};
+    enum { NKEYS = sizeof keys / sizeof keys[0] };
+    /* Namespace "t-stats" starts empty: the expected values are deltas. */
+    static const uint64_t delta[NKEYS] = {2, 2, 3, 2, 1, 0, 2, 2 * 30, 2 * 300};
+    deja_client *c = connect_or_fail(srv.addr);
     deja_stats *st = NULL;
     ASSERT_OK(deja_stats_get(c, NULL, &st));
+    uint64_t before[NKEYS];
+    for (int i = 0; i < NKEYS; i++)
+        before[i] = stat_of(st, keys[i]);
+    deja_stats_free(st);
+
+    float v1[DIM], v2[DIM], v3[DIM];
+    axis_vec(v1, 6, -1, 1.0f);
+    axis_vec(v2, 7, -1, 1.0f);
+    axis_vec(v3, 8, -1, 1.0f);
+    store_vec(c, "t-stats", v1, "one", NULL);
+    store_vec(c, "t-stats", v2, "two", NULL);
+    const float *queries[3] = {v1, v2, v3};
+    for (int q = 0; q < 3; q++) {
+        deja_result *r = NULL;
+        ASSERT_OK(deja_lookup(c, "t-stats", queries[q], DIM, 0.9f, 1, 0, &r));
+        ASSERT_EQ(r->count, q < 2 ? 1 : 0);
+        deja_result_free(r);
+    }
+
+    ASSERT_OK(deja_stats_get(c, NULL, &st));
+    for (int i = 0; i < NKEYS; i++)
+        if (stat_of(st, keys[i]) - before[i] != delta[i])
+            HARNESS_FAIL("server-wide %s moved by %" PRIu64 ", expected %" PRIu64, keys[i],
+                         stat_of(st, keys[i]) - before[i], delta[i]);
     uint64_t value = 0;
-    ASSERT_OK(deja_stats_find(st, "entries", &value));
-    ASSERT_GE(value, 1);
-    ASSERT_OK(deja_stats_find(st, "lookups", &value));
-    ASSERT_GE(value, 1);
     ASSERT_EQ(deja_stats_find(st, "no-such-counter", &value), DEJA_ERR_NOT_FOUND);
     deja_stats_free(st);
 
     ASSERT_OK(deja_stats_get(c, "t-stats", &st));
-    ASSERT_OK(deja_stats_find(st, "entries", &value));
-    ASSERT_U64_EQ(value, 1);
-    ASSERT_OK(deja_stats_find(st, "lookups", &value));
-    ASSERT_U64_EQ(value, 1);
+    for (int i = 0; i < NKEYS; i++)
+        if (stat_of(st, keys[i]) != delta[i])
+            HARNESS_FAIL("t-stats %s = %" PRIu64 ", expected %" PRIu64, keys[i],
+                         stat_of(st, keys[i]), delta[i]);
+    /* No counter is listed twice: deja_stats_find would see only the first. */
     for (uint32_t i = 0; i < st->count; i++)
-        ASSERT_TRUE(st->items[i].key[0] != 0);
+        for (uint32_t j = i + 1; j < st->count; j++)
+            if (strcmp(st->items[i].key, st->items[j].key) == 0)
+                HARNESS_FAIL("counter %s is listed twice", st->items[i].key);
     deja_stats_free(st);
     deja_stats_free(NULL);
     deja_close(c);
@@ -611,7 +646,7 @@ int main(void) {
     RUN(test_want_prompt_returns_prompt);
     RUN(test_delete_then_lookup_misses);
     RUN(test_flush_reports_count);
-    RUN(test_stats_have_counters);
+    RUN(test_stats_count_exactly_the_operations_made);
     RUN(test_wrong_dim_is_mismatch_and_client_survives);
     RUN(test_bad_arguments_are_refused_locally);
     RUN(test_bad_addresses);

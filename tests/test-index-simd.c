@@ -1,7 +1,9 @@
 /* test-index-simd.c: every inner-product kernel this CPU can run agrees
  * with the scalar kernel, for every length and alignment, never reads past
- * its inputs, and DEJA_SIMD forces the kernel choice. */
+ * its inputs, the CPU detection agrees with /proc/cpuinfo, and DEJA_SIMD
+ * forces the kernel choice. */
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -192,13 +194,115 @@ static void test_deja_simd_forces_each_supported_kernel(void) {
     idx_simd_init();
 }
 
-static void test_without_deja_simd_the_best_supported_kernel_is_active(void) {
+/* ---- CPU detection, checked against the kernel's view ----------------------
+ *
+ * idx_simd_init asks the CPU (cpuid through __builtin_cpu_supports). The
+ * expectations here come from elsewhere: the flags Linux lists in
+ * /proc/cpuinfo, which it clears when the OS does not save the register
+ * state a feature needs. So a detection that is wrong -- a missing or
+ * extra feature test, a kernel marked runnable on a CPU without it --
+ * makes these tests fail instead of agreeing with itself. */
+
+/* The features each kernel needs, in /proc/cpuinfo's spelling (the same
+ * sets idx-simd.c tests, written out independently). */
+static const struct {
+    const char *name;
+    const char *flags[5];
+} kernel_needs[] = {
+    {"avx512", {"avx512f", "avx512vl", "avx512bw", "avx512dq"}},
+    {"avx2", {"avx2", "fma"}},
+    {"scalar", {0}},
+}, kernel_i8_needs[] = {
+    {"avx512vnni", {"avx512f", "avx512bw", "avx512_vnni"}},
+    {"avx512bw", {"avx512f", "avx512bw"}},
+    {"avx2", {"avx2"}},
+    {"scalar", {0}},
+};
+
+/* The "flags" line of the first processor in /proc/cpuinfo, with a space
+ * before and after, or "" where there is none (not x86, no /proc). */
+static void cpuinfo_flags(char *out, size_t cap) {
+    out[0] = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f == NULL) return;
+    static char line[16384];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "flags", 5) != 0) continue;
+        char *colon = strchr(line, ':');
+        if (colon == NULL) continue;
+        line[strcspn(line, "\n")] = 0;
+        snprintf(out, cap, "%s ", colon + 1);
+        break;
+    }
+    fclose(f);
+}
+
+static int cpu_has_all(const char *flags, const char *const *need) {
+    for (int i = 0; i < 5 && need[i]; i++) {
+        char word[64];
+        snprintf(word, sizeof word, " %s ", need[i]);
+        if (strstr(flags, word) == NULL) return 0;
+    }
+    return 1;
+}
+
+/* Whether the CPU can run the named kernel by /proc/cpuinfo; fails the
+ * test on a kernel the table above does not know. */
+static int expect_runnable(const char *flags, int i8, const char *name) {
+    size_t n = i8 ? sizeof kernel_i8_needs / sizeof kernel_i8_needs[0]
+                  : sizeof kernel_needs / sizeof kernel_needs[0];
+    for (size_t i = 0; i < n; i++) {
+        const char *known = i8 ? kernel_i8_needs[i].name : kernel_needs[i].name;
+        if (strcmp(known, name) == 0)
+            return cpu_has_all(flags, i8 ? kernel_i8_needs[i].flags : kernel_needs[i].flags);
+    }
+    HARNESS_FAIL("kernel %s%s is not in this test's table of features", name,
+                 i8 ? " (int8)" : "");
+}
+
+static void test_each_kernel_is_supported_exactly_when_proc_cpuinfo_says_so(void) {
+    char flags[16384];
+    cpuinfo_flags(flags, sizeof flags);
+    if (flags[0] == 0) {
+        fprintf(stderr, "   (no flags in /proc/cpuinfo: only scalar can be checked)\n");
+        ASSERT_STR_EQ(idx_kernel_get(idx_kernel_count() - 1)->name, "scalar");
+        return;
+    }
     unsetenv("DEJA_SIMD");
     idx_simd_init();
-    const char *best = NULL;
-    for (size_t i = 0; i < idx_kernel_count() && !best; i++)
-        if (idx_kernel_get(i)->supported) best = idx_kernel_get(i)->name;
+    for (size_t i = 0; i < idx_kernel_count(); i++) {
+        const idx_kernel *k = idx_kernel_get(i);
+        if (k->supported != expect_runnable(flags, 0, k->name))
+            HARNESS_FAIL("kernel %s: supported = %d, /proc/cpuinfo says %d", k->name,
+                         k->supported, !k->supported);
+    }
+    for (size_t i = 0; i < idx_kernel_i8_count(); i++) {
+        const idx_kernel_i8 *k = idx_kernel_i8_get(i);
+        if (k->supported != expect_runnable(flags, 1, k->name))
+            HARNESS_FAIL("int8 kernel %s: supported = %d, /proc/cpuinfo says %d", k->name,
+                         k->supported, !k->supported);
+    }
+}
+
+/* The expected default is the first kernel built in (listed) that the
+ * CPU runs by /proc/cpuinfo, not by the supported flags idx_simd_init
+ * wrote itself. */
+static void test_without_deja_simd_the_best_kernel_the_cpu_has_is_active(void) {
+    char flags[16384];
+    cpuinfo_flags(flags, sizeof flags);
+    unsetenv("DEJA_SIMD");
+    idx_simd_init();
+    const char *best = "scalar", *best_i8 = "scalar";
+    if (flags[0]) {
+        for (size_t i = idx_kernel_count(); i-- > 0;)
+            if (expect_runnable(flags, 0, idx_kernel_get(i)->name))
+                best = idx_kernel_get(i)->name;
+        for (size_t i = idx_kernel_i8_count(); i-- > 0;)
+            if (expect_runnable(flags, 1, idx_kernel_i8_get(i)->name))
+                best_i8 = idx_kernel_i8_get(i)->name;
+    }
     ASSERT_STR_EQ(idx_simd_name(), best);
+    ASSERT_STR_EQ(idx_simd_i8_name(), best_i8);
 }
 
 static void test_unknown_deja_simd_value_is_ignored(void) {
@@ -240,7 +344,8 @@ int main(void) {
     RUN(test_kernels_never_read_past_the_end);
     RUN(test_deja_simd_scalar_forces_the_scalar_kernel);
     RUN(test_deja_simd_forces_each_supported_kernel);
-    RUN(test_without_deja_simd_the_best_supported_kernel_is_active);
+    RUN(test_each_kernel_is_supported_exactly_when_proc_cpuinfo_says_so);
+    RUN(test_without_deja_simd_the_best_kernel_the_cpu_has_is_active);
     RUN(test_unknown_deja_simd_value_is_ignored);
     RUN(test_forcing_an_unsupported_kernel_falls_back_to_a_supported_one);
     return harness_result();

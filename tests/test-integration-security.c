@@ -401,6 +401,40 @@ static void test_an_accept_storm_at_the_fd_limit_neither_spins_nor_floods_the_lo
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* Namespaces cost memory (about 40 KB each), so clients may create only
+ * --max-namespaces of them; the search breadths a namespace may ask for
+ * are bounded too. */
+static void test_namespace_count_and_search_breadth_are_bounded(void) {
+    test_server s;
+    const char *args[] = {"--max-namespaces", "3", NULL};
+    ASSERT_OK(test_server_start(&s, args));
+    int fd = test_server_connect_raw(&s);
+    ASSERT_EQ(store(fd, "n1", 1), 0);
+    ASSERT_EQ(store(fd, "n2", 1), 0);
+    ASSERT_EQ(store(fd, "n3", 1), 0);
+    ASSERT_EQ(store(fd, "n4", 1), -DEJA_ERR_STORAGE_FULL);
+    ASSERT_EQ(store(fd, "n3", 2), 0); /* existing ones keep working */
+    proto_buf b;
+    proto_buf_init(&b);
+    proto_ns_config cfg = {.dim = DIM};
+    ASSERT_OK(proto_encode_ns_create_req(&b, 7, (const uint8_t *)"n5", 2, &cfg));
+    ASSERT_EQ(roundtrip(fd, &b), -DEJA_ERR_STORAGE_FULL);
+    ASSERT_EQ(ns_op(fd, PROTO_OP_NS_DROP, "n1"), 0);
+    cfg.hnsw_ef_search = 60000; /* every LOOKUP would pay for it */
+    ASSERT_OK(proto_encode_ns_create_req(&b, 8, (const uint8_t *)"n6", 2, &cfg));
+    ASSERT_EQ(roundtrip(fd, &b), -DEJA_ERR_BAD_REQUEST);
+    cfg.hnsw_ef_search = 0;
+    cfg.hnsw_ef_construction = 60000;
+    ASSERT_OK(proto_encode_ns_create_req(&b, 9, (const uint8_t *)"n6", 2, &cfg));
+    ASSERT_EQ(roundtrip(fd, &b), -DEJA_ERR_BAD_REQUEST);
+    cfg.hnsw_ef_construction = 4096;
+    ASSERT_OK(proto_encode_ns_create_req(&b, 10, (const uint8_t *)"n6", 2, &cfg));
+    ASSERT_EQ(roundtrip(fd, &b), 0);
+    proto_buf_free(&b);
+    close(fd);
+    ASSERT_EQ(test_server_stop(&s), 0);
+}
+
 /* ---- the stream ------------------------------------------------------------ */
 
 static void test_replies_owed_before_a_half_close_are_sent(void) {
@@ -665,6 +699,7 @@ int main(void) {
     RUN(test_large_frames_past_the_client_memory_budget_get_busy);
     RUN(test_a_client_that_never_reads_is_bounded);
     RUN(test_an_accept_storm_at_the_fd_limit_neither_spins_nor_floods_the_log);
+    RUN(test_namespace_count_and_search_breadth_are_bounded);
     RUN(test_replies_owed_before_a_half_close_are_sent);
     RUN(test_before_auth_everything_but_hello_auth_ping_is_auth_required);
     RUN(test_token_guessing_is_slowed_and_counted);

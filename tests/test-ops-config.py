@@ -24,6 +24,9 @@ import tempfile
 import time
 
 DEJAD, ROOT = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(ROOT, "client", "python"))
+import deja  # noqa: E402
+
 FAILED = []
 
 
@@ -143,6 +146,30 @@ def main():
             check(wait_for(lambda: "reload done" in open(log).read()),
                   "SIGHUP applies log-level from the file (info lines appear)")
             check("log-level is now 'info'" in open(log).read(), "the reload says what changed")
+            # Thresholds and budgets: a namespace that follows the server's
+            # default floor follows a new one; one with its own keeps it.
+            url = "deja://127.0.0.1:%d" % int(open(port_file).read())
+            with deja.Client(url) as c:
+                c.store("follows", [1.0, 0.0, 0.0, 0.0], "a")
+                c.ns_create("own", deja.NamespaceConfig(dim=4, min_threshold=0.6))
+                before = c.ns_info("follows").config.min_threshold
+                with open(conf, "a") as f:
+                    f.write("min-threshold 0.9\nmax-entries 2\n")
+                p.send_signal(signal.SIGHUP)
+                wait_for(lambda: open(log).read().count("reload done") >= 2)
+                after = c.ns_info("follows").config.min_threshold
+                own = c.ns_info("own").config.min_threshold
+                check(abs(before - 0.5) < 1e-6 and abs(after - 0.9) < 1e-6 and
+                      abs(own - 0.6) < 1e-6,
+                      "SIGHUP applies min-threshold to namespaces on the default (%.2f -> "
+                      "%.2f; own floor %.2f kept)" % (before, after, own))
+                for i in range(4):
+                    v = [0.0] * 4
+                    v[i] = 1.0
+                    c.store("follows", [x + 0.1 * (j == (i + 1) % 4) for j, x in
+                                        enumerate(v)], "b%d" % i)
+                entries = c.stats()["entries"]
+                check(entries <= 2, "SIGHUP applies max-entries (%d entries left)" % entries)
         finally:
             p.send_signal(signal.SIGTERM)
             p.wait(30)

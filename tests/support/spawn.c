@@ -1,4 +1,6 @@
-/* spawn.c: starts and stops a real dejad process for integration tests. */
+/* spawn.c: starts and stops a real dejad process for integration tests
+ * (with the helper deja-bench uses too, common/deja-spawn.h), and talks
+ * to it over raw sockets. */
 #include "spawn.h"
 
 #include <arpa/inet.h>
@@ -18,79 +20,43 @@
 #include <time.h>
 #include <unistd.h>
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+#include "deja-spawn.h"
 
+/* Integration tests start dejad in a few milliseconds; 10 s is a hang. */
+#define START_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS 10000
+
+/* The data folder holds the port file and the socket too, so a restart
+ * finds them where the first start put them. */
 static int launch(test_server *s, const char *const *extra_args, int port) {
     const char *bin = getenv("DEJAD");
     if (!bin) {
         fprintf(stderr, "spawn: DEJAD is not set\n");
         return -1;
     }
-    char port_file[320], port_arg[16], sock[280];
-    snprintf(port_file, sizeof port_file, "%s/port", s->dir);
-    snprintf(port_arg, sizeof port_arg, "%d", port);
-    snprintf(sock, sizeof sock, "%s/dejad.sock", s->dir);
-    unlink(port_file);
-
-    const char *argv[64];
-    int argc = 0;
-    argv[argc++] = bin;
-    argv[argc++] = "--host";
-    argv[argc++] = "127.0.0.1";
-    argv[argc++] = "--port";
-    argv[argc++] = port_arg;
-    argv[argc++] = "--port-file";
-    argv[argc++] = port_file;
-    argv[argc++] = "--data";
-    argv[argc++] = s->dir;
-    argv[argc++] = "--unix";
-    argv[argc++] = sock;
-    for (int i = 0; extra_args && extra_args[i] && argc < 62; i++)
-        argv[argc++] = extra_args[i];
-    argv[argc] = NULL;
-
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        execv(bin, (char *const *)argv);
-        perror("spawn: execv");
-        _exit(127);
-    }
-    s->pid = pid;
-    for (int waited = 0; waited < 10000; waited += 10) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            int p = 0;
-            int ok = fscanf(f, "%d", &p) == 1 && p > 0;
-            fclose(f);
-            if (ok) {
-                s->port = p;
-                snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", p);
-                snprintf(s->unix_path, sizeof s->unix_path, "unix:%s", sock);
-                return 0;
-            }
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            fprintf(stderr, "spawn: dejad exited early (status %d)\n", status);
-            s->pid = 0;
-            return -1;
-        }
-        sleep_ms(10);
-    }
-    fprintf(stderr, "spawn: dejad did not listen within 10 s\n");
-    test_server_kill(s);
-    return -1;
+    dejad_spawn_opts o = {
+        .who = "spawn",
+        .dejad = bin,
+        .run_dir = s->dir,
+        .data = s->dir,
+        .host = "127.0.0.1",
+        .port = port,
+        .args = extra_args,
+        .start_timeout_ms = START_TIMEOUT_MS,
+    };
+    dejad_proc p;
+    int rc = dejad_spawn(&o, &p);
+    s->pid = p.pid;
+    if (rc != 0) return -1;
+    s->port = p.port;
+    snprintf(s->addr, sizeof s->addr, "%s", p.addr);
+    snprintf(s->unix_path, sizeof s->unix_path, "unix:%s", p.unix_path);
+    return 0;
 }
 
 int test_server_start(test_server *s, const char *const *extra_args) {
     memset(s, 0, sizeof *s);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(s->dir, sizeof s->dir, "%s/deja-test-XXXXXX", tmp ? tmp : "/tmp");
-    if (!mkdtemp(s->dir)) {
+    if (dejad_spawn_mkdtemp("deja-test", s->dir, sizeof s->dir) != 0) {
         perror("spawn: mkdtemp");
         return -1;
     }
@@ -101,25 +67,25 @@ int test_server_restart(test_server *s, const char *const *extra_args) {
     return launch(s, extra_args, s->port);
 }
 
+/* The test_server keeps only the pid; a dejad_proc is rebuilt from it. */
+static dejad_proc proc_of(const test_server *s) {
+    dejad_proc p;
+    memset(&p, 0, sizeof p);
+    p.pid = s->pid;
+    snprintf(p.who, sizeof p.who, "spawn");
+    return p;
+}
+
 int test_server_shutdown(test_server *s) {
-    if (s->pid <= 0) return -1;
-    kill(s->pid, SIGTERM);
-    int status = 0;
-    for (int waited = 0; waited < 10000; waited += 10) {
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        sleep_ms(10);
-    }
-    test_server_kill(s);
-    return -1;
+    dejad_proc p = proc_of(s);
+    int status = dejad_spawn_stop(&p, STOP_TIMEOUT_MS);
+    s->pid = 0;
+    return status;
 }
 
 void test_server_kill(test_server *s) {
-    if (s->pid <= 0) return;
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
+    dejad_proc p = proc_of(s);
+    dejad_spawn_kill(&p);
     s->pid = 0;
 }
 
@@ -127,9 +93,7 @@ int test_server_stop(test_server *s) {
     int status = 0;
     if (s->pid > 0) status = test_server_shutdown(s);
     if (s->dir[0]) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
-        if (system(cmd) != 0) fprintf(stderr, "spawn: cannot remove %s\n", s->dir);
+        if (dejad_spawn_rmtree(s->dir) != 0) fprintf(stderr, "spawn: cannot remove %s\n", s->dir);
         s->dir[0] = 0;
     }
     if (status != 0) fprintf(stderr, "spawn: dejad exited with status %d\n", status);
