@@ -404,6 +404,10 @@ static void http_respond(http_conn *hc, int status, const char *type, const char
         http_close(hc);
 }
 
+static void put_config_line(void *ctx, const char *key, const char *value) {
+    put(ctx, "%s %s\n", key, value);
+}
+
 static void http_serve(http_conn *hc, const srv_http_req *req) {
     srv_server *s = hc->srv;
     int head = req->method == SRV_HTTP_HEAD;
@@ -417,6 +421,13 @@ static void http_serve(http_conn *hc, const srv_http_req *req) {
             http_respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", t.data, t.len,
                          head);
         }
+        free(t.data);
+    } else if (strcmp(req->path, "/config") == 0) {
+        /* The effective configuration, in config-file form (no token). */
+        text t = {0};
+        srv_config_each(s->cfg, put_config_line, &t);
+        if (t.failed) http_respond(hc, 503, "text/plain; charset=utf-8", "", 0, head);
+        else http_respond(hc, 200, "text/plain; charset=utf-8", t.data, t.len, head);
         free(t.data);
     } else if (strcmp(req->path, "/healthz") == 0) {
         http_respond(hc, 200, "text/plain; charset=utf-8", "ok\n", 3, head);

@@ -210,6 +210,9 @@ def main():
 
         print("-- HTTP edges")
         check(http_get(base + "/healthz")[0] == 200, "/healthz is 200")
+        code, conf = http_get(base + "/config")
+        check(code == 200 and "max-connections 1024\n" in conf and "auth-token" not in conf,
+              "/config dumps the effective configuration, without the token")
         check(http_get(base + "/readyz") == (200, "ready\n"), "/readyz is ready")
         check(http_get(base + "/nope")[0] == 404, "unknown path is 404")
         check(raw_http(mport, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").startswith(

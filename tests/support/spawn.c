@@ -50,7 +50,8 @@ static int launch(test_server *s, const char *const *extra_args, int port) {
     if (rc != 0) return -1;
     s->port = p.port;
     snprintf(s->addr, sizeof s->addr, "%s", p.addr);
-    snprintf(s->unix_path, sizeof s->unix_path, "unix:%s", p.unix_path);
+    /* dejad_spawn puts the socket in run_dir, the data folder here. */
+    snprintf(s->unix_path, sizeof s->unix_path, "unix:%s/dejad.sock", s->dir);
     return 0;
 }
 

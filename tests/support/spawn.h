@@ -16,7 +16,7 @@ typedef struct test_server {
     int port;
     char dir[256];       /* data folder (removed by test_server_stop) */
     char addr[64];       /* "127.0.0.1:PORT" for deja_connect */
-    char unix_path[520]; /* "unix:DIR/dejad.sock" for deja_connect */
+    char unix_path[320]; /* "unix:DIR/dejad.sock" for deja_connect */
 } test_server;
 
 /* Starts dejad with the default flags plus extra_args (NULL-terminated
