@@ -203,6 +203,7 @@ static void conn_flush(srv_conn *c) {
     c->in_flight += wr->len;
     conn_charge(c, (ptrdiff_t)wr->len);
     atomic_fetch_add_explicit(&c->w->srv->bytes_out, wr->len, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->srv->reply_writes, 1, memory_order_relaxed);
     int rc = uv_write(&wr->req, &c->h.stream, &b, 1, on_write);
     if (rc < 0) {
         c->in_flight -= wr->len;
@@ -544,47 +545,87 @@ void srv_conn_close_all(srv_worker *w, int force) {
     }
 }
 
-static int encode_completion(srv_conn *c, const srv_wop *op, int rc, uint64_t id) {
+/* ---- replies owed by the commit thread ------------------------------------ */
+
+static int encode_reply(srv_conn *c, const srv_reply_write *rw, int rc, uint64_t id) {
     if (rc) {
         if (rc < DEJA_ERR_WIRE_MIN) rc = DEJA_ERR_INTERNAL;
         srv_count_error(c->w->srv, rc);
-        return proto_encode_error(&c->out, op->opcode, op->request_id, rc,
-                                  deja_strerror(rc));
+        return proto_encode_error(&c->out, rw->opcode, rw->request_id, rc, deja_strerror(rc));
     }
-    switch (op->opcode) {
-    case PROTO_OP_STORE: return proto_encode_store_resp(&c->out, op->request_id, id);
-    case PROTO_OP_FLUSH:
-    case PROTO_OP_NS_DROP:
-        return proto_encode_u64_resp(&c->out, op->opcode, op->request_id, op->removed);
-    default: return proto_encode_empty_resp(&c->out, op->opcode, op->request_id);
+    switch (rw->reply) {
+    case SRV_REPLY_STORE: return proto_encode_store_resp(&c->out, rw->request_id, id);
+    case SRV_REPLY_U64:
+        return proto_encode_u64_resp(&c->out, rw->opcode, rw->request_id, rw->value);
+    case SRV_REPLY_EMPTY: break;
     }
+    return proto_encode_empty_resp(&c->out, rw->opcode, rw->request_id);
 }
 
-void srv_conn_complete(srv_wop *op) {
-    srv_conn *c = op->conn;
-    int rc = op->result;
+/* The completion of a reply write, on its connection's worker: a STORE is
+ * published (durable now, so visible), then the reply is encoded; it is
+ * written with the others of this wake-up (srv_conn_flush_completed). */
+static void reply_done(srv_write *write) {
+    srv_reply_write *rw = (srv_reply_write *)write;
+    srv_conn *c = rw->conn;
+    srv_worker *w = c->w;
+    int rc = write->result;
     uint64_t id = 0;
-    if (op->opcode == PROTO_OP_STORE) {
-        /* Durable now: make it visible, then acknowledge. */
-        if (rc == 0) rc = cache_publish(op->w->srv->cache, op->pending, &id);
-        else cache_discard(op->pending);
-        srv_hist_add(&op->w->srv->store_hist, srv_now_ns() - op->t0_ns);
+    if (rw->reply == SRV_REPLY_STORE) {
+        if (rc == 0) rc = cache_publish(w->srv->cache, rw->pending, &id);
+        else cache_discard(rw->pending);
+        srv_hist_add(&w->srv->store_hist, srv_now_ns() - rw->t0_ns);
     }
-    if (op->held) {
-        /* The STORE body no longer waits: return its charge. */
-        if (c) conn_charge(c, -(ptrdiff_t)op->held);
-        else op->w->held -= op->held;
+    /* The request's bytes no longer wait: return their charge. */
+    if (rw->held) conn_charge(c, -(ptrdiff_t)rw->held);
+    c->deferred--;
+    if (!c->handle_closed && !uv_is_closing(&c->h.handle)) {
+        if (encode_reply(c, rw, rc, id) != 0) {
+            conn_close_now(c);
+        } else if (!c->flush_queued) {
+            c->flush_queued = 1;
+            c->flush_next = w->flush_list;
+            w->flush_list = c;
+        }
     }
-    if (c) {
-        c->deferred--;
-        if (!c->handle_closed && !uv_is_closing(&c->h.handle)) {
-            if (encode_completion(c, op, rc, id) != 0) conn_close_now(c);
-            else conn_flush(c);
+    srv_conn_release(c);
+    free(rw);
+}
+
+/* The namespace record a write carried is on disk: later writes need not
+ * carry it. Commit thread. */
+static void reply_committed(srv_write *write) {
+    srv_reply_write *rw = (srv_reply_write *)write;
+    if (write->result || write->ops[0].kind != STORE_OP_PUT_NS) return;
+    if (rw->pending) cache_pending_ns_persisted(rw->pending);
+    else cache_ns_persisted(rw->conn->w->srv->cache, write->ops[0].ns->ns_id);
+}
+
+void srv_conn_submit_reply(srv_req *r, srv_reply_write *rw) {
+    rw->conn = r->conn;
+    rw->request_id = r->hdr->request_id;
+    rw->opcode = r->hdr->opcode;
+    rw->t0_ns = srv_now_ns();
+    rw->base.w = r->w;
+    rw->base.done = reply_done;
+    rw->base.committed = reply_committed;
+    if (rw->held) conn_charge(r->conn, (ptrdiff_t)rw->held);
+    r->conn->deferred++;
+    srv_writer_submit(r->srv->writer, &rw->base);
+}
+
+void srv_conn_flush_completed(srv_worker *w) {
+    srv_conn *c = w->flush_list;
+    w->flush_list = NULL;
+    while (c) {
+        srv_conn *next = c->flush_next;
+        c->flush_queued = 0;
+        c->flush_next = NULL;
+        if (!uv_is_closing(&c->h.handle)) {
+            conn_flush(c);
             if (c->closing && conn_drained(c)) conn_close_now(c);
             else conn_maybe_resume(c);
         }
-        srv_conn_release(c);
+        c = next;
     }
-    free(op->ns_rec);
-    free(op);
 }

@@ -211,37 +211,21 @@ static int op_ping(srv_req *r) {
                              r->body, r->hdr->body_len);
 }
 
+/* A reply write with its store operations; NULL when out of memory. The
+ * handler fills in what the reply needs and submits it. */
+static srv_reply_write *reply_write(enum srv_reply_kind reply, store_op first) {
+    srv_reply_write *rw = calloc(1, sizeof *rw);
+    if (!rw) return NULL;
+    rw->reply = reply;
+    rw->base.ops[0] = first;
+    rw->base.nops = 1;
+    return rw;
+}
+
 /* Hands a write to the commit thread; the reply goes out once it is
- * durable (srv_conn_complete). */
-static int defer_write(srv_req *r, cache_pending *pending, uint32_t ns_id,
-                       uint64_t id, uint64_t removed, const store_ns_rec *ns_rec) {
-    srv_wop *op = calloc(1, sizeof *op);
-    store_ns_rec *rec = ns_rec ? malloc(sizeof *rec) : NULL;
-    if (!op || (ns_rec && !rec)) {
-        free(op);
-        free(rec);
-        cache_discard(pending);
-        return DEJA_ERR_NOMEM;
-    }
-    if (rec) *rec = *ns_rec;
-    op->ns_rec = rec;
-    op->opcode = r->hdr->opcode;
-    op->request_id = r->hdr->request_id;
-    op->w = r->w;
-    op->conn = r->conn;
-    op->pending = pending;
-    op->ns_id = ns_id;
-    op->id = id;
-    op->removed = removed;
-    op->t0_ns = srv_now_ns();
-    if (pending) {
-        /* The STORE's bytes wait in memory until committed: charge them to
-         * the worker's client budget (srv_conn_complete returns them). */
-        op->held = r->hdr->body_len;
-        r->conn->held += op->held;
-        r->w->held += op->held;
-    }
-    srv_writer_submit(r->srv->writer, op);
+ * durable (reply_done in srv-conn.c). */
+static int submit(srv_req *r, srv_reply_write *rw) {
+    srv_conn_submit_reply(r, rw);
     return SRV_DEFERRED;
 }
 
@@ -267,7 +251,23 @@ static int op_store(srv_req *r) {
                  (int)req.ns_len, (const char *)req.ns,
                  (unsigned long long)r->srv->cfg->max_namespaces);
     if (rc) return rc;
-    return defer_write(r, pending, 0, 0, 0, NULL);
+    /* A namespace record not yet on disk goes in the same transaction. */
+    int persisted;
+    const store_ns_rec *ns = cache_pending_ns(pending, &persisted);
+    store_op entry = {.kind = STORE_OP_PUT_ENTRY, .entry = cache_pending_entry(pending)};
+    srv_reply_write *rw =
+        reply_write(SRV_REPLY_STORE,
+                    persisted ? entry : (store_op){.kind = STORE_OP_PUT_NS, .ns = ns});
+    if (!rw) {
+        cache_discard(pending);
+        return DEJA_ERR_NOMEM;
+    }
+    if (!persisted) rw->base.ops[rw->base.nops++] = entry;
+    rw->pending = pending;
+    /* The STORE's bytes wait in memory until committed: they count in the
+     * worker's client budget until its completion. */
+    rw->held = r->hdr->body_len;
+    return submit(r, rw);
 }
 
 /* Bytes a hit adds to a LOOKUP reply. */
@@ -335,7 +335,9 @@ static int op_delete(srv_req *r) {
     uint32_t ns_id;
     rc = cache_delete(r->srv->cache, req.ns, req.ns_len, req.id, &ns_id);
     if (rc) return rc;
-    return defer_write(r, NULL, ns_id, req.id, 0, NULL);
+    srv_reply_write *rw = reply_write(
+        SRV_REPLY_EMPTY, (store_op){.kind = STORE_OP_DEL_ENTRY, .ns_id = ns_id, .id = req.id});
+    return rw ? submit(r, rw) : DEJA_ERR_NOMEM;
 }
 
 static int op_flush(srv_req *r) {
@@ -348,7 +350,11 @@ static int op_flush(srv_req *r) {
     if (rc) return rc;
     if (ns_id == 0) /* unknown namespace: nothing to make durable */
         return proto_encode_u64_resp(r->out, PROTO_OP_FLUSH, r->hdr->request_id, 0);
-    return defer_write(r, NULL, ns_id, 0, removed, NULL);
+    srv_reply_write *rw =
+        reply_write(SRV_REPLY_U64, (store_op){.kind = STORE_OP_DEL_NS_ENTRIES, .ns_id = ns_id});
+    if (!rw) return DEJA_ERR_NOMEM;
+    rw->value = removed;
+    return submit(r, rw);
 }
 
 static int op_stats(srv_req *r) {
@@ -392,6 +398,7 @@ static int op_stats(srv_req *r) {
             {"connections_refused", atomic_load(&s->conns_refused)},
             {"connections_idle_closed", atomic_load(&s->conns_idle_closed)},
             {"frames_busy", atomic_load(&s->frames_busy)},
+            {"reply_writes", atomic_load(&s->reply_writes)},
             {"client_buffer_bytes", srv_client_bytes(s)},
             {"auth_ok", atomic_load(&s->auth_ok)},
             {"auth_failed", atomic_load(&s->auth_failed)},
@@ -425,7 +432,11 @@ static int op_ns_create(srv_req *r) {
     if (rc) return rc;
     if (!created) /* same configuration: nothing to do */
         return proto_encode_empty_resp(r->out, PROTO_OP_NS_CREATE, r->hdr->request_id);
-    return defer_write(r, NULL, rec.ns_id, 0, 0, &rec);
+    srv_reply_write *rw = reply_write(SRV_REPLY_EMPTY, (store_op){.kind = STORE_OP_PUT_NS});
+    if (!rw) return DEJA_ERR_NOMEM;
+    rw->ns_rec = rec;
+    rw->base.ops[0].ns = &rw->ns_rec;
+    return submit(r, rw);
 }
 
 static int op_ns_list(srv_req *r) {
@@ -473,5 +484,11 @@ static int op_ns_drop(srv_req *r) {
     store_ns_rec rec;
     rc = cache_ns_drop(r->srv->cache, req.ns, req.ns_len, &removed, &rec);
     if (rc) return rc;
-    return defer_write(r, NULL, rec.ns_id, 0, removed, &rec);
+    srv_reply_write *rw = reply_write(
+        SRV_REPLY_U64, (store_op){.kind = STORE_OP_DEL_NS, .ns_id = rec.ns_id});
+    if (!rw) return DEJA_ERR_NOMEM;
+    rw->ns_rec = rec;
+    rw->base.ops[0].ns = &rw->ns_rec;
+    rw->value = removed;
+    return submit(r, rw);
 }

@@ -44,25 +44,39 @@ typedef struct srv_source {
     uint8_t addr[15];
 } srv_source;
 
-/* A write waiting for the commit thread, then for its worker to reply.
- * Ownership: created by a handler on the worker, owned by the writer's
- * queue until committed, then by the worker's done list. */
-typedef struct srv_wop {
-    struct srv_wop *next;
-    uint8_t opcode;          /* STORE, DELETE, FLUSH, NS_CREATE, NS_DROP */
+/* A write: the store operations a request needs made durable, and what
+ * happens once they are. Built by its handler; owned by the commit
+ * thread's queue until committed, then by its completion. The commit
+ * thread knows store operations and these two callbacks, nothing else. */
+typedef struct srv_write srv_write;
+struct srv_write {
+    srv_write *next;
+    store_op ops[2]; /* at most a namespace record and an entry */
+    unsigned nops;
+    int result;      /* set by the commit thread: 0 or the first error */
+    /* Commit thread, right after the transaction, before the completion is
+     * posted (a namespace record now on disk is marked so); may be NULL. */
+    void (*committed)(srv_write *wr);
+    /* The completion, exactly once: on worker w's loop (srv_worker_post),
+     * or on the commit thread when w is NULL. It frees the write. */
+    void (*done)(srv_write *wr);
+    srv_worker *w;
+};
+
+/* A write that answers a request once it is durable (srv-conn.c). */
+enum srv_reply_kind { SRV_REPLY_EMPTY, SRV_REPLY_U64, SRV_REPLY_STORE };
+typedef struct srv_reply_write {
+    srv_write base;
+    srv_conn *conn;         /* holds a deferred reference on conn */
     uint32_t request_id;
-    srv_worker *w;           /* replies go back through this worker; NULL
-                              * for the server's own deletes (TTL, LFU) */
-    srv_conn *conn;          /* holds a deferred reference on conn */
-    store_ns_rec *ns_rec;    /* NS_CREATE, NS_DROP (owned) */
-    cache_pending *pending;  /* STORE */
-    uint32_t ns_id;          /* DELETE, FLUSH */
-    uint64_t id;             /* DELETE */
-    uint64_t removed;        /* FLUSH, NS_DROP: entries removed from memory */
-    size_t held;             /* bytes charged to w->held until completion */
-    uint64_t t0_ns;          /* STORE: when its frame was dispatched */
-    int result;              /* set by the writer */
-} srv_wop;
+    uint8_t opcode;         /* of the request, echoed in the reply */
+    enum srv_reply_kind reply;
+    uint64_t value;         /* SRV_REPLY_U64: entries removed */
+    cache_pending *pending; /* SRV_REPLY_STORE: published on success */
+    store_ns_rec ns_rec;    /* the namespace record ops[0] may point to */
+    size_t held;            /* bytes charged to the worker until completion */
+    uint64_t t0_ns;         /* when the request's frame was dispatched */
+} srv_reply_write;
 
 /* A socket accepted by the main thread, waiting for its worker. */
 typedef struct srv_handoff {
@@ -83,7 +97,8 @@ struct srv_worker {
     int stopping;
     int stop_started;   /* worker thread only */
     int wake_closed;    /* no uv_async_send after this */
-    srv_wop *done_head, *done_tail; /* committed writes awaiting replies */
+    srv_write *done_head, *done_tail; /* committed writes awaiting completion */
+    srv_conn *flush_list;  /* connections with completions to write (worker only) */
     srv_conn *conns; /* this worker's open connections (list) */
     /* Per-worker scratch for the op handlers (one request at a time). */
     float *vec;           /* PROTO_MAX_DIM floats, 64-byte aligned */
@@ -113,6 +128,7 @@ struct srv_server {
     uv_signal_t sigint, sigterm;
     uv_timer_t sweep_timer; /* TTL sweeper, on the main loop */
     uv_timer_t snapshot_timer; /* periodic graph snapshots */
+    int snapshot_running;      /* one on the libuv pool (main thread's flag) */
     srv_worker *workers;
     unsigned nworkers;
     store *store;
@@ -142,6 +158,7 @@ struct srv_server {
     int metrics_conns;
     atomic_int ready; /* listening, data loaded; 0 again while stopping */
     atomic_uint_fast64_t bytes_in, bytes_out;
+    atomic_uint_fast64_t reply_writes; /* uv_write calls for client replies */
     atomic_uint_fast64_t errors[SRV_WIRE_STATUSES]; /* error replies by status */
     atomic_uint_fast64_t last_snapshot_ms;
     srv_hist lookup_hist, store_hist;
@@ -168,6 +185,8 @@ struct srv_conn {
     unsigned deferred; /* replies owed (commit thread, AUTH guard) */
     size_t held;       /* this connection's share of w->held */
     uint64_t last_active_ms; /* last complete frame or completed write */
+    int flush_queued;  /* on w->flush_list */
+    srv_conn *flush_next;
     srv_scope scope;   /* what it may touch (all, without auth) */
     unsigned scope_gen; /* tokens_gen the scope was checked against */
     srv_source source;
@@ -242,9 +261,12 @@ typedef struct srv_writer_config {
 int srv_writer_start(srv_server *srv, store *st, const srv_writer_config *cfg,
                      srv_writer **out);
 
-/* Queues a write; the reply is sent when it is committed. Takes a deferred
- * reference on op->conn, so it runs on op->conn's worker thread. */
-void srv_writer_submit(srv_writer *wr, srv_wop *op);
+/* Queues a write for the next transaction. Any thread. */
+void srv_writer_submit(srv_writer *wr, srv_write *write);
+
+/* Hands a committed write to worker w, whose loop runs its completion.
+ * Any thread. */
+void srv_worker_post(srv_worker *w, srv_write *write);
 
 /* Commits everything queued, then stops and joins the thread. */
 void srv_writer_stop(srv_writer *wr);
@@ -258,9 +280,13 @@ void srv_writer_stats(srv_writer *wr, uint64_t *commits, uint64_t *ops,
 
 /* ---- worker side of completions (srv-conn.c) ------------------------------ */
 
-/* Publishes or discards a committed write and sends its reply (if the
- * connection is still open), then frees op. Worker thread. */
-void srv_conn_complete(srv_wop *op);
+/* Queues a reply write from a handler: takes a deferred reference on its
+ * connection and submits it. The reply goes out when it is durable. */
+void srv_conn_submit_reply(srv_req *r, srv_reply_write *rw);
+
+/* Writes the replies that completions encoded since the last call, one
+ * write per connection. Worker thread. */
+void srv_conn_flush_completed(srv_worker *w);
 
 /* Releases a deferred reference; frees conn once closed and unreferenced. */
 void srv_conn_release(srv_conn *c);

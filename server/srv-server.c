@@ -61,21 +61,36 @@ void srv_worker_maybe_finish(srv_worker *w) {
     uv_close((uv_handle_t *)&w->tick, NULL);
 }
 
-/* Takes the worker's committed writes (under its lock). */
-static srv_wop *take_done(srv_worker *w) {
+void srv_worker_post(srv_worker *w, srv_write *write) {
+    write->next = NULL;
     pthread_mutex_lock(&w->mu);
-    srv_wop *done = w->done_head;
+    if (w->done_tail) w->done_tail->next = write;
+    else w->done_head = write;
+    w->done_tail = write;
+    int wake = !w->wake_closed;
+    pthread_mutex_unlock(&w->mu);
+    /* A worker that has already stopped drains its list after join. */
+    if (wake) uv_async_send(&w->wake);
+}
+
+/* Takes the worker's committed writes (under its lock). */
+static srv_write *take_done(srv_worker *w) {
+    pthread_mutex_lock(&w->mu);
+    srv_write *done = w->done_head;
     w->done_head = w->done_tail = NULL;
     pthread_mutex_unlock(&w->mu);
     return done;
 }
 
-static void complete_all(srv_wop *done) {
+/* Runs the completions of one wake-up, then writes what they encoded:
+ * one write per connection, however many of its writes completed. */
+static void complete_all(srv_worker *w, srv_write *done) {
     while (done) {
-        srv_wop *next = done->next;
-        srv_conn_complete(done);
+        srv_write *next = done->next;
+        done->done(done);
         done = next;
     }
+    srv_conn_flush_completed(w);
 }
 
 static void on_wake(uv_async_t *a) {
@@ -96,7 +111,7 @@ static void on_wake(uv_async_t *a) {
             srv_conn_accept(w, &local[i]);
         }
     }
-    complete_all(take_done(w));
+    complete_all(w, take_done(w));
     if (more) uv_async_send(&w->wake);
     if (stopping && !w->stop_started) {
         w->stop_started = 1;
@@ -142,11 +157,7 @@ static int worker_init(srv_server *s, srv_worker *w, unsigned index) {
 static void worker_free(srv_worker *w) {
     /* Writes committed after the loop ended: make them visible (they are
      * durable) and release their connections. */
-    for (srv_wop *op = take_done(w); op;) {
-        srv_wop *next = op->next;
-        srv_conn_complete(op);
-        op = next;
-    }
+    complete_all(w, take_done(w));
     uv_loop_close(&w->loop);
     pthread_mutex_destroy(&w->mu);
     free(w->handoff);
@@ -465,20 +476,22 @@ static int lock_data_dir(const char *dir) {
     return fd;
 }
 
-/* The cache removed an entry by itself (TTL): delete it from disk too. No
- * one waits for the reply. */
+static void free_write(srv_write *write) { free(write); }
+
+/* The cache removed an entry by itself (TTL, LFU): delete it from disk
+ * too. No one waits for it. */
 static void on_evict(void *ctx, uint32_t ns_id, uint64_t id) {
     srv_server *s = ctx;
-    srv_wop *op = calloc(1, sizeof *op);
-    if (!s->writer || !op) {
+    srv_write *write = calloc(1, sizeof *write);
+    if (!s->writer || !write) {
         /* Left on disk; dropped as expired at the next start. */
-        free(op);
+        free(write);
         return;
     }
-    op->opcode = PROTO_OP_DELETE;
-    op->ns_id = ns_id;
-    op->id = id;
-    srv_writer_submit(s->writer, op);
+    write->ops[0] = (store_op){.kind = STORE_OP_DEL_ENTRY, .ns_id = ns_id, .id = id};
+    write->nops = 1;
+    write->done = free_write;
+    srv_writer_submit(s->writer, write);
 }
 
 #define SWEEP_INTERVAL_MS 100
@@ -486,22 +499,53 @@ static void on_evict(void *ctx, uint32_t ns_id, uint64_t id) {
 #define SWEEP_MAX_MS 20
 
 /* Periodic graph snapshot, so that a restart after a crash loads a recent
- * graph instead of rebuilding it. Runs on the main loop. */
-static void on_snapshot(uv_timer_t *t) {
-    srv_server *s = t->data;
-    size_t written = 0;
-    char msg[512] = "";
-    uint64_t t0 = srv_now_ms();
-    int rc = cache_snapshot_write(s->cache, s->cfg->data_dir, store_last_txn(s->store), 0,
-                                  &written, msg, sizeof msg);
-    if (rc) {
-        srv_log(SRV_LOG_WARN, "%s", msg);
-    } else if (written) {
+ * graph instead of rebuilding it. Written on a libuv pool thread, so the
+ * main loop (accepting connections, the TTL sweeper, SIGHUP, metrics)
+ * never waits for it; one at a time. */
+typedef struct snapshot_job {
+    uv_work_t req;
+    srv_server *s;
+    uint64_t txn, t0;
+    size_t written;
+    int rc;
+    char msg[512];
+} snapshot_job;
+
+static void snapshot_work(uv_work_t *req) {
+    snapshot_job *job = req->data;
+    job->rc = cache_snapshot_write(job->s->cache, job->s->cfg->data_dir, job->txn, 0,
+                                   &job->written, job->msg, sizeof job->msg);
+}
+
+static void snapshot_done(uv_work_t *req, int status) {
+    snapshot_job *job = req->data;
+    srv_server *s = job->s;
+    if (job->rc) {
+        srv_log(SRV_LOG_WARN, "%s", job->msg);
+    } else if (job->written) {
         atomic_fetch_add(&s->snapshots, 1);
         atomic_store(&s->last_snapshot_ms, srv_now_ms());
-        srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms", written,
-                (unsigned long long)(srv_now_ms() - t0));
+        srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms",
+                job->written, (unsigned long long)(srv_now_ms() - job->t0));
     }
+    s->snapshot_running = 0;
+    free(job);
+}
+
+static void on_snapshot(uv_timer_t *t) {
+    srv_server *s = t->data;
+    if (s->snapshot_running) return;
+    snapshot_job *job = calloc(1, sizeof *job);
+    if (!job) return;
+    job->s = s;
+    job->txn = store_last_txn(s->store);
+    job->t0 = srv_now_ms();
+    job->req.data = job;
+    if (uv_queue_work(s->loop, &job->req, snapshot_work, snapshot_done) != 0) {
+        free(job);
+        return;
+    }
+    s->snapshot_running = 1;
 }
 
 static void on_sweep(uv_timer_t *t) {

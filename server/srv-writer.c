@@ -1,13 +1,14 @@
-/* srv-writer.c: the commit thread -- group commit of STOREs, DELETEs and
- * FLUSHes into LMDB, and hand-back of each committed write to the worker
- * that must reply.
+/* srv-writer.c: the commit thread -- group commit of writes into LMDB,
+ * and hand-back of each committed write to its completion.
  *
- * Workers queue writes and go on serving; the commit thread takes
- * everything queued, writes it in one LMDB transaction, commits (durably
- * in --fsync always), and only then passes each write back to its worker,
- * which makes a STORE visible and replies. While one commit waits on the
- * disk, the next batch accumulates, so durability costs one fsync per batch
- * rather than per STORE. */
+ * Workers queue writes (srv_write: store operations plus callbacks) and go
+ * on serving; the commit thread takes everything queued, applies every
+ * write's operations in one LMDB transaction, commits (durably in --fsync
+ * always), and only then posts each write to its worker, whose completion
+ * makes a STORE visible and replies. While one commit waits on the disk,
+ * the next batch accumulates, so durability costs one fsync per batch
+ * rather than per STORE. This file knows store operations and the two
+ * callbacks of a write; it knows no opcode and no worker internals. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,107 +23,62 @@ struct srv_writer {
     pthread_t thread;
     pthread_mutex_t mu; /* guards head, tail, stopping */
     pthread_cond_t cv;
-    srv_wop *head, *tail;
+    srv_write *head, *tail;
     int stopping;
     /* Commit thread only. */
     int dirty; /* committed but not yet synced (batch mode) */
     uint64_t last_sync_ms;
     store_op *ops;
-    srv_wop **owner; /* owner[i]: the write ops[i] belongs to */
+    srv_write **owner; /* owner[i]: the write ops[i] belongs to */
     atomic_uint_fast64_t commits, committed, failed;
     srv_log_limit log_failed; /* clients can make commits fail (full disk) */
     srv_hist commit_hist;     /* commit + sync time, for the metrics */
 };
 
-static void deliver(srv_wop *list) {
+static void deliver(srv_write *list) {
     while (list) {
-        srv_wop *op = list;
-        list = op->next;
-        op->next = NULL;
-        srv_worker *w = op->w;
-        if (!w) { /* the server's own delete: nobody to answer */
-            free(op);
-            continue;
-        }
-        pthread_mutex_lock(&w->mu);
-        if (w->done_tail) w->done_tail->next = op;
-        else w->done_head = op;
-        w->done_tail = op;
-        int wake = !w->wake_closed;
-        pthread_mutex_unlock(&w->mu);
-        /* A worker that has already stopped drains its list after join. */
-        if (wake) uv_async_send(&w->wake);
+        srv_write *write = list;
+        list = write->next;
+        write->next = NULL;
+        if (write->w) srv_worker_post(write->w, write);
+        else write->done(write); /* the server's own writes: nobody to answer */
     }
 }
 
-/* Builds the store ops of one batch: each STORE whose namespace record is
- * not yet on disk brings that record along (once per batch). */
-static size_t build_ops(srv_writer *wr, srv_wop *list) {
+/* Gathers the operations of one batch. A namespace record that an earlier
+ * write of the batch already puts is not put twice. */
+static size_t build_ops(srv_writer *wr, srv_write *list) {
     size_t n = 0;
-    for (srv_wop *op = list; op; op = op->next) {
-        store_op *so = &wr->ops[n];
-        memset(so, 0, sizeof *so);
-        switch (op->opcode) {
-        case PROTO_OP_STORE: {
-            int persisted;
-            const store_ns_rec *ns = cache_pending_ns(op->pending, &persisted);
-            int queued = 0;
-            for (size_t i = 0; i < n && !persisted && !queued; i++)
-                queued = wr->ops[i].kind == STORE_OP_PUT_NS &&
-                         wr->ops[i].ns->ns_id == ns->ns_id;
-            if (!persisted && !queued) {
-                so->kind = STORE_OP_PUT_NS;
-                so->ns = ns;
-                wr->owner[n++] = op;
-                so = &wr->ops[n];
-                memset(so, 0, sizeof *so);
-            }
-            so->kind = STORE_OP_PUT_ENTRY;
-            so->entry = cache_pending_entry(op->pending);
-            break;
+    for (srv_write *write = list; write; write = write->next) {
+        for (unsigned i = 0; i < write->nops; i++) {
+            const store_op *op = &write->ops[i];
+            int dup = 0;
+            for (size_t j = 0; j < n && op->kind == STORE_OP_PUT_NS && !dup; j++)
+                dup = wr->ops[j].kind == STORE_OP_PUT_NS && wr->ops[j].ns->ns_id == op->ns->ns_id;
+            if (dup) continue;
+            wr->ops[n] = *op;
+            wr->ops[n].result = 0;
+            wr->owner[n++] = write;
         }
-        case PROTO_OP_DELETE:
-            so->kind = STORE_OP_DEL_ENTRY;
-            so->ns_id = op->ns_id;
-            so->id = op->id;
-            break;
-        case PROTO_OP_NS_CREATE:
-            so->kind = STORE_OP_PUT_NS;
-            so->ns = op->ns_rec;
-            break;
-        case PROTO_OP_NS_DROP:
-            so->kind = STORE_OP_DEL_NS;
-            so->ns = op->ns_rec;
-            so->ns_id = op->ns_rec->ns_id;
-            break;
-        default:
-            so->kind = STORE_OP_DEL_NS_ENTRIES;
-            so->ns_id = op->ns_id;
-            break;
-        }
-        wr->owner[n++] = op;
     }
     return n;
 }
 
-static void commit_batch(srv_writer *wr, srv_wop *list) {
+static void commit_batch(srv_writer *wr, srv_write *list) {
     size_t n = build_ops(wr, list);
-    for (srv_wop *op = list; op; op = op->next) op->result = 0;
+    for (srv_write *write = list; write; write = write->next) write->result = 0;
     store_apply(wr->st, wr->ops, n);
     for (size_t i = 0; i < n; i++) {
-        srv_wop *op = wr->owner[i];
+        srv_write *write = wr->owner[i];
         int r = wr->ops[i].result == DEJA_ERR_NOT_FOUND ? 0 : wr->ops[i].result;
-        if (r && !op->result) op->result = r;
-        if (r == 0 && wr->ops[i].kind == STORE_OP_PUT_NS) {
-            if (op->pending) cache_pending_ns_persisted(op->pending);
-            else cache_ns_persisted(wr->srv->cache, op->ns_rec->ns_id);
-        }
+        if (r && !write->result) write->result = r;
     }
     uint64_t bad = 0;
     int first_err = 0;
-    for (srv_wop *op = list; op; op = op->next) {
-        bad += op->result != 0;
-        if (op->result && !first_err) first_err = op->result;
+    for (srv_write *write = list; write; write = write->next) {
+        if (write->committed) write->committed(write);
+        bad += write->result != 0;
+        if (write->result && !first_err) first_err = write->result;
     }
     atomic_fetch_add(&wr->commits, 1);
     atomic_fetch_add(&wr->committed, n);
@@ -144,8 +100,8 @@ static void maybe_sync(srv_writer *wr, int force) {
 }
 
 /* Takes up to max_batch writes off the queue (which is locked). */
-static srv_wop *take_batch_locked(srv_writer *wr) {
-    srv_wop *first = wr->head, *last = first;
+static srv_write *take_batch_locked(srv_writer *wr) {
+    srv_write *first = wr->head, *last = first;
     for (size_t n = 1; n < wr->cfg.max_batch && last->next; n++) last = last->next;
     wr->head = last->next;
     if (!wr->head) wr->tail = NULL;
@@ -175,7 +131,7 @@ static void *writer_main(void *arg) {
             }
         }
         if (!wr->head) break; /* stopping and drained */
-        srv_wop *batch = take_batch_locked(wr);
+        srv_write *batch = take_batch_locked(wr);
         pthread_mutex_unlock(&wr->mu);
         /* Backpressure: when STOREs outpace graph insertion, the staging
          * indexes (scanned exactly by every lookup) would grow without
@@ -201,7 +157,7 @@ int srv_writer_start(srv_server *srv, store *st, const srv_writer_config *cfg,
     wr->st = st;
     wr->cfg = *cfg;
     if (wr->cfg.max_batch == 0) wr->cfg.max_batch = 1024;
-    /* A STORE may need two ops (namespace record + entry). */
+    /* A write has at most two ops (namespace record + entry). */
     wr->ops = calloc(2 * wr->cfg.max_batch, sizeof *wr->ops);
     wr->owner = calloc(2 * wr->cfg.max_batch, sizeof *wr->owner);
     if (!wr->ops || !wr->owner) goto nomem;
@@ -222,13 +178,12 @@ nomem:
     return DEJA_ERR_NOMEM;
 }
 
-void srv_writer_submit(srv_writer *wr, srv_wop *op) {
-    op->next = NULL;
-    if (op->conn) op->conn->deferred++;
+void srv_writer_submit(srv_writer *wr, srv_write *write) {
+    write->next = NULL;
     pthread_mutex_lock(&wr->mu);
-    if (wr->tail) wr->tail->next = op;
-    else wr->head = op;
-    wr->tail = op;
+    if (wr->tail) wr->tail->next = write;
+    else wr->head = write;
+    wr->tail = write;
     pthread_cond_signal(&wr->cv);
     pthread_mutex_unlock(&wr->mu);
 }
