@@ -17,6 +17,13 @@ const char *cli_error_name(int code) {
     }
 }
 
+void cli_json_begin(json_writer *w, FILE *f, int ok) {
+    json_init(w, f);
+    json_begin_object(w);
+    json_key(w, "ok");
+    json_bool(w, ok);
+}
+
 /* The members of a counter list, inside an open object. */
 static void json_stats_members(json_writer *w, const deja_stats *s) {
     for (uint32_t i = 0; i < s->count; i++) {
@@ -28,10 +35,7 @@ static void json_stats_members(json_writer *w, const deja_stats *s) {
 void cli_print_stats(FILE *f, const deja_stats *s, const char *ns, int json) {
     if (json) {
         json_writer w;
-        json_init(&w, f);
-        json_begin_object(&w);
-        json_key(&w, "ok");
-        json_bool(&w, 1);
+        cli_json_begin(&w, f, 1);
         json_key(&w, "namespace");
         json_cstring(&w, ns);
         json_key(&w, "stats");
@@ -55,10 +59,7 @@ void cli_print_stats(FILE *f, const deja_stats *s, const char *ns, int json) {
 void cli_print_lookup(FILE *f, const deja_result *r, int json) {
     if (json) {
         json_writer w;
-        json_init(&w, f);
-        json_begin_object(&w);
-        json_key(&w, "ok");
-        json_bool(&w, 1);
+        cli_json_begin(&w, f, 1);
         json_key(&w, "hit");
         json_bool(&w, r->count != 0);
         json_key(&w, "exact");
@@ -107,10 +108,7 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json) {
 void cli_print_ns_list(FILE *f, const deja_ns_list *l, int json) {
     if (json) {
         json_writer w;
-        json_init(&w, f);
-        json_begin_object(&w);
-        json_key(&w, "ok");
-        json_bool(&w, 1);
+        cli_json_begin(&w, f, 1);
         json_key(&w, "namespaces");
         json_begin_array(&w);
         for (uint32_t i = 0; i < l->count; i++)
@@ -173,10 +171,7 @@ void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int js
     const char *ttl_mode = c->ttl_mode ? "sliding" : "absolute";
     if (json) {
         json_writer w;
-        json_init(&w, f);
-        json_begin_object(&w);
-        json_key(&w, "ok");
-        json_bool(&w, 1);
+        cli_json_begin(&w, f, 1);
         json_key(&w, "namespace");
         json_cstring(&w, ns);
         json_key(&w, "config");

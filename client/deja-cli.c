@@ -380,10 +380,7 @@ static int report(const cli_args *a, const char *what, int rc, const char *detai
     fprintf(stderr, "deja-cli: %s: %s: %s\n", what, cli_error_name(rc), msg);
     if (a->json) {
         json_writer w;
-        json_init(&w, stdout);
-        json_begin_object(&w);
-        json_key(&w, "ok");
-        json_bool(&w, 0);
+        cli_json_begin(&w, stdout, 0);
         json_key(&w, "error");
         json_cstring(&w, cli_error_name(rc));
         json_key(&w, "code");
@@ -406,10 +403,7 @@ static void print_ok(const cli_args *a, const char *key, uint64_t value, const c
         return;
     }
     json_writer w;
-    json_init(&w, stdout);
-    json_begin_object(&w);
-    json_key(&w, "ok");
-    json_bool(&w, 1);
+    cli_json_begin(&w, stdout, 1);
     if (key) {
         json_key(&w, key);
         json_u64(&w, value);
@@ -450,10 +444,7 @@ static int cmd_ping(deja_client *c, const cli_args *a) {
         (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     if (a->json) {
         json_writer w;
-        json_init(&w, stdout);
-        json_begin_object(&w);
-        json_key(&w, "ok");
-        json_bool(&w, 1);
+        cli_json_begin(&w, stdout, 1);
         json_key(&w, "server");
         json_cstring(&w, deja_server_name(c));
         json_key(&w, "rtt_ms");

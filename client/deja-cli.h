@@ -32,6 +32,12 @@ int cli_read_vector(const char *path, long row, float **vec, uint32_t *dim, char
  * buffer. Returns 0 or -1 with the reason in err. */
 int cli_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
 
+struct json_writer;
+
+/* Starts a JSON answer on f: `{"ok":true` (or false), left open for the
+ * rest of its members. */
+void cli_json_begin(struct json_writer *w, FILE *f, int ok);
+
 /* The DEJA_ERR_* name of a code without the prefix ("DIM_MISMATCH"). */
 const char *cli_error_name(int code);
 

@@ -682,9 +682,11 @@ int deja__encode_lookup(deja_client *c, const char *ns, const char *prompt,
 }
 
 int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *body,
-                        deja_result **out) {
+                        uint32_t k, deja_result **out) {
     uint16_t count;
-    if (proto_decode_lookup_resp(body, h->body_len, c->hits, PROTO_MAX_K, &count) != 0)
+    /* A reply may carry no more hits than the request's k (PROTOCOL 5.5). */
+    uint16_t max = k && k < PROTO_MAX_K ? (uint16_t)k : PROTO_MAX_K;
+    if (proto_decode_lookup_resp(body, h->body_len, c->hits, max, &count) != 0)
         return deja__malformed(c, "LOOKUP");
     int rc = build_result(c, count, out);
     /* The flag describes hit 0; a miss has nothing to describe. */
@@ -707,7 +709,7 @@ int deja__lookup_prompt(deja_client *c, const char *ns, const char *prompt,
     const uint8_t *body;
     rc = deja__roundtrip(c, PROTO_OP_LOOKUP, id, &h, &body);
     if (rc != 0) return rc;
-    return deja__decode_lookup(c, &h, body, out);
+    return deja__decode_lookup(c, &h, body, k, out);
 }
 
 int deja_lookup(deja_client *c, const char *ns, const float *vector, uint32_t dim,
@@ -745,7 +747,8 @@ int deja_recv_lookup(deja_client *c, uint32_t *request_id, deja_result **out) {
     c->in_flight--;
     if (request_id) *request_id = h.request_id;
     if (rc != 0) return rc;
-    return deja__decode_lookup(c, &h, body, out);
+    /* The k of each request in flight is not kept: the protocol's limit. */
+    return deja__decode_lookup(c, &h, body, PROTO_MAX_K, out);
 }
 
 /* ---- stats -----------------------------------------------------------------*/

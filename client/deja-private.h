@@ -166,9 +166,10 @@ int deja__pool_lookup_prompt(deja_pool *p, const char *ns, const char *prompt,
                              const float *vector, uint32_t dim, float threshold,
                              uint32_t k, unsigned flags, deja_result **out);
 
-/* Turns a LOOKUP reply body into a caller-owned result. */
+/* Turns a LOOKUP reply body into a caller-owned result; more than k hits
+ * (the request's; 0 = the protocol's limit) is a malformed reply. */
 int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *body,
-                        deja_result **out);
+                        uint32_t k, deja_result **out);
 
 /* A miss that carries an error: count 0, error = code, allocated like any
  * result. Never NULL: without memory it is a shared read-only result that

@@ -500,7 +500,7 @@ int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
         for (size_t i = 0; i < c->ns_count; i++)
             if (c->ns[i] == ns) c->ns[i] = c->ns[--c->ns_count];
         c->graveyard[c->graveyard_count++] = ns;
-        c->sweep_ns = 0;
+        atomic_store(&c->sweep_ns, 0);
     }
     pthread_rwlock_unlock(&c->ns_lock);
     if (rc) return rc;

@@ -124,7 +124,7 @@ struct cache {
      * of the table from the start. */
     cache_ns **graveyard;
     size_t graveyard_count, graveyard_cap;
-    size_t sweep_ns;          /* next namespace the sweeper visits */
+    atomic_size_t sweep_ns;   /* next namespace the sweeper visits (sweeper; reset by drops) */
     atomic_uint_fast64_t next_id;
     atomic_uint_fast32_t next_ns_id;
     atomic_uint_fast64_t rejected;

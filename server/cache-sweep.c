@@ -14,7 +14,10 @@
 #define SLICE 1000u
 
 /* Sweeps up to budget entries of one namespace; returns how many it
- * examined and sets *wrapped when it reached the end of the table. */
+ * examined and sets *wrapped when it reached the end of the table. A
+ * namespace whose lock is held (a snapshot being written, a flush) is left
+ * for a later tick, reported as wrapped: the sweeper runs on the main
+ * loop, which must never wait. */
 static size_t sweep_ns(cache *c, cache_ns *ns, size_t budget, size_t *expired,
                        int *wrapped) {
     cache_entry *dead[SLICE];
@@ -22,7 +25,10 @@ static size_t sweep_ns(cache *c, cache_ns *ns, size_t budget, size_t *expired,
     uint64_t now = cache_now(c);
     if (budget > SLICE) budget = SLICE;
 
-    pthread_rwlock_wrlock(&ns->lock);
+    if (pthread_rwlock_trywrlock(&ns->lock) != 0) {
+        *wrapped = 1;
+        return 0;
+    }
     size_t pos = ns->sweep_pos;
     uint64_t id;
     void *val;
@@ -63,8 +69,9 @@ size_t cache_sweep(cache *c, size_t budget, size_t *expired) {
         size_t count = c->ns_count;
         cache_ns *ns = NULL;
         if (count && visited < count) {
-            if (c->sweep_ns >= count) c->sweep_ns = 0;
-            ns = c->ns[c->sweep_ns];
+            size_t at = atomic_load(&c->sweep_ns);
+            if (at >= count) atomic_store(&c->sweep_ns, at = 0);
+            ns = c->ns[at];
         }
         pthread_rwlock_unlock(&c->ns_lock);
         if (!ns) break;
@@ -74,11 +81,7 @@ size_t cache_sweep(cache *c, size_t budget, size_t *expired) {
             examined += n;
             if (n == 0) break;
         }
-        if (wrapped) {
-            pthread_rwlock_wrlock(&c->ns_lock);
-            c->sweep_ns++;
-            pthread_rwlock_unlock(&c->ns_lock);
-        }
+        if (wrapped) atomic_fetch_add(&c->sweep_ns, 1); /* the sweeper's own cursor */
     }
     return examined;
 }

@@ -436,6 +436,10 @@ void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e) {
 static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
                      int *replaced) {
     *replaced = 0;
+    /* Once in the table the entry belongs to it: a FLUSH or NS_DROP on
+     * another thread may free it as soon as the lock is released, so
+     * nothing below the unlock may touch e. */
+    uint64_t id = e->id;
     pthread_rwlock_wrlock(&ns->lock);
     if (ns->dropped) {
         pthread_rwlock_unlock(&ns->lock);
@@ -471,21 +475,21 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
     }
     pthread_rwlock_unlock(&ns->lock);
     if (old && rc == 0) cache_entry_unref(old);
-    if (rc == 0 && !*replaced && ns->fresh && c->indexer)
-        cache_indexer_push(c->indexer, ns, e->id);
+    if (rc == 0 && !*replaced && ns->fresh && c->indexer) cache_indexer_push(c->indexer, ns, id);
     if (*replaced == 2) *replaced = 0;
     return rc;
 }
 
 int cache_publish(cache *c, cache_pending *p, uint64_t *id_out) {
     int replaced;
+    uint64_t id = p->e->id; /* p->e may be freed once published (ns_insert) */
     int rc = ns_insert(c, p->ns, p->e, p->vec, &replaced);
     if (rc) {
         cache_discard(p);
         return rc;
     }
     atomic_fetch_add(replaced ? &p->ns->n.dedup_updates : &p->ns->n.stores, 1);
-    *id_out = p->e->id;
+    *id_out = id;
     cache_ns *ns = p->ns;
     free(p); /* the table holds the entry's reference now */
     if (!replaced) cache_enforce_budgets(c, ns);

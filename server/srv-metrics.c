@@ -56,6 +56,14 @@ static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 
 
 static void put(text *t, const char *fmt, ...) {
     if (t->failed) return;
+    if (!t->data) {
+        t->data = malloc(16384);
+        if (!t->data) {
+            t->failed = 1;
+            return;
+        }
+        t->cap = 16384;
+    }
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
@@ -69,7 +77,7 @@ static void put(text *t, const char *fmt, ...) {
             t->len += (size_t)n;
             return;
         }
-        size_t cap = t->cap ? t->cap * 2 : 16384;
+        size_t cap = t->cap * 2;
         while (cap - t->len <= (size_t)n) cap *= 2;
         char *grown = realloc(t->data, cap);
         if (!grown) {

@@ -165,6 +165,26 @@ static inline void harness_run(const char *name, void (*fn)(void)) {
 
 #define RUN(fn) harness_run(#fn, fn)
 
+/* A step of a scenario that continues where the previous step left off
+ * (typically: it stops or restarts the dejad main() started, which only
+ * its parent process can wait for). It runs in the test process itself,
+ * without a fork or a timeout of its own, so that what it changes is
+ * seen by the steps and tests after it; a failed assert still ends only
+ * this step. Use RUN unless the steps are one story. */
+static inline void harness_run_step(const char *name, void (*fn)(void)) {
+    harness_run_tests++;
+    fprintf(stderr, "-- %s\n", name);
+    if (setjmp(harness_jmp) == 0) {
+        fn();
+        fprintf(stderr, "   ok   %s\n", name);
+    } else {
+        harness_failed_tests++;
+        fprintf(stderr, "   FAIL %s\n", name);
+    }
+}
+
+#define RUN_STEP(fn) harness_run_step(#fn, fn)
+
 static inline int harness_result(void) {
     fprintf(stderr, "%d of %d tests failed\n", harness_failed_tests,
             harness_run_tests);

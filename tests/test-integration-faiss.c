@@ -95,9 +95,9 @@ static void test_an_allowed_ivf_stores_finds_and_deletes(void) {
 int main(void) {
     if (test_server_start(&srv, NULL) != 0) return 1;
     wire_connect(&srv);
-    RUN(test_faiss_kinds_are_off_without_allow_faiss);
+    RUN_STEP(test_faiss_kinds_are_off_without_allow_faiss); /* stops or restarts the server */
 #ifdef HAVE_FAISS /* without FAISS every FAISS kind is refused anyway */
-    RUN(test_grammar_refuses_every_hostile_string_with_allow_faiss);
+    RUN_STEP(test_grammar_refuses_every_hostile_string_with_allow_faiss); /* stops or restarts the server */
     RUN(test_an_allowed_ivf_stores_finds_and_deletes);
 #endif
     wire_close();

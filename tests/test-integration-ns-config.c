@@ -177,7 +177,7 @@ int main(void) {
     RUN(test_create_is_idempotent_on_resolved_configurations);
     RUN(test_undefined_flag_bits_are_refused);
     RUN(test_dim_zero_and_empty_name_get_their_codes_at_any_length);
-    RUN(test_explicit_configuration_survives_a_restart);
+    RUN_STEP(test_explicit_configuration_survives_a_restart); /* stops or restarts the server */
     wire_close();
     if (test_server_stop(&srv) != 0) return 1;
     return harness_result();

@@ -214,8 +214,8 @@ static void test_a_bad_configuration_is_refused_with_a_reason(void) {
 int main(void) {
     if (test_server_start(&srv, NULL) != 0) return 1;
     reconnect();
-    RUN(test_a_created_namespace_keeps_its_configuration_across_restarts);
-    RUN(test_a_dropped_namespace_stays_dropped_after_a_restart);
+    RUN_STEP(test_a_created_namespace_keeps_its_configuration_across_restarts); /* stops or restarts the server */
+    RUN_STEP(test_a_dropped_namespace_stays_dropped_after_a_restart); /* stops or restarts the server */
     RUN(test_a_bad_configuration_is_refused_with_a_reason);
     close(fd);
     if (test_server_stop(&srv) != 0) return 1;

@@ -173,9 +173,9 @@ static void test_drop_is_the_way_out(void) {
 int main(void) {
     if (test_server_start(&srv, NULL) != 0) return 1;
     wire_connect(&srv);
-    RUN(test_dejad_starts_and_serves_the_other_namespaces);
-    RUN(test_quarantined_entries_stay_on_disk);
-    RUN(test_drop_is_the_way_out);
+    RUN_STEP(test_dejad_starts_and_serves_the_other_namespaces); /* stops or restarts the server */
+    RUN_STEP(test_quarantined_entries_stay_on_disk); /* stops or restarts the server */
+    RUN_STEP(test_drop_is_the_way_out); /* stops or restarts the server */
     wire_close();
     if (test_server_stop(&srv) != 0) return 1;
     return harness_result();

@@ -240,11 +240,11 @@ static void test_a_second_server_cannot_open_the_same_folder(void) {
 }
 
 int main(void) {
-    RUN(test_a_clean_restart_keeps_entries_namespaces_and_deletes);
-    RUN(test_a_kill_9_restart_keeps_every_acknowledged_entry);
-    RUN(test_entries_that_expired_while_down_are_not_served);
-    RUN(test_a_clean_restart_restores_the_graph_from_its_snapshot);
-    RUN(test_a_damaged_snapshot_falls_back_to_a_rebuild);
+    RUN_STEP(test_a_clean_restart_keeps_entries_namespaces_and_deletes); /* stops or restarts the server */
+    RUN_STEP(test_a_kill_9_restart_keeps_every_acknowledged_entry); /* stops or restarts the server */
+    RUN_STEP(test_entries_that_expired_while_down_are_not_served); /* stops or restarts the server */
+    RUN_STEP(test_a_clean_restart_restores_the_graph_from_its_snapshot); /* stops or restarts the server */
+    RUN_STEP(test_a_damaged_snapshot_falls_back_to_a_rebuild); /* stops or restarts the server */
     RUN(test_a_periodic_snapshot_spares_the_rebuild_after_a_crash);
     RUN(test_a_second_server_cannot_open_the_same_folder);
     if (test_server_stop(&srv) != 0) return 1;

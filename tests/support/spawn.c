@@ -47,11 +47,22 @@ static int launch(test_server *s, const char *const *extra_args, int port) {
     dejad_proc p;
     int rc = dejad_spawn(&o, &p);
     s->pid = p.pid;
+    s->owner = getpid();
     if (rc != 0) return -1;
     s->port = p.port;
     snprintf(s->addr, sizeof s->addr, "%s", p.addr);
     /* dejad_spawn puts the socket in run_dir, the data folder here. */
     snprintf(s->unix_path, sizeof s->unix_path, "unix:%s/dejad.sock", s->dir);
+    return 0;
+}
+
+/* Whether this process started s (and so can wait for it); says why not. */
+static int owned(const test_server *s, const char *what) {
+    if (s->pid <= 0 || s->owner == getpid()) return 1;
+    fprintf(stderr,
+            "spawn: %s: dejad %d was started by process %d, not this one; a test that "
+            "stops or restarts main()'s server must be a RUN_STEP (harness.h)\n",
+            what, (int)s->pid, (int)s->owner);
     return 0;
 }
 
@@ -65,6 +76,7 @@ int test_server_start(test_server *s, const char *const *extra_args) {
 }
 
 int test_server_restart(test_server *s, const char *const *extra_args) {
+    if (!owned(s, "restart")) return -1;
     return launch(s, extra_args, s->port);
 }
 
@@ -78,6 +90,7 @@ static dejad_proc proc_of(const test_server *s) {
 }
 
 int test_server_shutdown(test_server *s) {
+    if (!owned(s, "shutdown")) return -1;
     dejad_proc p = proc_of(s);
     int status = dejad_spawn_stop(&p, STOP_TIMEOUT_MS);
     s->pid = 0;
@@ -85,6 +98,7 @@ int test_server_shutdown(test_server *s) {
 }
 
 void test_server_kill(test_server *s) {
+    if (!owned(s, "kill")) return;
     dejad_proc p = proc_of(s);
     dejad_spawn_kill(&p);
     s->pid = 0;

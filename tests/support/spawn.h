@@ -13,6 +13,7 @@
 
 typedef struct test_server {
     pid_t pid;
+    pid_t owner;         /* the process that started it: the only one that can wait for it */
     int port;
     char dir[256];       /* data folder (removed by test_server_stop) */
     char addr[64];       /* "127.0.0.1:PORT" for deja_connect */
@@ -27,7 +28,11 @@ int test_server_start(test_server *s, const char *const *extra_args);
 /* Starts dejad again on the same data folder and port (after a kill). */
 int test_server_restart(test_server *s, const char *const *extra_args);
 
-/* SIGTERM, waits for exit; returns the exit status (0 = clean) or -1. */
+/* SIGTERM, waits for exit; returns the exit status (0 = clean) or -1.
+ * Only the process that started the server can wait for it: a test run by
+ * RUN (a forked child) that stops main()'s server gets -1 and a message
+ * saying to make it a RUN_STEP. The same holds for test_server_kill and
+ * test_server_restart. */
 int test_server_shutdown(test_server *s);
 
 /* SIGKILL and reap. */
