@@ -62,6 +62,7 @@ typedef struct cache_ns {
     uint32_t ns_id;         /* key prefix of its entries on disk */
     uint64_t created_ms;
     atomic_int persisted;   /* its record is on disk */
+    atomic_int snapshotting; /* its graph is being written (read lock held long) */
     int dropped;            /* NS_DROP: empty, out of the table (under lock) */
     /* The configuration as requested (0 = server default), and the
      * effective values derived from it at creation. */

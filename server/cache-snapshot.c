@@ -151,10 +151,12 @@ static int write_all(cache *c, const char *dir, uint64_t tag, size_t *written, c
         cache_ns *ns = c->ns[i];
         char path[4096];
         snapshot_path(dir, ns->ns_id, path, sizeof path);
+        atomic_store(&ns->snapshotting, 1); /* the sweeper passes it by */
         pthread_rwlock_rdlock(&ns->lock);
         int rc = idx_snapshot_write(ns->main, path, tag);
         size_t n = idx_count(ns->main);
         pthread_rwlock_unlock(&ns->lock);
+        atomic_store(&ns->snapshotting, 0);
         if (rc == DEJA_ERR_INVALID_ARG) continue; /* a kind without snapshots */
         if (rc) {
             if (!first_err) {

@@ -13,11 +13,26 @@
 
 #define SLICE 1000u
 
+/* The longest the sweeper waits for a namespace's write lock. Lookups and
+ * graph inserts hold the read lock for microseconds; only a snapshot holds
+ * it for long, and the sweeper passes a namespace being snapshotted by.
+ * The bound covers the race where a snapshot starts just after that
+ * check: the sweeper runs on the main loop, which must never stall. */
+#define LOCK_WAIT_NS 20000000L
+
+static int lock_for_sweep(cache_ns *ns) {
+    if (atomic_load(&ns->snapshotting)) return -1;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += LOCK_WAIT_NS;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    return pthread_rwlock_timedwrlock(&ns->lock, &until) == 0 ? 0 : -1;
+}
+
 /* Sweeps up to budget entries of one namespace; returns how many it
  * examined and sets *wrapped when it reached the end of the table. A
- * namespace whose lock is held (a snapshot being written, a flush) is left
- * for a later tick, reported as wrapped: the sweeper runs on the main
- * loop, which must never wait. */
+ * namespace the sweeper cannot lock soon (a snapshot is being written) is
+ * left for a later tick, reported as wrapped. */
 static size_t sweep_ns(cache *c, cache_ns *ns, size_t budget, size_t *expired,
                        int *wrapped) {
     cache_entry *dead[SLICE];
@@ -25,7 +40,7 @@ static size_t sweep_ns(cache *c, cache_ns *ns, size_t budget, size_t *expired,
     uint64_t now = cache_now(c);
     if (budget > SLICE) budget = SLICE;
 
-    if (pthread_rwlock_trywrlock(&ns->lock) != 0) {
+    if (lock_for_sweep(ns) != 0) {
         *wrapped = 1;
         return 0;
     }

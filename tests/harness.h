@@ -117,7 +117,7 @@ static inline int harness_wait(pid_t pid) {
         if (got < 0) return 0x7f00; /* lost: reported as a failure */
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - start.tv_sec >= HARNESS_TIMEOUT_S) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL); /* the test and whatever it started */
             waitpid(pid, NULL, 0);
             return -1;
         }
@@ -129,7 +129,10 @@ static inline int harness_wait(pid_t pid) {
 
 /* Runs one test in a child process and reports it. The child leaves
  * through exit(), not _exit(), so that a leak checker and stdio see a
- * normal end of the process. */
+ * normal end of the process. It leads its own process group, so that a
+ * process the test started and left running (a dejad it never stopped)
+ * is found, killed and reported as a failure: a stray server would hold
+ * the test's output pipe open and hang the runner. */
 static inline void harness_run(const char *name, void (*fn)(void)) {
     harness_run_tests++;
     fprintf(stderr, "-- %s\n", name);
@@ -143,14 +146,21 @@ static inline void harness_run(const char *name, void (*fn)(void)) {
         return;
     }
     if (pid == 0) {
+        setpgid(0, 0);
         if (setjmp(harness_jmp) == 0) {
             fn();
             exit(0);
         }
         exit(1);
     }
+    setpgid(pid, pid); /* whichever of the two runs first */
     int status = harness_wait(pid);
-    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    int stray = status != -1 && kill(-pid, 0) == 0;
+    if (stray) {
+        kill(-pid, SIGKILL);
+        fprintf(stderr, "   %s left a process running; killed it\n", name);
+    }
+    if (!stray && status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         fprintf(stderr, "   ok   %s\n", name);
         return;
     }

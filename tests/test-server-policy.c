@@ -222,6 +222,7 @@ static void test_the_sweeper_reclaims_expired_entries_in_bounded_slices(void) {
     for (int i = 0; i < 3000; i++) put(c, "sweep", v, NULL, "r", i % 3 == 0 ? 1000 : 1);
     uint64_t entries = stat_of(c, "sweep", "entries");
     ASSERT_U64_EQ(entries, 3000);
+    cache_wait_indexed(c); /* a quiet namespace: no graph insert holds its lock */
     now_ms += 2000;
     evictions = 0;
     size_t expired = 0, total = 0, examined;
@@ -252,6 +253,7 @@ static void test_one_sweeper_tick_leaves_under_a_tenth_of_entries_expired(void) 
     float v[DIM];
     vec_at(1.0f, 1, v);
     for (int i = 0; i < 10000; i++) put(c, "tick", v, NULL, "r", i % 2 ? 5 : 5000);
+    cache_wait_indexed(c);
     now_ms += 6000; /* half of them expire together */
     size_t removed = cache_sweep_tick(c, 1000, 5000);
     uint64_t left = stat_of(c, "tick", "entries");
