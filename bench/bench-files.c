@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "idx.h"
 
 #define IVECS_MAX_COLS 100000u
 
@@ -184,16 +185,8 @@ int bench_ivecs_write(const char *path, const int32_t *v, uint32_t rows, uint32_
 }
 
 long bench_normalize_rows(float *v, uint32_t rows, uint32_t dim) {
-    for (uint32_t i = 0; i < rows; i++) {
-        float *r = v + (size_t)i * dim;
-        double s = 0;
-        for (uint32_t d = 0; d < dim; d++)
-            s += (double)r[d] * r[d];
-        if (!(s > 0)) return (long)i;
-        double inv = 1.0 / sqrt(s);
-        for (uint32_t d = 0; d < dim; d++)
-            r[d] = (float)(r[d] * inv);
-    }
+    for (uint32_t i = 0; i < rows; i++)
+        if (idx_normalize(v + (size_t)i * dim, dim) != 0) return (long)i;
     return -1;
 }
 

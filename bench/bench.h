@@ -150,8 +150,9 @@ int bench_ivecs_read(const char *path, uint32_t max_rows, int32_t **out, uint32_
 int bench_fvecs_write(const char *path, const float *v, uint32_t rows, uint32_t dim);
 int bench_ivecs_write(const char *path, const int32_t *v, uint32_t rows, uint32_t cols);
 
-/* L2-normalises every row (deja's metric is the cosine). Returns the
- * index of the first zero row, or -1 when all rows were fine. */
+/* L2-normalises every row with the index's normaliser (deja's metric is
+ * the cosine). Returns the index of the first zero or non-finite row, or
+ * -1 when all rows were fine. */
 long bench_normalize_rows(float *v, uint32_t rows, uint32_t dim);
 
 /* The ground-truth cache file of a query file against a base file:

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "deja-errors.h"
+#include "deja-u64map.h"
 #include "idx.h"
 
 /* ---- the vtable -----------------------------------------------------------*/
@@ -146,39 +148,43 @@ int32_t idx_dot_i8_vnni(const int8_t *a, const int8_t *b, size_t n);
 /* The active int8 kernel; fetched once per operation like the f32 one. */
 idx_dot_i8_fn idx_simd_dot_i8_fn(void);
 
-/* ---- label -> slot map (idx-labelmap.c) -----------------------------------*/
+/* ---- label -> slot map ------------------------------------------------------*/
 
-/* Maps a label to a 32-bit slot (flat row, HNSW node id); UINT32_MAX is
- * reserved for "none". Open addressing at most half full; not
- * synchronised (the owner serialises writers). */
+/* Maps a label to a 32-bit slot (flat row, HNSW node id): a typed view of
+ * the project's one u64 map (common/deja-u64map.h); IDX_LABELMAP_NONE
+ * means "none". Not synchronised (the owner serialises writers). */
 #define IDX_LABELMAP_NONE UINT32_MAX
 
-typedef struct idx_labelmap_slot {
-    uint64_t label;
-    uint32_t value; /* IDX_LABELMAP_NONE if the slot is free */
-    uint32_t unused;
-} idx_labelmap_slot;
+typedef deja_u64map idx_labelmap;
 
-typedef struct idx_labelmap {
-    idx_labelmap_slot *slots; /* slot_count is 0 or a power of two */
-    size_t slot_count;
-    size_t count;
-} idx_labelmap;
-
-void idx_labelmap_init(idx_labelmap *m);
-void idx_labelmap_close(idx_labelmap *m);
+static inline void idx_labelmap_init(idx_labelmap *m) { deja_u64map_init(m); }
+static inline void idx_labelmap_close(idx_labelmap *m) { deja_u64map_close(m); }
 /* Makes room for `entries` labels in all; NOMEM leaves the map as it
  * was. */
-int idx_labelmap_reserve(idx_labelmap *m, size_t entries);
+static inline int idx_labelmap_reserve(idx_labelmap *m, size_t entries) {
+    return deja_u64map_reserve(m, entries);
+}
 /* The value of label, or IDX_LABELMAP_NONE. */
-uint32_t idx_labelmap_find(const idx_labelmap *m, uint64_t label);
-/* Adds a label known to be absent, after a reserve for it. */
-void idx_labelmap_insert(idx_labelmap *m, uint64_t label, uint32_t value);
+static inline uint32_t idx_labelmap_find(const idx_labelmap *m, uint64_t label) {
+    uint64_t v = deja_u64map_get(m, label);
+    return v == DEJA_U64MAP_NONE ? IDX_LABELMAP_NONE : (uint32_t)v;
+}
+/* Adds a label known to be absent, after a reserve for it (so it cannot
+ * fail). */
+static inline void idx_labelmap_insert(idx_labelmap *m, uint64_t label, uint32_t value) {
+    (void)deja_u64map_put(m, label, value);
+}
 /* Changes the value of a present label (no-op if absent). */
-void idx_labelmap_set(idx_labelmap *m, uint64_t label, uint32_t value);
+static inline void idx_labelmap_set(idx_labelmap *m, uint64_t label, uint32_t value) {
+    if (deja_u64map_get(m, label) != DEJA_U64MAP_NONE) (void)deja_u64map_put(m, label, value);
+}
 /* Removes label; 0 or NOT_FOUND. */
-int idx_labelmap_erase(idx_labelmap *m, uint64_t label);
-size_t idx_labelmap_memory(const idx_labelmap *m);
+static inline int idx_labelmap_erase(idx_labelmap *m, uint64_t label) {
+    return deja_u64map_del(m, label) == DEJA_U64MAP_NONE ? DEJA_ERR_NOT_FOUND : 0;
+}
+static inline size_t idx_labelmap_memory(const idx_labelmap *m) {
+    return deja_u64map_memory(m);
+}
 
 /* ---- bounded top-k --------------------------------------------------------*/
 
