@@ -303,8 +303,8 @@ int deja__roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
     return check_reply(c, h, *body, op, 1, id);
 }
 
-int deja__malformed(deja_client *c, const char *what) {
-    return drop(c, DEJA_ERR_PROTOCOL, "malformed %s reply", what);
+int deja__malformed(deja_client *c, uint8_t op) {
+    return drop(c, DEJA_ERR_PROTOCOL, "malformed %s reply", proto_op_name(op));
 }
 
 static int encode_failed(deja_client *c, int rc) {
@@ -330,7 +330,7 @@ static int handshake(deja_client *c, const char *token) {
     if (rc != 0) return rc;
     proto_hello_resp hr;
     if (proto_decode_hello_resp(body, h.body_len, &hr) != 0)
-        return deja__malformed(c, "HELLO");
+        return deja__malformed(c, PROTO_OP_HELLO);
     if (hr.version != PROTO_VERSION)
         return drop(c, DEJA_ERR_VERSION, "server chose protocol version %u", hr.version);
     /* A server announcing a tiny limit would make every call fail with
@@ -436,7 +436,7 @@ int deja_ping(deja_client *c) {
     const uint8_t *body;
     rc = deja__roundtrip(c, PROTO_OP_PING, id, &h, &body);
     if (rc != 0) return rc;
-    if (h.body_len != 0) return deja__malformed(c, "PING");
+    if (h.body_len != 0) return deja__malformed(c, PROTO_OP_PING);
     return 0;
 }
 
@@ -499,7 +499,7 @@ int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out) {
     if (rc != 0) return rc;
     uint64_t entry_id;
     if (proto_decode_store_resp(body, h.body_len, &entry_id) != 0)
-        return deja__malformed(c, "STORE");
+        return deja__malformed(c, PROTO_OP_STORE);
     if (id_out) *id_out = entry_id;
     return 0;
 }
@@ -516,7 +516,7 @@ int deja_delete(deja_client *c, const char *ns, uint64_t id) {
     const uint8_t *body;
     rc = deja__roundtrip(c, PROTO_OP_DELETE, rid, &h, &body);
     if (rc != 0) return rc;
-    if (h.body_len != 0) return deja__malformed(c, "DELETE");
+    if (h.body_len != 0) return deja__malformed(c, PROTO_OP_DELETE);
     return 0;
 }
 
@@ -535,7 +535,7 @@ int deja__ns_count_call(deja_client *c, const char *ns, uint8_t op,
     if (rc != 0) return rc;
     uint64_t n;
     if (proto_decode_u64_resp(body, h.body_len, &n) != 0)
-        return deja__malformed(c, proto_op_name(op));
+        return deja__malformed(c, op);
     if (count) *count = n;
     return 0;
 }
@@ -687,7 +687,7 @@ int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *bo
     /* A reply may carry no more hits than the request's k (PROTOCOL 5.5). */
     uint16_t max = k && k < PROTO_MAX_K ? (uint16_t)k : PROTO_MAX_K;
     if (proto_decode_lookup_resp(body, h->body_len, c->hits, max, &count) != 0)
-        return deja__malformed(c, "LOOKUP");
+        return deja__malformed(c, PROTO_OP_LOOKUP);
     int rc = build_result(c, count, out);
     /* The flag describes hit 0; a miss has nothing to describe. */
     if (rc == 0 && count > 0 && (h->flags & PROTO_FLAG_EXACT))
@@ -780,7 +780,7 @@ int deja_stats_get(deja_client *c, const char *ns, deja_stats **out) {
         count++;
         key_bytes += (size_t)st.key_len + 1;
     }
-    if (rc < 0) return deja__malformed(c, "STATS");
+    if (rc < 0) return deja__malformed(c, PROTO_OP_STATS);
     size_t size = sizeof(stats_block) + count * sizeof(deja_stat) + key_bytes;
     stats_block *b = malloc(size);
     if (b == NULL) return set_err(c, DEJA_ERR_NOMEM, "no memory for stats");

@@ -56,7 +56,7 @@ int deja_ns_create(deja_client *c, const char *ns, const deja_ns_config *cfg) {
     const uint8_t *body;
     rc = deja__roundtrip(c, PROTO_OP_NS_CREATE, id, &h, &body);
     if (rc != 0) return rc;
-    if (h.body_len != 0) return deja__malformed(c, "NS_CREATE");
+    if (h.body_len != 0) return deja__malformed(c, PROTO_OP_NS_CREATE);
     return 0;
 }
 
@@ -92,7 +92,7 @@ int deja_ns_list_get(deja_client *c, deja_ns_list **out) {
         count++;
         bytes += (size_t)name_len + 1;
     }
-    if (rc < 0) return deja__malformed(c, "NS_LIST");
+    if (rc < 0) return deja__malformed(c, PROTO_OP_NS_LIST);
     list_block *b = malloc(sizeof *b + count * sizeof(char *) + bytes);
     if (b == NULL) return deja__set_err(c, DEJA_ERR_NOMEM, "no memory for the list");
     char *p = (char *)(b->names + count);
@@ -140,7 +140,7 @@ int deja_ns_info_get(deja_client *c, const char *ns, deja_ns_info **out) {
     proto_ns_config cfg;
     size_t off;
     if (proto_decode_ns_info_resp(body, h.body_len, &cfg, &off) != 0)
-        return deja__malformed(c, "NS_INFO");
+        return deja__malformed(c, PROTO_OP_NS_INFO);
     const uint8_t *stats = body + off;
     size_t stats_len = h.body_len - off, pos = 0, count = 0, bytes = 0;
     proto_stat st;
@@ -148,7 +148,7 @@ int deja_ns_info_get(deja_client *c, const char *ns, deja_ns_info **out) {
         count++;
         bytes += (size_t)st.key_len + 1;
     }
-    if (rc < 0) return deja__malformed(c, "NS_INFO");
+    if (rc < 0) return deja__malformed(c, PROTO_OP_NS_INFO);
     bytes += (size_t)cfg.faiss_factory_len + 1;
     info_block *b = malloc(sizeof *b + count * sizeof(deja_stat) + bytes);
     if (b == NULL) return deja__set_err(c, DEJA_ERR_NOMEM, "no memory for the info");

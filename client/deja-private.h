@@ -113,9 +113,9 @@ int deja__check_ns(deja_client *c, const char *ns, uint8_t *len_out);
 int deja__roundtrip(deja_client *c, uint8_t op, uint32_t id, proto_header *h,
                     const uint8_t **body);
 
-/* Closes the connection over a reply that does not parse; returns
- * PROTOCOL. */
-int deja__malformed(deja_client *c, const char *what);
+/* Closes the connection over a reply to op that does not parse; returns
+ * PROTOCOL. The message names the op as the protocol's table does. */
+int deja__malformed(deja_client *c, uint8_t op);
 
 /* One request naming a namespace whose reply is a u64 count (FLUSH,
  * NS_DROP): encode with `encode`, round trip, decode into *count. */

@@ -317,7 +317,7 @@ int proto_decode_delete_req(const uint8_t *body, size_t len, proto_ns_id_req *r)
     return 0;
 }
 
-/* FLUSH and STATS requests are a lone str8 namespace. */
+/* FLUSH, STATS, NS_INFO and NS_DROP requests are a lone str8 namespace. */
 int proto_encode_ns_only(proto_buf *b, uint8_t opcode, uint32_t id, const uint8_t *ns,
                          uint8_t ns_len) {
     if (!span_ok(ns, ns_len)) return DEJA_ERR_INVALID_ARG;

@@ -1,6 +1,6 @@
 /* proto-frame.c: the 16-byte frame header (incremental parser and writer),
- * opcode names, namespace rules and the growable output buffer that every
- * encoder appends to. */
+ * opcode names (from the table in deja-ops.h), namespace rules and the
+ * growable output buffer that every encoder appends to. */
 #include "proto.h"
 
 #include <limits.h>
@@ -50,20 +50,21 @@ void proto_header_write(uint8_t out[PROTO_HEADER_SIZE], const proto_header *hdr)
     proto__store_u32(out + 12, hdr->body_len);
 }
 
+/* Every code must fit the header's opcode byte, and none may be 0: that is
+ * the opcode of an error frame answering no request (a BUSY refusal). */
+#define PROTO_OP_FITS_(NAME, name, code, access, ns, min_body, max_body)                 \
+    _Static_assert((code) > 0 && (code) <= 0xFF, #NAME ": opcode must be 1..255");
+PROTO_OP_TABLE(PROTO_OP_FITS_)
+#undef PROTO_OP_FITS_
+
 const char *proto_op_name(uint8_t opcode) {
+    /* A switch, as for deja_strerror: the compiler refuses a duplicate
+     * case label, so two rows with one code do not build. */
     switch (opcode) {
-    case PROTO_OP_HELLO: return "HELLO";
-    case PROTO_OP_AUTH: return "AUTH";
-    case PROTO_OP_PING: return "PING";
-    case PROTO_OP_STORE: return "STORE";
-    case PROTO_OP_LOOKUP: return "LOOKUP";
-    case PROTO_OP_DELETE: return "DELETE";
-    case PROTO_OP_FLUSH: return "FLUSH";
-    case PROTO_OP_NS_CREATE: return "NS_CREATE";
-    case PROTO_OP_NS_LIST: return "NS_LIST";
-    case PROTO_OP_NS_INFO: return "NS_INFO";
-    case PROTO_OP_NS_DROP: return "NS_DROP";
-    case PROTO_OP_STATS: return "STATS";
+#define PROTO_OP_NAME_(NAME, name, code, access, ns, min_body, max_body)                 \
+    case code: return #NAME;
+        PROTO_OP_TABLE(PROTO_OP_NAME_)
+#undef PROTO_OP_NAME_
     default: return NULL;
     }
 }

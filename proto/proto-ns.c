@@ -147,6 +147,20 @@ int proto_encode_ns_info_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8
     return proto_encode_ns_only(b, PROTO_OP_NS_INFO, id, ns, ns_len);
 }
 
+/* NS_INFO and NS_DROP have the same request body; each has its own entry
+ * point so that either layout can change without touching the other. */
+static int decode_ns_req(const uint8_t *body, size_t len, proto_ns_req *r) {
+    reader rd;
+    reader_init(&rd, body, len);
+    int rc = read_ns(&rd, &r->ns, &r->ns_len);
+    if (rc != 0) return rc;
+    return read_done(&rd) ? 0 : DEJA_ERR_BAD_REQUEST;
+}
+
+int proto_decode_ns_info_req(const uint8_t *body, size_t len, proto_ns_req *r) {
+    return decode_ns_req(body, len, r);
+}
+
 int proto_encode_ns_info_resp(proto_buf *b, uint32_t id, const proto_ns_config *cfg,
                               const proto_stat *stats, uint16_t count) {
     if (!cfg || !span_ok(cfg->faiss_factory, cfg->faiss_factory_len))
@@ -181,4 +195,8 @@ int proto_decode_ns_info_resp(const uint8_t *body, size_t len, proto_ns_config *
 
 int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len) {
     return proto_encode_ns_only(b, PROTO_OP_NS_DROP, id, ns, ns_len);
+}
+
+int proto_decode_ns_drop_req(const uint8_t *body, size_t len, proto_ns_req *r) {
+    return decode_ns_req(body, len, r);
 }

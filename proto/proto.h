@@ -46,20 +46,14 @@
 #define PROTO_MAX_MESSAGE 1024u /* error message bytes */
 #define PROTO_MAX_PING 65536u   /* PING payload bytes */
 
-enum proto_op {
-    PROTO_OP_HELLO = 0x01,
-    PROTO_OP_AUTH = 0x02,
-    PROTO_OP_PING = 0x03,
-    PROTO_OP_STORE = 0x10,
-    PROTO_OP_LOOKUP = 0x11,
-    PROTO_OP_DELETE = 0x12,
-    PROTO_OP_FLUSH = 0x13,
-    PROTO_OP_NS_CREATE = 0x14,
-    PROTO_OP_NS_LIST = 0x15,
-    PROTO_OP_NS_INFO = 0x16,
-    PROTO_OP_NS_DROP = 0x17,
-    PROTO_OP_STATS = 0x20,
-};
+/* The opcodes: one per row of the table in deja-ops.h, which also gives
+ * each op's access rule, namespace and body bounds. */
+#include "deja-ops.h"
+
+#define PROTO_OP_ENUM_(NAME, name, code, access, ns, min_body, max_body)                 \
+    PROTO_OP_##NAME = (code),
+enum proto_op { PROTO_OP_TABLE(PROTO_OP_ENUM_) };
+#undef PROTO_OP_ENUM_
 
 #define PROTO_FLAG_REPLY 0x8000u       /* set by the server on every reply */
 #define PROTO_FLAG_WANT_PROMPT 0x0001u /* LOOKUP: return stored prompts */
@@ -110,7 +104,8 @@ int proto_parse_frame(const uint8_t *buf, size_t len, uint32_t max_frame,
  * (hdr->version is written as is, so set it to PROTO_VERSION). */
 void proto_header_write(uint8_t out[PROTO_HEADER_SIZE], const proto_header *hdr);
 
-/* Returns the op's name ("STORE") or NULL for an unknown opcode. */
+/* Returns the op's name as the table in deja-ops.h spells it ("STORE",
+ * "NS_INFO"), or NULL for an unknown opcode. Static storage; thread-safe. */
 const char *proto_op_name(uint8_t opcode);
 
 /* ---- growable output buffer ---------------------------------------------- */
@@ -339,11 +334,20 @@ int proto_encode_ns_list_resp(proto_buf *b, uint32_t id, const uint8_t *const *n
 int proto_ns_list_next(const uint8_t *body, size_t len, size_t *pos,
                        const uint8_t **name, uint8_t *name_len);
 
-/* NS_INFO request: str8 namespace (use proto_encode_flush_req's layout
- * through this function). Reply: config, then u16 count and count times
- * (str8 key, u64 value) as in STATS. *stats_off receives where the stats
- * part starts, for proto_stats_next(body + off, len - off, ...). */
+/* NS_INFO and NS_DROP requests: a lone str8 namespace, 1..255 bytes of
+ * 0x21..0x7E. */
+typedef struct proto_ns_req {
+    const uint8_t *ns;
+    uint8_t ns_len;
+} proto_ns_req;
+
+/* NS_INFO request: str8 namespace. Reply: config, then u16 count and count
+ * times (str8 key, u64 value) as in STATS. *stats_off receives where the
+ * stats part starts, for proto_stats_next(body + off, len - off, ...). */
 int proto_encode_ns_info_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
+/* Checks the name (BAD_NAMESPACE, an empty one included) and that nothing
+ * follows it (BAD_REQUEST). */
+int proto_decode_ns_info_req(const uint8_t *body, size_t len, proto_ns_req *r);
 int proto_encode_ns_info_resp(proto_buf *b, uint32_t id, const proto_ns_config *cfg,
                               const proto_stat *stats, uint16_t count);
 int proto_decode_ns_info_resp(const uint8_t *body, size_t len, proto_ns_config *cfg,
@@ -351,6 +355,8 @@ int proto_decode_ns_info_resp(const uint8_t *body, size_t len, proto_ns_config *
 
 /* NS_DROP request: str8 namespace. Reply: u64 entries removed. */
 int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
+/* Checks as proto_decode_ns_info_req does. */
+int proto_decode_ns_drop_req(const uint8_t *body, size_t len, proto_ns_req *r);
 
 /* Error reply body (any opcode, status != 0): str16 message (UTF-8). */
 

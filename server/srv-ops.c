@@ -1,6 +1,7 @@
 /* srv-ops.c: the op table and its handlers.
  *
- * The table is data: {opcode, name, handler, min_body, max_body, flags}.
+ * The table is data: {opcode, name, handler, min_body, max_body, flags},
+ * one entry per row of the protocol's opcode table (proto/deja-ops.h).
  * srv_dispatch validates what every op shares (authentication first, then
  * known opcode, request header fields, body size bounds, and the token's
  * rights on the namespace the body starts with) before any handler runs,
@@ -31,38 +32,29 @@ typedef struct srv_op {
     unsigned flags;
 } srv_op;
 
-static int op_hello(srv_req *r);
-static int op_auth(srv_req *r);
-static int op_ping(srv_req *r);
-static int op_store(srv_req *r);
-static int op_lookup(srv_req *r);
-static int op_delete(srv_req *r);
-static int op_flush(srv_req *r);
-static int op_stats(srv_req *r);
-static int op_ns_create(srv_req *r);
-static int op_ns_list(srv_req *r);
-static int op_ns_info(srv_req *r);
-static int op_ns_drop(srv_req *r);
+/* Each row of the table in deja-ops.h becomes one entry here, its
+ * handler bound by name (op_<name>): a row without a handler does not
+ * link, and a handler without a row is an unused static function, which
+ * the compiler warns about. */
+#define OP_ACCESS_PREAUTH OP_PREAUTH
+#define OP_ACCESS_READ OP_READ
+#define OP_ACCESS_WRITE OP_WRITE
+#define OP_ACCESS_ADMIN OP_ADMIN
+#define OP_NAMES_NONE 0u
+#define OP_NAMES_NAMED OP_NS
+#define OP_NAMES_ANY (OP_NS | OP_NS_ANY)
 
-/* Body bounds are the smallest and largest bodies the layouts in
- * docs/PROTOCOL.md allow, counting an empty namespace and a dim of 0 as
- * well formed so that the decoders answer them with BAD_NAMESPACE and
- * BAD_VECTOR; the decoders check the exact layout. */
+#define OP_DECLARE_(NAME, name, code, access, ns, min_body, max_body)                    \
+    static int op_##name(srv_req *r);
+PROTO_OP_TABLE(OP_DECLARE_)
+#undef OP_DECLARE_
+
 static const srv_op op_table[] = {
-    {PROTO_OP_HELLO, "HELLO", op_hello, 6, 6 + 65535, OP_PREAUTH},
-    {PROTO_OP_AUTH, "AUTH", op_auth, 2, 2 + 65535, OP_PREAUTH},
-    {PROTO_OP_PING, "PING", op_ping, 0, 65536, OP_PREAUTH},
-    {PROTO_OP_STORE, "STORE", op_store, 33, UINT32_MAX, OP_NS | OP_WRITE},
-    {PROTO_OP_LOOKUP, "LOOKUP", op_lookup, 1, UINT32_MAX, OP_NS | OP_READ},
-    {PROTO_OP_DELETE, "DELETE", op_delete, 9, 9 + PROTO_MAX_NS_LEN, OP_NS | OP_WRITE},
-    {PROTO_OP_FLUSH, "FLUSH", op_flush, 1, 1 + PROTO_MAX_NS_LEN, OP_NS | OP_ADMIN},
-    {PROTO_OP_STATS, "STATS", op_stats, 1, 1 + PROTO_MAX_NS_LEN,
-     OP_NS | OP_NS_ANY | OP_READ},
-    {PROTO_OP_NS_CREATE, "NS_CREATE", op_ns_create, 1,
-     1 + PROTO_MAX_NS_LEN + PROTO_NS_CONFIG_SIZE + 1 + 255, OP_NS | OP_ADMIN},
-    {PROTO_OP_NS_LIST, "NS_LIST", op_ns_list, 0, 0, OP_READ},
-    {PROTO_OP_NS_INFO, "NS_INFO", op_ns_info, 1, 1 + PROTO_MAX_NS_LEN, OP_NS | OP_READ},
-    {PROTO_OP_NS_DROP, "NS_DROP", op_ns_drop, 1, 1 + PROTO_MAX_NS_LEN, OP_NS | OP_ADMIN},
+#define OP_ROW_(NAME, name, code, access, ns, min_body, max_body)                        \
+    {PROTO_OP_##NAME, #NAME, op_##name, min_body, max_body,                             \
+     OP_ACCESS_##access | OP_NAMES_##ns},
+    PROTO_OP_TABLE(OP_ROW_)
+#undef OP_ROW_
 };
 
 static const srv_op *find_op(uint8_t opcode) {
@@ -464,8 +456,8 @@ static int op_ns_list(srv_req *r) {
 }
 
 static int op_ns_info(srv_req *r) {
-    proto_ns_id_req req;
-    int rc = proto_decode_flush_req(r->body, r->hdr->body_len, &req);
+    proto_ns_req req;
+    int rc = proto_decode_ns_info_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
     proto_ns_config cfg;
     char factory[256];
@@ -477,8 +469,8 @@ static int op_ns_info(srv_req *r) {
 }
 
 static int op_ns_drop(srv_req *r) {
-    proto_ns_id_req req;
-    int rc = proto_decode_flush_req(r->body, r->hdr->body_len, &req);
+    proto_ns_req req;
+    int rc = proto_decode_ns_drop_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
     uint64_t removed = 0;
     store_ns_rec rec;

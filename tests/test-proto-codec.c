@@ -102,6 +102,8 @@ DECODE_ADAPTER(u64_resp, uint64_t)
 DECODE_ADAPTER(lookup_req, proto_lookup_req)
 DECODE_ADAPTER(delete_req, proto_ns_id_req)
 DECODE_ADAPTER(flush_req, proto_ns_id_req)
+DECODE_ADAPTER(ns_info_req, proto_ns_req)
+DECODE_ADAPTER(ns_drop_req, proto_ns_req)
 
 static int dec_lookup_resp(const uint8_t *b, size_t n) {
     proto_hit hits[PROTO_MAX_K];
@@ -526,6 +528,68 @@ static void test_flush_request_and_reply_round_trip(void) {
     frame_free(&f);
 }
 
+static void test_ns_info_request_is_one_namespace_and_nothing_else(void) {
+    proto_buf *b = fresh_buf();
+    ASSERT_OK(proto_encode_ns_info_req(b, 6, (const uint8_t *)NS, NS_LEN));
+    frame f = take_frame(b);
+    ASSERT_EQ(f.hdr.opcode, PROTO_OP_NS_INFO);
+    ASSERT_EQ(f.hdr.request_id, 6);
+    ASSERT_EQ(f.len, 1 + NS_LEN);
+    proto_ns_req out;
+    ASSERT_OK(proto_decode_ns_info_req(f.body, f.len, &out));
+    ASSERT_EQ(out.ns_len, NS_LEN);
+    ASSERT_MEM_EQ(out.ns, NS, NS_LEN);
+    ASSERT_TRUE(out.ns == f.body + 1); /* zero-copy: points into the body */
+    expect_truncations_refused(dec_ns_info_req, &f);
+    expect_trailing_byte_refused(dec_ns_info_req, &f);
+    frame_free(&f);
+}
+
+static void test_ns_drop_request_and_reply_round_trip(void) {
+    proto_buf *b = fresh_buf();
+    ASSERT_OK(proto_encode_ns_drop_req(b, 7, (const uint8_t *)NS, NS_LEN));
+    frame f = take_frame(b);
+    ASSERT_EQ(f.hdr.opcode, PROTO_OP_NS_DROP);
+    ASSERT_EQ(f.hdr.request_id, 7);
+    ASSERT_EQ(f.len, 1 + NS_LEN);
+    proto_ns_req out;
+    ASSERT_OK(proto_decode_ns_drop_req(f.body, f.len, &out));
+    ASSERT_EQ(out.ns_len, NS_LEN);
+    ASSERT_MEM_EQ(out.ns, NS, NS_LEN);
+    expect_truncations_refused(dec_ns_drop_req, &f);
+    expect_trailing_byte_refused(dec_ns_drop_req, &f);
+    frame_free(&f);
+
+    ASSERT_OK(proto_encode_u64_resp(b, PROTO_OP_NS_DROP, 7, 42));
+    f = take_frame(b);
+    ASSERT_EQ(f.hdr.opcode, PROTO_OP_NS_DROP);
+    ASSERT_EQ(f.hdr.flags, PROTO_FLAG_REPLY);
+    uint64_t removed;
+    ASSERT_OK(proto_decode_u64_resp(f.body, f.len, &removed));
+    ASSERT_U64_EQ(removed, 42);
+    frame_free(&f);
+}
+
+/* The longest name fits, and a body naming it and one byte more does not
+ * decode: the length prefix says where the name ends. */
+static void test_ns_info_and_ns_drop_take_the_longest_name(void) {
+    uint8_t name[PROTO_MAX_NS_LEN];
+    memset(name, 'n', sizeof name);
+    proto_buf *b = fresh_buf();
+    ASSERT_OK(proto_encode_ns_info_req(b, 1, name, PROTO_MAX_NS_LEN));
+    frame f = take_frame(b);
+    proto_ns_req out;
+    ASSERT_OK(proto_decode_ns_info_req(f.body, f.len, &out));
+    ASSERT_EQ(out.ns_len, PROTO_MAX_NS_LEN);
+    frame_free(&f);
+    ASSERT_OK(proto_encode_ns_drop_req(b, 1, name, PROTO_MAX_NS_LEN));
+    f = take_frame(b);
+    ASSERT_OK(proto_decode_ns_drop_req(f.body, f.len, &out));
+    ASSERT_EQ(out.ns_len, PROTO_MAX_NS_LEN);
+    expect_trailing_byte_refused(dec_ns_drop_req, &f);
+    frame_free(&f);
+}
+
 static void test_stats_request_is_server_wide_or_per_namespace(void) {
     proto_buf *b = fresh_buf();
     ASSERT_OK(proto_encode_stats_req(b, 1, NULL, 0));
@@ -820,6 +884,16 @@ static void test_bad_or_empty_namespace_is_refused_by_every_request(void) {
         ASSERT_EQ(dec_flush_req(f.body, f.len), DEJA_ERR_BAD_NAMESPACE);
         frame_free(&f);
 
+        ASSERT_OK(proto_encode_ns_info_req(b, 1, ns, ns_len));
+        f = take_frame(b);
+        ASSERT_EQ(dec_ns_info_req(f.body, f.len), DEJA_ERR_BAD_NAMESPACE);
+        frame_free(&f);
+
+        ASSERT_OK(proto_encode_ns_drop_req(b, 1, ns, ns_len));
+        f = take_frame(b);
+        ASSERT_EQ(dec_ns_drop_req(f.body, f.len), DEJA_ERR_BAD_NAMESPACE);
+        frame_free(&f);
+
         /* STATS alone gives the empty name a meaning: server-wide. */
         ASSERT_OK(proto_encode_stats_req(b, 1, ns, ns_len));
         f = take_frame(b);
@@ -1096,6 +1170,9 @@ int main(void) {
     RUN(test_lookup_reply_flags_an_exact_tier_hit_in_the_header_only);
     RUN(test_delete_request_carries_namespace_and_id);
     RUN(test_flush_request_and_reply_round_trip);
+    RUN(test_ns_info_request_is_one_namespace_and_nothing_else);
+    RUN(test_ns_drop_request_and_reply_round_trip);
+    RUN(test_ns_info_and_ns_drop_take_the_longest_name);
     RUN(test_stats_request_is_server_wide_or_per_namespace);
     RUN(test_stats_reply_iterates_every_entry_in_order);
     RUN(test_stats_iterator_refuses_a_position_past_the_body);

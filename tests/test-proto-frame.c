@@ -303,9 +303,49 @@ static void test_every_defined_opcode_has_its_name(void) {
     ASSERT_STR_EQ(proto_op_name(PROTO_OP_LOOKUP), "LOOKUP");
     ASSERT_STR_EQ(proto_op_name(PROTO_OP_DELETE), "DELETE");
     ASSERT_STR_EQ(proto_op_name(PROTO_OP_FLUSH), "FLUSH");
+    ASSERT_STR_EQ(proto_op_name(PROTO_OP_NS_CREATE), "NS_CREATE");
+    ASSERT_STR_EQ(proto_op_name(PROTO_OP_NS_LIST), "NS_LIST");
+    ASSERT_STR_EQ(proto_op_name(PROTO_OP_NS_INFO), "NS_INFO");
+    ASSERT_STR_EQ(proto_op_name(PROTO_OP_NS_DROP), "NS_DROP");
     ASSERT_STR_EQ(proto_op_name(PROTO_OP_STATS), "STATS");
     ASSERT_TRUE(proto_op_name(0x00) == NULL);
     ASSERT_TRUE(proto_op_name(0xFF) == NULL);
+}
+
+/* The opcodes are wire values (docs/PROTOCOL.md section 4): the table in
+ * deja-ops.h may gain rows, never renumber one. */
+static void test_opcodes_keep_their_wire_values(void) {
+    ASSERT_EQ(PROTO_OP_HELLO, 0x01);
+    ASSERT_EQ(PROTO_OP_AUTH, 0x02);
+    ASSERT_EQ(PROTO_OP_PING, 0x03);
+    ASSERT_EQ(PROTO_OP_STORE, 0x10);
+    ASSERT_EQ(PROTO_OP_LOOKUP, 0x11);
+    ASSERT_EQ(PROTO_OP_DELETE, 0x12);
+    ASSERT_EQ(PROTO_OP_FLUSH, 0x13);
+    ASSERT_EQ(PROTO_OP_NS_CREATE, 0x14);
+    ASSERT_EQ(PROTO_OP_NS_LIST, 0x15);
+    ASSERT_EQ(PROTO_OP_NS_INFO, 0x16);
+    ASSERT_EQ(PROTO_OP_NS_DROP, 0x17);
+    ASSERT_EQ(PROTO_OP_STATS, 0x20);
+}
+
+/* Exactly the table's codes have names: every other byte is unknown. */
+static void test_only_the_tables_opcodes_have_names(void) {
+    static const uint8_t defined[] = {
+#define CODE_(NAME, name, code, access, ns, min_body, max_body) code,
+        PROTO_OP_TABLE(CODE_)
+#undef CODE_
+    };
+    int named = 0;
+    for (unsigned op = 0; op <= 0xFF; op++) {
+        if (proto_op_name((uint8_t)op) == NULL) continue;
+        named++;
+        int in_table = 0;
+        for (size_t i = 0; i < sizeof defined; i++)
+            if (defined[i] == op) in_table = 1;
+        ASSERT_TRUE(in_table);
+    }
+    ASSERT_EQ(named, (int)sizeof defined);
 }
 
 static void test_namespace_rules_are_checked_byte_by_byte(void) {
@@ -414,6 +454,8 @@ int main(void) {
     RUN(test_unknown_opcode_is_not_a_parse_error);
     RUN(test_unknown_flag_bits_and_status_are_not_parse_errors);
     RUN(test_every_defined_opcode_has_its_name);
+    RUN(test_opcodes_keep_their_wire_values);
+    RUN(test_only_the_tables_opcodes_have_names);
     RUN(test_namespace_rules_are_checked_byte_by_byte);
     RUN(test_status_maps_back_to_the_error_code);
     RUN(test_strerror_names_every_code_in_the_table);

@@ -39,8 +39,8 @@ enum body_kind {
     BODY_DELETE,
     BODY_FLUSH,
     BODY_NS_CREATE,
-    BODY_NS_INFO, /* str8 namespace, decoded like FLUSH */
-    BODY_NS_DROP, /* likewise */
+    BODY_NS_INFO,
+    BODY_NS_DROP,
     BODY_STATS,
     BODY_NS_CONFIG, /* the configuration block alone (also read from disk) */
     BODY_VECTOR,    /* u16 dim, then the f32 values: proto_vector_read */
@@ -168,21 +168,33 @@ static void fuzz_body(enum body_kind kind, const uint8_t *body, size_t len, prot
         }
         break;
     }
-    case BODY_FLUSH:
-    case BODY_NS_INFO:
-    case BODY_NS_DROP: {
+    case BODY_FLUSH: {
         proto_ns_id_req r;
         check_code(rc = proto_decode_flush_req(body, len, &r));
         if (rc == 0) {
             CHECK(proto_check_ns(r.ns, r.ns_len) == 0);
-            uint8_t op = kind == BODY_FLUSH     ? PROTO_OP_FLUSH
-                         : kind == BODY_NS_INFO ? PROTO_OP_NS_INFO
-                                                : PROTO_OP_NS_DROP;
-            rc = kind == BODY_FLUSH     ? proto_encode_flush_req(b, 1, r.ns, r.ns_len)
-                 : kind == BODY_NS_INFO ? proto_encode_ns_info_req(b, 1, r.ns, r.ns_len)
-                                        : proto_encode_ns_drop_req(b, 1, r.ns, r.ns_len);
-            CHECK(rc == 0);
-            check_reencoded(b, op, body, len);
+            CHECK(proto_encode_flush_req(b, 1, r.ns, r.ns_len) == 0);
+            check_reencoded(b, PROTO_OP_FLUSH, body, len);
+        }
+        break;
+    }
+    case BODY_NS_INFO: {
+        proto_ns_req r;
+        check_code(rc = proto_decode_ns_info_req(body, len, &r));
+        if (rc == 0) {
+            CHECK(proto_check_ns(r.ns, r.ns_len) == 0);
+            CHECK(proto_encode_ns_info_req(b, 1, r.ns, r.ns_len) == 0);
+            check_reencoded(b, PROTO_OP_NS_INFO, body, len);
+        }
+        break;
+    }
+    case BODY_NS_DROP: {
+        proto_ns_req r;
+        check_code(rc = proto_decode_ns_drop_req(body, len, &r));
+        if (rc == 0) {
+            CHECK(proto_check_ns(r.ns, r.ns_len) == 0);
+            CHECK(proto_encode_ns_drop_req(b, 1, r.ns, r.ns_len) == 0);
+            check_reencoded(b, PROTO_OP_NS_DROP, body, len);
         }
         break;
     }

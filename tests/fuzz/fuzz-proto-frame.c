@@ -198,7 +198,17 @@ static void fuzz_ns(const uint8_t *body, size_t len, uint8_t opcode, proto_buf *
         proto_stat st;
         while (proto_stats_next(body + off, len - off, &pos, &st) == 1) CHECK(pos <= len - off);
     }
-    fuzz_ns_id(body, len, PROTO_OP_FLUSH, b); /* INFO and DROP requests: a namespace */
+    proto_ns_req req;
+    if (opcode == PROTO_OP_NS_INFO && proto_decode_ns_info_req(body, len, &req) == 0) {
+        CHECK(proto_encode_ns_info_req(b, 1, req.ns, req.ns_len) == 0);
+        check_reencoded(b, body, len);
+    }
+    if (opcode == PROTO_OP_NS_DROP && proto_decode_ns_drop_req(body, len, &req) == 0) {
+        CHECK(proto_encode_ns_drop_req(b, 1, req.ns, req.ns_len) == 0);
+        check_reencoded(b, body, len);
+    }
+    /* The small replies: NS_DROP's count, NS_CREATE's empty body. */
+    fuzz_ns_id(body, len, opcode, b);
 }
 
 /* Runs the decoders that match one complete frame. The body is copied to a

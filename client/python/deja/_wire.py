@@ -18,6 +18,8 @@ HEADER = struct.Struct("<HBBHHII")  # magic, version, opcode, flags, status, id,
 HEADER_SIZE = 16
 MAGIC = 0x4A44  # "DJ" read as a little-endian u16
 
+# The opcodes of proto/deja-ops.h's table, one OP_<NAME> per row;
+# tests/test_tables.py fails if the two differ.
 OP_HELLO, OP_AUTH, OP_PING = 0x01, 0x02, 0x03
 OP_STORE, OP_LOOKUP, OP_DELETE, OP_FLUSH = 0x10, 0x11, 0x12, 0x13
 OP_NS_CREATE, OP_NS_LIST, OP_NS_INFO, OP_NS_DROP = 0x14, 0x15, 0x16, 0x17

@@ -241,6 +241,8 @@ class Unavailable(TransportError):
     name, code = "UNAVAILABLE", -107
 
 
+# One class per wire row of proto/deja-errors.h's table; tests/test_tables.py
+# fails if a status, name or code differs from it.
 _BY_STATUS: Dict[int, Type[ServerError]] = {
     cls.code * -1: cls
     for cls in (NotFound, BadRequest, BadFrame, VersionMismatch, UnknownOp, TooLarge,
