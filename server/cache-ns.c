@@ -353,8 +353,8 @@ int cache_ns_config_check(const cache_ns_config *cfg, char *msg, size_t msg_cap)
         why = "dedup is not in [0, 1]";
     else if ((cfg->faiss_factory_len > 0) != (cfg->index_kind == CACHE_INDEX_FAISS))
         why = "a factory string goes with a FAISS index kind, and only with it";
-    else if (memchr(cfg->faiss_factory, 0, cfg->faiss_factory_len))
-        why = "the factory string holds a NUL byte";
+    /* The factory's characters are check_faiss's: it answers with the
+     * grammar's message. */
     if (!why) return 0;
     if (msg && msg_cap) snprintf(msg, msg_cap, "%s", why);
     return DEJA_ERR_INVALID_ARG;
