@@ -99,7 +99,7 @@ int idx_snap_put(idx_snap_writer *w, const void *p, size_t n);
 int idx_snap_put_u32(idx_snap_writer *w, uint32_t v);
 int idx_snap_put_u64(idx_snap_writer *w, uint64_t v);
 
-/* Reads n bytes; BAD_FRAME (with a message) when fewer are left before
+/* Reads n bytes; CORRUPT (with a message) when fewer are left before
  * the checksum, IO on a read error. */
 int idx_snap_get(idx_snap_reader *r, void *p, size_t n);
 int idx_snap_get_u32(idx_snap_reader *r, uint32_t *v);
@@ -112,7 +112,7 @@ int idx_snap_get_scatter(idx_snap_reader *r, void *const *dst, size_t count,
 /* Payload bytes not yet read: what bounds every count a kind reads before
  * it allocates for it. */
 uint64_t idx_snap_left(const idx_snap_reader *r);
-/* Records why the file is refused and returns BAD_FRAME. */
+/* Records why the file is refused and returns CORRUPT. */
 int idx_snap_bad(idx_snap_reader *r, const char *why);
 
 /* ---- kernels --------------------------------------------------------------*/

@@ -19,7 +19,7 @@
  *   end-8   8     XXH3-64 of every byte before it
  *
  * The header carries its own checksum so that a damaged header reads as
- * damaged (BAD_FRAME) and only an intact one of another configuration
+ * damaged (CORRUPT) and only an intact one of another configuration
  * reads as INVALID_ARG; magic and version are judged before it, since a
  * file of another version may lay its header out differently.
  *
@@ -139,7 +139,7 @@ struct idx_snap_reader {
 
 int idx_snap_bad(idx_snap_reader *r, const char *why) {
     if (r->msg && r->msg_cap > 0) snprintf(r->msg, r->msg_cap, "%s", why);
-    return DEJA_ERR_BAD_FRAME;
+    return DEJA_ERR_CORRUPT;
 }
 
 uint64_t idx_snap_left(const idx_snap_reader *r) {
@@ -490,10 +490,10 @@ int idx_snapshot_read(const char *path, const idx_config *cfg, idx **out, uint64
     } else if (fstat(fd, &st) != 0) {
         rc = DEJA_ERR_IO;
     } else if (!S_ISREG(st.st_mode)) {
-        rc = DEJA_ERR_BAD_FRAME;
+        rc = DEJA_ERR_CORRUPT;
         if (msg && msg_cap > 0) snprintf(msg, msg_cap, "not a regular file");
     } else if ((uint64_t)st.st_size < SNAP_HEADER_BYTES + SNAP_TRAILER_BYTES) {
-        rc = DEJA_ERR_BAD_FRAME;
+        rc = DEJA_ERR_CORRUPT;
         if (msg && msg_cap > 0)
             snprintf(msg, msg_cap, "%lld bytes: too short for a snapshot",
                      (long long)st.st_size);

@@ -254,7 +254,7 @@ int idx_snapshot_write(const idx *ix, const char *path, uint64_t tag);
 /* Loads a snapshot written by idx_snapshot_write. cfg must match the
  * configuration it was written with (kind, dim, M, ef_construction, quant;
  * ef_search may differ and is taken from cfg). On success *out is a new
- * index and *tag the tag. Errors: NOT_FOUND (no file), BAD_FRAME (damaged,
+ * index and *tag the tag. Errors: NOT_FOUND (no file), CORRUPT (damaged,
  * truncated or foreign file: msg says what), VERSION (another format),
  * INVALID_ARG (another configuration), NOMEM. */
 int idx_snapshot_read(const char *path, const idx_config *cfg, idx **out, uint64_t *tag,

@@ -3,7 +3,11 @@
  * Every fallible function in deja returns 0 or one of these negative codes.
  * Codes from 0 down to -99 travel on the wire: the status field of a reply
  * frame carries the code negated (DEJA_ERR_NOT_FOUND = -1 is status 1).
- * Codes from -100 down are local to the client and never sent.
+ * Codes from -100 down are local and never sent: most describe what
+ * happened on the client's side; NOMEM and IO happen on either side, and
+ * CORRUPT (a damaged record, data file or snapshot) only in the server's
+ * store and index, whose callers log it, skip the record or quarantine the
+ * namespace -- a client sees QUARANTINED or nothing, never CORRUPT.
  *
  * This header is installed next to deja.h; it must stay plain C with no
  * dependency on any other deja header. */
@@ -39,7 +43,8 @@
     X(PROTOCOL, -104, "malformed reply from server")                           \
     X(INVALID_ARG, -105, "invalid argument")                                   \
     X(IO, -106, "I/O error") \
-    X(UNAVAILABLE, -107, "unavailable: circuit breaker open")
+    X(UNAVAILABLE, -107, "unavailable: circuit breaker open") \
+    X(CORRUPT, -108, "damaged data on disk")
 
 #define DEJA_ERROR_ENUM_(name, code, msg) DEJA_ERR_##name = (code),
 enum deja_error { DEJA_ERROR_TABLE(DEJA_ERROR_ENUM_) };

@@ -7,7 +7,7 @@ pkgs=(
   gcc g++ pkg-config meson ninja-build python3
   python3-pytest python3-numpy python3-pip python3-setuptools python3-wheel
   libuv1-dev liblmdb-dev libxxhash-dev libopenblas-dev libfaiss-dev libomp-dev
-  clang libclang-rt-14-dev
+  clang clang-format libclang-rt-14-dev
   prometheus libsystemd-dev help2man systemd tmux
 )
 

@@ -97,7 +97,7 @@ static uint32_t draw_locked(cache_ns *ns, uint64_t now, sample *out) {
 /* Whether another live entry is at least the namespace's hit threshold
  * similar to e. ns->lock held for reading. */
 static int has_near_duplicate_locked(cache_ns *ns, const cache_entry *e, uint64_t now) {
-    float vec[PROTO_MAX_DIM];
+    float vec[CACHE_MAX_DIM];
     if (!(ns->fresh && idx_get(ns->fresh, e->id, vec) == 0) &&
         idx_get(ns->main, e->id, vec) != 0)
         return 0;

@@ -49,43 +49,43 @@ void cache_ns_free(cache_ns *ns) {
 #define HNSW_DEFAULT_EF_CONSTRUCTION 200u
 #define HNSW_DEFAULT_EF_SEARCH 64u
 
-static uint8_t proto_kind_of(enum idx_kind kind) {
+static enum cache_index_kind kind_of(enum idx_kind kind) {
     switch (kind) {
-    case IDX_KIND_FLAT: return PROTO_INDEX_FLAT;
-    case IDX_KIND_FAISS: return PROTO_INDEX_FAISS;
-    default: return PROTO_INDEX_HNSW;
+    case IDX_KIND_FLAT: return CACHE_INDEX_FLAT;
+    case IDX_KIND_FAISS: return CACHE_INDEX_FAISS;
+    default: return CACHE_INDEX_HNSW;
     }
 }
 
-static uint16_t default_u16(uint16_t requested, uint32_t server, uint32_t builtin) {
+static uint32_t default_u16(uint32_t requested, uint32_t server, uint32_t builtin) {
     uint32_t v = requested ? requested : server ? server : builtin;
-    return (uint16_t)(v > UINT16_MAX ? UINT16_MAX : v);
+    return v > UINT16_MAX ? UINT16_MAX : v;
 }
 
 /* The configuration req means on this server: every "0 = default" field
- * replaced by the default, and PROTO_NS_EXPLICIT set, so that the result
+ * replaced by the default, and CACHE_NS_EXPLICIT set, so that the result
  * read back as a request means the same. Without EXPLICIT, quant 0 is the
  * server's --quant only when index_kind is 0 too (as it always was); the
  * HNSW parameters are filled in only for an HNSW namespace (others ignore
  * them, except that FAISS takes ef_search as its default nprobe). A dedup
  * of 0 and NO_DEDUP are the same thing, so both are set together; zeros
  * are positive, so equal configurations encode to equal bytes. */
-static void resolve_config(const cache *c, const proto_ns_config *req,
-                           proto_ns_config *out) {
-    int literal = (req->flags & PROTO_NS_EXPLICIT) != 0;
+static void resolve_config(const cache *c, const cache_ns_config *req,
+                           cache_ns_config *out) {
+    int literal = (req->flags & CACHE_NS_EXPLICIT) != 0;
     *out = *req;
-    out->flags |= PROTO_NS_EXPLICIT;
+    out->flags |= CACHE_NS_EXPLICIT;
     if (!req->index_kind)
-        out->index_kind = proto_kind_of(c->cfg.index_kind ? c->cfg.index_kind : IDX_KIND_HNSW);
-    if (!literal && !req->index_kind) out->quant = (uint8_t)c->cfg.quant;
-    if (out->index_kind == PROTO_INDEX_HNSW) {
+        out->index_kind = kind_of(c->cfg.index_kind ? c->cfg.index_kind : IDX_KIND_HNSW);
+    if (!literal && !req->index_kind) out->quant = c->cfg.quant;
+    if (out->index_kind == CACHE_INDEX_HNSW) {
         out->hnsw_m = default_u16(req->hnsw_m, c->cfg.hnsw_m, HNSW_DEFAULT_M);
         out->hnsw_ef_construction = default_u16(
             req->hnsw_ef_construction, c->cfg.hnsw_ef_construction,
             HNSW_DEFAULT_EF_CONSTRUCTION);
         out->hnsw_ef_search =
             default_u16(req->hnsw_ef_search, c->cfg.hnsw_ef_search, HNSW_DEFAULT_EF_SEARCH);
-    } else if (out->index_kind == PROTO_INDEX_FAISS) {
+    } else if (out->index_kind == CACHE_INDEX_FAISS) {
         out->hnsw_ef_search = default_u16(req->hnsw_ef_search, c->cfg.hnsw_ef_search, 0);
     }
     if (!literal) {
@@ -93,16 +93,16 @@ static void resolve_config(const cache *c, const proto_ns_config *req,
         if (req->dedup == 0) out->dedup = atomic_load(&c->default_dedup);
         if (req->default_ttl_s == 0) out->default_ttl_s = c->cfg.default_ttl_s;
     }
-    if (req->flags & PROTO_NS_NO_DEDUP) out->dedup = 0;
+    if (req->flags & CACHE_NS_NO_DEDUP) out->dedup = 0;
     if (out->dedup == 0) {
         out->dedup = 0.0f;
-        out->flags |= PROTO_NS_NO_DEDUP;
+        out->flags |= CACHE_NS_NO_DEDUP;
     }
     if (out->min_threshold == 0) out->min_threshold = 0.0f;
 }
 
 void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) {
-    const proto_ns_config *cfg = &ns->config;
+    const cache_ns_config *cfg = &ns->config;
     static const enum idx_kind kinds[] = {0, IDX_KIND_FLAT, IDX_KIND_HNSW, IDX_KIND_FAISS};
     /* M and the ef values go to the index as before resolution (0 = the
      * server's setting, then the index's default), so that graph
@@ -114,8 +114,8 @@ void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) 
         .ef_construction = cfg->hnsw_ef_construction ? cfg->hnsw_ef_construction
                                                      : c->cfg.hnsw_ef_construction,
         .ef_search = cfg->hnsw_ef_search ? cfg->hnsw_ef_search : c->cfg.hnsw_ef_search,
-        .quant = (enum idx_quant)ns->resolved.quant,
-        .faiss_factory = cfg->faiss_factory_len ? ns->faiss_factory : NULL,
+        .quant = ns->resolved.quant,
+        .faiss_factory = cfg->faiss_factory_len ? cfg->faiss_factory : NULL,
     };
 }
 
@@ -124,7 +124,7 @@ void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) 
  * dejad's own --hnsw-ef and --hnsw-ef-construction. */
 #define NS_MAX_EF 4096u
 
-static int check_bounds(const proto_ns_config *resolved, char *msg, size_t msg_cap) {
+static int check_bounds(const cache_ns_config *resolved, char *msg, size_t msg_cap) {
     if (resolved->hnsw_ef_construction <= NS_MAX_EF && resolved->hnsw_ef_search <= NS_MAX_EF)
         return 0;
     if (msg && msg_cap)
@@ -136,9 +136,9 @@ static int check_bounds(const proto_ns_config *resolved, char *msg, size_t msg_c
 /* What the index of a configuration needs beyond its own checks: FAISS
  * only when the operator allowed it, and a factory string that is one
  * printable C string (a NUL inside would hide its tail from the grammar). */
-static int check_faiss(const cache *c, const proto_ns_config *resolved, char *msg,
+static int check_faiss(const cache *c, const cache_ns_config *resolved, char *msg,
                        size_t msg_cap) {
-    if (resolved->index_kind != PROTO_INDEX_FAISS) return 0;
+    if (resolved->index_kind != CACHE_INDEX_FAISS) return 0;
     if (!c->cfg.allow_faiss) {
         if (msg && msg_cap)
             snprintf(msg, msg_cap,
@@ -147,7 +147,7 @@ static int check_faiss(const cache *c, const proto_ns_config *resolved, char *ms
         return DEJA_ERR_INVALID_ARG;
     }
     for (uint8_t i = 0; i < resolved->faiss_factory_len; i++) {
-        uint8_t ch = resolved->faiss_factory[i];
+        uint8_t ch = (uint8_t)resolved->faiss_factory[i];
         if (ch < 0x21 || ch > 0x7e) {
             if (msg && msg_cap)
                 snprintf(msg, msg_cap,
@@ -161,21 +161,21 @@ static int check_faiss(const cache *c, const proto_ns_config *resolved, char *ms
 
 /* Builds a namespace from its requested configuration, resolving every 0
  * to the server's default. */
-static int ns_new(cache *c, const uint8_t *name, uint8_t len, const proto_ns_config *cfg,
+static int ns_new(cache *c, const uint8_t *name, uint8_t len, const cache_ns_config *cfg,
                   cache_ns **out, char *msg, size_t msg_cap) {
+    int rc = cache_ns_config_check(cfg, msg, msg_cap);
+    if (rc) return rc;
     cache_ns *ns = calloc(1, sizeof *ns);
     if (!ns) return DEJA_ERR_NOMEM;
     ns->config = *cfg;
-    if (cfg->faiss_factory_len) memcpy(ns->faiss_factory, cfg->faiss_factory,
-                                       cfg->faiss_factory_len);
-    ns->config.faiss_factory = (const uint8_t *)ns->faiss_factory;
+    ns->config.faiss_factory[ns->config.faiss_factory_len] = 0;
     resolve_config(c, &ns->config, &ns->resolved);
     ns->dim = cfg->dim;
     ns->min_threshold = ns->resolved.min_threshold;
     ns->dedup = ns->resolved.dedup;
     ns->default_ttl_s = ns->resolved.default_ttl_s;
 
-    int rc = check_bounds(&ns->resolved, msg, msg_cap);
+    rc = check_bounds(&ns->resolved, msg, msg_cap);
     if (rc == 0) rc = check_faiss(c, &ns->resolved, msg, msg_cap);
     if (rc) {
         free(ns);
@@ -251,7 +251,7 @@ int cache_ns_quarantined(cache *c, const uint8_t *name, uint8_t len, char *msg,
 
 /* Records rec's namespace as quarantined for the reason why. Start-up
  * only. Returns QUARANTINED, or NOMEM. */
-static int quarantine(cache *c, const store_ns_rec *rec, const char *why) {
+static int quarantine(cache *c, const cache_ns_image *rec, const char *why) {
     cache_ns *ns = calloc(1, sizeof *ns);
     if (!ns) return DEJA_ERR_NOMEM;
     memcpy(ns->name, rec->name, rec->name_len);
@@ -293,7 +293,7 @@ static int table_add_locked(cache *c, cache_ns *ns) {
 }
 
 int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t dim,
-                           const proto_ns_config *cfg, uint32_t ns_id, int persisted,
+                           const cache_ns_config *cfg, uint32_t ns_id, int persisted,
                            cache_ns **out) {
     cache_ns *ns = cache_find_ns(c, name, len);
     if (ns) {
@@ -301,7 +301,7 @@ int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t 
         return 0;
     }
     if (cache_ns_quarantined(c, name, len, NULL, 0)) return DEJA_ERR_QUARANTINED;
-    proto_ns_config defaults = {.dim = (uint16_t)dim};
+    cache_ns_config defaults = {.dim = dim};
     char msg[160];
     cache_ns *fresh_ns;
     int rc = ns_new(c, name, len, cfg ? cfg : &defaults, &fresh_ns, msg, sizeof msg);
@@ -326,62 +326,65 @@ int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t 
     return 0;
 }
 
-/* The configuration is stored as its wire block followed by one revision
- * byte. Records written before PROTO_NS_EXPLICIT existed have no such
- * byte; servers then ignored undefined flag bits, so those bits are
- * cleared when such a record is read, and it keeps meaning what it meant. */
-#define CONFIG_REVISION 1u
-#define LEGACY_FLAGS (PROTO_NS_ALLOW_NON_OK | PROTO_NS_NO_DEDUP)
-
-void cache_ns_record(const cache_ns *ns, store_ns_rec *rec) {
-    memset(rec, 0, offsetof(store_ns_rec, config));
+void cache_ns_record(const cache_ns *ns, cache_ns_image *rec) {
+    memset(rec, 0, sizeof *rec);
     rec->ns_id = ns->ns_id;
     rec->dim = ns->dim;
     rec->created_ms = ns->created_ms;
     rec->name_len = ns->name_len;
     memcpy(rec->name, ns->name, ns->name_len + 1u);
-    size_t len = proto_ns_config_write(rec->config, &ns->config);
-    rec->config[len] = CONFIG_REVISION;
-    rec->config_len = (uint16_t)(len + 1);
+    rec->config = ns->config;
 }
 
-/* Decodes a record's configuration into cfg (whose factory points into
- * rec). Returns 0, or an error with the reason in why. */
-static int config_from_record(const store_ns_rec *rec, proto_ns_config *cfg, char *why,
-                              size_t why_cap) {
-    *cfg = (proto_ns_config){.dim = (uint16_t)rec->dim};
-    if (rec->config_len == 0) return 0; /* the first format: dim only */
-    uint8_t block[STORE_NS_CONFIG_MAX];
-    size_t len = rec->config_len;
-    if (len > sizeof block) len = sizeof block;
-    memcpy(block, rec->config, len);
-    size_t wire = len > PROTO_NS_CONFIG_SIZE ? PROTO_NS_CONFIG_SIZE + 1u + block[PROTO_NS_CONFIG_SIZE] : 0;
-    int rc = DEJA_ERR_BAD_REQUEST;
-    if (wire && len == wire + 1 && block[wire] == CONFIG_REVISION) {
-        rc = proto_ns_config_read(block, wire, cfg);
-    } else if (wire && len == wire) {
-        block[11] &= LEGACY_FLAGS; /* the flags byte */
-        rc = proto_ns_config_read(block, wire, cfg);
-    }
+int cache_ns_config_check(const cache_ns_config *cfg, char *msg, size_t msg_cap) {
+    const char *why = NULL;
+    if (cfg->dim < 1 || cfg->dim > CACHE_MAX_DIM) why = "dim is not in 1..4096";
+    else if ((unsigned)cfg->index_kind > CACHE_INDEX_FAISS) why = "unknown index kind";
+    else if ((unsigned)cfg->quant > IDX_QUANT_INT8) why = "unknown quantisation";
+    else if ((unsigned)cfg->ttl_mode > CACHE_TTL_SLIDING) why = "unknown TTL mode";
+    else if (cfg->flags & ~CACHE_NS_FLAGS_DEFINED) why = "undefined flag bits";
+    else if (cfg->hnsw_m > UINT16_MAX || cfg->hnsw_ef_construction > UINT16_MAX ||
+             cfg->hnsw_ef_search > UINT16_MAX)
+        why = "HNSW parameters are at most 65535";
+    else if (!isfinite(cfg->min_threshold) || cfg->min_threshold < -1.0f ||
+             cfg->min_threshold > 1.0f)
+        why = "min_threshold is not in [-1, 1]";
+    else if (!isfinite(cfg->dedup) || cfg->dedup < 0.0f || cfg->dedup > 1.0f)
+        why = "dedup is not in [0, 1]";
+    else if ((cfg->faiss_factory_len > 0) != (cfg->index_kind == CACHE_INDEX_FAISS))
+        why = "a factory string goes with a FAISS index kind, and only with it";
+    /* The factory's characters are check_faiss's: it answers with the
+     * grammar's message. */
+    if (!why) return 0;
+    if (msg && msg_cap) snprintf(msg, msg_cap, "%s", why);
+    return DEJA_ERR_INVALID_ARG;
+}
+
+int cache_load_ns_quarantined(cache *c, const cache_ns_image *rec, const char *why) {
+    return quarantine(c, rec, why);
+}
+
+/* Whether what persistence handed back can become a namespace; if not,
+ * why says why. */
+static int config_from_image(const cache_ns_image *rec, char *why, size_t why_cap) {
+    char check[160];
+    int rc = cache_ns_config_check(&rec->config, check, sizeof check);
     if (rc) {
-        snprintf(why, why_cap, "its stored configuration is invalid (%s)", deja_strerror(rc));
+        snprintf(why, why_cap, "its stored configuration is invalid (%s)", check);
         return rc;
     }
-    /* cfg points into the local block: move the factory into rec's bytes,
-     * which stay valid for the caller. */
-    cfg->faiss_factory = rec->config + PROTO_NS_CONFIG_SIZE + 1;
-    if (cfg->dim != rec->dim) {
+    if (rec->config.dim != rec->dim) {
         snprintf(why, why_cap, "its record says dim %u but its configuration %u",
-                 rec->dim, cfg->dim);
-        return DEJA_ERR_BAD_REQUEST;
+                 rec->dim, rec->config.dim);
+        return DEJA_ERR_INVALID_ARG;
     }
     return 0;
 }
 
-int cache_load_ns(cache *c, const store_ns_rec *rec) {
+int cache_load_ns(cache *c, const cache_ns_image *rec) {
     char why[256] = "";
-    proto_ns_config cfg;
-    int rc = config_from_record(rec, &cfg, why, sizeof why);
+    const cache_ns_config *cfg = &rec->config;
+    int rc = config_from_image(rec, why, sizeof why);
     if (rc == 0) {
         pthread_rwlock_rdlock(&c->ns_lock);
         for (size_t i = 0; i < c->ns_count && rc == 0; i++)
@@ -395,7 +398,7 @@ int cache_load_ns(cache *c, const store_ns_rec *rec) {
         pthread_rwlock_unlock(&c->ns_lock);
     }
     cache_ns *ns = NULL;
-    if (rc == 0) rc = ns_new(c, (const uint8_t *)rec->name, rec->name_len, &cfg, &ns, why,
+    if (rc == 0) rc = ns_new(c, (const uint8_t *)rec->name, rec->name_len, cfg, &ns, why,
                              sizeof why);
     if (rc == DEJA_ERR_NOMEM) return rc;
     if (rc) return quarantine(c, rec, why[0] ? why : deja_strerror(rc));
@@ -409,18 +412,28 @@ int cache_load_ns(cache *c, const store_ns_rec *rec) {
     return rc;
 }
 
-/* Two configurations are the same when they resolve to the same bytes. */
-static int same_config(const cache *c, const cache_ns *ns, const proto_ns_config *req) {
-    proto_ns_config resolved;
+/* Two configurations are the same when they resolve to the same values
+ * (resolve_config makes zeros positive, so == on the floats is exact). */
+static int config_equal(const cache_ns_config *a, const cache_ns_config *b) {
+    return a->dim == b->dim && a->index_kind == b->index_kind && a->quant == b->quant &&
+           a->hnsw_m == b->hnsw_m && a->hnsw_ef_construction == b->hnsw_ef_construction &&
+           a->hnsw_ef_search == b->hnsw_ef_search && a->ttl_mode == b->ttl_mode &&
+           a->flags == b->flags && a->min_threshold == b->min_threshold &&
+           a->dedup == b->dedup && a->default_ttl_s == b->default_ttl_s &&
+           a->max_age_s == b->max_age_s && a->max_bytes == b->max_bytes &&
+           a->max_entries == b->max_entries &&
+           a->faiss_factory_len == b->faiss_factory_len &&
+           memcmp(a->faiss_factory, b->faiss_factory, a->faiss_factory_len) == 0;
+}
+
+static int same_config(const cache *c, const cache_ns *ns, const cache_ns_config *req) {
+    cache_ns_config resolved;
     resolve_config(c, req, &resolved);
-    uint8_t ea[STORE_NS_CONFIG_MAX], eb[STORE_NS_CONFIG_MAX];
-    size_t la = proto_ns_config_write(ea, &ns->resolved);
-    size_t lb = proto_ns_config_write(eb, &resolved);
-    return la == lb && memcmp(ea, eb, la) == 0;
+    return config_equal(&ns->resolved, &resolved);
 }
 
 int cache_ns_create(cache *c, const uint8_t *name, uint8_t len,
-                    const proto_ns_config *cfg, store_ns_rec *rec, int *created,
+                    const cache_ns_config *cfg, cache_ns_image *rec, int *created,
                     char *msg, size_t msg_cap) {
     *created = 0;
     cache_ns *ns = cache_find_ns(c, name, len);
@@ -465,7 +478,7 @@ void cache_ns_persisted(cache *c, uint32_t ns_id) {
 }
 
 int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
-                  store_ns_rec *rec) {
+                  cache_ns_image *rec) {
     *removed = 0;
     pthread_rwlock_wrlock(&c->ns_lock);
     cache_ns *ns = find_locked(c, name, len);
@@ -529,7 +542,7 @@ int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     return 0;
 }
 
-int cache_ns_list(cache *c, char (*names)[PROTO_MAX_NS_LEN + 1], uint8_t *lens,
+int cache_ns_list(cache *c, char (*names)[CACHE_MAX_NS_LEN + 1], uint8_t *lens,
                   uint16_t max, uint16_t *count) {
     pthread_rwlock_rdlock(&c->ns_lock);
     uint16_t n = 0;
@@ -586,7 +599,7 @@ static void add_totals(cache_ns *ns, totals *t) {
     for (int r = 0; r < CACHE_EVICT_REASONS; r++) t->evicted[r] += atomic_load(&n->evicted[r]);
 }
 
-static uint16_t put_totals(const totals *t, proto_stat *stats, uint16_t n, uint16_t max) {
+static uint16_t put_totals(const totals *t, cache_stat *stats, uint16_t n, uint16_t max) {
     const struct {
         const char *key;
         uint64_t value;
@@ -616,22 +629,20 @@ static uint16_t put_totals(const totals *t, proto_stat *stats, uint16_t n, uint1
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0] && n < max; i++, n++) {
         stats[n].key = rows[i].key;
-        stats[n].key_len = (uint8_t)strlen(rows[i].key);
         stats[n].value = rows[i].value;
     }
     return n;
 }
 
-static void put_stat(proto_stat *stats, uint16_t *n, uint16_t max, const char *key,
+static void put_stat(cache_stat *stats, uint16_t *n, uint16_t max, const char *key,
                      uint64_t value) {
     if (*n >= max) return;
     stats[*n].key = key;
-    stats[*n].key_len = (uint8_t)strlen(key);
     stats[*n].value = value;
     (*n)++;
 }
 
-int cache_stats(cache *c, const uint8_t *name, uint8_t len, proto_stat *stats,
+int cache_stats(cache *c, const uint8_t *name, uint8_t len, cache_stat *stats,
                 uint16_t max, uint16_t *count) {
     totals t;
     memset(&t, 0, sizeof t);
@@ -669,17 +680,17 @@ void cache_set_policy(cache *c, float min_threshold, float dedup, uint64_t max_m
         /* Namespaces that asked for the server's default follow it; a
          * value of their own (or EXPLICIT) stays. */
         cache_ns *ns = c->ns[i];
-        if (ns->config.flags & PROTO_NS_EXPLICIT) continue;
+        if (ns->config.flags & CACHE_NS_EXPLICIT) continue;
         pthread_rwlock_wrlock(&ns->lock);
         if (ns->config.min_threshold == 0) {
             ns->min_threshold = min_threshold;
             ns->resolved.min_threshold = min_threshold;
         }
-        if (ns->config.dedup == 0 && !(ns->config.flags & PROTO_NS_NO_DEDUP)) {
+        if (ns->config.dedup == 0 && !(ns->config.flags & CACHE_NS_NO_DEDUP)) {
             ns->dedup = dedup;
             ns->resolved.dedup = dedup;
-            if (dedup == 0) ns->resolved.flags |= PROTO_NS_NO_DEDUP;
-            else ns->resolved.flags &= (uint8_t)~PROTO_NS_NO_DEDUP;
+            if (dedup == 0) ns->resolved.flags |= CACHE_NS_NO_DEDUP;
+            else ns->resolved.flags &= ~CACHE_NS_NO_DEDUP;
         }
         pthread_rwlock_unlock(&ns->lock);
     }
@@ -687,7 +698,7 @@ void cache_set_policy(cache *c, float min_threshold, float dedup, uint64_t max_m
 }
 
 int cache_stats_prefix(cache *c, const uint8_t *prefix, uint8_t prefix_len,
-                       proto_stat *stats, uint16_t max, uint16_t *count) {
+                       cache_stat *stats, uint16_t max, uint16_t *count) {
     totals t;
     memset(&t, 0, sizeof t);
     uint16_t n = 0;
@@ -705,16 +716,14 @@ int cache_stats_prefix(cache *c, const uint8_t *prefix, uint8_t prefix_len,
     return 0;
 }
 
-int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, proto_ns_config *cfg,
-                  char *factory, proto_stat *stats, uint16_t max, uint16_t *count) {
+int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, cache_ns_config *cfg,
+                  cache_stat *stats, uint16_t max, uint16_t *count) {
     cache_ns *ns = cache_find_ns(c, name, len);
     if (!ns) return cache_ns_quarantined(c, name, len, NULL, 0) ? DEJA_ERR_QUARANTINED
                                                               : DEJA_ERR_NOT_FOUND;
     /* The resolved block: unambiguous (a negative floor, f32 on an int8
      * server, dedup off), and a valid NS_CREATE of the same namespace. */
     *cfg = ns->resolved;
-    memcpy(factory, ns->faiss_factory, sizeof ns->faiss_factory);
-    cfg->faiss_factory = (const uint8_t *)factory;
     int rc = cache_stats(c, name, len, stats, max, count);
     if (rc == 0) {
         /* The effective values as counters too, for clients that read
@@ -722,9 +731,9 @@ int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, proto_ns_config *c
         uint16_t n = *count;
         uint64_t index_bytes = 0, entry_bytes = 0;
         for (uint16_t i = 0; i < *count; i++) {
-            if (strncmp(stats[i].key, "index_bytes", stats[i].key_len) == 0)
+            if (strcmp(stats[i].key, "index_bytes") == 0)
                 index_bytes = stats[i].value;
-            if (strncmp(stats[i].key, "entry_bytes", stats[i].key_len) == 0)
+            if (strcmp(stats[i].key, "entry_bytes") == 0)
                 entry_bytes = stats[i].value;
         }
         put_stat(stats, &n, max, "memory_bytes", index_bytes + entry_bytes);

@@ -56,7 +56,7 @@ typedef struct cache_ns_counters {
 } cache_ns_counters;
 
 typedef struct cache_ns {
-    char name[PROTO_MAX_NS_LEN + 1];
+    char name[CACHE_MAX_NS_LEN + 1];
     uint8_t name_len;
     uint32_t dim;
     uint32_t ns_id;         /* key prefix of its entries on disk */
@@ -66,13 +66,11 @@ typedef struct cache_ns {
     int dropped;            /* NS_DROP: empty, out of the table (under lock) */
     /* The configuration as requested (0 = server default), and the
      * effective values derived from it at creation. */
-    proto_ns_config config;
-    char faiss_factory[256];
+    cache_ns_config config;
     /* config with every default resolved against the server's (EXPLICIT
      * set; cache-ns.c resolve_config): what NS_INFO reports and what
-     * NS_CREATE compares, so two requests that mean the same are the same.
-     * Its faiss_factory points into faiss_factory too. */
-    proto_ns_config resolved;
+     * NS_CREATE compares, so two requests that mean the same are the same. */
+    cache_ns_config resolved;
     /* Quarantined at start (cache_load_ns): its record could not be turned
      * into a working namespace. Such a namespace sits in the graveyard,
      * never in the table, with no index; its entries stay on disk unread;
@@ -154,7 +152,7 @@ cache_ns *cache_find_ns(cache *c, const uint8_t *name, uint8_t len);
 
 /* Finds or creates; a new one takes cfg (NULL = defaults with dim). */
 int cache_get_or_create_ns(cache *c, const uint8_t *name, uint8_t len, uint32_t dim,
-                           const proto_ns_config *cfg, uint32_t ns_id, int persisted,
+                           const cache_ns_config *cfg, uint32_t ns_id, int persisted,
                            cache_ns **out);
 
 void cache_ns_free(cache_ns *ns);
@@ -186,8 +184,8 @@ void cache_enforce_budgets(cache *c, cache_ns *ns);
 /* The index configuration a namespace's main index is built with. */
 void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out);
 
-/* Fills a namespace record for persistence. */
-void cache_ns_record(const cache_ns *ns, store_ns_rec *rec);
+/* Fills what persistence needs of a namespace. */
+void cache_ns_record(const cache_ns *ns, cache_ns_image *rec);
 
 /* ---- the indexer (cache-indexer.c) ----------------------------------------
  * A STORE must not wait for a graph insertion (1-2 ms of CPU for a 1536-d

@@ -65,7 +65,7 @@ void cache_wait_unindexed_below(cache *c, size_t limit) {
     cache_indexer_wait_below(c->indexer, limit);
 }
 
-int cache_each_usage(cache *c, int (*fn)(void *ctx, const store_usage_rec *u), void *ctx) {
+int cache_each_usage(cache *c, int (*fn)(void *ctx, const cache_usage *u), void *ctx) {
     int rc = 0;
     pthread_rwlock_rdlock(&c->ns_lock);
     for (size_t i = 0; i < c->ns_count && rc == 0; i++) {
@@ -78,7 +78,7 @@ int cache_each_usage(cache *c, int (*fn)(void *ctx, const store_usage_rec *u), v
             cache_entry *e = val;
             uint32_t hits = atomic_load(&e->hits);
             if (hits == 0) continue; /* nothing the entry record lacks */
-            store_usage_rec u = {
+            cache_usage u = {
                 .ns_id = ns->ns_id,
                 .id = id,
                 .hits = hits,
@@ -244,8 +244,8 @@ struct cache_pending {
     cache_ns *ns;
     cache_entry *e;
     int replaces; /* e->id names a live entry this one updates */
-    store_entry_rec rec;
-    store_ns_rec ns_rec;
+    cache_entry_image rec;
+    cache_ns_image ns_rec;
     float vec[]; /* dim floats */
 };
 
@@ -269,7 +269,7 @@ static void dedup_staged_locked(cache_ns *ns, const float *vec, float min,
             *best = hit;
         return;
     }
-    float stored[PROTO_MAX_DIM];
+    float stored[CACHE_MAX_DIM];
     uint64_t count = ns->recent_count < CACHE_DEDUP_WINDOW ? ns->recent_count
                                                           : CACHE_DEDUP_WINDOW;
     for (uint64_t i = 0; i < count; i++) {
@@ -315,14 +315,15 @@ static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float
     return id;
 }
 
-int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
+int cache_prepare_store(cache *c, const cache_store_args *req, const float *vec,
                         cache_pending **out) {
     *out = NULL;
+    if (req->dim < 1 || req->dim > CACHE_MAX_DIM) return DEJA_ERR_INVALID_ARG;
     cache_ns *ns = cache_find_ns(c, req->ns, req->ns_len);
     /* Only a namespace created to allow it caches non-ok completions, so an
      * unknown namespace is never created by a rejected STORE. */
-    int allow = ns && (ns->config.flags & PROTO_NS_ALLOW_NON_OK);
-    if (req->completion != PROTO_COMPLETION_OK && !allow) {
+    int allow = ns && (ns->config.flags & CACHE_NS_ALLOW_NON_OK);
+    if (req->completion != CACHE_COMPLETION_OK && !allow) {
         atomic_fetch_add(&c->rejected, 1);
         if (ns) atomic_fetch_add(&ns->n.rejected, 1);
         return DEJA_ERR_REJECTED;
@@ -358,7 +359,7 @@ int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
     e->input_tokens = req->input_tokens;
     e->output_tokens = req->output_tokens;
     e->cost_micro_usd = req->cost_micro_usd;
-    e->completion = req->completion;
+    e->completion = (uint8_t)req->completion;
     atomic_init(&e->lfu, CACHE_LFU_INIT);
     atomic_init(&e->last_hit_ms, now);
     e->prompt_hash[0] = hash[0];
@@ -367,7 +368,7 @@ int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
     p->ns = ns;
     p->e = e;
     p->replaces = target != 0;
-    p->rec = (store_entry_rec){
+    p->rec = (cache_entry_image){
         .ns_id = ns->ns_id,
         .id = e->id,
         .created_ms = e->created_ms,
@@ -387,9 +388,9 @@ int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
     return 0;
 }
 
-const store_entry_rec *cache_pending_entry(const cache_pending *p) { return &p->rec; }
+const cache_entry_image *cache_pending_entry(const cache_pending *p) { return &p->rec; }
 
-const store_ns_rec *cache_pending_ns(const cache_pending *p, int *ns_persisted) {
+const cache_ns_image *cache_pending_ns(const cache_pending *p, int *ns_persisted) {
     *ns_persisted = atomic_load(&p->ns->persisted);
     return &p->ns_rec;
 }
@@ -496,14 +497,14 @@ int cache_publish(cache *c, cache_pending *p, uint64_t *id_out) {
     return 0;
 }
 
-int cache_store(cache *c, const proto_store_req *req, const float *vec,
+int cache_store(cache *c, const cache_store_args *req, const float *vec,
                 uint64_t *id_out) {
     cache_pending *p;
     int rc = cache_prepare_store(c, req, vec, &p);
     return rc ? rc : cache_publish(c, p, id_out);
 }
 
-int cache_load_entry(cache *c, const store_entry_rec *rec) {
+int cache_load_entry(cache *c, const cache_entry_image *rec) {
     cache_ns *ns = NULL;
     pthread_rwlock_rdlock(&c->ns_lock);
     for (size_t i = 0; i < c->ns_count && !ns; i++)
@@ -547,7 +548,7 @@ static void account_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
     cache_lfu_touch(e, now_ms); /* also moves last_hit_ms */
     atomic_fetch_add(&ns->n.tokens_saved, (uint64_t)e->input_tokens + e->output_tokens);
     atomic_fetch_add(&ns->n.cost_saved_micro_usd, e->cost_micro_usd);
-    if (ns->config.ttl_mode == PROTO_TTL_SLIDING && e->ttl_s) {
+    if (ns->config.ttl_mode == CACHE_TTL_SLIDING && e->ttl_s) {
         uint64_t until = now_ms + (uint64_t)e->ttl_s * 1000u;
         if (ns->config.max_age_s) {
             uint64_t cap = e->created_ms + (uint64_t)ns->config.max_age_s * 1000u;
@@ -560,7 +561,7 @@ static void account_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
     }
 }
 
-int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
+int cache_lookup(cache *c, const cache_query *req, const float *vec,
                  cache_match *matches, uint16_t *count) {
     *count = 0;
     cache_ns *ns = cache_find_ns(c, req->ns, req->ns_len);
@@ -571,19 +572,19 @@ int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
      * namespace's floor. */
     float threshold = req->threshold > ns->min_threshold ? req->threshold
                                                          : ns->min_threshold;
-    uint32_t k = req->k > PROTO_MAX_K ? PROTO_MAX_K : req->k;
+    uint32_t k = req->k > CACHE_MAX_K ? CACHE_MAX_K : req->k;
     uint64_t now = cache_now(c);
     uint64_t hash[2];
     int have_hash =
         prompt_hash(req->prompt, req->prompt_len, hash) == 0 && hash_keyed(hash);
 
-    idx_hit hits[2 * PROTO_MAX_K];
+    idx_hit hits[2 * CACHE_MAX_K];
     uint32_t n = 0;
     uint16_t found = 0;
     int exact = 0, rc = 0;
     pthread_rwlock_rdlock(&ns->lock);
     cache_entry *e = have_hash ? exact_find_locked(ns, hash, now) : NULL;
-    float stored[PROTO_MAX_DIM];
+    float stored[CACHE_MAX_DIM];
     float cosine = -INFINITY;
     if (e && vector_of_locked(ns, e->id, stored) == 0)
         cosine = idx_dot(vec, stored, ns->dim);

@@ -19,9 +19,154 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "deja-errors.h"
 #include "idx.h"
-#include "proto.h"
-#include "store.h"
+
+/* The engine speaks its own types, not the wire's (proto.h) nor the
+ * disk's (store.h): the server maps requests onto them (srv-ops.c) and
+ * builds disk records from them (srv-persist.c), so a new protocol or a new
+ * record layout never reaches the engine, and the engine is usable without
+ * either. Limits match the protocol's v1 limits; srv-ops.c checks that they
+ * hold every value the wire can carry. */
+#define CACHE_MAX_DIM 4096u
+#define CACHE_MAX_NS_LEN 255u
+#define CACHE_MAX_K 256u
+#define CACHE_MAX_FACTORY 255u
+
+/* How the call that produced a response ended. Only OK is cached, except
+ * in a namespace created with CACHE_NS_ALLOW_NON_OK. */
+enum cache_completion {
+    CACHE_COMPLETION_OK = 0,
+    CACHE_COMPLETION_ERROR = 1,
+    CACHE_COMPLETION_TRUNCATED = 2,
+    CACHE_COMPLETION_FILTERED = 3,
+};
+
+/* One STORE: an entry for namespace ns (created with the server's defaults
+ * on first use, its dim fixed then). Pointers are borrowed for the call. */
+typedef struct cache_store_args {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    uint32_t dim;
+    enum cache_completion completion;
+    uint32_t ttl_s; /* 0 = the namespace's default */
+    uint32_t input_tokens;
+    uint32_t output_tokens;
+    uint64_t cost_micro_usd; /* what producing the response cost */
+    const uint8_t *prompt;   /* may be NULL when prompt_len is 0 */
+    uint32_t prompt_len;
+    const uint8_t *response;
+    uint32_t response_len;
+} cache_store_args;
+
+/* One lookup: the k (1..CACHE_MAX_K) best live entries of ns at least
+ * threshold similar; ef is a search breadth hint (0 = the namespace's);
+ * prompt, when given, is tried on the exact tier first. */
+typedef struct cache_query {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    uint32_t dim;
+    uint32_t k;
+    float threshold;
+    uint32_t ef;
+    const uint8_t *prompt;
+    uint32_t prompt_len;
+} cache_query;
+
+enum cache_index_kind {
+    CACHE_INDEX_DEFAULT = 0, /* the server's --index */
+    CACHE_INDEX_FLAT = 1,
+    CACHE_INDEX_HNSW = 2,
+    CACHE_INDEX_FAISS = 3,
+};
+
+enum cache_ttl_mode {
+    CACHE_TTL_ABSOLUTE = 0,
+    CACHE_TTL_SLIDING = 1, /* each hit extends the entry's life by its TTL */
+};
+
+#define CACHE_NS_ALLOW_NON_OK 0x01u /* cache non-ok completions too */
+#define CACHE_NS_NO_DEDUP 0x02u     /* never merge near-identical STOREs */
+/* quant, min_threshold, dedup and default_ttl_s are literal values, 0
+ * included, instead of "0 = the server's default". */
+#define CACHE_NS_EXPLICIT 0x04u
+#define CACHE_NS_FLAGS_DEFINED 0x07u
+
+/* A namespace's configuration. Every field but dim may be 0, meaning the
+ * server's default (but see CACHE_NS_EXPLICIT). Plain data: copy it. */
+typedef struct cache_ns_config {
+    uint32_t dim;                   /* 1..CACHE_MAX_DIM */
+    enum cache_index_kind index_kind;
+    enum idx_quant quant;
+    uint32_t hnsw_m;
+    uint32_t hnsw_ef_construction;
+    uint32_t hnsw_ef_search;
+    enum cache_ttl_mode ttl_mode;
+    uint32_t flags;                 /* CACHE_NS_* */
+    float min_threshold;            /* lookup threshold floor, in [-1, 1] */
+    float dedup;                    /* write-time dedup similarity, in [0, 1] */
+    uint32_t default_ttl_s;
+    uint32_t max_age_s;             /* sliding TTL: longest total life; 0 = none */
+    uint64_t max_bytes;             /* memory budget; 0 = none */
+    uint64_t max_entries;           /* 0 = none */
+    uint8_t faiss_factory_len;      /* only for CACHE_INDEX_FAISS */
+    char faiss_factory[CACHE_MAX_FACTORY + 1]; /* NUL-terminated */
+} cache_ns_config;
+
+/* Checks what a configuration read from anywhere must satisfy: dim in
+ * range, known kinds and modes, no undefined flag, finite thresholds in
+ * range, a factory string exactly for FAISS. 0 or DEJA_ERR_INVALID_ARG,
+ * with the reason in msg[0..msg_cap) (msg may be NULL). Any thread. */
+int cache_ns_config_check(const cache_ns_config *cfg, char *msg, size_t msg_cap);
+
+/* What persistence needs of a namespace: its identity and its
+ * configuration as requested (0 fields = server defaults). */
+typedef struct cache_ns_image {
+    uint32_t ns_id;
+    uint32_t dim;
+    uint64_t created_ms;
+    uint8_t name_len;
+    char name[CACHE_MAX_NS_LEN + 1]; /* NUL-terminated */
+    cache_ns_config config;
+} cache_ns_image;
+
+/* What persistence needs of an entry. Pointers are borrowed: valid as long
+ * as the object that handed the image out (see each function). */
+typedef struct cache_entry_image {
+    uint32_t ns_id;
+    uint64_t id;
+    uint64_t created_ms;
+    uint64_t expires_ms; /* 0 = never */
+    uint32_t input_tokens;
+    uint32_t output_tokens;
+    uint64_t cost_micro_usd;
+    const uint8_t *prompt;
+    uint32_t prompt_len;
+    const uint8_t *response;
+    uint32_t response_len;
+    const float *vector; /* dim floats */
+    uint32_t dim;
+    /* Usage, read at load only (0 = none recorded). */
+    uint32_t hits;
+    uint8_t lfu;
+    uint64_t last_hit_ms;
+} cache_entry_image;
+
+/* What changes on every hit of an entry, written back on clean shutdown. */
+typedef struct cache_usage {
+    uint32_t ns_id;
+    uint64_t id;
+    uint32_t hits;
+    uint8_t lfu;
+    uint64_t last_hit_ms;
+    uint64_t expires_ms;
+} cache_usage;
+
+/* One counter of cache_stats: key is a static string ("entries"). */
+typedef struct cache_stat {
+    const char *key;
+    uint64_t value;
+} cache_stat;
 
 typedef struct cache cache;
 
@@ -73,16 +218,18 @@ void cache_set_clock(cache *c, cache_clock_fn fn, void *ctx);
 
 typedef struct cache_pending cache_pending;
 
-/* Prepares an entry from a decoded STORE request whose vector was read and
- * normalised into vec (copied). Creates the namespace on first use, fixing
- * its dim. Errors: REJECTED (completion != ok), DIM_MISMATCH, NOMEM. */
-int cache_prepare_store(cache *c, const proto_store_req *req, const float *vec,
+/* Prepares an entry from a STORE whose vector was normalised into vec
+ * (req->dim floats, copied). Creates the namespace on first use, fixing
+ * its dim. Errors: REJECTED (completion != ok), DIM_MISMATCH, QUARANTINED,
+ * STORAGE_FULL (--max-namespaces), NOMEM. */
+int cache_prepare_store(cache *c, const cache_store_args *req, const float *vec,
                         cache_pending **out);
 
-/* The records to persist for a prepared entry, valid until publish or
- * discard. *ns_persisted tells whether its namespace record is on disk. */
-const store_entry_rec *cache_pending_entry(const cache_pending *p);
-const store_ns_rec *cache_pending_ns(const cache_pending *p, int *ns_persisted);
+/* What to persist of a prepared entry and of its namespace, valid until
+ * publish or discard. *ns_persisted tells whether the namespace is on
+ * disk already. */
+const cache_entry_image *cache_pending_entry(const cache_pending *p);
+const cache_ns_image *cache_pending_ns(const cache_pending *p, int *ns_persisted);
 
 /* Marks the pending entry's namespace record as durable. Commit thread. */
 void cache_pending_ns_persisted(cache_pending *p);
@@ -94,21 +241,26 @@ int cache_publish(cache *c, cache_pending *p, uint64_t *id_out);
 void cache_discard(cache_pending *p);
 
 /* Prepare + publish in one step, for callers without persistence (tests). */
-int cache_store(cache *c, const proto_store_req *req, const float *vec,
+int cache_store(cache *c, const cache_store_args *req, const float *vec,
                 uint64_t *id_out);
 
 /* ---- loading at start ---------------------------------------------------- */
 
-/* Recreates a namespace (marked persisted) from its record. A record that
- * cannot become a working namespace -- its configuration block is invalid
- * or unreadable, its id is taken, or its index refuses to build (a FAISS
- * kind on a server without allow_faiss, a factory string outside the
- * grammar of idx.h) -- quarantines the namespace instead and returns
- * DEJA_ERR_QUARANTINED: it is out of service, cache_load_entry answers
- * NOT_FOUND for its entries (which stay on disk), and its name answers
- * QUARANTINED (cache_ns_quarantined gives the reason) until NS_DROP.
- * Errors: QUARANTINED, NOMEM. Start-up thread only. */
-int cache_load_ns(cache *c, const store_ns_rec *ns);
+/* Recreates a namespace (marked persisted) from what was persisted of it.
+ * One that cannot become a working namespace -- its configuration fails
+ * cache_ns_config_check or names another dim, its id is taken, or its
+ * index refuses to build (a FAISS kind on a server without allow_faiss, a
+ * factory string outside the grammar of idx.h) -- is quarantined instead
+ * and DEJA_ERR_QUARANTINED returned: it is out of service,
+ * cache_load_entry answers NOT_FOUND for its entries (which stay on disk),
+ * and its name answers QUARANTINED (cache_ns_quarantined gives the reason)
+ * until NS_DROP. Errors: QUARANTINED, NOMEM. Start-up thread only. */
+int cache_load_ns(cache *c, const cache_ns_image *ns);
+
+/* Quarantines a namespace whose configuration could not even be read
+ * (ns->config is ignored) for the reason why, as cache_load_ns does for
+ * one that cannot work. Returns QUARANTINED, or NOMEM. Start-up only. */
+int cache_load_ns_quarantined(cache *c, const cache_ns_image *ns, const char *why);
 
 /* If the namespace name is quarantined, returns DEJA_ERR_QUARANTINED and
  * writes "namespace 'NAME' is quarantined: REASON" to msg[0..msg_cap)
@@ -121,7 +273,7 @@ int cache_ns_quarantined(cache *c, const uint8_t *name, uint8_t len, char *msg,
 
 /* Adds a stored entry (its namespace loaded first). Errors: NOT_FOUND
  * (unknown ns_id), DIM_MISMATCH, NOMEM. */
-int cache_load_entry(cache *c, const store_entry_rec *e);
+int cache_load_entry(cache *c, const cache_entry_image *e);
 
 /* Blocks until every published entry has reached its namespace's graph
  * (tests, benchmarks). */
@@ -135,7 +287,7 @@ void cache_wait_unindexed_below(cache *c, size_t limit);
  * entry that has been hit, namespace by namespace, under each namespace's
  * read lock; for writing it back on a clean shutdown. Stops at the first
  * nonzero return and returns it. */
-int cache_each_usage(cache *c, int (*fn)(void *ctx, const store_usage_rec *u), void *ctx);
+int cache_each_usage(cache *c, int (*fn)(void *ctx, const cache_usage *u), void *ctx);
 
 /* ---- graph snapshots (cache-snapshot.c) ----------------------------------- */
 
@@ -163,12 +315,12 @@ int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);
 
 /* Finds up to req->k live entries with similarity >= req->threshold.
- * matches[0..PROTO_MAX_K) receives them best first with a reference held
+ * matches[0..CACHE_MAX_K) receives them best first with a reference held
  * on each; *count their number. An unknown namespace is a miss. An exact-
  * tier hit (same non-empty normalised prompt, cosine >= the namespace's
  * floor, whatever req->threshold) is the only match, with exact set.
  * Errors: DIM_MISMATCH, NOMEM. */
-int cache_lookup(cache *c, const proto_lookup_req *req, const float *vec,
+int cache_lookup(cache *c, const cache_query *req, const float *vec,
                  cache_match *matches, uint16_t *count);
 
 /* Drops a reference taken by cache_lookup. */
@@ -182,35 +334,34 @@ const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len);
 /* ---- namespaces ---------------------------------------------------------- */
 
 /* Creates a namespace with cfg (0 fields = server defaults, except the
- * literal ones under PROTO_NS_EXPLICIT). *created is 1 when it is new, and
- * *rec then holds the record to persist (mark it with cache_ns_persisted
- * once durable); 0 when it already existed with the same configuration,
- * that is, one that resolves to the same values on this server.
+ * literal ones under CACHE_NS_EXPLICIT). *created is 1 when it is new, and
+ * *rec then holds what to persist (mark it with cache_ns_persisted once
+ * durable); 0 when it already existed with the same configuration, that
+ * is, one that resolves to the same values on this server.
  * Errors: EXISTS (another configuration), INVALID_ARG (an index the
  * configuration cannot build, a FAISS kind while allow_faiss is off, a
  * factory string outside idx.h's grammar; msg says why), QUARANTINED (msg
  * says why), NOMEM. */
 int cache_ns_create(cache *c, const uint8_t *name, uint8_t len,
-                    const proto_ns_config *cfg, store_ns_rec *rec, int *created,
+                    const cache_ns_config *cfg, cache_ns_image *rec, int *created,
                     char *msg, size_t msg_cap);
 
 /* Marks a namespace record as durable. */
 void cache_ns_persisted(cache *c, uint32_t ns_id);
 
 /* Drops a namespace and all its entries; *removed receives their number
- * and *rec the record to delete from disk. Errors: NOT_FOUND. */
+ * and *rec its identity, to delete it from disk. Errors: NOT_FOUND. */
 int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
-                  store_ns_rec *rec);
+                  cache_ns_image *rec);
 
 /* Copies up to max namespace names (NUL-terminated) into names. */
-int cache_ns_list(cache *c, char (*names)[PROTO_MAX_NS_LEN + 1], uint8_t *lens,
+int cache_ns_list(cache *c, char (*names)[CACHE_MAX_NS_LEN + 1], uint8_t *lens,
                   uint16_t max, uint16_t *count);
 
-/* The configuration (resolved: every default filled in, PROTO_NS_EXPLICIT
- * set; factory copied into factory[256]) and the counters of one
- * namespace. Errors: NOT_FOUND, QUARANTINED. */
-int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, proto_ns_config *cfg,
-                  char *factory, proto_stat *stats, uint16_t max, uint16_t *count);
+/* The configuration (resolved: every default filled in, CACHE_NS_EXPLICIT
+ * set) and the counters of one namespace. Errors: NOT_FOUND, QUARANTINED. */
+int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, cache_ns_config *cfg,
+                  cache_stat *stats, uint16_t max, uint16_t *count);
 
 /* ---- expiry --------------------------------------------------------------- */
 
@@ -238,7 +389,7 @@ int cache_flush(cache *c, const uint8_t *ns, uint8_t ns_len, uint64_t *removed,
 /* Fills stats[0..max) with counters: server-wide when ns_len is 0,
  * otherwise for that namespace (NOT_FOUND if unknown). Keys are static
  * strings. *count receives the number filled. */
-int cache_stats(cache *c, const uint8_t *ns, uint8_t ns_len, proto_stat *stats,
+int cache_stats(cache *c, const uint8_t *ns, uint8_t ns_len, cache_stat *stats,
                 uint16_t max, uint16_t *count);
 
 /* Changes what SIGHUP may change while the server runs: the server-wide
@@ -252,6 +403,6 @@ void cache_set_policy(cache *c, float min_threshold, float dedup, uint64_t max_m
 /* The counters of cache_stats summed over the namespaces whose names start
  * with prefix (a tenant's server-wide view), plus `namespaces`. */
 int cache_stats_prefix(cache *c, const uint8_t *prefix, uint8_t prefix_len,
-                       proto_stat *stats, uint16_t max, uint16_t *count);
+                       cache_stat *stats, uint16_t max, uint16_t *count);
 
 #endif

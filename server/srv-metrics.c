@@ -123,7 +123,7 @@ static const char *const ns_keys[K_COUNT] = {
 };
 
 typedef struct ns_row {
-    char name[2 * PROTO_MAX_NS_LEN + 1]; /* escaped for a label value */
+    char name[2 * CACHE_MAX_NS_LEN + 1]; /* escaped for a label value */
     uint64_t v[K_COUNT];
 } ns_row;
 
@@ -136,11 +136,10 @@ static void escape_label(char *out, const char *in, size_t len) {
     out[o] = 0;
 }
 
-static void fill_row(ns_row *row, const proto_stat *stats, uint16_t n, int add) {
+static void fill_row(ns_row *row, const cache_stat *stats, uint16_t n, int add) {
     for (uint16_t i = 0; i < n; i++)
         for (int k = 0; k < K_COUNT; k++)
-            if (stats[i].key_len == strlen(ns_keys[k]) &&
-                memcmp(stats[i].key, ns_keys[k], stats[i].key_len) == 0)
+            if (strcmp(stats[i].key, ns_keys[k]) == 0)
                 row->v[k] = add ? row->v[k] + stats[i].value : stats[i].value;
 }
 
@@ -148,7 +147,7 @@ static void fill_row(ns_row *row, const proto_stat *stats, uint16_t n, int add) 
  * of their own, the rest summed into a last "(other)" row. */
 static ns_row *collect_namespaces(srv_server *s, size_t *nrows) {
     enum { MAX_LIST = 4096 };
-    char(*names)[PROTO_MAX_NS_LEN + 1] = malloc(MAX_LIST * sizeof *names);
+    char(*names)[CACHE_MAX_NS_LEN + 1] = malloc(MAX_LIST * sizeof *names);
     uint8_t *lens = malloc(MAX_LIST);
     ns_row *rows = calloc(METRICS_MAX_NAMESPACES + 1, sizeof *rows);
     *nrows = 0;
@@ -161,7 +160,7 @@ static ns_row *collect_namespaces(srv_server *s, size_t *nrows) {
     uint16_t n = 0;
     cache_ns_list(s->cache, names, lens, MAX_LIST, &n);
     for (uint16_t i = 0; i < n; i++) {
-        proto_stat stats[64];
+        cache_stat stats[64];
         uint16_t count = 0;
         if (cache_stats(s->cache, (const uint8_t *)names[i], lens[i], stats, 64, &count) != 0)
             continue; /* dropped since it was listed */

@@ -1,4 +1,5 @@
-/* srv-ops.c: the op table and its handlers.
+/* srv-ops.c: the op table and its handlers, and the one place that maps
+ * the wire's types (proto.h) to the engine's (cache.h) and back.
  *
  * The table is data: {opcode, name, handler, min_body, max_body, flags},
  * one entry per row of the protocol's opcode table (proto/deja-ops.h).
@@ -198,6 +199,141 @@ static int op_auth(srv_req *r) {
     return SRV_DEFERRED;
 }
 
+/* ---- wire <-> engine ---------------------------------------------------------
+ * Field by field, so that a protocol v2 changes this file and not the
+ * engine. The engine's limits hold everything v1 can carry. */
+
+_Static_assert(CACHE_MAX_K >= PROTO_MAX_K, "a LOOKUP's k fits the engine");
+_Static_assert(CACHE_MAX_DIM >= PROTO_MAX_DIM, "a vector fits the engine");
+_Static_assert(CACHE_MAX_NS_LEN >= PROTO_MAX_NS_LEN, "a name fits the engine");
+_Static_assert(CACHE_MAX_FACTORY >= 255, "a factory string fits the engine");
+
+static enum cache_completion completion_of(uint8_t wire) {
+    switch (wire) {
+    case PROTO_COMPLETION_OK: return CACHE_COMPLETION_OK;
+    case PROTO_COMPLETION_ERROR: return CACHE_COMPLETION_ERROR;
+    case PROTO_COMPLETION_TRUNCATED: return CACHE_COMPLETION_TRUNCATED;
+    default: return CACHE_COMPLETION_FILTERED; /* the decoder allows <= 3 */
+    }
+}
+
+static cache_store_args store_args_of(const proto_store_req *req) {
+    return (cache_store_args){
+        .ns = req->ns,
+        .ns_len = req->ns_len,
+        .dim = req->dim,
+        .completion = completion_of(req->completion),
+        .ttl_s = req->ttl_s,
+        .input_tokens = req->input_tokens,
+        .output_tokens = req->output_tokens,
+        .cost_micro_usd = req->cost_micro_usd,
+        .prompt = req->prompt,
+        .prompt_len = req->prompt_len,
+        .response = req->response,
+        .response_len = req->response_len,
+    };
+}
+
+static cache_query query_of(const proto_lookup_req *req) {
+    return (cache_query){
+        .ns = req->ns,
+        .ns_len = req->ns_len,
+        .dim = req->dim,
+        .k = req->k,
+        .threshold = req->threshold,
+        .ef = req->ef,
+        .prompt = req->prompt,
+        .prompt_len = req->prompt_len,
+    };
+}
+
+static enum cache_index_kind index_kind_of(uint8_t wire) {
+    switch (wire) {
+    case PROTO_INDEX_FLAT: return CACHE_INDEX_FLAT;
+    case PROTO_INDEX_HNSW: return CACHE_INDEX_HNSW;
+    case PROTO_INDEX_FAISS: return CACHE_INDEX_FAISS;
+    default: return CACHE_INDEX_DEFAULT;
+    }
+}
+
+static uint8_t wire_index_kind(enum cache_index_kind kind) {
+    switch (kind) {
+    case CACHE_INDEX_FLAT: return PROTO_INDEX_FLAT;
+    case CACHE_INDEX_HNSW: return PROTO_INDEX_HNSW;
+    case CACHE_INDEX_FAISS: return PROTO_INDEX_FAISS;
+    default: return PROTO_INDEX_DEFAULT;
+    }
+}
+
+static uint32_t ns_flags_of(uint8_t wire) {
+    return ((wire & PROTO_NS_ALLOW_NON_OK) ? CACHE_NS_ALLOW_NON_OK : 0u) |
+           ((wire & PROTO_NS_NO_DEDUP) ? CACHE_NS_NO_DEDUP : 0u) |
+           ((wire & PROTO_NS_EXPLICIT) ? CACHE_NS_EXPLICIT : 0u);
+}
+
+static uint8_t wire_ns_flags(uint32_t flags) {
+    return (uint8_t)(((flags & CACHE_NS_ALLOW_NON_OK) ? PROTO_NS_ALLOW_NON_OK : 0u) |
+                     ((flags & CACHE_NS_NO_DEDUP) ? PROTO_NS_NO_DEDUP : 0u) |
+                     ((flags & CACHE_NS_EXPLICIT) ? PROTO_NS_EXPLICIT : 0u));
+}
+
+/* A decoded NS_CREATE configuration (checked by the decoder) as the
+ * engine's. */
+static void ns_config_of(const proto_ns_config *w, cache_ns_config *c) {
+    *c = (cache_ns_config){
+        .dim = w->dim,
+        .index_kind = index_kind_of(w->index_kind),
+        .quant = w->quant ? IDX_QUANT_INT8 : IDX_QUANT_F32,
+        .hnsw_m = w->hnsw_m,
+        .hnsw_ef_construction = w->hnsw_ef_construction,
+        .hnsw_ef_search = w->hnsw_ef_search,
+        .ttl_mode = w->ttl_mode == PROTO_TTL_SLIDING ? CACHE_TTL_SLIDING : CACHE_TTL_ABSOLUTE,
+        .flags = ns_flags_of(w->flags),
+        .min_threshold = w->min_threshold,
+        .dedup = w->dedup,
+        .default_ttl_s = w->default_ttl_s,
+        .max_age_s = w->max_age_s,
+        .max_bytes = w->max_bytes,
+        .max_entries = w->max_entries,
+        .faiss_factory_len = w->faiss_factory_len,
+    };
+    if (w->faiss_factory_len) memcpy(c->faiss_factory, w->faiss_factory, w->faiss_factory_len);
+    c->faiss_factory[w->faiss_factory_len] = 0;
+}
+
+/* The engine's configuration as the wire block; w->faiss_factory points
+ * into c. Values past a u16 field cannot occur (cache_ns_config_check). */
+static void wire_ns_config(const cache_ns_config *c, proto_ns_config *w) {
+    *w = (proto_ns_config){
+        .dim = (uint16_t)c->dim,
+        .index_kind = wire_index_kind(c->index_kind),
+        .quant = c->quant == IDX_QUANT_INT8 ? 1 : 0,
+        .hnsw_m = (uint16_t)c->hnsw_m,
+        .hnsw_ef_construction = (uint16_t)c->hnsw_ef_construction,
+        .hnsw_ef_search = (uint16_t)c->hnsw_ef_search,
+        .ttl_mode = c->ttl_mode == CACHE_TTL_SLIDING ? PROTO_TTL_SLIDING : PROTO_TTL_ABSOLUTE,
+        .flags = wire_ns_flags(c->flags),
+        .min_threshold = c->min_threshold,
+        .dedup = c->dedup,
+        .default_ttl_s = c->default_ttl_s,
+        .max_age_s = c->max_age_s,
+        .max_bytes = c->max_bytes,
+        .max_entries = c->max_entries,
+        .faiss_factory = (const uint8_t *)c->faiss_factory,
+        .faiss_factory_len = c->faiss_factory_len,
+    };
+}
+
+/* Appends the engine's counters to stats[*n..max), keys as they are. */
+static void wire_stats(const cache_stat *in, uint16_t count, proto_stat *stats,
+                       uint16_t *n, uint16_t max) {
+    for (uint16_t i = 0; i < count && *n < max; i++, (*n)++) {
+        stats[*n].key = in[i].key;
+        stats[*n].key_len = (uint8_t)strlen(in[i].key);
+        stats[*n].value = in[i].value;
+    }
+}
+
 static int op_ping(srv_req *r) {
     return proto_encode_ping(r->out, r->hdr->request_id, PROTO_FLAG_REPLY,
                              r->body, r->hdr->body_len);
@@ -228,7 +364,8 @@ static int op_store(srv_req *r) {
     rc = proto_vector_read(r->w->vec, req.vector, req.dim);
     if (rc) return rc;
     cache_pending *pending;
-    rc = cache_prepare_store(r->srv->cache, &req, r->w->vec, &pending);
+    cache_store_args args = store_args_of(&req);
+    rc = cache_prepare_store(r->srv->cache, &args, r->w->vec, &pending);
     if (rc == DEJA_ERR_DIM_MISMATCH)
         snprintf(r->errmsg, sizeof r->errmsg,
                  "vector has dim %u; namespace '%.*s' has a different dim",
@@ -245,16 +382,21 @@ static int op_store(srv_req *r) {
     if (rc) return rc;
     /* A namespace record not yet on disk goes in the same transaction. */
     int persisted;
-    const store_ns_rec *ns = cache_pending_ns(pending, &persisted);
-    store_op entry = {.kind = STORE_OP_PUT_ENTRY, .entry = cache_pending_entry(pending)};
-    srv_reply_write *rw =
-        reply_write(SRV_REPLY_STORE,
-                    persisted ? entry : (store_op){.kind = STORE_OP_PUT_NS, .ns = ns});
+    const cache_ns_image *ns = cache_pending_ns(pending, &persisted);
+    srv_reply_write *rw = reply_write(SRV_REPLY_STORE, (store_op){.kind = STORE_OP_PUT_NS});
     if (!rw) {
         cache_discard(pending);
         return DEJA_ERR_NOMEM;
     }
-    if (!persisted) rw->base.ops[rw->base.nops++] = entry;
+    srv_persist_entry_rec(cache_pending_entry(pending), &rw->entry_rec);
+    store_op entry = {.kind = STORE_OP_PUT_ENTRY, .entry = &rw->entry_rec};
+    if (persisted) {
+        rw->base.ops[0] = entry;
+    } else {
+        srv_persist_ns_rec(ns, &rw->ns_rec);
+        rw->base.ops[0].ns = &rw->ns_rec;
+        rw->base.ops[rw->base.nops++] = entry;
+    }
     rw->pending = pending;
     /* The STORE's bytes wait in memory until committed: they count in the
      * worker's client budget until its completion. */
@@ -277,7 +419,8 @@ static int serve_lookup(srv_req *r) {
     rc = proto_vector_read(r->w->vec, req.vector, req.dim);
     if (rc) return rc;
     uint16_t n = 0;
-    rc = cache_lookup(r->srv->cache, &req, r->w->vec, r->w->matches, &n);
+    cache_query query = query_of(&req);
+    rc = cache_lookup(r->srv->cache, &query, r->w->vec, r->w->matches, &n);
     if (rc == DEJA_ERR_DIM_MISMATCH)
         snprintf(r->errmsg, sizeof r->errmsg,
                  "vector has dim %u; namespace '%.*s' has a different dim",
@@ -355,17 +498,20 @@ static int op_stats(srv_req *r) {
     int rc = proto_decode_stats_req(r->body, r->hdr->body_len, &ns, &ns_len);
     if (rc) return rc;
     proto_stat stats[56];
-    uint16_t n = 0;
+    cache_stat counters[32];
+    uint16_t n = 0, count = 0;
     const srv_scope *scope = &r->conn->scope;
     if (ns_len == 0 && scope->prefix_len) {
         /* A tenant's server-wide view: its own namespaces, summed. */
         rc = cache_stats_prefix(r->srv->cache, (const uint8_t *)scope->prefix,
-                                scope->prefix_len, stats, 32, &n);
+                                scope->prefix_len, counters, 32, &count);
         if (rc) return rc;
+        wire_stats(counters, count, stats, &n, 56);
         return proto_encode_stats_resp(r->out, r->hdr->request_id, stats, n);
     }
-    rc = cache_stats(r->srv->cache, ns, ns_len, stats, 32, &n);
+    rc = cache_stats(r->srv->cache, ns, ns_len, counters, 32, &count);
     if (rc) return rc;
+    wire_stats(counters, count, stats, &n, 56);
     if (ns_len == 0) {
         srv_server *s = r->srv;
         uint64_t commits, committed, failed, disk, map;
@@ -409,10 +555,12 @@ static int op_stats(srv_req *r) {
 static int op_ns_create(srv_req *r) {
     const uint8_t *ns;
     uint8_t ns_len;
-    proto_ns_config cfg;
-    int rc = proto_decode_ns_create_req(r->body, r->hdr->body_len, &ns, &ns_len, &cfg);
+    proto_ns_config wire;
+    int rc = proto_decode_ns_create_req(r->body, r->hdr->body_len, &ns, &ns_len, &wire);
     if (rc) return rc;
-    store_ns_rec rec;
+    cache_ns_config cfg;
+    ns_config_of(&wire, &cfg);
+    cache_ns_image rec;
     int created = 0;
     rc = cache_ns_create(r->srv->cache, ns, ns_len, &cfg, &rec, &created, r->errmsg,
                          sizeof r->errmsg);
@@ -426,14 +574,14 @@ static int op_ns_create(srv_req *r) {
         return proto_encode_empty_resp(r->out, PROTO_OP_NS_CREATE, r->hdr->request_id);
     srv_reply_write *rw = reply_write(SRV_REPLY_EMPTY, (store_op){.kind = STORE_OP_PUT_NS});
     if (!rw) return DEJA_ERR_NOMEM;
-    rw->ns_rec = rec;
+    srv_persist_ns_rec(&rec, &rw->ns_rec);
     rw->base.ops[0].ns = &rw->ns_rec;
     return submit(r, rw);
 }
 
 static int op_ns_list(srv_req *r) {
     enum { MAX_LIST = 4096 };
-    char(*names)[PROTO_MAX_NS_LEN + 1] = malloc(MAX_LIST * sizeof *names);
+    char(*names)[CACHE_MAX_NS_LEN + 1] = malloc(MAX_LIST * sizeof *names);
     uint8_t *lens = malloc(MAX_LIST);
     const uint8_t **ptrs = malloc(MAX_LIST * sizeof *ptrs);
     int rc = DEJA_ERR_NOMEM;
@@ -459,13 +607,16 @@ static int op_ns_info(srv_req *r) {
     proto_ns_req req;
     int rc = proto_decode_ns_info_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
-    proto_ns_config cfg;
-    char factory[256];
-    proto_stat stats[40];
-    uint16_t n = 0;
-    rc = cache_ns_info(r->srv->cache, req.ns, req.ns_len, &cfg, factory, stats, 40, &n);
+    cache_ns_config cfg;
+    cache_stat counters[40];
+    uint16_t count = 0, n = 0;
+    rc = cache_ns_info(r->srv->cache, req.ns, req.ns_len, &cfg, counters, 40, &count);
     if (rc) return rc;
-    return proto_encode_ns_info_resp(r->out, r->hdr->request_id, &cfg, stats, n);
+    proto_ns_config wire;
+    wire_ns_config(&cfg, &wire);
+    proto_stat stats[40];
+    wire_stats(counters, count, stats, &n, 40);
+    return proto_encode_ns_info_resp(r->out, r->hdr->request_id, &wire, stats, n);
 }
 
 static int op_ns_drop(srv_req *r) {
@@ -473,13 +624,13 @@ static int op_ns_drop(srv_req *r) {
     int rc = proto_decode_ns_drop_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
     uint64_t removed = 0;
-    store_ns_rec rec;
+    cache_ns_image rec;
     rc = cache_ns_drop(r->srv->cache, req.ns, req.ns_len, &removed, &rec);
     if (rc) return rc;
     srv_reply_write *rw = reply_write(
         SRV_REPLY_U64, (store_op){.kind = STORE_OP_DEL_NS, .ns_id = rec.ns_id});
     if (!rw) return DEJA_ERR_NOMEM;
-    rw->ns_rec = rec;
+    srv_persist_ns_rec(&rec, &rw->ns_rec);
     rw->base.ops[0].ns = &rw->ns_rec;
     rw->value = removed;
     return submit(r, rw);

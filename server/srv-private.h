@@ -74,6 +74,7 @@ typedef struct srv_reply_write {
     uint64_t value;         /* SRV_REPLY_U64: entries removed */
     cache_pending *pending; /* SRV_REPLY_STORE: published on success */
     store_ns_rec ns_rec;    /* the namespace record ops[0] may point to */
+    store_entry_rec entry_rec; /* SRV_REPLY_STORE: the entry record an op points to */
     size_t held;            /* bytes charged to the worker until completion */
     uint64_t t0_ns;         /* when the request's frame was dispatched */
 } srv_reply_write;
@@ -315,6 +316,26 @@ void srv_conn_close_all(srv_worker *w, int force);
 
 uint64_t srv_now_ms(void);
 uint64_t srv_now_ns(void);
+
+/* ---- persistence (srv-persist.c) ------------------------------------------
+ * The adapter between the engine's types (cache.h) and the store's records
+ * (store.h): the cache knows nothing of the store, the store nothing of
+ * the cache. Records built here borrow the image's pointers (prompt,
+ * response, vector): they are valid as long as the image is. */
+
+/* The namespace record of ns, its configuration in the store's encoding. */
+void srv_persist_ns_rec(const cache_ns_image *ns, store_ns_rec *rec);
+void srv_persist_entry_rec(const cache_entry_image *e, store_entry_rec *rec);
+void srv_persist_usage_rec(const cache_usage *u, store_usage_rec *rec);
+
+/* Loads a namespace record into the cache (cache_load_ns). A configuration
+ * the store cannot decode quarantines the namespace. Errors as
+ * cache_load_ns: QUARANTINED, NOMEM. Start-up thread. */
+int srv_persist_load_ns(cache *c, const store_ns_rec *rec);
+
+/* Loads an entry record (with its usage) into the cache (cache_load_entry):
+ * NOT_FOUND, DIM_MISMATCH, NOMEM. Start-up thread. */
+int srv_persist_load_entry(cache *c, const store_entry_rec *rec);
 
 /* ---- metrics (srv-metrics.c) ---------------------------------------------- */
 

@@ -568,9 +568,9 @@ static int usage_flush(usage_batch *b) {
     return rc;
 }
 
-static int usage_add(void *ctx, const store_usage_rec *u) {
+static int usage_add(void *ctx, const cache_usage *u) {
     usage_batch *b = ctx;
-    b->recs[b->n] = *u;
+    srv_persist_usage_rec(u, &b->recs[b->n]);
     b->ops[b->n] = (store_op){.kind = STORE_OP_PUT_USAGE, .usage = &b->recs[b->n]};
     return ++b->n == 4096 ? usage_flush(b) : 0;
 }
@@ -636,7 +636,7 @@ typedef struct load_ctx {
  * reported here; the start goes on with the others. */
 static int load_ns(void *ctx, const store_ns_rec *ns) {
     load_ctx *l = ctx;
-    int rc = cache_load_ns(l->s->cache, ns);
+    int rc = srv_persist_load_ns(l->s->cache, ns);
     if (rc != DEJA_ERR_QUARANTINED) return rc;
     char why[512] = "";
     cache_ns_quarantined(l->s->cache, (const uint8_t *)ns->name, ns->name_len, why,
@@ -663,7 +663,7 @@ static int load_entry(void *ctx, const store_entry_rec *e) {
     load_ctx *l = ctx;
     adopt_snapshots(l);
     if (e->ns_id > l->max_entry_ns_id) l->max_entry_ns_id = e->ns_id;
-    int rc = cache_load_entry(l->s->cache, e);
+    int rc = srv_persist_load_entry(l->s->cache, e);
     /* An entry of a quarantined namespace, or of one whose record is
      * damaged, cannot be served; it stays on disk. */
     if (rc == DEJA_ERR_NOT_FOUND || rc == DEJA_ERR_DIM_MISMATCH) {
@@ -727,8 +727,8 @@ static int open_and_load(srv_server *s, int *lock_fd) {
             return 0;
         }
         srv_log(SRV_LOG_ERROR, "%s", msg[0] ? msg : deja_strerror(rc));
-        if (rc != DEJA_ERR_BAD_FRAME || !cfg->on_corrupt_reset || attempt > 0) {
-            if (rc == DEJA_ERR_BAD_FRAME)
+        if (rc != DEJA_ERR_CORRUPT || !cfg->on_corrupt_reset || attempt > 0) {
+            if (rc == DEJA_ERR_CORRUPT)
                 srv_log(SRV_LOG_ERROR, "the data folder is damaged; start with "
                                        "--on-corrupt=reset to move it aside and "
                                        "start empty");

@@ -73,11 +73,11 @@ int store_ns_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec, 
                         store_ns_rec *ns) {
     if (len < STORE_NS_REC_FIXED || get_u32(rec) != MAGIC_NS || key_len == 0 ||
         key_len > 255)
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     uint32_t config_len = get_u32(rec + 20);
     if (config_len > STORE_NS_CONFIG_MAX || STORE_NS_REC_FIXED + config_len != len)
-        return DEJA_ERR_BAD_FRAME;
-    if (get_u64(rec + 8) != store_record_sum(key, key_len, rec, len)) return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
+    if (get_u64(rec + 8) != store_record_sum(key, key_len, rec, len)) return DEJA_ERR_CORRUPT;
     ns->ns_id = get_u32(rec + 4);
     ns->dim = get_u32(rec + 16);
     ns->created_ms = get_u64(rec + 24);
@@ -86,7 +86,74 @@ int store_ns_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec, 
     ns->name_len = (uint8_t)key_len;
     memcpy(ns->name, key, key_len);
     ns->name[key_len] = 0;
-    return ns->dim >= 1 && ns->dim <= DIM_MAX ? 0 : DEJA_ERR_BAD_FRAME;
+    return ns->dim >= 1 && ns->dim <= DIM_MAX ? 0 : DEJA_ERR_CORRUPT;
+}
+
+/* ---- namespace configurations (layout in store.h) --------------------------*/
+
+/* The flag bits defined before revision 1: what an unrevised block keeps. */
+#define LEGACY_FLAGS 0x03u
+
+static void put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static uint16_t get_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+void store_ns_config_encode(const store_ns_config *cfg, store_ns_rec *ns) {
+    uint8_t *p = ns->config;
+    put_u16(p, cfg->dim);
+    p[2] = cfg->index_kind;
+    p[3] = cfg->quant;
+    put_u16(p + 4, cfg->hnsw_m);
+    put_u16(p + 6, cfg->hnsw_ef_construction);
+    put_u16(p + 8, cfg->hnsw_ef_search);
+    p[10] = cfg->ttl_mode;
+    p[11] = cfg->flags;
+    memcpy(p + 12, &cfg->min_threshold, 4);
+    memcpy(p + 16, &cfg->dedup, 4);
+    put_u32(p + 20, cfg->default_ttl_s);
+    put_u32(p + 24, cfg->max_age_s);
+    put_u64(p + 28, cfg->max_bytes);
+    put_u64(p + 36, cfg->max_entries);
+    p[44] = cfg->factory_len;
+    memcpy(p + STORE_NS_CONFIG_FIXED, cfg->factory, cfg->factory_len);
+    p[STORE_NS_CONFIG_FIXED + cfg->factory_len] = STORE_NS_CONFIG_REVISION;
+    ns->config_len = (uint16_t)(STORE_NS_CONFIG_FIXED + cfg->factory_len + 1u);
+}
+
+int store_ns_config_decode(const store_ns_rec *ns, store_ns_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    size_t len = ns->config_len;
+    if (len == 0) { /* the first format: dim only */
+        cfg->dim = (uint16_t)ns->dim;
+        return ns->dim <= UINT16_MAX ? 0 : DEJA_ERR_CORRUPT;
+    }
+    const uint8_t *p = ns->config;
+    if (len < STORE_NS_CONFIG_FIXED || len > STORE_NS_CONFIG_MAX) return DEJA_ERR_CORRUPT;
+    size_t block = STORE_NS_CONFIG_FIXED + (size_t)p[44];
+    int legacy = len == block;
+    if (!legacy && (len != block + 1 || p[block] != STORE_NS_CONFIG_REVISION))
+        return DEJA_ERR_CORRUPT;
+    cfg->dim = get_u16(p);
+    cfg->index_kind = p[2];
+    cfg->quant = p[3];
+    cfg->hnsw_m = get_u16(p + 4);
+    cfg->hnsw_ef_construction = get_u16(p + 6);
+    cfg->hnsw_ef_search = get_u16(p + 8);
+    cfg->ttl_mode = p[10];
+    cfg->flags = legacy ? (uint8_t)(p[11] & LEGACY_FLAGS) : p[11];
+    memcpy(&cfg->min_threshold, p + 12, 4);
+    memcpy(&cfg->dedup, p + 16, 4);
+    cfg->default_ttl_s = get_u32(p + 20);
+    cfg->max_age_s = get_u32(p + 24);
+    cfg->max_bytes = get_u64(p + 28);
+    cfg->max_entries = get_u64(p + 36);
+    cfg->factory_len = p[44];
+    memcpy(cfg->factory, p + STORE_NS_CONFIG_FIXED, cfg->factory_len);
+    cfg->factory[cfg->factory_len] = 0;
+    return 0;
 }
 
 /* ---- entries and vectors ---------------------------------------------------*/
@@ -115,12 +182,12 @@ void store_entry_rec_encode(const uint8_t key[STORE_KEY_LEN], const store_entry_
 int store_entry_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec,
                            size_t len, store_entry_rec *e) {
     if (key_len != STORE_KEY_LEN || len < STORE_ENTRY_HDR || get_u32(rec) != MAGIC_ENTRY)
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     uint32_t prompt_len = get_u32(rec + 4), response_len = get_u32(rec + 48);
     if ((uint64_t)STORE_ENTRY_HDR + prompt_len + response_len != len)
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     if (get_u64(rec + 8) != store_record_sum(key, STORE_KEY_LEN, rec, len))
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     store_key_parse(key, &e->ns_id, &e->id);
     e->created_ms = get_u64(rec + 16);
     e->expires_ms = get_u64(rec + 24);
@@ -150,12 +217,12 @@ void store_vector_rec_encode(const uint8_t key[STORE_KEY_LEN], const float *vect
 int store_vector_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec,
                             size_t len, store_entry_rec *e) {
     if (key_len != STORE_KEY_LEN || len < STORE_VECTOR_HDR || get_u32(rec) != MAGIC_VECTOR)
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     uint32_t dim = get_u32(rec + 4);
     if (dim == 0 || dim > DIM_MAX || store_vector_rec_size(dim) != len)
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     if (get_u64(rec + 8) != store_record_sum(key, STORE_KEY_LEN, rec, len))
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     e->dim = dim;
     e->vector = (const float *)(const void *)(rec + STORE_VECTOR_HDR);
     return 0;
@@ -178,7 +245,7 @@ int store_usage_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *re
                            size_t len, store_usage_rec *u) {
     if (key_len != STORE_KEY_LEN || len != STORE_USAGE_REC || get_u32(rec) != MAGIC_USAGE ||
         get_u64(rec + 8) != store_record_sum(key, STORE_KEY_LEN, rec, len))
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     store_key_parse(key, &u->ns_id, &u->id);
     u->hits = get_u32(rec + 4);
     u->lfu = rec[16];

@@ -24,8 +24,11 @@
  *     17..24 0             24 u64 last_hit_ms   32 u64 expires_ms
  *   meta "format": u32 format version
  *
+ * The namespace record's config bytes have a layout of their own, with a
+ * revision byte (store.h, store_ns_config_encode).
+ *
  * Decoders read exactly len bytes, never past them, check every length
- * against len before using it, and return 0 or DEJA_ERR_BAD_FRAME (wrong
+ * against len before using it, and return 0 or DEJA_ERR_CORRUPT (wrong
  * size, magic, checksum or field range). Decoded pointers point into the
  * record. All functions are reentrant. */
 #ifndef DEJA_STORE_RECORD_H

@@ -78,7 +78,7 @@ fail:
     snprintf(msg, cap, "cannot open the tables in %s: %s", st->cfg.dir,
              mdb_strerror(rc));
     return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INCOMPATIBLE
-               ? DEJA_ERR_BAD_FRAME
+               ? DEJA_ERR_CORRUPT
                : map_err(rc);
 }
 
@@ -103,7 +103,7 @@ int store_open(const store_config *cfg, store **out, char *msg, size_t cap) {
     if (rc == 0) rc = mdb_env_set_mapsize(st->env, st->map_size);
     if (rc == 0) rc = mdb_env_open(st->env, cfg->dir, flags, 0644);
     if (rc) {
-        int err = rc == MDB_INVALID || rc == MDB_CORRUPTED ? DEJA_ERR_BAD_FRAME
+        int err = rc == MDB_INVALID || rc == MDB_CORRUPTED ? DEJA_ERR_CORRUPT
                   : rc == MDB_VERSION_MISMATCH             ? DEJA_ERR_VERSION
                                                            : map_err(rc);
         snprintf(msg, cap, "cannot open data file %s: %s", st->path, mdb_strerror(rc));
@@ -123,7 +123,7 @@ int store_open(const store_config *cfg, store **out, char *msg, size_t cap) {
                  st->path, (long long)sb.st_size,
                  (unsigned long long)((info.me_last_pgno + 1) * est.ms_psize));
         store_close(st);
-        return DEJA_ERR_BAD_FRAME;
+        return DEJA_ERR_CORRUPT;
     }
     int dead = 0;
     mdb_reader_check(st->env, &dead);
@@ -227,7 +227,7 @@ static int delete_keys(store *st, const key_list *l) {
 
 static int corrupt(char *msg, size_t cap, const char *table, int rc) {
     snprintf(msg, cap, "data file is damaged (reading %s: %s)", table, mdb_strerror(rc));
-    return DEJA_ERR_BAD_FRAME;
+    return DEJA_ERR_CORRUPT;
 }
 
 /* Orders keys as LMDB's default comparator does. */

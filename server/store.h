@@ -50,11 +50,63 @@ typedef struct store_ns_rec {
     uint64_t created_ms;
     uint8_t name_len;
     char name[256]; /* not NUL-terminated on disk; NUL-terminated here */
-    /* The namespace's configuration, opaque to the store (the server keeps
-     * it in the wire encoding of proto_ns_config). */
+    /* The namespace's configuration in the store's own versioned encoding
+     * (store_ns_config_encode / store_ns_config_decode); the record layout
+     * carries it as opaque bytes, so a damaged configuration costs that
+     * namespace's configuration, not the record. */
     uint16_t config_len;
     uint8_t config[STORE_NS_CONFIG_MAX];
 } store_ns_rec;
+
+/* ---- the namespace configuration record -------------------------------------
+ * The store's own encoding, independent of any protocol version; its last
+ * byte is a revision, so a later layout adds a revision instead of forcing
+ * a migration. Little-endian; 45 + factory_len + 1 bytes:
+ *    0 u16 dim              2 u8 index_kind        3 u8 quant
+ *    4 u16 hnsw_m           6 u16 hnsw_ef_construction
+ *    8 u16 hnsw_ef_search  10 u8 ttl_mode         11 u8 flags
+ *   12 f32 min_threshold   16 f32 dedup           20 u32 default_ttl_s
+ *   24 u32 max_age_s       28 u64 max_bytes       36 u64 max_entries
+ *   44 u8 factory_len      45 factory[factory_len]
+ *   then u8 revision (STORE_NS_CONFIG_REVISION)
+ * Revision 1 is byte for byte what deja wrote before the store owned the
+ * encoding (the protocol's v1 configuration block plus a revision byte), so
+ * every data folder written since reads back. Two older forms read too: no
+ * configuration at all (the first format: dim only, every field 0), and the
+ * block without a revision byte, written before flag bit 2 was defined, whose
+ * flags then keep only bits 0 and 1 (servers ignored the others). The
+ * values are the server's (srv-persist.c maps them to the engine's); the
+ * store checks layout, not meaning. */
+#define STORE_NS_CONFIG_REVISION 1u
+#define STORE_NS_CONFIG_FIXED 45u /* then factory, then the revision byte */
+
+typedef struct store_ns_config {
+    uint16_t dim;
+    uint8_t index_kind;
+    uint8_t quant;
+    uint16_t hnsw_m;
+    uint16_t hnsw_ef_construction;
+    uint16_t hnsw_ef_search;
+    uint8_t ttl_mode;
+    uint8_t flags;
+    float min_threshold;
+    float dedup;
+    uint32_t default_ttl_s;
+    uint32_t max_age_s;
+    uint64_t max_bytes;
+    uint64_t max_entries;
+    uint8_t factory_len;
+    char factory[256]; /* NUL-terminated here, not on disk */
+} store_ns_config;
+
+/* Writes cfg into ns->config (revision STORE_NS_CONFIG_REVISION) and sets
+ * ns->config_len. Reentrant. */
+void store_ns_config_encode(const store_ns_config *cfg, store_ns_rec *ns);
+
+/* Decodes ns->config (any revision above) into *cfg; an empty configuration
+ * gives every field 0 but dim, which comes from ns->dim. Errors:
+ * DEJA_ERR_CORRUPT (a layout or revision this store does not know). */
+int store_ns_config_decode(const store_ns_rec *ns, store_ns_config *cfg);
 
 typedef struct store_entry_rec {
     uint32_t ns_id;
@@ -88,7 +140,7 @@ typedef struct store_usage_rec {
 /* Opens (creating if empty) the LMDB environment in cfg->dir, clears stale
  * readers, and checks the format version. On failure returns
  * DEJA_ERR_STORAGE_FULL (cannot map), DEJA_ERR_VERSION (format from a newer
- * or foreign deja), DEJA_ERR_IO, or DEJA_ERR_BAD_FRAME for a corrupt or
+ * or foreign deja), DEJA_ERR_IO, or DEJA_ERR_CORRUPT for a damaged or
  * truncated data file; msg receives a sentence for the operator. */
 int store_open(const store_config *cfg, store **out, char *msg, size_t msg_cap);
 
@@ -111,7 +163,7 @@ typedef int (*store_entry_fn)(void *ctx, const store_entry_rec *e);
 
 /* Reads every namespace, then every live entry with its vector, in key
  * order. Entries whose expiry is <= now_ms are deleted from disk instead
- * of being returned. Errors: DEJA_ERR_BAD_FRAME for structural corruption
+ * of being returned. Errors: DEJA_ERR_CORRUPT for structural damage
  * (msg says where), or a callback's code. */
 int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns,
                store_entry_fn on_entry, void *ctx, store_load_stats *stats,

@@ -459,7 +459,7 @@ static void test_missing_file_is_not_found_and_bad_arguments_are_invalid(void) {
     ASSERT_EQ(idx_snapshot_read(path, &cfg, NULL, &tag, NULL, 0), DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(idx_snapshot_read(path, &cfg, &out, NULL, NULL, 0), DEJA_ERR_INVALID_ARG);
     /* A folder is not a snapshot. */
-    ASSERT_EQ(read_code(scratch_dir, &cfg), DEJA_ERR_BAD_FRAME);
+    ASSERT_EQ(read_code(scratch_dir, &cfg), DEJA_ERR_CORRUPT);
 
     idx *ix = NULL;
     ASSERT_OK(idx_create(&cfg, &ix));
@@ -534,7 +534,7 @@ static void test_truncated_files_are_bad_frames(void) {
                                                                     : 1) {
             file_store(cut, b.at, len);
             int rc = read_code(cut, &damage_cfgs[which]);
-            if (rc != DEJA_ERR_BAD_FRAME)
+            if (rc != DEJA_ERR_CORRUPT)
                 HARNESS_FAIL("kind %d cut to %zu of %zu bytes: %d", which, len, b.len,
                              rc);
         }
@@ -543,7 +543,7 @@ static void test_truncated_files_are_bad_frames(void) {
         memcpy(longer, b.at, b.len);
         memset(longer + b.len, 0, 4);
         file_store(cut, longer, b.len + 4);
-        ASSERT_EQ(read_code(cut, &damage_cfgs[which]), DEJA_ERR_BAD_FRAME);
+        ASSERT_EQ(read_code(cut, &damage_cfgs[which]), DEJA_ERR_CORRUPT);
         free(longer);
         free(b.at);
     }
@@ -561,7 +561,7 @@ static void test_a_flipped_byte_anywhere_is_refused(void) {
                 b.at[at] ^= (unsigned char)(1u << bit);
                 int rc = read_code(bad, &damage_cfgs[which]);
                 /* The version field reads as another version. */
-                int want = at >= 4 && at < 8 ? DEJA_ERR_VERSION : DEJA_ERR_BAD_FRAME;
+                int want = at >= 4 && at < 8 ? DEJA_ERR_VERSION : DEJA_ERR_CORRUPT;
                 if (rc != want)
                     HARNESS_FAIL("kind %d, byte %zu bit %d of %zu: %d, wanted %d", which,
                                  at, bit, b.len, rc, want);
@@ -576,7 +576,7 @@ static void test_wrong_magic_and_other_versions_are_refused(void) {
     blob b = damage_source(1, path, sizeof path);
     memcpy(b.at, "DJIY", 4);
     file_store(path, b.at, b.len);
-    ASSERT_EQ(read_code(path, &damage_cfgs[1]), DEJA_ERR_BAD_FRAME);
+    ASSERT_EQ(read_code(path, &damage_cfgs[1]), DEJA_ERR_CORRUPT);
     memcpy(b.at, "DJIX", 4);
     for (uint32_t version = 0; version < 4; version++) {
         if (version == 1) continue;
@@ -586,7 +586,7 @@ static void test_wrong_magic_and_other_versions_are_refused(void) {
     }
     /* Not a snapshot at all. */
     file_store(path, "hello, world: this is not an index snapshot at all!!", 52);
-    ASSERT_EQ(read_code(path, &damage_cfgs[1]), DEJA_ERR_BAD_FRAME);
+    ASSERT_EQ(read_code(path, &damage_cfgs[1]), DEJA_ERR_CORRUPT);
     free(b.at);
 }
 
@@ -666,7 +666,7 @@ static void test_forged_files_with_valid_checksums_are_refused(void) {
         blob_reseal(&f);
         file_store(path, f.at, f.len);
         int rc = read_code(path, &damage_cfgs[1]);
-        if (rc != DEJA_ERR_BAD_FRAME) HARNESS_FAIL("forgery %zu read as %d", i, rc);
+        if (rc != DEJA_ERR_CORRUPT) HARNESS_FAIL("forgery %zu read as %d", i, rc);
         free(f.at);
     }
     free(b.at);
@@ -676,13 +676,13 @@ static void test_forged_files_with_valid_checksums_are_refused(void) {
     blob_put_u64(&fb, PAYLOAD_AT, UINT64_C(1) << 40);
     blob_reseal(&fb);
     file_store(path, fb.at, fb.len);
-    ASSERT_EQ(read_code(path, &damage_cfgs[0]), DEJA_ERR_BAD_FRAME);
+    ASSERT_EQ(read_code(path, &damage_cfgs[0]), DEJA_ERR_CORRUPT);
     blob_put_u64(&fb, PAYLOAD_AT, 119);
     blob_put_u64(&fb, PAYLOAD_AT + 16, 0); /* label 0 twice */
     memcpy(fb.at + PAYLOAD_AT + 8, &(uint64_t){0}, 8);
     blob_reseal(&fb);
     file_store(path, fb.at, fb.len);
-    ASSERT_EQ(read_code(path, &damage_cfgs[0]), DEJA_ERR_BAD_FRAME);
+    ASSERT_EQ(read_code(path, &damage_cfgs[0]), DEJA_ERR_CORRUPT);
     free(fb.at);
 }
 

@@ -41,9 +41,9 @@ static void vec_at(float cos, int other, float *v) {
     v[other] = sqrtf(1.0f - cos * cos);
 }
 
-static proto_store_req store_req(const char *ns, uint16_t dim, const char *prompt,
+static cache_store_args store_req(const char *ns, uint16_t dim, const char *prompt,
                                  const char *resp) {
-    return (proto_store_req){.ns = (const uint8_t *)ns,
+    return (cache_store_args){.ns = (const uint8_t *)ns,
                              .ns_len = (uint8_t)strlen(ns),
                              .dim = dim,
                              .prompt = (const uint8_t *)prompt,
@@ -54,7 +54,7 @@ static proto_store_req store_req(const char *ns, uint16_t dim, const char *promp
 
 static uint64_t put_dim(cache *c, const char *ns, uint16_t dim, const float *v,
                         const char *prompt, const char *resp) {
-    proto_store_req r = store_req(ns, dim, prompt, resp);
+    cache_store_args r = store_req(ns, dim, prompt, resp);
     uint64_t id = 0;
     ASSERT_OK(cache_store(c, &r, v, &id));
     return id;
@@ -74,14 +74,14 @@ typedef struct answer {
 
 static answer ask(cache *c, const char *ns, const float *v, float threshold,
                   const char *prompt) {
-    proto_lookup_req r = {.ns = (const uint8_t *)ns,
+    cache_query r = {.ns = (const uint8_t *)ns,
                           .ns_len = (uint8_t)strlen(ns),
                           .dim = DIM,
                           .k = 4,
                           .threshold = threshold,
                           .prompt = (const uint8_t *)prompt,
                           .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0};
-    cache_match m[PROTO_MAX_K];
+    cache_match m[CACHE_MAX_K];
     uint16_t n = 0;
     ASSERT_OK(cache_lookup(c, &r, v, m, &n));
     answer a = {0};
@@ -104,11 +104,11 @@ static answer ask(cache *c, const char *ns, const float *v, float threshold,
 }
 
 static uint64_t stat_of(cache *c, const char *ns, const char *key) {
-    proto_stat st[48];
+    cache_stat st[48];
     uint16_t n;
     ASSERT_OK(cache_stats(c, (const uint8_t *)ns, (uint8_t)strlen(ns), st, 48, &n));
     for (uint16_t i = 0; i < n; i++)
-        if (st[i].key_len == strlen(key) && memcmp(st[i].key, key, st[i].key_len) == 0)
+        if (strcmp(st[i].key, key) == 0)
             return st[i].value;
     HARNESS_FAIL("no stat %s", key);
 }
@@ -212,8 +212,8 @@ static void test_two_stores_in_flight_together_do_not_see_each_other(void) {
     vec_at(1.0f, 1, v);
     vec_at(0.995f, 2, near);
     /* Both prepared (on their way to disk) before either is published. */
-    proto_store_req a = store_req("fl", DIM, "same question", "a");
-    proto_store_req b = store_req("fl", DIM, "same  question", "b");
+    cache_store_args a = store_req("fl", DIM, "same question", "a");
+    cache_store_args b = store_req("fl", DIM, "same  question", "b");
     cache_pending *pa, *pb;
     ASSERT_OK(cache_prepare_store(c, &a, v, &pa));
     ASSERT_OK(cache_prepare_store(c, &b, near, &pb));
@@ -274,8 +274,8 @@ static void test_an_exact_tier_hit_needs_the_floor_not_the_request_threshold(voi
 
 static void test_an_exact_tier_miss_on_the_floor_falls_back_to_the_vector_search(void) {
     cache *c = new_cache();
-    proto_ns_config cfg = {.dim = DIM, .min_threshold = 0.9f};
-    store_ns_rec rec;
+    cache_ns_config cfg = {.dim = DIM, .min_threshold = 0.9f};
+    cache_ns_image rec;
     int created;
     char msg[64];
     ASSERT_OK(cache_ns_create(c, (const uint8_t *)"strict", 6, &cfg, &rec, &created, msg,

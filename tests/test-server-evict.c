@@ -52,11 +52,10 @@ static void item_vector(uint64_t item, float *v) {
 }
 
 static uint64_t put(cache *c, const char *ns, const float *v, uint32_t resp_len) {
-    static uint8_t raw[4 * DIM];
     static char resp[8192];
     memset(resp, 'r', sizeof resp);
-    proto_store_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = DIM, .vector = raw, .response = (const uint8_t *)resp,
+    cache_store_args r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
+                         .dim = DIM, .response = (const uint8_t *)resp,
                          .response_len = resp_len};
     uint64_t id = 0;
     ASSERT_OK(cache_store(c, &r, v, &id));
@@ -64,7 +63,7 @@ static uint64_t put(cache *c, const char *ns, const float *v, uint32_t resp_len)
 }
 
 static int hit(cache *c, const char *ns, const float *v) {
-    proto_lookup_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
+    cache_query r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
                           .dim = DIM, .k = 1, .threshold = 0.999f};
     cache_match m[1];
     uint16_t n = 0;
@@ -74,11 +73,11 @@ static int hit(cache *c, const char *ns, const float *v) {
 }
 
 static uint64_t stat_of(cache *c, const char *ns, const char *key) {
-    proto_stat st[48];
+    cache_stat st[48];
     uint16_t n;
     ASSERT_OK(cache_stats(c, (const uint8_t *)ns, ns ? (uint8_t)strlen(ns) : 0, st, 48, &n));
     for (uint16_t i = 0; i < n; i++)
-        if (st[i].key_len == strlen(key) && memcmp(st[i].key, key, st[i].key_len) == 0)
+        if (strcmp(st[i].key, key) == 0)
             return st[i].value;
     HARNESS_FAIL("no stat %s", key);
 }
@@ -168,10 +167,10 @@ static void test_the_byte_budget_holds_across_ten_times_its_worth_of_inserts(voi
 
 static void test_a_namespace_budget_shields_it_from_another_namespace_flood(void) {
     cache *c = new_cache(500, 0);
-    store_ns_rec rec;
+    cache_ns_image rec;
     int created;
     char msg[64];
-    proto_ns_config cfg = {.dim = DIM, .max_entries = 100};
+    cache_ns_config cfg = {.dim = DIM, .max_entries = 100};
     ASSERT_OK(cache_ns_create(c, (const uint8_t *)"b", 1, &cfg, &rec, &created, msg,
                               sizeof msg));
     float v[DIM];
@@ -188,10 +187,10 @@ static void test_a_namespace_budget_shields_it_from_another_namespace_flood(void
 
 static void test_on_a_near_tie_the_entry_with_a_near_duplicate_goes_first(void) {
     cache *c = new_cache(0, 0);
-    store_ns_rec rec;
+    cache_ns_image rec;
     int created;
     char msg[64];
-    proto_ns_config cfg = {.dim = DIM, .max_entries = 3};
+    cache_ns_config cfg = {.dim = DIM, .max_entries = 3};
     ASSERT_OK(cache_ns_create(c, (const uint8_t *)"tie", 3, &cfg, &rec, &created, msg,
                               sizeof msg));
     float unique[DIM], a[DIM], a_dup[DIM], late[DIM];

@@ -43,9 +43,8 @@ static void vec_at(float cos, int other, float *v) {
 
 static uint64_t put(cache *c, const char *ns, const float *v, const char *prompt,
                       const char *resp, uint32_t ttl_s) {
-    static uint8_t raw[4 * DIM];
-    proto_store_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = DIM, .ttl_s = ttl_s, .vector = raw,
+    cache_store_args r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
+                         .dim = DIM, .ttl_s = ttl_s,
                          .input_tokens = 100, .output_tokens = 50,
                          .cost_micro_usd = 2000,
                          .prompt = (const uint8_t *)prompt,
@@ -61,11 +60,11 @@ static uint64_t put(cache *c, const char *ns, const float *v, const char *prompt
  * response when not NULL. */
 static uint64_t lookup(cache *c, const char *ns, const float *v, float threshold,
                        const char *prompt, char *resp_out) {
-    proto_lookup_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
+    cache_query r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
                           .dim = DIM, .k = 1, .threshold = threshold,
                           .prompt = (const uint8_t *)prompt,
                           .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0};
-    cache_match m[PROTO_MAX_K];
+    cache_match m[CACHE_MAX_K];
     uint16_t n = 0;
     ASSERT_OK(cache_lookup(c, &r, v, m, &n));
     if (!n) return 0;
@@ -81,17 +80,17 @@ static uint64_t lookup(cache *c, const char *ns, const float *v, float threshold
 }
 
 static uint64_t stat_of(cache *c, const char *ns, const char *key) {
-    proto_stat st[48];
+    cache_stat st[48];
     uint16_t n;
     ASSERT_OK(cache_stats(c, (const uint8_t *)ns, ns ? (uint8_t)strlen(ns) : 0, st, 48, &n));
     for (uint16_t i = 0; i < n; i++)
-        if (st[i].key_len == strlen(key) && memcmp(st[i].key, key, st[i].key_len) == 0)
+        if (strcmp(st[i].key, key) == 0)
             return st[i].value;
     HARNESS_FAIL("no stat %s", key);
 }
 
-static void create_ns(cache *c, const char *name, const proto_ns_config *cfg) {
-    store_ns_rec rec;
+static void create_ns(cache *c, const char *name, const cache_ns_config *cfg) {
+    cache_ns_image rec;
     int created = 0;
     char msg[128];
     ASSERT_OK(cache_ns_create(c, (const uint8_t *)name, (uint8_t)strlen(name), cfg, &rec,
@@ -146,7 +145,7 @@ static void test_a_near_copy_updates_its_entry_but_a_paraphrase_is_added(void) {
     ASSERT_TRUE(put(c, "dd", para, NULL, "two", 0) != id);
     ASSERT_U64_EQ(stat_of(c, "dd", "entries"), 2);
     /* A namespace may turn dedup off. */
-    proto_ns_config cfg = {.dim = DIM, .flags = PROTO_NS_NO_DEDUP};
+    cache_ns_config cfg = {.dim = DIM, .flags = CACHE_NS_NO_DEDUP};
     create_ns(c, "nodedup", &cfg);
     ASSERT_TRUE(put(c, "nodedup", v, NULL, "a", 0) != put(c, "nodedup", v, NULL, "b", 0));
     cache_destroy(c);
@@ -154,7 +153,7 @@ static void test_a_near_copy_updates_its_entry_but_a_paraphrase_is_added(void) {
 
 static void test_a_lookup_cannot_loosen_the_namespace_threshold_floor(void) {
     cache *c = new_cache();
-    proto_ns_config cfg = {.dim = DIM, .min_threshold = 0.9f};
+    cache_ns_config cfg = {.dim = DIM, .min_threshold = 0.9f};
     create_ns(c, "strict", &cfg);
     float v[DIM], q85[DIM], q92[DIM];
     vec_at(1.0f, 1, v);
@@ -176,13 +175,12 @@ static void test_only_ok_completions_are_cached_unless_the_namespace_allows(void
     cache *c = new_cache();
     float v[DIM];
     vec_at(1.0f, 1, v);
-    static uint8_t raw[4 * DIM];
-    proto_store_req r = {.ns = (const uint8_t *)"safe", .ns_len = 4, .dim = DIM,
-                         .vector = raw, .completion = PROTO_COMPLETION_TRUNCATED,
+    cache_store_args r = {.ns = (const uint8_t *)"safe", .ns_len = 4, .dim = DIM,
+                         .completion = CACHE_COMPLETION_TRUNCATED,
                          .response = (const uint8_t *)"half", .response_len = 4};
     uint64_t id;
     ASSERT_EQ(cache_store(c, &r, v, &id), DEJA_ERR_REJECTED);
-    proto_ns_config cfg = {.dim = DIM, .flags = PROTO_NS_ALLOW_NON_OK};
+    cache_ns_config cfg = {.dim = DIM, .flags = CACHE_NS_ALLOW_NON_OK};
     create_ns(c, "lenient", &cfg);
     r.ns = (const uint8_t *)"lenient";
     r.ns_len = 7;
@@ -193,7 +191,7 @@ static void test_only_ok_completions_are_cached_unless_the_namespace_allows(void
 
 static void test_absolute_ttl_expires_but_sliding_ttl_extends_on_hits_up_to_max_age(void) {
     cache *c = new_cache();
-    proto_ns_config sliding = {.dim = DIM, .ttl_mode = PROTO_TTL_SLIDING,
+    cache_ns_config sliding = {.dim = DIM, .ttl_mode = CACHE_TTL_SLIDING,
                                .max_age_s = 25};
     create_ns(c, "slide", &sliding);
     float v[DIM];
@@ -215,7 +213,7 @@ static void test_absolute_ttl_expires_but_sliding_ttl_extends_on_hits_up_to_max_
 
 static void test_the_sweeper_reclaims_expired_entries_in_bounded_slices(void) {
     cache *c = new_cache();
-    proto_ns_config cfg = {.dim = DIM, .flags = PROTO_NS_NO_DEDUP};
+    cache_ns_config cfg = {.dim = DIM, .flags = CACHE_NS_NO_DEDUP};
     create_ns(c, "sweep", &cfg);
     float v[DIM];
     vec_at(1.0f, 1, v);
@@ -248,7 +246,7 @@ static void test_the_sweeper_reclaims_expired_entries_in_bounded_slices(void) {
 
 static void test_one_sweeper_tick_leaves_under_a_tenth_of_entries_expired(void) {
     cache *c = new_cache();
-    proto_ns_config cfg = {.dim = DIM, .flags = PROTO_NS_NO_DEDUP};
+    cache_ns_config cfg = {.dim = DIM, .flags = CACHE_NS_NO_DEDUP};
     create_ns(c, "tick", &cfg);
     float v[DIM];
     vec_at(1.0f, 1, v);
@@ -275,9 +273,9 @@ static void test_an_expired_entry_is_served_by_no_path(void) {
     ASSERT_U64_EQ(lookup(c, "gone", v, 0.9f, "the prompt", NULL), live);
     /* vector search, k = 1 and k > 1 */
     ASSERT_U64_EQ(lookup(c, "gone", v, 0.9f, NULL, NULL), live);
-    proto_lookup_req r = {.ns = (const uint8_t *)"gone", .ns_len = 4, .dim = DIM, .k = 10,
+    cache_query r = {.ns = (const uint8_t *)"gone", .ns_len = 4, .dim = DIM, .k = 10,
                           .threshold = 0.5f};
-    cache_match m[PROTO_MAX_K];
+    cache_match m[CACHE_MAX_K];
     uint16_t n = 0;
     ASSERT_OK(cache_lookup(c, &r, v, m, &n));
     ASSERT_EQ(n, 1);
@@ -288,17 +286,17 @@ static void test_an_expired_entry_is_served_by_no_path(void) {
 
 static void test_namespaces_are_created_listed_described_and_dropped(void) {
     cache *c = new_cache();
-    proto_ns_config cfg = {.dim = DIM, .index_kind = PROTO_INDEX_FLAT,
+    cache_ns_config cfg = {.dim = DIM, .index_kind = CACHE_INDEX_FLAT,
                            .min_threshold = 0.8f, .default_ttl_s = 60};
     create_ns(c, "gpt:support-v1", &cfg);
-    store_ns_rec rec;
+    cache_ns_image rec;
     int created = 1;
     char msg[128];
     /* Same configuration again: fine, nothing new. */
     ASSERT_OK(cache_ns_create(c, (const uint8_t *)"gpt:support-v1", 14, &cfg, &rec,
                               &created, msg, sizeof msg));
     ASSERT_EQ(created, 0);
-    proto_ns_config other = cfg;
+    cache_ns_config other = cfg;
     other.min_threshold = 0.7f;
     ASSERT_EQ(cache_ns_create(c, (const uint8_t *)"gpt:support-v1", 14, &other, &rec,
                               &created, msg, sizeof msg),
@@ -308,19 +306,18 @@ static void test_namespaces_are_created_listed_described_and_dropped(void) {
     vec_at(1.0f, 1, v);
     put(c, "gpt:support-v1", v, NULL, "a", 0);
     put(c, "implicit", v, NULL, "b", 0);
-    char names[8][PROTO_MAX_NS_LEN + 1];
+    char names[8][CACHE_MAX_NS_LEN + 1];
     uint8_t lens[8];
     uint16_t n;
     ASSERT_OK(cache_ns_list(c, names, lens, 8, &n));
     ASSERT_EQ(n, 2);
 
-    proto_ns_config got;
-    char factory[256];
-    proto_stat st[48];
+    cache_ns_config got;
+    cache_stat st[48];
     uint16_t count;
-    ASSERT_OK(cache_ns_info(c, (const uint8_t *)"gpt:support-v1", 14, &got, factory, st,
-                            48, &count));
-    ASSERT_EQ(got.index_kind, PROTO_INDEX_FLAT);
+    ASSERT_OK(cache_ns_info(c, (const uint8_t *)"gpt:support-v1", 14, &got, st, 48,
+                            &count));
+    ASSERT_EQ(got.index_kind, CACHE_INDEX_FLAT);
     ASSERT_NEAR(got.min_threshold, 0.8, 1e-6);
     ASSERT_U64_EQ(stat_of(c, "gpt:support-v1", "entries"), 1);
 

@@ -258,7 +258,7 @@ static void test_a_truncated_data_file_is_refused_without_a_crash(void) {
     ASSERT_OK(truncate(path, sb.st_size / 2));
     store_config cfg = {.dir = dir, .fsync = STORE_FSYNC_OFF};
     char msg[256] = "";
-    ASSERT_EQ(store_open(&cfg, &st, msg, sizeof msg), DEJA_ERR_BAD_FRAME);
+    ASSERT_EQ(store_open(&cfg, &st, msg, sizeof msg), DEJA_ERR_CORRUPT);
     ASSERT_TRUE(strstr(msg, "truncated") != NULL);
 }
 
@@ -295,7 +295,67 @@ static void test_a_full_map_fails_puts_but_not_deletes(void) {
     store_close(st);
 }
 
+/* The namespace configuration is the store's own record (store.h): what
+ * is encoded decodes to the same values, revision byte last; the older
+ * forms still read; anything else is CORRUPT, never a guess. */
+static void test_namespace_configurations_have_a_versioned_record_of_their_own(void) {
+    store_ns_config cfg = {.dim = DIM, .index_kind = 3, .quant = 1, .hnsw_m = 12,
+                           .hnsw_ef_construction = 100, .hnsw_ef_search = 40,
+                           .ttl_mode = 1, .flags = 0x05, .min_threshold = -0.5f,
+                           .dedup = 0.95f, .default_ttl_s = 60, .max_age_s = 600,
+                           .max_bytes = 1u << 20, .max_entries = 99, .factory_len = 4};
+    memcpy(cfg.factory, "Flat", 5);
+    store_ns_rec ns = ns_rec(1, "cfg");
+    store_ns_config_encode(&cfg, &ns);
+    ASSERT_EQ(ns.config_len, STORE_NS_CONFIG_FIXED + 4 + 1);
+    ASSERT_EQ(ns.config[ns.config_len - 1], STORE_NS_CONFIG_REVISION);
+    store_ns_config back;
+    ASSERT_OK(store_ns_config_decode(&ns, &back));
+    ASSERT_EQ(back.dim, DIM);
+    ASSERT_EQ(back.index_kind, 3);
+    ASSERT_EQ(back.quant, 1);
+    ASSERT_EQ(back.hnsw_m, 12);
+    ASSERT_EQ(back.hnsw_ef_construction, 100);
+    ASSERT_EQ(back.hnsw_ef_search, 40);
+    ASSERT_EQ(back.ttl_mode, 1);
+    ASSERT_EQ(back.flags, 0x05);
+    ASSERT_TRUE(back.min_threshold == -0.5f && back.dedup == 0.95f);
+    ASSERT_EQ(back.default_ttl_s, 60);
+    ASSERT_EQ(back.max_age_s, 600);
+    ASSERT_U64_EQ(back.max_bytes, 1u << 20);
+    ASSERT_U64_EQ(back.max_entries, 99);
+    ASSERT_EQ(back.factory_len, 4);
+    ASSERT_TRUE(strcmp(back.factory, "Flat") == 0);
+
+    /* Written before flag bit 2 existed: no revision byte, and the bits
+     * servers then ignored mean nothing. */
+    store_ns_rec legacy = ns;
+    legacy.config_len--;
+    ASSERT_OK(store_ns_config_decode(&legacy, &back));
+    ASSERT_EQ(back.flags, 0x01);
+    ASSERT_EQ(back.max_entries, 99);
+
+    /* The first format: no configuration, every field 0 but dim. */
+    store_ns_rec bare = ns_rec(2, "bare");
+    ASSERT_OK(store_ns_config_decode(&bare, &back));
+    ASSERT_EQ(back.dim, DIM);
+    ASSERT_EQ(back.index_kind, 0);
+    ASSERT_EQ(back.factory_len, 0);
+
+    /* An unknown revision, or a length that fits no form, is damage. */
+    store_ns_rec later = ns;
+    later.config[later.config_len - 1] = STORE_NS_CONFIG_REVISION + 1;
+    ASSERT_EQ(store_ns_config_decode(&later, &back), DEJA_ERR_CORRUPT);
+    store_ns_rec cut = ns;
+    cut.config_len = 20;
+    ASSERT_EQ(store_ns_config_decode(&cut, &back), DEJA_ERR_CORRUPT);
+    store_ns_rec longer = ns;
+    longer.config_len += 3;
+    ASSERT_EQ(store_ns_config_decode(&longer, &back), DEJA_ERR_CORRUPT);
+}
+
 int main(void) {
+    RUN(test_namespace_configurations_have_a_versioned_record_of_their_own);
     RUN(test_what_was_applied_comes_back_after_reopening);
     RUN(test_deletes_and_namespace_flushes_are_durable);
     RUN(test_expired_entries_are_dropped_at_load);

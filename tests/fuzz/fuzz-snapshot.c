@@ -127,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t tag = 0;
     char msg[256];
     int rc = idx_snapshot_read(file_path, &cfg, &ix, &tag, msg, sizeof msg);
-    CHECK(rc == 0 || rc == DEJA_ERR_BAD_FRAME || rc == DEJA_ERR_VERSION ||
+    CHECK(rc == 0 || rc == DEJA_ERR_CORRUPT || rc == DEJA_ERR_VERSION ||
           rc == DEJA_ERR_INVALID_ARG);
     CHECK((rc == 0) == (ix != NULL));
     CHECK(rc == 0 || msg[0] != 0);

@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
 #include "store-record.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,7 +44,7 @@ static int all_zero(const uint8_t *p, size_t n) {
 static void fuzz_ns(const uint8_t *key, size_t key_len, const uint8_t *rec, size_t len) {
     store_ns_rec ns;
     int rc = store_ns_rec_decode(key, key_len, rec, len, &ns);
-    CHECK(rc == 0 || rc == DEJA_ERR_BAD_FRAME);
+    CHECK(rc == 0 || rc == DEJA_ERR_CORRUPT);
     if (rc != 0) return;
     CHECK(ns.dim >= 1 && ns.dim <= 4096);
     CHECK(ns.config_len <= STORE_NS_CONFIG_MAX);
@@ -55,16 +54,18 @@ static void fuzz_ns(const uint8_t *key, size_t key_len, const uint8_t *rec, size
     CHECK(store_ns_rec_encode(&ns, again) == len);
     CHECK(memcmp(again, rec, len) == 0);
     free(again);
-    /* What cache-ns.c does next with the configuration. */
-    if (ns.config_len) {
-        uint8_t *cfg_bytes = malloc(ns.config_len);
-        CHECK(cfg_bytes != NULL);
-        memcpy(cfg_bytes, ns.config, ns.config_len);
-        proto_ns_config cfg;
-        rc = proto_ns_config_read(cfg_bytes, ns.config_len, &cfg);
-        CHECK(rc == 0 || rc == DEJA_ERR_BAD_REQUEST || rc == DEJA_ERR_BAD_VECTOR);
-        if (rc == 0) CHECK(cfg.dim >= 1 && cfg.dim <= PROTO_MAX_DIM);
-        free(cfg_bytes);
+    /* What srv-persist.c does next with the configuration: decode it; a
+     * configuration of the current revision encodes back to its bytes. */
+    store_ns_config cfg;
+    rc = store_ns_config_decode(&ns, &cfg);
+    CHECK(rc == 0 || rc == DEJA_ERR_CORRUPT);
+    if (rc == 0 && ns.config_len == STORE_NS_CONFIG_FIXED + cfg.factory_len + 1u) {
+        CHECK(cfg.factory[cfg.factory_len] == 0);
+        store_ns_rec copy = ns;
+        memset(copy.config, 0xAA, sizeof copy.config);
+        store_ns_config_encode(&cfg, &copy);
+        CHECK(copy.config_len == ns.config_len);
+        CHECK(memcmp(copy.config, ns.config, ns.config_len) == 0);
     }
 }
 
@@ -72,7 +73,7 @@ static void fuzz_entry(const uint8_t *key, const uint8_t *rec, size_t len) {
     store_entry_rec e;
     memset(&e, 0, sizeof e);
     int rc = store_entry_rec_decode(key, STORE_KEY_LEN, rec, len, &e);
-    CHECK(rc == 0 || rc == DEJA_ERR_BAD_FRAME);
+    CHECK(rc == 0 || rc == DEJA_ERR_CORRUPT);
     if (rc != 0) return;
     CHECK(store_entry_rec_size(&e) == len);
     CHECK(e.prompt >= rec && e.prompt + e.prompt_len <= rec + len);
@@ -92,7 +93,7 @@ static void fuzz_vector(const uint8_t *key, const uint8_t *rec, size_t len) {
     store_entry_rec e;
     memset(&e, 0, sizeof e);
     int rc = store_vector_rec_decode(key, STORE_KEY_LEN, rec, len, &e);
-    CHECK(rc == 0 || rc == DEJA_ERR_BAD_FRAME);
+    CHECK(rc == 0 || rc == DEJA_ERR_CORRUPT);
     if (rc != 0) return;
     CHECK(e.dim >= 1 && e.dim <= 4096 && store_vector_rec_size(e.dim) == len);
     /* The loader copies the vector out: the record is only 2-aligned. */
@@ -110,7 +111,7 @@ static void fuzz_vector(const uint8_t *key, const uint8_t *rec, size_t len) {
 static void fuzz_usage(const uint8_t *key, const uint8_t *rec, size_t len) {
     store_usage_rec u;
     int rc = store_usage_rec_decode(key, STORE_KEY_LEN, rec, len, &u);
-    CHECK(rc == 0 || rc == DEJA_ERR_BAD_FRAME);
+    CHECK(rc == 0 || rc == DEJA_ERR_CORRUPT);
     if (rc != 0) return;
     CHECK(len == STORE_USAGE_REC);
     if (!all_zero(rec + 17, 7)) return;

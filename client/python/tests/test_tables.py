@@ -28,6 +28,7 @@ ERRORS_H = REPO_ROOT / "proto" / "deja-errors.h"
 NOT_IN_PYTHON = {
     "OK": "success is not an exception",
     "NOMEM": "Python raises its own MemoryError",
+    "CORRUPT": "damage on the server's disk never reaches a client (logged, skipped or QUARANTINED)",
 }
 
 
