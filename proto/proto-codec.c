@@ -507,24 +507,18 @@ int proto_status_error(uint16_t status) {
 
 int proto_vector_read(float *dst, const uint8_t *src, uint16_t dim) {
     if (dim == 0 || dim > PROTO_MAX_DIM) return DEJA_ERR_BAD_VECTOR;
-    /* The norm is summed in double: 4096 squares of floats up to 3.4e38
-     * neither overflow nor lose the small components, and denormal inputs
-     * still give a non-zero norm. */
-    double sum = 0.0;
+    /* Validation only: normalising is the index's (idx_normalize), done
+     * once where the server takes the vector in. A vector with a finite,
+     * non-zero component has a non-zero norm in double arithmetic, so
+     * what passes here always normalises. */
+    int nonzero = 0;
     for (uint16_t i = 0; i < dim; i++) {
         uint32_t bits = proto__load_u32(src + (size_t)i * 4);
         if (proto__f32_bits_nonfinite(bits)) return DEJA_ERR_BAD_VECTOR;
-        float x = proto__bits_to_f32(bits);
-        dst[i] = x;
-        sum += (double)x * (double)x;
+        nonzero |= (bits & 0x7fffffffu) != 0;
+        dst[i] = proto__bits_to_f32(bits);
     }
-    if (!(sum > 0.0)) return DEJA_ERR_BAD_VECTOR;
-    double inv = 1.0 / sqrt(sum);
-    /* Unit length makes cosine similarity a plain inner product, which is
-     * what every index kernel computes. */
-    for (uint16_t i = 0; i < dim; i++)
-        dst[i] = (float)((double)dst[i] * inv);
-    return 0;
+    return nonzero ? 0 : DEJA_ERR_BAD_VECTOR;
 }
 
 void proto_vector_write(uint8_t *dst, const float *src, uint16_t dim) {

@@ -441,9 +441,10 @@ int proto_status_error(uint16_t status);
 int proto_check_ns(const uint8_t *ns, size_t len);
 
 /* Reads dim LE f32 from src (dim * 4 bytes, any alignment) into dst (dim
- * floats), rejects dim 0 or > PROTO_MAX_DIM, NaN/Inf and zero norm
- * (DEJA_ERR_BAD_VECTOR), and L2-normalises dst in place. On error dst's
- * contents are unspecified. */
+ * floats) as sent, and rejects dim 0 or > PROTO_MAX_DIM, NaN/Inf and the
+ * zero vector (DEJA_ERR_BAD_VECTOR). It does not normalise: the server
+ * does that once, with idx_normalize, which cannot fail on what this
+ * accepts. On error dst's contents are unspecified. */
 int proto_vector_read(float *dst, const uint8_t *src, uint16_t dim);
 
 /* Writes dim floats as LE f32 (for encoders and tests). */

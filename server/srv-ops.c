@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "srv-private.h"
+#include "idx.h"
 
 #define OP_PREAUTH 0x1u /* allowed before AUTH */
 #define SRV_MAX_EF 1024u /* larger LOOKUP ef values are clamped */
@@ -357,11 +358,19 @@ static int submit(srv_req *r, srv_reply_write *rw) {
     return SRV_DEFERRED;
 }
 
+/* Takes a request's vector in: decoded and validated by proto, then
+ * L2-normalised by the index's normaliser, the one place deja normalises
+ * (cosine becomes the inner product every index kernel computes). */
+static int read_vector(srv_req *r, const uint8_t *src, uint16_t dim) {
+    int rc = proto_vector_read(r->w->vec, src, dim);
+    return rc ? rc : idx_normalize(r->w->vec, dim);
+}
+
 static int op_store(srv_req *r) {
     proto_store_req req;
     int rc = proto_decode_store_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
-    rc = proto_vector_read(r->w->vec, req.vector, req.dim);
+    rc = read_vector(r, req.vector, req.dim);
     if (rc) return rc;
     cache_pending *pending;
     cache_store_args args = store_args_of(&req);
@@ -416,7 +425,7 @@ static int serve_lookup(srv_req *r) {
     /* The search breadth is the client's to choose, within a bound: a
      * LOOKUP's cost must not be the client's to set without limit. */
     if (req.ef > SRV_MAX_EF) req.ef = SRV_MAX_EF;
-    rc = proto_vector_read(r->w->vec, req.vector, req.dim);
+    rc = read_vector(r, req.vector, req.dim);
     if (rc) return rc;
     uint16_t n = 0;
     cache_query query = query_of(&req);

@@ -60,7 +60,7 @@ static void check_reencoded(proto_buf *b, uint8_t opcode, const uint8_t *body,
 }
 
 /* Reads a vector as the server does: into exactly dim floats. Accepted
- * means finite and of unit length. */
+ * means finite and not all zero (so that it normalises). */
 static void read_vector(const uint8_t *src, uint16_t dim) {
     float *v = malloc((size_t)(dim ? dim : 1) * sizeof(float));
     CHECK(v != NULL);
@@ -73,7 +73,7 @@ static void read_vector(const uint8_t *src, uint16_t dim) {
             CHECK(isfinite(v[i]));
             norm += (double)v[i] * (double)v[i];
         }
-        CHECK(fabs(norm - 1.0) < 1e-3);
+        CHECK(norm > 0.0 && isfinite(norm));
     }
     free(v);
 }

@@ -41,7 +41,7 @@ static void check_reencoded(proto_buf *b, const uint8_t *body, size_t len) {
 /* Reads a decoded vector the way the server does: into a buffer of exactly
  * dim floats (malloc's alignment suits float; the exact size lets the
  * address sanitizer catch a write past the end). A vector that is accepted
- * must come out finite and of unit length. */
+ * must come out finite and not all zero (so that it normalises). */
 static void check_vector(const uint8_t *src, uint16_t dim) {
     float *v = malloc((size_t)dim * sizeof(float));
     CHECK(v != NULL);
@@ -51,7 +51,7 @@ static void check_vector(const uint8_t *src, uint16_t dim) {
             CHECK(isfinite(v[i]));
             norm += (double)v[i] * (double)v[i];
         }
-        CHECK(fabs(norm - 1.0) < 1e-3);
+        CHECK(norm > 0.0 && isfinite(norm));
     }
     free(v);
 }
