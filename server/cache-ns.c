@@ -519,25 +519,7 @@ int cache_ns_drop(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     if (rc) return rc;
 
     cache_ns_record(ns, rec);
-    pthread_rwlock_wrlock(&ns->lock);
-    ns->dropped = 1;
-    u64map old = ns->entries;
-    u64map_init(&ns->entries);
-    u64map_close(&ns->exact);
-    idx_clear(ns->main);
-    if (ns->fresh) idx_clear(ns->fresh);
-    ns->entry_bytes = 0;
-    atomic_fetch_sub(&c->entries_total, old.count);
-    atomic_fetch_add(&c->changes, 1);
-    ns->index_share = 0;
-    cache_ns_charge_locked(c, ns, 0);
-    pthread_rwlock_unlock(&ns->lock);
-    size_t pos = 0;
-    uint64_t id;
-    void *val;
-    while (u64map_next(&old, &pos, &id, &val)) cache_entry_unref(val);
-    *removed = old.count;
-    u64map_close(&old);
+    *removed = cache_ns_empty(c, ns, 1);
     atomic_fetch_add(&c->evicted[CACHE_EVICT_DROP], *removed);
     return 0;
 }

@@ -162,6 +162,13 @@ void cache_ns_free(cache_ns *ns);
  * table's reference afterwards. */
 void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e);
 
+/* Empties a namespace, for FLUSH and NS_DROP alike: under its write lock
+ * every entry leaves the id table, the exact-prompt keys and both indexes,
+ * and the dedup ring, the sweeper's cursor, the hit counter and the memory
+ * charged start over. With drop set the namespace is also marked dropped
+ * under that lock, so a STORE that found it earlier cannot publish into
+ * it. Returns how many entries it held (the caller counts them). */
+uint64_t cache_ns_empty(cache *c, cache_ns *ns, int drop);
 /* Recomputes ns->mem_charged after a change and moves cache->mem_total
  * and entries_total by the difference. ns->lock held for writing. */
 void cache_ns_charge_locked(cache *c, cache_ns *ns, int refresh_share);

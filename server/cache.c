@@ -645,6 +645,35 @@ const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len) {
 
 /* ---- deletes -----------------------------------------------------------------*/
 
+uint64_t cache_ns_empty(cache *c, cache_ns *ns, int drop) {
+    pthread_rwlock_wrlock(&ns->lock);
+    if (drop) ns->dropped = 1;
+    u64map old = ns->entries;
+    u64map_init(&ns->entries);
+    u64map_close(&ns->exact);
+    idx_clear(ns->main);
+    if (ns->fresh) idx_clear(ns->fresh);
+    ns->recent_count = 0;
+    ns->entry_bytes = 0;
+    ns->sweep_pos = 0;
+    atomic_store(&ns->n.entry_hits, 0);
+    atomic_fetch_sub(&c->entries_total, old.count);
+    atomic_fetch_add(&c->changes, 1);
+    ns->index_share = 0;
+    cache_ns_charge_locked(c, ns, 1); /* nothing left: charged 0 */
+    pthread_rwlock_unlock(&ns->lock);
+
+    /* The table's references go after the lock: a lookup may still hold
+     * its own reference to any of them. */
+    size_t pos = 0;
+    uint64_t id;
+    void *val;
+    while (u64map_next(&old, &pos, &id, &val)) cache_entry_unref(val);
+    uint64_t removed = old.count;
+    u64map_close(&old);
+    return removed;
+}
+
 int cache_delete(cache *c, const uint8_t *name, uint8_t len, uint64_t id,
                  uint32_t *ns_id) {
     cache_ns *ns = cache_find_ns(c, name, len);
@@ -670,26 +699,7 @@ int cache_flush(cache *c, const uint8_t *name, uint8_t len, uint64_t *removed,
     cache_ns *ns = cache_find_ns(c, name, len);
     if (!ns) return cache_ns_quarantined(c, name, len, NULL, 0);
     *ns_id = ns->ns_id;
-    pthread_rwlock_wrlock(&ns->lock);
-    u64map old = ns->entries;
-    u64map_init(&ns->entries);
-    u64map_close(&ns->exact);
-    idx_clear(ns->main);
-    if (ns->fresh) idx_clear(ns->fresh);
-    ns->entry_bytes = 0;
-    ns->sweep_pos = 0;
-    atomic_store(&ns->n.entry_hits, 0);
-    atomic_fetch_sub(&c->entries_total, old.count);
-    atomic_fetch_add(&c->changes, 1);
-    cache_ns_charge_locked(c, ns, 1);
-    pthread_rwlock_unlock(&ns->lock);
-
-    size_t pos = 0;
-    uint64_t id;
-    void *val;
-    while (u64map_next(&old, &pos, &id, &val)) cache_entry_unref(val);
-    *removed = old.count;
-    u64map_close(&old);
+    *removed = cache_ns_empty(c, ns, 0);
     atomic_fetch_add(&ns->n.evicted[CACHE_EVICT_DELETE], *removed);
     return 0;
 }

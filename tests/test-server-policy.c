@@ -334,6 +334,54 @@ static void test_namespaces_are_created_listed_described_and_dropped(void) {
     cache_destroy(c);
 }
 
+/* FLUSH and NS_DROP empty a namespace through one helper: the same
+ * things start over whichever op it was. */
+static void test_flush_and_drop_leave_nothing_behind_in_the_same_way(void) {
+    cache *c = new_cache();
+    const char *names[2] = {"flushed", "dropped"};
+    float v[DIM];
+    cache_ns_config cfg = {.dim = DIM, .flags = CACHE_NS_NO_DEDUP};
+    for (int n = 0; n < 2; n++) {
+        create_ns(c, names[n], &cfg);
+        for (int i = 1; i < 40; i++) {
+            vec_at(0.3f, 1 + i % (DIM - 1), v);
+            put(c, names[n], v, NULL, "r", 100);
+        }
+        vec_at(1.0f, 1, v);
+        uint64_t id = put(c, names[n], v, "a prompt", "hit me", 100);
+        ASSERT_U64_EQ(lookup(c, names[n], v, 0.9f, NULL, NULL), id);
+        ASSERT_GT(stat_of(c, names[n], "entry_hits"), 0);
+    }
+    cache_wait_indexed(c);
+    uint64_t removed;
+    uint32_t ns_id;
+    ASSERT_OK(cache_flush(c, (const uint8_t *)"flushed", 7, &removed, &ns_id));
+    ASSERT_U64_EQ(removed, 40);
+    cache_ns_image rec;
+    ASSERT_OK(cache_ns_drop(c, (const uint8_t *)"dropped", 7, &removed, &rec));
+    ASSERT_U64_EQ(removed, 40);
+    const char *zero[] = {"entries", "entry_hits", "entry_bytes", "memory_charged",
+                          "unindexed", "index_entries"};
+    for (size_t k = 0; k < sizeof zero / sizeof *zero; k++)
+        ASSERT_U64_EQ(stat_of(c, "flushed", zero[k]), 0);
+    ASSERT_U64_EQ(stat_of(c, "flushed", "evicted_delete"), 40);
+    /* The server's totals hold nothing of either namespace. */
+    ASSERT_U64_EQ(stat_of(c, NULL, "entries"), 0);
+    ASSERT_U64_EQ(stat_of(c, NULL, "memory_charged"), 0);
+    ASSERT_U64_EQ(stat_of(c, NULL, "evicted_drop"), 40);
+    /* Both names take entries again, with no trace of the old ones (the
+     * exact tier included). */
+    for (int n = 0; n < 2; n++) {
+        ASSERT_U64_EQ(lookup(c, names[n], v, 0.9f, "a prompt", NULL), 0);
+        uint64_t id = put(c, names[n], v, "a prompt", "new", 100);
+        char resp[16];
+        ASSERT_U64_EQ(lookup(c, names[n], v, 0.9f, "a prompt", resp), id);
+        ASSERT_STR_EQ(resp, "new");
+        ASSERT_U64_EQ(stat_of(c, names[n], "entries"), 1);
+    }
+    cache_destroy(c);
+}
+
 static void test_hits_count_the_tokens_and_money_they_saved(void) {
     cache *c = new_cache();
     float v[DIM];
@@ -362,6 +410,7 @@ int main(void) {
     RUN(test_one_sweeper_tick_leaves_under_a_tenth_of_entries_expired);
     RUN(test_an_expired_entry_is_served_by_no_path);
     RUN(test_namespaces_are_created_listed_described_and_dropped);
+    RUN(test_flush_and_drop_leave_nothing_behind_in_the_same_way);
     RUN(test_hits_count_the_tokens_and_money_they_saved);
     return harness_result();
 }
