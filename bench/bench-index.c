@@ -273,8 +273,10 @@ static int make_specs(const bench_opts *o, const synth_set *s, index_spec *specs
         int hnsw = !strncmp(o->faiss[i], "HNSW", 4);
         sp->sweep = hnsw || !strncmp(o->faiss[i], "IVF", 3);
         if (hnsw)
-            snprintf(sp->params, sizeof sp->params, "factory=%s efConstruction=%u "
-                     "(ef = efSearch)", o->faiss[i], efc);
+            snprintf(sp->params, sizeof sp->params,
+                     "factory=%s efConstruction=%u "
+                     "(ef = efSearch)",
+                     o->faiss[i], efc);
         else
             snprintf(sp->params, sizeof sp->params, "factory=%s%s", o->faiss[i],
                      sp->sweep ? " (ef = nprobe)" : " (FAISS defaults otherwise)");

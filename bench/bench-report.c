@@ -143,7 +143,6 @@ static double us(const bench_hist *h, double q) {
     return (double)bench_hist_quantile(h, q) / 1000.0;
 }
 
-
 /* ---- configuration ----------------------------------------------------------*/
 
 static void config_fields(const bench_opts *o, const bench_env *env,

@@ -81,12 +81,14 @@ int bench_spawn_start(const bench_opts *o, bench_spawn *sp) {
     args[argc] = NULL;
 
     /* The description lists the arguments dejad_spawn gives, in order. */
-    int len = snprintf(sp->desc, sizeof sp->desc,
-                       "spawned %s --port 0 --port-file %s/port --data %s --unix %s/dejad.sock",
-                       dejad, sp->tmpdir, sp->data, sp->tmpdir);
+    int len =
+        snprintf(sp->desc, sizeof sp->desc,
+                 "spawned %s --port 0 --port-file %s/port --data %s --unix %s/dejad.sock",
+                 dejad, sp->tmpdir, sp->data, sp->tmpdir);
     for (int i = 0; i < argc && len < (int)sizeof sp->desc; i++) {
         /* The token is a secret: the report shows that one was set. */
-        const char *shown = i > 0 && !strcmp(args[i - 1], "--auth-token") ? "***" : args[i];
+        const char *shown =
+            i > 0 && !strcmp(args[i - 1], "--auth-token") ? "***" : args[i];
         len += snprintf(sp->desc + len, sizeof sp->desc - (size_t)len, " %s", shown);
     }
 

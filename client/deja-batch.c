@@ -171,7 +171,10 @@ static int lookup_reply(void *ctx, deja_client *c, size_t i, const proto_header 
     deja_result **slot = &((lookup_batch *)ctx)->out[i];
     int rc = h->status != 0 ? deja__reply_error(c, h, body)
                             : deja__decode_lookup(c, h, body,
-                                                  ((lookup_batch *)ctx)->reqs[i].k ? ((lookup_batch *)ctx)->reqs[i].k : 1, slot);
+                                                  ((lookup_batch *)ctx)->reqs[i].k
+                                                      ? ((lookup_batch *)ctx)->reqs[i].k
+                                                      : 1,
+                                                  slot);
     if (rc != 0) *slot = deja__miss_result(rc);
     return c->fd >= 0 ? 0 : rc;
 }

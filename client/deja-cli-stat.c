@@ -61,8 +61,10 @@ static void human_bytes(char *out, size_t len, uint64_t b) {
 
 /* Prints "ddd.d" or "-" when nothing was looked up in the interval. */
 static void percent(char *out, size_t len, uint64_t part, uint64_t whole) {
-    if (whole == 0) snprintf(out, len, "-");
-    else snprintf(out, len, "%.1f", 100.0 * (double)part / (double)whole);
+    if (whole == 0)
+        snprintf(out, len, "-");
+    else
+        snprintf(out, len, "%.1f", 100.0 * (double)part / (double)whole);
 }
 
 static void print_line(const sample *a, const sample *b, int json, unsigned lineno) {
@@ -104,16 +106,16 @@ static void print_line(const sample *a, const sample *b, int json, unsigned line
         return;
     }
     if (lineno % 20 == 0)
-        printf("%10s %6s %6s %6s %10s %10s %10s %10s %12s\n", "lookups/s", "hit%", "exact%",
-               "sem%", "misses/s", "stores/s", "entries", "memory", "saved");
+        printf("%10s %6s %6s %6s %10s %10s %10s %10s %12s\n", "lookups/s", "hit%",
+               "exact%", "sem%", "misses/s", "stores/s", "entries", "memory", "saved");
     char hit[16], ex[16], se[16], mem[32], saved[32];
     percent(hit, sizeof hit, dh, dl);
     percent(ex, sizeof ex, de, dl);
     percent(se, sizeof se, ds, dl);
     human_bytes(mem, sizeof mem, b->memory);
     snprintf(saved, sizeof saved, "$%.2f", (double)b->cost * 1e-6);
-    printf("%10.0f %6s %6s %6s %10.0f %10.0f %10llu %10s %12s\n", lookups, hit, ex, se, misses,
-           stores, (unsigned long long)b->entries, mem, saved);
+    printf("%10.0f %6s %6s %6s %10.0f %10.0f %10llu %10s %12s\n", lookups, hit, ex, se,
+           misses, stores, (unsigned long long)b->entries, mem, saved);
     fflush(stdout);
 }
 

@@ -266,7 +266,8 @@ static int set_option(cli_args *a, const cli_option *o, const char *v) {
         a->stat_ns = v;
     } else if (strcmp(n, "interval") == 0) {
         unsigned long long ms;
-        if (parse_u64(v, &ms) || ms < 10 || ms > 3600000) return usage_error("bad --interval");
+        if (parse_u64(v, &ms) || ms < 10 || ms > 3600000)
+            return usage_error("bad --interval");
         a->interval_ms = (long)ms;
     } else if (strcmp(n, "count") == 0) {
         unsigned long long count;
@@ -305,9 +306,9 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         optstring[len++] = ':';
     }
     for (size_t j = 0; j < N_OPTIONS; j++) {
-        longopts[j] = (struct option){options[j].name,
-                                      options[j].has_arg ? required_argument : no_argument,
-                                      NULL, LONG_VAL_BASE + (int)j};
+        longopts[j] = (struct option){
+            options[j].name, options[j].has_arg ? required_argument : no_argument, NULL,
+            LONG_VAL_BASE + (int)j};
         if (options[j].short_name) {
             optstring[len++] = options[j].short_name;
             if (options[j].has_arg) optstring[len++] = ':';
@@ -335,7 +336,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             return usage_error("%s needs a value", argv[optind - 1]);
         } else if (ch == '?') {
             if (optopt >= LONG_VAL_BASE)
-                return usage_error("--%s takes no value", options[optopt - LONG_VAL_BASE].name);
+                return usage_error("--%s takes no value",
+                                   options[optopt - LONG_VAL_BASE].name);
             if (optopt) return usage_error("unknown option -%c", optopt);
             return usage_error("unknown option %s", argv[optind - 1]);
         }
@@ -397,7 +399,8 @@ static int report(const cli_args *a, const char *what, int rc, const char *detai
  * JSON, else text, a printf format for that number. */
 static void print_ok(const cli_args *a, const char *key, uint64_t value, const char *text)
     __attribute__((format(printf, 4, 0)));
-static void print_ok(const cli_args *a, const char *key, uint64_t value, const char *text) {
+static void print_ok(const cli_args *a, const char *key, uint64_t value,
+                     const char *text) {
     if (!a->json) {
         printf(text, (unsigned long long)value);
         return;
@@ -471,7 +474,8 @@ static int cmd_stat(deja_client *c, const cli_args *a) {
         int rc = check_namespace(a->stat_ns);
         if (rc != 0) return rc;
     }
-    int rc = cli_stat(c, a->stat_ns, a->interval_ms ? a->interval_ms : 1000, a->count, a->json);
+    int rc = cli_stat(c, a->stat_ns, a->interval_ms ? a->interval_ms : 1000, a->count,
+                      a->json);
     return rc ? report(a, "stat", rc, deja_last_error(c)) : CLI_OK;
 }
 

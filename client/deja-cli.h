@@ -1,5 +1,6 @@
 /* deja-cli.h: what deja-cli's files share (not installed): reading vectors
- * and texts from files, and printing results as text or JSON (with common/deja-json.h). */
+ * and texts from files, and printing results as text or JSON (with common/deja-json.h).
+ */
 #ifndef DEJA_CLI_H
 #define DEJA_CLI_H
 

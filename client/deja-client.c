@@ -534,8 +534,7 @@ int deja__ns_count_call(deja_client *c, const char *ns, uint8_t op,
     rc = deja__roundtrip(c, op, id, &h, &body);
     if (rc != 0) return rc;
     uint64_t n;
-    if (proto_decode_u64_resp(body, h.body_len, &n) != 0)
-        return deja__malformed(c, op);
+    if (proto_decode_u64_resp(body, h.body_len, &n) != 0) return deja__malformed(c, op);
     if (count) *count = n;
     return 0;
 }

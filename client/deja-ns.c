@@ -61,7 +61,8 @@ int deja_ns_create(deja_client *c, const char *ns, const deja_ns_config *cfg) {
 }
 
 int deja_ns_drop(deja_client *c, const char *ns, uint64_t *removed) {
-    return deja__ns_count_call(c, ns, PROTO_OP_NS_DROP, proto_encode_ns_drop_req, removed);
+    return deja__ns_count_call(c, ns, PROTO_OP_NS_DROP, proto_encode_ns_drop_req,
+                               removed);
 }
 
 /* ---- list ----------------------------------------------------------------------- */

@@ -155,8 +155,9 @@ enum deja_ttl_mode {
 
 #define DEJA_NS_ALLOW_NON_OK 0x01u /* cache answers of any completion */
 #define DEJA_NS_NO_DEDUP 0x02u     /* never merge near-identical STOREs */
-#define DEJA_NS_EXPLICIT 0x04u     /* quant, min_threshold, dedup and default_ttl_s
-                                    * are literal: 0 is f32, 0.0, off, never */
+#define DEJA_NS_EXPLICIT                                                                 \
+    0x04u /* quant, min_threshold, dedup and default_ttl_s                               \
+           * are literal: 0 is f32, 0.0, off, never */
 
 /* A namespace's configuration (docs/PROTOCOL.md 5.9). Without
  * DEJA_NS_EXPLICIT, zero in any field but dim means the server's default.

@@ -37,10 +37,18 @@ static void close_container(json_writer *w, char c) {
     if (w->depth > 0) w->depth--;
 }
 
-void json_begin_object(json_writer *w) { open_container(w, '{'); }
-void json_end_object(json_writer *w) { close_container(w, '}'); }
-void json_begin_array(json_writer *w) { open_container(w, '['); }
-void json_end_array(json_writer *w) { close_container(w, ']'); }
+void json_begin_object(json_writer *w) {
+    open_container(w, '{');
+}
+void json_end_object(json_writer *w) {
+    close_container(w, '}');
+}
+void json_begin_array(json_writer *w) {
+    open_container(w, '[');
+}
+void json_end_array(json_writer *w) {
+    close_container(w, ']');
+}
 
 void json_key(json_writer *w, const char *key) {
     separate(w);
@@ -76,16 +84,22 @@ void json_number(json_writer *w, const char *fmt, double v) {
     fprintf(w->f, fmt, v);
 }
 
-void json_bool(json_writer *w, int v) { json_raw(w, v ? "true" : "false"); }
+void json_bool(json_writer *w, int v) {
+    json_raw(w, v ? "true" : "false");
+}
 
-void json_null(json_writer *w) { json_raw(w, "null"); }
+void json_null(json_writer *w) {
+    json_raw(w, "null");
+}
 
 void json_raw(json_writer *w, const char *text) {
     separate(w);
     fputs(text, w->f);
 }
 
-void json_end_line(json_writer *w) { fputc('\n', w->f); }
+void json_end_line(json_writer *w) {
+    fputc('\n', w->f);
+}
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n) {

@@ -23,9 +23,10 @@
 
 typedef struct json_writer {
     FILE *f;
-    int depth;                      /* open objects and arrays */
-    int after_key;                  /* a key was written; its value comes next */
-    unsigned char has_member[JSON_MAX_DEPTH]; /* the container at each depth holds a value */
+    int depth;     /* open objects and arrays */
+    int after_key; /* a key was written; its value comes next */
+    unsigned char
+        has_member[JSON_MAX_DEPTH]; /* the container at each depth holds a value */
 } json_writer;
 
 /* Starts a writer on f (nothing is written). */

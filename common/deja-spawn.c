@@ -90,7 +90,8 @@ int dejad_spawn(const dejad_spawn_opts *o, dejad_proc *p) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     if (o->log) {
-        posix_spawn_file_actions_addopen(&fa, 1, o->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_addopen(&fa, 1, o->log, O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
         posix_spawn_file_actions_adddup2(&fa, 1, 2);
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     }
@@ -113,7 +114,8 @@ int dejad_spawn(const dejad_spawn_opts *o, dejad_proc *p) {
         }
         int status;
         if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-            fprintf(stderr, "%s: %s exited before listening (status %d)\n", p->who, o->dejad,
+            fprintf(stderr, "%s: %s exited before listening (status %d)\n", p->who,
+                    o->dejad,
                     WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
             dejad_spawn_print_log(p);
             p->pid = 0;
@@ -166,7 +168,8 @@ int dejad_spawn_mkdtemp(const char *prefix, char *out, size_t len) {
 }
 
 /* Stops the walk at the first entry that cannot be removed. */
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw) {
     (void)st;
     (void)flag;
     (void)ftw;

@@ -20,10 +20,10 @@ typedef struct dejad_spawn_opts {
     const char *data;    /* --data */
     const char *host;    /* --host, or NULL for dejad's default */
     int port;            /* --port; 0 = a free one */
-    const char *log;     /* dejad's stdout and stderr (stdin /dev/null), or NULL to inherit */
+    const char *log; /* dejad's stdout and stderr (stdin /dev/null), or NULL to inherit */
     const char *const *args; /* more arguments, NULL-terminated; may be NULL */
     long start_timeout_ms;   /* until it listens */
-    const char *hint;        /* added to "cannot start" (" (use --dejad PATH)"), or NULL */
+    const char *hint; /* added to "cannot start" (" (use --dejad PATH)"), or NULL */
 } dejad_spawn_opts;
 
 typedef struct dejad_proc {

@@ -29,7 +29,8 @@ static size_t slot_of(const deja_u64map *m, uint64_t key) {
 /* Places a key known to be absent into a table with a free slot. */
 static void place(deja_u64map_slot *slots, size_t cap, uint64_t key, uint64_t val) {
     size_t i = home_of(key, cap);
-    while (slots[i].val != DEJA_U64MAP_NONE) i = (i + 1) & (cap - 1);
+    while (slots[i].val != DEJA_U64MAP_NONE)
+        i = (i + 1) & (cap - 1);
     slots[i].key = key;
     slots[i].val = val;
 }
@@ -53,10 +54,12 @@ int deja_u64map_reserve(deja_u64map *m, size_t entries) {
     if (fits(entries, m->cap)) return 0;
     if (entries > SIZE_MAX / 4 / sizeof(deja_u64map_slot)) return DEJA_ERR_NOMEM;
     size_t cap = m->cap ? m->cap : MIN_SLOTS;
-    while (!fits(entries, cap)) cap *= 2;
+    while (!fits(entries, cap))
+        cap *= 2;
     deja_u64map_slot *slots = malloc(cap * sizeof *slots);
     if (!slots) return DEJA_ERR_NOMEM;
-    for (size_t i = 0; i < cap; i++) slots[i].val = DEJA_U64MAP_NONE;
+    for (size_t i = 0; i < cap; i++)
+        slots[i].val = DEJA_U64MAP_NONE;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].val != DEJA_U64MAP_NONE)
             place(slots, cap, m->slots[i].key, m->slots[i].val);
@@ -93,7 +96,8 @@ uint64_t deja_u64map_del(deja_u64map *m, uint64_t key) {
     if (hole == SIZE_MAX) return DEJA_U64MAP_NONE;
     uint64_t val = m->slots[hole].val;
     size_t mask = m->cap - 1;
-    for (size_t j = (hole + 1) & mask; m->slots[j].val != DEJA_U64MAP_NONE; j = (j + 1) & mask) {
+    for (size_t j = (hole + 1) & mask; m->slots[j].val != DEJA_U64MAP_NONE;
+         j = (j + 1) & mask) {
         /* The key at j may stay if its home lies cyclically in (hole, j]:
          * a probe from its home reaches j without crossing the hole. */
         size_t home = home_of(m->slots[j].key, m->cap);

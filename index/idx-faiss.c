@@ -330,8 +330,8 @@ static size_t faiss_memory(const idx *ix) {
 
 /* ---- the factory grammar (idx.h) -----------------------------------------*/
 
-#define GRAMMAR_TEXT                                                            \
-    "allowed: [IDMap,]Flat|SQ8|SQfp16|IVF<n>,Flat|IVF<n>,SQ8 with n 1..256, "  \
+#define GRAMMAR_TEXT                                                                     \
+    "allowed: [IDMap,]Flat|SQ8|SQfp16|IVF<n>,Flat|IVF<n>,SQ8 with n 1..256, "            \
     "n*dim <= 65536"
 
 /* Writes a refusal naming the factory string, which comes from the
@@ -361,7 +361,8 @@ int idx_faiss_factory_check(const char *factory, uint32_t dim, char *msg,
                             size_t msg_cap) {
     if (msg && msg_cap > 0) msg[0] = 0;
     if (!factory || !factory[0])
-        return refuse(msg, msg_cap, "", "a FAISS index needs a factory string; " GRAMMAR_TEXT);
+        return refuse(msg, msg_cap, "",
+                      "a FAISS index needs a factory string; " GRAMMAR_TEXT);
     const char *p = factory;
     if (!take(&p, "IDMap2,")) take(&p, "IDMap,");
     if (take(&p, "IVF")) {
@@ -433,8 +434,8 @@ int idx_faiss_create(const idx_config *cfg, idx **out, char *msg, size_t msg_cap
     f->default_ef = cfg->ef_search;
     idx_labelmap_init(&f->pending_rows);
     int rc = idx_faiss_shim_create(cfg->dim, cfg->faiss_factory, cfg->initial_capacity,
-                                   cfg->faiss_baseline, cfg->ef_construction, &f->shim, msg,
-                                   msg_cap);
+                                   cfg->faiss_baseline, cfg->ef_construction, &f->shim,
+                                   msg, msg_cap);
     if (rc != 0) {
         free(f);
         return rc;

@@ -43,8 +43,12 @@ typedef struct idx_flat {
     idx_labelmap map;          /* label -> row */
 } idx_flat;
 
-static idx_flat *as_flat(idx *ix) { return (idx_flat *)ix; }
-static const idx_flat *as_cflat(const idx *ix) { return (const idx_flat *)ix; }
+static idx_flat *as_flat(idx *ix) {
+    return (idx_flat *)ix;
+}
+static const idx_flat *as_cflat(const idx *ix) {
+    return (const idx_flat *)ix;
+}
 
 static float *row_at(const idx_flat *f, size_t row) {
     return f->rows + row * f->stride;
@@ -113,8 +117,7 @@ static int flat_add(idx *ix, uint64_t label, const float *vec) {
     memcpy(dst, vec, (size_t)f->base.dim * sizeof(float));
     /* The padding must be zero: the sgemm in search_batch reads only dim
      * columns, but a kernel handed the stride would add it in. */
-    memset(dst + f->base.dim, 0,
-           (size_t)(f->stride - f->base.dim) * sizeof(float));
+    memset(dst + f->base.dim, 0, (size_t)(f->stride - f->base.dim) * sizeof(float));
     f->labels[row] = label;
     idx_labelmap_insert(&f->map, label, (uint32_t)row);
     f->count++;
@@ -129,8 +132,7 @@ static int flat_remove(idx *ix, uint64_t label) {
     size_t last = f->count - 1;
     idx_labelmap_erase(&f->map, label);
     if (row != last) {
-        memcpy(row_at(f, row), row_at(f, last),
-               (size_t)f->stride * sizeof(float));
+        memcpy(row_at(f, row), row_at(f, last), (size_t)f->stride * sizeof(float));
         f->labels[row] = f->labels[last];
         idx_labelmap_set(&f->map, f->labels[row], (uint32_t)row);
     }
@@ -140,19 +142,20 @@ static int flat_remove(idx *ix, uint64_t label) {
 
 /* Frees everything: a cleared index in a long-running cache should not
  * keep the high-water mark of its memory. */
-static void flat_clear(idx *ix) { flat_release(as_flat(ix)); }
+static void flat_clear(idx *ix) {
+    flat_release(as_flat(ix));
+}
 
 static int flat_get(const idx *ix, uint64_t label, float *out) {
     const idx_flat *f = as_cflat(ix);
     uint32_t row = idx_labelmap_find(&f->map, label);
     if (row == IDX_LABELMAP_NONE) return DEJA_ERR_NOT_FOUND;
-    memcpy(out, row_at(f, row),
-           (size_t)f->base.dim * sizeof(float));
+    memcpy(out, row_at(f, row), (size_t)f->base.dim * sizeof(float));
     return 0;
 }
 
-static int flat_search(const idx *ix, const float *query, uint32_t k,
-                       uint32_t ef, float min_score, idx_filter_fn filter, void *filter_ctx,
+static int flat_search(const idx *ix, const float *query, uint32_t k, uint32_t ef,
+                       float min_score, idx_filter_fn filter, void *filter_ctx,
                        idx_hit *out, uint32_t *nout) {
     const idx_flat *f = as_cflat(ix);
     idx_dot_fn dot = idx_simd_dot_fn();
@@ -182,11 +185,12 @@ static size_t batch_row_block(const idx_flat *f) {
     return rows;
 }
 
-static int flat_search_batch(const idx *ix, const float *queries, uint32_t nq,
-                             uint32_t k, idx_hit *out, uint32_t *nout) {
+static int flat_search_batch(const idx *ix, const float *queries, uint32_t nq, uint32_t k,
+                             idx_hit *out, uint32_t *nout) {
     const idx_flat *f = as_cflat(ix);
     uint32_t dim = f->base.dim;
-    for (uint32_t q = 0; q < nq; q++) nout[q] = 0;
+    for (uint32_t q = 0; q < nq; q++)
+        nout[q] = 0;
     if (f->count == 0) return 0;
 
     size_t block_rows = batch_row_block(f);
@@ -204,9 +208,9 @@ static int flat_search_batch(const idx *ix, const float *queries, uint32_t nq,
             size_t nb = nq - q0 < block_queries ? nq - q0 : block_queries;
             /* scores[nb x nr] = queries[nb x dim] * rows[nr x dim]^T; the
              * rows' zero padding is skipped by ldb = stride. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb,
-                        (int)nr, (int)dim, 1.0f, queries + q0 * dim, (int)dim,
-                        row_at(f, r0), (int)f->stride, 0.0f, scores, (int)nr);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nr,
+                        (int)dim, 1.0f, queries + q0 * dim, (int)dim, row_at(f, r0),
+                        (int)f->stride, 0.0f, scores, (int)nr);
             for (size_t qi = 0; qi < nb; qi++) {
                 idx_topk top = {out + (q0 + qi) * k, k, nout[q0 + qi]};
                 const float *qs = scores + qi * nr;
@@ -229,7 +233,9 @@ static int flat_search_batch(const idx *ix, const float *queries, uint32_t nq,
     return 0;
 }
 
-static size_t flat_count(const idx *ix) { return as_cflat(ix)->count; }
+static size_t flat_count(const idx *ix) {
+    return as_cflat(ix)->count;
+}
 
 static size_t flat_memory(const idx *ix) {
     const idx_flat *f = as_cflat(ix);
@@ -263,7 +269,8 @@ static int flat_snapshot_read(idx *ix, idx_snap_reader *r) {
     int rc = idx_snap_get_u64(r, &count);
     if (rc) return rc;
     /* Checked against the bytes left before anything is allocated. */
-    if (count > FLAT_MAX_ROWS || count > idx_snap_left(r) / (sizeof(uint64_t) + row_bytes))
+    if (count > FLAT_MAX_ROWS ||
+        count > idx_snap_left(r) / (sizeof(uint64_t) + row_bytes))
         return idx_snap_bad(r, "row count exceeds the file");
     rc = rows_reserve(f, count);
     if (rc == 0) rc = idx_labelmap_reserve(&f->map, count);

@@ -16,18 +16,16 @@ float idx_dot_avx512(const float *a, const float *b, size_t n) {
     size_t i = 0;
 
     for (; i + 64 <= n; i += 64) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i),
-                               acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16),
-                               _mm512_loadu_ps(b + i + 16), acc1);
-        acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32),
-                               _mm512_loadu_ps(b + i + 32), acc2);
-        acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48),
-                               _mm512_loadu_ps(b + i + 48), acc3);
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16),
+                               acc1);
+        acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32),
+                               acc2);
+        acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48),
+                               acc3);
     }
     for (; i + 16 <= n; i += 16)
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i),
-                               acc0);
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
     if (i < n) {
         /* Masked loads fault on no lane that is masked off, so the tail
          * reads nothing past either vector. */

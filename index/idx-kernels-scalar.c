@@ -22,7 +22,8 @@ float idx_dot_scalar(const float *a, const float *b, size_t n) {
         s6 += a[i + 6] * b[i + 6];
         s7 += a[i + 7] * b[i + 7];
     }
-    for (; i < n; i++) s0 += a[i] * b[i];
+    for (; i < n; i++)
+        s0 += a[i] * b[i];
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
 }
 
@@ -38,6 +39,7 @@ int32_t idx_dot_i8_scalar(const int8_t *a, const int8_t *b, size_t n) {
         s2 += (int32_t)a[i + 2] * (int32_t)b[i + 2];
         s3 += (int32_t)a[i + 3] * (int32_t)b[i + 3];
     }
-    for (; i < n; i++) s0 += (int32_t)a[i] * (int32_t)b[i];
+    for (; i < n; i++)
+        s0 += (int32_t)a[i] * (int32_t)b[i];
     return (s0 + s1) + (s2 + s3);
 }

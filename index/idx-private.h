@@ -34,11 +34,11 @@ struct idx_ops {
     int (*get)(const idx *ix, uint64_t label, float *out);
     /* ef: search breadth for this call, 0 = the index's default. */
     int (*search)(const idx *ix, const float *query, uint32_t k, uint32_t ef,
-                  float min_score, idx_filter_fn filter, void *filter_ctx,
-                  idx_hit *out, uint32_t *nout);
+                  float min_score, idx_filter_fn filter, void *filter_ctx, idx_hit *out,
+                  uint32_t *nout);
     /* May be NULL: idx.c then answers a batch with one search per query. */
-    int (*search_batch)(const idx *ix, const float *queries, uint32_t nq,
-                        uint32_t k, idx_hit *out, uint32_t *nout);
+    int (*search_batch)(const idx *ix, const float *queries, uint32_t nq, uint32_t k,
+                        idx_hit *out, uint32_t *nout);
     size_t (*count)(const idx *ix);
     size_t (*memory)(const idx *ix);
     /* May be NULL: idx_memory_breakdown then reports everything as
@@ -72,8 +72,7 @@ int idx_flat_create(const idx_config *cfg, idx **out);
 int idx_hnsw_create(const idx_config *cfg, idx **out);
 /* Built only with HAVE_FAISS (idx-faiss.c); writes a reason to msg on
  * failure, as idx_create_msg documents. */
-int idx_faiss_create(const idx_config *cfg, idx **out, char *msg,
-                     size_t msg_cap);
+int idx_faiss_create(const idx_config *cfg, idx **out, char *msg, size_t msg_cap);
 
 /* ---- snapshot streams (idx-snapshot.c) ------------------------------------*/
 
@@ -107,8 +106,7 @@ int idx_snap_get_u64(idx_snap_reader *r, uint64_t *v);
 /* Reads count consecutive elements of elem bytes into dst[0..count), large
  * ones straight from the file into place (readv), without a copy through
  * the buffer. Errors as idx_snap_get. */
-int idx_snap_get_scatter(idx_snap_reader *r, void *const *dst, size_t count,
-                         size_t elem);
+int idx_snap_get_scatter(idx_snap_reader *r, void *const *dst, size_t count, size_t elem);
 /* Payload bytes not yet read: what bounds every count a kind reads before
  * it allocates for it. */
 uint64_t idx_snap_left(const idx_snap_reader *r);
@@ -157,8 +155,12 @@ idx_dot_i8_fn idx_simd_dot_i8_fn(void);
 
 typedef deja_u64map idx_labelmap;
 
-static inline void idx_labelmap_init(idx_labelmap *m) { deja_u64map_init(m); }
-static inline void idx_labelmap_close(idx_labelmap *m) { deja_u64map_close(m); }
+static inline void idx_labelmap_init(idx_labelmap *m) {
+    deja_u64map_init(m);
+}
+static inline void idx_labelmap_close(idx_labelmap *m) {
+    deja_u64map_close(m);
+}
 /* Makes room for `entries` labels in all; NOMEM leaves the map as it
  * was. */
 static inline int idx_labelmap_reserve(idx_labelmap *m, size_t entries) {
@@ -176,7 +178,8 @@ static inline void idx_labelmap_insert(idx_labelmap *m, uint64_t label, uint32_t
 }
 /* Changes the value of a present label (no-op if absent). */
 static inline void idx_labelmap_set(idx_labelmap *m, uint64_t label, uint32_t value) {
-    if (deja_u64map_get(m, label) != DEJA_U64MAP_NONE) (void)deja_u64map_put(m, label, value);
+    if (deja_u64map_get(m, label) != DEJA_U64MAP_NONE)
+        (void)deja_u64map_put(m, label, value);
 }
 /* Removes label; 0 or NOT_FOUND. */
 static inline int idx_labelmap_erase(idx_labelmap *m, uint64_t label) {
@@ -205,8 +208,7 @@ static inline int idx_hit_better(float score_a, uint64_t label_a, float score_b,
 
 /* Whether a hit would be kept; cheap, so callers test it before doing
  * anything expensive (such as running a filter) for the candidate. */
-static inline int idx_topk_would_enter(const idx_topk *t, float score,
-                                       uint64_t label) {
+static inline int idx_topk_would_enter(const idx_topk *t, float score, uint64_t label) {
     if (t->n < t->k) return 1;
     return idx_hit_better(score, label, t->hits[0].score, t->hits[0].label);
 }

@@ -37,30 +37,28 @@ static int cpu_has_avx2(void) {
  * compiler is free to use any of them there. __builtin_cpu_supports also
  * checks that the OS saves the ZMM state (XCR0). */
 static int cpu_has_avx512(void) {
-    return __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
 }
 #endif
 
 #ifdef HAVE_AVX512_INT8
 static int cpu_has_avx512bw(void) {
-    return __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 }
 #endif
 
 #ifdef HAVE_AVX512_VNNI
 static int cpu_has_avx512vnni(void) {
-    return __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") &&
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vnni");
 }
 #endif
 
 #ifdef HAVE_AVX2_INT8
-static int cpu_has_avx2_only(void) { return __builtin_cpu_supports("avx2"); }
+static int cpu_has_avx2_only(void) {
+    return __builtin_cpu_supports("avx2");
+}
 #endif
 
 static struct kernel_entry kernels[] = {
@@ -93,8 +91,7 @@ static struct kernel_i8_entry kernels_i8[] = {
 /* Scalar until idx_simd_init() runs, so a caller that forgets it gets
  * correct (if slow) results rather than a crash. */
 static const struct kernel_entry *active = &kernels[SCALAR_INDEX];
-static const struct kernel_i8_entry *active_i8 =
-    &kernels_i8[KERNEL_I8_COUNT - 1];
+static const struct kernel_i8_entry *active_i8 = &kernels_i8[KERNEL_I8_COUNT - 1];
 
 /* Re-detects and re-reads DEJA_SIMD on every call, so a test can setenv()
  * and call it again to switch kernels. A DEJA_SIMD naming a kernel this
@@ -105,12 +102,10 @@ void idx_simd_init(void) {
     __builtin_cpu_init();
 #endif
     for (size_t i = 0; i < KERNEL_COUNT; i++)
-        kernels[i].pub.supported =
-            kernels[i].cpu_has ? kernels[i].cpu_has() : 1;
+        kernels[i].pub.supported = kernels[i].cpu_has ? kernels[i].cpu_has() : 1;
 
     for (size_t i = 0; i < KERNEL_I8_COUNT; i++)
-        kernels_i8[i].pub.supported =
-            kernels_i8[i].cpu_has ? kernels_i8[i].cpu_has() : 1;
+        kernels_i8[i].pub.supported = kernels_i8[i].cpu_has ? kernels_i8[i].cpu_has() : 1;
 
     enum simd_level want_level = LEVEL_AVX512;
     const char *want = getenv("DEJA_SIMD");
@@ -138,25 +133,37 @@ void idx_simd_init(void) {
     }
 }
 
-const char *idx_simd_name(void) { return active->pub.name; }
+const char *idx_simd_name(void) {
+    return active->pub.name;
+}
 
 float idx_dot(const float *a, const float *b, size_t n) {
     return active->pub.dot(a, b, n);
 }
 
-idx_dot_fn idx_simd_dot_fn(void) { return active->pub.dot; }
+idx_dot_fn idx_simd_dot_fn(void) {
+    return active->pub.dot;
+}
 
-size_t idx_kernel_count(void) { return KERNEL_COUNT; }
+size_t idx_kernel_count(void) {
+    return KERNEL_COUNT;
+}
 
 const idx_kernel *idx_kernel_get(size_t i) {
     return i < KERNEL_COUNT ? &kernels[i].pub : NULL;
 }
 
-const char *idx_simd_i8_name(void) { return active_i8->pub.name; }
+const char *idx_simd_i8_name(void) {
+    return active_i8->pub.name;
+}
 
-idx_dot_i8_fn idx_simd_dot_i8_fn(void) { return active_i8->pub.dot; }
+idx_dot_i8_fn idx_simd_dot_i8_fn(void) {
+    return active_i8->pub.dot;
+}
 
-size_t idx_kernel_i8_count(void) { return KERNEL_I8_COUNT; }
+size_t idx_kernel_i8_count(void) {
+    return KERNEL_I8_COUNT;
+}
 
 const idx_kernel_i8 *idx_kernel_i8_get(size_t i) {
     return i < KERNEL_I8_COUNT ? &kernels_i8[i].pub : NULL;

@@ -12,8 +12,7 @@ static void create_msg(char *msg, size_t msg_cap, const char *text) {
     if (msg && msg_cap > 0) snprintf(msg, msg_cap, "%s", text);
 }
 
-int idx_create_msg(const idx_config *cfg, idx **out, char *msg,
-                   size_t msg_cap) {
+int idx_create_msg(const idx_config *cfg, idx **out, char *msg, size_t msg_cap) {
     if (msg && msg_cap > 0) msg[0] = '\0';
     if (!out) {
         create_msg(msg, msg_cap, "no output pointer");
@@ -29,10 +28,8 @@ int idx_create_msg(const idx_config *cfg, idx **out, char *msg,
         return DEJA_ERR_INVALID_ARG;
     }
     switch (cfg->kind) {
-    case IDX_KIND_FLAT:
-        return idx_flat_create(cfg, out);
-    case IDX_KIND_HNSW:
-        return idx_hnsw_create(cfg, out);
+    case IDX_KIND_FLAT: return idx_flat_create(cfg, out);
+    case IDX_KIND_HNSW: return idx_hnsw_create(cfg, out);
     case IDX_KIND_FAISS:
 #ifdef HAVE_FAISS
         return idx_faiss_create(cfg, out, msg, msg_cap);
@@ -53,7 +50,9 @@ void idx_destroy(idx *ix) {
     if (ix) ix->ops->destroy(ix);
 }
 
-uint32_t idx_dim(const idx *ix) { return ix ? ix->dim : 0; }
+uint32_t idx_dim(const idx *ix) {
+    return ix ? ix->dim : 0;
+}
 
 int idx_add(idx *ix, uint64_t label, const float *vec) {
     if (!ix || !vec) return DEJA_ERR_INVALID_ARG;
@@ -75,34 +74,32 @@ int idx_get(const idx *ix, uint64_t label, float *out) {
 }
 
 int idx_search_ef(const idx *ix, const float *query, uint32_t k, uint32_t ef,
-                  float min_score, idx_filter_fn filter, void *filter_ctx,
-                  idx_hit *out, uint32_t *nout) {
+                  float min_score, idx_filter_fn filter, void *filter_ctx, idx_hit *out,
+                  uint32_t *nout) {
     if (nout) *nout = 0;
     if (!ix || !query || !nout || (k > 0 && !out) || isnan(min_score))
         return DEJA_ERR_INVALID_ARG;
     if (k == 0) return 0;
-    return ix->ops->search(ix, query, k, ef, min_score, filter, filter_ctx, out,
-                           nout);
+    return ix->ops->search(ix, query, k, ef, min_score, filter, filter_ctx, out, nout);
 }
 
 int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
-               idx_filter_fn filter, void *filter_ctx, idx_hit *out,
-               uint32_t *nout) {
-    return idx_search_ef(ix, query, k, 0, min_score, filter, filter_ctx, out,
-                         nout);
+               idx_filter_fn filter, void *filter_ctx, idx_hit *out, uint32_t *nout) {
+    return idx_search_ef(ix, query, k, 0, min_score, filter, filter_ctx, out, nout);
 }
 
 int idx_concurrent_writes(const idx *ix) {
     return ix && ix->ops->concurrent_writes;
 }
 
-int idx_search_batch(const idx *ix, const float *queries, uint32_t nq,
-                     uint32_t k, idx_hit *out, uint32_t *nout) {
+int idx_search_batch(const idx *ix, const float *queries, uint32_t nq, uint32_t k,
+                     idx_hit *out, uint32_t *nout) {
     if (!ix || (nq > 0 && (!queries || !nout)) || (nq > 0 && k > 0 && !out))
         return DEJA_ERR_INVALID_ARG;
     if (nq == 0) return 0;
     if (k == 0) {
-        for (uint32_t q = 0; q < nq; q++) nout[q] = 0;
+        for (uint32_t q = 0; q < nq; q++)
+            nout[q] = 0;
         return 0;
     }
     if (ix->ops->search_batch)
@@ -110,17 +107,20 @@ int idx_search_batch(const idx *ix, const float *queries, uint32_t nq,
 
     /* Kinds without a batch path answer query by query. */
     for (uint32_t q = 0; q < nq; q++) {
-        int rc =
-            ix->ops->search(ix, queries + (size_t)q * ix->dim, k, 0, -INFINITY,
-                            NULL, NULL, out + (size_t)q * k, &nout[q]);
+        int rc = ix->ops->search(ix, queries + (size_t)q * ix->dim, k, 0, -INFINITY, NULL,
+                                 NULL, out + (size_t)q * k, &nout[q]);
         if (rc != 0) return rc;
     }
     return 0;
 }
 
-size_t idx_count(const idx *ix) { return ix ? ix->ops->count(ix) : 0; }
+size_t idx_count(const idx *ix) {
+    return ix ? ix->ops->count(ix) : 0;
+}
 
-size_t idx_memory(const idx *ix) { return ix ? ix->ops->memory(ix) : 0; }
+size_t idx_memory(const idx *ix) {
+    return ix ? ix->ops->memory(ix) : 0;
+}
 
 int idx_memory_breakdown(const idx *ix, idx_memory_info *out) {
     if (!ix || !out) return DEJA_ERR_INVALID_ARG;
@@ -133,9 +133,8 @@ int idx_memory_breakdown(const idx *ix, idx_memory_info *out) {
     return 0;
 }
 
-void idx_bruteforce(const float *base, size_t n, uint32_t dim,
-                    const float *query, uint32_t k, idx_hit *out,
-                    uint32_t *nout) {
+void idx_bruteforce(const float *base, size_t n, uint32_t dim, const float *query,
+                    uint32_t k, idx_hit *out, uint32_t *nout) {
     if (!nout) return;
     *nout = 0;
     if (!base || !query || !out || k == 0) return;
@@ -147,8 +146,7 @@ void idx_bruteforce(const float *base, size_t n, uint32_t dim,
         float score = idx_dot_scalar(query, base + row * dim, dim);
         /* A NaN score (from a NaN component) ranks nowhere. */
         if (isnan(score)) continue;
-        if (idx_topk_would_enter(&top, score, row))
-            idx_topk_push(&top, score, row);
+        if (idx_topk_would_enter(&top, score, row)) idx_topk_push(&top, score, row);
     }
     idx_topk_sort(&top);
     *nout = top.n;
@@ -166,6 +164,7 @@ int idx_normalize(float *v, uint32_t dim) {
     }
     if (!(sum > 0.0) || !isfinite(sum)) return DEJA_ERR_BAD_VECTOR;
     double norm = sqrt(sum);
-    for (uint32_t i = 0; i < dim; i++) v[i] = (float)((double)v[i] / norm);
+    for (uint32_t i = 0; i < dim; i++)
+        v[i] = (float)((double)v[i] / norm);
     return 0;
 }

@@ -92,10 +92,10 @@ typedef struct idx_config {
     uint32_t dim;              /* 1..4096 */
     uint32_t initial_capacity; /* a hint; 0 = small default */
     /* HNSW (0 = default) */
-    uint32_t M;                /* links per node on upper levels; 0 = 16 */
-    uint32_t ef_construction;  /* 0 = 200 */
-    uint32_t ef_search;        /* default search breadth; 0 = 64 */
-    uint64_t seed;             /* level generator seed; 0 = fixed default */
+    uint32_t M;               /* links per node on upper levels; 0 = 16 */
+    uint32_t ef_construction; /* 0 = 200 */
+    uint32_t ef_search;       /* default search breadth; 0 = 64 */
+    uint64_t seed;            /* level generator seed; 0 = fixed default */
     enum idx_quant quant;
     /* FAISS: an index_factory string such as "Flat" or "IVF1024,SQ8",
      * read only during idx_create. Only types that can remove vectors are
@@ -137,8 +137,7 @@ typedef struct idx_config {
  * runs it for every FAISS index (outside baseline mode), so callers need
  * not; it is public for tests. Pure C, no FAISS call, but defined only in
  * builds with FAISS (HAVE_FAISS). Thread-safe. */
-int idx_faiss_factory_check(const char *factory, uint32_t dim, char *msg,
-                            size_t msg_cap);
+int idx_faiss_factory_check(const char *factory, uint32_t dim, char *msg, size_t msg_cap);
 
 typedef struct idx_hit {
     uint64_t label;
@@ -158,8 +157,7 @@ int idx_create(const idx_config *cfg, idx **out);
  * idx_create; IDX_KIND_FAISS adds INVALID_ARG for a missing or unparsable
  * factory string, an index type that cannot remove vectors, or a build
  * without FAISS, and INTERNAL for other FAISS failures. */
-int idx_create_msg(const idx_config *cfg, idx **out, char *msg,
-                   size_t msg_cap);
+int idx_create_msg(const idx_config *cfg, idx **out, char *msg, size_t msg_cap);
 
 /* Frees the index and every vector in it. NULL is a no-op. */
 void idx_destroy(idx *ix);
@@ -193,14 +191,13 @@ int idx_get(const idx *ix, uint64_t label, float *out);
  * INVALID_ARG (NULL ix/query/nout, NULL out with k > 0, NaN min_score),
  * NOMEM (HNSW: scratch for a new concurrent search); *nout is 0 then. */
 int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
-               idx_filter_fn filter, void *filter_ctx, idx_hit *out,
-               uint32_t *nout);
+               idx_filter_fn filter, void *filter_ctx, idx_hit *out, uint32_t *nout);
 
 /* idx_search with a search breadth for this call (ef; 0 = the index's
  * default). Exact kinds ignore ef. */
 int idx_search_ef(const idx *ix, const float *query, uint32_t k, uint32_t ef,
-                  float min_score, idx_filter_fn filter, void *filter_ctx,
-                  idx_hit *out, uint32_t *nout);
+                  float min_score, idx_filter_fn filter, void *filter_ctx, idx_hit *out,
+                  uint32_t *nout);
 
 /* Nonzero when idx_add and idx_remove may run concurrently with searches
  * and with each other (the index synchronises internally); zero when they
@@ -213,8 +210,8 @@ int idx_concurrent_writes(const idx *ix);
  * with cblas_sgemm, whose own threads (OpenBLAS) it may use. Scores may
  * differ from idx_search's in the last bits. Errors: NOMEM, INVALID_ARG
  * (NULL pointers with nq > 0). */
-int idx_search_batch(const idx *ix, const float *queries, uint32_t nq,
-                     uint32_t k, idx_hit *out, uint32_t *nout);
+int idx_search_batch(const idx *ix, const float *queries, uint32_t nq, uint32_t k,
+                     idx_hit *out, uint32_t *nout);
 
 /* Number of vectors. */
 size_t idx_count(const idx *ix);
@@ -270,9 +267,8 @@ int idx_each_label(const idx *ix, int (*fn)(void *ctx, uint64_t label), void *ct
 
 /* Exact top-k by brute force with the scalar kernel over base (n x dim,
  * row-major), labels = row numbers. Reference implementation for tests. */
-void idx_bruteforce(const float *base, size_t n, uint32_t dim,
-                    const float *query, uint32_t k, idx_hit *out,
-                    uint32_t *nout);
+void idx_bruteforce(const float *base, size_t n, uint32_t dim, const float *query,
+                    uint32_t k, idx_hit *out, uint32_t *nout);
 
 /* Exact inner-product top-k of nq queries over n base rows (both
  * row-major, dim columns), labels = row numbers: the k best of query q go
@@ -283,8 +279,8 @@ void idx_bruteforce(const float *base, size_t n, uint32_t dim,
  * Scores may differ from idx_bruteforce's in the last bits. Errors:
  * INVALID_ARG (dim 0 or > IDX_DIM_MAX, NULL pointers with counts > 0),
  * NOMEM. */
-int idx_exact_topk(const float *base, size_t n, const float *queries,
-                   size_t nq, uint32_t dim, uint32_t k, idx_hit *out);
+int idx_exact_topk(const float *base, size_t n, const float *queries, size_t nq,
+                   uint32_t dim, uint32_t k, idx_hit *out);
 
 /* L2-normalises v in place; returns 0 or DEJA_ERR_BAD_VECTOR for zero norm
  * or non-finite components. */

@@ -34,13 +34,13 @@ static int read_config(reader *rd, proto_ns_config *c) {
     uint32_t thr_bits, dedup_bits;
     int rc = read_dim(rd, &c->dim);
     if (rc != 0) return rc;
-    if (!read_u8(rd, &c->index_kind) ||
-        !read_u8(rd, &c->quant) || !read_u16(rd, &c->hnsw_m) ||
-        !read_u16(rd, &c->hnsw_ef_construction) || !read_u16(rd, &c->hnsw_ef_search) ||
-        !read_u8(rd, &c->ttl_mode) || !read_u8(rd, &c->flags) ||
-        !read_f32_bits(rd, &thr_bits) || !read_f32_bits(rd, &dedup_bits) ||
-        !read_u32(rd, &c->default_ttl_s) || !read_u32(rd, &c->max_age_s) ||
-        !read_u64(rd, &c->max_bytes) || !read_u64(rd, &c->max_entries) ||
+    if (!read_u8(rd, &c->index_kind) || !read_u8(rd, &c->quant) ||
+        !read_u16(rd, &c->hnsw_m) || !read_u16(rd, &c->hnsw_ef_construction) ||
+        !read_u16(rd, &c->hnsw_ef_search) || !read_u8(rd, &c->ttl_mode) ||
+        !read_u8(rd, &c->flags) || !read_f32_bits(rd, &thr_bits) ||
+        !read_f32_bits(rd, &dedup_bits) || !read_u32(rd, &c->default_ttl_s) ||
+        !read_u32(rd, &c->max_age_s) || !read_u64(rd, &c->max_bytes) ||
+        !read_u64(rd, &c->max_entries) ||
         !read_str8(rd, &c->faiss_factory, &c->faiss_factory_len))
         return DEJA_ERR_BAD_REQUEST;
     if (proto__f32_bits_nonfinite(thr_bits) || proto__f32_bits_nonfinite(dedup_bits))
@@ -49,8 +49,8 @@ static int read_config(reader *rd, proto_ns_config *c) {
     c->dedup = proto__bits_to_f32(dedup_bits);
     if (c->index_kind > PROTO_INDEX_FAISS || c->quant > 1 ||
         c->ttl_mode > PROTO_TTL_SLIDING || (c->flags & ~PROTO_NS_FLAGS_DEFINED) ||
-        c->min_threshold < -1.0f ||
-        c->min_threshold > 1.0f || c->dedup < 0.0f || c->dedup > 1.0f ||
+        c->min_threshold < -1.0f || c->min_threshold > 1.0f || c->dedup < 0.0f ||
+        c->dedup > 1.0f ||
         (c->faiss_factory_len > 0) != (c->index_kind == PROTO_INDEX_FAISS))
         return DEJA_ERR_BAD_REQUEST;
     return 0;
@@ -121,8 +121,8 @@ int proto_encode_ns_list_resp(proto_buf *b, uint32_t id, const uint8_t *const *n
     return 0;
 }
 
-int proto_ns_list_next(const uint8_t *body, size_t len, size_t *pos,
-                       const uint8_t **name, uint8_t *name_len) {
+int proto_ns_list_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **name,
+                       uint8_t *name_len) {
     if (body == NULL) len = 0;
     if (*pos == 0) {
         reader rd;
@@ -143,7 +143,8 @@ int proto_ns_list_next(const uint8_t *body, size_t len, size_t *pos,
     return 1;
 }
 
-int proto_encode_ns_info_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len) {
+int proto_encode_ns_info_req(proto_buf *b, uint32_t id, const uint8_t *ns,
+                             uint8_t ns_len) {
     return proto_encode_ns_only(b, PROTO_OP_NS_INFO, id, ns, ns_len);
 }
 
@@ -193,7 +194,8 @@ int proto_decode_ns_info_resp(const uint8_t *body, size_t len, proto_ns_config *
                : 0;
 }
 
-int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len) {
+int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns,
+                             uint8_t ns_len) {
     return proto_encode_ns_only(b, PROTO_OP_NS_DROP, id, ns, ns_len);
 }
 

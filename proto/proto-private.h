@@ -169,8 +169,9 @@ static inline bool size_add(size_t *total, size_t n) {
 
 /* Reserves room for a whole frame, writes its header and returns where the
  * body goes. Nothing is committed until frame_commit. */
-static inline int frame_begin(proto_buf *b, uint8_t opcode, uint16_t flags, uint16_t status,
-                       uint32_t id, size_t body_len, uint8_t **body) {
+static inline int frame_begin(proto_buf *b, uint8_t opcode, uint16_t flags,
+                              uint16_t status, uint32_t id, size_t body_len,
+                              uint8_t **body) {
     if (body_len > MAX_ENCODED_BODY) return DEJA_ERR_INVALID_ARG;
     int rc = proto_buf_reserve(b, PROTO_HEADER_SIZE + body_len);
     if (rc != 0) return rc;

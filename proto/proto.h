@@ -331,8 +331,8 @@ int proto_encode_ns_list_resp(proto_buf *b, uint32_t id, const uint8_t *const *n
                               const uint8_t *name_lens, uint16_t count);
 /* Iterates the names like proto_stats_next: 1 with a name, 0 at the end,
  * DEJA_ERR_BAD_REQUEST if malformed (the first call validates all). */
-int proto_ns_list_next(const uint8_t *body, size_t len, size_t *pos,
-                       const uint8_t **name, uint8_t *name_len);
+int proto_ns_list_next(const uint8_t *body, size_t len, size_t *pos, const uint8_t **name,
+                       uint8_t *name_len);
 
 /* NS_INFO and NS_DROP requests: a lone str8 namespace, 1..255 bytes of
  * 0x21..0x7E. */
@@ -344,7 +344,8 @@ typedef struct proto_ns_req {
 /* NS_INFO request: str8 namespace. Reply: config, then u16 count and count
  * times (str8 key, u64 value) as in STATS. *stats_off receives where the
  * stats part starts, for proto_stats_next(body + off, len - off, ...). */
-int proto_encode_ns_info_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
+int proto_encode_ns_info_req(proto_buf *b, uint32_t id, const uint8_t *ns,
+                             uint8_t ns_len);
 /* Checks the name (BAD_NAMESPACE, an empty one included) and that nothing
  * follows it (BAD_REQUEST). */
 int proto_decode_ns_info_req(const uint8_t *body, size_t len, proto_ns_req *r);
@@ -354,7 +355,8 @@ int proto_decode_ns_info_resp(const uint8_t *body, size_t len, proto_ns_config *
                               size_t *stats_off);
 
 /* NS_DROP request: str8 namespace. Reply: u64 entries removed. */
-int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns, uint8_t ns_len);
+int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns,
+                             uint8_t ns_len);
 /* Checks as proto_decode_ns_info_req does. */
 int proto_decode_ns_drop_req(const uint8_t *body, size_t len, proto_ns_req *r);
 

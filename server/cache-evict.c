@@ -74,7 +74,8 @@ static uint32_t draw_locked(cache_ns *ns, uint64_t now, sample *out) {
     const u64map *m = &ns->entries;
     uint32_t n = 0;
     if (m->count == 0) return 0;
-    for (uint32_t tries = 0; tries < SAMPLES * 2 && n < SAMPLES && n < m->count; tries++) {
+    for (uint32_t tries = 0; tries < SAMPLES * 2 && n < SAMPLES && n < m->count;
+         tries++) {
         size_t pos = (size_t)(rng_next() % m->cap);
         uint64_t id;
         void *val;
@@ -83,7 +84,8 @@ static uint32_t draw_locked(cache_ns *ns, uint64_t now, sample *out) {
             if (!u64map_next(m, &pos, &id, &val)) break;
         }
         int seen = 0;
-        for (uint32_t i = 0; i < n && !seen; i++) seen = out[i].e == val;
+        for (uint32_t i = 0; i < n && !seen; i++)
+            seen = out[i].e == val;
         if (seen) continue;
         cache_entry *e = val;
         out[n].e = e;
@@ -101,7 +103,8 @@ static int has_near_duplicate_locked(cache_ns *ns, const cache_entry *e, uint64_
     if (!(ns->fresh && idx_get(ns->fresh, e->id, vec) == 0) &&
         idx_get(ns->main, e->id, vec) != 0)
         return 0;
-    float thr = ns->min_threshold > DUP_THRESHOLD_MIN ? ns->min_threshold : DUP_THRESHOLD_MIN;
+    float thr =
+        ns->min_threshold > DUP_THRESHOLD_MIN ? ns->min_threshold : DUP_THRESHOLD_MIN;
     idx_hit hits[2];
     uint32_t n = 0, nf = 0;
     if (idx_search(ns->main, vec, 2, thr, NULL, NULL, hits, &n) != 0) return 0;
@@ -114,7 +117,8 @@ static int has_near_duplicate_locked(cache_ns *ns, const cache_entry *e, uint64_
     }
     if (ns->fresh && idx_search(ns->fresh, vec, 2, thr, NULL, NULL, hits, &nf) == 0)
         for (uint32_t i = 0; i < nf; i++)
-            if (hits[i].label != e->id && u64map_get(&ns->entries, hits[i].label)) return 1;
+            if (hits[i].label != e->id && u64map_get(&ns->entries, hits[i].label))
+                return 1;
     return 0;
 }
 

@@ -33,7 +33,7 @@ struct cache_indexer {
     size_t head, len, cap;
     unsigned busy; /* threads in the middle of a move */
     int stopping;
-    int paused;    /* a snapshot is being written: no moves */
+    int paused; /* a snapshot is being written: no moves */
     unsigned nthreads;
     pthread_t threads[];
 };
@@ -51,8 +51,10 @@ static void move_one(const move *m, float *vec) {
     if (rc) return; /* stays in fresh, still searchable */
 
     pthread_rwlock_wrlock(&ns->lock);
-    if (u64map_get(&ns->entries, m->id)) idx_remove(ns->fresh, m->id);
-    else idx_remove(ns->main, m->id);
+    if (u64map_get(&ns->entries, m->id))
+        idx_remove(ns->fresh, m->id);
+    else
+        idx_remove(ns->main, m->id);
     /* A drained staging index gives back the memory a burst made it take. */
     if (idx_count(ns->fresh) == 0) idx_clear(ns->fresh);
     pthread_rwlock_unlock(&ns->lock);
@@ -121,7 +123,8 @@ void cache_indexer_stop(cache_indexer *ix) {
     pthread_cond_broadcast(&ix->work);
     pthread_cond_broadcast(&ix->idle);
     pthread_mutex_unlock(&ix->mu);
-    for (unsigned i = 0; i < ix->nthreads; i++) pthread_join(ix->threads[i], NULL);
+    for (unsigned i = 0; i < ix->nthreads; i++)
+        pthread_join(ix->threads[i], NULL);
     pthread_mutex_destroy(&ix->mu);
     pthread_cond_destroy(&ix->work);
     pthread_cond_destroy(&ix->idle);
@@ -162,7 +165,8 @@ size_t cache_indexer_backlog(cache_indexer *ix) {
 void cache_indexer_pause(cache_indexer *ix) {
     pthread_mutex_lock(&ix->mu);
     ix->paused = 1;
-    while (ix->busy > 0) pthread_cond_wait(&ix->idle, &ix->mu);
+    while (ix->busy > 0)
+        pthread_cond_wait(&ix->idle, &ix->mu);
     pthread_mutex_unlock(&ix->mu);
 }
 
@@ -182,6 +186,7 @@ void cache_indexer_wait_below(cache_indexer *ix, size_t limit) {
 
 void cache_indexer_wait_idle(cache_indexer *ix) {
     pthread_mutex_lock(&ix->mu);
-    while ((ix->len || ix->busy) && !ix->stopping) pthread_cond_wait(&ix->idle, &ix->mu);
+    while ((ix->len || ix->busy) && !ix->stopping)
+        pthread_cond_wait(&ix->idle, &ix->mu);
     pthread_mutex_unlock(&ix->mu);
 }

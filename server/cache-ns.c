@@ -34,7 +34,8 @@ void cache_ns_free(cache_ns *ns) {
     size_t pos = 0;
     uint64_t id;
     void *val;
-    while (u64map_next(&ns->entries, &pos, &id, &val)) cache_entry_unref(val);
+    while (u64map_next(&ns->entries, &pos, &id, &val))
+        cache_entry_unref(val);
     u64map_close(&ns->entries);
     u64map_close(&ns->exact);
     u64map_close(&ns->snap_labels);
@@ -80,11 +81,11 @@ static void resolve_config(const cache *c, const cache_ns_config *req,
     if (!literal && !req->index_kind) out->quant = c->cfg.quant;
     if (out->index_kind == CACHE_INDEX_HNSW) {
         out->hnsw_m = default_u16(req->hnsw_m, c->cfg.hnsw_m, HNSW_DEFAULT_M);
-        out->hnsw_ef_construction = default_u16(
-            req->hnsw_ef_construction, c->cfg.hnsw_ef_construction,
-            HNSW_DEFAULT_EF_CONSTRUCTION);
-        out->hnsw_ef_search =
-            default_u16(req->hnsw_ef_search, c->cfg.hnsw_ef_search, HNSW_DEFAULT_EF_SEARCH);
+        out->hnsw_ef_construction =
+            default_u16(req->hnsw_ef_construction, c->cfg.hnsw_ef_construction,
+                        HNSW_DEFAULT_EF_CONSTRUCTION);
+        out->hnsw_ef_search = default_u16(req->hnsw_ef_search, c->cfg.hnsw_ef_search,
+                                          HNSW_DEFAULT_EF_SEARCH);
     } else if (out->index_kind == CACHE_INDEX_FAISS) {
         out->hnsw_ef_search = default_u16(req->hnsw_ef_search, c->cfg.hnsw_ef_search, 0);
     }
@@ -103,7 +104,8 @@ static void resolve_config(const cache *c, const cache_ns_config *req,
 
 void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) {
     const cache_ns_config *cfg = &ns->config;
-    static const enum idx_kind kinds[] = {0, IDX_KIND_FLAT, IDX_KIND_HNSW, IDX_KIND_FAISS};
+    static const enum idx_kind kinds[] = {0, IDX_KIND_FLAT, IDX_KIND_HNSW,
+                                          IDX_KIND_FAISS};
     /* M and the ef values go to the index as before resolution (0 = the
      * server's setting, then the index's default), so that graph
      * snapshots written by earlier versions still match. */
@@ -125,7 +127,8 @@ void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) 
 #define NS_MAX_EF 4096u
 
 static int check_bounds(const cache_ns_config *resolved, char *msg, size_t msg_cap) {
-    if (resolved->hnsw_ef_construction <= NS_MAX_EF && resolved->hnsw_ef_search <= NS_MAX_EF)
+    if (resolved->hnsw_ef_construction <= NS_MAX_EF &&
+        resolved->hnsw_ef_search <= NS_MAX_EF)
         return 0;
     if (msg && msg_cap)
         snprintf(msg, msg_cap, "hnsw_ef_construction and hnsw_ef_search are at most %u",
@@ -338,11 +341,16 @@ void cache_ns_record(const cache_ns *ns, cache_ns_image *rec) {
 
 int cache_ns_config_check(const cache_ns_config *cfg, char *msg, size_t msg_cap) {
     const char *why = NULL;
-    if (cfg->dim < 1 || cfg->dim > CACHE_MAX_DIM) why = "dim is not in 1..4096";
-    else if ((unsigned)cfg->index_kind > CACHE_INDEX_FAISS) why = "unknown index kind";
-    else if ((unsigned)cfg->quant > IDX_QUANT_INT8) why = "unknown quantisation";
-    else if ((unsigned)cfg->ttl_mode > CACHE_TTL_SLIDING) why = "unknown TTL mode";
-    else if (cfg->flags & ~CACHE_NS_FLAGS_DEFINED) why = "undefined flag bits";
+    if (cfg->dim < 1 || cfg->dim > CACHE_MAX_DIM)
+        why = "dim is not in 1..4096";
+    else if ((unsigned)cfg->index_kind > CACHE_INDEX_FAISS)
+        why = "unknown index kind";
+    else if ((unsigned)cfg->quant > IDX_QUANT_INT8)
+        why = "unknown quantisation";
+    else if ((unsigned)cfg->ttl_mode > CACHE_TTL_SLIDING)
+        why = "unknown TTL mode";
+    else if (cfg->flags & ~CACHE_NS_FLAGS_DEFINED)
+        why = "undefined flag bits";
     else if (cfg->hnsw_m > UINT16_MAX || cfg->hnsw_ef_construction > UINT16_MAX ||
              cfg->hnsw_ef_search > UINT16_MAX)
         why = "HNSW parameters are at most 65535";
@@ -388,9 +396,9 @@ int cache_load_ns(cache *c, const cache_ns_image *rec) {
     if (rc == 0) {
         pthread_rwlock_rdlock(&c->ns_lock);
         for (size_t i = 0; i < c->ns_count && rc == 0; i++)
-            if (c->ns[i]->ns_id == rec->ns_id || (c->ns[i]->name_len == rec->name_len &&
-                                                  memcmp(c->ns[i]->name, rec->name,
-                                                         rec->name_len) == 0)) {
+            if (c->ns[i]->ns_id == rec->ns_id ||
+                (c->ns[i]->name_len == rec->name_len &&
+                 memcmp(c->ns[i]->name, rec->name, rec->name_len) == 0)) {
                 snprintf(why, sizeof why, "its id %u or name is already used by '%.64s'",
                          rec->ns_id, c->ns[i]->name);
                 rc = DEJA_ERR_EXISTS;
@@ -398,8 +406,9 @@ int cache_load_ns(cache *c, const cache_ns_image *rec) {
         pthread_rwlock_unlock(&c->ns_lock);
     }
     cache_ns *ns = NULL;
-    if (rc == 0) rc = ns_new(c, (const uint8_t *)rec->name, rec->name_len, cfg, &ns, why,
-                             sizeof why);
+    if (rc == 0)
+        rc = ns_new(c, (const uint8_t *)rec->name, rec->name_len, cfg, &ns, why,
+                    sizeof why);
     if (rc == DEJA_ERR_NOMEM) return rc;
     if (rc) return quarantine(c, rec, why[0] ? why : deja_strerror(rc));
     ns->ns_id = rec->ns_id;
@@ -451,8 +460,10 @@ int cache_ns_create(cache *c, const uint8_t *name, uint8_t len,
         rc = DEJA_ERR_QUARANTINED;
     } else if (!ns && c->cfg.max_namespaces && c->ns_count >= c->cfg.max_namespaces) {
         if (msg && msg_cap)
-            snprintf(msg, msg_cap, "the server holds its limit of %llu namespaces "
-                     "(--max-namespaces)", (unsigned long long)c->cfg.max_namespaces);
+            snprintf(msg, msg_cap,
+                     "the server holds its limit of %llu namespaces "
+                     "(--max-namespaces)",
+                     (unsigned long long)c->cfg.max_namespaces);
         rc = DEJA_ERR_STORAGE_FULL;
     } else if (!ns) {
         fresh_ns->ns_id = (uint32_t)atomic_fetch_add(&c->next_ns_id, 1);
@@ -557,8 +568,8 @@ typedef struct totals {
 static void add_totals(cache_ns *ns, totals *t) {
     pthread_rwlock_rdlock(&ns->lock);
     t->entries += ns->entries.count;
-    t->index_bytes += idx_memory(ns->main) + u64map_memory(&ns->entries) +
-                      u64map_memory(&ns->exact);
+    t->index_bytes +=
+        idx_memory(ns->main) + u64map_memory(&ns->entries) + u64map_memory(&ns->exact);
     t->index_entries += idx_count(ns->main);
     if (ns->fresh) {
         t->index_bytes += idx_memory(ns->fresh);
@@ -578,7 +589,8 @@ static void add_totals(cache_ns *ns, totals *t) {
     t->tokens_saved += atomic_load(&n->tokens_saved);
     t->cost_saved += atomic_load(&n->cost_saved_micro_usd);
     t->entry_hits += atomic_load(&n->entry_hits);
-    for (int r = 0; r < CACHE_EVICT_REASONS; r++) t->evicted[r] += atomic_load(&n->evicted[r]);
+    for (int r = 0; r < CACHE_EVICT_REASONS; r++)
+        t->evicted[r] += atomic_load(&n->evicted[r]);
 }
 
 static uint16_t put_totals(const totals *t, cache_stat *stats, uint16_t n, uint16_t max) {
@@ -631,14 +643,16 @@ int cache_stats(cache *c, const uint8_t *name, uint8_t len, cache_stat *stats,
     uint16_t n = 0;
     if (len) {
         cache_ns *ns = cache_find_ns(c, name, len);
-        if (!ns) return cache_ns_quarantined(c, name, len, NULL, 0) ? DEJA_ERR_QUARANTINED
-                                                                  : DEJA_ERR_NOT_FOUND;
+        if (!ns)
+            return cache_ns_quarantined(c, name, len, NULL, 0) ? DEJA_ERR_QUARANTINED
+                                                               : DEJA_ERR_NOT_FOUND;
         add_totals(ns, &t);
         put_stat(stats, &n, max, "dim", ns->dim);
         put_stat(stats, &n, max, "ns_id", ns->ns_id);
     } else {
         pthread_rwlock_rdlock(&c->ns_lock);
-        for (size_t i = 0; i < c->ns_count; i++) add_totals(c->ns[i], &t);
+        for (size_t i = 0; i < c->ns_count; i++)
+            add_totals(c->ns[i], &t);
         put_stat(stats, &n, max, "namespaces", c->ns_count);
         pthread_rwlock_unlock(&c->ns_lock);
         put_stat(stats, &n, max, "snapshot_entries", atomic_load(&c->snapshot_entries));
@@ -671,8 +685,10 @@ void cache_set_policy(cache *c, float min_threshold, float dedup, uint64_t max_m
         if (ns->config.dedup == 0 && !(ns->config.flags & CACHE_NS_NO_DEDUP)) {
             ns->dedup = dedup;
             ns->resolved.dedup = dedup;
-            if (dedup == 0) ns->resolved.flags |= CACHE_NS_NO_DEDUP;
-            else ns->resolved.flags &= ~CACHE_NS_NO_DEDUP;
+            if (dedup == 0)
+                ns->resolved.flags |= CACHE_NS_NO_DEDUP;
+            else
+                ns->resolved.flags &= ~CACHE_NS_NO_DEDUP;
         }
         pthread_rwlock_unlock(&ns->lock);
     }
@@ -688,7 +704,8 @@ int cache_stats_prefix(cache *c, const uint8_t *prefix, uint8_t prefix_len,
     pthread_rwlock_rdlock(&c->ns_lock);
     for (size_t i = 0; i < c->ns_count; i++) {
         cache_ns *ns = c->ns[i];
-        if (ns->name_len < prefix_len || memcmp(ns->name, prefix, prefix_len) != 0) continue;
+        if (ns->name_len < prefix_len || memcmp(ns->name, prefix, prefix_len) != 0)
+            continue;
         add_totals(ns, &t);
         matched++;
     }
@@ -701,8 +718,9 @@ int cache_stats_prefix(cache *c, const uint8_t *prefix, uint8_t prefix_len,
 int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, cache_ns_config *cfg,
                   cache_stat *stats, uint16_t max, uint16_t *count) {
     cache_ns *ns = cache_find_ns(c, name, len);
-    if (!ns) return cache_ns_quarantined(c, name, len, NULL, 0) ? DEJA_ERR_QUARANTINED
-                                                              : DEJA_ERR_NOT_FOUND;
+    if (!ns)
+        return cache_ns_quarantined(c, name, len, NULL, 0) ? DEJA_ERR_QUARANTINED
+                                                           : DEJA_ERR_NOT_FOUND;
     /* The resolved block: unambiguous (a negative floor, f32 on an int8
      * server, dedup off), and a valid NS_CREATE of the same namespace. */
     *cfg = ns->resolved;
@@ -713,10 +731,8 @@ int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, cache_ns_config *c
         uint16_t n = *count;
         uint64_t index_bytes = 0, entry_bytes = 0;
         for (uint16_t i = 0; i < *count; i++) {
-            if (strcmp(stats[i].key, "index_bytes") == 0)
-                index_bytes = stats[i].value;
-            if (strcmp(stats[i].key, "entry_bytes") == 0)
-                entry_bytes = stats[i].value;
+            if (strcmp(stats[i].key, "index_bytes") == 0) index_bytes = stats[i].value;
+            if (strcmp(stats[i].key, "entry_bytes") == 0) entry_bytes = stats[i].value;
         }
         put_stat(stats, &n, max, "memory_bytes", index_bytes + entry_bytes);
         /* A u64 cannot be negative: floors below 0 read 0 here, and the

@@ -29,9 +29,9 @@ struct cache_entry {
     uint64_t cost_micro_usd;
     atomic_uint hits;
     _Atomic uint64_t last_hit_ms;
-    _Atomic uint8_t lfu;         /* Redis-style logarithmic counter */
+    _Atomic uint8_t lfu; /* Redis-style logarithmic counter */
     uint8_t completion;
-    uint64_t prompt_hash[2];     /* XXH3-128 of the normalised prompt */
+    uint64_t prompt_hash[2]; /* XXH3-128 of the normalised prompt */
     uint32_t prompt_len;
     uint32_t response_len;
     /* prompt bytes, NUL, response bytes, NUL */
@@ -59,11 +59,11 @@ typedef struct cache_ns {
     char name[CACHE_MAX_NS_LEN + 1];
     uint8_t name_len;
     uint32_t dim;
-    uint32_t ns_id;         /* key prefix of its entries on disk */
+    uint32_t ns_id; /* key prefix of its entries on disk */
     uint64_t created_ms;
-    atomic_int persisted;   /* its record is on disk */
+    atomic_int persisted;    /* its record is on disk */
     atomic_int snapshotting; /* its graph is being written (read lock held long) */
-    int dropped;            /* NS_DROP: empty, out of the table (under lock) */
+    int dropped;             /* NS_DROP: empty, out of the table (under lock) */
     /* The configuration as requested (0 = server default), and the
      * effective values derived from it at creation. */
     cache_ns_config config;
@@ -80,16 +80,16 @@ typedef struct cache_ns {
     /* Atomic: SIGHUP may change them (cache_set_policy) for namespaces
      * that follow the server's defaults. */
     _Atomic float min_threshold;
-    _Atomic float dedup;    /* 0 = off */
+    _Atomic float dedup; /* 0 = off */
     uint32_t default_ttl_s;
     /* lock guards entries, exact, entry_bytes, fresh, and main when main
      * is not concurrent. A concurrent main (HNSW) is searched and extended
      * under the read lock (it synchronises itself); cleared, and pruned of
      * deleted labels, under the write lock. */
     pthread_rwlock_t lock;
-    idx *main;  /* the namespace's index (HNSW by default) */
-    idx *fresh; /* exact index of entries not yet in main; NULL when main
-                 * takes inserts directly (flat) */
+    idx *main;      /* the namespace's index (HNSW by default) */
+    idx *fresh;     /* exact index of entries not yet in main; NULL when main
+                     * takes inserts directly (flat) */
     u64map entries; /* entry id -> cache_entry* (the table's reference) */
     u64map exact;   /* low 64 bits of the prompt hash -> cache_entry* (weak) */
     /* The ids of the last CACHE_DEDUP_WINDOW entries put into `fresh`, a
@@ -123,17 +123,18 @@ struct cache {
      * of the table from the start. */
     cache_ns **graveyard;
     size_t graveyard_count, graveyard_cap;
-    atomic_size_t sweep_ns;   /* next namespace the sweeper visits (sweeper; reset by drops) */
+    atomic_size_t
+        sweep_ns; /* next namespace the sweeper visits (sweeper; reset by drops) */
     atomic_uint_fast64_t next_id;
     atomic_uint_fast32_t next_ns_id;
     atomic_uint_fast64_t rejected;
     atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS]; /* of dropped namespaces */
-    atomic_size_t mem_total;     /* sum of the namespaces' mem_charged */
+    atomic_size_t mem_total;        /* sum of the namespaces' mem_charged */
     atomic_size_t snapshot_entries; /* graph entries restored at start */
     atomic_uint_fast64_t changes;   /* entries added or removed, ever */
     uint64_t changes_at_snapshot;   /* snapshot writer only */
     atomic_size_t entries_total;
-    atomic_size_t quarantined;      /* namespaces quarantined and not dropped */
+    atomic_size_t quarantined; /* namespaces quarantined and not dropped */
     cache_clock_fn clock;
     void *clock_ctx;
     cache_indexer *indexer;
@@ -141,7 +142,9 @@ struct cache {
 
 /* ---- shared inside the cache (cache.c, cache-ns.c, cache-sweep.c) -------- */
 
-static inline uint64_t cache_now(const cache *c) { return c->clock(c->clock_ctx); }
+static inline uint64_t cache_now(const cache *c) {
+    return c->clock(c->clock_ctx);
+}
 
 void cache_entry_unref(cache_entry *e);
 size_t cache_entry_size(const cache_entry *e);

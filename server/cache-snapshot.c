@@ -106,7 +106,8 @@ static void remove_stale(cache *c, const char *dir) {
         if (sscanf(de->d_name, "ns-%u.%7s", &id, tail) != 2 || strcmp(tail, "idx") != 0)
             continue;
         int known = 0;
-        for (size_t i = 0; i < c->ns_count && !known; i++) known = c->ns[i]->ns_id == id;
+        for (size_t i = 0; i < c->ns_count && !known; i++)
+            known = c->ns[i]->ns_id == id;
         if (!known) {
             char path[4352];
             snprintf(path, sizeof path, "%s/%s", sdir, de->d_name);

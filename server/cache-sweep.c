@@ -61,7 +61,8 @@ static size_t sweep_ns(cache *c, cache_ns *ns, size_t budget, size_t *expired,
     }
     /* Unlink after the walk: removal reorders the table under the cursor.
      * Anything the reordering makes the cursor skip is met next round. */
-    for (size_t i = 0; i < ndead; i++) cache_ns_unlink_locked(c, ns, dead[i]);
+    for (size_t i = 0; i < ndead; i++)
+        cache_ns_unlink_locked(c, ns, dead[i]);
     ns->sweep_pos = pos;
     pthread_rwlock_unlock(&ns->lock);
 

@@ -46,8 +46,10 @@ int cache_create(const cache_config *cfg, cache **out) {
 void cache_destroy(cache *c) {
     if (!c) return;
     cache_indexer_stop(c->indexer);
-    for (size_t i = 0; i < c->ns_count; i++) cache_ns_free(c->ns[i]);
-    for (size_t i = 0; i < c->graveyard_count; i++) cache_ns_free(c->graveyard[i]);
+    for (size_t i = 0; i < c->ns_count; i++)
+        cache_ns_free(c->ns[i]);
+    for (size_t i = 0; i < c->graveyard_count; i++)
+        cache_ns_free(c->graveyard[i]);
     free(c->ns);
     free(c->graveyard);
     pthread_rwlock_destroy(&c->ns_lock);
@@ -59,7 +61,9 @@ void cache_set_clock(cache *c, cache_clock_fn fn, void *ctx) {
     c->clock_ctx = ctx;
 }
 
-void cache_wait_indexed(cache *c) { cache_indexer_wait_idle(c->indexer); }
+void cache_wait_indexed(cache *c) {
+    cache_indexer_wait_idle(c->indexer);
+}
 
 void cache_wait_unindexed_below(cache *c, size_t limit) {
     cache_indexer_wait_below(c->indexer, limit);
@@ -95,8 +99,10 @@ int cache_each_usage(cache *c, int (*fn)(void *ctx, const cache_usage *u), void 
 }
 
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id) {
-    if (next_entry_id > atomic_load(&c->next_id)) atomic_store(&c->next_id, next_entry_id);
-    if (next_ns_id > atomic_load(&c->next_ns_id)) atomic_store(&c->next_ns_id, next_ns_id);
+    if (next_entry_id > atomic_load(&c->next_id))
+        atomic_store(&c->next_id, next_entry_id);
+    if (next_ns_id > atomic_load(&c->next_ns_id))
+        atomic_store(&c->next_ns_id, next_ns_id);
 }
 
 /* ---- entries -----------------------------------------------------------------*/
@@ -117,7 +123,8 @@ static int entry_live(const cache_entry *e, uint64_t now_ms) {
 /* Allocates an entry blob: header, prompt, NUL, response, NUL. */
 static cache_entry *entry_new(uint64_t id, const uint8_t *prompt, uint32_t prompt_len,
                               const uint8_t *response, uint32_t response_len) {
-    cache_entry *e = malloc(sizeof *e + (size_t)prompt_len + 1 + (size_t)response_len + 1);
+    cache_entry *e =
+        malloc(sizeof *e + (size_t)prompt_len + 1 + (size_t)response_len + 1);
     if (!e) return NULL;
     memset(e, 0, sizeof *e);
     atomic_init(&e->refs, 1);
@@ -168,9 +175,13 @@ static int prompt_hash(const uint8_t *prompt, uint32_t len, uint64_t out[2]) {
 }
 
 /* Whether a prompt hash keys the exact tier (see prompt_hash). */
-static int hash_keyed(const uint64_t hash[2]) { return (hash[0] | hash[1]) != 0; }
+static int hash_keyed(const uint64_t hash[2]) {
+    return (hash[0] | hash[1]) != 0;
+}
 
-static uint64_t exact_key(const uint64_t hash[2]) { return hash[0] ? hash[0] : 1; }
+static uint64_t exact_key(const uint64_t hash[2]) {
+    return hash[0] ? hash[0] : 1;
+}
 
 /* The live entry whose prompt hashes to hash, or NULL. ns->lock held. */
 static cache_entry *exact_find_locked(cache_ns *ns, const uint64_t hash[2],
@@ -216,7 +227,8 @@ static uint32_t merge_hits(idx_hit *hits, uint32_t n, uint32_t nf, uint32_t k) {
     uint32_t out = 0;
     for (uint32_t i = 0; i < n + nf && out < k; i++) {
         int dup = 0;
-        for (uint32_t j = 0; j < out && !dup; j++) dup = hits[j].label == hits[i].label;
+        for (uint32_t j = 0; j < out && !dup; j++)
+            dup = hits[j].label == hits[i].label;
         if (!dup) hits[out++] = hits[i];
     }
     return out;
@@ -228,8 +240,8 @@ static int search_locked(cache_ns *ns, const float *vec, uint32_t k, uint32_t ef
                          float threshold, uint64_t now_ms, idx_hit *hits, uint32_t *n) {
     live_filter filter = {.ns = ns, .now_ms = now_ms};
     uint32_t nm = 0, nf = 0;
-    int rc = idx_search_ef(ns->main, vec, k, ef, threshold, entry_is_live, &filter, hits,
-                           &nm);
+    int rc =
+        idx_search_ef(ns->main, vec, k, ef, threshold, entry_is_live, &filter, hits, &nm);
     if (rc == 0 && ns->fresh)
         rc = idx_search(ns->fresh, vec, k, threshold, entry_is_live, &filter, hits + nm,
                         &nf);
@@ -270,8 +282,8 @@ static void dedup_staged_locked(cache_ns *ns, const float *vec, float min,
         return;
     }
     float stored[CACHE_MAX_DIM];
-    uint64_t count = ns->recent_count < CACHE_DEDUP_WINDOW ? ns->recent_count
-                                                          : CACHE_DEDUP_WINDOW;
+    uint64_t count =
+        ns->recent_count < CACHE_DEDUP_WINDOW ? ns->recent_count : CACHE_DEDUP_WINDOW;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t id = ns->recent[i];
         /* Not staged any more: in the graph (searched already) or gone. */
@@ -329,7 +341,8 @@ int cache_prepare_store(cache *c, const cache_store_args *req, const float *vec,
         return DEJA_ERR_REJECTED;
     }
     if (!ns) {
-        int rc = cache_get_or_create_ns(c, req->ns, req->ns_len, req->dim, NULL, 0, 0, &ns);
+        int rc =
+            cache_get_or_create_ns(c, req->ns, req->ns_len, req->dim, NULL, 0, 0, &ns);
         if (rc) return rc;
     }
     if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
@@ -346,9 +359,9 @@ int cache_prepare_store(cache *c, const cache_store_args *req, const float *vec,
         find_replacement(ns, hash_keyed(hash) ? hash : NULL, vec, now, p->vec);
     if (!target) memcpy(p->vec, vec, (size_t)req->dim * sizeof(float));
 
-    cache_entry *e = entry_new(target ? target : atomic_fetch_add(&c->next_id, 1),
-                               req->prompt, req->prompt_len, req->response,
-                               req->response_len);
+    cache_entry *e =
+        entry_new(target ? target : atomic_fetch_add(&c->next_id, 1), req->prompt,
+                  req->prompt_len, req->response, req->response_len);
     if (!e) {
         free(p);
         return DEJA_ERR_NOMEM;
@@ -388,14 +401,18 @@ int cache_prepare_store(cache *c, const cache_store_args *req, const float *vec,
     return 0;
 }
 
-const cache_entry_image *cache_pending_entry(const cache_pending *p) { return &p->rec; }
+const cache_entry_image *cache_pending_entry(const cache_pending *p) {
+    return &p->rec;
+}
 
 const cache_ns_image *cache_pending_ns(const cache_pending *p, int *ns_persisted) {
     *ns_persisted = atomic_load(&p->ns->persisted);
     return &p->ns_rec;
 }
 
-void cache_pending_ns_persisted(cache_pending *p) { atomic_store(&p->ns->persisted, 1); }
+void cache_pending_ns_persisted(cache_pending *p) {
+    atomic_store(&p->ns->persisted, 1);
+}
 
 void cache_discard(cache_pending *p) {
     if (!p) return;
@@ -459,8 +476,10 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
         *replaced = 2;
     } else if (rc == 0) {
         rc = idx_add(ns->fresh ? ns->fresh : ns->main, e->id, vec);
-        if (rc) u64map_del(&ns->entries, e->id);
-        else if (ns->fresh) ns->recent[ns->recent_count++ % CACHE_DEDUP_WINDOW] = e->id;
+        if (rc)
+            u64map_del(&ns->entries, e->id);
+        else if (ns->fresh)
+            ns->recent[ns->recent_count++ % CACHE_DEDUP_WINDOW] = e->id;
     }
     if (rc == 0 && hash_keyed(e->prompt_hash)) {
         /* A lost exact-map slot only costs the exact tier, not the entry. */
@@ -476,7 +495,8 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
     }
     pthread_rwlock_unlock(&ns->lock);
     if (old && rc == 0) cache_entry_unref(old);
-    if (rc == 0 && !*replaced && ns->fresh && c->indexer) cache_indexer_push(c->indexer, ns, id);
+    if (rc == 0 && !*replaced && ns->fresh && c->indexer)
+        cache_indexer_push(c->indexer, ns, id);
     if (*replaced == 2) *replaced = 0;
     return rc;
 }
@@ -533,8 +553,10 @@ int cache_load_entry(cache *c, const cache_entry_image *rec) {
     }
     int replaced;
     int rc = ns_insert(c, ns, e, rec->vector, &replaced);
-    if (rc) cache_entry_unref(e);
-    else atomic_fetch_add(&ns->n.entry_hits, rec->hits);
+    if (rc)
+        cache_entry_unref(e);
+    else
+        atomic_fetch_add(&ns->n.entry_hits, rec->hits);
     return rc;
 }
 
@@ -561,8 +583,8 @@ static void account_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
     }
 }
 
-int cache_lookup(cache *c, const cache_query *req, const float *vec,
-                 cache_match *matches, uint16_t *count) {
+int cache_lookup(cache *c, const cache_query *req, const float *vec, cache_match *matches,
+                 uint16_t *count) {
     *count = 0;
     cache_ns *ns = cache_find_ns(c, req->ns, req->ns_len);
     if (!ns) return cache_ns_quarantined(c, req->ns, req->ns_len, NULL, 0);
@@ -570,8 +592,8 @@ int cache_lookup(cache *c, const cache_query *req, const float *vec,
 
     /* A caller may tighten the threshold, never loosen it below the
      * namespace's floor. */
-    float threshold = req->threshold > ns->min_threshold ? req->threshold
-                                                         : ns->min_threshold;
+    float threshold =
+        req->threshold > ns->min_threshold ? req->threshold : ns->min_threshold;
     uint32_t k = req->k > CACHE_MAX_K ? CACHE_MAX_K : req->k;
     uint64_t now = cache_now(c);
     uint64_t hash[2];
@@ -629,9 +651,13 @@ int cache_lookup(cache *c, const cache_query *req, const float *vec,
     return 0;
 }
 
-void cache_entry_release(cache_entry *e) { cache_entry_unref(e); }
+void cache_entry_release(cache_entry *e) {
+    cache_entry_unref(e);
+}
 
-uint64_t cache_entry_id(const cache_entry *e) { return e->id; }
+uint64_t cache_entry_id(const cache_entry *e) {
+    return e->id;
+}
 
 const uint8_t *cache_entry_response(const cache_entry *e, uint32_t *len) {
     *len = e->response_len;
@@ -668,7 +694,8 @@ uint64_t cache_ns_empty(cache *c, cache_ns *ns, int drop) {
     size_t pos = 0;
     uint64_t id;
     void *val;
-    while (u64map_next(&old, &pos, &id, &val)) cache_entry_unref(val);
+    while (u64map_next(&old, &pos, &id, &val))
+        cache_entry_unref(val);
     uint64_t removed = old.count;
     u64map_close(&old);
     return removed;

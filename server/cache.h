@@ -95,21 +95,21 @@ enum cache_ttl_mode {
 /* A namespace's configuration. Every field but dim may be 0, meaning the
  * server's default (but see CACHE_NS_EXPLICIT). Plain data: copy it. */
 typedef struct cache_ns_config {
-    uint32_t dim;                   /* 1..CACHE_MAX_DIM */
+    uint32_t dim; /* 1..CACHE_MAX_DIM */
     enum cache_index_kind index_kind;
     enum idx_quant quant;
     uint32_t hnsw_m;
     uint32_t hnsw_ef_construction;
     uint32_t hnsw_ef_search;
     enum cache_ttl_mode ttl_mode;
-    uint32_t flags;                 /* CACHE_NS_* */
-    float min_threshold;            /* lookup threshold floor, in [-1, 1] */
-    float dedup;                    /* write-time dedup similarity, in [0, 1] */
+    uint32_t flags;      /* CACHE_NS_* */
+    float min_threshold; /* lookup threshold floor, in [-1, 1] */
+    float dedup;         /* write-time dedup similarity, in [0, 1] */
     uint32_t default_ttl_s;
-    uint32_t max_age_s;             /* sliding TTL: longest total life; 0 = none */
-    uint64_t max_bytes;             /* memory budget; 0 = none */
-    uint64_t max_entries;           /* 0 = none */
-    uint8_t faiss_factory_len;      /* only for CACHE_INDEX_FAISS */
+    uint32_t max_age_s;        /* sliding TTL: longest total life; 0 = none */
+    uint64_t max_bytes;        /* memory budget; 0 = none */
+    uint64_t max_entries;      /* 0 = none */
+    uint8_t faiss_factory_len; /* only for CACHE_INDEX_FAISS */
     char faiss_factory[CACHE_MAX_FACTORY + 1]; /* NUL-terminated */
 } cache_ns_config;
 
@@ -171,11 +171,11 @@ typedef struct cache_stat {
 typedef struct cache cache;
 
 typedef struct cache_config {
-    uint32_t default_ttl_s;   /* applied to STOREs with ttl 0 */
-    enum idx_kind index_kind; /* for new namespaces; 0 = HNSW */
-    uint32_t hnsw_m;          /* 0 = index default (16) */
+    uint32_t default_ttl_s;        /* applied to STOREs with ttl 0 */
+    enum idx_kind index_kind;      /* for new namespaces; 0 = HNSW */
+    uint32_t hnsw_m;               /* 0 = index default (16) */
     uint32_t hnsw_ef_construction; /* 0 = 200 */
-    uint32_t hnsw_ef_search;  /* 0 = 64 */
+    uint32_t hnsw_ef_search;       /* 0 = 64 */
     enum idx_quant quant;
     unsigned indexer_threads; /* 0 = 1 */
     float min_threshold;      /* default lookup threshold floor */
@@ -320,8 +320,8 @@ void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);
  * tier hit (same non-empty normalised prompt, cosine >= the namespace's
  * floor, whatever req->threshold) is the only match, with exact set.
  * Errors: DIM_MISMATCH, NOMEM. */
-int cache_lookup(cache *c, const cache_query *req, const float *vec,
-                 cache_match *matches, uint16_t *count);
+int cache_lookup(cache *c, const cache_query *req, const float *vec, cache_match *matches,
+                 uint16_t *count);
 
 /* Drops a reference taken by cache_lookup. */
 void cache_entry_release(cache_entry *e);

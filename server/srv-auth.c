@@ -59,8 +59,7 @@ static uint64_t penalty_ms(uint32_t failures) {
 
 /* Finds the source's slot, or claims one (forgetting the stalest source in
  * the probe window when all are taken). Caller holds g->mu. */
-static guard_slot *slot_for_locked(srv_auth_guard *g, const srv_source *src,
-                                   int create) {
+static guard_slot *slot_for_locked(srv_auth_guard *g, const srv_source *src, int create) {
     size_t h = (size_t)XXH3_64bits(src, sizeof *src) % GUARD_SLOTS;
     guard_slot *victim = NULL;
     for (unsigned i = 0; i < GUARD_PROBE; i++) {
@@ -69,7 +68,8 @@ static guard_slot *slot_for_locked(srv_auth_guard *g, const srv_source *src,
         /* Reuse a free slot first, then the one whose last failure is
          * oldest; never one with verdicts still pending. */
         if (s->used && s->pending) continue;
-        if (!victim || (victim->used && (!s->used || s->last_fail_ms < victim->last_fail_ms)))
+        if (!victim ||
+            (victim->used && (!s->used || s->last_fail_ms < victim->last_fail_ms)))
             victim = s;
     }
     if (!create || !victim) return NULL;
@@ -82,7 +82,8 @@ static guard_slot *slot_for_locked(srv_auth_guard *g, const srv_source *src,
 int64_t srv_auth_guard_reserve(srv_auth_guard *g, const srv_source *src, uint64_t now) {
     pthread_mutex_lock(&g->mu);
     guard_slot *s = slot_for_locked(g, src, 0);
-    if (s && s->pending == 0 && now - s->last_fail_ms > SRV_AUTH_FORGET_MS) s->failures = 0;
+    if (s && s->pending == 0 && now - s->last_fail_ms > SRV_AUTH_FORGET_MS)
+        s->failures = 0;
     int64_t delay = 0;
     if (s && (s->failures || s->pending)) {
         if (s->pending >= SRV_AUTH_MAX_PENDING) {

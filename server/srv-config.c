@@ -21,14 +21,14 @@
 #include "srv.h"
 
 enum key_type {
-    K_STR,    /* a string; "" means unset where the key says so */
-    K_UINT,   /* unsigned integer of `size` bytes in [min, max] */
-    K_INT,    /* int in [min, max] */
-    K_FLOAT,  /* float in [fmin, fmax] */
-    K_ENUM,   /* one of names[], stored as values[] (int) */
-    K_FLAG,   /* no argument on the command line; yes/no in the file */
+    K_STR,        /* a string; "" means unset where the key says so */
+    K_UINT,       /* unsigned integer of `size` bytes in [min, max] */
+    K_INT,        /* int in [min, max] */
+    K_FLOAT,      /* float in [fmin, fmax] */
+    K_ENUM,       /* one of names[], stored as values[] (int) */
+    K_FLAG,       /* no argument on the command line; yes/no in the file */
     K_SECONDS_MS, /* seconds given, int64 milliseconds stored */
-    K_ACTION, /* command-line only: --help, --config ... */
+    K_ACTION,     /* command-line only: --help, --config ... */
 };
 
 enum { A_HELP = 1, A_VERSION, A_CONFIG, A_CHECK, A_EXAMPLE };
@@ -62,7 +62,8 @@ static const int index_values[] = {IDX_KIND_HNSW, IDX_KIND_FLAT};
 static const char *const quant_names[] = {"f32", "int8", NULL};
 static const int quant_values[] = {IDX_QUANT_F32, IDX_QUANT_INT8};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
-static const int level_values[] = {SRV_LOG_ERROR, SRV_LOG_WARN, SRV_LOG_INFO, SRV_LOG_DEBUG};
+static const int level_values[] = {SRV_LOG_ERROR, SRV_LOG_WARN, SRV_LOG_INFO,
+                                   SRV_LOG_DEBUG};
 static const char *const format_names[] = {"text", "json", NULL};
 static const int format_values[] = {SRV_LOG_TEXT, SRV_LOG_JSON};
 static const char *const yesno_names[] = {"no", "yes", NULL};
@@ -78,20 +79,23 @@ static const int yesno_values[] = {0, 1};
 
 static const key_def keys[] = {
     {"config", ACTION, NULL, "FILE",
-     "read settings from FILE (one 'key value' per line); flags override it", 0, A_CONFIG},
+     "read settings from FILE (one 'key value' per line); flags override it", 0,
+     A_CONFIG},
     {"check-config", ACTION, NULL, NULL,
      "validate the settings (file and flags) and exit: 0 if they are good", 0, A_CHECK},
     {"example-config", ACTION, NULL, NULL,
-     "print a commented config file with every key at its default and exit", 0, A_EXAMPLE},
+     "print a commented config file with every key at its default and exit", 0,
+     A_EXAMPLE},
     {"host", STR(host), SRV_DEFAULT_HOST, "ADDR", "TCP listen address", 0, 0},
     {"port", INT(port, 0, 65535), "7447", "PORT", "TCP port, 0 = any free port", 0, 0},
-    {"port-file", STR(port_file), NULL, "FILE", "write the bound TCP port to FILE once listening",
-     TESTING, 0},
-    {"data", STR(data_dir), SRV_DEFAULT_DATA, "DIR", "data folder, created if missing", 0, 0},
+    {"port-file", STR(port_file), NULL, "FILE",
+     "write the bound TCP port to FILE once listening", TESTING, 0},
+    {"data", STR(data_dir), SRV_DEFAULT_DATA, "DIR", "data folder, created if missing", 0,
+     0},
     {"unix", STR(unix_path), NULL, "PATH",
      "Unix socket path (default DIR/dejad.sock; '' disables)", 0, 0},
-    {"threads", UINT(threads, 1, 256), NULL, "N", "I/O worker threads (default: one per CPU)",
-     0, 0},
+    {"threads", UINT(threads, 1, 256), NULL, "N",
+     "I/O worker threads (default: one per CPU)", 0, 0},
     {"max-frame", UINT(max_frame, PROTO_MIN_MAX_FRAME, INT32_MAX), "16777216", "BYTES",
      "largest accepted frame", 0, 0},
     {"max-outbuf", UINT(max_outbuf, 4096, SIZE_MAX / 2), "8388608", "BYTES",
@@ -108,7 +112,8 @@ static const key_def keys[] = {
      "frames are refused BUSY and replies pause",
      0, 0},
     {"auth-token", STR(auth_token), NULL, "TOKEN",
-     "require AUTH with this token, which may do everything (or set DEJA_AUTH_TOKEN)", 0, 0},
+     "require AUTH with this token, which may do everything (or set DEJA_AUTH_TOKEN)", 0,
+     0},
     {"tokens-file", STR(tokens_file), NULL, "FILE",
      "tenant tokens, one 'TOKEN PREFIX RIGHTS' per line; reloaded on SIGHUP", RELOAD, 0},
     {"protected-mode", ENUM(protected_mode, yesno), "yes", "yes|no",
@@ -117,7 +122,8 @@ static const key_def keys[] = {
      "namespaces clients may create (each costs about 40 KB); more get STORAGE_FULL", 0,
      0},
     {"allow-faiss", FLAG(allow_faiss), "no", NULL,
-     "let NS_CREATE ask for FAISS index kinds (factory strings from a bounded grammar only)",
+     "let NS_CREATE ask for FAISS index kinds (factory strings from a bounded grammar "
+     "only)",
      0, 0},
     {"default-ttl", UINT(default_ttl_s, 0, UINT32_MAX / 1000), "604800", "SECONDS",
      "TTL of entries stored with ttl 0; 0 = never expire", 0, 0},
@@ -130,7 +136,8 @@ static const key_def keys[] = {
     {"max-disk", UINT(max_disk, 1u << 20, UINT64_MAX / 2), "68719476736", "BYTES",
      "largest data file; STOREs past it fail with STORAGE_FULL", 0, 0},
     {"on-corrupt", ENUM(on_corrupt_reset, corrupt), "fail", "ACTION",
-     "fail: exit when the data file is damaged; reset: move the folder aside and start empty",
+     "fail: exit when the data file is damaged; reset: move the folder aside and start "
+     "empty",
      0, 0},
     {"index", ENUM(index_kind, index), "hnsw", "KIND",
      "index of new namespaces: hnsw or flat (exact scan)", 0, 0},
@@ -139,8 +146,8 @@ static const key_def keys[] = {
      "HNSW build breadth", 0, 0},
     {"hnsw-ef", UINT(hnsw_ef_search, 1, 4096), "64", "EF",
      "HNSW search breadth when a LOOKUP sends ef 0", 0, 0},
-    {"quant", ENUM(quant, quant), "f32", "Q", "vector codes for HNSW traversal: f32 or int8", 0,
-     0},
+    {"quant", ENUM(quant, quant), "f32", "Q",
+     "vector codes for HNSW traversal: f32 or int8", 0, 0},
     {"index-threads", UINT(index_threads, 1, 64), NULL, "N",
      "threads moving new entries into the graph (default: one per CPU)", 0, 0},
     {"min-threshold", FLOAT(min_threshold, -1.0, 1.0), "0.5", "COS",
@@ -158,7 +165,8 @@ static const key_def keys[] = {
      "skips most of the rebuild; 0 = only on shutdown",
      0, 0},
     {"metrics-addr", STR(metrics_addr), NULL, "HOST:PORT",
-     "serve Prometheus metrics (GET /metrics), /healthz and /readyz over HTTP here; keep it "
+     "serve Prometheus metrics (GET /metrics), /healthz and /readyz over HTTP here; keep "
+     "it "
      "on a loopback or private address",
      0, 0},
     {"metrics-port-file", STR(metrics_port_file), NULL, "FILE",
@@ -166,12 +174,13 @@ static const key_def keys[] = {
     {"log-level", ENUM(log_level, level), "info", "LEVEL", "error, warn, info or debug",
      RELOAD, 0},
     {"log-file", STR(log_file), NULL, "FILE",
-     "append log lines to FILE instead of stderr; reopened on SIGHUP (for logrotate)", 0, 0},
+     "append log lines to FILE instead of stderr; reopened on SIGHUP (for logrotate)", 0,
+     0},
     {"log-format", ENUM(log_format, format), "text", "FORMAT",
      "text: one line per event; json: one JSON object per line", 0, 0},
-    {"clock-offset", K_SECONDS_MS, F(clock_offset_ms), 0, 100u * 365u * 86400u, 0, 0, NULL,
-     NULL, "0", "SECONDS", "testing only: run the cache's clock this far ahead (TTL tests)",
-     TESTING, 0},
+    {"clock-offset", K_SECONDS_MS, F(clock_offset_ms), 0, 100u * 365u * 86400u, 0, 0,
+     NULL, NULL, "0", "SECONDS",
+     "testing only: run the cache's clock this far ahead (TTL tests)", TESTING, 0},
     {"help", ACTION, NULL, NULL, "print this help and exit", 0, A_HELP},
     {"version", ACTION, NULL, NULL, "print the version and exit", 0, A_VERSION},
 };
@@ -184,7 +193,9 @@ static const key_def *find_key(const char *name, size_t len) {
     return NULL;
 }
 
-static void *field(srv_config *cfg, const key_def *k) { return (char *)cfg + k->offset; }
+static void *field(srv_config *cfg, const key_def *k) {
+    return (char *)cfg + k->offset;
+}
 
 static const void *cfield(const srv_config *cfg, const key_def *k) {
     return (const char *)cfg + k->offset;
@@ -227,21 +238,25 @@ static int set_value(srv_config *cfg, const key_def *k, const char *value, char 
     case K_SECONDS_MS: {
         errno = 0;
         unsigned long long v = strtoull(value, &end, 10);
-        if (errno || end == value || *end || value[0] == '-' || v < k->min || v > k->max) {
-            snprintf(err, errlen, "%s wants a number in %llu..%llu, got '%s'", k->name, k->min,
-                     k->max, value);
+        if (errno || end == value || *end || value[0] == '-' || v < k->min ||
+            v > k->max) {
+            snprintf(err, errlen, "%s wants a number in %llu..%llu, got '%s'", k->name,
+                     k->min, k->max, value);
             return -1;
         }
-        if (k->type == K_INT) *(int *)field(cfg, k) = (int)v;
-        else if (k->type == K_SECONDS_MS) *(int64_t *)field(cfg, k) = (int64_t)v * 1000;
-        else store_uint(field(cfg, k), k->size, v);
+        if (k->type == K_INT)
+            *(int *)field(cfg, k) = (int)v;
+        else if (k->type == K_SECONDS_MS)
+            *(int64_t *)field(cfg, k) = (int64_t)v * 1000;
+        else
+            store_uint(field(cfg, k), k->size, v);
         return 0;
     }
     case K_FLOAT: {
         float f = strtof(value, &end);
         if (end == value || *end || !(f >= k->fmin) || f > k->fmax) {
-            snprintf(err, errlen, "%s wants a number in %g..%g, got '%s'", k->name, k->fmin,
-                     k->fmax, value);
+            snprintf(err, errlen, "%s wants a number in %g..%g, got '%s'", k->name,
+                     k->fmin, k->fmax, value);
             return -1;
         }
         *(float *)field(cfg, k) = f;
@@ -255,20 +270,22 @@ static int set_value(srv_config *cfg, const key_def *k, const char *value, char 
                 return 0;
             }
         }
-        if (k->type == K_FLAG && (strcmp(value, "true") == 0 || strcmp(value, "1") == 0)) {
+        if (k->type == K_FLAG &&
+            (strcmp(value, "true") == 0 || strcmp(value, "1") == 0)) {
             *(int *)field(cfg, k) = 1;
             return 0;
         }
-        if (k->type == K_FLAG && (strcmp(value, "false") == 0 || strcmp(value, "0") == 0)) {
+        if (k->type == K_FLAG &&
+            (strcmp(value, "false") == 0 || strcmp(value, "0") == 0)) {
             *(int *)field(cfg, k) = 0;
             return 0;
         }
         int n = snprintf(err, errlen, "%s wants ", k->name);
         for (int i = 0; k->names[i] && n > 0 && (size_t)n < errlen; i++)
-            n += snprintf(err + n, errlen - (size_t)n, "%s%s", i ? (k->names[i + 1] ? ", " : " or ")
-                                                                  : "",
-                          k->names[i]);
-        if (n > 0 && (size_t)n < errlen) snprintf(err + n, errlen - (size_t)n, ", got '%s'", value);
+            n += snprintf(err + n, errlen - (size_t)n, "%s%s",
+                          i ? (k->names[i + 1] ? ", " : " or ") : "", k->names[i]);
+        if (n > 0 && (size_t)n < errlen)
+            snprintf(err + n, errlen - (size_t)n, ", got '%s'", value);
         return -1;
     }
     case K_ACTION: return 0;
@@ -288,7 +305,9 @@ static void format_value(const srv_config *cfg, const key_def *k, char *out, siz
     }
     case K_UINT: snprintf(out, len, "%llu", load_uint(p, k->size)); break;
     case K_INT: snprintf(out, len, "%d", *(const int *)p); break;
-    case K_SECONDS_MS: snprintf(out, len, "%lld", (long long)(*(const int64_t *)p / 1000)); break;
+    case K_SECONDS_MS:
+        snprintf(out, len, "%lld", (long long)(*(const int64_t *)p / 1000));
+        break;
     case K_FLOAT: snprintf(out, len, "%g", (double)*(const float *)p); break;
     case K_ENUM:
     case K_FLAG:
@@ -302,9 +321,11 @@ static void format_value(const srv_config *cfg, const key_def *k, char *out, siz
 /* ---- help and the example file -------------------------------------------- */
 
 /* Prints text wrapped at 80 columns, continuing lines at column indent. */
-static void print_wrapped(FILE *f, const char *text, int col, int indent, const char *prefix) {
+static void print_wrapped(FILE *f, const char *text, int col, int indent,
+                          const char *prefix) {
     while (*text) {
-        while (*text == ' ') text++;
+        while (*text == ' ')
+            text++;
         size_t word = strcspn(text, " ");
         if (word == 0) break;
         if (col > indent && col + 1 + (int)word > 80) {
@@ -342,15 +363,16 @@ static void print_help(void) {
 }
 
 static void srv_config_print_example(FILE *f) {
-    fprintf(f, "# dejad.conf: every dejad setting, at its default.\n"
-               "#\n"
-               "# One 'key value' per line; '#' starts a comment. Each key is also a\n"
-               "# command-line option (--key value), and options override this file.\n"
-               "# Keys marked 'SIGHUP reloads it' take effect on `systemctl reload dejad`\n"
-               "# (or kill -HUP); the others need a restart.\n"
-               "#\n"
-               "# Generated by `dejad --example-config`; tests/test-ops-config.py checks\n"
-               "# that deploy/dejad.conf matches it.\n");
+    fprintf(f,
+            "# dejad.conf: every dejad setting, at its default.\n"
+            "#\n"
+            "# One 'key value' per line; '#' starts a comment. Each key is also a\n"
+            "# command-line option (--key value), and options override this file.\n"
+            "# Keys marked 'SIGHUP reloads it' take effect on `systemctl reload dejad`\n"
+            "# (or kill -HUP); the others need a restart.\n"
+            "#\n"
+            "# Generated by `dejad --example-config`; tests/test-ops-config.py checks\n"
+            "# that deploy/dejad.conf matches it.\n");
     for (size_t i = 0; i < NKEYS; i++) {
         const key_def *k = &keys[i];
         if (k->type == K_ACTION || (k->flags & TESTING)) continue;
@@ -379,7 +401,9 @@ static int apply_defaults(srv_config *cfg) {
     return 0;
 }
 
-static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+static int is_blank(char c) {
+    return c == ' ' || c == '\t' || c == '\r';
+}
 
 /* Reads the config file into cfg. Returns 0 or -1 (message printed,
  * naming the file, the line and the key). */
@@ -400,18 +424,22 @@ static int apply_file(srv_config *cfg, const char *path) {
             rc = -1;
             break;
         }
-        while (len && (line[len - 1] == '\n' || is_blank(line[len - 1]))) line[--len] = 0;
+        while (len && (line[len - 1] == '\n' || is_blank(line[len - 1])))
+            line[--len] = 0;
         char *p = line;
-        while (is_blank(*p)) p++;
+        while (is_blank(*p))
+            p++;
         if (*p == 0 || *p == '#') continue;
         char *key = p;
-        while (*p && !is_blank(*p)) p++;
+        while (*p && !is_blank(*p))
+            p++;
         size_t key_len = (size_t)(p - key);
-        while (is_blank(*p)) p++;
+        while (is_blank(*p))
+            p++;
         const key_def *k = find_key(key, key_len);
         if (!k || k->type == K_ACTION) {
-            fprintf(stderr, "dejad: %s:%u: unknown key '%.*s'\n", path, lineno, (int)key_len,
-                    key);
+            fprintf(stderr, "dejad: %s:%u: unknown key '%.*s'\n", path, lineno,
+                    (int)key_len, key);
             rc = -1;
             break;
         }
@@ -432,7 +460,7 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
     struct option longopts[NKEYS + 1];
     for (size_t i = 0; i < NKEYS; i++) {
         int takes = keys[i].type == K_FLAG ||
-                    (keys[i].type == K_ACTION && keys[i].action != A_CONFIG)
+                            (keys[i].type == K_ACTION && keys[i].action != A_CONFIG)
                         ? no_argument
                         : required_argument;
         longopts[i] = (struct option){keys[i].name, takes, NULL, (int)i + 256};
@@ -453,8 +481,10 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
             return -1;
         }
         const key_def *k = &keys[c - 256];
-        if (k->action == A_CONFIG) file = optarg;
-        else if (k->action && !action) action = k->action;
+        if (k->action == A_CONFIG)
+            file = optarg;
+        else if (k->action && !action)
+            action = k->action;
     }
     if (optind < argc) {
         fprintf(stderr, "dejad: unexpected argument '%s' (see --help)\n", argv[optind]);
@@ -462,9 +492,12 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
         return -1;
     }
     if (action == A_HELP || action == A_VERSION || action == A_EXAMPLE) {
-        if (action == A_HELP) print_help();
-        else if (action == A_VERSION) printf("dejad %s\n", DEJA_VERSION);
-        else srv_config_print_example(stdout);
+        if (action == A_HELP)
+            print_help();
+        else if (action == A_VERSION)
+            printf("dejad %s\n", DEJA_VERSION);
+        else
+            srv_config_print_example(stdout);
         srv_config_free(cfg);
         return 1;
     }
@@ -487,7 +520,8 @@ int srv_config_parse(srv_config *cfg, int argc, char **argv) {
         }
     }
     /* An empty token or address means none. */
-    if (cfg->auth_token && !cfg->auth_token[0]) set_str(cfg, find_key("auth-token", 10), NULL);
+    if (cfg->auth_token && !cfg->auth_token[0])
+        set_str(cfg, find_key("auth-token", 10), NULL);
     if (cfg->metrics_addr && !cfg->metrics_addr[0])
         set_str(cfg, find_key("metrics-addr", 12), NULL);
     if (action == A_CHECK) {
@@ -507,7 +541,8 @@ void srv_config_free(srv_config *cfg) {
 }
 
 void srv_config_diff(const srv_config *a, const srv_config *b,
-                     void (*fn)(void *ctx, const char *key, const char *value, int reloadable),
+                     void (*fn)(void *ctx, const char *key, const char *value,
+                                int reloadable),
                      void *ctx) {
     for (size_t i = 0; i < NKEYS; i++) {
         const key_def *k = &keys[i];
@@ -520,7 +555,8 @@ void srv_config_diff(const srv_config *a, const srv_config *b,
 }
 
 void srv_config_each(const srv_config *cfg,
-                     void (*fn)(void *ctx, const char *key, const char *value), void *ctx) {
+                     void (*fn)(void *ctx, const char *key, const char *value),
+                     void *ctx) {
     for (size_t i = 0; i < NKEYS; i++) {
         const key_def *k = &keys[i];
         if (k->type == K_ACTION || strcmp(k->name, "auth-token") == 0) continue;

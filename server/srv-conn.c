@@ -67,7 +67,8 @@ static void conn_set_rbuf(srv_conn *c, uint8_t *buf, size_t cap) {
 static int conn_reserve(srv_conn *c, size_t need) {
     if (c->rbuf != c->w->rshared && c->rcap >= need) return 0;
     size_t cap = RBUF_SLACK;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     uint8_t *buf;
     if (c->rbuf == c->w->rshared) {
         buf = malloc(cap);
@@ -93,8 +94,10 @@ void srv_conn_release(srv_conn *c) {
 static void on_close(uv_handle_t *h) {
     srv_conn *c = h->data;
     srv_worker *w = c->w;
-    if (c->prev) c->prev->next = c->next;
-    else w->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     atomic_fetch_sub(&w->srv->conns_open, 1);
@@ -227,8 +230,8 @@ static void conn_fail(srv_conn *c, const proto_header *hdr, int err) {
     atomic_fetch_add(&c->w->srv->frame_errors, 1);
     srv_count_error(c->w->srv, err);
     const char *msg = deja_strerror(err);
-    proto_encode_error(&c->out, hdr ? hdr->opcode : 0, hdr ? hdr->request_id : 0,
-                       err, msg);
+    proto_encode_error(&c->out, hdr ? hdr->opcode : 0, hdr ? hdr->request_id : 0, err,
+                       msg);
     c->closing = 1;
     c->rlen = 0;
     conn_stop_reading(c);
@@ -264,8 +267,8 @@ static void conn_process(srv_conn *c) {
         if (off == c->rlen) break;
         proto_header hdr;
         memset(&hdr, 0, sizeof hdr);
-        int r = proto_parse_frame(c->rbuf + off, c->rlen - off,
-                                  srv_conn_max_frame(c), &hdr);
+        int r =
+            proto_parse_frame(c->rbuf + off, c->rlen - off, srv_conn_max_frame(c), &hdr);
         if (r == 0 && c->rlen - off >= PROTO_HEADER_SIZE) {
             /* Move the partial frame to the front, then size its buffer. */
             if (off) {
@@ -314,8 +317,10 @@ static void conn_process(srv_conn *c) {
         if (conn_drained(c)) conn_close_now(c);
         return;
     }
-    if (c->paused || c->auth_wait) conn_stop_reading(c);
-    else conn_start_reading(c);
+    if (c->paused || c->auth_wait)
+        conn_stop_reading(c);
+    else
+        conn_start_reading(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -551,7 +556,8 @@ static int encode_reply(srv_conn *c, const srv_reply_write *rw, int rc, uint64_t
     if (rc) {
         if (rc < DEJA_ERR_WIRE_MIN) rc = DEJA_ERR_INTERNAL;
         srv_count_error(c->w->srv, rc);
-        return proto_encode_error(&c->out, rw->opcode, rw->request_id, rc, deja_strerror(rc));
+        return proto_encode_error(&c->out, rw->opcode, rw->request_id, rc,
+                                  deja_strerror(rc));
     }
     switch (rw->reply) {
     case SRV_REPLY_STORE: return proto_encode_store_resp(&c->out, rw->request_id, id);
@@ -572,8 +578,10 @@ static void reply_done(srv_write *write) {
     int rc = write->result;
     uint64_t id = 0;
     if (rw->reply == SRV_REPLY_STORE) {
-        if (rc == 0) rc = cache_publish(w->srv->cache, rw->pending, &id);
-        else cache_discard(rw->pending);
+        if (rc == 0)
+            rc = cache_publish(w->srv->cache, rw->pending, &id);
+        else
+            cache_discard(rw->pending);
         srv_hist_add(&w->srv->store_hist, srv_now_ns() - rw->t0_ns);
     }
     /* The request's bytes no longer wait: return their charge. */
@@ -597,8 +605,10 @@ static void reply_done(srv_write *write) {
 static void reply_committed(srv_write *write) {
     srv_reply_write *rw = (srv_reply_write *)write;
     if (write->result || write->ops[0].kind != STORE_OP_PUT_NS) return;
-    if (rw->pending) cache_pending_ns_persisted(rw->pending);
-    else cache_ns_persisted(rw->conn->w->srv->cache, write->ops[0].ns->ns_id);
+    if (rw->pending)
+        cache_pending_ns_persisted(rw->pending);
+    else
+        cache_ns_persisted(rw->conn->w->srv->cache, write->ops[0].ns->ns_id);
 }
 
 void srv_conn_submit_reply(srv_req *r, srv_reply_write *rw) {
@@ -623,8 +633,10 @@ void srv_conn_flush_completed(srv_worker *w) {
         c->flush_next = NULL;
         if (!uv_is_closing(&c->h.handle)) {
             conn_flush(c);
-            if (c->closing && conn_drained(c)) conn_close_now(c);
-            else conn_maybe_resume(c);
+            if (c->closing && conn_drained(c))
+                conn_close_now(c);
+            else
+                conn_maybe_resume(c);
         }
         c = next;
     }

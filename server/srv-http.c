@@ -40,7 +40,8 @@ static size_t head_length(const char *buf, size_t len) {
 /* Checks one header line "name: value" (without its line end). */
 static int header_ok(const char *p, size_t n) {
     size_t i = 0;
-    while (i < n && is_tchar((unsigned char)p[i])) i++;
+    while (i < n && is_tchar((unsigned char)p[i]))
+        i++;
     if (i == 0 || i >= n || p[i] != ':') return 0;
     for (i++; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
@@ -74,9 +75,12 @@ int srv_http_parse(const char *buf, size_t len, srv_http_req *req) {
     }
     if (version[7] != '0' && version[7] != '1') return 505;
     size_t mlen = (size_t)(sp1 - buf);
-    if (mlen == 3 && memcmp(buf, "GET", 3) == 0) req->method = SRV_HTTP_GET;
-    else if (mlen == 4 && memcmp(buf, "HEAD", 4) == 0) req->method = SRV_HTTP_HEAD;
-    else return 405;
+    if (mlen == 3 && memcmp(buf, "GET", 3) == 0)
+        req->method = SRV_HTTP_GET;
+    else if (mlen == 4 && memcmp(buf, "HEAD", 4) == 0)
+        req->method = SRV_HTTP_HEAD;
+    else
+        return 405;
 
     size_t tlen = (size_t)(sp2 - target);
     const char *q = memchr(target, '?', tlen);

@@ -18,9 +18,9 @@
 enum srv_http_method { SRV_HTTP_GET = 1, SRV_HTTP_HEAD = 2 };
 
 typedef struct srv_http_req {
-    int method;                      /* enum srv_http_method */
+    int method;                       /* enum srv_http_method */
     char path[SRV_HTTP_MAX_PATH + 1]; /* without the query string */
-    size_t head_len;                 /* bytes up to and including the blank line */
+    size_t head_len;                  /* bytes up to and including the blank line */
 } srv_http_req;
 
 /* Reads a request head from buf[0..len). Returns 0 when more bytes are

@@ -26,7 +26,9 @@ static int log_format = SRV_LOG_TEXT;
 static int log_journal; /* stderr is connected to journald */
 static const char *log_path;
 
-void srv_log_init(int level) { atomic_store(&log_level, level); }
+void srv_log_init(int level) {
+    atomic_store(&log_level, level);
+}
 
 static int open_log(const char *path) {
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -40,7 +42,8 @@ int srv_log_open(const srv_config *cfg) {
     if (!log_path) return 0;
     int fd = open_log(log_path);
     if (fd < 0) {
-        fprintf(stderr, "dejad: cannot open log file %s: %s\n", log_path, strerror(errno));
+        fprintf(stderr, "dejad: cannot open log file %s: %s\n", log_path,
+                strerror(errno));
         return -1;
     }
     atomic_store(&log_fd, fd);
@@ -118,16 +121,17 @@ static void log_line(int level, const char *prefix, const char *fmt, va_list ap)
     static const int syslog_prio[] = {3, 4, 6, 7};
     char msg[1024];
     int m = snprintf(msg, sizeof msg, "%s", prefix);
-    if (m >= 0 && m < (int)sizeof msg) vsnprintf(msg + m, sizeof msg - (size_t)m, fmt, ap);
+    if (m >= 0 && m < (int)sizeof msg)
+        vsnprintf(msg + m, sizeof msg - (size_t)m, fmt, ap);
 
     char stamp[64];
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             ts.tv_nsec / 1000000L);
+    snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+             tm.tm_sec, ts.tv_nsec / 1000000L);
 
     char line[2400];
     int n;

@@ -26,14 +26,15 @@
 /* ---- histograms ----------------------------------------------------------- */
 
 static const double hist_bounds[SRV_HIST_BUCKETS] = {
-    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3,
-    10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5,
+    25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3,   2.5e-3, 5e-3,
+    10e-3, 25e-3, 50e-3,  100e-3, 250e-3, 500e-3, 1.0,    2.5,
 };
 
 void srv_hist_add(srv_hist *h, uint64_t ns) {
     double sec = (double)ns * 1e-9;
     unsigned i = 0;
-    while (i < SRV_HIST_BUCKETS && sec > hist_bounds[i]) i++;
+    while (i < SRV_HIST_BUCKETS && sec > hist_bounds[i])
+        i++;
     atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
 }
@@ -78,7 +79,8 @@ static void put(text *t, const char *fmt, ...) {
             return;
         }
         size_t cap = t->cap * 2;
-        while (cap - t->len <= (size_t)n) cap *= 2;
+        while (cap - t->len <= (size_t)n)
+            cap *= 2;
         char *grown = realloc(t->data, cap);
         if (!grown) {
             t->failed = 1;
@@ -98,7 +100,8 @@ static void render_hist(text *t, const char *name, const char *help, const srv_h
     uint64_t cum = 0;
     for (unsigned i = 0; i < SRV_HIST_BUCKETS; i++) {
         cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
-        put(t, "%s_bucket{le=\"%g\"} %llu\n", name, hist_bounds[i], (unsigned long long)cum);
+        put(t, "%s_bucket{le=\"%g\"} %llu\n", name, hist_bounds[i],
+            (unsigned long long)cum);
     }
     cum += atomic_load_explicit(&h->bucket[SRV_HIST_BUCKETS], memory_order_relaxed);
     put(t, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
@@ -111,14 +114,30 @@ static void render_hist(text *t, const char *name, const char *help, const srv_h
 
 /* The STATS keys exported per namespace, in this order. */
 enum {
-    K_LOOKUPS, K_EXACT, K_SEMANTIC, K_MISSES, K_STORES, K_DEDUP, K_REJECTED,
-    K_EV_TTL, K_EV_LFU, K_EV_DELETE, K_EV_DROP, K_ENTRIES, K_INDEX_BYTES,
-    K_ENTRY_BYTES, K_TOKENS, K_COST, K_UNINDEXED, K_COUNT
+    K_LOOKUPS,
+    K_EXACT,
+    K_SEMANTIC,
+    K_MISSES,
+    K_STORES,
+    K_DEDUP,
+    K_REJECTED,
+    K_EV_TTL,
+    K_EV_LFU,
+    K_EV_DELETE,
+    K_EV_DROP,
+    K_ENTRIES,
+    K_INDEX_BYTES,
+    K_ENTRY_BYTES,
+    K_TOKENS,
+    K_COST,
+    K_UNINDEXED,
+    K_COUNT
 };
 static const char *const ns_keys[K_COUNT] = {
-    "lookups", "exact_hits", "semantic_hits", "misses", "stores", "dedup_updates",
-    "rejected_stores", "evicted_ttl", "evicted_lfu", "evicted_delete", "evicted_drop",
-    "entries", "index_bytes", "entry_bytes", "tokens_saved", "cost_saved_micro_usd",
+    "lookups",     "exact_hits",     "semantic_hits",   "misses",
+    "stores",      "dedup_updates",  "rejected_stores", "evicted_ttl",
+    "evicted_lfu", "evicted_delete", "evicted_drop",    "entries",
+    "index_bytes", "entry_bytes",    "tokens_saved",    "cost_saved_micro_usd",
     "unindexed",
 };
 
@@ -162,7 +181,8 @@ static ns_row *collect_namespaces(srv_server *s, size_t *nrows) {
     for (uint16_t i = 0; i < n; i++) {
         cache_stat stats[64];
         uint16_t count = 0;
-        if (cache_stats(s->cache, (const uint8_t *)names[i], lens[i], stats, 64, &count) != 0)
+        if (cache_stats(s->cache, (const uint8_t *)names[i], lens[i], stats, 64,
+                        &count) != 0)
             continue; /* dropped since it was listed */
         size_t r = *nrows < METRICS_MAX_NAMESPACES ? (*nrows)++ : METRICS_MAX_NAMESPACES;
         if (r == METRICS_MAX_NAMESPACES) {
@@ -207,15 +227,17 @@ static void render(srv_server *s, text *t) {
         t->failed = 1;
         return;
     }
-    ns_family(t, rows, n, "deja_lookups_total", "counter", "LOOKUP requests answered.", K_LOOKUPS);
+    ns_family(t, rows, n, "deja_lookups_total", "counter", "LOOKUP requests answered.",
+              K_LOOKUPS);
     static const char *const tiers[] = {"exact", "semantic"};
     static const int tier_keys[] = {K_EXACT, K_SEMANTIC};
     ns_family_by(t, rows, n, "deja_hits_total", "counter",
-                 "LOOKUPs answered with a hit, by tier (exact prompt or semantic).", "tier",
-                 tiers, tier_keys, 2);
+                 "LOOKUPs answered with a hit, by tier (exact prompt or semantic).",
+                 "tier", tiers, tier_keys, 2);
     ns_family(t, rows, n, "deja_misses_total", "counter", "LOOKUPs answered with no hit.",
               K_MISSES);
-    ns_family(t, rows, n, "deja_stores_total", "counter", "STOREs acknowledged.", K_STORES);
+    ns_family(t, rows, n, "deja_stores_total", "counter", "STOREs acknowledged.",
+              K_STORES);
     ns_family(t, rows, n, "deja_dedup_updates_total", "counter",
               "STOREs that updated a near-identical live entry instead of adding one.",
               K_DEDUP);
@@ -229,8 +251,8 @@ static void render(srv_server *s, text *t) {
     static const char *const kinds[] = {"index", "entries"};
     static const int kind_keys[] = {K_INDEX_BYTES, K_ENTRY_BYTES};
     ns_family_by(t, rows, n, "deja_memory_bytes", "gauge",
-                 "Memory held by the cache, by kind (index structures, entry blobs).", "kind",
-                 kinds, kind_keys, 2);
+                 "Memory held by the cache, by kind (index structures, entry blobs).",
+                 "kind", kinds, kind_keys, 2);
     ns_family(t, rows, n, "deja_unindexed_entries", "gauge",
               "Entries waiting for the graph (served by the exact staging index).",
               K_UNINDEXED);
@@ -247,7 +269,8 @@ static void render(srv_server *s, text *t) {
     put(t, "deja_namespaces %zu\n", n);
     family(t, "deja_connections", "gauge", "Client connections open.");
     put(t, "deja_connections %llu\n", (unsigned long long)atomic_load(&s->conns_open));
-    family(t, "deja_connections_accepted_total", "counter", "Client connections accepted.");
+    family(t, "deja_connections_accepted_total", "counter",
+           "Client connections accepted.");
     put(t, "deja_connections_accepted_total %llu\n",
         (unsigned long long)atomic_load(&s->conns_total));
     family(t, "deja_connections_refused_total", "counter",
@@ -261,20 +284,24 @@ static void render(srv_server *s, text *t) {
     family(t, "deja_requests_total", "counter", "Requests (frames) received.");
     put(t, "deja_requests_total %llu\n", (unsigned long long)atomic_load(&s->requests));
     family(t, "deja_received_bytes_total", "counter", "Bytes read from clients.");
-    put(t, "deja_received_bytes_total %llu\n", (unsigned long long)atomic_load(&s->bytes_in));
+    put(t, "deja_received_bytes_total %llu\n",
+        (unsigned long long)atomic_load(&s->bytes_in));
     family(t, "deja_sent_bytes_total", "counter", "Bytes written to clients.");
-    put(t, "deja_sent_bytes_total %llu\n", (unsigned long long)atomic_load(&s->bytes_out));
+    put(t, "deja_sent_bytes_total %llu\n",
+        (unsigned long long)atomic_load(&s->bytes_out));
     family(t, "deja_client_buffer_bytes", "gauge",
            "Bytes held for clients (requests, unsent replies, uncommitted STOREs).");
     put(t, "deja_client_buffer_bytes %llu\n", (unsigned long long)srv_client_bytes(s));
     family(t, "deja_errors_total", "counter", "Error replies sent, by error name.");
     for (int st = 1; st < SRV_WIRE_STATUSES; st++) {
         uint64_t v = atomic_load(&s->errors[st]);
-        if (v) put(t, "deja_errors_total{code=\"%s\"} %llu\n", deja_error_name(-st),
-                   (unsigned long long)v);
+        if (v)
+            put(t, "deja_errors_total{code=\"%s\"} %llu\n", deja_error_name(-st),
+                (unsigned long long)v);
     }
     family(t, "deja_auth_failures_total", "counter", "AUTH attempts with a wrong token.");
-    put(t, "deja_auth_failures_total %llu\n", (unsigned long long)atomic_load(&s->auth_failed));
+    put(t, "deja_auth_failures_total %llu\n",
+        (unsigned long long)atomic_load(&s->auth_failed));
     family(t, "deja_auth_throttled_total", "counter",
            "AUTH attempts refused unevaluated (too many waiting from one source).");
     put(t, "deja_auth_throttled_total %llu\n",
@@ -285,7 +312,8 @@ static void render(srv_server *s, text *t) {
     store_sizes(s->store, &disk, &map);
     family(t, "deja_commits_total", "counter", "LMDB transactions committed.");
     put(t, "deja_commits_total %llu\n", (unsigned long long)commits);
-    family(t, "deja_committed_writes_total", "counter", "Writes committed (group commit).");
+    family(t, "deja_committed_writes_total", "counter",
+           "Writes committed (group commit).");
     put(t, "deja_committed_writes_total %llu\n", (unsigned long long)committed);
     family(t, "deja_failed_writes_total", "counter", "Writes that failed to commit.");
     put(t, "deja_failed_writes_total %llu\n", (unsigned long long)failed);
@@ -309,7 +337,8 @@ static void render(srv_server *s, text *t) {
                 "Time from a STORE's frame to its acknowledgement (durable and visible).",
                 &s->store_hist);
     render_hist(t, "deja_commit_duration_seconds",
-                "Time of one group commit (write transaction and sync).", srv_writer_hist(s->writer));
+                "Time of one group commit (write transaction and sync).",
+                srv_writer_hist(s->writer));
 }
 
 /* ---- HTTP connections ------------------------------------------------------ */
@@ -341,7 +370,9 @@ static void http_close(http_conn *hc) {
     uv_close((uv_handle_t *)&hc->tcp, http_free);
 }
 
-static void http_close_timer(uv_timer_t *t) { http_close(t->data); }
+static void http_close_timer(uv_timer_t *t) {
+    http_close(t->data);
+}
 
 static void on_http_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
@@ -352,8 +383,10 @@ static void on_http_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 static void on_linger_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     http_conn *hc = st->data;
-    if (nread < 0) http_close(hc);
-    else hc->in_len = 0;
+    if (nread < 0)
+        http_close(hc);
+    else
+        hc->in_len = 0;
 }
 
 static void on_http_shutdown(uv_shutdown_t *req, int status) {
@@ -380,8 +413,9 @@ static void http_respond(http_conn *hc, int status, const char *type, const char
                          size_t body_len, int head_only) {
     uv_read_stop((uv_stream_t *)&hc->tcp);
     text t = {0};
-    put(&t, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-            "Connection: close\r\n%s\r\n",
+    put(&t,
+        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+        "Connection: close\r\n%s\r\n",
         status, srv_http_reason(status), type, body_len,
         status == 405 ? "Allow: GET, HEAD\r\n" : "");
     if (!head_only && body_len) {
@@ -425,16 +459,18 @@ static void http_serve(http_conn *hc, const srv_http_req *req) {
             static const char oom[] = "out of memory\n";
             http_respond(hc, 503, "text/plain; charset=utf-8", oom, sizeof oom - 1, head);
         } else {
-            http_respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", t.data, t.len,
-                         head);
+            http_respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", t.data,
+                         t.len, head);
         }
         free(t.data);
     } else if (strcmp(req->path, "/config") == 0) {
         /* The effective configuration, in config-file form (no token). */
         text t = {0};
         srv_config_each(s->cfg, put_config_line, &t);
-        if (t.failed) http_respond(hc, 503, "text/plain; charset=utf-8", "", 0, head);
-        else http_respond(hc, 200, "text/plain; charset=utf-8", t.data, t.len, head);
+        if (t.failed)
+            http_respond(hc, 503, "text/plain; charset=utf-8", "", 0, head);
+        else
+            http_respond(hc, 200, "text/plain; charset=utf-8", t.data, t.len, head);
         free(t.data);
     } else if (strcmp(req->path, "/healthz") == 0) {
         http_respond(hc, 200, "text/plain; charset=utf-8", "ok\n", 3, head);
@@ -535,16 +571,19 @@ int srv_metrics_listen(srv_server *s) {
     int rc = uv_tcp_bind(&s->metrics, (struct sockaddr *)&sa, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&s->metrics, 64, on_http_connection);
     if (rc) {
-        srv_log(SRV_LOG_ERROR, "cannot listen on %s for metrics: %s", addr, uv_strerror(rc));
+        srv_log(SRV_LOG_ERROR, "cannot listen on %s for metrics: %s", addr,
+                uv_strerror(rc));
         return -1;
     }
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&s->metrics, (struct sockaddr *)&bound, &len);
-    int bport = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    int bport =
+        ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                          : ((struct sockaddr_in *)&bound)->sin_port);
     srv_log(SRV_LOG_INFO, "metrics on http://%s:%d/metrics", host, bport);
-    if (s->cfg->metrics_port_file && srv_write_port_file(s->cfg->metrics_port_file, bport)) {
+    if (s->cfg->metrics_port_file &&
+        srv_write_port_file(s->cfg->metrics_port_file, bport)) {
         srv_log(SRV_LOG_ERROR, "cannot write %s", s->cfg->metrics_port_file);
         return -1;
     }

@@ -14,11 +14,11 @@
 #include "srv-private.h"
 #include "idx.h"
 
-#define OP_PREAUTH 0x1u /* allowed before AUTH */
+#define OP_PREAUTH 0x1u  /* allowed before AUTH */
 #define SRV_MAX_EF 1024u /* larger LOOKUP ef values are clamped */
-#define OP_NS 0x2u      /* the body starts with str8 namespace */
-#define OP_NS_ANY 0x4u  /* ... which may be empty (STATS: the whole server) */
-#define OP_READ 0x10u   /* rights the token needs (SRV_RIGHT_* << 4) */
+#define OP_NS 0x2u       /* the body starts with str8 namespace */
+#define OP_NS_ANY 0x4u   /* ... which may be empty (STATS: the whole server) */
+#define OP_READ 0x10u    /* rights the token needs (SRV_RIGHT_* << 4) */
 #define OP_WRITE 0x20u
 #define OP_ADMIN 0x40u
 #define OP_RIGHTS(flags) (((flags) >> 4) & SRV_RIGHTS_ALL)
@@ -53,8 +53,8 @@ PROTO_OP_TABLE(OP_DECLARE_)
 
 static const srv_op op_table[] = {
 #define OP_ROW_(NAME, name, code, access, ns, min_body, max_body)                        \
-    {PROTO_OP_##NAME, #NAME, op_##name, min_body, max_body,                             \
-     OP_ACCESS_##access | OP_NAMES_##ns},
+    {PROTO_OP_##NAME, #NAME,    op_##name,                                               \
+     min_body,        max_body, OP_ACCESS_##access | OP_NAMES_##ns},
     PROTO_OP_TABLE(OP_ROW_)
 #undef OP_ROW_
 };
@@ -96,7 +96,8 @@ static int check_scope(srv_req *r, const srv_op *op) {
     const srv_scope *scope = &r->conn->scope;
     unsigned need = OP_RIGHTS(op->flags);
     if ((scope->rights & need) != need) {
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: this token lacks the %s right", op->name,
+        snprintf(r->errmsg, sizeof r->errmsg, "%s: this token lacks the %s right",
+                 op->name,
                  need & SRV_RIGHT_ADMIN   ? "admin"
                  : need & SRV_RIGHT_WRITE ? "write"
                                           : "read");
@@ -107,8 +108,9 @@ static int check_scope(srv_req *r, const srv_op *op) {
     if (1u + ns_len > r->hdr->body_len) return 0;
     if (ns_len == 0 && (op->flags & OP_NS_ANY)) return 0; /* filtered by the handler */
     if (srv_scope_allows_ns(scope, r->body + 1, ns_len)) return 0;
-    snprintf(r->errmsg, sizeof r->errmsg, "%s: namespace outside this token's prefix '%.*s'",
-             op->name, (int)scope->prefix_len, scope->prefix);
+    snprintf(r->errmsg, sizeof r->errmsg,
+             "%s: namespace outside this token's prefix '%.*s'", op->name,
+             (int)scope->prefix_len, scope->prefix);
     return DEJA_ERR_FORBIDDEN;
 }
 
@@ -127,12 +129,11 @@ int srv_dispatch(srv_req *r) {
     } else if ((h->flags & PROTO_FLAG_REPLY) || h->status != 0) {
         rc = DEJA_ERR_BAD_REQUEST;
         snprintf(r->errmsg, sizeof r->errmsg,
-                 "%s: requests must have the reply flag and status clear",
-                 op->name);
+                 "%s: requests must have the reply flag and status clear", op->name);
     } else if (h->body_len < op->min_body || h->body_len > op->max_body) {
         rc = DEJA_ERR_BAD_REQUEST;
-        snprintf(r->errmsg, sizeof r->errmsg, "%s: body of %u bytes is invalid",
-                 op->name, h->body_len);
+        snprintf(r->errmsg, sizeof r->errmsg, "%s: body of %u bytes is invalid", op->name,
+                 h->body_len);
     } else if ((rc = check_scope(r, op)) == 0) {
         rc = op->handler(r);
     }
@@ -155,8 +156,8 @@ static int op_hello(srv_req *r) {
     if (rc) return rc;
     if (req.min_version > PROTO_VERSION || req.max_version < PROTO_VERSION) {
         snprintf(r->errmsg, sizeof r->errmsg,
-                 "server speaks version %u only, client asked %u..%u",
-                 PROTO_VERSION, req.min_version, req.max_version);
+                 "server speaks version %u only, client asked %u..%u", PROTO_VERSION,
+                 req.min_version, req.max_version);
         return DEJA_ERR_VERSION;
     }
     static const char name[] = "dejad " DEJA_VERSION;
@@ -288,7 +289,8 @@ static void ns_config_of(const proto_ns_config *w, cache_ns_config *c) {
         .hnsw_m = w->hnsw_m,
         .hnsw_ef_construction = w->hnsw_ef_construction,
         .hnsw_ef_search = w->hnsw_ef_search,
-        .ttl_mode = w->ttl_mode == PROTO_TTL_SLIDING ? CACHE_TTL_SLIDING : CACHE_TTL_ABSOLUTE,
+        .ttl_mode =
+            w->ttl_mode == PROTO_TTL_SLIDING ? CACHE_TTL_SLIDING : CACHE_TTL_ABSOLUTE,
         .flags = ns_flags_of(w->flags),
         .min_threshold = w->min_threshold,
         .dedup = w->dedup,
@@ -298,7 +300,8 @@ static void ns_config_of(const proto_ns_config *w, cache_ns_config *c) {
         .max_entries = w->max_entries,
         .faiss_factory_len = w->faiss_factory_len,
     };
-    if (w->faiss_factory_len) memcpy(c->faiss_factory, w->faiss_factory, w->faiss_factory_len);
+    if (w->faiss_factory_len)
+        memcpy(c->faiss_factory, w->faiss_factory, w->faiss_factory_len);
     c->faiss_factory[w->faiss_factory_len] = 0;
 }
 
@@ -312,7 +315,8 @@ static void wire_ns_config(const cache_ns_config *c, proto_ns_config *w) {
         .hnsw_m = (uint16_t)c->hnsw_m,
         .hnsw_ef_construction = (uint16_t)c->hnsw_ef_construction,
         .hnsw_ef_search = (uint16_t)c->hnsw_ef_search,
-        .ttl_mode = c->ttl_mode == CACHE_TTL_SLIDING ? PROTO_TTL_SLIDING : PROTO_TTL_ABSOLUTE,
+        .ttl_mode =
+            c->ttl_mode == CACHE_TTL_SLIDING ? PROTO_TTL_SLIDING : PROTO_TTL_ABSOLUTE,
         .flags = wire_ns_flags(c->flags),
         .min_threshold = c->min_threshold,
         .dedup = c->dedup,
@@ -336,8 +340,8 @@ static void wire_stats(const cache_stat *in, uint16_t count, proto_stat *stats,
 }
 
 static int op_ping(srv_req *r) {
-    return proto_encode_ping(r->out, r->hdr->request_id, PROTO_FLAG_REPLY,
-                             r->body, r->hdr->body_len);
+    return proto_encode_ping(r->out, r->hdr->request_id, PROTO_FLAG_REPLY, r->body,
+                             r->hdr->body_len);
 }
 
 /* A reply write with its store operations; NULL when out of memory. The
@@ -377,11 +381,11 @@ static int op_store(srv_req *r) {
     rc = cache_prepare_store(r->srv->cache, &args, r->w->vec, &pending);
     if (rc == DEJA_ERR_DIM_MISMATCH)
         snprintf(r->errmsg, sizeof r->errmsg,
-                 "vector has dim %u; namespace '%.*s' has a different dim",
-                 req.dim, (int)req.ns_len, (const char *)req.ns);
+                 "vector has dim %u; namespace '%.*s' has a different dim", req.dim,
+                 (int)req.ns_len, (const char *)req.ns);
     else if (rc == DEJA_ERR_REJECTED)
-        snprintf(r->errmsg, sizeof r->errmsg,
-                 "completion status %u is not cached", req.completion);
+        snprintf(r->errmsg, sizeof r->errmsg, "completion status %u is not cached",
+                 req.completion);
     else if (rc == DEJA_ERR_STORAGE_FULL)
         snprintf(r->errmsg, sizeof r->errmsg,
                  "namespace '%.*s' would pass the server's limit of %llu namespaces "
@@ -392,7 +396,8 @@ static int op_store(srv_req *r) {
     /* A namespace record not yet on disk goes in the same transaction. */
     int persisted;
     const cache_ns_image *ns = cache_pending_ns(pending, &persisted);
-    srv_reply_write *rw = reply_write(SRV_REPLY_STORE, (store_op){.kind = STORE_OP_PUT_NS});
+    srv_reply_write *rw =
+        reply_write(SRV_REPLY_STORE, (store_op){.kind = STORE_OP_PUT_NS});
     if (!rw) {
         cache_discard(pending);
         return DEJA_ERR_NOMEM;
@@ -432,8 +437,8 @@ static int serve_lookup(srv_req *r) {
     rc = cache_lookup(r->srv->cache, &query, r->w->vec, r->w->matches, &n);
     if (rc == DEJA_ERR_DIM_MISMATCH)
         snprintf(r->errmsg, sizeof r->errmsg,
-                 "vector has dim %u; namespace '%.*s' has a different dim",
-                 req.dim, (int)req.ns_len, (const char *)req.ns);
+                 "vector has dim %u; namespace '%.*s' has a different dim", req.dim,
+                 (int)req.ns_len, (const char *)req.ns);
     if (rc) return rc;
 
     /* Keep the reply under the frame limit: drop the weakest hits that do
@@ -460,7 +465,8 @@ static int serve_lookup(srv_req *r) {
     uint16_t reply_flags = keep && r->w->matches[0].exact ? PROTO_FLAG_EXACT : 0;
     rc = proto_encode_lookup_resp_flags(r->out, r->hdr->request_id, reply_flags,
                                         r->w->hits, keep);
-    for (uint16_t i = 0; i < n; i++) cache_entry_release(r->w->matches[i].entry);
+    for (uint16_t i = 0; i < n; i++)
+        cache_entry_release(r->w->matches[i].entry);
     return rc;
 }
 
@@ -479,8 +485,9 @@ static int op_delete(srv_req *r) {
     uint32_t ns_id;
     rc = cache_delete(r->srv->cache, req.ns, req.ns_len, req.id, &ns_id);
     if (rc) return rc;
-    srv_reply_write *rw = reply_write(
-        SRV_REPLY_EMPTY, (store_op){.kind = STORE_OP_DEL_ENTRY, .ns_id = ns_id, .id = req.id});
+    srv_reply_write *rw =
+        reply_write(SRV_REPLY_EMPTY,
+                    (store_op){.kind = STORE_OP_DEL_ENTRY, .ns_id = ns_id, .id = req.id});
     return rw ? submit(r, rw) : DEJA_ERR_NOMEM;
 }
 
@@ -494,8 +501,8 @@ static int op_flush(srv_req *r) {
     if (rc) return rc;
     if (ns_id == 0) /* unknown namespace: nothing to make durable */
         return proto_encode_u64_resp(r->out, PROTO_OP_FLUSH, r->hdr->request_id, 0);
-    srv_reply_write *rw =
-        reply_write(SRV_REPLY_U64, (store_op){.kind = STORE_OP_DEL_NS_ENTRIES, .ns_id = ns_id});
+    srv_reply_write *rw = reply_write(
+        SRV_REPLY_U64, (store_op){.kind = STORE_OP_DEL_NS_ENTRIES, .ns_id = ns_id});
     if (!rw) return DEJA_ERR_NOMEM;
     rw->value = removed;
     return submit(r, rw);
@@ -581,7 +588,8 @@ static int op_ns_create(srv_req *r) {
     if (rc) return rc;
     if (!created) /* same configuration: nothing to do */
         return proto_encode_empty_resp(r->out, PROTO_OP_NS_CREATE, r->hdr->request_id);
-    srv_reply_write *rw = reply_write(SRV_REPLY_EMPTY, (store_op){.kind = STORE_OP_PUT_NS});
+    srv_reply_write *rw =
+        reply_write(SRV_REPLY_EMPTY, (store_op){.kind = STORE_OP_PUT_NS});
     if (!rw) return DEJA_ERR_NOMEM;
     srv_persist_ns_rec(&rec, &rw->ns_rec);
     rw->base.ops[0].ns = &rw->ns_rec;

@@ -77,7 +77,9 @@ static uint32_t engine_flags(uint8_t flags) {
 
 /* The engine bounds these to 16 bits (cache_ns_config_check), as the disk
  * layout does. */
-static uint16_t u16_of(uint32_t v) { return v > UINT16_MAX ? UINT16_MAX : (uint16_t)v; }
+static uint16_t u16_of(uint32_t v) {
+    return v > UINT16_MAX ? UINT16_MAX : (uint16_t)v;
+}
 
 void srv_persist_ns_rec(const cache_ns_image *ns, store_ns_rec *rec) {
     memset(rec, 0, offsetof(store_ns_rec, config));
@@ -95,7 +97,8 @@ void srv_persist_ns_rec(const cache_ns_image *ns, store_ns_rec *rec) {
         .hnsw_m = u16_of(c->hnsw_m),
         .hnsw_ef_construction = u16_of(c->hnsw_ef_construction),
         .hnsw_ef_search = u16_of(c->hnsw_ef_search),
-        .ttl_mode = c->ttl_mode == CACHE_TTL_SLIDING ? DISK_TTL_SLIDING : DISK_TTL_ABSOLUTE,
+        .ttl_mode =
+            c->ttl_mode == CACHE_TTL_SLIDING ? DISK_TTL_SLIDING : DISK_TTL_ABSOLUTE,
         .flags = disk_flags(c->flags),
         .min_threshold = c->min_threshold,
         .dedup = c->dedup,
@@ -164,9 +167,10 @@ int srv_persist_load_ns(cache *c, const store_ns_rec *rec) {
         .hnsw_m = d.hnsw_m,
         .hnsw_ef_construction = d.hnsw_ef_construction,
         .hnsw_ef_search = d.hnsw_ef_search,
-        .ttl_mode = d.ttl_mode == DISK_TTL_ABSOLUTE  ? CACHE_TTL_ABSOLUTE
-                    : d.ttl_mode == DISK_TTL_SLIDING ? CACHE_TTL_SLIDING
-                                                     : (enum cache_ttl_mode)ENGINE_UNKNOWN,
+        .ttl_mode = d.ttl_mode == DISK_TTL_ABSOLUTE ? CACHE_TTL_ABSOLUTE
+                    : d.ttl_mode == DISK_TTL_SLIDING
+                        ? CACHE_TTL_SLIDING
+                        : (enum cache_ttl_mode)ENGINE_UNKNOWN,
         .flags = engine_flags(d.flags),
         .min_threshold = d.min_threshold,
         .dedup = d.dedup,

@@ -53,7 +53,7 @@ struct srv_write {
     srv_write *next;
     store_op ops[2]; /* at most a namespace record and an entry */
     unsigned nops;
-    int result;      /* set by the commit thread: 0 or the first error */
+    int result; /* set by the commit thread: 0 or the first error */
     /* Commit thread, right after the transaction, before the completion is
      * posted (a namespace record now on disk is marked so); may be NULL. */
     void (*committed)(srv_write *wr);
@@ -67,16 +67,16 @@ struct srv_write {
 enum srv_reply_kind { SRV_REPLY_EMPTY, SRV_REPLY_U64, SRV_REPLY_STORE };
 typedef struct srv_reply_write {
     srv_write base;
-    srv_conn *conn;         /* holds a deferred reference on conn */
+    srv_conn *conn; /* holds a deferred reference on conn */
     uint32_t request_id;
-    uint8_t opcode;         /* of the request, echoed in the reply */
+    uint8_t opcode; /* of the request, echoed in the reply */
     enum srv_reply_kind reply;
-    uint64_t value;         /* SRV_REPLY_U64: entries removed */
-    cache_pending *pending; /* SRV_REPLY_STORE: published on success */
-    store_ns_rec ns_rec;    /* the namespace record ops[0] may point to */
+    uint64_t value;            /* SRV_REPLY_U64: entries removed */
+    cache_pending *pending;    /* SRV_REPLY_STORE: published on success */
+    store_ns_rec ns_rec;       /* the namespace record ops[0] may point to */
     store_entry_rec entry_rec; /* SRV_REPLY_STORE: the entry record an op points to */
-    size_t held;            /* bytes charged to the worker until completion */
-    uint64_t t0_ns;         /* when the request's frame was dispatched */
+    size_t held;               /* bytes charged to the worker until completion */
+    uint64_t t0_ns;            /* when the request's frame was dispatched */
 } srv_reply_write;
 
 /* A socket accepted by the main thread, waiting for its worker. */
@@ -96,24 +96,24 @@ struct srv_worker {
     srv_handoff *handoff;
     size_t nhandoff, cap_handoff;
     int stopping;
-    int stop_started;   /* worker thread only */
-    int wake_closed;    /* no uv_async_send after this */
+    int stop_started;                 /* worker thread only */
+    int wake_closed;                  /* no uv_async_send after this */
     srv_write *done_head, *done_tail; /* committed writes awaiting completion */
-    srv_conn *flush_list;  /* connections with completions to write (worker only) */
-    srv_conn *conns; /* this worker's open connections (list) */
+    srv_conn *flush_list; /* connections with completions to write (worker only) */
+    srv_conn *conns;      /* this worker's open connections (list) */
     /* Per-worker scratch for the op handlers (one request at a time). */
     float *vec;           /* PROTO_MAX_DIM floats, 64-byte aligned */
     cache_match *matches; /* PROTO_MAX_K */
     proto_hit *hits;      /* PROTO_MAX_K */
     /* Reads land here while a connection has no partial frame, so an idle
      * connection holds no read buffer of its own. */
-    uint8_t *rshared;     /* SRV_RBUF_MIN bytes */
+    uint8_t *rshared; /* SRV_RBUF_MIN bytes */
     /* Bytes this worker's connections hold: own read buffers, replies not
      * yet written, STORE bodies waiting for the commit thread. Bounded by
      * budget = --max-client-memory / workers. */
     size_t held, budget;
     atomic_size_t held_seen; /* held, published by the tick for STATS */
-    uv_timer_t tick;      /* retries paused connections, closes idle ones */
+    uv_timer_t tick;         /* retries paused connections, closes idle ones */
 };
 
 struct srv_server {
@@ -127,7 +127,7 @@ struct srv_server {
     int have_tcp, have_pipe;
     char unix_path[512];
     uv_signal_t sigint, sigterm;
-    uv_timer_t sweep_timer; /* TTL sweeper, on the main loop */
+    uv_timer_t sweep_timer;    /* TTL sweeper, on the main loop */
     uv_timer_t snapshot_timer; /* periodic graph snapshots */
     int snapshot_running;      /* one on the libuv pool (main thread's flag) */
     srv_worker *workers;
@@ -174,21 +174,21 @@ struct srv_conn {
     } h;
     srv_worker *w;
     srv_conn *prev, *next;
-    uint8_t *rbuf;     /* received, not yet consumed bytes */
+    uint8_t *rbuf; /* received, not yet consumed bytes */
     size_t rlen, rcap;
-    proto_buf out;     /* replies not yet handed to uv_write */
-    size_t in_flight;  /* bytes handed to uv_write, not yet completed */
-    int reading;       /* uv_read_start is active */
-    int paused;        /* reads stopped by backpressure */
-    int closing;       /* close once in-flight writes finish */
+    proto_buf out;    /* replies not yet handed to uv_write */
+    size_t in_flight; /* bytes handed to uv_write, not yet completed */
+    int reading;      /* uv_read_start is active */
+    int paused;       /* reads stopped by backpressure */
+    int closing;      /* close once in-flight writes finish */
     int authed;
-    int handle_closed; /* uv_close done; freed when deferred reaches 0 */
-    unsigned deferred; /* replies owed (commit thread, AUTH guard) */
-    size_t held;       /* this connection's share of w->held */
+    int handle_closed;       /* uv_close done; freed when deferred reaches 0 */
+    unsigned deferred;       /* replies owed (commit thread, AUTH guard) */
+    size_t held;             /* this connection's share of w->held */
     uint64_t last_active_ms; /* last complete frame or completed write */
-    int flush_queued;  /* on w->flush_list */
+    int flush_queued;        /* on w->flush_list */
     srv_conn *flush_next;
-    srv_scope scope;   /* what it may touch (all, without auth) */
+    srv_scope scope;    /* what it may touch (all, without auth) */
     unsigned scope_gen; /* tokens_gen the scope was checked against */
     srv_source source;
     struct srv_auth_wait *auth_wait; /* an AUTH waiting for its verdict */
@@ -276,8 +276,7 @@ void srv_writer_stop(srv_writer *wr);
 const srv_hist *srv_writer_hist(srv_writer *wr);
 
 /* Counters for STATS. */
-void srv_writer_stats(srv_writer *wr, uint64_t *commits, uint64_t *ops,
-                      uint64_t *failed);
+void srv_writer_stats(srv_writer *wr, uint64_t *commits, uint64_t *ops, uint64_t *failed);
 
 /* ---- worker side of completions (srv-conn.c) ------------------------------ */
 

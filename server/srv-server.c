@@ -25,7 +25,9 @@
 #if DEJA_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #else
-static int sd_notify(int unset_environment, const char *state) { return 0; }
+static int sd_notify(int unset_environment, const char *state) {
+    return 0;
+}
 #endif
 
 #define STOP_GRACE_MS 2000
@@ -40,7 +42,8 @@ uint64_t srv_now_ms(void) {
 
 uint64_t srv_client_bytes(srv_server *s) {
     uint64_t sum = 0;
-    for (unsigned i = 0; i < s->nworkers; i++) sum += atomic_load(&s->workers[i].held_seen);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        sum += atomic_load(&s->workers[i].held_seen);
     return sum;
 }
 
@@ -64,8 +67,10 @@ void srv_worker_maybe_finish(srv_worker *w) {
 void srv_worker_post(srv_worker *w, srv_write *write) {
     write->next = NULL;
     pthread_mutex_lock(&w->mu);
-    if (w->done_tail) w->done_tail->next = write;
-    else w->done_head = write;
+    if (w->done_tail)
+        w->done_tail->next = write;
+    else
+        w->done_head = write;
     w->done_tail = write;
     int wake = !w->wake_closed;
     pthread_mutex_unlock(&w->mu);
@@ -99,7 +104,8 @@ static void on_wake(uv_async_t *a) {
     srv_handoff local[64];
     size_t n = 0;
     int stopping = w->stopping;
-    while (n < 64 && w->nhandoff > 0) local[n++] = w->handoff[--w->nhandoff];
+    while (n < 64 && w->nhandoff > 0)
+        local[n++] = w->handoff[--w->nhandoff];
     int more = w->nhandoff > 0;
     pthread_mutex_unlock(&w->mu);
 
@@ -124,7 +130,9 @@ static void on_wake(uv_async_t *a) {
 
 #define TICK_MS 100
 
-static void on_tick(uv_timer_t *t) { srv_conn_tick(t->data); }
+static void on_tick(uv_timer_t *t) {
+    srv_conn_tick(t->data);
+}
 
 static void worker_main(void *arg) {
     srv_worker *w = arg;
@@ -188,7 +196,9 @@ static void worker_handoff(srv_worker *w, int fd, int is_pipe) {
 
 /* ---- listeners -------------------------------------------------------------*/
 
-static void free_handle(uv_handle_t *h) { free(h); }
+static void free_handle(uv_handle_t *h) {
+    free(h);
+}
 
 /* Past --max-connections: one BUSY error frame, written without waiting
  * (a full socket buffer just loses it), then the socket is closed. */
@@ -219,15 +229,18 @@ static void on_connection(uv_stream_t *server, int status) {
     int is_pipe = server->type == UV_NAMED_PIPE;
     uv_stream_t *client = malloc(is_pipe ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t));
     if (!client) return;
-    if (is_pipe) uv_pipe_init(s->loop, (uv_pipe_t *)client, 0);
-    else uv_tcp_init(s->loop, (uv_tcp_t *)client);
+    if (is_pipe)
+        uv_pipe_init(s->loop, (uv_pipe_t *)client, 0);
+    else
+        uv_tcp_init(s->loop, (uv_tcp_t *)client);
     uv_os_fd_t fd = -1;
     int dupfd = -1;
     if (uv_accept(server, client) == 0 && uv_fileno((uv_handle_t *)client, &fd) == 0)
         dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     uv_close((uv_handle_t *)client, free_handle);
     if (dupfd < 0) {
-        srv_log_limited(&s->log_accept, SRV_LOG_WARN, "cannot take over an accepted socket");
+        srv_log_limited(&s->log_accept, SRV_LOG_WARN,
+                        "cannot take over an accepted socket");
         return;
     }
     if (atomic_load(&s->conns_live) >= s->cfg->max_connections) {
@@ -271,9 +284,9 @@ static int listen_tcp(srv_server *s) {
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&bound, &len);
-    int port = ntohs(bound.ss_family == AF_INET6
-                         ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                         : ((struct sockaddr_in *)&bound)->sin_port);
+    int port =
+        ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                          : ((struct sockaddr_in *)&bound)->sin_port);
     srv_log(SRV_LOG_INFO, "listening on %s:%d", cfg->host, port);
     if (cfg->port_file && srv_write_port_file(cfg->port_file, port) != 0) {
         srv_log(SRV_LOG_ERROR, "cannot write port file %s: %s", cfg->port_file,
@@ -342,8 +355,11 @@ static int load_tokens(const srv_config *cfg, srv_tokens **out) {
         srv_scope all = {.rights = SRV_RIGHTS_ALL};
         rc = srv_tokens_add(t, (const uint8_t *)cfg->auth_token, strlen(cfg->auth_token),
                             &all);
-        if (rc) snprintf(msg, sizeof msg, "--auth-token: empty, too long (%u bytes "
-                         "at most) or also in the tokens file", SRV_TOKEN_MAX_LEN);
+        if (rc)
+            snprintf(msg, sizeof msg,
+                     "--auth-token: empty, too long (%u bytes "
+                     "at most) or also in the tokens file",
+                     SRV_TOKEN_MAX_LEN);
     }
     if (rc) {
         srv_log(SRV_LOG_ERROR, "tokens: %s", msg[0] ? msg : deja_strerror(rc));
@@ -364,7 +380,8 @@ static void reload_key(void *ctx, const char *key, const char *value, int reload
     reload_ctx *r = ctx;
     srv_config *cfg = r->s->cfg;
     if (!reloadable) {
-        srv_log(SRV_LOG_WARN, "SIGHUP: %s changed to '%s'; it needs a restart", key, value);
+        srv_log(SRV_LOG_WARN, "SIGHUP: %s changed to '%s'; it needs a restart", key,
+                value);
         return;
     }
     if (strcmp(key, "log-level") == 0) {
@@ -415,14 +432,16 @@ static void on_sighup(uv_signal_t *sig, int signum) {
         srv_log(SRV_LOG_ERROR, "SIGHUP: cannot reopen the log file: %s", strerror(errno));
     srv_config fresh;
     if (srv_config_parse(&fresh, s->argc, s->argv) != 0) {
-        srv_log(SRV_LOG_ERROR, "SIGHUP: the configuration is not valid; nothing reloaded");
+        srv_log(SRV_LOG_ERROR,
+                "SIGHUP: the configuration is not valid; nothing reloaded");
         sd_notify(0, "READY=1");
         return;
     }
     reload_ctx r = {.s = s, .fresh = &fresh};
     srv_config_diff(s->cfg, &fresh, reload_key, &r);
     srv_config_free(&fresh);
-    if (s->auth_required && s->cfg->tokens_file) reload_tokens(s);
+    if (s->auth_required && s->cfg->tokens_file)
+        reload_tokens(s);
     else if (s->cfg->tokens_file)
         srv_log(SRV_LOG_WARN, "SIGHUP: tokens-file was set while running; authentication "
                               "needs a restart to be switched on");
@@ -448,17 +467,18 @@ static void raise_fd_limit(const srv_config *cfg) {
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
     rlim_t want = (rlim_t)cfg->max_connections + 64;
     if (rl.rlim_cur >= want) return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    rl.rlim_cur =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
-        srv_log(SRV_LOG_WARN, "open-file limit %llu is below --max-connections + 64; "
+        srv_log(SRV_LOG_WARN,
+                "open-file limit %llu is below --max-connections + 64; "
                 "connections past it are refused by the kernel",
                 (unsigned long long)rl.rlim_cur);
 }
 
 static int lock_data_dir(const char *dir) {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        srv_log(SRV_LOG_ERROR, "cannot create data folder %s: %s", dir,
-                strerror(errno));
+        srv_log(SRV_LOG_ERROR, "cannot create data folder %s: %s", dir, strerror(errno));
         return -1;
     }
     char path[4096];
@@ -476,7 +496,9 @@ static int lock_data_dir(const char *dir) {
     return fd;
 }
 
-static void free_write(srv_write *write) { free(write); }
+static void free_write(srv_write *write) {
+    free(write);
+}
 
 /* The cache removed an entry by itself (TTL, LFU): delete it from disk
  * too. No one waits for it. */
@@ -581,8 +603,10 @@ static void save_usage(srv_server *s) {
     b->st = s->store;
     int rc = cache_each_usage(s->cache, usage_add, b);
     if (rc == 0) rc = usage_flush(b);
-    if (rc) srv_log(SRV_LOG_WARN, "hit counters not saved: %s", deja_strerror(rc));
-    else srv_log(SRV_LOG_INFO, "saved hit counters of %zu entries", b->written);
+    if (rc)
+        srv_log(SRV_LOG_WARN, "hit counters not saved: %s", deja_strerror(rc));
+    else
+        srv_log(SRV_LOG_INFO, "saved hit counters of %zu entries", b->written);
     free(b);
 }
 
@@ -602,8 +626,8 @@ static cache_config srv_cache_config(const srv_config *cfg, srv_server *s) {
         .hnsw_ef_construction = cfg->hnsw_ef_construction,
         .hnsw_ef_search = cfg->hnsw_ef_search,
         .quant = (enum idx_quant)cfg->quant,
-        .indexer_threads = cfg->index_threads ? cfg->index_threads
-                                              : uv_available_parallelism(),
+        .indexer_threads =
+            cfg->index_threads ? cfg->index_threads : uv_available_parallelism(),
     };
     return c;
 }
@@ -627,8 +651,8 @@ typedef struct load_ctx {
     srv_server *s;
     int snapshots_done;
     size_t adopted;
-    size_t quarantined;      /* namespaces quarantined */
-    uint64_t unloaded;       /* entries left on disk: namespace quarantined or unreadable */
+    size_t quarantined; /* namespaces quarantined */
+    uint64_t unloaded;  /* entries left on disk: namespace quarantined or unreadable */
     uint32_t max_entry_ns_id; /* the largest namespace id any entry names */
 } load_ctx;
 
@@ -686,7 +710,8 @@ static uint64_t cache_clock(void *ctx) {
 /* Opens the store and loads every live entry into the cache. */
 static int open_and_load(srv_server *s, int *lock_fd) {
     const srv_config *cfg = s->cfg;
-    store_config scfg = {.dir = cfg->data_dir, .max_disk = cfg->max_disk,
+    store_config scfg = {.dir = cfg->data_dir,
+                         .max_disk = cfg->max_disk,
                          .fsync = (enum store_fsync)cfg->fsync_mode};
     char msg[512] = "";
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -695,8 +720,8 @@ static int open_and_load(srv_server *s, int *lock_fd) {
         store_load_stats st;
         load_ctx lctx = {.s = s};
         if (rc == 0) {
-            rc = store_load(s->store, cache_clock((void *)cfg), load_ns, load_entry, &lctx,
-                            &st, msg, sizeof msg);
+            rc = store_load(s->store, cache_clock((void *)cfg), load_ns, load_entry,
+                            &lctx, &st, msg, sizeof msg);
             if (rc) {
                 store_close(s->store);
                 s->store = NULL;
@@ -753,8 +778,7 @@ int srv_run(srv_config *cfg, int argc, char **argv) {
     s.start_ms = srv_now_ms();
     signal(SIGPIPE, SIG_IGN);
     idx_simd_init();
-    srv_log(SRV_LOG_INFO, "dejad %s starting (simd: %s)", DEJA_VERSION,
-            idx_simd_name());
+    srv_log(SRV_LOG_INFO, "dejad %s starting (simd: %s)", DEJA_VERSION, idx_simd_name());
 
     s.auth_required = cfg->auth_token != NULL || cfg->tokens_file != NULL;
     if (cfg->protected_mode && !s.auth_required && !is_loopback(cfg->host)) {
@@ -873,9 +897,11 @@ out:
         uint64_t t0 = srv_now_ms();
         int rc = cache_snapshot_write(s.cache, cfg->data_dir, store_last_txn(s.store), 1,
                                       &written, msg, sizeof msg);
-        if (rc) srv_log(SRV_LOG_WARN, "%s", msg);
-        else srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms",
-                     written, (unsigned long long)(srv_now_ms() - t0));
+        if (rc)
+            srv_log(SRV_LOG_WARN, "%s", msg);
+        else
+            srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms",
+                    written, (unsigned long long)(srv_now_ms() - t0));
     }
     store_close(s.store);
     cache_destroy(s.cache);

@@ -39,13 +39,16 @@ void srv_tokens_destroy(srv_tokens *t) {
     free(t);
 }
 
-size_t srv_tokens_count(const srv_tokens *t) { return t ? t->n : 0; }
+size_t srv_tokens_count(const srv_tokens *t) {
+    return t ? t->n : 0;
+}
 
 /* Compares a presented token with one record without an early exit. */
 static unsigned token_diff(const token_rec *r, const uint8_t *token, size_t len) {
     unsigned diff = (unsigned)(len != r->len);
     size_t n = len < SRV_TOKEN_MAX_LEN ? len : SRV_TOKEN_MAX_LEN;
-    for (size_t i = 0; i < n; i++) diff |= (unsigned)(token[i] ^ r->bytes[i]);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned)(token[i] ^ r->bytes[i]);
     return diff;
 }
 
@@ -118,13 +121,17 @@ static int line_error(char *err, size_t errlen, unsigned line, const char *fmt, 
     return DEJA_ERR_INVALID_ARG;
 }
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+static int is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r';
+}
 
 /* Splits the next white-space separated word off [*p, end). */
 static size_t next_word(const char **p, const char *end, const char **word) {
-    while (*p < end && is_space(**p)) (*p)++;
+    while (*p < end && is_space(**p))
+        (*p)++;
     *word = *p;
-    while (*p < end && !is_space(**p)) (*p)++;
+    while (*p < end && !is_space(**p))
+        (*p)++;
     return (size_t)(*p - *word);
 }
 
@@ -132,8 +139,8 @@ static int parse_rights(const char *s, size_t len, unsigned *rights) {
     static const struct {
         const char *name;
         unsigned bit;
-    } names[] = {{"read", SRV_RIGHT_READ}, {"write", SRV_RIGHT_WRITE},
-                 {"admin", SRV_RIGHT_ADMIN}};
+    } names[] = {
+        {"read", SRV_RIGHT_READ}, {"write", SRV_RIGHT_WRITE}, {"admin", SRV_RIGHT_ADMIN}};
     *rights = 0;
     const char *end = s + len;
     while (s < end) {
@@ -202,7 +209,8 @@ int srv_tokens_parse(const char *text, size_t len, srv_tokens **out, char *err,
         const char *line_end = nl ? nl : end;
         lineno++;
         const char *q = p;
-        while (q < line_end && is_space(*q)) q++;
+        while (q < line_end && is_space(*q))
+            q++;
         if (q < line_end && *q != '#') {
             if (memchr(q, 0, (size_t)(line_end - q))) {
                 rc = line_error(err, errlen, lineno, "NUL byte");

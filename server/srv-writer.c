@@ -40,8 +40,10 @@ static void deliver(srv_write *list) {
         srv_write *write = list;
         list = write->next;
         write->next = NULL;
-        if (write->w) srv_worker_post(write->w, write);
-        else write->done(write); /* the server's own writes: nobody to answer */
+        if (write->w)
+            srv_worker_post(write->w, write);
+        else
+            write->done(write); /* the server's own writes: nobody to answer */
     }
 }
 
@@ -54,7 +56,8 @@ static size_t build_ops(srv_writer *wr, srv_write *list) {
             const store_op *op = &write->ops[i];
             int dup = 0;
             for (size_t j = 0; j < n && op->kind == STORE_OP_PUT_NS && !dup; j++)
-                dup = wr->ops[j].kind == STORE_OP_PUT_NS && wr->ops[j].ns->ns_id == op->ns->ns_id;
+                dup = wr->ops[j].kind == STORE_OP_PUT_NS &&
+                      wr->ops[j].ns->ns_id == op->ns->ns_id;
             if (dup) continue;
             wr->ops[n] = *op;
             wr->ops[n].result = 0;
@@ -66,7 +69,8 @@ static size_t build_ops(srv_writer *wr, srv_write *list) {
 
 static void commit_batch(srv_writer *wr, srv_write *list) {
     size_t n = build_ops(wr, list);
-    for (srv_write *write = list; write; write = write->next) write->result = 0;
+    for (srv_write *write = list; write; write = write->next)
+        write->result = 0;
     store_apply(wr->st, wr->ops, n);
     for (size_t i = 0; i < n; i++) {
         srv_write *write = wr->owner[i];
@@ -84,8 +88,9 @@ static void commit_batch(srv_writer *wr, srv_write *list) {
     atomic_fetch_add(&wr->committed, n);
     atomic_fetch_add(&wr->failed, bad);
     if (bad)
-        srv_log_limited(&wr->log_failed, SRV_LOG_WARN, "commit: %llu writes of a batch failed: %s",
-                (unsigned long long)bad, deja_strerror(first_err));
+        srv_log_limited(&wr->log_failed, SRV_LOG_WARN,
+                        "commit: %llu writes of a batch failed: %s",
+                        (unsigned long long)bad, deja_strerror(first_err));
     wr->dirty = 1;
 }
 
@@ -94,7 +99,9 @@ static void maybe_sync(srv_writer *wr, int force) {
     uint64_t now = srv_now_ms();
     if (!force && now - wr->last_sync_ms < wr->cfg.sync_interval_ms) return;
     int rc = store_sync(wr->st);
-    if (rc) srv_log_limited(&wr->log_failed, SRV_LOG_WARN, "sync failed: %s", deja_strerror(rc));
+    if (rc)
+        srv_log_limited(&wr->log_failed, SRV_LOG_WARN, "sync failed: %s",
+                        deja_strerror(rc));
     wr->dirty = 0;
     wr->last_sync_ms = now;
 }
@@ -102,7 +109,8 @@ static void maybe_sync(srv_writer *wr, int force) {
 /* Takes up to max_batch writes off the queue (which is locked). */
 static srv_write *take_batch_locked(srv_writer *wr) {
     srv_write *first = wr->head, *last = first;
-    for (size_t n = 1; n < wr->cfg.max_batch && last->next; n++) last = last->next;
+    for (size_t n = 1; n < wr->cfg.max_batch && last->next; n++)
+        last = last->next;
     wr->head = last->next;
     if (!wr->head) wr->tail = NULL;
     last->next = NULL;
@@ -136,7 +144,8 @@ static void *writer_main(void *arg) {
         /* Backpressure: when STOREs outpace graph insertion, the staging
          * indexes (scanned exactly by every lookup) would grow without
          * bound; past the limit, commits wait for the graph instead. */
-        if (wr->cfg.max_unindexed) cache_wait_unindexed_below(wr->srv->cache, wr->cfg.max_unindexed);
+        if (wr->cfg.max_unindexed)
+            cache_wait_unindexed_below(wr->srv->cache, wr->cfg.max_unindexed);
         uint64_t t0 = srv_now_ns();
         commit_batch(wr, batch);
         maybe_sync(wr, 0);
@@ -181,8 +190,10 @@ nomem:
 void srv_writer_submit(srv_writer *wr, srv_write *write) {
     write->next = NULL;
     pthread_mutex_lock(&wr->mu);
-    if (wr->tail) wr->tail->next = write;
-    else wr->head = write;
+    if (wr->tail)
+        wr->tail->next = write;
+    else
+        wr->head = write;
     wr->tail = write;
     pthread_cond_signal(&wr->cv);
     pthread_mutex_unlock(&wr->mu);
@@ -202,7 +213,9 @@ void srv_writer_stop(srv_writer *wr) {
     free(wr);
 }
 
-const srv_hist *srv_writer_hist(srv_writer *wr) { return &wr->commit_hist; }
+const srv_hist *srv_writer_hist(srv_writer *wr) {
+    return &wr->commit_hist;
+}
 
 void srv_writer_stats(srv_writer *wr, uint64_t *commits, uint64_t *ops,
                       uint64_t *failed) {

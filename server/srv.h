@@ -25,44 +25,44 @@
 #define SRV_DEFAULT_MAX_CLIENT_MEMORY (256ull << 20)
 
 typedef struct srv_config {
-    const char *host;        /* TCP listen address */
-    int port;                /* 0 = ephemeral (see port_file) */
-    const char *port_file;   /* written with the bound port once listening */
-    const char *data_dir;    /* created if missing; locked while running */
-    const char *unix_path;   /* "" = no Unix socket; NULL = DATA/dejad.sock */
-    unsigned threads;        /* I/O worker loops; 0 = one per CPU */
-    uint32_t max_frame;      /* largest accepted frame, header included */
-    size_t max_outbuf;       /* per-connection unsent bytes before reads pause */
-    uint32_t default_ttl_s;  /* TTL for STOREs that send 0 */
-    const char *auth_token;  /* NULL = no authentication */
-    int log_level;           /* 0 error, 1 warn, 2 info, 3 debug */
-    int fsync_mode;          /* enum store_fsync */
+    const char *host;           /* TCP listen address */
+    int port;                   /* 0 = ephemeral (see port_file) */
+    const char *port_file;      /* written with the bound port once listening */
+    const char *data_dir;       /* created if missing; locked while running */
+    const char *unix_path;      /* "" = no Unix socket; NULL = DATA/dejad.sock */
+    unsigned threads;           /* I/O worker loops; 0 = one per CPU */
+    uint32_t max_frame;         /* largest accepted frame, header included */
+    size_t max_outbuf;          /* per-connection unsent bytes before reads pause */
+    uint32_t default_ttl_s;     /* TTL for STOREs that send 0 */
+    const char *auth_token;     /* NULL = no authentication */
+    int log_level;              /* 0 error, 1 warn, 2 info, 3 debug */
+    int fsync_mode;             /* enum store_fsync */
     uint32_t fsync_interval_ms; /* --fsync batch: longest unsynced window */
-    uint64_t max_disk;       /* data file limit in bytes */
-    int on_corrupt_reset;    /* move a damaged data folder aside, start empty */
-    int64_t clock_offset_ms; /* testing: shifts the cache's clock */
-    int index_kind;          /* enum idx_kind for new namespaces */
+    uint64_t max_disk;          /* data file limit in bytes */
+    int on_corrupt_reset;       /* move a damaged data folder aside, start empty */
+    int64_t clock_offset_ms;    /* testing: shifts the cache's clock */
+    int index_kind;             /* enum idx_kind for new namespaces */
     uint32_t hnsw_m, hnsw_ef_construction, hnsw_ef_search;
-    int quant;               /* enum idx_quant */
-    unsigned index_threads;  /* graph builders */
-    float min_threshold;     /* default lookup threshold floor */
-    float dedup;             /* default write-time dedup similarity; 0 = off */
-    uint64_t max_memory;     /* budget for index + in-memory entries; 0 = none */
-    uint64_t max_entries;    /* entry cap; 0 = none */
-    uint64_t max_unindexed;  /* STOREs wait while more entries wait for the graph */
-    uint32_t snapshot_interval_s; /* periodic graph snapshots; 0 = only at exit */
-    int allow_faiss;         /* accept FAISS factory strings (bounded grammar) */
-    uint64_t max_namespaces; /* namespaces clients may create */
-    uint32_t max_connections; /* open client connections; more get BUSY */
-    uint32_t idle_timeout_s; /* close connections idle this long; 0 = never */
-    uint64_t max_client_memory; /* bytes held in all client buffers */
-    const char *tokens_file; /* tenant tokens (reloaded on SIGHUP) */
-    int protected_mode;      /* refuse a non-loopback --host without tokens */
-    const char *metrics_addr; /* HOST:PORT for /metrics; NULL = off */
+    int quant;                     /* enum idx_quant */
+    unsigned index_threads;        /* graph builders */
+    float min_threshold;           /* default lookup threshold floor */
+    float dedup;                   /* default write-time dedup similarity; 0 = off */
+    uint64_t max_memory;           /* budget for index + in-memory entries; 0 = none */
+    uint64_t max_entries;          /* entry cap; 0 = none */
+    uint64_t max_unindexed;        /* STOREs wait while more entries wait for the graph */
+    uint32_t snapshot_interval_s;  /* periodic graph snapshots; 0 = only at exit */
+    int allow_faiss;               /* accept FAISS factory strings (bounded grammar) */
+    uint64_t max_namespaces;       /* namespaces clients may create */
+    uint32_t max_connections;      /* open client connections; more get BUSY */
+    uint32_t idle_timeout_s;       /* close connections idle this long; 0 = never */
+    uint64_t max_client_memory;    /* bytes held in all client buffers */
+    const char *tokens_file;       /* tenant tokens (reloaded on SIGHUP) */
+    int protected_mode;            /* refuse a non-loopback --host without tokens */
+    const char *metrics_addr;      /* HOST:PORT for /metrics; NULL = off */
     const char *metrics_port_file; /* written with the bound metrics port */
-    const char *log_file;    /* NULL = stderr */
-    int log_format;          /* SRV_LOG_TEXT or SRV_LOG_JSON */
-    char *config_file;       /* --config, kept for SIGHUP */
+    const char *log_file;          /* NULL = stderr */
+    int log_format;                /* SRV_LOG_TEXT or SRV_LOG_JSON */
+    char *config_file;             /* --config, kept for SIGHUP */
 } srv_config;
 
 enum { SRV_LOG_TEXT, SRV_LOG_JSON };
@@ -81,13 +81,15 @@ void srv_config_free(srv_config *cfg);
 /* Calls fn for every key whose value differs between a and b, with b's
  * value and whether SIGHUP may apply it. */
 void srv_config_diff(const srv_config *a, const srv_config *b,
-                     void (*fn)(void *ctx, const char *key, const char *value, int reloadable),
+                     void (*fn)(void *ctx, const char *key, const char *value,
+                                int reloadable),
                      void *ctx);
 
 /* Calls fn for every key with its value as text (the auth token left
  * out). */
 void srv_config_each(const srv_config *cfg,
-                     void (*fn)(void *ctx, const char *key, const char *value), void *ctx);
+                     void (*fn)(void *ctx, const char *key, const char *value),
+                     void *ctx);
 
 /* Runs the server until SIGINT/SIGTERM. argc/argv are parsed again on
  * SIGHUP (with the config file) to reload what may be reloaded. Returns
@@ -111,8 +113,7 @@ int srv_log_reopen(void);
 void srv_log_close(void);
 
 /* Prints one timestamped line to stderr. Thread-safe (one write). */
-void srv_log(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void srv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A log site that clients can trigger (refused accepts, failed AUTH,
  * failed commits): at most SRV_LOG_BURST lines per 10 s window; the first

@@ -18,8 +18,12 @@
 
 #define DIM_MAX 4096u
 
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void put_u32(uint8_t *p, uint32_t v) {
+    memcpy(p, &v, 4);
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    memcpy(p, &v, 8);
+}
 static uint32_t get_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -32,20 +36,25 @@ static uint64_t get_u64(const uint8_t *p) {
 }
 
 void store_key_make(uint8_t key[STORE_KEY_LEN], uint32_t ns_id, uint64_t id) {
-    for (int i = 0; i < 4; i++) key[i] = (uint8_t)(ns_id >> (24 - 8 * i));
-    for (int i = 0; i < 8; i++) key[4 + i] = (uint8_t)(id >> (56 - 8 * i));
+    for (int i = 0; i < 4; i++)
+        key[i] = (uint8_t)(ns_id >> (24 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        key[4 + i] = (uint8_t)(id >> (56 - 8 * i));
 }
 
 void store_key_parse(const uint8_t key[STORE_KEY_LEN], uint32_t *ns_id, uint64_t *id) {
     uint32_t n = 0;
     uint64_t v = 0;
-    for (int i = 0; i < 4; i++) n = n << 8 | key[i];
-    for (int i = 0; i < 8; i++) v = v << 8 | key[4 + i];
+    for (int i = 0; i < 4; i++)
+        n = n << 8 | key[i];
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | key[4 + i];
     *ns_id = n;
     *id = v;
 }
 
-uint64_t store_record_sum(const void *key, size_t key_len, const uint8_t *rec, size_t len) {
+uint64_t store_record_sum(const void *key, size_t key_len, const uint8_t *rec,
+                          size_t len) {
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
     XXH3_64bits_update(&st, key, key_len);
@@ -69,15 +78,16 @@ size_t store_ns_rec_encode(const store_ns_rec *ns, uint8_t rec[STORE_NS_REC_MAX]
     return len;
 }
 
-int store_ns_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec, size_t len,
-                        store_ns_rec *ns) {
+int store_ns_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec,
+                        size_t len, store_ns_rec *ns) {
     if (len < STORE_NS_REC_FIXED || get_u32(rec) != MAGIC_NS || key_len == 0 ||
         key_len > 255)
         return DEJA_ERR_CORRUPT;
     uint32_t config_len = get_u32(rec + 20);
     if (config_len > STORE_NS_CONFIG_MAX || STORE_NS_REC_FIXED + config_len != len)
         return DEJA_ERR_CORRUPT;
-    if (get_u64(rec + 8) != store_record_sum(key, key_len, rec, len)) return DEJA_ERR_CORRUPT;
+    if (get_u64(rec + 8) != store_record_sum(key, key_len, rec, len))
+        return DEJA_ERR_CORRUPT;
     ns->ns_id = get_u32(rec + 4);
     ns->dim = get_u32(rec + 16);
     ns->created_ms = get_u64(rec + 24);
@@ -94,7 +104,9 @@ int store_ns_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec, 
 /* The flag bits defined before revision 1: what an unrevised block keeps. */
 #define LEGACY_FLAGS 0x03u
 
-static void put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static void put_u16(uint8_t *p, uint16_t v) {
+    memcpy(p, &v, 2);
+}
 static uint16_t get_u16(const uint8_t *p) {
     uint16_t v;
     memcpy(&v, p, 2);
@@ -211,12 +223,14 @@ void store_vector_rec_encode(const uint8_t key[STORE_KEY_LEN], const float *vect
     put_u32(rec, MAGIC_VECTOR);
     put_u32(rec + 4, dim);
     memcpy(rec + STORE_VECTOR_HDR, vector, (size_t)dim * 4);
-    put_u64(rec + 8, store_record_sum(key, STORE_KEY_LEN, rec, store_vector_rec_size(dim)));
+    put_u64(rec + 8,
+            store_record_sum(key, STORE_KEY_LEN, rec, store_vector_rec_size(dim)));
 }
 
 int store_vector_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec,
                             size_t len, store_entry_rec *e) {
-    if (key_len != STORE_KEY_LEN || len < STORE_VECTOR_HDR || get_u32(rec) != MAGIC_VECTOR)
+    if (key_len != STORE_KEY_LEN || len < STORE_VECTOR_HDR ||
+        get_u32(rec) != MAGIC_VECTOR)
         return DEJA_ERR_CORRUPT;
     uint32_t dim = get_u32(rec + 4);
     if (dim == 0 || dim > DIM_MAX || store_vector_rec_size(dim) != len)
@@ -243,7 +257,8 @@ void store_usage_rec_encode(const uint8_t key[STORE_KEY_LEN], const store_usage_
 
 int store_usage_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec,
                            size_t len, store_usage_rec *u) {
-    if (key_len != STORE_KEY_LEN || len != STORE_USAGE_REC || get_u32(rec) != MAGIC_USAGE ||
+    if (key_len != STORE_KEY_LEN || len != STORE_USAGE_REC ||
+        get_u32(rec) != MAGIC_USAGE ||
         get_u64(rec + 8) != store_record_sum(key, STORE_KEY_LEN, rec, len))
         return DEJA_ERR_CORRUPT;
     store_key_parse(key, &u->ns_id, &u->id);

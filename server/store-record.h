@@ -42,8 +42,8 @@
 #define STORE_KEY_LEN 12u
 #define STORE_NS_REC_FIXED 32u /* then the configuration */
 #define STORE_NS_REC_MAX (STORE_NS_REC_FIXED + STORE_NS_CONFIG_MAX)
-#define STORE_ENTRY_HDR 56u    /* then prompt and response */
-#define STORE_VECTOR_HDR 16u   /* then f32[dim] */
+#define STORE_ENTRY_HDR 56u  /* then prompt and response */
+#define STORE_VECTOR_HDR 16u /* then f32[dim] */
 #define STORE_USAGE_REC 40u
 
 /* Keys are big-endian so that LMDB's byte order sorts by namespace, then
@@ -53,7 +53,8 @@ void store_key_parse(const uint8_t key[STORE_KEY_LEN], uint32_t *ns_id, uint64_t
 
 /* The checksum a record carries at bytes 8..16: XXH3-64 of the key, the
  * record's first 8 bytes and its bytes from 16 on. len >= 16. */
-uint64_t store_record_sum(const void *key, size_t key_len, const uint8_t *rec, size_t len);
+uint64_t store_record_sum(const void *key, size_t key_len, const uint8_t *rec,
+                          size_t len);
 
 /* Writes the namespace record of ns (whose name is its key) into rec and
  * returns its length, STORE_NS_REC_FIXED + ns->config_len
@@ -63,8 +64,8 @@ size_t store_ns_rec_encode(const store_ns_rec *ns, uint8_t rec[STORE_NS_REC_MAX]
 /* Decodes a namespace record stored under key (the name, 1..255 bytes)
  * into *ns, name NUL-terminated; dim must be 1..4096. The configuration is
  * copied but not interpreted. */
-int store_ns_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec, size_t len,
-                        store_ns_rec *ns);
+int store_ns_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec,
+                        size_t len, store_ns_rec *ns);
 
 /* Bytes of e's entry record: STORE_ENTRY_HDR + prompt_len + response_len. */
 size_t store_entry_rec_size(const store_entry_rec *e);

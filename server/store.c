@@ -23,7 +23,7 @@ struct store {
     MDB_dbi meta, ns, entries, vectors, usage;
     store_config cfg;
     _Atomic uint64_t map_size; /* read by STATS on worker threads */
-    char path[4096]; /* data.mdb, for size checks */
+    char path[4096];           /* data.mdb, for size checks */
 };
 
 static int map_err(int rc) {
@@ -62,8 +62,7 @@ static int open_dbis(store *st, char *msg, size_t cap) {
         uint32_t fmt = store_meta_format_decode(v.mv_data, v.mv_size);
         if (fmt != STORE_FORMAT_VERSION) {
             mdb_txn_abort(txn);
-            snprintf(msg, cap,
-                     "data folder %s has format %u; this dejad reads format %u",
+            snprintf(msg, cap, "data folder %s has format %u; this dejad reads format %u",
                      st->cfg.dir, fmt, STORE_FORMAT_VERSION);
             return DEJA_ERR_VERSION;
         }
@@ -75,8 +74,7 @@ static int open_dbis(store *st, char *msg, size_t cap) {
     rc = mdb_txn_commit(txn);
     if (rc == 0) return 0;
 fail:
-    snprintf(msg, cap, "cannot open the tables in %s: %s", st->cfg.dir,
-             mdb_strerror(rc));
+    snprintf(msg, cap, "cannot open the tables in %s: %s", st->cfg.dir, mdb_strerror(rc));
     return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INCOMPATIBLE
                ? DEJA_ERR_CORRUPT
                : map_err(rc);
@@ -92,7 +90,8 @@ int store_open(const store_config *cfg, store **out, char *msg, size_t cap) {
     struct stat sb;
     uint64_t file_size = stat(st->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     st->map_size = MIN_MAP;
-    while (st->map_size < file_size) st->map_size *= 2;
+    while (st->map_size < file_size)
+        st->map_size *= 2;
     if (cfg->max_disk && st->map_size > cfg->max_disk)
         st->map_size = file_size > cfg->max_disk ? file_size : cfg->max_disk;
 
@@ -119,8 +118,8 @@ int store_open(const store_config *cfg, store **out, char *msg, size_t cap) {
     mdb_env_stat(st->env, &est);
     if (stat(st->path, &sb) == 0 &&
         (uint64_t)sb.st_size < ((uint64_t)info.me_last_pgno + 1) * est.ms_psize) {
-        snprintf(msg, cap, "data file %s is truncated (%lld bytes, needs %llu)",
-                 st->path, (long long)sb.st_size,
+        snprintf(msg, cap, "data file %s is truncated (%lld bytes, needs %llu)", st->path,
+                 (long long)sb.st_size,
                  (unsigned long long)((info.me_last_pgno + 1) * est.ms_psize));
         store_close(st);
         return DEJA_ERR_CORRUPT;
@@ -146,7 +145,9 @@ void store_close(store *st) {
     free(st);
 }
 
-int store_sync(store *st) { return map_err(mdb_env_sync(st->env, 1)); }
+int store_sync(store *st) {
+    return map_err(mdb_env_sync(st->env, 1));
+}
 
 uint64_t store_last_txn(store *st) {
     MDB_envinfo info;
@@ -260,8 +261,10 @@ static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, store_entry_fn
             MDB_val *k = cmp < 0 ? &ke : &kv;
             stats->damaged++;
             if (k->mv_size == KEY_LEN && (rc = key_list_push(drop, k->mv_data))) goto out;
-            if (cmp < 0) re = mdb_cursor_get(ce, &ke, &ve, MDB_NEXT);
-            else rv = mdb_cursor_get(cv, &kv, &vv, MDB_NEXT);
+            if (cmp < 0)
+                re = mdb_cursor_get(ce, &ke, &ve, MDB_NEXT);
+            else
+                rv = mdb_cursor_get(cv, &kv, &vv, MDB_NEXT);
             continue;
         }
         store_entry_rec e;
@@ -284,9 +287,12 @@ static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, store_entry_fn
         re = mdb_cursor_get(ce, &ke, &ve, MDB_NEXT);
         rv = mdb_cursor_get(cv, &kv, &vv, MDB_NEXT);
     }
-    if (re != MDB_NOTFOUND) rc = corrupt(msg, cap, "entries", re);
-    else if (rv != MDB_NOTFOUND) rc = corrupt(msg, cap, "vectors", rv);
-    else rc = 0;
+    if (re != MDB_NOTFOUND)
+        rc = corrupt(msg, cap, "entries", re);
+    else if (rv != MDB_NOTFOUND)
+        rc = corrupt(msg, cap, "vectors", rv);
+    else
+        rc = 0;
 out:
     if (ce) mdb_cursor_close(ce);
     if (cv) mdb_cursor_close(cv);
@@ -475,6 +481,7 @@ int store_apply(store *st, store_op *ops, size_t n) {
         }
         return first;
     }
-    for (size_t i = 0; i < n; i++) ops[i].result = map_err(rc);
+    for (size_t i = 0; i < n; i++)
+        ops[i].result = map_err(rc);
     return map_err(rc);
 }

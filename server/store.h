@@ -37,8 +37,8 @@ enum store_fsync {
 };
 
 typedef struct store_config {
-    const char *dir;         /* the data folder (exists, locked by caller) */
-    uint64_t max_disk;       /* the map never grows past this many bytes */
+    const char *dir;   /* the data folder (exists, locked by caller) */
+    uint64_t max_disk; /* the map never grows past this many bytes */
     enum store_fsync fsync;
 } store_config;
 
@@ -124,7 +124,7 @@ typedef struct store_entry_rec {
     uint32_t dim;
     /* Usage (from the usage table when present, at load only). */
     uint32_t hits;
-    uint8_t lfu;         /* 0 = none recorded */
+    uint8_t lfu; /* 0 = none recorded */
     uint64_t last_hit_ms;
 } store_entry_rec;
 
@@ -150,9 +150,9 @@ void store_close(store *st);
 typedef struct store_load_stats {
     uint64_t namespaces;
     uint64_t entries;
-    uint64_t expired;   /* dropped at load (and deleted from disk) */
-    uint64_t damaged;   /* checksum or layout failures, skipped */
-    uint64_t max_id;    /* largest entry id seen */
+    uint64_t expired; /* dropped at load (and deleted from disk) */
+    uint64_t damaged; /* checksum or layout failures, skipped */
+    uint64_t max_id;  /* largest entry id seen */
     uint32_t max_ns_id;
 } store_load_stats;
 
@@ -165,9 +165,8 @@ typedef int (*store_entry_fn)(void *ctx, const store_entry_rec *e);
  * order. Entries whose expiry is <= now_ms are deleted from disk instead
  * of being returned. Errors: DEJA_ERR_CORRUPT for structural damage
  * (msg says where), or a callback's code. */
-int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns,
-               store_entry_fn on_entry, void *ctx, store_load_stats *stats,
-               char *msg, size_t msg_cap);
+int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns, store_entry_fn on_entry,
+               void *ctx, store_load_stats *stats, char *msg, size_t msg_cap);
 
 enum store_op_kind {
     STORE_OP_PUT_NS = 1,

@@ -11,8 +11,12 @@
 
 typedef deja_u64map u64map;
 
-static inline void u64map_init(u64map *m) { deja_u64map_init(m); }
-static inline void u64map_close(u64map *m) { deja_u64map_close(m); }
+static inline void u64map_init(u64map *m) {
+    deja_u64map_init(m);
+}
+static inline void u64map_close(u64map *m) {
+    deja_u64map_close(m);
+}
 
 /* Returns the value for key or NULL. */
 static inline void *u64map_get(const u64map *m, uint64_t key) {
@@ -32,7 +36,9 @@ static inline void *u64map_del(u64map *m, uint64_t key) {
 }
 
 /* Bytes allocated by the map. */
-static inline size_t u64map_memory(const u64map *m) { return deja_u64map_memory(m); }
+static inline size_t u64map_memory(const u64map *m) {
+    return deja_u64map_memory(m);
+}
 
 /* Iteration: *pos starts at 0; returns 1 with *key and *val filled while
  * slots remain, 0 at the end. */

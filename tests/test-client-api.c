@@ -245,9 +245,10 @@ static uint64_t stat_of(const deja_stats *st, const char *key) {
  * so nothing else moves the server's counters meanwhile); and every
  * counter is named once. */
 static void test_stats_count_exactly_the_operations_made(void) {
-    static const char *const keys[] = {"entries", "stores",    "lookups",       "hits",
-                                       "misses",  "exact_hits", "semantic_hits", "tokens_saved",
-                                       "cost_saved_micro_usd"};
+    static const char *const keys[] = {
+        "entries",       "stores",       "lookups",
+        "hits",          "misses",       "exact_hits",
+        "semantic_hits", "tokens_saved", "cost_saved_micro_usd"};
     enum { NKEYS = sizeof keys / sizeof keys[0] };
     /* Namespace "t-stats" starts empty: the expected values are deltas. */
     static const uint64_t delta[NKEYS] = {2, 2, 3, 2, 1, 0, 2, 2 * 30, 2 * 300};
@@ -276,8 +277,8 @@ static void test_stats_count_exactly_the_operations_made(void) {
     ASSERT_OK(deja_stats_get(c, NULL, &st));
     for (int i = 0; i < NKEYS; i++)
         if (stat_of(st, keys[i]) - before[i] != delta[i])
-            HARNESS_FAIL("server-wide %s moved by %" PRIu64 ", expected %" PRIu64, keys[i],
-                         stat_of(st, keys[i]) - before[i], delta[i]);
+            HARNESS_FAIL("server-wide %s moved by %" PRIu64 ", expected %" PRIu64,
+                         keys[i], stat_of(st, keys[i]) - before[i], delta[i]);
     uint64_t value = 0;
     ASSERT_EQ(deja_stats_find(st, "no-such-counter", &value), DEJA_ERR_NOT_FOUND);
     deja_stats_free(st);

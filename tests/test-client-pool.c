@@ -702,7 +702,8 @@ static void test_get_or_fetch(void) {
     float other[DIM], related[DIM];
     test_unit_vector(33, other, DIM);
     double dot = 0, norm = 0;
-    for (int i = 0; i < DIM; i++) dot += (double)other[i] * v[i];
+    for (int i = 0; i < DIM; i++)
+        dot += (double)other[i] * v[i];
     for (int i = 0; i < DIM; i++) {
         other[i] = (float)(other[i] - dot * v[i]);
         norm += (double)other[i] * other[i];

@@ -17,7 +17,8 @@ static uint64_t next_rand(uint64_t *x) {
 
 static void test_churn_matches_a_reference_array(void) {
     static uint64_t ref[KEYS];
-    for (int k = 0; k < KEYS; k++) ref[k] = DEJA_U64MAP_NONE;
+    for (int k = 0; k < KEYS; k++)
+        ref[k] = DEJA_U64MAP_NONE;
     deja_u64map m;
     deja_u64map_init(&m);
     uint64_t x = 12345;
@@ -71,17 +72,20 @@ static void test_after_a_reserve_new_keys_do_not_move_the_table(void) {
     deja_u64map_slot *slots = m.slots;
     size_t bytes = deja_u64map_memory(&m);
     ASSERT_GE(bytes, 1000 * sizeof(deja_u64map_slot));
-    for (uint64_t k = 0; k < 1000; k++) ASSERT_OK(deja_u64map_put(&m, k * 977, k));
+    for (uint64_t k = 0; k < 1000; k++)
+        ASSERT_OK(deja_u64map_put(&m, k * 977, k));
     ASSERT_TRUE(m.slots == slots); /* no growth: puts cannot fail */
     ASSERT_EQ(deja_u64map_memory(&m), bytes);
     /* It grows when a put would make it more than 70% full. */
     size_t cap = m.cap;
     uint64_t k = 1u << 30;
-    while ((m.count + 1) * 10 <= cap * 7) ASSERT_OK(deja_u64map_put(&m, k++, 1));
+    while ((m.count + 1) * 10 <= cap * 7)
+        ASSERT_OK(deja_u64map_put(&m, k++, 1));
     ASSERT_EQ(m.cap, cap);
     ASSERT_OK(deja_u64map_put(&m, k, 1));
     ASSERT_EQ(m.cap, 2 * cap);
-    for (uint64_t k = 0; k < 1000; k++) ASSERT_U64_EQ(deja_u64map_get(&m, k * 977), k);
+    for (uint64_t k = 0; k < 1000; k++)
+        ASSERT_U64_EQ(deja_u64map_get(&m, k * 977), k);
     deja_u64map_close(&m);
 }
 

@@ -243,7 +243,8 @@ static void test_hnsw_refused_with_reason(void) {
 }
 
 static void test_bad_factory_is_an_error(void) {
-    const char *bad[] = {"NotAnIndex", "IVF", "PQ7" /* refused by the grammar (and 32 % 7 != 0) */, ""};
+    const char *bad[] = {"NotAnIndex", "IVF",
+                         "PQ7" /* refused by the grammar (and 32 % 7 != 0) */, ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         idx_config cfg = {.kind = IDX_KIND_FAISS, .dim = DIM, .faiss_factory = bad[i]};
         char msg[256] = "";
@@ -395,23 +396,78 @@ static void test_ivf_ef_is_nprobe(void) {
  * same families: each must be refused in C, with a reason, before FAISS
  * parses it (the test would die of SIGFPE or abort otherwise). */
 static const char *const hostile_factories[] = {
-    "PQ0", "IVF4,PQ0", "ZnLattice0x0_0", "PQ4x0", "PQ4x64", "OPQ0,Flat", "OPQ4_0,Flat",
-    "PQ4x99", "PCAR0,Flat", "RQ2x0", "LSQ0x8", "IVF4,RQ0x8", "IVF0,Flat",
-    "IVF100000000,Flat", "IVF1000000000,Flat",
+    "PQ0",
+    "IVF4,PQ0",
+    "ZnLattice0x0_0",
+    "PQ4x0",
+    "PQ4x64",
+    "OPQ0,Flat",
+    "OPQ4_0,Flat",
+    "PQ4x99",
+    "PCAR0,Flat",
+    "RQ2x0",
+    "LSQ0x8",
+    "IVF4,RQ0x8",
+    "IVF0,Flat",
+    "IVF100000000,Flat",
+    "IVF1000000000,Flat",
     /* more of the same */
-    "PQ8", "PQ4", "IVF16,PQ4", "OPQ8,IVF16,Flat", "PCA16,Flat", "PCAR16,IVF4,Flat",
-    "RQ1x8", "LSQ2x4", "PRQ2x2x4", "IVF4,PQ4x4fs", "IVF4,Flat,Refine(Flat)",
-    "HNSW32", "HNSW32,Flat", "IVF4_HNSW32,Flat", "NSG32,Flat", "IVF257,Flat",
-    "IVF01,Flat", "IVF,Flat", "IVF4", "IVF4,", "IVF4,SQfp16", "IVF4,Flat ", " Flat",
-    "flat", "Flat,Flat", "IDMap,IDMap,Flat", "IDMap,", "IDMap2", "SQ4", "SQ6", "SQ8,Flat",
-    "LSH", "Flat\n", "IVF99999999999999999999999,Flat", "IVF4294967297,Flat",
-    "RR16,Flat", "L2norm,Flat", "ITQ16,Flat", "IVF4(Flat),Flat", "", "NotAnIndex",
+    "PQ8",
+    "PQ4",
+    "IVF16,PQ4",
+    "OPQ8,IVF16,Flat",
+    "PCA16,Flat",
+    "PCAR16,IVF4,Flat",
+    "RQ1x8",
+    "LSQ2x4",
+    "PRQ2x2x4",
+    "IVF4,PQ4x4fs",
+    "IVF4,Flat,Refine(Flat)",
+    "HNSW32",
+    "HNSW32,Flat",
+    "IVF4_HNSW32,Flat",
+    "NSG32,Flat",
+    "IVF257,Flat",
+    "IVF01,Flat",
+    "IVF,Flat",
+    "IVF4",
+    "IVF4,",
+    "IVF4,SQfp16",
+    "IVF4,Flat ",
+    " Flat",
+    "flat",
+    "Flat,Flat",
+    "IDMap,IDMap,Flat",
+    "IDMap,",
+    "IDMap2",
+    "SQ4",
+    "SQ6",
+    "SQ8,Flat",
+    "LSH",
+    "Flat\n",
+    "IVF99999999999999999999999,Flat",
+    "IVF4294967297,Flat",
+    "RR16,Flat",
+    "L2norm,Flat",
+    "ITQ16,Flat",
+    "IVF4(Flat),Flat",
+    "",
+    "NotAnIndex",
 };
 
 /* The accepted forms (grammar in idx.h). */
 static const char *const allowed_factories[] = {
-    "Flat", "SQ8", "SQfp16", "IDMap,Flat", "IDMap2,SQ8", "IDMap,SQfp16",
-    "IVF1,Flat", "IVF4,Flat", "IVF4,SQ8", "IDMap,IVF4,Flat", "IDMap2,IVF4,SQ8",
+    "Flat",
+    "SQ8",
+    "SQfp16",
+    "IDMap,Flat",
+    "IDMap2,SQ8",
+    "IDMap,SQfp16",
+    "IVF1,Flat",
+    "IVF4,Flat",
+    "IVF4,SQ8",
+    "IDMap,IVF4,Flat",
+    "IDMap2,IVF4,SQ8",
 };
 
 static void test_grammar_refuses_every_hostile_factory_string(void) {
@@ -440,13 +496,13 @@ static void test_grammar_table(void) {
         uint32_t dim;
         int ok;
     } rows[] = {
-        {"Flat", 1, 1},           {"Flat", 4096, 1},         {"SQ8", 3, 1},
-        {"SQfp16", 4096, 1},      {"IVF1,Flat", 1, 1},       {"IVF256,Flat", 256, 1},
-        {"IVF256,SQ8", 256, 1},   {"IVF256,Flat", 257, 0},   {"IVF257,Flat", 1, 0},
-        {"IVF16,Flat", 4096, 1},  {"IVF17,Flat", 4096, 0},   {"IVF42,Flat", 1536, 1},
-        {"IVF43,Flat", 1536, 0},  {"IVF0,Flat", 16, 0},      {"IVF10,Flat", 16, 1},
-        {"IVF100,SQ8", 16, 1},    {"IVF1000,Flat", 16, 0},   {"IDMap2,IVF2,Flat", 8, 1},
-        {"IDMap,HNSW32", 8, 0},   {"IDMap2,PQ4", 8, 0},      {"IVF1024,Flat", 16, 0},
+        {"Flat", 1, 1},          {"Flat", 4096, 1},       {"SQ8", 3, 1},
+        {"SQfp16", 4096, 1},     {"IVF1,Flat", 1, 1},     {"IVF256,Flat", 256, 1},
+        {"IVF256,SQ8", 256, 1},  {"IVF256,Flat", 257, 0}, {"IVF257,Flat", 1, 0},
+        {"IVF16,Flat", 4096, 1}, {"IVF17,Flat", 4096, 0}, {"IVF42,Flat", 1536, 1},
+        {"IVF43,Flat", 1536, 0}, {"IVF0,Flat", 16, 0},    {"IVF10,Flat", 16, 1},
+        {"IVF100,SQ8", 16, 1},   {"IVF1000,Flat", 16, 0}, {"IDMap2,IVF2,Flat", 8, 1},
+        {"IDMap,HNSW32", 8, 0},  {"IDMap2,PQ4", 8, 0},    {"IVF1024,Flat", 16, 0},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         char msg[256] = "";
@@ -463,7 +519,8 @@ static void test_grammar_table(void) {
     ASSERT_TRUE(strstr(msg, "cannot remove") != NULL);
     /* Bytes from the network reach the message only as printable ASCII. */
     idx_faiss_factory_check("PQ\x1b[2J\n", DIM, msg, sizeof msg);
-    for (const char *p = msg; *p; p++) ASSERT_TRUE(*p >= 0x20 && *p <= 0x7e);
+    for (const char *p = msg; *p; p++)
+        ASSERT_TRUE(*p >= 0x20 && *p <= 0x7e);
 }
 
 /* Every accepted form works through a whole life -- train, add, search,
@@ -476,7 +533,8 @@ static void test_every_allowed_form_lives_through_add_search_remove(void) {
         enum { N = 1100 }; /* past the 1000 vectors training waits for */
         rng_seed(99 + dim);
         float *base = random_rows(N, dim);
-        for (size_t i = 0; i < sizeof allowed_factories / sizeof *allowed_factories; i++) {
+        for (size_t i = 0; i < sizeof allowed_factories / sizeof *allowed_factories;
+             i++) {
             ASSERT_OK(idx_faiss_factory_check(allowed_factories[i], dim, NULL, 0));
             idx *ix = make_faiss(allowed_factories[i], dim);
             for (size_t r = 0; r < N; r++)

@@ -12,7 +12,9 @@
 
 static uint64_t rng_state;
 
-static void rng_seed(uint64_t seed) { rng_state = seed; }
+static void rng_seed(uint64_t seed) {
+    rng_state = seed;
+}
 
 static uint64_t rng_next(void) {
     uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
@@ -21,7 +23,9 @@ static uint64_t rng_next(void) {
     return z ^ (z >> 31);
 }
 
-static float rng_unit(void) { return (float)(rng_next() >> 40) / 16777216.0f; }
+static float rng_unit(void) {
+    return (float)(rng_next() >> 40) / 16777216.0f;
+}
 
 /* n random unit vectors of dimension dim, row-major; caller frees. */
 static float *random_unit_vectors(size_t n, uint32_t dim) {
@@ -48,14 +52,16 @@ static idx *flat_create(uint32_t dim) {
 /* An index holding base[i] under label i. */
 static idx *flat_with_rows(const float *base, size_t n, uint32_t dim) {
     idx *ix = flat_create(dim);
-    for (size_t i = 0; i < n; i++) ASSERT_OK(idx_add(ix, i, base + i * dim));
+    for (size_t i = 0; i < n; i++)
+        ASSERT_OK(idx_add(ix, i, base + i * dim));
     ASSERT_EQ(idx_count(ix), n);
     return ix;
 }
 
 static double exact_dot(const float *a, const float *b, uint32_t dim) {
     double s = 0.0;
-    for (uint32_t i = 0; i < dim; i++) s += (double)a[i] * (double)b[i];
+    for (uint32_t i = 0; i < dim; i++)
+        s += (double)a[i] * (double)b[i];
     return s;
 }
 
@@ -64,19 +70,17 @@ static double exact_dot(const float *a, const float *b, uint32_t dim) {
  * equal to the score reported for it. Labels may differ from want's only
  * where near-equal scores let rounding reorder them. base_of maps a label
  * to its vector. */
-static void assert_hits_match(const idx_hit *got, uint32_t ngot,
-                              const idx_hit *want, uint32_t nwant,
-                              const float *query, uint32_t dim,
-                              const float *(*base_of)(uint64_t, void *),
-                              void *ctx, double eps) {
+static void assert_hits_match(const idx_hit *got, uint32_t ngot, const idx_hit *want,
+                              uint32_t nwant, const float *query, uint32_t dim,
+                              const float *(*base_of)(uint64_t, void *), void *ctx,
+                              double eps) {
     ASSERT_EQ(ngot, nwant);
     for (uint32_t i = 0; i < ngot; i++) {
         ASSERT_NEAR(got[i].score, want[i].score, eps);
         if (i > 0) ASSERT_TRUE(got[i - 1].score >= got[i].score);
         for (uint32_t j = 0; j < i; j++)
             ASSERT_TRUE(got[j].label != got[i].label);
-        ASSERT_NEAR(exact_dot(query, base_of(got[i].label, ctx), dim),
-                    got[i].score, eps);
+        ASSERT_NEAR(exact_dot(query, base_of(got[i].label, ctx), dim), got[i].score, eps);
     }
 }
 
@@ -126,15 +130,11 @@ static void test_calls_with_null_pointers_are_invalid_arg(void) {
     ASSERT_EQ(idx_add(NULL, 1, v), DEJA_ERR_INVALID_ARG);
     ASSERT_OK(idx_add(ix, 1, v));
     ASSERT_EQ(idx_get(ix, 1, NULL), DEJA_ERR_INVALID_ARG);
-    ASSERT_EQ(idx_search(ix, NULL, 2, 0.0f, NULL, NULL, hits, &n),
-              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(idx_search(ix, NULL, 2, 0.0f, NULL, NULL, hits, &n), DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(n, 0);
-    ASSERT_EQ(idx_search(ix, v, 2, 0.0f, NULL, NULL, NULL, &n),
-              DEJA_ERR_INVALID_ARG);
-    ASSERT_EQ(idx_search(ix, v, 2, 0.0f, NULL, NULL, hits, NULL),
-              DEJA_ERR_INVALID_ARG);
-    ASSERT_EQ(idx_search(ix, v, 2, NAN, NULL, NULL, hits, &n),
-              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(idx_search(ix, v, 2, 0.0f, NULL, NULL, NULL, &n), DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(idx_search(ix, v, 2, 0.0f, NULL, NULL, hits, NULL), DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(idx_search(ix, v, 2, NAN, NULL, NULL, hits, &n), DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(idx_search_batch(ix, NULL, 1, 2, hits, &n), DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(idx_count(NULL), 0);
     ASSERT_EQ(idx_dim(NULL), 0);
@@ -154,8 +154,8 @@ static void test_add_of_a_present_label_is_invalid_arg(void) {
 
 /* ---- search against brute force -------------------------------------------*/
 
-static void check_search_matches_bruteforce(uint32_t dim, size_t n,
-                                            size_t queries, uint64_t seed) {
+static void check_search_matches_bruteforce(uint32_t dim, size_t n, size_t queries,
+                                            uint64_t seed) {
     rng_seed(seed);
     float *base = random_unit_vectors(n, dim);
     float *query = random_unit_vectors(queries, dim);
@@ -168,12 +168,11 @@ static void check_search_matches_bruteforce(uint32_t dim, size_t n,
         const float *qv = query + q * dim;
         for (size_t j = 0; j < 2; j++) {
             uint32_t ngot = 0, nwant = 0;
-            ASSERT_OK(
-                idx_search(ix, qv, ks[j], -INFINITY, NULL, NULL, got, &ngot));
+            ASSERT_OK(idx_search(ix, qv, ks[j], -INFINITY, NULL, NULL, got, &ngot));
             idx_bruteforce(base, n, dim, qv, ks[j], want, &nwant);
             ASSERT_EQ(nwant, ks[j] < n ? ks[j] : n);
-            assert_hits_match(got, ngot, want, nwant, qv, dim, row_of_label,
-                              &ctx, SCORE_EPS);
+            assert_hits_match(got, ngot, want, nwant, qv, dim, row_of_label, &ctx,
+                              SCORE_EPS);
         }
     }
     idx_destroy(ix);
@@ -203,7 +202,8 @@ static void test_equal_scores_rank_the_lower_label_first(void) {
     idx *ix = flat_create(2);
     float v[2] = {0.6f, 0.8f};
     const uint64_t labels[] = {50, 3, UINT64_MAX, 20, 0};
-    for (size_t i = 0; i < 5; i++) ASSERT_OK(idx_add(ix, labels[i], v));
+    for (size_t i = 0; i < 5; i++)
+        ASSERT_OK(idx_add(ix, labels[i], v));
     idx_hit hits[5];
     uint32_t n = 0;
     ASSERT_OK(idx_search(ix, v, 4, -INFINITY, NULL, NULL, hits, &n));
@@ -264,13 +264,14 @@ static void test_min_score_keeps_exactly_the_scores_at_or_above_it(void) {
     const size_t above[] = {0, 1, 3, 10, 40};
     for (size_t i = 0; i < 5; i++) {
         size_t m = above[i];
-        float cut = m == 0 ? all[0].score + 0.01f
-                           : 0.5f * (all[m - 1].score + all[m].score);
+        float cut =
+            m == 0 ? all[0].score + 0.01f : 0.5f * (all[m - 1].score + all[m].score);
         ASSERT_OK(idx_search(ix, query, 10, cut, NULL, NULL, got, &ngot));
         uint32_t expect = m < 10 ? (uint32_t)m : 10;
-        for (uint32_t j = 0; j < ngot; j++) ASSERT_TRUE(got[j].score >= cut);
-        assert_hits_match(got, ngot, all, expect, query, dim, row_of_label,
-                          &ctx, SCORE_EPS);
+        for (uint32_t j = 0; j < ngot; j++)
+            ASSERT_TRUE(got[j].score >= cut);
+        assert_hits_match(got, ngot, all, expect, query, dim, row_of_label, &ctx,
+                          SCORE_EPS);
     }
     /* A cut above 1 matches nothing among unit vectors. */
     ASSERT_OK(idx_search(ix, query, 10, 1.01f, NULL, NULL, got, &ngot));
@@ -309,8 +310,7 @@ static int accept_even_labels(void *ctx, uint64_t label) {
     return label % 2 == 0;
 }
 
-static void
-test_filter_excludes_labels_and_runs_only_for_heap_candidates(void) {
+static void test_filter_excludes_labels_and_runs_only_for_heap_candidates(void) {
     const uint32_t dim = 128;
     const size_t n = 20000;
     rng_seed(61);
@@ -329,12 +329,11 @@ test_filter_excludes_labels_and_runs_only_for_heap_candidates(void) {
         idx_hit got[10], want[10];
         uint32_t ngot = 0, nwant = 0;
         filter_ctx fc = {0};
-        ASSERT_OK(idx_search(ix, qv, 10, -INFINITY, accept_even_labels, &fc,
-                             got, &ngot));
+        ASSERT_OK(idx_search(ix, qv, 10, -INFINITY, accept_even_labels, &fc, got, &ngot));
         idx_bruteforce(even, n / 2, dim, qv, 10, want, &nwant);
-        for (uint32_t j = 0; j < nwant; j++) want[j].label *= 2;
-        assert_hits_match(got, ngot, want, nwant, qv, dim, row_of_label, &ctx,
-                          SCORE_EPS);
+        for (uint32_t j = 0; j < nwant; j++)
+            want[j].label *= 2;
+        assert_hits_match(got, ngot, want, nwant, qv, dim, row_of_label, &ctx, SCORE_EPS);
         /* Random data enters a top-10 heap some k ln(n/k) ~ 80 times; a
          * filter run on every row would be called 20000 times. */
         ASSERT_GT(fc.calls, 10);
@@ -358,8 +357,7 @@ static void test_filter_rejecting_everything_finds_nothing(void) {
     idx *ix = flat_with_rows(base, 100, 16);
     idx_hit hits[5];
     uint32_t n = 9;
-    ASSERT_OK(
-        idx_search(ix, base, 5, -INFINITY, reject_everything, NULL, hits, &n));
+    ASSERT_OK(idx_search(ix, base, 5, -INFINITY, reject_everything, NULL, hits, &n));
     ASSERT_EQ(n, 0);
     idx_destroy(ix);
     free(base);
@@ -405,15 +403,14 @@ static void test_search_never_returns_removed_labels(void) {
     for (size_t q = 0; q < 8; q++) {
         const float *qv = query + q * dim;
         uint32_t ngot = 0, nwant = 0;
-        ASSERT_OK(
-            idx_search(ix, qv, (uint32_t)n, -INFINITY, NULL, NULL, got, &ngot));
+        ASSERT_OK(idx_search(ix, qv, (uint32_t)n, -INFINITY, NULL, NULL, got, &ngot));
         ASSERT_EQ(ngot, nalive);
-        for (uint32_t j = 0; j < ngot; j++) ASSERT_EQ(removed[got[j].label], 0);
+        for (uint32_t j = 0; j < ngot; j++)
+            ASSERT_EQ(removed[got[j].label], 0);
         idx_bruteforce(alive, nalive, dim, qv, 10, want, &nwant);
         for (uint32_t j = 0; j < nwant; j++)
             want[j].label = alive_label[want[j].label];
-        assert_hits_match(got, 10, want, nwant, qv, dim, row_of_label, &ctx,
-                          SCORE_EPS);
+        assert_hits_match(got, 10, want, nwant, qv, dim, row_of_label, &ctx, SCORE_EPS);
     }
     idx_destroy(ix);
     free(got);
@@ -456,7 +453,8 @@ static void test_get_returns_the_stored_vector_even_after_rows_move(void) {
     idx *ix = flat_with_rows(base, n, dim);
     float out[33];
     /* Removing from the front moves rows from the back into the holes. */
-    for (size_t i = 0; i < n / 2; i++) ASSERT_OK(idx_remove(ix, i));
+    for (size_t i = 0; i < n / 2; i++)
+        ASSERT_OK(idx_remove(ix, i));
     for (size_t i = 0; i < n; i++) {
         if (i < n / 2) {
             ASSERT_EQ(idx_get(ix, i, out), DEJA_ERR_NOT_FOUND);
@@ -528,9 +526,9 @@ static void test_clear_removes_every_vector_and_keeps_the_dim(void) {
     ASSERT_EQ(n, 0);
     ASSERT_EQ(idx_get(ix, 7, out), DEJA_ERR_NOT_FOUND);
     /* The same labels may be added again. */
-    for (size_t i = 0; i < 300; i++) ASSERT_OK(idx_add(ix, i, base + i * 24));
-    ASSERT_OK(
-        idx_search(ix, base + 7 * 24, 1, -INFINITY, NULL, NULL, hits, &n));
+    for (size_t i = 0; i < 300; i++)
+        ASSERT_OK(idx_add(ix, i, base + i * 24));
+    ASSERT_OK(idx_search(ix, base + 7 * 24, 1, -INFINITY, NULL, NULL, hits, &n));
     ASSERT_EQ(n, 1);
     ASSERT_U64_EQ(hits[0].label, 7);
     idx_destroy(ix);
@@ -559,14 +557,14 @@ static void test_memory_grows_with_count_and_covers_the_raw_vectors(void) {
 }
 
 static void test_initial_capacity_is_allocated_up_front(void) {
-    idx_config cfg = {
-        .kind = IDX_KIND_FLAT, .dim = 64, .initial_capacity = 10000};
+    idx_config cfg = {.kind = IDX_KIND_FLAT, .dim = 64, .initial_capacity = 10000};
     idx *ix = NULL;
     ASSERT_OK(idx_create(&cfg, &ix));
     size_t reserved = idx_memory(ix);
     ASSERT_GE(reserved, 10000 * 64 * sizeof(float));
     float v[64] = {1};
-    for (uint64_t i = 0; i < 10000; i++) ASSERT_OK(idx_add(ix, i, v));
+    for (uint64_t i = 0; i < 10000; i++)
+        ASSERT_OK(idx_add(ix, i, v));
     ASSERT_EQ(idx_memory(ix), reserved);
     idx_destroy(ix);
 }
@@ -593,11 +591,10 @@ static void check_batch_matches_single_searches(batch_case c, uint64_t seed) {
     for (uint32_t q = 0; q < c.nq; q++) {
         const float *qv = queries + (size_t)q * c.dim;
         uint32_t nsingle = 0;
-        ASSERT_OK(
-            idx_search(ix, qv, c.k, -INFINITY, NULL, NULL, single, &nsingle));
+        ASSERT_OK(idx_search(ix, qv, c.k, -INFINITY, NULL, NULL, single, &nsingle));
         ASSERT_EQ(nbatch[q], c.k < c.n ? c.k : c.n);
-        assert_hits_match(batch + (size_t)q * c.k, nbatch[q], single, nsingle,
-                          qv, c.dim, row_of_label, &ctx, BATCH_EPS);
+        assert_hits_match(batch + (size_t)q * c.k, nbatch[q], single, nsingle, qv, c.dim,
+                          row_of_label, &ctx, BATCH_EPS);
     }
     idx_destroy(ix);
     free(single);

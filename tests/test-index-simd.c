@@ -12,7 +12,9 @@
 
 static uint64_t rng_state;
 
-static void rng_seed(uint64_t seed) { rng_state = seed; }
+static void rng_seed(uint64_t seed) {
+    rng_state = seed;
+}
 
 /* splitmix64: small, seedable, and the same on every platform. */
 static uint64_t rng_next(void) {
@@ -23,14 +25,18 @@ static uint64_t rng_next(void) {
 }
 
 /* Uniform in [0, 1). */
-static float rng_unit(void) { return (float)(rng_next() >> 40) / 16777216.0f; }
+static float rng_unit(void) {
+    return (float)(rng_next() >> 40) / 16777216.0f;
+}
 
 static void fill_positive(float *v, size_t n) {
-    for (size_t i = 0; i < n; i++) v[i] = rng_unit();
+    for (size_t i = 0; i < n; i++)
+        v[i] = rng_unit();
 }
 
 static void fill_unit_vector(float *v, size_t n) {
-    for (size_t i = 0; i < n; i++) v[i] = 2.0f * rng_unit() - 1.0f;
+    for (size_t i = 0; i < n; i++)
+        v[i] = 2.0f * rng_unit() - 1.0f;
     if (n > 0) ASSERT_OK(idx_normalize(v, (uint32_t)n));
 }
 
@@ -50,8 +56,8 @@ static void check_relative(const idx_kernel *k, const float *a, const float *b,
     double tolerance = 1e-5 * fabs((double)want);
     if (n == 0) ASSERT_TRUE(got == 0.0f);
     if (fabs((double)got - (double)want) > tolerance)
-        HARNESS_FAIL("kernel %s, n=%zu: %.9g vs scalar %.9g", k->name, n,
-                     (double)got, (double)want);
+        HARNESS_FAIL("kernel %s, n=%zu: %.9g vs scalar %.9g", k->name, n, (double)got,
+                     (double)want);
 }
 
 static void check_absolute(const idx_kernel *k, const float *a, const float *b,
@@ -59,8 +65,8 @@ static void check_absolute(const idx_kernel *k, const float *a, const float *b,
     float want = scalar_kernel()->dot(a, b, n);
     float got = k->dot(a, b, n);
     if (fabs((double)got - (double)want) > 1e-5)
-        HARNESS_FAIL("kernel %s, n=%zu: %.9g vs scalar %.9g", k->name, n,
-                     (double)got, (double)want);
+        HARNESS_FAIL("kernel %s, n=%zu: %.9g vs scalar %.9g", k->name, n, (double)got,
+                     (double)want);
 }
 
 static void test_scalar_kernel_is_listed_last_and_always_supported(void) {
@@ -208,15 +214,17 @@ static void test_deja_simd_forces_each_supported_kernel(void) {
 static const struct {
     const char *name;
     const char *flags[5];
-} kernel_needs[] = {
-    {"avx512", {"avx512f", "avx512vl", "avx512bw", "avx512dq"}},
-    {"avx2", {"avx2", "fma"}},
-    {"scalar", {0}},
-}, kernel_i8_needs[] = {
-    {"avx512vnni", {"avx512f", "avx512bw", "avx512_vnni"}},
-    {"avx512bw", {"avx512f", "avx512bw"}},
-    {"avx2", {"avx2"}},
-    {"scalar", {0}},
+} kernel_needs[] =
+    {
+        {"avx512", {"avx512f", "avx512vl", "avx512bw", "avx512dq"}},
+        {"avx2", {"avx2", "fma"}},
+        {"scalar", {0}},
+},
+  kernel_i8_needs[] = {
+      {"avx512vnni", {"avx512f", "avx512bw", "avx512_vnni"}},
+      {"avx512bw", {"avx512f", "avx512bw"}},
+      {"avx2", {"avx2"}},
+      {"scalar", {0}},
 };
 
 /* The "flags" line of the first processor in /proc/cpuinfo, with a space
@@ -254,7 +262,8 @@ static int expect_runnable(const char *flags, int i8, const char *name) {
     for (size_t i = 0; i < n; i++) {
         const char *known = i8 ? kernel_i8_needs[i].name : kernel_needs[i].name;
         if (strcmp(known, name) == 0)
-            return cpu_has_all(flags, i8 ? kernel_i8_needs[i].flags : kernel_needs[i].flags);
+            return cpu_has_all(flags,
+                               i8 ? kernel_i8_needs[i].flags : kernel_needs[i].flags);
     }
     HARNESS_FAIL("kernel %s%s is not in this test's table of features", name,
                  i8 ? " (int8)" : "");
@@ -280,8 +289,8 @@ static void test_each_kernel_is_supported_exactly_when_proc_cpuinfo_says_so(void
         const idx_kernel_i8 *k = idx_kernel_i8_get(i);
         /* supported is a truth value here (__builtin_cpu_supports's own). */
         if ((k->supported != 0) != expect_runnable(flags, 1, k->name))
-            HARNESS_FAIL("int8 kernel %s: supported = %d, /proc/cpuinfo disagrees", k->name,
-                         k->supported);
+            HARNESS_FAIL("int8 kernel %s: supported = %d, /proc/cpuinfo disagrees",
+                         k->name, k->supported);
     }
 }
 
@@ -319,15 +328,13 @@ static void test_unknown_deja_simd_value_is_ignored(void) {
 
 /* Asking for avx512 on a CPU without it must still give a kernel the CPU
  * can run: the best supported one below it. */
-static void
-test_forcing_an_unsupported_kernel_falls_back_to_a_supported_one(void) {
+static void test_forcing_an_unsupported_kernel_falls_back_to_a_supported_one(void) {
     for (size_t i = 0; i < idx_kernel_count(); i++) {
         ASSERT_EQ(setenv("DEJA_SIMD", idx_kernel_get(i)->name, 1), 0);
         idx_simd_init();
         size_t active = idx_kernel_count();
         for (size_t j = 0; j < idx_kernel_count(); j++)
-            if (strcmp(idx_kernel_get(j)->name, idx_simd_name()) == 0)
-                active = j;
+            if (strcmp(idx_kernel_get(j)->name, idx_simd_name()) == 0) active = j;
         ASSERT_LT(active, idx_kernel_count());
         ASSERT_GE(active, i);
         ASSERT_EQ(idx_kernel_get(active)->supported, 1);

@@ -19,8 +19,8 @@
 
 static test_server srv;
 static deja_client *cli;
-static float *base;       /* N x DIM unit vectors */
-static uint64_t ids[N];   /* entry id of base row i */
+static float *base;     /* N x DIM unit vectors */
+static uint64_t ids[N]; /* entry id of base row i */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
 
@@ -38,13 +38,16 @@ static double gaussian(void) {
 
 static void normalize(float *v) {
     double s = 0;
-    for (int i = 0; i < DIM; i++) s += (double)v[i] * v[i];
+    for (int i = 0; i < DIM; i++)
+        s += (double)v[i] * v[i];
     float inv = (float)(1.0 / sqrt(s));
-    for (int i = 0; i < DIM; i++) v[i] *= inv;
+    for (int i = 0; i < DIM; i++)
+        v[i] *= inv;
 }
 
 static void random_unit(float *v) {
-    for (int i = 0; i < DIM; i++) v[i] = (float)gaussian();
+    for (int i = 0; i < DIM; i++)
+        v[i] = (float)gaussian();
     normalize(v);
 }
 
@@ -53,11 +56,14 @@ static void paraphrase(const float *v, float cos_target, float *out) {
     float noise[DIM];
     random_unit(noise);
     double dot = 0;
-    for (int i = 0; i < DIM; i++) dot += (double)noise[i] * v[i];
-    for (int i = 0; i < DIM; i++) noise[i] -= (float)dot * v[i];
+    for (int i = 0; i < DIM; i++)
+        dot += (double)noise[i] * v[i];
+    for (int i = 0; i < DIM; i++)
+        noise[i] -= (float)dot * v[i];
     normalize(noise);
     float s = sqrtf(1.0f - cos_target * cos_target);
-    for (int i = 0; i < DIM; i++) out[i] = cos_target * v[i] + s * noise[i];
+    for (int i = 0; i < DIM; i++)
+        out[i] = cos_target * v[i] + s * noise[i];
 }
 
 static void response_of(int i, char *buf, size_t cap) {
@@ -71,10 +77,13 @@ static void load_entries(void) {
         char resp[64], prompt[64];
         response_of(i, resp, sizeof resp);
         snprintf(prompt, sizeof prompt, "question %d", i);
-        deja_store_req req = {.ns = "main", .vector = base + (size_t)i * DIM,
-                              .dim = DIM, .response = resp,
+        deja_store_req req = {.ns = "main",
+                              .vector = base + (size_t)i * DIM,
+                              .dim = DIM,
+                              .response = resp,
                               .response_len = strlen(resp),
-                              .prompt = prompt, .prompt_len = strlen(prompt)};
+                              .prompt = prompt,
+                              .prompt_len = strlen(prompt)};
         if (deja_store(cli, &req, &ids[i]) != 0) {
             fprintf(stderr, "load: store %d failed: %s\n", i, deja_last_error(cli));
             exit(1);
@@ -131,8 +140,8 @@ static void test_k_best_come_back_best_first_with_prompts_on_request(void) {
     paraphrase(q, 0.93f, b);
     paraphrase(q, 0.89f, c);
     uint64_t ia, ib, ic;
-    deja_store_req req = {.ns = "kbest", .dim = DIM, .response = "A",
-                          .response_len = 1, .prompt_len = 2};
+    deja_store_req req = {
+        .ns = "kbest", .dim = DIM, .response = "A", .response_len = 1, .prompt_len = 2};
     req.vector = c, req.response = "C", req.prompt = "pc";
     ASSERT_OK(deja_store(cli, &req, &ic));
     req.vector = a, req.response = "A", req.prompt = "pa";
@@ -141,8 +150,8 @@ static void test_k_best_come_back_best_first_with_prompts_on_request(void) {
     ASSERT_OK(deja_store(cli, &req, &ib));
 
     deja_result *r = NULL;
-    ASSERT_OK(deja_lookup(cli, "kbest", q, DIM, THRESHOLD, 10,
-                          DEJA_LOOKUP_WANT_PROMPT, &r));
+    ASSERT_OK(
+        deja_lookup(cli, "kbest", q, DIM, THRESHOLD, 10, DEJA_LOOKUP_WANT_PROMPT, &r));
     ASSERT_EQ(r->count, 3);
     ASSERT_U64_EQ(r->hits[0].id, ia);
     ASSERT_U64_EQ(r->hits[1].id, ib);
@@ -165,8 +174,11 @@ static void test_namespaces_with_identical_vectors_never_cross(void) {
     float v[DIM];
     random_unit(v);
     uint64_t id_a, id_b;
-    deja_store_req req = {.ns = "tenant-a", .vector = v, .dim = DIM,
-                          .response = "from a", .response_len = 6};
+    deja_store_req req = {.ns = "tenant-a",
+                          .vector = v,
+                          .dim = DIM,
+                          .response = "from a",
+                          .response_len = 6};
     ASSERT_OK(deja_store(cli, &req, &id_a));
     req.ns = "tenant-b";
     req.response = "from b";
@@ -201,8 +213,8 @@ static void test_deleted_and_flushed_entries_are_never_returned(void) {
     float v[DIM];
     random_unit(v);
     uint64_t id;
-    deja_store_req req = {.ns = "gone", .vector = v, .dim = DIM,
-                          .response = "x", .response_len = 1};
+    deja_store_req req = {
+        .ns = "gone", .vector = v, .dim = DIM, .response = "x", .response_len = 1};
     ASSERT_OK(deja_store(cli, &req, &id));
     ASSERT_OK(deja_delete(cli, "gone", id));
     deja_result *r = NULL;

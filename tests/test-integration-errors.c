@@ -48,17 +48,20 @@ static void assert_ping_works(int fd) {
 }
 
 static void unit_vector(float *v, int seed) {
-    for (int i = 0; i < DIM; i++) v[i] = (float)((i * 7 + seed * 13) % 11) - 5.0f;
+    for (int i = 0; i < DIM; i++)
+        v[i] = (float)((i * 7 + seed * 13) % 11) - 5.0f;
     v[seed % DIM] += 10.0f;
 }
 
-static int store(int fd, proto_buf *b, const char *ns, const float *v,
-                 uint16_t dim) {
+static int store(int fd, proto_buf *b, const char *ns, const float *v, uint16_t dim) {
     uint8_t vec[4 * PROTO_MAX_DIM];
     proto_vector_write(vec, v, dim);
-    proto_store_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = dim, .vector = vec,
-                         .response = (const uint8_t *)"answer", .response_len = 6};
+    proto_store_req r = {.ns = (const uint8_t *)ns,
+                         .ns_len = (uint8_t)strlen(ns),
+                         .dim = dim,
+                         .vector = vec,
+                         .response = (const uint8_t *)"answer",
+                         .response_len = 6};
     ASSERT_OK(proto_encode_store_req(b, 1, &r));
     proto_header h = roundtrip(fd, b);
     return -(int)h.status;
@@ -89,8 +92,10 @@ static void test_unknown_version_gets_version_error_and_close(void) {
 
 static void test_frame_over_the_maximum_is_refused_before_its_body(void) {
     int fd = test_server_connect_raw(&srv);
-    proto_header big = {.version = PROTO_VERSION, .opcode = PROTO_OP_STORE,
-                        .request_id = 6, .body_len = 64u * 1024u * 1024u};
+    proto_header big = {.version = PROTO_VERSION,
+                        .opcode = PROTO_OP_STORE,
+                        .request_id = 6,
+                        .body_len = 64u * 1024u * 1024u};
     uint8_t frame[PROTO_HEADER_SIZE];
     proto_header_write(frame, &big);
     ASSERT_OK(test_raw_send(fd, frame, sizeof frame));
@@ -102,8 +107,8 @@ static void test_frame_over_the_maximum_is_refused_before_its_body(void) {
 
 static void test_unknown_opcode_keeps_the_connection(void) {
     int fd = test_server_connect_raw(&srv);
-    proto_header odd = {.version = PROTO_VERSION, .opcode = 0x7E,
-                        .request_id = 8, .body_len = 3};
+    proto_header odd = {
+        .version = PROTO_VERSION, .opcode = 0x7E, .request_id = 8, .body_len = 3};
     uint8_t frame[PROTO_HEADER_SIZE + 3] = {0};
     proto_header_write(frame, &odd);
     ASSERT_OK(test_raw_send(fd, frame, sizeof frame));
@@ -117,10 +122,12 @@ static void test_unknown_opcode_keeps_the_connection(void) {
 /* docs/PROTOCOL.md section 11, byte for byte. */
 static void test_the_worked_examples_of_the_spec_are_what_the_server_sends(void) {
     int fd = test_server_connect_raw(&srv);
-    static const uint8_t ping_req[] = {0x44, 0x4A, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01,
-                                       0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x68, 0x69};
-    static const uint8_t ping_rep[] = {0x44, 0x4A, 0x01, 0x03, 0x00, 0x80, 0x00, 0x00, 0x01,
-                                       0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x68, 0x69};
+    static const uint8_t ping_req[] = {0x44, 0x4A, 0x01, 0x03, 0x00, 0x00,
+                                       0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+                                       0x02, 0x00, 0x00, 0x00, 0x68, 0x69};
+    static const uint8_t ping_rep[] = {0x44, 0x4A, 0x01, 0x03, 0x00, 0x80,
+                                       0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+                                       0x02, 0x00, 0x00, 0x00, 0x68, 0x69};
     ASSERT_OK(test_raw_send(fd, ping_req, sizeof ping_req));
     ASSERT_EQ(test_raw_recv_frame(fd, reply, BUF, 5000), (long)sizeof ping_rep);
     ASSERT_MEM_EQ(reply, ping_rep, sizeof ping_rep);
@@ -157,8 +164,10 @@ static void test_empty_namespace_and_dim_zero_get_their_documented_codes(void) {
     uint8_t frame[PROTO_HEADER_SIZE + 128];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memset(frame, 0, sizeof frame);
-        proto_header hdr = {.version = PROTO_VERSION, .opcode = cases[i].opcode,
-                            .request_id = (uint32_t)i, .body_len = cases[i].body_len};
+        proto_header hdr = {.version = PROTO_VERSION,
+                            .opcode = cases[i].opcode,
+                            .request_id = (uint32_t)i,
+                            .body_len = cases[i].body_len};
         proto_header_write(frame, &hdr);
         ASSERT_OK(test_raw_send(fd, frame, PROTO_HEADER_SIZE + cases[i].body_len));
         proto_header h = reply_header(test_raw_recv_frame(fd, reply, BUF, 5000));
@@ -172,7 +181,8 @@ static void test_empty_namespace_and_dim_zero_get_their_documented_codes(void) {
     const uint32_t lens[] = {34, 18};
     for (int i = 0; i < 2; i++) {
         memset(frame, 0, sizeof frame);
-        proto_header hdr = {.version = PROTO_VERSION, .opcode = ops[i], .body_len = lens[i]};
+        proto_header hdr = {
+            .version = PROTO_VERSION, .opcode = ops[i], .body_len = lens[i]};
         proto_header_write(frame, &hdr);
         frame[PROTO_HEADER_SIZE] = 1;
         frame[PROTO_HEADER_SIZE + 1] = 'n';
@@ -187,8 +197,10 @@ static void test_empty_namespace_and_dim_zero_get_their_documented_codes(void) {
 static void test_malformed_body_gets_bad_request_and_keeps_the_connection(void) {
     int fd = test_server_connect_raw(&srv);
     /* A DELETE whose namespace length points past the body. */
-    proto_header del = {.version = PROTO_VERSION, .opcode = PROTO_OP_DELETE,
-                        .request_id = 9, .body_len = 10};
+    proto_header del = {.version = PROTO_VERSION,
+                        .opcode = PROTO_OP_DELETE,
+                        .request_id = 9,
+                        .body_len = 10};
     uint8_t frame[PROTO_HEADER_SIZE + 10];
     memset(frame, 0, sizeof frame);
     proto_header_write(frame, &del);
@@ -226,8 +238,12 @@ static void test_wrong_dim_and_nan_vectors_get_errors_and_the_connection_works(v
     /* A lookup with the wrong dim is refused the same way. */
     uint8_t vec[4 * 2 * DIM];
     proto_vector_write(vec, v, 2 * DIM);
-    proto_lookup_req lr = {.ns = (const uint8_t *)"errs", .ns_len = 4,
-                           .dim = 2 * DIM, .k = 1, .threshold = 0.5f, .vector = vec};
+    proto_lookup_req lr = {.ns = (const uint8_t *)"errs",
+                           .ns_len = 4,
+                           .dim = 2 * DIM,
+                           .k = 1,
+                           .threshold = 0.5f,
+                           .vector = vec};
     ASSERT_OK(proto_encode_lookup_req(&b, 2, 0, &lr));
     proto_header h = roundtrip(fd, &b);
     ASSERT_EQ(h.status, -DEJA_ERR_DIM_MISMATCH);
@@ -246,9 +262,13 @@ static void test_a_stored_completion_error_is_rejected(void) {
     unit_vector(v, 3);
     uint8_t vec[4 * DIM];
     proto_vector_write(vec, v, DIM);
-    proto_store_req r = {.ns = (const uint8_t *)"errs", .ns_len = 4, .dim = DIM,
-                         .completion = PROTO_COMPLETION_TRUNCATED, .vector = vec,
-                         .response = (const uint8_t *)"half an ans", .response_len = 11};
+    proto_store_req r = {.ns = (const uint8_t *)"errs",
+                         .ns_len = 4,
+                         .dim = DIM,
+                         .completion = PROTO_COMPLETION_TRUNCATED,
+                         .vector = vec,
+                         .response = (const uint8_t *)"half an ans",
+                         .response_len = 11};
     ASSERT_OK(proto_encode_store_req(&b, 3, &r));
     proto_header h = roundtrip(fd, &b);
     ASSERT_EQ(h.status, -DEJA_ERR_REJECTED);
@@ -261,7 +281,8 @@ static void test_a_frame_delivered_byte_by_byte_is_answered(void) {
     proto_buf b;
     proto_buf_init(&b);
     ASSERT_OK(proto_encode_ping(&b, 4242, 0, (const uint8_t *)"slow", 4));
-    for (size_t i = 0; i < b.len; i++) ASSERT_OK(test_raw_send(fd, b.data + i, 1));
+    for (size_t i = 0; i < b.len; i++)
+        ASSERT_OK(test_raw_send(fd, b.data + i, 1));
     proto_header h = reply_header(test_raw_recv_frame(fd, reply, BUF, 5000));
     ASSERT_EQ(h.request_id, 4242);
     ASSERT_EQ(h.status, 0);
@@ -315,8 +336,10 @@ static void test_hello_negotiates_version_one(void) {
     int fd = test_server_connect_raw(&srv);
     proto_buf b;
     proto_buf_init(&b);
-    proto_hello_req hr = {.min_version = 1, .max_version = 3,
-                          .client_name = (const uint8_t *)"t", .client_name_len = 1};
+    proto_hello_req hr = {.min_version = 1,
+                          .max_version = 3,
+                          .client_name = (const uint8_t *)"t",
+                          .client_name_len = 1};
     ASSERT_OK(proto_encode_hello_req(&b, 1, &hr));
     proto_header h = roundtrip(fd, &b);
     ASSERT_EQ(h.status, 0);

@@ -16,9 +16,20 @@
 static test_server srv;
 
 static const char *const hostile[] = {
-    "PQ0",        "IVF4,PQ0",          "ZnLattice0x0_0",     "PQ4x0",  "PQ4x64",
-    "OPQ0,Flat",  "OPQ4_0,Flat",       "PQ4x99",             "PCAR0,Flat", "RQ2x0",
-    "LSQ0x8",     "IVF4,RQ0x8",        "IVF0,Flat",          "IVF100000000,Flat",
+    "PQ0",
+    "IVF4,PQ0",
+    "ZnLattice0x0_0",
+    "PQ4x0",
+    "PQ4x64",
+    "OPQ0,Flat",
+    "OPQ4_0,Flat",
+    "PQ4x99",
+    "PCAR0,Flat",
+    "RQ2x0",
+    "LSQ0x8",
+    "IVF4,RQ0x8",
+    "IVF0,Flat",
+    "IVF100000000,Flat",
     "IVF1000000000,Flat",
 };
 #define NHOSTILE (sizeof hostile / sizeof hostile[0])
@@ -62,7 +73,8 @@ static void test_grammar_refuses_every_hostile_string_with_allow_faiss(void) {
     wire_connect(&srv);
     send_every_hostile_string("refused");
     /* A string with a NUL inside cannot hide a tail from the grammar. */
-    proto_ns_config cfg = {.dim = DIM, .index_kind = PROTO_INDEX_FAISS,
+    proto_ns_config cfg = {.dim = DIM,
+                           .index_kind = PROTO_INDEX_FAISS,
                            .faiss_factory = (const uint8_t *)"Flat\0PQ0",
                            .faiss_factory_len = 8};
     ASSERT_EQ(wire_ns_create("hidden-tail", &cfg).status, -DEJA_ERR_BAD_REQUEST);
@@ -75,7 +87,8 @@ static void test_an_allowed_ivf_stores_finds_and_deletes(void) {
     ASSERT_EQ(wire_ns_create("faiss-ivf", &cfg).status, 0);
     ASSERT_EQ(wire_ns_create("faiss-ivf", &cfg).status, 0); /* idempotent */
     uint64_t ids[3];
-    for (int i = 0; i < 3; i++) ids[i] = wire_store("faiss-ivf", DIM, 300 + i, "ivf");
+    for (int i = 0; i < 3; i++)
+        ids[i] = wire_store("faiss-ivf", DIM, 300 + i, "ivf");
     ASSERT_U64_EQ(wire_lookup("faiss-ivf", DIM, 301, 0.99f), ids[1]);
     proto_buf b;
     proto_buf_init(&b);
@@ -95,9 +108,12 @@ static void test_an_allowed_ivf_stores_finds_and_deletes(void) {
 int main(void) {
     if (test_server_start(&srv, NULL) != 0) return 1;
     wire_connect(&srv);
-    RUN_STEP(test_faiss_kinds_are_off_without_allow_faiss); /* stops or restarts the server */
+    RUN_STEP(
+        test_faiss_kinds_are_off_without_allow_faiss); /* stops or restarts the server */
 #ifdef HAVE_FAISS /* without FAISS every FAISS kind is refused anyway */
-    RUN_STEP(test_grammar_refuses_every_hostile_string_with_allow_faiss); /* stops or restarts the server */
+    RUN_STEP(
+        test_grammar_refuses_every_hostile_string_with_allow_faiss); /* stops or restarts
+                                                                        the server */
     RUN(test_an_allowed_ivf_stores_finds_and_deletes);
 #endif
     wire_close();

@@ -17,8 +17,8 @@
 static test_server srv;
 
 static proto_ns_config explicit_hnsw(void) {
-    return (proto_ns_config){.dim = DIM, .index_kind = PROTO_INDEX_HNSW,
-                             .flags = PROTO_NS_EXPLICIT};
+    return (proto_ns_config){
+        .dim = DIM, .index_kind = PROTO_INDEX_HNSW, .flags = PROTO_NS_EXPLICIT};
 }
 
 static void test_explicit_zeros_are_literal_and_info_reports_them(void) {
@@ -60,13 +60,15 @@ static void test_a_zero_floor_and_dedup_off_behave_as_asked(void) {
     test_unit_vector(1, u, DIM);
     test_unit_vector(2, w, DIM);
     float dot = 0;
-    for (int i = 0; i < DIM; i++) dot += u[i] * w[i];
+    for (int i = 0; i < DIM; i++)
+        dot += u[i] * w[i];
     float norm = 0;
     for (int i = 0; i < DIM; i++) {
         w[i] -= dot * u[i];
         norm += w[i] * w[i];
     }
-    for (int i = 0; i < DIM; i++) v[i] = 0.3f * u[i] + sqrtf(1 - 0.09f) * w[i] / sqrtf(norm);
+    for (int i = 0; i < DIM; i++)
+        v[i] = 0.3f * u[i] + sqrtf(1 - 0.09f) * w[i] / sqrtf(norm);
     uint64_t id;
     float sim = 0;
     ASSERT_EQ(wire_lookup_vec("literal", DIM, v, -1.0f, &id, &sim).status, 0);
@@ -84,7 +86,8 @@ static void test_a_negative_floor_is_reported(void) {
     ASSERT_EQ(wire_ns_create("negative-floor", &cfg).status, 0);
     proto_ns_config got;
     uint64_t milli;
-    ASSERT_EQ(wire_ns_info("negative-floor", &got, "min_threshold_milli", &milli).status, 0);
+    ASSERT_EQ(wire_ns_info("negative-floor", &got, "min_threshold_milli", &milli).status,
+              0);
     ASSERT_NEAR(got.min_threshold, -0.25, 0);
     ASSERT_U64_EQ(milli, 0);
 }
@@ -95,9 +98,13 @@ static void test_a_negative_floor_is_reported(void) {
 static void test_create_is_idempotent_on_resolved_configurations(void) {
     proto_ns_config bare = {.dim = DIM};
     ASSERT_EQ(wire_ns_create("defaults", &bare).status, 0);
-    proto_ns_config spelled = {.dim = DIM, .index_kind = PROTO_INDEX_HNSW, .quant = 1,
-                               .flags = PROTO_NS_EXPLICIT, .min_threshold = 0.5f,
-                               .dedup = 0.99f, .default_ttl_s = 7u * 24 * 3600};
+    proto_ns_config spelled = {.dim = DIM,
+                               .index_kind = PROTO_INDEX_HNSW,
+                               .quant = 1,
+                               .flags = PROTO_NS_EXPLICIT,
+                               .min_threshold = 0.5f,
+                               .dedup = 0.99f,
+                               .default_ttl_s = 7u * 24 * 3600};
     ASSERT_EQ(wire_ns_create("defaults", &spelled).status, 0);
     proto_ns_config info;
     ASSERT_EQ(wire_ns_info("literal", &info, NULL, NULL).status, 0);
@@ -177,7 +184,8 @@ int main(void) {
     RUN(test_create_is_idempotent_on_resolved_configurations);
     RUN(test_undefined_flag_bits_are_refused);
     RUN(test_dim_zero_and_empty_name_get_their_codes_at_any_length);
-    RUN_STEP(test_explicit_configuration_survives_a_restart); /* stops or restarts the server */
+    RUN_STEP(test_explicit_configuration_survives_a_restart); /* stops or restarts the
+                                                                 server */
     wire_close();
     if (test_server_stop(&srv) != 0) return 1;
     return harness_result();

@@ -41,13 +41,17 @@ static proto_header ns_create(const char *name, const proto_ns_config *cfg) {
     return h;
 }
 
-static uint64_t store(const char *ns, uint64_t seed, const char *prompt, const char *resp) {
+static uint64_t store(const char *ns, uint64_t seed, const char *prompt,
+                      const char *resp) {
     float v[DIM];
     uint8_t vec[4 * DIM];
     test_unit_vector(seed, v, DIM);
     proto_vector_write(vec, v, DIM);
-    proto_store_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = DIM, .vector = vec, .prompt = (const uint8_t *)prompt,
+    proto_store_req r = {.ns = (const uint8_t *)ns,
+                         .ns_len = (uint8_t)strlen(ns),
+                         .dim = DIM,
+                         .vector = vec,
+                         .prompt = (const uint8_t *)prompt,
                          .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0,
                          .response = (const uint8_t *)resp,
                          .response_len = (uint32_t)strlen(resp)};
@@ -68,8 +72,12 @@ static uint64_t lookup_vec(const char *ns, const float *v, float threshold,
                            const char *prompt) {
     uint8_t vec[4 * DIM];
     proto_vector_write(vec, v, DIM);
-    proto_lookup_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                          .dim = DIM, .k = 1, .threshold = threshold, .vector = vec,
+    proto_lookup_req r = {.ns = (const uint8_t *)ns,
+                          .ns_len = (uint8_t)strlen(ns),
+                          .dim = DIM,
+                          .k = 1,
+                          .threshold = threshold,
+                          .vector = vec,
                           .prompt = (const uint8_t *)prompt,
                           .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0};
     proto_buf b;
@@ -80,13 +88,14 @@ static uint64_t lookup_vec(const char *ns, const float *v, float threshold,
     ASSERT_EQ(h.status, 0);
     proto_hit hit;
     uint16_t count;
-    ASSERT_OK(proto_decode_lookup_resp(reply + PROTO_HEADER_SIZE, h.body_len, &hit, 1,
-                                       &count));
+    ASSERT_OK(
+        proto_decode_lookup_resp(reply + PROTO_HEADER_SIZE, h.body_len, &hit, 1, &count));
     return count ? hit.id : 0;
 }
 
 /* Looks up with vector `seed`. */
-static uint64_t lookup(const char *ns, uint64_t seed, float threshold, const char *prompt) {
+static uint64_t lookup(const char *ns, uint64_t seed, float threshold,
+                       const char *prompt) {
     float v[DIM];
     test_unit_vector(seed, v, DIM);
     return lookup_vec(ns, v, threshold, prompt);
@@ -99,13 +108,15 @@ static void vector_at(uint64_t seed, uint64_t other, float cos, float *out) {
     test_unit_vector(seed, v, DIM);
     test_unit_vector(other, u, DIM);
     double dot = 0, norm = 0;
-    for (int i = 0; i < DIM; i++) dot += (double)u[i] * v[i];
+    for (int i = 0; i < DIM; i++)
+        dot += (double)u[i] * v[i];
     for (int i = 0; i < DIM; i++) {
         u[i] = (float)(u[i] - dot * v[i]);
         norm += (double)u[i] * u[i];
     }
     double side = sqrt(1.0 - (double)cos * cos) / sqrt(norm);
-    for (int i = 0; i < DIM; i++) out[i] = (float)(cos * v[i] + side * u[i]);
+    for (int i = 0; i < DIM; i++)
+        out[i] = (float)(cos * v[i] + side * u[i]);
 }
 
 static int list_has(const char *name) {
@@ -119,7 +130,8 @@ static int list_has(const char *name) {
     const uint8_t *n;
     uint8_t len;
     int found = 0, r;
-    while ((r = proto_ns_list_next(reply + PROTO_HEADER_SIZE, h.body_len, &pos, &n, &len)) > 0)
+    while ((r = proto_ns_list_next(reply + PROTO_HEADER_SIZE, h.body_len, &pos, &n,
+                                   &len)) > 0)
         found |= len == strlen(name) && memcmp(n, name, len) == 0;
     ASSERT_EQ(r, 0);
     return found;
@@ -128,24 +140,29 @@ static int list_has(const char *name) {
 static proto_ns_config info(const char *name, uint64_t *entries) {
     proto_buf b;
     proto_buf_init(&b);
-    ASSERT_OK(proto_encode_ns_info_req(&b, 5, (const uint8_t *)name, (uint8_t)strlen(name)));
+    ASSERT_OK(
+        proto_encode_ns_info_req(&b, 5, (const uint8_t *)name, (uint8_t)strlen(name)));
     proto_header h = roundtrip(&b);
     proto_buf_free(&b);
     ASSERT_EQ(h.status, 0);
     proto_ns_config cfg;
     size_t off;
-    ASSERT_OK(proto_decode_ns_info_resp(reply + PROTO_HEADER_SIZE, h.body_len, &cfg, &off));
+    ASSERT_OK(
+        proto_decode_ns_info_resp(reply + PROTO_HEADER_SIZE, h.body_len, &cfg, &off));
     size_t pos = 0;
     proto_stat st;
     *entries = UINT64_MAX;
-    while (proto_stats_next(reply + PROTO_HEADER_SIZE + off, h.body_len - off, &pos, &st) > 0)
+    while (proto_stats_next(reply + PROTO_HEADER_SIZE + off, h.body_len - off, &pos,
+                            &st) > 0)
         if (st.key_len == 7 && memcmp(st.key, "entries", 7) == 0) *entries = st.value;
     return cfg;
 }
 
 static void test_a_created_namespace_keeps_its_configuration_across_restarts(void) {
-    proto_ns_config cfg = {.dim = DIM, .index_kind = PROTO_INDEX_FLAT,
-                           .min_threshold = 0.95f, .default_ttl_s = 86400};
+    proto_ns_config cfg = {.dim = DIM,
+                           .index_kind = PROTO_INDEX_FLAT,
+                           .min_threshold = 0.95f,
+                           .default_ttl_s = 86400};
     ASSERT_EQ(ns_create("model-a:prompt-1", &cfg).status, 0);
     ASSERT_EQ(ns_create("model-a:prompt-1", &cfg).status, 0); /* idempotent */
     proto_ns_config other = cfg;
@@ -170,8 +187,8 @@ static void test_a_created_namespace_keeps_its_configuration_across_restarts(voi
     float near[DIM];
     vector_at(1, 777, 0.97f, near);
     ASSERT_U64_EQ(lookup_vec("model-a:prompt-1", near, 0.99f, NULL), 0);
-    ASSERT_U64_EQ(lookup_vec("model-a:prompt-1", near, 0.99f, "How do I  reset my password?"),
-                  id);
+    ASSERT_U64_EQ(
+        lookup_vec("model-a:prompt-1", near, 0.99f, "How do I  reset my password?"), id);
 }
 
 static void test_a_dropped_namespace_stays_dropped_after_a_restart(void) {
@@ -200,7 +217,8 @@ static void test_a_dropped_namespace_stays_dropped_after_a_restart(void) {
 }
 
 static void test_a_bad_configuration_is_refused_with_a_reason(void) {
-    proto_ns_config cfg = {.dim = DIM, .index_kind = PROTO_INDEX_FAISS,
+    proto_ns_config cfg = {.dim = DIM,
+                           .index_kind = PROTO_INDEX_FAISS,
                            .faiss_factory = (const uint8_t *)"HNSW32",
                            .faiss_factory_len = 6};
     proto_header h = ns_create("faiss-hnsw", &cfg);
@@ -214,8 +232,12 @@ static void test_a_bad_configuration_is_refused_with_a_reason(void) {
 int main(void) {
     if (test_server_start(&srv, NULL) != 0) return 1;
     reconnect();
-    RUN_STEP(test_a_created_namespace_keeps_its_configuration_across_restarts); /* stops or restarts the server */
-    RUN_STEP(test_a_dropped_namespace_stays_dropped_after_a_restart); /* stops or restarts the server */
+    RUN_STEP(
+        test_a_created_namespace_keeps_its_configuration_across_restarts); /* stops or
+                                                                              restarts the
+                                                                              server */
+    RUN_STEP(test_a_dropped_namespace_stays_dropped_after_a_restart); /* stops or restarts
+                                                                         the server */
     RUN(test_a_bad_configuration_is_refused_with_a_reason);
     close(fd);
     if (test_server_stop(&srv) != 0) return 1;

@@ -35,8 +35,11 @@ static void encode_store(proto_buf *b, uint32_t id, const char *ns, unsigned see
     uint8_t vec[4 * DIM];
     make_vector(v, seed);
     proto_vector_write(vec, v, DIM);
-    proto_store_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = DIM, .vector = vec, .response = resp,
+    proto_store_req r = {.ns = (const uint8_t *)ns,
+                         .ns_len = (uint8_t)strlen(ns),
+                         .dim = DIM,
+                         .vector = vec,
+                         .response = resp,
                          .response_len = resp_len};
     ASSERT_OK(proto_encode_store_req(b, id, &r));
 }
@@ -48,9 +51,14 @@ static void encode_lookup_with_prompt(proto_buf *b, uint32_t id, const char *ns,
     uint8_t vec[4 * DIM];
     make_vector(v, seed);
     proto_vector_write(vec, v, DIM);
-    proto_lookup_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                          .dim = DIM, .k = 1, .threshold = 0.99f, .vector = vec,
-                          .prompt = prompt, .prompt_len = prompt_len};
+    proto_lookup_req r = {.ns = (const uint8_t *)ns,
+                          .ns_len = (uint8_t)strlen(ns),
+                          .dim = DIM,
+                          .k = 1,
+                          .threshold = 0.99f,
+                          .vector = vec,
+                          .prompt = prompt,
+                          .prompt_len = prompt_len};
     ASSERT_OK(proto_encode_lookup_req(b, id, 0, &r));
 }
 
@@ -104,7 +112,8 @@ static void test_a_thousand_pipelined_requests_get_a_thousand_matching_replies(v
      * it may not see it yet): now that every STORE was acknowledged, the
      * same lookups, pipelined again, all hit their entries. */
     proto_buf_reset(&b);
-    for (uint32_t i = 0; i < N; i += 3) encode_lookup(&b, i, "pipe", i);
+    for (uint32_t i = 0; i < N; i += 3)
+        encode_lookup(&b, i, "pipe", i);
     ASSERT_OK(test_raw_send(fd, b.data, b.len));
     for (uint32_t n = 0; n < N; n += 3) {
         long len = test_raw_recv_frame(fd, reply, BUF, 10000);
@@ -114,8 +123,8 @@ static void test_a_thousand_pipelined_requests_get_a_thousand_matching_replies(v
         ASSERT_EQ(h.status, 0);
         proto_hit hit;
         uint16_t count;
-        ASSERT_OK(proto_decode_lookup_resp(reply + PROTO_HEADER_SIZE, h.body_len, &hit,
-                                           1, &count));
+        ASSERT_OK(proto_decode_lookup_resp(reply + PROTO_HEADER_SIZE, h.body_len, &hit, 1,
+                                           &count));
         ASSERT_EQ(count, 1);
     }
     proto_buf_free(&b);
@@ -222,7 +231,8 @@ static uint64_t server_stat(int fd, const char *key) {
     size_t pos = 0;
     proto_stat st;
     while (proto_stats_next(reply + PROTO_HEADER_SIZE, h.body_len, &pos, &st) == 1)
-        if (st.key_len == strlen(key) && memcmp(st.key, key, st.key_len) == 0) return st.value;
+        if (st.key_len == strlen(key) && memcmp(st.key, key, st.key_len) == 0)
+            return st.value;
     HARNESS_FAIL("no STATS key %s", key);
     return 0;
 }
@@ -237,7 +247,8 @@ static void test_pipelined_store_replies_are_written_together(void) {
     proto_buf b;
     proto_buf_init(&b);
     static const uint8_t resp[] = "r";
-    for (uint32_t i = 0; i < N; i++) encode_store(&b, i, "batched", 5000 + i, resp, 1);
+    for (uint32_t i = 0; i < N; i++)
+        encode_store(&b, i, "batched", 5000 + i, resp, 1);
     ASSERT_OK(test_raw_send(fd, b.data, b.len));
     for (int i = 0; i < N; i++) {
         long n = test_raw_recv_frame(fd, reply, BUF, 10000);

@@ -42,9 +42,12 @@ static store_ns_rec ns_record(uint32_t id, const char *name, const proto_ns_conf
 static store_entry_rec entry_record(uint32_t ns_id, uint64_t id, float *vec,
                                     const char *resp) {
     test_unit_vector(id, vec, DIM);
-    return (store_entry_rec){.ns_id = ns_id, .id = id, .created_ms = 1,
+    return (store_entry_rec){.ns_id = ns_id,
+                             .id = id,
+                             .created_ms = 1,
                              .response = (const uint8_t *)resp,
-                             .response_len = (uint32_t)strlen(resp), .vector = vec,
+                             .response_len = (uint32_t)strlen(resp),
+                             .vector = vec,
                              .dim = DIM};
 }
 
@@ -58,7 +61,8 @@ static void write_bad_namespaces(const char *dir) {
 
     proto_ns_config pq = wire_faiss_config(DIM, "PQ4x0");
     proto_ns_config flat = wire_faiss_config(DIM, "Flat");
-    proto_ns_config legacy = {.dim = DIM, .index_kind = PROTO_INDEX_FLAT,
+    proto_ns_config legacy = {.dim = DIM,
+                              .index_kind = PROTO_INDEX_FLAT,
                               .flags = PROTO_NS_EXPLICIT}; /* bit 2, undefined then */
     store_ns_rec recs[4] = {
         ns_record(100, "faiss-pq", &pq, 0),
@@ -76,7 +80,8 @@ static void write_bad_namespaces(const char *dir) {
         for (int j = 0; j < 2; j++) {
             uint64_t id = 1000u + 10u * (uint64_t)i + (uint64_t)j;
             entries[2 * i + j] = entry_record(recs[i].ns_id, id, vecs[2 * i + j], "kept");
-            ops[n++] = (store_op){.kind = STORE_OP_PUT_ENTRY, .entry = &entries[2 * i + j]};
+            ops[n++] =
+                (store_op){.kind = STORE_OP_PUT_ENTRY, .entry = &entries[2 * i + j]};
         }
     }
     ASSERT_OK(store_apply(st, ops, n));
@@ -173,9 +178,10 @@ static void test_drop_is_the_way_out(void) {
 int main(void) {
     if (test_server_start(&srv, NULL) != 0) return 1;
     wire_connect(&srv);
-    RUN_STEP(test_dejad_starts_and_serves_the_other_namespaces); /* stops or restarts the server */
+    RUN_STEP(test_dejad_starts_and_serves_the_other_namespaces); /* stops or restarts the
+                                                                    server */
     RUN_STEP(test_quarantined_entries_stay_on_disk); /* stops or restarts the server */
-    RUN_STEP(test_drop_is_the_way_out); /* stops or restarts the server */
+    RUN_STEP(test_drop_is_the_way_out);              /* stops or restarts the server */
     wire_close();
     if (test_server_stop(&srv) != 0) return 1;
     return harness_result();

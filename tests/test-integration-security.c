@@ -62,7 +62,8 @@ static int ping(int fd) {
 static int auth(int fd, const char *token) {
     proto_buf b;
     proto_buf_init(&b);
-    proto_auth_req a = {.token = (const uint8_t *)token, .token_len = (uint16_t)strlen(token)};
+    proto_auth_req a = {.token = (const uint8_t *)token,
+                        .token_len = (uint16_t)strlen(token)};
     ASSERT_OK(proto_encode_auth_req(&b, 2, &a));
     int st = roundtrip(fd, &b);
     proto_buf_free(&b);
@@ -74,9 +75,12 @@ static int store(int fd, const char *ns, uint64_t seed) {
     uint8_t vec[4 * DIM];
     test_unit_vector(seed, v, DIM);
     proto_vector_write(vec, v, DIM);
-    proto_store_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = DIM, .vector = vec,
-                         .response = (const uint8_t *)"answer", .response_len = 6};
+    proto_store_req r = {.ns = (const uint8_t *)ns,
+                         .ns_len = (uint8_t)strlen(ns),
+                         .dim = DIM,
+                         .vector = vec,
+                         .response = (const uint8_t *)"answer",
+                         .response_len = 6};
     proto_buf b;
     proto_buf_init(&b);
     ASSERT_OK(proto_encode_store_req(&b, 3, &r));
@@ -91,8 +95,12 @@ static int lookup(int fd, const char *ns, uint64_t seed, uint16_t *hits) {
     uint8_t vec[4 * DIM];
     test_unit_vector(seed, v, DIM);
     proto_vector_write(vec, v, DIM);
-    proto_lookup_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                          .dim = DIM, .k = 4, .threshold = 0.9f, .vector = vec};
+    proto_lookup_req r = {.ns = (const uint8_t *)ns,
+                          .ns_len = (uint8_t)strlen(ns),
+                          .dim = DIM,
+                          .k = 4,
+                          .threshold = 0.9f,
+                          .vector = vec};
     proto_buf b;
     proto_buf_init(&b);
     ASSERT_OK(proto_encode_lookup_req(&b, 4, 0, &r));
@@ -102,8 +110,8 @@ static int lookup(int fd, const char *ns, uint64_t seed, uint16_t *hits) {
         proto_header h;
         proto_parse_frame(reply, BUF, BUF, &h);
         proto_hit hv[4];
-        ASSERT_OK(proto_decode_lookup_resp(reply + PROTO_HEADER_SIZE, h.body_len, hv, 4,
-                                           hits));
+        ASSERT_OK(
+            proto_decode_lookup_resp(reply + PROTO_HEADER_SIZE, h.body_len, hv, 4, hits));
     }
     return st;
 }
@@ -152,7 +160,8 @@ static int ns_list(int fd, char *out, size_t cap) {
     size_t pos = 0;
     const uint8_t *name;
     uint8_t len;
-    while (proto_ns_list_next(reply + PROTO_HEADER_SIZE, h.body_len, &pos, &name, &len) == 1)
+    while (proto_ns_list_next(reply + PROTO_HEADER_SIZE, h.body_len, &pos, &name, &len) ==
+           1)
         snprintf(out + strlen(out), cap - strlen(out), "%s%.*s", out[0] ? " " : "", len,
                  (const char *)name);
     return 0;
@@ -192,12 +201,15 @@ static void test_connections_past_the_maximum_get_busy_and_are_closed(void) {
     for (int tries = 0; tries < 50 && again < 0; tries++) {
         sleep_ms(20);
         int fd = test_server_connect_raw(&s);
-        if (ping(fd) == 0) again = fd;
-        else close(fd);
+        if (ping(fd) == 0)
+            again = fd;
+        else
+            close(fd);
     }
     ASSERT_GE(again, 0);
     close(again);
-    for (int i = 0; i < 3; i++) close(fds[i]);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
     ASSERT_EQ(test_server_stop(&s), 0);
 }
 
@@ -209,7 +221,8 @@ static void test_idle_and_trickling_connections_are_closed_active_ones_stay(void
     int trickle = test_server_connect_raw(&s);
     int active = test_server_connect_raw(&s);
     /* A frame header announcing a body that comes one byte at a time. */
-    proto_header hdr = {.version = PROTO_VERSION, .opcode = PROTO_OP_PING, .body_len = 1000};
+    proto_header hdr = {
+        .version = PROTO_VERSION, .opcode = PROTO_OP_PING, .body_len = 1000};
     uint8_t head[PROTO_HEADER_SIZE];
     proto_header_write(head, &hdr);
     ASSERT_OK(test_raw_send(trickle, head, sizeof head));
@@ -242,8 +255,10 @@ static void test_large_frames_past_the_client_memory_budget_get_busy(void) {
     int busy = 0;
     for (int i = 0; i < 3; i++) {
         fds[i] = test_server_connect_raw(&s);
-        proto_header hdr = {.version = PROTO_VERSION, .opcode = PROTO_OP_PING,
-                            .request_id = 9, .body_len = 1536u * 1024u};
+        proto_header hdr = {.version = PROTO_VERSION,
+                            .opcode = PROTO_OP_PING,
+                            .request_id = 9,
+                            .body_len = 1536u * 1024u};
         uint8_t head[PROTO_HEADER_SIZE + 100];
         memset(head, 'a', sizeof head);
         proto_header_write(head, &hdr);
@@ -260,7 +275,8 @@ static void test_large_frames_past_the_client_memory_budget_get_busy(void) {
     int probe = test_server_connect_raw(&s);
     ASSERT_EQ(ping(probe), 0);
     ASSERT_EQ(stat_value(probe, "", "frames_busy"), 2);
-    for (int i = 0; i < 3; i++) close(fds[i]);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
     close(probe);
     ASSERT_EQ(test_server_stop(&s), 0);
 }
@@ -279,7 +295,8 @@ static void test_a_client_that_never_reads_is_bounded(void) {
     proto_buf_init(&b);
     static uint8_t payload[60000];
     memset(payload, 'p', sizeof payload);
-    for (int i = 0; i < 200; i++) ASSERT_OK(proto_encode_ping(&b, (uint32_t)i, 0, payload, sizeof payload));
+    for (int i = 0; i < 200; i++)
+        ASSERT_OK(proto_encode_ping(&b, (uint32_t)i, 0, payload, sizeof payload));
     /* The server stops reading, so the send blocks: send from a child. */
     pid_t pid = fork();
     if (pid == 0) {
@@ -329,7 +346,8 @@ static int count_lines_with(const char *path, const char *needle) {
     if (!f) return -1;
     char line[2048];
     int n = 0;
-    while (fgets(line, sizeof line, f)) n += strstr(line, needle) != NULL;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
     fclose(f);
     return n;
 }
@@ -445,8 +463,11 @@ static void test_replies_owed_before_a_half_close_are_sent(void) {
     uint8_t vec[4 * DIM];
     test_unit_vector(7, v, DIM);
     proto_vector_write(vec, v, DIM);
-    proto_store_req r = {.ns = (const uint8_t *)"half", .ns_len = 4, .dim = DIM,
-                         .vector = vec, .response = (const uint8_t *)"kept",
+    proto_store_req r = {.ns = (const uint8_t *)"half",
+                         .ns_len = 4,
+                         .dim = DIM,
+                         .vector = vec,
+                         .response = (const uint8_t *)"kept",
                          .response_len = 4};
     proto_buf b;
     proto_buf_init(&b);
@@ -497,8 +518,8 @@ static void test_before_auth_everything_but_hello_auth_ping_is_auth_required(voi
     memset(big, 'b', sizeof big);
     ASSERT_OK(proto_encode_ping(&b, 8, 0, big, sizeof big));
     ASSERT_EQ(roundtrip(fd, &b), 0);
-    proto_hello_req hello = {.min_version = 1, .max_version = 1, .client_name = big,
-                             .client_name_len = 65535};
+    proto_hello_req hello = {
+        .min_version = 1, .max_version = 1, .client_name = big, .client_name_len = 65535};
     ASSERT_OK(proto_encode_hello_req(&b, 9, &hello));
     ASSERT_EQ(roundtrip(fd, &b), 0);
     ASSERT_EQ(auth(fd, "sesame"), 0);

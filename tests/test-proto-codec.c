@@ -483,7 +483,8 @@ static void test_lookup_reply_flags_an_exact_tier_hit_in_the_header_only(void) {
     /* Only that bit, and only on a reply with a hit to describe. */
     ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, PROTO_FLAG_EXACT, NULL, 0),
               DEJA_ERR_INVALID_ARG);
-    ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, 0x0004, &hit, 1), DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, 0x0004, &hit, 1),
+              DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, PROTO_FLAG_REPLY, &hit, 1),
               DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(b->len, 0);
@@ -1048,8 +1049,8 @@ static proto_ns_config sample_config(void) {
 
 static frame encode_ns_create(const char *name, const proto_ns_config *cfg) {
     proto_buf *b = fresh_buf();
-    ASSERT_OK(proto_encode_ns_create_req(b, 9, (const uint8_t *)name, (uint8_t)strlen(name),
-                                         cfg));
+    ASSERT_OK(proto_encode_ns_create_req(b, 9, (const uint8_t *)name,
+                                         (uint8_t)strlen(name), cfg));
     return take_frame(b);
 }
 
@@ -1062,7 +1063,8 @@ static int dec_ns_create(const uint8_t *body, size_t len, proto_ns_config *cfg) 
 /* EXPLICIT makes zeros literal; the codec carries it and every value,
  * a negative floor included, unchanged. */
 static void test_ns_config_with_explicit_zeros_round_trips(void) {
-    proto_ns_config cfg = {.dim = 16, .index_kind = PROTO_INDEX_HNSW,
+    proto_ns_config cfg = {.dim = 16,
+                           .index_kind = PROTO_INDEX_HNSW,
                            .flags = PROTO_NS_EXPLICIT | PROTO_NS_NO_DEDUP,
                            .min_threshold = -0.25f};
     frame f = encode_ns_create(NS, &cfg);
@@ -1127,9 +1129,12 @@ static void test_ns_create_dim_and_name_errors_do_not_depend_on_length(void) {
 /* NS_INFO's block is the resolved configuration: a negative floor reads
  * back negative. */
 static void test_ns_info_reply_carries_a_negative_floor(void) {
-    proto_ns_config cfg = {.dim = 8, .index_kind = PROTO_INDEX_FLAT,
-                           .flags = PROTO_NS_EXPLICIT, .min_threshold = -0.5f,
-                           .dedup = 0.97f, .default_ttl_s = 60};
+    proto_ns_config cfg = {.dim = 8,
+                           .index_kind = PROTO_INDEX_FLAT,
+                           .flags = PROTO_NS_EXPLICIT,
+                           .min_threshold = -0.5f,
+                           .dedup = 0.97f,
+                           .default_ttl_s = 60};
     proto_stat st = {.key = "entries", .key_len = 7, .value = 3};
     proto_buf *b = fresh_buf();
     ASSERT_OK(proto_encode_ns_info_resp(b, 4, &cfg, &st, 1));

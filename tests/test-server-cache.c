@@ -18,16 +18,21 @@ static const float vec_a[DIM] = {1, 0, 0, 0, 0, 0, 0, 0};
 static const float vec_b[DIM] = {0, 1, 0, 0, 0, 0, 0, 0};
 
 static cache_store_args store_req(const char *ns, uint32_t ttl_s, const char *resp) {
-    cache_store_args r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = DIM, .ttl_s = ttl_s,
-                         .response = (const uint8_t *)resp,
-                         .response_len = (uint32_t)strlen(resp)};
+    cache_store_args r = {.ns = (const uint8_t *)ns,
+                          .ns_len = (uint8_t)strlen(ns),
+                          .dim = DIM,
+                          .ttl_s = ttl_s,
+                          .response = (const uint8_t *)resp,
+                          .response_len = (uint32_t)strlen(resp)};
     return r;
 }
 
 static cache_query lookup_req(const char *ns, uint16_t k) {
-    cache_query r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                          .dim = DIM, .k = k, .threshold = 0.85f};
+    cache_query r = {.ns = (const uint8_t *)ns,
+                     .ns_len = (uint8_t)strlen(ns),
+                     .dim = DIM,
+                     .k = k,
+                     .threshold = 0.85f};
     return r;
 }
 
@@ -36,7 +41,8 @@ static uint16_t lookup_count(cache *c, const char *ns, const float *v) {
     uint16_t n = 0;
     cache_query lr = lookup_req(ns, 10);
     ASSERT_OK(cache_lookup(c, &lr, v, m, &n));
-    for (uint16_t i = 0; i < n; i++) cache_entry_release(m[i].entry);
+    for (uint16_t i = 0; i < n; i++)
+        cache_entry_release(m[i].entry);
     return n;
 }
 
@@ -152,8 +158,7 @@ static uint64_t stat_of(cache *c, const char *ns, const char *key) {
     uint16_t n;
     ASSERT_OK(cache_stats(c, (const uint8_t *)ns, (uint8_t)strlen(ns), st, 32, &n));
     for (uint16_t i = 0; i < n; i++)
-        if (strcmp(st[i].key, key) == 0)
-            return st[i].value;
+        if (strcmp(st[i].key, key) == 0) return st[i].value;
     HARNESS_FAIL("no stat %s", key);
 }
 
@@ -170,14 +175,18 @@ static void graph_vector(int i, float *v) {
         v[d] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5);
         norm += (double)v[d] * v[d];
     }
-    for (int d = 0; d < GDIM; d++) v[d] /= (float)sqrt(norm);
+    for (int d = 0; d < GDIM; d++)
+        v[d] /= (float)sqrt(norm);
 }
 
 static int finds(cache *c, const char *ns, int i, uint64_t want) {
     float v[GDIM];
     graph_vector(i, v);
-    cache_query lr = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                           .dim = GDIM, .k = 1, .threshold = 0.99f};
+    cache_query lr = {.ns = (const uint8_t *)ns,
+                      .ns_len = (uint8_t)strlen(ns),
+                      .dim = GDIM,
+                      .k = 1,
+                      .threshold = 0.99f};
     cache_match m[1];
     uint16_t n = 0;
     ASSERT_OK(cache_lookup(c, &lr, v, m, &n));
@@ -190,9 +199,11 @@ static void store_graph_entries(cache *c, const char *ns, uint64_t *ids) {
     for (int i = 0; i < GN; i++) {
         float v[GDIM];
         graph_vector(i, v);
-        cache_store_args r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                             .dim = GDIM,
-                             .response = (const uint8_t *)"r", .response_len = 1};
+        cache_store_args r = {.ns = (const uint8_t *)ns,
+                              .ns_len = (uint8_t)strlen(ns),
+                              .dim = GDIM,
+                              .response = (const uint8_t *)"r",
+                              .response_len = 1};
         ASSERT_OK(cache_store(c, &r, v, &ids[i]));
     }
 }
@@ -206,12 +217,14 @@ static void test_a_published_entry_is_found_before_and_after_it_reaches_the_grap
      * can cost a search some recall (idx-hnsw.c), so a rare transient miss
      * is allowed here; once the graph is complete, none is. */
     int misses = 0;
-    for (int i = 0; i < GN; i++) misses += !finds(c, "graph", i, ids[i]);
+    for (int i = 0; i < GN; i++)
+        misses += !finds(c, "graph", i, ids[i]);
     ASSERT_LE(misses, GN / 200);
     cache_wait_indexed(c);
     ASSERT_U64_EQ(stat_of(c, "graph", "unindexed"), 0);
     ASSERT_U64_EQ(stat_of(c, "graph", "index_entries"), GN);
-    for (int i = 0; i < GN; i++) ASSERT_TRUE(finds(c, "graph", i, ids[i]));
+    for (int i = 0; i < GN; i++)
+        ASSERT_TRUE(finds(c, "graph", i, ids[i]));
     cache_destroy(c);
 }
 
@@ -226,7 +239,8 @@ static void test_deleting_while_the_graph_catches_up_leaves_nothing_behind(void)
     ASSERT_U64_EQ(stat_of(c, "churn", "entries"), GN / 2);
     ASSERT_U64_EQ(stat_of(c, "churn", "index_entries"), GN / 2);
     ASSERT_U64_EQ(stat_of(c, "churn", "unindexed"), 0);
-    for (int i = 0; i < GN; i++) ASSERT_EQ(finds(c, "churn", i, ids[i]), i % 2);
+    for (int i = 0; i < GN; i++)
+        ASSERT_EQ(finds(c, "churn", i, ids[i]), i % 2);
     cache_destroy(c);
 }
 

@@ -42,14 +42,14 @@ static void vec_at(float cos, int other, float *v) {
 }
 
 static cache_store_args store_req(const char *ns, uint16_t dim, const char *prompt,
-                                 const char *resp) {
+                                  const char *resp) {
     return (cache_store_args){.ns = (const uint8_t *)ns,
-                             .ns_len = (uint8_t)strlen(ns),
-                             .dim = dim,
-                             .prompt = (const uint8_t *)prompt,
-                             .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0,
-                             .response = (const uint8_t *)resp,
-                             .response_len = (uint32_t)strlen(resp)};
+                              .ns_len = (uint8_t)strlen(ns),
+                              .dim = dim,
+                              .prompt = (const uint8_t *)prompt,
+                              .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0,
+                              .response = (const uint8_t *)resp,
+                              .response_len = (uint32_t)strlen(resp)};
 }
 
 static uint64_t put_dim(cache *c, const char *ns, uint16_t dim, const float *v,
@@ -75,12 +75,12 @@ typedef struct answer {
 static answer ask(cache *c, const char *ns, const float *v, float threshold,
                   const char *prompt) {
     cache_query r = {.ns = (const uint8_t *)ns,
-                          .ns_len = (uint8_t)strlen(ns),
-                          .dim = DIM,
-                          .k = 4,
-                          .threshold = threshold,
-                          .prompt = (const uint8_t *)prompt,
-                          .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0};
+                     .ns_len = (uint8_t)strlen(ns),
+                     .dim = DIM,
+                     .k = 4,
+                     .threshold = threshold,
+                     .prompt = (const uint8_t *)prompt,
+                     .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0};
     cache_match m[CACHE_MAX_K];
     uint16_t n = 0;
     ASSERT_OK(cache_lookup(c, &r, v, m, &n));
@@ -108,8 +108,7 @@ static uint64_t stat_of(cache *c, const char *ns, const char *key) {
     uint16_t n;
     ASSERT_OK(cache_stats(c, (const uint8_t *)ns, (uint8_t)strlen(ns), st, 48, &n));
     for (uint16_t i = 0; i < n; i++)
-        if (strcmp(st[i].key, key) == 0)
-            return st[i].value;
+        if (strcmp(st[i].key, key) == 0) return st[i].value;
     HARNESS_FAIL("no stat %s", key);
 }
 

@@ -31,9 +31,12 @@ static uint64_t test_clock(void *ctx) {
 }
 
 static cache *new_cache(uint64_t max_entries, uint64_t max_memory) {
-    cache_config cfg = {.default_ttl_s = 0, .index_kind = IDX_KIND_FLAT,
-                        .min_threshold = 0.5f, .dedup = 0.99f,
-                        .max_entries = max_entries, .max_memory = max_memory};
+    cache_config cfg = {.default_ttl_s = 0,
+                        .index_kind = IDX_KIND_FLAT,
+                        .min_threshold = 0.5f,
+                        .dedup = 0.99f,
+                        .max_entries = max_entries,
+                        .max_memory = max_memory};
     cache *c = NULL;
     ASSERT_OK(cache_create(&cfg, &c));
     cache_set_clock(c, test_clock, NULL);
@@ -54,17 +57,22 @@ static void item_vector(uint64_t item, float *v) {
 static uint64_t put(cache *c, const char *ns, const float *v, uint32_t resp_len) {
     static char resp[8192];
     memset(resp, 'r', sizeof resp);
-    cache_store_args r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = DIM, .response = (const uint8_t *)resp,
-                         .response_len = resp_len};
+    cache_store_args r = {.ns = (const uint8_t *)ns,
+                          .ns_len = (uint8_t)strlen(ns),
+                          .dim = DIM,
+                          .response = (const uint8_t *)resp,
+                          .response_len = resp_len};
     uint64_t id = 0;
     ASSERT_OK(cache_store(c, &r, v, &id));
     return id;
 }
 
 static int hit(cache *c, const char *ns, const float *v) {
-    cache_query r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                          .dim = DIM, .k = 1, .threshold = 0.999f};
+    cache_query r = {.ns = (const uint8_t *)ns,
+                     .ns_len = (uint8_t)strlen(ns),
+                     .dim = DIM,
+                     .k = 1,
+                     .threshold = 0.999f};
     cache_match m[1];
     uint16_t n = 0;
     ASSERT_OK(cache_lookup(c, &r, v, m, &n));
@@ -75,19 +83,21 @@ static int hit(cache *c, const char *ns, const float *v) {
 static uint64_t stat_of(cache *c, const char *ns, const char *key) {
     cache_stat st[48];
     uint16_t n;
-    ASSERT_OK(cache_stats(c, (const uint8_t *)ns, ns ? (uint8_t)strlen(ns) : 0, st, 48, &n));
+    ASSERT_OK(
+        cache_stats(c, (const uint8_t *)ns, ns ? (uint8_t)strlen(ns) : 0, st, 48, &n));
     for (uint16_t i = 0; i < n; i++)
-        if (strcmp(st[i].key, key) == 0)
-            return st[i].value;
+        if (strcmp(st[i].key, key) == 0) return st[i].value;
     HARNESS_FAIL("no stat %s", key);
 }
 
 /* Zipf(1) over n items by inverse CDF on a precomputed table. */
 static double *zipf_cdf(int n) {
     double *cdf = malloc(sizeof(double) * (size_t)n), sum = 0;
-    for (int i = 0; i < n; i++) sum += 1.0 / (i + 1);
+    for (int i = 0; i < n; i++)
+        sum += 1.0 / (i + 1);
     double acc = 0;
-    for (int i = 0; i < n; i++) cdf[i] = (acc += 1.0 / (i + 1) / sum);
+    for (int i = 0; i < n; i++)
+        cdf[i] = (acc += 1.0 / (i + 1) / sum);
     return cdf;
 }
 
@@ -99,8 +109,10 @@ static int zipf_draw(const double *cdf, int n, uint64_t *rng) {
     int lo = 0, hi = n - 1;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (cdf[mid] < u) lo = mid + 1;
-        else hi = mid;
+        if (cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -174,13 +186,16 @@ static void test_a_namespace_budget_shields_it_from_another_namespace_flood(void
     ASSERT_OK(cache_ns_create(c, (const uint8_t *)"b", 1, &cfg, &rec, &created, msg,
                               sizeof msg));
     float v[DIM];
-    for (uint64_t i = 0; i < 100; i++) item_vector(100000 + i, v), put(c, "b", v, 64);
-    for (uint64_t i = 0; i < 3000; i++) item_vector(i, v), put(c, "a", v, 64);
+    for (uint64_t i = 0; i < 100; i++)
+        item_vector(100000 + i, v), put(c, "b", v, 64);
+    for (uint64_t i = 0; i < 3000; i++)
+        item_vector(i, v), put(c, "a", v, 64);
     ASSERT_U64_EQ(stat_of(c, "b", "entries"), 100);
     ASSERT_U64_EQ(stat_of(c, "b", "evicted_lfu"), 0);
     ASSERT_LE(stat_of(c, NULL, "entries"), 500);
     /* And its own budget holds it. */
-    for (uint64_t i = 0; i < 50; i++) item_vector(200000 + i, v), put(c, "b", v, 64);
+    for (uint64_t i = 0; i < 50; i++)
+        item_vector(200000 + i, v), put(c, "b", v, 64);
     ASSERT_U64_EQ(stat_of(c, "b", "entries"), 100);
     cache_destroy(c);
 }
@@ -200,9 +215,11 @@ static void test_on_a_near_tie_the_entry_with_a_near_duplicate_goes_first(void) 
     /* a_dup: cosine 0.9 to a */
     item_vector(4, a_dup);
     float dot = idx_dot(a, a_dup, DIM);
-    for (int i = 0; i < DIM; i++) a_dup[i] -= dot * a[i];
+    for (int i = 0; i < DIM; i++)
+        a_dup[i] -= dot * a[i];
     idx_normalize(a_dup, DIM);
-    for (int i = 0; i < DIM; i++) a_dup[i] = 0.9f * a[i] + 0.43589f * a_dup[i];
+    for (int i = 0; i < DIM; i++)
+        a_dup[i] = 0.9f * a[i] + 0.43589f * a_dup[i];
     put(c, "tie", unique, 10); /* oldest: plain LFU would evict it first */
     now_ms += 10;
     put(c, "tie", a, 10);

@@ -26,7 +26,9 @@ static void count_evict(void *ctx, uint32_t ns_id, uint64_t id) {
 }
 
 static cache *new_cache(void) {
-    cache_config cfg = {.default_ttl_s = 3600, .min_threshold = 0.5f, .dedup = 0.99f,
+    cache_config cfg = {.default_ttl_s = 3600,
+                        .min_threshold = 0.5f,
+                        .dedup = 0.99f,
                         .on_evict = count_evict};
     cache *c = NULL;
     ASSERT_OK(cache_create(&cfg, &c));
@@ -42,15 +44,18 @@ static void vec_at(float cos, int other, float *v) {
 }
 
 static uint64_t put(cache *c, const char *ns, const float *v, const char *prompt,
-                      const char *resp, uint32_t ttl_s) {
-    cache_store_args r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = DIM, .ttl_s = ttl_s,
-                         .input_tokens = 100, .output_tokens = 50,
-                         .cost_micro_usd = 2000,
-                         .prompt = (const uint8_t *)prompt,
-                         .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0,
-                         .response = (const uint8_t *)resp,
-                         .response_len = (uint32_t)strlen(resp)};
+                    const char *resp, uint32_t ttl_s) {
+    cache_store_args r = {.ns = (const uint8_t *)ns,
+                          .ns_len = (uint8_t)strlen(ns),
+                          .dim = DIM,
+                          .ttl_s = ttl_s,
+                          .input_tokens = 100,
+                          .output_tokens = 50,
+                          .cost_micro_usd = 2000,
+                          .prompt = (const uint8_t *)prompt,
+                          .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0,
+                          .response = (const uint8_t *)resp,
+                          .response_len = (uint32_t)strlen(resp)};
     uint64_t id = 0;
     ASSERT_OK(cache_store(c, &r, v, &id));
     return id;
@@ -60,10 +65,13 @@ static uint64_t put(cache *c, const char *ns, const float *v, const char *prompt
  * response when not NULL. */
 static uint64_t lookup(cache *c, const char *ns, const float *v, float threshold,
                        const char *prompt, char *resp_out) {
-    cache_query r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                          .dim = DIM, .k = 1, .threshold = threshold,
-                          .prompt = (const uint8_t *)prompt,
-                          .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0};
+    cache_query r = {.ns = (const uint8_t *)ns,
+                     .ns_len = (uint8_t)strlen(ns),
+                     .dim = DIM,
+                     .k = 1,
+                     .threshold = threshold,
+                     .prompt = (const uint8_t *)prompt,
+                     .prompt_len = prompt ? (uint32_t)strlen(prompt) : 0};
     cache_match m[CACHE_MAX_K];
     uint16_t n = 0;
     ASSERT_OK(cache_lookup(c, &r, v, m, &n));
@@ -82,10 +90,10 @@ static uint64_t lookup(cache *c, const char *ns, const float *v, float threshold
 static uint64_t stat_of(cache *c, const char *ns, const char *key) {
     cache_stat st[48];
     uint16_t n;
-    ASSERT_OK(cache_stats(c, (const uint8_t *)ns, ns ? (uint8_t)strlen(ns) : 0, st, 48, &n));
+    ASSERT_OK(
+        cache_stats(c, (const uint8_t *)ns, ns ? (uint8_t)strlen(ns) : 0, st, 48, &n));
     for (uint16_t i = 0; i < n; i++)
-        if (strcmp(st[i].key, key) == 0)
-            return st[i].value;
+        if (strcmp(st[i].key, key) == 0) return st[i].value;
     HARNESS_FAIL("no stat %s", key);
 }
 
@@ -107,12 +115,14 @@ static void test_the_exact_tier_answers_a_normalised_prompt_without_vector_searc
     vec_at(0.7f, 2, unrelated);
     uint64_t id = put(c, "ex", v, "  What is the\tcapital of\n France? ", "Paris", 0);
     char resp[64];
-    ASSERT_U64_EQ(lookup(c, "ex", unrelated, 0.99f, "What is the capital of France?", resp), id);
+    ASSERT_U64_EQ(
+        lookup(c, "ex", unrelated, 0.99f, "What is the capital of France?", resp), id);
     ASSERT_STR_EQ(resp, "Paris");
     ASSERT_U64_EQ(stat_of(c, "ex", "exact_hits"), 1);
     ASSERT_U64_EQ(stat_of(c, "ex", "semantic_hits"), 0);
     /* Case is kept: a different prompt, so no exact hit. */
-    ASSERT_U64_EQ(lookup(c, "ex", unrelated, 0.99f, "what is the capital of france?", NULL), 0);
+    ASSERT_U64_EQ(
+        lookup(c, "ex", unrelated, 0.99f, "what is the capital of france?", NULL), 0);
     cache_destroy(c);
 }
 
@@ -175,9 +185,12 @@ static void test_only_ok_completions_are_cached_unless_the_namespace_allows(void
     cache *c = new_cache();
     float v[DIM];
     vec_at(1.0f, 1, v);
-    cache_store_args r = {.ns = (const uint8_t *)"safe", .ns_len = 4, .dim = DIM,
-                         .completion = CACHE_COMPLETION_TRUNCATED,
-                         .response = (const uint8_t *)"half", .response_len = 4};
+    cache_store_args r = {.ns = (const uint8_t *)"safe",
+                          .ns_len = 4,
+                          .dim = DIM,
+                          .completion = CACHE_COMPLETION_TRUNCATED,
+                          .response = (const uint8_t *)"half",
+                          .response_len = 4};
     uint64_t id;
     ASSERT_EQ(cache_store(c, &r, v, &id), DEJA_ERR_REJECTED);
     cache_ns_config cfg = {.dim = DIM, .flags = CACHE_NS_ALLOW_NON_OK};
@@ -189,10 +202,11 @@ static void test_only_ok_completions_are_cached_unless_the_namespace_allows(void
     cache_destroy(c);
 }
 
-static void test_absolute_ttl_expires_but_sliding_ttl_extends_on_hits_up_to_max_age(void) {
+static void
+test_absolute_ttl_expires_but_sliding_ttl_extends_on_hits_up_to_max_age(void) {
     cache *c = new_cache();
-    cache_ns_config sliding = {.dim = DIM, .ttl_mode = CACHE_TTL_SLIDING,
-                               .max_age_s = 25};
+    cache_ns_config sliding = {
+        .dim = DIM, .ttl_mode = CACHE_TTL_SLIDING, .max_age_s = 25};
     create_ns(c, "slide", &sliding);
     float v[DIM];
     vec_at(1.0f, 1, v);
@@ -217,7 +231,8 @@ static void test_the_sweeper_reclaims_expired_entries_in_bounded_slices(void) {
     create_ns(c, "sweep", &cfg);
     float v[DIM];
     vec_at(1.0f, 1, v);
-    for (int i = 0; i < 3000; i++) put(c, "sweep", v, NULL, "r", i % 3 == 0 ? 1000 : 1);
+    for (int i = 0; i < 3000; i++)
+        put(c, "sweep", v, NULL, "r", i % 3 == 0 ? 1000 : 1);
     uint64_t entries = stat_of(c, "sweep", "entries");
     ASSERT_U64_EQ(entries, 3000);
     cache_wait_indexed(c); /* a quiet namespace: no graph insert holds its lock */
@@ -238,7 +253,8 @@ static void test_the_sweeper_reclaims_expired_entries_in_bounded_slices(void) {
     ASSERT_EQ(evictions, (int)total);
     ASSERT_U64_EQ(stat_of(c, "sweep", "evicted_ttl"), total);
     /* Everything left is live: a full pass finds nothing more. */
-    for (int i = 0; i < 10; i++) cache_sweep(c, 1000, &expired), total += expired;
+    for (int i = 0; i < 10; i++)
+        cache_sweep(c, 1000, &expired), total += expired;
     ASSERT_U64_EQ(stat_of(c, "sweep", "entries"), entries - total);
     ASSERT_EQ(expired, 0);
     cache_destroy(c);
@@ -250,7 +266,8 @@ static void test_one_sweeper_tick_leaves_under_a_tenth_of_entries_expired(void) 
     create_ns(c, "tick", &cfg);
     float v[DIM];
     vec_at(1.0f, 1, v);
-    for (int i = 0; i < 10000; i++) put(c, "tick", v, NULL, "r", i % 2 ? 5 : 5000);
+    for (int i = 0; i < 10000; i++)
+        put(c, "tick", v, NULL, "r", i % 2 ? 5 : 5000);
     cache_wait_indexed(c);
     now_ms += 6000; /* half of them expire together */
     size_t removed = cache_sweep_tick(c, 1000, 5000);
@@ -273,8 +290,11 @@ static void test_an_expired_entry_is_served_by_no_path(void) {
     ASSERT_U64_EQ(lookup(c, "gone", v, 0.9f, "the prompt", NULL), live);
     /* vector search, k = 1 and k > 1 */
     ASSERT_U64_EQ(lookup(c, "gone", v, 0.9f, NULL, NULL), live);
-    cache_query r = {.ns = (const uint8_t *)"gone", .ns_len = 4, .dim = DIM, .k = 10,
-                          .threshold = 0.5f};
+    cache_query r = {.ns = (const uint8_t *)"gone",
+                     .ns_len = 4,
+                     .dim = DIM,
+                     .k = 10,
+                     .threshold = 0.5f};
     cache_match m[CACHE_MAX_K];
     uint16_t n = 0;
     ASSERT_OK(cache_lookup(c, &r, v, m, &n));
@@ -286,8 +306,10 @@ static void test_an_expired_entry_is_served_by_no_path(void) {
 
 static void test_namespaces_are_created_listed_described_and_dropped(void) {
     cache *c = new_cache();
-    cache_ns_config cfg = {.dim = DIM, .index_kind = CACHE_INDEX_FLAT,
-                           .min_threshold = 0.8f, .default_ttl_s = 60};
+    cache_ns_config cfg = {.dim = DIM,
+                           .index_kind = CACHE_INDEX_FLAT,
+                           .min_threshold = 0.8f,
+                           .default_ttl_s = 60};
     create_ns(c, "gpt:support-v1", &cfg);
     cache_ns_image rec;
     int created = 1;
@@ -315,8 +337,8 @@ static void test_namespaces_are_created_listed_described_and_dropped(void) {
     cache_ns_config got;
     cache_stat st[48];
     uint16_t count;
-    ASSERT_OK(cache_ns_info(c, (const uint8_t *)"gpt:support-v1", 14, &got, st, 48,
-                            &count));
+    ASSERT_OK(
+        cache_ns_info(c, (const uint8_t *)"gpt:support-v1", 14, &got, st, 48, &count));
     ASSERT_EQ(got.index_kind, CACHE_INDEX_FLAT);
     ASSERT_NEAR(got.min_threshold, 0.8, 1e-6);
     ASSERT_U64_EQ(stat_of(c, "gpt:support-v1", "entries"), 1);
@@ -360,8 +382,8 @@ static void test_flush_and_drop_leave_nothing_behind_in_the_same_way(void) {
     cache_ns_image rec;
     ASSERT_OK(cache_ns_drop(c, (const uint8_t *)"dropped", 7, &removed, &rec));
     ASSERT_U64_EQ(removed, 40);
-    const char *zero[] = {"entries", "entry_hits", "entry_bytes", "memory_charged",
-                          "unindexed", "index_entries"};
+    const char *zero[] = {"entries",        "entry_hits", "entry_bytes",
+                          "memory_charged", "unindexed",  "index_entries"};
     for (size_t k = 0; k < sizeof zero / sizeof *zero; k++)
         ASSERT_U64_EQ(stat_of(c, "flushed", zero[k]), 0);
     ASSERT_U64_EQ(stat_of(c, "flushed", "evicted_delete"), 40);
@@ -387,7 +409,8 @@ static void test_hits_count_the_tokens_and_money_they_saved(void) {
     float v[DIM];
     vec_at(1.0f, 1, v);
     put(c, "money", v, NULL, "answer", 0); /* 150 tokens, 2000 micro-dollars */
-    for (int i = 0; i < 3; i++) ASSERT_TRUE(lookup(c, "money", v, 0.9f, NULL, NULL) != 0);
+    for (int i = 0; i < 3; i++)
+        ASSERT_TRUE(lookup(c, "money", v, 0.9f, NULL, NULL) != 0);
     float miss[DIM];
     vec_at(0.0f, 4, miss);
     ASSERT_U64_EQ(lookup(c, "money", miss, 0.9f, NULL, NULL), 0);

@@ -46,13 +46,19 @@ static float vec[DIM] = {0.5f, 0.5f, 0.5f, 0.5f, 0, 0, 0, 0};
 
 static store_entry_rec entry_rec(uint32_t ns_id, uint64_t id, const char *resp,
                                  uint64_t expires_ms) {
-    store_entry_rec e = {.ns_id = ns_id, .id = id, .created_ms = 1,
-                         .expires_ms = expires_ms, .input_tokens = 10,
-                         .output_tokens = 20, .cost_micro_usd = 300,
-                         .prompt = (const uint8_t *)"prompt", .prompt_len = 6,
+    store_entry_rec e = {.ns_id = ns_id,
+                         .id = id,
+                         .created_ms = 1,
+                         .expires_ms = expires_ms,
+                         .input_tokens = 10,
+                         .output_tokens = 20,
+                         .cost_micro_usd = 300,
+                         .prompt = (const uint8_t *)"prompt",
+                         .prompt_len = 6,
                          .response = (const uint8_t *)resp,
                          .response_len = (uint32_t)strlen(resp),
-                         .vector = vec, .dim = DIM};
+                         .vector = vec,
+                         .dim = DIM};
     return e;
 }
 
@@ -169,8 +175,10 @@ static void flip_record_byte(const char *table, uint32_t ns_id, uint64_t id, siz
     ASSERT_OK(mdb_txn_begin(env, NULL, 0, &txn));
     ASSERT_OK(mdb_dbi_open(txn, table, 0, &dbi));
     uint8_t key[12];
-    for (int i = 0; i < 4; i++) key[i] = (uint8_t)(ns_id >> (24 - 8 * i));
-    for (int i = 0; i < 8; i++) key[4 + i] = (uint8_t)(id >> (56 - 8 * i));
+    for (int i = 0; i < 4; i++)
+        key[i] = (uint8_t)(ns_id >> (24 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        key[4 + i] = (uint8_t)(id >> (56 - 8 * i));
     MDB_val k = {12, key}, v;
     ASSERT_OK(mdb_get(txn, dbi, &k, &v));
     uint8_t copy[4096];
@@ -299,11 +307,21 @@ static void test_a_full_map_fails_puts_but_not_deletes(void) {
  * is encoded decodes to the same values, revision byte last; the older
  * forms still read; anything else is CORRUPT, never a guess. */
 static void test_namespace_configurations_have_a_versioned_record_of_their_own(void) {
-    store_ns_config cfg = {.dim = DIM, .index_kind = 3, .quant = 1, .hnsw_m = 12,
-                           .hnsw_ef_construction = 100, .hnsw_ef_search = 40,
-                           .ttl_mode = 1, .flags = 0x05, .min_threshold = -0.5f,
-                           .dedup = 0.95f, .default_ttl_s = 60, .max_age_s = 600,
-                           .max_bytes = 1u << 20, .max_entries = 99, .factory_len = 4};
+    store_ns_config cfg = {.dim = DIM,
+                           .index_kind = 3,
+                           .quant = 1,
+                           .hnsw_m = 12,
+                           .hnsw_ef_construction = 100,
+                           .hnsw_ef_search = 40,
+                           .ttl_mode = 1,
+                           .flags = 0x05,
+                           .min_threshold = -0.5f,
+                           .dedup = 0.95f,
+                           .default_ttl_s = 60,
+                           .max_age_s = 600,
+                           .max_bytes = 1u << 20,
+                           .max_entries = 99,
+                           .factory_len = 4};
     memcpy(cfg.factory, "Flat", 5);
     store_ns_rec ns = ns_rec(1, "cfg");
     store_ns_config_encode(&cfg, &ns);

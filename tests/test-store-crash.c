@@ -35,7 +35,8 @@ static void response_of(uint64_t seed, char *buf, size_t cap) {
     /* Sizes vary so records straddle pages differently. */
     int pad = (int)(seed % 300);
     int n = snprintf(buf, cap, "answer-%llu-", (unsigned long long)seed);
-    for (int i = 0; i < pad && n + 1 < (int)cap; i++) buf[n++] = (char)('a' + (seed + i) % 26);
+    for (int i = 0; i < pad && n + 1 < (int)cap; i++)
+        buf[n++] = (char)('a' + (seed + i) % 26);
     buf[n] = 0;
 }
 
@@ -50,8 +51,11 @@ static void *writer(void *arg) {
         char resp[400];
         test_unit_vector(seed, v, DIM);
         response_of(seed, resp, sizeof resp);
-        deja_store_req req = {.ns = "crash", .vector = v, .dim = DIM,
-                              .response = resp, .response_len = strlen(resp)};
+        deja_store_req req = {.ns = "crash",
+                              .vector = v,
+                              .dim = DIM,
+                              .response = resp,
+                              .response_len = strlen(resp)};
         uint64_t id;
         if (deja_store(c, &req, &id) != 0) break; /* killed mid-request */
         size_t at = atomic_fetch_add(&ledger_len, 1);
@@ -97,13 +101,15 @@ static void test_every_acknowledged_store_survives_20_kills(void) {
     for (int round = 0; round < ROUNDS; round++) {
         atomic_store(&stop_writers, 0);
         pthread_t t[WRITERS];
-        for (int i = 0; i < WRITERS; i++) pthread_create(&t[i], NULL, writer, NULL);
+        for (int i = 0; i < WRITERS; i++)
+            pthread_create(&t[i], NULL, writer, NULL);
         /* A random moment, from right away to ~300 ms into the writes:
          * the kill is meant to land mid-commit some of the time. */
         sleep_us((long)(rand_r(&rng) % 300000));
         test_server_kill(&srv);
         atomic_store(&stop_writers, 1);
-        for (int i = 0; i < WRITERS; i++) pthread_join(t[i], NULL);
+        for (int i = 0; i < WRITERS; i++)
+            pthread_join(t[i], NULL);
         ASSERT_OK(test_server_restart(&srv, NULL));
         verify_ledger();
     }

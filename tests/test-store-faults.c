@@ -32,7 +32,10 @@ static void store_n(deja_client *c, int n) {
         char resp[64];
         test_unit_vector((uint64_t)i, v, DIM);
         response_of(i, resp, sizeof resp);
-        deja_store_req req = {.ns = "f", .vector = v, .dim = DIM, .response = resp,
+        deja_store_req req = {.ns = "f",
+                              .vector = v,
+                              .dim = DIM,
+                              .response = resp,
                               .response_len = strlen(resp)};
         ASSERT_OK(deja_store(c, &req, NULL));
     }
@@ -64,7 +67,10 @@ static void test_a_full_data_file_refuses_stores_and_keeps_serving(void) {
     for (int i = 0; i < 500; i++) {
         float v[DIM];
         test_unit_vector(7000u + (uint64_t)i, v, DIM);
-        deja_store_req req = {.ns = "full", .vector = v, .dim = DIM, .response = big,
+        deja_store_req req = {.ns = "full",
+                              .vector = v,
+                              .dim = DIM,
+                              .response = big,
                               .response_len = sizeof big};
         uint64_t id;
         rc = deja_store(c, &req, &id);

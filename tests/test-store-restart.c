@@ -32,30 +32,41 @@ static void store_all(deja_client *c) {
         char resp[64];
         test_unit_vector((uint64_t)i, v, DIM);
         response_of(i, resp, sizeof resp);
-        deja_store_req req = {.ns = "kept", .vector = v, .dim = DIM,
-                              .response = resp, .response_len = strlen(resp)};
+        deja_store_req req = {.ns = "kept",
+                              .vector = v,
+                              .dim = DIM,
+                              .response = resp,
+                              .response_len = strlen(resp)};
         ASSERT_OK(deja_store(c, &req, &ids[i]));
     }
     /* A second namespace whose entries live one minute. */
     for (int i = 0; i < 10; i++) {
         float v[16];
         test_unit_vector(1000u + (uint64_t)i, v, 16);
-        deja_store_req req = {.ns = "short", .vector = v, .dim = 16,
-                              .response = "brief", .response_len = 5, .ttl_s = 60};
+        deja_store_req req = {.ns = "short",
+                              .vector = v,
+                              .dim = 16,
+                              .response = "brief",
+                              .response_len = 5,
+                              .ttl_s = 60};
         ASSERT_OK(deja_store(c, &req, NULL));
     }
     /* A third that is flushed, and five deleted entries. */
     for (int i = 0; i < 5; i++) {
         float v[DIM];
         test_unit_vector(2000u + (uint64_t)i, v, DIM);
-        deja_store_req req = {.ns = "flushed", .vector = v, .dim = DIM,
-                              .response = "gone", .response_len = 4};
+        deja_store_req req = {.ns = "flushed",
+                              .vector = v,
+                              .dim = DIM,
+                              .response = "gone",
+                              .response_len = 4};
         ASSERT_OK(deja_store(c, &req, NULL));
     }
     uint64_t removed;
     ASSERT_OK(deja_flush(c, "flushed", &removed));
     ASSERT_U64_EQ(removed, 5);
-    for (int i = 0; i < 5; i++) ASSERT_OK(deja_delete(c, "kept", ids[i]));
+    for (int i = 0; i < 5; i++)
+        ASSERT_OK(deja_delete(c, "kept", ids[i]));
 }
 
 /* Every surviving entry is found with its id and exact bytes; the deleted
@@ -118,8 +129,8 @@ static void test_a_clean_restart_keeps_entries_namespaces_and_deletes(void) {
 
     /* The namespace kept its dimension... */
     float small[8] = {1, 0, 0, 0, 0, 0, 0, 0};
-    deja_store_req req = {.ns = "kept", .vector = small, .dim = 8,
-                          .response = "x", .response_len = 1};
+    deja_store_req req = {
+        .ns = "kept", .vector = small, .dim = 8, .response = "x", .response_len = 1};
     ASSERT_EQ(deja_store(c, &req, NULL), DEJA_ERR_DIM_MISMATCH);
     /* ...and new ids never reuse old ones. */
     float v[DIM];
@@ -197,8 +208,11 @@ static void test_a_periodic_snapshot_spares_the_rebuild_after_a_crash(void) {
     for (int i = 0; i < 50; i++) {
         float v[DIM];
         test_unit_vector(5000u + (uint64_t)i, v, DIM);
-        deja_store_req req = {.ns = "periodic", .vector = v, .dim = DIM,
-                              .response = "p", .response_len = 1};
+        deja_store_req req = {.ns = "periodic",
+                              .vector = v,
+                              .dim = DIM,
+                              .response = "p",
+                              .response_len = 1};
         ASSERT_OK(deja_store(c, &req, NULL));
     }
     /* The snapshot timer fires every second; give it ten. */
@@ -240,11 +254,18 @@ static void test_a_second_server_cannot_open_the_same_folder(void) {
 }
 
 int main(void) {
-    RUN_STEP(test_a_clean_restart_keeps_entries_namespaces_and_deletes); /* stops or restarts the server */
-    RUN_STEP(test_a_kill_9_restart_keeps_every_acknowledged_entry); /* stops or restarts the server */
-    RUN_STEP(test_entries_that_expired_while_down_are_not_served); /* stops or restarts the server */
-    RUN_STEP(test_a_clean_restart_restores_the_graph_from_its_snapshot); /* stops or restarts the server */
-    RUN_STEP(test_a_damaged_snapshot_falls_back_to_a_rebuild); /* stops or restarts the server */
+    RUN_STEP(
+        test_a_clean_restart_keeps_entries_namespaces_and_deletes); /* stops or restarts
+                                                                       the server */
+    RUN_STEP(test_a_kill_9_restart_keeps_every_acknowledged_entry); /* stops or restarts
+                                                                       the server */
+    RUN_STEP(test_entries_that_expired_while_down_are_not_served);  /* stops or restarts
+                                                                       the server */
+    RUN_STEP(
+        test_a_clean_restart_restores_the_graph_from_its_snapshot); /* stops or restarts
+                                                                       the server */
+    RUN_STEP(test_a_damaged_snapshot_falls_back_to_a_rebuild); /* stops or restarts the
+                                                                  server */
     RUN(test_a_periodic_snapshot_spares_the_rebuild_after_a_crash);
     RUN(test_a_second_server_cannot_open_the_same_folder);
     if (test_server_stop(&srv) != 0) return 1;

@@ -150,7 +150,8 @@ static void run_call(deja_client *c, unsigned which) {
         CHECK((rc == 0) == (info != NULL));
         if (info) {
             CHECK(info->config.dim >= 1 && info->config.dim <= PROTO_MAX_DIM);
-            if (info->config.faiss_factory) CHECK(strlen(info->config.faiss_factory) <= 255);
+            if (info->config.faiss_factory)
+                CHECK(strlen(info->config.faiss_factory) <= 255);
             walk_stats(&info->stats);
         }
         deja_ns_info_free(info);
@@ -179,7 +180,11 @@ static void run_call(deja_client *c, unsigned which) {
         deja_lookup_req reqs[BATCH];
         deja_result *out[BATCH];
         for (int i = 0; i < BATCH; i++)
-            reqs[i] = (deja_lookup_req){"fz", vec, 4, 0.5f, (uint32_t)(i + 1),
+            reqs[i] = (deja_lookup_req){"fz",
+                                        vec,
+                                        4,
+                                        0.5f,
+                                        (uint32_t)(i + 1),
                                         i == 2 ? DEJA_LOOKUP_WANT_PROMPT : 0};
         rc = deja_lookup_many(c, reqs, BATCH, out);
         for (int i = 0; i < BATCH; i++) {
@@ -195,7 +200,8 @@ static void run_call(deja_client *c, unsigned which) {
         uint64_t ids[BATCH];
         int codes[BATCH];
         rc = deja_store_many(c, reqs, BATCH, ids, codes);
-        for (int i = 0; i < BATCH; i++) CHECK(codes[i] <= 0);
+        for (int i = 0; i < BATCH; i++)
+            CHECK(codes[i] <= 0);
         break;
     }
     }
@@ -221,7 +227,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(shutdown(sv[1], SHUT_WR) == 0);
 
     deja_client *c = client_on(sv[0]);
-    for (int i = 0; i < 2 && c->fd >= 0; i++) run_call(c, data[i]);
+    for (int i = 0; i < 2 && c->fd >= 0; i++)
+        run_call(c, data[i]);
     deja_close(c);
     close(sv[1]);
     return 0;

@@ -96,7 +96,8 @@ static void check_config(const proto_ns_config *cfg) {
     CHECK(cfg->faiss_factory_len == 0 || cfg->faiss_factory != NULL);
 }
 
-static void fuzz_body(enum body_kind kind, const uint8_t *body, size_t len, proto_buf *b) {
+static void fuzz_body(enum body_kind kind, const uint8_t *body, size_t len,
+                      proto_buf *b) {
     int rc;
     switch (kind) {
     case BODY_HELLO: {

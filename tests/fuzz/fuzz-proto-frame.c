@@ -192,11 +192,13 @@ static void fuzz_ns(const uint8_t *body, size_t len, uint8_t opcode, proto_buf *
         CHECK(rc == 0 || rc == DEJA_ERR_BAD_REQUEST);
     }
     size_t off;
-    if (opcode == PROTO_OP_NS_INFO && proto_decode_ns_info_resp(body, len, &cfg, &off) == 0) {
+    if (opcode == PROTO_OP_NS_INFO &&
+        proto_decode_ns_info_resp(body, len, &cfg, &off) == 0) {
         CHECK(off <= len);
         size_t pos = 0;
         proto_stat st;
-        while (proto_stats_next(body + off, len - off, &pos, &st) == 1) CHECK(pos <= len - off);
+        while (proto_stats_next(body + off, len - off, &pos, &st) == 1)
+            CHECK(pos <= len - off);
     }
     proto_ns_req req;
     if (opcode == PROTO_OP_NS_INFO && proto_decode_ns_info_req(body, len, &req) == 0) {

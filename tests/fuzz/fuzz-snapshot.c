@@ -70,7 +70,8 @@ static void exercise(idx *ix, const idx_config *cfg) {
     CHECK(idx_memory(ix) > 0);
 
     float q[16];
-    for (uint32_t i = 0; i < cfg->dim; i++) q[i] = (float)(i + 1);
+    for (uint32_t i = 0; i < cfg->dim; i++)
+        q[i] = (float)(i + 1);
     CHECK(idx_normalize(q, cfg->dim) == 0);
     idx_hit hits[8];
     uint32_t got = 0;

@@ -31,9 +31,11 @@ static int blank(char c) {
 }
 
 static size_t word(const char **p, const char *end, const char **w) {
-    while (*p < end && blank(**p)) (*p)++;
+    while (*p < end && blank(**p))
+        (*p)++;
     *w = *p;
-    while (*p < end && !blank(**p)) (*p)++;
+    while (*p < end && !blank(**p))
+        (*p)++;
     return (size_t)(*p - *w);
 }
 

@@ -39,8 +39,8 @@ static void must(int rc, const char *what) {
 }
 
 /* Writes prefix[0..prefix_len) then bytes[0..len) to DIR/name. */
-static void emit2(const char *dir, const char *name, const void *prefix, size_t prefix_len,
-                  const void *bytes, size_t len) {
+static void emit2(const char *dir, const char *name, const void *prefix,
+                  size_t prefix_len, const void *bytes, size_t len) {
     char path[2048];
     snprintf(path, sizeof path, "%s/%s", out_root, dir);
     if (mkdir(path, 0755) != 0 && errno != EEXIST) fail(path);
@@ -66,10 +66,20 @@ static void body_seed(const char *name, uint8_t selector, proto_buf *b) {
 }
 
 static const proto_ns_config hnsw_cfg = {
-    .dim = 4, .index_kind = PROTO_INDEX_HNSW, .quant = 1, .hnsw_m = 16,
-    .hnsw_ef_construction = 100, .hnsw_ef_search = 32, .ttl_mode = PROTO_TTL_SLIDING,
-    .flags = PROTO_NS_NO_DEDUP, .min_threshold = 0.8f, .dedup = 0.99f,
-    .default_ttl_s = 3600, .max_age_s = 86400, .max_bytes = 1 << 20, .max_entries = 1000,
+    .dim = 4,
+    .index_kind = PROTO_INDEX_HNSW,
+    .quant = 1,
+    .hnsw_m = 16,
+    .hnsw_ef_construction = 100,
+    .hnsw_ef_search = 32,
+    .ttl_mode = PROTO_TTL_SLIDING,
+    .flags = PROTO_NS_NO_DEDUP,
+    .min_threshold = 0.8f,
+    .dedup = 0.99f,
+    .default_ttl_s = 3600,
+    .max_age_s = 86400,
+    .max_bytes = 1 << 20,
+    .max_entries = 1000,
 };
 
 static void gen_proto_body(void) {
@@ -84,16 +94,32 @@ static void gen_proto_body(void) {
     must(proto_encode_ping(&b, 1, 0, (const uint8_t *)"ping!", 5), "ping");
     body_seed("ping", 2, &b);
     proto_store_req store = {
-        .ns = ns, .ns_len = 4, .dim = 4, .completion = PROTO_COMPLETION_OK, .ttl_s = 60,
-        .input_tokens = 10, .output_tokens = 20, .cost_micro_usd = 300,
-        .vector = vec_bytes, .prompt = (const uint8_t *)"q?", .prompt_len = 2,
-        .response = (const uint8_t *)"answer", .response_len = 6,
+        .ns = ns,
+        .ns_len = 4,
+        .dim = 4,
+        .completion = PROTO_COMPLETION_OK,
+        .ttl_s = 60,
+        .input_tokens = 10,
+        .output_tokens = 20,
+        .cost_micro_usd = 300,
+        .vector = vec_bytes,
+        .prompt = (const uint8_t *)"q?",
+        .prompt_len = 2,
+        .response = (const uint8_t *)"answer",
+        .response_len = 6,
     };
     must(proto_encode_store_req(&b, 1, &store), "store");
     body_seed("store", 3, &b);
     proto_lookup_req lookup = {
-        .ns = ns, .ns_len = 4, .dim = 4, .k = 4, .threshold = 0.9f, .ef = 32,
-        .vector = vec_bytes, .prompt = (const uint8_t *)"q?", .prompt_len = 2,
+        .ns = ns,
+        .ns_len = 4,
+        .dim = 4,
+        .k = 4,
+        .threshold = 0.9f,
+        .ef = 32,
+        .vector = vec_bytes,
+        .prompt = (const uint8_t *)"q?",
+        .prompt_len = 2,
     };
     must(proto_encode_lookup_req(&b, 1, PROTO_FLAG_WANT_PROMPT, &lookup), "lookup");
     body_seed("lookup", 4, &b);
@@ -104,7 +130,8 @@ static void gen_proto_body(void) {
     body_seed("flush", 6, &b);
     must(proto_encode_ns_create_req(&b, 1, ns, 4, &hnsw_cfg), "ns_create");
     body_seed("ns-create-hnsw", 7, &b);
-    proto_ns_config faiss = {.dim = 8, .index_kind = PROTO_INDEX_FAISS,
+    proto_ns_config faiss = {.dim = 8,
+                             .index_kind = PROTO_INDEX_FAISS,
                              .faiss_factory = (const uint8_t *)"IVF4,Flat",
                              .faiss_factory_len = 9};
     must(proto_encode_ns_create_req(&b, 1, ns, 4, &faiss), "ns_create faiss");
@@ -186,7 +213,8 @@ static void gen_client_reply(void) {
     must(proto_encode_error(&b, PROTO_OP_STORE, 2, DEJA_ERR_REJECTED, "not ok"), "error");
     must(proto_encode_store_resp(&b, 3, 8), "store");
     reply_seed("store-many", 14, 0, &b);
-    must(proto_encode_error(&b, PROTO_OP_LOOKUP, 1, DEJA_ERR_BAD_NAMESPACE, "bad"), "error");
+    must(proto_encode_error(&b, PROTO_OP_LOOKUP, 1, DEJA_ERR_BAD_NAMESPACE, "bad"),
+         "error");
     must(proto_encode_error(&b, 0, 0, DEJA_ERR_TOO_LARGE, "frame too large"), "error");
     reply_seed("errors", 4, 6, &b);
     proto_buf_free(&b);
@@ -289,8 +317,12 @@ static void gen_snapshot(void) {
     idx_config flat = {.kind = IDX_KIND_FLAT, .dim = 4};
     snapshot_seed("flat", 0xC0, &flat, 6);
     snapshot_seed("flat-empty", 0xC0, &flat, 0);
-    idx_config hnsw = {.kind = IDX_KIND_HNSW, .dim = 4, .M = 4, .ef_construction = 16,
-                       .ef_search = 16, .seed = 1};
+    idx_config hnsw = {.kind = IDX_KIND_HNSW,
+                       .dim = 4,
+                       .M = 4,
+                       .ef_construction = 16,
+                       .ef_search = 16,
+                       .seed = 1};
     snapshot_seed("hnsw", 0xC1, &hnsw, 24);
     snapshot_seed("hnsw-empty", 0xC1, &hnsw, 0);
     snapshot_seed("hnsw-nosum", 0x01, &hnsw, 5);

@@ -49,10 +49,28 @@ static const uint16_t ns_dims[NS_POOL] = {4, 8, 16, 3, 32, 4, 128, 1};
 
 /* FAISS factory strings: inside and just outside a bounded grammar. */
 static const char *const factories[] = {
-    "Flat",     "HNSW32",   "IVF4,Flat",  "IVF16,SQ8", "SQ8",       "PQ4x8",
-    "IVF8,PQ4", "HNSW16",   "IDMap,Flat", "IVF2,Flat", "SQfp16",    "LSH",
-    "PQ0",      "PQ4x0",    "IVF0,Flat",  "OPQ4_0,Flat", "IVF100000000,Flat",
-    "PCAR0,Flat", "RQ2x0",  "HNSW0",      "HNSW99999", "ZnLattice0x0_0",
+    "Flat",
+    "HNSW32",
+    "IVF4,Flat",
+    "IVF16,SQ8",
+    "SQ8",
+    "PQ4x8",
+    "IVF8,PQ4",
+    "HNSW16",
+    "IDMap,Flat",
+    "IVF2,Flat",
+    "SQfp16",
+    "LSH",
+    "PQ0",
+    "PQ4x0",
+    "IVF0,Flat",
+    "OPQ4_0,Flat",
+    "IVF100000000,Flat",
+    "PCAR0,Flat",
+    "RQ2x0",
+    "HNSW0",
+    "HNSW99999",
+    "ZnLattice0x0_0",
 };
 
 typedef struct fuzzer {
@@ -110,10 +128,10 @@ static int chance(fuzzer *f, unsigned percent) {
 }
 
 static uint32_t interesting_u32(fuzzer *f) {
-    static const uint32_t v[] = {0,    1,     2,      3,     4,          15,
-                                 16,   255,   256,    257,   1024,       4095,
-                                 4096, 4097,  65535,  65536, 0x7FFFFFFF, 0x80000000,
-                                 0xFFFFFFFF, 0xFFFFFFFE, 16777216, 16777200};
+    static const uint32_t v[] = {
+        0,          1,          2,          3,          4,        15,      16,    255,
+        256,        257,        1024,       4095,       4096,     4097,    65535, 65536,
+        0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFFFFFE, 16777216, 16777200};
     return v[below(f, sizeof v / sizeof v[0])];
 }
 
@@ -180,8 +198,8 @@ static void fill_vector(fuzzer *f, uint8_t *dst, uint16_t dim) {
     proto_vector_write(dst, v, dim);
 }
 
-static const char *const prompts[] = {"", "  ", "what is deja?", "What  is\tdeja?",
-                                      "\n", "x", "summarise the doc", "hello world"};
+static const char *const prompts[] = {"",   "  ", "what is deja?",     "What  is\tdeja?",
+                                      "\n", "x",  "summarise the doc", "hello world"};
 
 static void pick_prompt(fuzzer *f, const uint8_t **p, uint32_t *len) {
     const char *s = prompts[below(f, sizeof prompts / sizeof prompts[0])];
@@ -193,7 +211,8 @@ static uint8_t scratch_vec[PROTO_MAX_DIM * 4 + 16];
 static uint8_t scratch_bytes[70000];
 
 static void fill_bytes(fuzzer *f, uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rnd(f);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)rnd(f);
 }
 
 static void ns_config(fuzzer *f, proto_ns_config *c, uint16_t dim) {
@@ -201,19 +220,26 @@ static void ns_config(fuzzer *f, proto_ns_config *c, uint16_t dim) {
     c->dim = dim;
     c->index_kind = (uint8_t)below(f, chance(f, 3) ? 256 : 4);
     c->quant = (uint8_t)below(f, chance(f, 3) ? 256 : 2);
-    c->hnsw_m = (uint16_t)(chance(f, 50) ? 0 : chance(f, 90) ? 2 + below(f, 48)
-                                                            : interesting_u32(f));
-    c->hnsw_ef_construction =
-        (uint16_t)(chance(f, 50) ? 0 : chance(f, 90) ? 1 + below(f, 400) : interesting_u32(f));
-    c->hnsw_ef_search =
-        (uint16_t)(chance(f, 50) ? 0 : chance(f, 90) ? 1 + below(f, 400) : interesting_u32(f));
+    c->hnsw_m = (uint16_t)(chance(f, 50)   ? 0
+                           : chance(f, 90) ? 2 + below(f, 48)
+                                           : interesting_u32(f));
+    c->hnsw_ef_construction = (uint16_t)(chance(f, 50)   ? 0
+                                         : chance(f, 90) ? 1 + below(f, 400)
+                                                         : interesting_u32(f));
+    c->hnsw_ef_search = (uint16_t)(chance(f, 50)   ? 0
+                                   : chance(f, 90) ? 1 + below(f, 400)
+                                                   : interesting_u32(f));
     c->ttl_mode = (uint8_t)below(f, chance(f, 3) ? 256 : 2);
     c->flags = (uint8_t)below(f, chance(f, 3) ? 256 : 4);
-    c->min_threshold = chance(f, 50) ? 0.0f : chance(f, 95) ? (float)below(f, 2001) / 1000.0f - 1.0f
-                                                            : rnd_float(f);
-    c->dedup = chance(f, 50) ? 0.0f : chance(f, 95) ? (float)below(f, 1001) / 1000.0f
-                                                    : rnd_float(f);
-    c->default_ttl_s = chance(f, 70) ? 0 : chance(f, 80) ? below(f, 5) : interesting_u32(f);
+    c->min_threshold = chance(f, 50)   ? 0.0f
+                       : chance(f, 95) ? (float)below(f, 2001) / 1000.0f - 1.0f
+                                       : rnd_float(f);
+    c->dedup = chance(f, 50)   ? 0.0f
+               : chance(f, 95) ? (float)below(f, 1001) / 1000.0f
+                               : rnd_float(f);
+    c->default_ttl_s = chance(f, 70)   ? 0
+                       : chance(f, 80) ? below(f, 5)
+                                       : interesting_u32(f);
     c->max_age_s = chance(f, 80) ? 0 : below(f, 100);
     c->max_bytes = chance(f, 85) ? 0 : chance(f, 80) ? below(f, 1 << 16) : rnd(f);
     c->max_entries = chance(f, 85) ? 0 : chance(f, 80) ? below(f, 64) : rnd(f);
@@ -248,10 +274,10 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
     uint32_t id = take_id(f);
     if (op < 0) {
         static const uint8_t ops[] = {
-            PROTO_OP_STORE,  PROTO_OP_STORE,  PROTO_OP_STORE,     PROTO_OP_LOOKUP,
-            PROTO_OP_LOOKUP, PROTO_OP_LOOKUP, PROTO_OP_DELETE,    PROTO_OP_FLUSH,
-            PROTO_OP_STATS,  PROTO_OP_PING,   PROTO_OP_NS_CREATE, PROTO_OP_NS_CREATE,
-            PROTO_OP_NS_LIST, PROTO_OP_NS_INFO, PROTO_OP_NS_DROP, PROTO_OP_HELLO,
+            PROTO_OP_STORE,   PROTO_OP_STORE,   PROTO_OP_STORE,     PROTO_OP_LOOKUP,
+            PROTO_OP_LOOKUP,  PROTO_OP_LOOKUP,  PROTO_OP_DELETE,    PROTO_OP_FLUSH,
+            PROTO_OP_STATS,   PROTO_OP_PING,    PROTO_OP_NS_CREATE, PROTO_OP_NS_CREATE,
+            PROTO_OP_NS_LIST, PROTO_OP_NS_INFO, PROTO_OP_NS_DROP,   PROTO_OP_HELLO,
             PROTO_OP_AUTH};
         op = ops[below(f, sizeof ops / sizeof ops[0])];
     }
@@ -274,18 +300,23 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
     case PROTO_OP_PING: {
         size_t n = chance(f, 98) ? below(f, 64) : below(f, 70000);
         fill_bytes(f, scratch_bytes, n);
-        rc = proto_encode_ping(b, id, 0, scratch_bytes, n > PROTO_MAX_PING ? PROTO_MAX_PING : n);
+        rc = proto_encode_ping(b, id, 0, scratch_bytes,
+                               n > PROTO_MAX_PING ? PROTO_MAX_PING : n);
         break;
     }
     case PROTO_OP_STORE: {
         uint16_t dim = pick_dim(f, pi);
         if (dim > PROTO_MAX_DIM) dim = PROTO_MAX_DIM;
         fill_vector(f, scratch_vec, dim);
-        proto_store_req r = {.ns = ns, .ns_len = (uint8_t)ns_len, .dim = dim,
+        proto_store_req r = {.ns = ns,
+                             .ns_len = (uint8_t)ns_len,
+                             .dim = dim,
                              .completion = (uint8_t)(chance(f, 90) ? 0 : below(f, 6)),
                              .ttl_s = chance(f, 80) ? 0 : below(f, 4),
-                             .input_tokens = below(f, 1000), .output_tokens = below(f, 1000),
-                             .cost_micro_usd = below(f, 100000), .vector = scratch_vec};
+                             .input_tokens = below(f, 1000),
+                             .output_tokens = below(f, 1000),
+                             .cost_micro_usd = below(f, 100000),
+                             .vector = scratch_vec};
         if (chance(f, 50)) pick_prompt(f, &r.prompt, &r.prompt_len);
         r.response_len = chance(f, 99) ? below(f, 200) : below(f, 60000);
         fill_bytes(f, scratch_bytes, r.response_len);
@@ -297,26 +328,34 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
         uint16_t dim = pick_dim(f, pi);
         if (dim > PROTO_MAX_DIM) dim = PROTO_MAX_DIM;
         fill_vector(f, scratch_vec, dim);
-        proto_lookup_req r = {.ns = ns, .ns_len = (uint8_t)ns_len, .dim = dim,
-                              .k = (uint16_t)(chance(f, 90) ? 1 + below(f, 10)
-                                                            : below(f, 300)),
-                              .threshold = chance(f, 95) ? (float)below(f, 2001) / 1000.0f - 1.0f
-                                                         : rnd_float(f),
-                              .ef = (uint16_t)(chance(f, 70) ? 0 : below(f, 2000)),
-                              .vector = scratch_vec};
+        proto_lookup_req r = {
+            .ns = ns,
+            .ns_len = (uint8_t)ns_len,
+            .dim = dim,
+            .k = (uint16_t)(chance(f, 90) ? 1 + below(f, 10) : below(f, 300)),
+            .threshold =
+                chance(f, 95) ? (float)below(f, 2001) / 1000.0f - 1.0f : rnd_float(f),
+            .ef = (uint16_t)(chance(f, 70) ? 0 : below(f, 2000)),
+            .vector = scratch_vec};
         if (chance(f, 30)) pick_prompt(f, &r.prompt, &r.prompt_len);
-        rc = proto_encode_lookup_req(b, id, chance(f, 50) ? PROTO_FLAG_WANT_PROMPT : 0, &r);
+        rc = proto_encode_lookup_req(b, id, chance(f, 50) ? PROTO_FLAG_WANT_PROMPT : 0,
+                                     &r);
         break;
     }
     case PROTO_OP_DELETE: {
         proto_ns_id_req r = {ns, (uint8_t)ns_len,
-                             f->n_ids && chance(f, 80) ? f->ids[below(f, f->n_ids)] : rnd(f)};
+                             f->n_ids && chance(f, 80) ? f->ids[below(f, f->n_ids)]
+                                                       : rnd(f)};
         rc = proto_encode_delete_req(b, id, &r);
         break;
     }
     case PROTO_OP_FLUSH: rc = proto_encode_flush_req(b, id, ns, (uint8_t)ns_len); break;
-    case PROTO_OP_NS_INFO: rc = proto_encode_ns_info_req(b, id, ns, (uint8_t)ns_len); break;
-    case PROTO_OP_NS_DROP: rc = proto_encode_ns_drop_req(b, id, ns, (uint8_t)ns_len); break;
+    case PROTO_OP_NS_INFO:
+        rc = proto_encode_ns_info_req(b, id, ns, (uint8_t)ns_len);
+        break;
+    case PROTO_OP_NS_DROP:
+        rc = proto_encode_ns_drop_req(b, id, ns, (uint8_t)ns_len);
+        break;
     case PROTO_OP_NS_LIST: rc = proto_encode_ns_list_req(b, id); break;
     case PROTO_OP_STATS:
         rc = proto_encode_stats_req(b, id, ns, chance(f, 30) ? 0 : (uint8_t)ns_len);
@@ -370,17 +409,18 @@ static void mutate_last(fuzzer *f, size_t start) {
         }
         case 6: /* delete a range */
             if (body > 2) {
-                size_t at = below(f, (uint32_t)body), n = 1 + below(f, (uint32_t)(body - at));
+                size_t at = below(f, (uint32_t)body),
+                       n = 1 + below(f, (uint32_t)(body - at));
                 memmove(p + at, p + at + n, body - at - n);
                 body -= n;
             }
             break;
         case 7: /* header fields that keep the framing */
             switch (below(f, 4)) {
-            case 0: h[3] = random_op(f); break;                     /* opcode */
+            case 0: h[3] = random_op(f); break;                            /* opcode */
             case 1: h[4] = (uint8_t)rnd(f), h[5] = (uint8_t)rnd(f); break; /* flags */
-            case 2: h[6] = (uint8_t)below(f, 3); break;             /* status */
-            default: h[5] |= 0x80; break;                           /* REPLY */
+            case 2: h[6] = (uint8_t)below(f, 3); break;                    /* status */
+            default: h[5] |= 0x80; break;                                  /* REPLY */
             }
             break;
         default: /* the first byte (namespace length) */
@@ -395,8 +435,12 @@ static void mutate_last(fuzzer *f, size_t start) {
 
 /* A frame of a random opcode, flags and body. */
 static void gen_random_frame(fuzzer *f) {
-    proto_header h = {PROTO_VERSION, random_op(f), (uint16_t)(chance(f, 80) ? 0 : rnd(f)),
-                      (uint16_t)(chance(f, 90) ? 0 : rnd(f)), take_id(f), below(f, 64)};
+    proto_header h = {PROTO_VERSION,
+                      random_op(f),
+                      (uint16_t)(chance(f, 80) ? 0 : rnd(f)),
+                      (uint16_t)(chance(f, 90) ? 0 : rnd(f)),
+                      take_id(f),
+                      below(f, 64)};
     if (proto_buf_reserve(&f->out, PROTO_HEADER_SIZE + h.body_len) != 0) die("no memory");
     proto_header_write(f->out.data + f->out.len, &h);
     fill_bytes(f, f->out.data + f->out.len + PROTO_HEADER_SIZE, h.body_len);
@@ -406,7 +450,7 @@ static void gen_random_frame(fuzzer *f) {
 
 /* A namespace's life, fields mutated now and then. */
 static void gen_sequence(fuzzer *f) {
-    static const int ops[] = {PROTO_OP_NS_CREATE, PROTO_OP_STORE, PROTO_OP_STORE,
+    static const int ops[] = {PROTO_OP_NS_CREATE, PROTO_OP_STORE,  PROTO_OP_STORE,
                               PROTO_OP_STORE,     PROTO_OP_LOOKUP, PROTO_OP_NS_INFO,
                               PROTO_OP_DELETE,    PROTO_OP_LOOKUP, PROTO_OP_FLUSH,
                               PROTO_OP_STATS,     PROTO_OP_NS_DROP};
@@ -447,14 +491,15 @@ static void conn_open(fuzzer *f) {
         close(fd);
         /* Refused means nobody listens: dejad is gone. A busy server may
          * refuse for a moment when the accept queue is full. */
-        if (attempt >= 50) die("cannot connect to dejad: %s (is it still running?)",
-                               strerror(err));
+        if (attempt >= 50)
+            die("cannot connect to dejad: %s (is it still running?)", strerror(err));
         usleep(20000);
     }
     f->authed = 0;
     if (f->token && chance(f, 92)) {
         proto_auth_req r = {(const uint8_t *)f->token, (uint16_t)strlen(f->token)};
-        if (below(f, 1000) == 0) r.token = (const uint8_t *)"a-wrong-guess", r.token_len = 13;
+        if (below(f, 1000) == 0)
+            r.token = (const uint8_t *)"a-wrong-guess", r.token_len = 13;
         if (proto_encode_auth_req(&f->out, take_id(f), &r) != 0) die("no memory");
         f->authed = 1;
     }
@@ -468,7 +513,8 @@ static void take_replies(fuzzer *f) {
         int r = proto_parse_frame(f->rx + off, f->rx_len - off, REPLY_MAX, &h);
         if (r == 0) break;
         if (r < 0) {
-            fprintf(stderr, "wire-fuzz: unparseable reply stream: %s\n", deja_strerror(r));
+            fprintf(stderr, "wire-fuzz: unparseable reply stream: %s\n",
+                    deja_strerror(r));
             f->violations++;
             conn_close(f);
             return;
@@ -565,7 +611,8 @@ static int sync_ping(fuzzer *f) {
     if (pump_send(f) < 0) return -1;
     int64_t deadline = now_ms() + SYNC_TIMEOUT_MS;
     while (!f->sync_seen) {
-        if (now_ms() > deadline) die("dejad did not answer PING within %d ms", SYNC_TIMEOUT_MS);
+        if (now_ms() > deadline)
+            die("dejad did not answer PING within %d ms", SYNC_TIMEOUT_MS);
         if (pump_read(f, 100) < 0) return -1;
     }
     f->sync_want = 0;
@@ -579,7 +626,8 @@ static int sync_ping(fuzzer *f) {
  * connection left open is only counted, after CLOSE_WAIT_MS, and closed. */
 static void drain_to_close(fuzzer *f) {
     int64_t deadline = now_ms() + CLOSE_WAIT_MS;
-    while (f->fd >= 0 && now_ms() < deadline) pump_read(f, 50);
+    while (f->fd >= 0 && now_ms() < deadline)
+        pump_read(f, 50);
     if (f->fd >= 0) {
         f->left_open++;
         conn_close(f);
@@ -593,8 +641,14 @@ static void break_stream(fuzzer *f) {
     memset(raw + PROTO_HEADER_SIZE, 'z', 8);
     int close_after = 1;
     switch (below(f, 6)) {
-    case 0: proto_header_write(raw, &h); raw[below(f, 2)] ^= 0x20; break; /* magic */
-    case 1: proto_header_write(raw, &h); raw[2] = (uint8_t)(2 + below(f, 250)); break;
+    case 0:
+        proto_header_write(raw, &h);
+        raw[below(f, 2)] ^= 0x20;
+        break; /* magic */
+    case 1:
+        proto_header_write(raw, &h);
+        raw[2] = (uint8_t)(2 + below(f, 250));
+        break;
     case 2: /* oversized: refused from its header */
         h.body_len = chance(f, 50) ? 0xFFFFFFFFu : PROTO_DEFAULT_MAX_FRAME;
         proto_header_write(raw, &h);
@@ -613,7 +667,7 @@ static void break_stream(fuzzer *f) {
         break;
     }
     size_t n = !close_after && h.body_len == 8 ? 1 + below(f, PROTO_HEADER_SIZE - 1)
-                                              : sizeof raw;
+                                               : sizeof raw;
     if (proto_buf_reserve(&f->out, n) != 0) die("no memory");
     memcpy(f->out.data + f->out.len, raw, n);
     f->out.len += n;

@@ -108,7 +108,8 @@ int test_server_stop(test_server *s) {
     int status = 0;
     if (s->pid > 0) status = test_server_shutdown(s);
     if (s->dir[0]) {
-        if (dejad_spawn_rmtree(s->dir) != 0) fprintf(stderr, "spawn: cannot remove %s\n", s->dir);
+        if (dejad_spawn_rmtree(s->dir) != 0)
+            fprintf(stderr, "spawn: cannot remove %s\n", s->dir);
         s->dir[0] = 0;
     }
     if (status != 0) fprintf(stderr, "spawn: dejad exited with status %d\n", status);
@@ -147,7 +148,8 @@ int test_raw_send(int fd, const void *buf, size_t len) {
 static int wait_readable(int fd, int timeout_ms) {
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     int r;
-    do r = poll(&pfd, 1, timeout_ms);
+    do
+        r = poll(&pfd, 1, timeout_ms);
     while (r < 0 && errno == EINTR);
     return r;
 }
@@ -192,11 +194,13 @@ void test_unit_vector(uint64_t seed, float *v, int dim) {
             x ^= x >> 12;
             x ^= x << 25;
             x ^= x >> 27;
-            u[j] = ((double)((x * 0x2545F4914F6CDD1DULL) >> 11) + 0.5) / 9007199254740992.0;
+            u[j] =
+                ((double)((x * 0x2545F4914F6CDD1DULL) >> 11) + 0.5) / 9007199254740992.0;
         }
         v[i] = (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
         norm += (double)v[i] * v[i];
     }
     float inv = (float)(1.0 / sqrt(norm));
-    for (int i = 0; i < dim; i++) v[i] *= inv;
+    for (int i = 0; i < dim; i++)
+        v[i] *= inv;
 }

@@ -13,7 +13,7 @@
 
 typedef struct test_server {
     pid_t pid;
-    pid_t owner;         /* the process that started it: the only one that can wait for it */
+    pid_t owner; /* the process that started it: the only one that can wait for it */
     int port;
     char dir[256];       /* data folder (removed by test_server_stop) */
     char addr[64];       /* "127.0.0.1:PORT" for deja_connect */

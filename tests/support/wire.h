@@ -55,11 +55,12 @@ static inline const char *wire_error_message(const proto_header *h) {
 }
 
 /* Sends a hand-made body under opcode (to test lengths encoders refuse). */
-static inline proto_header wire_raw_request(uint8_t opcode, const uint8_t *body, uint32_t len) {
+static inline proto_header wire_raw_request(uint8_t opcode, const uint8_t *body,
+                                            uint32_t len) {
     uint8_t frame[PROTO_HEADER_SIZE + 512];
     ASSERT_TRUE(len <= 512);
-    proto_header h = {.version = PROTO_VERSION, .opcode = opcode, .request_id = 77,
-                      .body_len = len};
+    proto_header h = {
+        .version = PROTO_VERSION, .opcode = opcode, .request_id = 77, .body_len = len};
     proto_header_write(frame, &h);
     memcpy(frame + PROTO_HEADER_SIZE, body, len);
     ASSERT_OK(test_raw_send(wire_fd, frame, PROTO_HEADER_SIZE + len));
@@ -81,7 +82,8 @@ static inline proto_header wire_ns_create(const char *name, const proto_ns_confi
 }
 
 static inline proto_ns_config wire_faiss_config(uint16_t dim, const char *factory) {
-    return (proto_ns_config){.dim = dim, .index_kind = PROTO_INDEX_FAISS,
+    return (proto_ns_config){.dim = dim,
+                             .index_kind = PROTO_INDEX_FAISS,
                              .faiss_factory = (const uint8_t *)factory,
                              .faiss_factory_len = (uint8_t)strlen(factory)};
 }
@@ -89,14 +91,17 @@ static inline proto_ns_config wire_faiss_config(uint16_t dim, const char *factor
 /* STORE of the unit vector `seed`; returns the reply header, and the id
  * in *id when it succeeded. */
 static inline proto_header wire_store_as(const char *ns, uint16_t dim, uint64_t seed,
-                                  const char *resp, uint64_t *id) {
+                                         const char *resp, uint64_t *id) {
     float v[PROTO_MAX_DIM];
     uint8_t *vec = malloc(4u * dim);
     ASSERT_TRUE(vec != NULL);
     test_unit_vector(seed, v, dim);
     proto_vector_write(vec, v, dim);
-    proto_store_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                         .dim = dim, .vector = vec, .response = (const uint8_t *)resp,
+    proto_store_req r = {.ns = (const uint8_t *)ns,
+                         .ns_len = (uint8_t)strlen(ns),
+                         .dim = dim,
+                         .vector = vec,
+                         .response = (const uint8_t *)resp,
                          .response_len = (uint32_t)strlen(resp)};
     proto_buf b;
     proto_buf_init(&b);
@@ -104,27 +109,34 @@ static inline proto_header wire_store_as(const char *ns, uint16_t dim, uint64_t 
     proto_header h = wire_roundtrip(&b);
     proto_buf_free(&b);
     free(vec);
-    if (h.status == 0 && id) ASSERT_OK(proto_decode_store_resp(wire_body, h.body_len, id));
+    if (h.status == 0 && id)
+        ASSERT_OK(proto_decode_store_resp(wire_body, h.body_len, id));
     return h;
 }
 
-static inline uint64_t wire_store(const char *ns, uint16_t dim, uint64_t seed, const char *resp) {
+static inline uint64_t wire_store(const char *ns, uint16_t dim, uint64_t seed,
+                                  const char *resp) {
     uint64_t id = 0;
     proto_header h = wire_store_as(ns, dim, seed, resp, &id);
-    if (h.status) HARNESS_FAIL("STORE into %s: status %u (%s)", ns, h.status,
-                               wire_error_message(&h));
+    if (h.status)
+        HARNESS_FAIL("STORE into %s: status %u (%s)", ns, h.status,
+                     wire_error_message(&h));
     return id;
 }
 
 /* LOOKUP of vector v; returns the reply header and the best hit's id (0
  * for a miss) in *id. */
 static inline proto_header wire_lookup_vec(const char *ns, uint16_t dim, const float *v,
-                                    float threshold, uint64_t *id, float *sim) {
+                                           float threshold, uint64_t *id, float *sim) {
     uint8_t *vec = malloc(4u * dim);
     ASSERT_TRUE(vec != NULL);
     proto_vector_write(vec, v, dim);
-    proto_lookup_req r = {.ns = (const uint8_t *)ns, .ns_len = (uint8_t)strlen(ns),
-                          .dim = dim, .k = 1, .threshold = threshold, .vector = vec};
+    proto_lookup_req r = {.ns = (const uint8_t *)ns,
+                          .ns_len = (uint8_t)strlen(ns),
+                          .dim = dim,
+                          .k = 1,
+                          .threshold = threshold,
+                          .vector = vec};
     proto_buf b;
     proto_buf_init(&b);
     ASSERT_OK(proto_encode_lookup_req(&b, 3, 0, &r));
@@ -144,24 +156,27 @@ static inline proto_header wire_lookup_vec(const char *ns, uint16_t dim, const f
     return h;
 }
 
-static inline uint64_t wire_lookup(const char *ns, uint16_t dim, uint64_t seed, float threshold) {
+static inline uint64_t wire_lookup(const char *ns, uint16_t dim, uint64_t seed,
+                                   float threshold) {
     float v[PROTO_MAX_DIM];
     test_unit_vector(seed, v, dim);
     uint64_t id;
     proto_header h = wire_lookup_vec(ns, dim, v, threshold, &id, NULL);
-    if (h.status) HARNESS_FAIL("LOOKUP in %s: status %u (%s)", ns, h.status,
-                               wire_error_message(&h));
+    if (h.status)
+        HARNESS_FAIL("LOOKUP in %s: status %u (%s)", ns, h.status,
+                     wire_error_message(&h));
     return id;
 }
 
 /* NS_INFO: the reply header; on success the configuration (its factory
  * points into the reply buffer) and the value of counter `key` (or
  * UINT64_MAX) in *value. */
-static inline proto_header wire_ns_info(const char *name, proto_ns_config *cfg, const char *key,
-                                 uint64_t *value) {
+static inline proto_header wire_ns_info(const char *name, proto_ns_config *cfg,
+                                        const char *key, uint64_t *value) {
     proto_buf b;
     proto_buf_init(&b);
-    ASSERT_OK(proto_encode_ns_info_req(&b, 5, (const uint8_t *)name, (uint8_t)strlen(name)));
+    ASSERT_OK(
+        proto_encode_ns_info_req(&b, 5, (const uint8_t *)name, (uint8_t)strlen(name)));
     proto_header h = wire_roundtrip(&b);
     proto_buf_free(&b);
     if (value) *value = UINT64_MAX;
@@ -213,7 +228,8 @@ static inline int wire_list_has(const char *name) {
 static inline proto_header wire_ns_drop(const char *name) {
     proto_buf b;
     proto_buf_init(&b);
-    ASSERT_OK(proto_encode_ns_drop_req(&b, 7, (const uint8_t *)name, (uint8_t)strlen(name)));
+    ASSERT_OK(
+        proto_encode_ns_drop_req(&b, 7, (const uint8_t *)name, (uint8_t)strlen(name)));
     proto_header h = wire_roundtrip(&b);
     proto_buf_free(&b);
     return h;
