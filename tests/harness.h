@@ -10,7 +10,10 @@
  * that crashes, hangs or leaves its state damaged fails alone, and no
  * test sees what an earlier one changed. What main() sets up before the
  * RUNs (a dejad, a fixture) is inherited by every test; what a test
- * changes dies with its child. The file as a whole is its own process
+ * changes dies with its child. A test that stops or restarts a dejad
+ * starts its own (only the process that started a server can wait for
+ * it), builds the state it needs with the file's fixture helpers, and
+ * stops it before it returns. The file as a whole is its own process
  * under a meson timeout. */
 #ifndef DEJA_TEST_HARNESS_H
 #define DEJA_TEST_HARNESS_H
@@ -171,26 +174,6 @@ static inline void harness_run(const char *name, void (*fn)(void)) {
 }
 
 #define RUN(fn) harness_run(#fn, fn)
-
-/* A step of a scenario that continues where the previous step left off
- * (typically: it stops or restarts the dejad main() started, which only
- * its parent process can wait for). It runs in the test process itself,
- * without a fork or a timeout of its own, so that what it changes is
- * seen by the steps and tests after it; a failed assert still ends only
- * this step. Use RUN unless the steps are one story. */
-static inline void harness_run_step(const char *name, void (*fn)(void)) {
-    harness_run_tests++;
-    fprintf(stderr, "-- %s\n", name);
-    if (setjmp(harness_jmp) == 0) {
-        fn();
-        fprintf(stderr, "   ok   %s\n", name);
-    } else {
-        harness_failed_tests++;
-        fprintf(stderr, "   FAIL %s\n", name);
-    }
-}
-
-#define RUN_STEP(fn) harness_run_step(#fn, fn)
 
 static inline int harness_result(void) {
     fprintf(stderr, "%d of %d tests failed\n", harness_failed_tests, harness_run_tests);

@@ -5,15 +5,16 @@
  * with it (the allow-list grammar refuses each: BAD_REQUEST naming the
  * reason). After each refusal the server must still answer: PING, and a
  * STORE and LOOKUP in another namespace. An allowed IVF then lives through
- * STORE, LOOKUP and DELETE (IVF0,Flat used to abort on DELETE). */
+ * STORE, LOOKUP and DELETE (IVF0,Flat used to abort on DELETE).
+ *
+ * Each test starts its own dejad, with or without --allow-faiss, and
+ * stops it at the end: none depends on what another left behind. */
 #include <unistd.h>
 
 #include "harness.h"
 #include "support/wire.h"
 
 #define DIM 16
-
-static test_server srv;
 
 static const char *const hostile[] = {
     "PQ0",
@@ -41,6 +42,20 @@ static void assert_healthy(uint64_t seed) {
     ASSERT_U64_EQ(wire_lookup("healthy", DIM, seed, 0.99f), id);
 }
 
+/* A fresh dejad on a fresh data folder, connected; allow_faiss adds
+ * --allow-faiss to its command line. */
+static void start_a_server(test_server *s, int allow_faiss) {
+    const char *args[] = {allow_faiss ? "--allow-faiss" : NULL, NULL};
+    ASSERT_OK(test_server_start(s, args));
+    wire_connect(s);
+}
+
+/* Closes the connection and stops the server, which must exit cleanly. */
+static void stop_the_server(test_server *s) {
+    wire_close();
+    ASSERT_EQ(test_server_stop(s), 0);
+}
+
 static void send_every_hostile_string(const char *must_mention) {
     for (size_t i = 0; i < NHOSTILE; i++) {
         char name[32];
@@ -57,6 +72,8 @@ static void send_every_hostile_string(const char *must_mention) {
 }
 
 static void test_faiss_kinds_are_off_without_allow_faiss(void) {
+    test_server srv;
+    start_a_server(&srv, 0);
     send_every_hostile_string("--allow-faiss");
     /* Even the harmless one: FAISS is the operator's choice. */
     proto_ns_config flat = wire_faiss_config(DIM, "Flat");
@@ -64,13 +81,12 @@ static void test_faiss_kinds_are_off_without_allow_faiss(void) {
     ASSERT_EQ(h.status, -DEJA_ERR_BAD_REQUEST);
     ASSERT_TRUE(strstr(wire_error_message(&h), "--allow-faiss") != NULL);
     ASSERT_TRUE(!wire_list_has("faiss-flat"));
-    ASSERT_EQ(test_server_shutdown(&srv), 0);
+    stop_the_server(&srv);
 }
 
 static void test_grammar_refuses_every_hostile_string_with_allow_faiss(void) {
-    const char *args[] = {"--allow-faiss", NULL};
-    ASSERT_OK(test_server_restart(&srv, args));
-    wire_connect(&srv);
+    test_server srv;
+    start_a_server(&srv, 1);
     send_every_hostile_string("refused");
     /* A string with a NUL inside cannot hide a tail from the grammar. */
     proto_ns_config cfg = {.dim = DIM,
@@ -79,10 +95,13 @@ static void test_grammar_refuses_every_hostile_string_with_allow_faiss(void) {
                            .faiss_factory_len = 8};
     ASSERT_EQ(wire_ns_create("hidden-tail", &cfg).status, -DEJA_ERR_BAD_REQUEST);
     assert_healthy(200);
+    stop_the_server(&srv);
 }
 
 /* What the grammar allows works end to end, DELETE included. */
 static void test_an_allowed_ivf_stores_finds_and_deletes(void) {
+    test_server srv;
+    start_a_server(&srv, 1);
     proto_ns_config cfg = wire_faiss_config(DIM, "IVF4,Flat");
     ASSERT_EQ(wire_ns_create("faiss-ivf", &cfg).status, 0);
     ASSERT_EQ(wire_ns_create("faiss-ivf", &cfg).status, 0); /* idempotent */
@@ -103,20 +122,14 @@ static void test_an_allowed_ivf_stores_finds_and_deletes(void) {
     ASSERT_EQ(got.faiss_factory_len, 9);
     ASSERT_MEM_EQ(got.faiss_factory, "IVF4,Flat", 9);
     assert_healthy(400);
+    stop_the_server(&srv);
 }
 
 int main(void) {
-    if (test_server_start(&srv, NULL) != 0) return 1;
-    wire_connect(&srv);
-    RUN_STEP(
-        test_faiss_kinds_are_off_without_allow_faiss); /* stops or restarts the server */
+    RUN(test_faiss_kinds_are_off_without_allow_faiss);
 #ifdef HAVE_FAISS /* without FAISS every FAISS kind is refused anyway */
-    RUN_STEP(
-        test_grammar_refuses_every_hostile_string_with_allow_faiss); /* stops or restarts
-                                                                        the server */
+    RUN(test_grammar_refuses_every_hostile_string_with_allow_faiss);
     RUN(test_an_allowed_ivf_stores_finds_and_deletes);
 #endif
-    wire_close();
-    if (test_server_stop(&srv) != 0) return 1;
     return harness_result();
 }

@@ -6,7 +6,11 @@
  * NS_INFO answers with the resolved block (EXPLICIT set), a negative floor
  * included; NS_CREATE is idempotent on resolved configurations; undefined
  * flag bits, a dim of 0 and an empty name get their documented codes
- * whatever the body's length. The server runs with --quant int8. */
+ * whatever the body's length. The server runs with --quant int8.
+ *
+ * The tests share main()'s server but make the namespaces they use
+ * themselves, so each can run alone; the one that restarts a server
+ * starts its own. */
 #include <unistd.h>
 
 #include "harness.h"
@@ -14,11 +18,27 @@
 
 #define DIM 16
 
+static const char *const int8_server[] = {"--quant", "int8", NULL};
+
 static test_server srv;
 
 static proto_ns_config explicit_hnsw(void) {
     return (proto_ns_config){
         .dim = DIM, .index_kind = PROTO_INDEX_HNSW, .flags = PROTO_NS_EXPLICIT};
+}
+
+/* The namespaces the tests check, configured as the first and third
+ * tests below create them: "literal" (explicit zeros), "defaults" (no
+ * EXPLICIT) and "negative-floor". NS_CREATE is idempotent, so a test that needs them
+ * makes them whether or not an earlier test did. */
+static void three_namespaces_with_literal_and_default_configurations(void) {
+    proto_ns_config literal = explicit_hnsw();
+    ASSERT_EQ(wire_ns_create("literal", &literal).status, 0);
+    proto_ns_config defaults = {.dim = DIM};
+    ASSERT_EQ(wire_ns_create("defaults", &defaults).status, 0);
+    proto_ns_config negative = explicit_hnsw();
+    negative.min_threshold = -0.25f;
+    ASSERT_EQ(wire_ns_create("negative-floor", &negative).status, 0);
 }
 
 static void test_explicit_zeros_are_literal_and_info_reports_them(void) {
@@ -50,6 +70,7 @@ static void test_explicit_zeros_are_literal_and_info_reports_them(void) {
 /* A floor of exactly 0 serves a match at cosine 0.3 that the server's
  * default floor (0.5) hides; dedup 0 keeps two identical STOREs apart. */
 static void test_a_zero_floor_and_dedup_off_behave_as_asked(void) {
+    three_namespaces_with_literal_and_default_configurations();
     uint64_t a = wire_store("literal", DIM, 1, "first");
     uint64_t b = wire_store("literal", DIM, 1, "second"); /* same vector */
     ASSERT_TRUE(a != b);
@@ -96,6 +117,7 @@ static void test_a_negative_floor_is_reported(void) {
  * spelled out, NS_INFO's block sent back, or the bare {dim} of a
  * namespace a STORE created. Anything else is EXISTS. */
 static void test_create_is_idempotent_on_resolved_configurations(void) {
+    three_namespaces_with_literal_and_default_configurations();
     proto_ns_config bare = {.dim = DIM};
     ASSERT_EQ(wire_ns_create("defaults", &bare).status, 0);
     proto_ns_config spelled = {.dim = DIM,
@@ -158,10 +180,14 @@ static void test_dim_zero_and_empty_name_get_their_codes_at_any_length(void) {
 
 /* The literal meanings survive a restart (the record keeps EXPLICIT). */
 static void test_explicit_configuration_survives_a_restart(void) {
-    ASSERT_EQ(test_server_shutdown(&srv), 0);
-    const char *args[] = {"--quant", "int8", NULL};
-    ASSERT_OK(test_server_restart(&srv, args));
-    wire_connect(&srv);
+    test_server own;
+    ASSERT_OK(test_server_start(&own, int8_server));
+    wire_connect(&own);
+    three_namespaces_with_literal_and_default_configurations();
+    wire_close();
+    ASSERT_EQ(test_server_shutdown(&own), 0);
+    ASSERT_OK(test_server_restart(&own, int8_server));
+    wire_connect(&own);
     proto_ns_config got;
     ASSERT_EQ(wire_ns_info("literal", &got, NULL, NULL).status, 0);
     ASSERT_EQ(got.quant, 0);
@@ -172,11 +198,12 @@ static void test_explicit_configuration_survives_a_restart(void) {
     ASSERT_EQ(wire_ns_info("defaults", &got, NULL, NULL).status, 0);
     ASSERT_EQ(got.quant, 1);
     ASSERT_NEAR(got.dedup, 0.99, 1e-6);
+    wire_close();
+    ASSERT_EQ(test_server_stop(&own), 0);
 }
 
 int main(void) {
-    const char *args[] = {"--quant", "int8", NULL};
-    if (test_server_start(&srv, args) != 0) return 1;
+    if (test_server_start(&srv, int8_server) != 0) return 1;
     wire_connect(&srv);
     RUN(test_explicit_zeros_are_literal_and_info_reports_them);
     RUN(test_a_zero_floor_and_dedup_off_behave_as_asked);
@@ -184,8 +211,7 @@ int main(void) {
     RUN(test_create_is_idempotent_on_resolved_configurations);
     RUN(test_undefined_flag_bits_are_refused);
     RUN(test_dim_zero_and_empty_name_get_their_codes_at_any_length);
-    RUN_STEP(test_explicit_configuration_survives_a_restart); /* stops or restarts the
-                                                                 server */
+    RUN(test_explicit_configuration_survives_a_restart);
     wire_close();
     if (test_server_stop(&srv) != 0) return 1;
     return harness_result();

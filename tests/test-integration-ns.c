@@ -1,7 +1,10 @@
 /* test-integration-ns.c: namespace ops over the wire, and their
  * durability: a namespace's configuration survives a restart, a dropped
  * namespace stays dropped, and the exact tier is rebuilt from stored
- * prompts. Raw frames through the proto codec, against a real dejad. */
+ * prompts. Raw frames through the proto codec, against a real dejad.
+ *
+ * A test that restarts a server starts its own on a fresh data folder
+ * and stops it at the end; the others share main()'s. */
 #include <unistd.h>
 
 #include "harness.h"
@@ -25,10 +28,23 @@ static proto_header roundtrip(proto_buf *b) {
     return h;
 }
 
-static void reconnect(void) {
+static void reconnect(const test_server *s) {
     if (fd >= 0) close(fd);
-    fd = test_server_connect_raw(&srv);
+    fd = test_server_connect_raw(s);
     ASSERT_GE(fd, 0);
+}
+
+/* A fresh dejad of the test's own, connected. */
+static void start_a_server(test_server *s) {
+    ASSERT_OK(test_server_start(s, NULL));
+    reconnect(s);
+}
+
+/* Closes the connection and stops the server, which must exit cleanly. */
+static void stop_the_server(test_server *s) {
+    close(fd);
+    fd = -1;
+    ASSERT_EQ(test_server_stop(s), 0);
 }
 
 static proto_header ns_create(const char *name, const proto_ns_config *cfg) {
@@ -159,6 +175,8 @@ static proto_ns_config info(const char *name, uint64_t *entries) {
 }
 
 static void test_a_created_namespace_keeps_its_configuration_across_restarts(void) {
+    test_server own;
+    start_a_server(&own);
     proto_ns_config cfg = {.dim = DIM,
                            .index_kind = PROTO_INDEX_FLAT,
                            .min_threshold = 0.95f,
@@ -171,9 +189,9 @@ static void test_a_created_namespace_keeps_its_configuration_across_restarts(voi
     uint64_t id = store("model-a:prompt-1", 1, "How do I reset my password?", "Click...");
     ASSERT_TRUE(list_has("model-a:prompt-1"));
 
-    ASSERT_EQ(test_server_shutdown(&srv), 0);
-    ASSERT_OK(test_server_restart(&srv, NULL));
-    reconnect();
+    ASSERT_EQ(test_server_shutdown(&own), 0);
+    ASSERT_OK(test_server_restart(&own, NULL));
+    reconnect(&own);
     uint64_t entries;
     proto_ns_config got = info("model-a:prompt-1", &entries);
     ASSERT_EQ(got.index_kind, PROTO_INDEX_FLAT);
@@ -189,9 +207,12 @@ static void test_a_created_namespace_keeps_its_configuration_across_restarts(voi
     ASSERT_U64_EQ(lookup_vec("model-a:prompt-1", near, 0.99f, NULL), 0);
     ASSERT_U64_EQ(
         lookup_vec("model-a:prompt-1", near, 0.99f, "How do I  reset my password?"), id);
+    stop_the_server(&own);
 }
 
 static void test_a_dropped_namespace_stays_dropped_after_a_restart(void) {
+    test_server own;
+    start_a_server(&own);
     store("to-drop", 5, NULL, "x");
     store("to-drop", 6, NULL, "y");
     proto_buf b;
@@ -203,9 +224,9 @@ static void test_a_dropped_namespace_stays_dropped_after_a_restart(void) {
     ASSERT_OK(proto_decode_u64_resp(reply + PROTO_HEADER_SIZE, h.body_len, &removed));
     ASSERT_U64_EQ(removed, 2);
     ASSERT_TRUE(!list_has("to-drop"));
-    test_server_kill(&srv);
-    ASSERT_OK(test_server_restart(&srv, NULL));
-    reconnect();
+    test_server_kill(&own);
+    ASSERT_OK(test_server_restart(&own, NULL));
+    reconnect(&own);
     ASSERT_TRUE(!list_has("to-drop"));
     ASSERT_U64_EQ(lookup("to-drop", 5, 0.99f, NULL), 0);
     /* The name can be used again, with another dimension even. */
@@ -214,6 +235,7 @@ static void test_a_dropped_namespace_stays_dropped_after_a_restart(void) {
     ASSERT_OK(proto_encode_ns_drop_req(&b, 7, (const uint8_t *)"nope", 4));
     ASSERT_EQ(roundtrip(&b).status, -DEJA_ERR_NOT_FOUND);
     proto_buf_free(&b);
+    stop_the_server(&own);
 }
 
 static void test_a_bad_configuration_is_refused_with_a_reason(void) {
@@ -230,14 +252,10 @@ static void test_a_bad_configuration_is_refused_with_a_reason(void) {
 }
 
 int main(void) {
+    RUN(test_a_created_namespace_keeps_its_configuration_across_restarts);
+    RUN(test_a_dropped_namespace_stays_dropped_after_a_restart);
     if (test_server_start(&srv, NULL) != 0) return 1;
-    reconnect();
-    RUN_STEP(
-        test_a_created_namespace_keeps_its_configuration_across_restarts); /* stops or
-                                                                              restarts the
-                                                                              server */
-    RUN_STEP(test_a_dropped_namespace_stays_dropped_after_a_restart); /* stops or restarts
-                                                                         the server */
+    reconnect(&srv);
     RUN(test_a_bad_configuration_is_refused_with_a_reason);
     close(fd);
     if (test_server_stop(&srv) != 0) return 1;

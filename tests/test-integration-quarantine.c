@@ -11,7 +11,10 @@
  * old meaning). Then dejad starts on it: the three bad namespaces answer
  * QUARANTINED with the reason, STATS counts them, their entries stay on
  * disk (the FAISS "Flat" one serves them once --allow-faiss is given),
- * and NS_DROP is the way out. */
+ * and NS_DROP is the way out.
+ *
+ * Each test makes that data folder anew, on a dejad of its own that it
+ * stops at the end, so that none depends on what another left behind. */
 #include <unistd.h>
 
 #include "harness.h"
@@ -20,7 +23,7 @@
 
 #define DIM 16
 
-static test_server srv;
+static const char *const allow_faiss[] = {"--allow-faiss", NULL};
 
 /* A namespace record with the configuration encoded as the wire block,
  * optionally followed by the revision byte the server now appends. */
@@ -113,16 +116,43 @@ static void assert_quarantined(const char *name, const char *reason) {
     ASSERT_TRUE(wire_list_has(name)); /* listed: the name is taken */
 }
 
-static uint64_t good_id;
+/* The story every test starts from: dejad writes a healthy namespace
+ * "good" (one entry, seed 7, whose id goes to *good_id) and stops; the
+ * namespaces of write_bad_namespaces are added to its folder; dejad starts
+ * again without --allow-faiss and quarantines three of them. The server
+ * is left running and connected. */
+static void a_server_that_quarantined_three_namespaces(test_server *s,
+                                                       uint64_t *good_id) {
+    ASSERT_OK(test_server_start(s, NULL));
+    wire_connect(s);
+    *good_id = wire_store("good", DIM, 7, "good answer");
+    wire_close();
+    ASSERT_EQ(test_server_shutdown(s), 0);
+    write_bad_namespaces(s->dir);
+    ASSERT_OK(test_server_restart(s, NULL));
+    wire_connect(s);
+    ASSERT_U64_EQ(wire_stat("", "quarantined_namespaces"), 3);
+}
+
+/* Stops the server on a clean shutdown and starts it again on the same
+ * folder with extra_args, connected. */
+static void restart_the_server(test_server *s, const char *const *extra_args) {
+    wire_close();
+    ASSERT_EQ(test_server_shutdown(s), 0);
+    ASSERT_OK(test_server_restart(s, extra_args));
+    wire_connect(s);
+}
+
+/* Closes the connection and stops the server, which must exit cleanly. */
+static void stop_the_server(test_server *s) {
+    wire_close();
+    ASSERT_EQ(test_server_stop(s), 0);
+}
 
 static void test_dejad_starts_and_serves_the_other_namespaces(void) {
-    /* A healthy namespace, written by dejad itself. */
-    good_id = wire_store("good", DIM, 7, "good answer");
-    wire_close();
-    ASSERT_EQ(test_server_shutdown(&srv), 0);
-    write_bad_namespaces(srv.dir);
-    ASSERT_OK(test_server_restart(&srv, NULL));
-    wire_connect(&srv);
+    test_server srv;
+    uint64_t good_id;
+    a_server_that_quarantined_three_namespaces(&srv, &good_id);
     wire_ping();
     ASSERT_U64_EQ(wire_lookup("good", DIM, 7, 0.99f), good_id);
     ASSERT_U64_EQ(wire_stat("", "quarantined_namespaces"), 3);
@@ -139,16 +169,16 @@ static void test_dejad_starts_and_serves_the_other_namespaces(void) {
     uint64_t id = wire_store("after", DIM, 8, "new namespace");
     ASSERT_U64_EQ(wire_lookup("after", DIM, 8, 0.99f), id);
     ASSERT_TRUE(id > 1031); /* entry ids continue after the quarantined ones */
+    stop_the_server(&srv);
 }
 
 /* Nothing was deleted: with --allow-faiss the FAISS "Flat" namespace loads
  * with its entries; "PQ4x0" stays quarantined (the grammar refuses it). */
 static void test_quarantined_entries_stay_on_disk(void) {
-    wire_close();
-    ASSERT_EQ(test_server_shutdown(&srv), 0);
-    const char *args[] = {"--allow-faiss", NULL};
-    ASSERT_OK(test_server_restart(&srv, args));
-    wire_connect(&srv);
+    test_server srv;
+    uint64_t good_id;
+    a_server_that_quarantined_three_namespaces(&srv, &good_id);
+    restart_the_server(&srv, allow_faiss);
 #ifdef HAVE_FAISS
     ASSERT_U64_EQ(wire_lookup("faiss-flat", DIM, 1010, 0.99f), 1010);
     ASSERT_U64_EQ(wire_lookup("faiss-flat", DIM, 1011, 0.99f), 1011);
@@ -156,33 +186,32 @@ static void test_quarantined_entries_stay_on_disk(void) {
 #endif
     assert_quarantined("faiss-pq", "PQ4x0");
     ASSERT_U64_EQ(wire_lookup("good", DIM, 7, 0.99f), good_id);
+    stop_the_server(&srv);
 }
 
 /* NS_DROP deletes a quarantined namespace and its entries, and frees the
  * name: a STORE then makes a new, empty namespace that survives a
- * restart without the old entries. */
+ * restart without the old entries. The drop is made on a server started
+ * with --allow-faiss, where "PQ4x0" is still quarantined. */
 static void test_drop_is_the_way_out(void) {
+    test_server srv;
+    uint64_t good_id;
+    a_server_that_quarantined_three_namespaces(&srv, &good_id);
+    restart_the_server(&srv, allow_faiss);
     ASSERT_EQ(wire_ns_drop("faiss-pq").status, 0);
     ASSERT_TRUE(!wire_list_has("faiss-pq"));
     uint64_t id = wire_store("faiss-pq", DIM, 9, "fresh");
-    wire_close();
-    ASSERT_EQ(test_server_shutdown(&srv), 0);
-    ASSERT_OK(test_server_restart(&srv, NULL));
-    wire_connect(&srv);
+    restart_the_server(&srv, NULL);
     ASSERT_U64_EQ(wire_lookup("faiss-pq", DIM, 9, 0.99f), id);
     ASSERT_U64_EQ(wire_lookup("faiss-pq", DIM, 1000, 0.99f), 0);
     ASSERT_U64_EQ(wire_stat("faiss-pq", "entries"), 1);
     ASSERT_U64_EQ(wire_lookup("good", DIM, 7, 0.99f), good_id);
+    stop_the_server(&srv);
 }
 
 int main(void) {
-    if (test_server_start(&srv, NULL) != 0) return 1;
-    wire_connect(&srv);
-    RUN_STEP(test_dejad_starts_and_serves_the_other_namespaces); /* stops or restarts the
-                                                                    server */
-    RUN_STEP(test_quarantined_entries_stay_on_disk); /* stops or restarts the server */
-    RUN_STEP(test_drop_is_the_way_out);              /* stops or restarts the server */
-    wire_close();
-    if (test_server_stop(&srv) != 0) return 1;
+    RUN(test_dejad_starts_and_serves_the_other_namespaces);
+    RUN(test_quarantined_entries_stay_on_disk);
+    RUN(test_drop_is_the_way_out);
     return harness_result();
 }

@@ -3,7 +3,9 @@
  * down is not served.
  *
  * Talks to a real dejad on a real data folder through libdeja, restarting
- * the process on the same folder. */
+ * the process on the same folder. Each test starts its own dejad and
+ * stores what it needs (a_server_with_acknowledged_entries), and stops
+ * and removes it at the end. */
 #include <unistd.h>
 
 #include "deja.h"
@@ -13,16 +15,16 @@
 #define DIM 32
 #define N 200
 
-static test_server srv;
+/* The ids store_all got for the entries of "kept", by index. */
 static uint64_t ids[N];
 
 static void response_of(int i, char *buf, size_t cap) {
     snprintf(buf, cap, "stored answer #%d", i);
 }
 
-static deja_client *connect_or_fail(void) {
+static deja_client *connect_or_fail(const test_server *s) {
     deja_client *c = NULL;
-    ASSERT_OK(deja_connect(srv.addr, NULL, &c));
+    ASSERT_OK(deja_connect(s->addr, NULL, &c));
     return c;
 }
 
@@ -109,17 +111,27 @@ static uint64_t stat_of(deja_client *c, const char *ns, const char *key) {
     return v;
 }
 
-static void test_a_clean_restart_keeps_entries_namespaces_and_deletes(void) {
-    ASSERT_OK(test_server_start(&srv, NULL));
-    deja_client *c = connect_or_fail();
+/* A fresh dejad with everything store_all writes acknowledged: N
+ * entries in "kept" (five of them deleted since), ten one-minute entries
+ * in "short", and "flushed" emptied. The server is left running. */
+static void a_server_with_acknowledged_entries(test_server *s) {
+    ASSERT_OK(test_server_start(s, NULL));
+    deja_client *c = connect_or_fail(s);
     store_all(c);
+    deja_close(c);
+}
+
+static void test_a_clean_restart_keeps_entries_namespaces_and_deletes(void) {
+    test_server srv;
+    a_server_with_acknowledged_entries(&srv);
+    deja_client *c = connect_or_fail(&srv);
     assert_kept_entries(c); /* 195 hits */
     ASSERT_U64_EQ(stat_of(c, "kept", "entry_hits"), N - 5);
     deja_close(c);
     ASSERT_EQ(test_server_shutdown(&srv), 0);
 
     ASSERT_OK(test_server_restart(&srv, NULL));
-    c = connect_or_fail();
+    c = connect_or_fail(&srv);
     /* Hit counters came back with the entries. */
     ASSERT_U64_EQ(stat_of(c, "kept", "entry_hits"), N - 5);
     assert_kept_entries(c);
@@ -141,21 +153,27 @@ static void test_a_clean_restart_keeps_entries_namespaces_and_deletes(void) {
     ASSERT_OK(deja_store(c, &req, &fresh));
     ASSERT_GT(fresh, ids[N - 1]);
     deja_close(c);
+    ASSERT_EQ(test_server_stop(&srv), 0);
 }
 
 static void test_a_kill_9_restart_keeps_every_acknowledged_entry(void) {
+    test_server srv;
+    a_server_with_acknowledged_entries(&srv);
     test_server_kill(&srv);
     ASSERT_OK(test_server_restart(&srv, NULL));
-    deja_client *c = connect_or_fail();
+    deja_client *c = connect_or_fail(&srv);
     assert_kept_entries(c);
     deja_close(c);
+    ASSERT_EQ(test_server_stop(&srv), 0);
 }
 
 static void test_entries_that_expired_while_down_are_not_served(void) {
+    test_server srv;
+    a_server_with_acknowledged_entries(&srv);
     ASSERT_EQ(test_server_shutdown(&srv), 0);
     const char *later[] = {"--clock-offset", "120", NULL};
     ASSERT_OK(test_server_restart(&srv, later));
-    deja_client *c = connect_or_fail();
+    deja_client *c = connect_or_fail(&srv);
     ASSERT_U64_EQ(ns_entries(c, "short"), 0);
     float v[16];
     test_unit_vector(1000u, v, 16);
@@ -165,6 +183,7 @@ static void test_entries_that_expired_while_down_are_not_served(void) {
     deja_result_free(r);
     assert_kept_entries(c); /* the seven-day default TTL still holds */
     deja_close(c);
+    ASSERT_EQ(test_server_stop(&srv), 0);
 }
 
 /* Flips one byte in the middle of every graph snapshot file. */
@@ -180,23 +199,30 @@ static int damage_snapshots(const char *dir) {
 }
 
 static void test_a_clean_restart_restores_the_graph_from_its_snapshot(void) {
+    test_server srv;
+    a_server_with_acknowledged_entries(&srv);
     ASSERT_EQ(test_server_shutdown(&srv), 0);
     ASSERT_OK(test_server_restart(&srv, NULL));
-    deja_client *c = connect_or_fail();
+    deja_client *c = connect_or_fail(&srv);
     /* Every entry of the graph namespaces came back through a snapshot. */
     ASSERT_GE(stat_of(c, NULL, "snapshot_entries"), N - 5);
     assert_kept_entries(c);
     deja_close(c);
+    ASSERT_EQ(test_server_stop(&srv), 0);
 }
 
+/* The snapshots are the ones a clean shutdown writes. */
 static void test_a_damaged_snapshot_falls_back_to_a_rebuild(void) {
+    test_server srv;
+    a_server_with_acknowledged_entries(&srv);
     ASSERT_EQ(test_server_shutdown(&srv), 0);
     ASSERT_EQ(damage_snapshots(srv.dir), 0);
     ASSERT_OK(test_server_restart(&srv, NULL));
-    deja_client *c = connect_or_fail();
+    deja_client *c = connect_or_fail(&srv);
     ASSERT_U64_EQ(stat_of(c, NULL, "snapshot_entries"), 0);
     assert_kept_entries(c); /* served all the same, while the graph rebuilds */
     deja_close(c);
+    ASSERT_EQ(test_server_stop(&srv), 0);
 }
 
 static void test_a_periodic_snapshot_spares_the_rebuild_after_a_crash(void) {
@@ -246,28 +272,23 @@ static void test_a_periodic_snapshot_spares_the_rebuild_after_a_crash(void) {
 }
 
 static void test_a_second_server_cannot_open_the_same_folder(void) {
+    test_server srv;
+    a_server_with_acknowledged_entries(&srv);
     test_server other = srv;
     other.pid = 0;
     other.port = 0;
     /* Same data folder, another port: it must refuse and exit. */
     ASSERT_EQ(test_server_restart(&other, NULL), -1);
+    ASSERT_EQ(test_server_stop(&srv), 0);
 }
 
 int main(void) {
-    RUN_STEP(
-        test_a_clean_restart_keeps_entries_namespaces_and_deletes); /* stops or restarts
-                                                                       the server */
-    RUN_STEP(test_a_kill_9_restart_keeps_every_acknowledged_entry); /* stops or restarts
-                                                                       the server */
-    RUN_STEP(test_entries_that_expired_while_down_are_not_served);  /* stops or restarts
-                                                                       the server */
-    RUN_STEP(
-        test_a_clean_restart_restores_the_graph_from_its_snapshot); /* stops or restarts
-                                                                       the server */
-    RUN_STEP(test_a_damaged_snapshot_falls_back_to_a_rebuild); /* stops or restarts the
-                                                                  server */
+    RUN(test_a_clean_restart_keeps_entries_namespaces_and_deletes);
+    RUN(test_a_kill_9_restart_keeps_every_acknowledged_entry);
+    RUN(test_entries_that_expired_while_down_are_not_served);
+    RUN(test_a_clean_restart_restores_the_graph_from_its_snapshot);
+    RUN(test_a_damaged_snapshot_falls_back_to_a_rebuild);
     RUN(test_a_periodic_snapshot_spares_the_rebuild_after_a_crash);
     RUN(test_a_second_server_cannot_open_the_same_folder);
-    if (test_server_stop(&srv) != 0) return 1;
     return harness_result();
 }

@@ -61,7 +61,7 @@ static int owned(const test_server *s, const char *what) {
     if (s->pid <= 0 || s->owner == getpid()) return 1;
     fprintf(stderr,
             "spawn: %s: dejad %d was started by process %d, not this one; a test that "
-            "stops or restarts main()'s server must be a RUN_STEP (harness.h)\n",
+            "stops or restarts a server must start its own (harness.h)\n",
             what, (int)s->pid, (int)s->owner);
     return 0;
 }

@@ -31,8 +31,8 @@ int test_server_restart(test_server *s, const char *const *extra_args);
 /* SIGTERM, waits for exit; returns the exit status (0 = clean) or -1.
  * Only the process that started the server can wait for it: a test run by
  * RUN (a forked child) that stops main()'s server gets -1 and a message
- * saying to make it a RUN_STEP. The same holds for test_server_kill and
- * test_server_restart. */
+ * saying to start a server of its own. The same holds for test_server_kill
+ * and test_server_restart. */
 int test_server_shutdown(test_server *s);
 
 /* SIGKILL and reap. */
