@@ -13,10 +13,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "deja-private.h"
@@ -748,6 +750,27 @@ int deja_recv_lookup(deja_client *c, uint32_t *request_id, deja_result **out) {
     if (rc != 0) return rc;
     /* The k of each request in flight is not kept: the protocol's limit. */
     return deja__decode_lookup(c, &h, body, PROTO_MAX_K, out);
+}
+
+int deja_reply_ready(deja_client *c, uint64_t timeout_us) {
+    int rc = check_open(c);
+    if (rc != 0) return rc;
+    if (c->in_flight == 0) return set_err(c, DEJA_ERR_INVALID_ARG, "no lookup in flight");
+    /* A whole reply already buffered (the last read brought several). */
+    size_t start = c->in_start + c->in_consume;
+    if (c->in_len > start) {
+        proto_header h;
+        if (proto_parse_frame(c->in + start, c->in_len - start, CLIENT_MAX_REPLY, &h) !=
+            0)
+            return 1; /* a frame, or bytes that recv will reject at once */
+    }
+    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    struct timespec ts = {(time_t)(timeout_us / 1000000u),
+                          (long)(timeout_us % 1000000u) * 1000L};
+    int n = ppoll(&pf, 1, &ts, NULL);
+    if (n > 0) return 1; /* readable, or an error recv will report */
+    if (n == 0 || errno == EINTR) return 0;
+    return drop(c, DEJA_ERR_IO, "poll: %s", strerror(errno));
 }
 
 /* ---- stats -----------------------------------------------------------------*/

@@ -480,6 +480,14 @@ int deja_send_lookup(deja_client *c, const char *ns, const float *vector, uint32
                      float threshold, uint32_t k, unsigned flags, uint32_t *request_id);
 int deja_recv_lookup(deja_client *c, uint32_t *request_id, deja_result **out);
 
+/* Waits at most timeout_us for a pipelined reply to be there: returns 1
+ * when deja_recv_lookup will not block (a reply is buffered or bytes have
+ * arrived), 0 when the time ran out, INVALID_ARG when nothing is in
+ * flight, CLOSED once the connection is closed. For a sender that must
+ * send on time (an open-loop load generator) and so cannot sit in
+ * deja_recv_lookup while requests come due. */
+int deja_reply_ready(deja_client *c, uint64_t timeout_us);
+
 /* Number of pipelined lookups sent and not yet received. */
 uint32_t deja_in_flight(const deja_client *c);
 

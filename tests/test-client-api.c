@@ -510,6 +510,32 @@ static void test_request_timeout_closes(void) {
     run_fake_peer(1, DEJA_ERR_TIMEOUT);
 }
 
+/* deja_reply_ready lets an open-loop sender wait for a reply without
+ * blocking past the moment its next request is due: it says 0 when the
+ * time runs out and the peer has not answered, and costs nothing else. */
+static void test_reply_ready_times_out_while_the_peer_is_silent(void) {
+    fake_peer p = {.mode = 1}; /* answers HELLO, then nothing */
+    int port = closed_port(&p.listen_fd);
+    ASSERT_OK(listen(p.listen_fd, 4));
+    pthread_t th;
+    ASSERT_OK(pthread_create(&th, NULL, fake_peer_main, &p));
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    deja_client *c = NULL;
+    ASSERT_OK(deja_connect(addr, NULL, &c));
+    float v[DIM];
+    axis_vec(v, 1, -1, 1.0f);
+    ASSERT_EQ(deja_reply_ready(c, 1000), DEJA_ERR_INVALID_ARG); /* nothing in flight */
+    ASSERT_OK(deja_send_lookup(c, "t-ready", v, DIM, 0.9f, 1, 0, NULL));
+    double t0 = now_ms();
+    ASSERT_EQ(deja_reply_ready(c, 50000), 0);
+    ASSERT_GE(now_ms() - t0, 45);
+    ASSERT_EQ(deja_in_flight(c), 1); /* still owed, connection kept */
+    deja_close(c);
+    pthread_join(th, NULL);
+    close(p.listen_fd);
+}
+
 /* ---- pipelining
  * ----------------------------------------------------------------------*/
 
@@ -527,6 +553,8 @@ static void test_pipeline_100_lookups(void) {
         ASSERT_OK(
             deja_send_lookup(c, "t-pipe", i % 2 ? miss : hit, DIM, 0.9f, 1, 0, &sent[i]));
     ASSERT_EQ(deja_in_flight(c), N);
+    /* The server answers: a reply is there well within 5 s. */
+    ASSERT_EQ(deja_reply_ready(c, 5000000), 1);
     /* Synchronous calls would read someone else's reply: refused. */
     ASSERT_EQ(deja_ping(c), DEJA_ERR_INVALID_ARG);
     for (int n = 0; n < N; n++) {
@@ -655,6 +683,7 @@ int main(void) {
     RUN(test_silent_server_times_out);
     RUN(test_reply_to_another_request_closes);
     RUN(test_request_timeout_closes);
+    RUN(test_reply_ready_times_out_while_the_peer_is_silent);
     RUN(test_pipeline_100_lookups);
     RUN(test_pipelined_error_names_its_request);
     RUN(test_auth_token);
