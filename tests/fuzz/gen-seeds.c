@@ -1,8 +1,8 @@
-/* gen-seeds.c: writes the seed corpora of the fuzz targets other than
- * fuzz-proto-frame (whose seeds gen-corpus.c writes), each seed through
- * the real encoders or writers, so every seed is a valid input that the
- * target takes all the way through:
+/* gen-seeds.c: writes the seed corpora of the fuzz targets, each seed
+ * through the real encoders or writers, so every seed is a valid input
+ * that the target takes all the way through:
  *
+ *   corpus/               fuzz-proto-frame    frame streams of each kind
  *   corpus-proto-body/    fuzz-proto-body     one request body per op
  *   corpus-client-reply/  fuzz-client-reply   reply streams for each call
  *   corpus-store-record/  fuzz-store-record   each record kind
@@ -55,6 +55,168 @@ static void emit2(const char *dir, const char *name, const void *prefix,
 static const uint8_t ns[] = "demo";
 static const float vec[4] = {0.5f, -1.0f, 2.0f, 0.25f};
 static uint8_t vec_bytes[16];
+
+/* ---- frame streams (fuzz-proto-frame) ------------------------------------ */
+
+/* Writes the two control bytes fuzz-proto-frame reads (where to split the
+ * stream) and the frames in b to corpus/name, then empties b. */
+static void frame_seed(const char *name, proto_buf *b, uint16_t split) {
+    const uint8_t control[2] = {(uint8_t)split, (uint8_t)(split >> 8)};
+    emit2("corpus", name, control, 2, b->data, b->len);
+    proto_buf_reset(b);
+}
+
+static void gen_proto_frame(void) {
+    proto_buf b;
+    proto_buf_init(&b);
+    const float fvec[8] = {0.5f, -1.0f, 2.0f, 0.0f, 1e-3f, 3.0f, -0.25f, 1.0f};
+    uint8_t fvec_bytes[sizeof fvec];
+    proto_vector_write(fvec_bytes, fvec, 8);
+
+    proto_hello_req hello = {1, 1, (const uint8_t *)"seed", 4};
+    must(proto_encode_hello_req(&b, 1, &hello), "frame");
+    frame_seed("hello-req", &b, 7);
+    proto_hello_resp hello_resp = {
+        .version = 1,
+        .max_dim = 4096,
+        .max_frame = PROTO_DEFAULT_MAX_FRAME,
+        .server_flags = PROTO_SERVER_AUTH_REQUIRED,
+        .server_name = (const uint8_t *)"dejad",
+        .server_name_len = 5,
+    };
+    must(proto_encode_hello_resp(&b, 1, &hello_resp), "frame");
+    frame_seed("hello-resp", &b, 20);
+
+    proto_auth_req auth = {(const uint8_t *)"token", 5};
+    must(proto_encode_auth_req(&b, 2, &auth), "frame");
+    frame_seed("auth-req", &b, 3);
+    must(proto_encode_empty_resp(&b, PROTO_OP_AUTH, 2), "frame");
+    frame_seed("auth-resp", &b, 0);
+
+    must(proto_encode_ping(&b, 3, 0, (const uint8_t *)"ping!", 5), "frame");
+    must(proto_encode_ping(&b, 3, PROTO_FLAG_REPLY, (const uint8_t *)"ping!", 5),
+         "frame");
+    frame_seed("ping-req-resp", &b, 17);
+
+    proto_store_req store = {
+        .ns = ns,
+        .ns_len = 4,
+        .dim = 8,
+        .completion = PROTO_COMPLETION_OK,
+        .ttl_s = 60,
+        .input_tokens = 10,
+        .output_tokens = 20,
+        .cost_micro_usd = 300,
+        .vector = fvec_bytes,
+        .prompt = (const uint8_t *)"q?",
+        .prompt_len = 2,
+        .response = (const uint8_t *)"answer",
+        .response_len = 6,
+    };
+    must(proto_encode_store_req(&b, 4, &store), "frame");
+    frame_seed("store-req", &b, 30);
+    must(proto_encode_store_resp(&b, 4, 99), "frame");
+    frame_seed("store-resp", &b, 1);
+
+    proto_lookup_req lookup = {
+        .ns = ns,
+        .ns_len = 4,
+        .dim = 8,
+        .k = 4,
+        .threshold = 0.9f,
+        .ef = 32,
+        .vector = fvec_bytes,
+        .prompt = (const uint8_t *)"q?",
+        .prompt_len = 2,
+    };
+    must(proto_encode_lookup_req(&b, 5, PROTO_FLAG_WANT_PROMPT, &lookup), "frame");
+    frame_seed("lookup-req", &b, 25);
+    must(proto_encode_lookup_resp(&b, 5, NULL, 0), "frame");
+    frame_seed("lookup-resp-miss", &b, 0);
+    const proto_hit hits[2] = {
+        {99, 0.97f, (const uint8_t *)"q?", 2, (const uint8_t *)"answer", 6},
+        {12, 0.91f, NULL, 0, (const uint8_t *)"other", 5},
+    };
+    /* The target sizes the hit array from the flags' low byte, which is 0
+     * in a reply; the flags are patched so the seed decodes fully. */
+    must(proto_encode_lookup_resp(&b, 5, hits, 2), "frame");
+    b.data[4] = 4;
+    frame_seed("lookup-resp-hits", &b, 40);
+
+    proto_ns_id_req del = {ns, 4, 99};
+    must(proto_encode_delete_req(&b, 6, &del), "frame");
+    must(proto_encode_empty_resp(&b, PROTO_OP_DELETE, 6), "frame");
+    frame_seed("delete-req-resp", &b, 9);
+
+    must(proto_encode_flush_req(&b, 7, ns, 4), "frame");
+    must(proto_encode_u64_resp(&b, PROTO_OP_FLUSH, 7, 3), "frame");
+    frame_seed("flush-req-resp", &b, 18);
+
+    must(proto_encode_stats_req(&b, 8, NULL, 0), "frame");
+    must(proto_encode_stats_req(&b, 9, ns, 4), "frame");
+    frame_seed("stats-req", &b, 16);
+    const proto_stat stats[3] = {{"entries", 7, 3}, {"hits", 4, 10}, {"misses", 6, 2}};
+    must(proto_encode_stats_resp(&b, 8, stats, 3), "frame");
+    frame_seed("stats-resp", &b, 33);
+
+    must(proto_encode_error(&b, PROTO_OP_LOOKUP, 10, DEJA_ERR_DIM_MISMATCH,
+                            "namespace has dim 8"),
+         "frame");
+    frame_seed("error-resp", &b, 5);
+
+    /* An unknown opcode is a complete frame the dispatcher refuses. */
+    proto_header unknown = {PROTO_VERSION, 0x7E, 0, 0, 11, 3};
+    must(proto_buf_reserve(&b, PROTO_HEADER_SIZE + 3), "frame");
+    proto_header_write(b.data, &unknown);
+    memcpy(b.data + PROTO_HEADER_SIZE, "abc", 3);
+    b.len = PROTO_HEADER_SIZE + 3;
+    frame_seed("unknown-op", &b, 2);
+
+    /* A pipelined stream: several requests back to back. */
+    must(proto_encode_hello_req(&b, 1, &hello), "frame");
+    must(proto_encode_store_req(&b, 2, &store), "frame");
+    must(proto_encode_lookup_req(&b, 3, 0, &lookup), "frame");
+    must(proto_encode_stats_req(&b, 4, NULL, 0), "frame");
+    must(proto_encode_ping(&b, 5, 0, NULL, 0), "frame");
+    frame_seed("pipeline", &b, 100);
+
+    /* The namespace ops, one frame each. */
+    static const uint8_t model[] = "model-a:v1";
+    proto_ns_config ncfg = {.dim = 16,
+                            .hnsw_m = 16,
+                            .hnsw_ef_construction = 200,
+                            .hnsw_ef_search = 64,
+                            .ttl_mode = PROTO_TTL_SLIDING,
+                            .min_threshold = 0.9f,
+                            .dedup = 0.99f,
+                            .default_ttl_s = 3600,
+                            .max_age_s = 7200,
+                            .max_bytes = 1u << 20,
+                            .max_entries = 1000};
+    must(proto_encode_ns_create_req(&b, 1, model, 10, &ncfg), "frame");
+    frame_seed("ns-create-req", &b, 0);
+    proto_ns_config faiss = ncfg;
+    faiss.index_kind = PROTO_INDEX_FAISS;
+    faiss.faiss_factory = (const uint8_t *)"IVF16,Flat";
+    faiss.faiss_factory_len = 10;
+    must(proto_encode_ns_create_req(&b, 1, model, 10, &faiss), "frame");
+    frame_seed("ns-create-faiss-req", &b, 0);
+    must(proto_encode_ns_list_req(&b, 1), "frame");
+    frame_seed("ns-list-req", &b, 0);
+    const uint8_t *names[2] = {(const uint8_t *)"abc", model};
+    const uint8_t name_lens[2] = {3, 10};
+    must(proto_encode_ns_list_resp(&b, 1, names, name_lens, 2), "frame");
+    frame_seed("ns-list-resp", &b, 0);
+    must(proto_encode_ns_info_req(&b, 1, model, 10), "frame");
+    frame_seed("ns-info-req", &b, 0);
+    const proto_stat ns_stats[1] = {{"entries", 7, 42}};
+    must(proto_encode_ns_info_resp(&b, 1, &ncfg, ns_stats, 1), "frame");
+    frame_seed("ns-info-resp", &b, 0);
+    must(proto_encode_ns_drop_req(&b, 1, model, 10), "frame");
+    frame_seed("ns-drop-req", &b, 0);
+
+    proto_buf_free(&b);
+}
 
 /* ---- request bodies ------------------------------------------------------- */
 
@@ -358,6 +520,7 @@ int main(int argc, char **argv) {
     snprintf(out_root, sizeof out_root, "%s", argv[1]);
     idx_simd_init();
     proto_vector_write(vec_bytes, vec, 4);
+    gen_proto_frame();
     gen_proto_body();
     gen_client_reply();
     gen_store_record();
