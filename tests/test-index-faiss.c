@@ -6,6 +6,7 @@
  * itself skipped (exit 77) if that passed. */
 #include "harness.h"
 #include "idx.h"
+#include "support/hostile-faiss.h"
 
 #define DIM 32u
 
@@ -396,21 +397,7 @@ static void test_ivf_ef_is_nprobe(void) {
  * same families: each must be refused in C, with a reason, before FAISS
  * parses it (the test would die of SIGFPE or abort otherwise). */
 static const char *const hostile_factories[] = {
-    "PQ0",
-    "IVF4,PQ0",
-    "ZnLattice0x0_0",
-    "PQ4x0",
-    "PQ4x64",
-    "OPQ0,Flat",
-    "OPQ4_0,Flat",
-    "PQ4x99",
-    "PCAR0,Flat",
-    "RQ2x0",
-    "LSQ0x8",
-    "IVF4,RQ0x8",
-    "IVF0,Flat",
-    "IVF100000000,Flat",
-    "IVF1000000000,Flat",
+    HOSTILE_FAISS_FROM_ISSUE_10,
     /* more of the same */
     "PQ8",
     "PQ4",

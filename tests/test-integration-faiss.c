@@ -12,27 +12,12 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "support/hostile-faiss.h"
 #include "support/wire.h"
 
 #define DIM 16
 
-static const char *const hostile[] = {
-    "PQ0",
-    "IVF4,PQ0",
-    "ZnLattice0x0_0",
-    "PQ4x0",
-    "PQ4x64",
-    "OPQ0,Flat",
-    "OPQ4_0,Flat",
-    "PQ4x99",
-    "PCAR0,Flat",
-    "RQ2x0",
-    "LSQ0x8",
-    "IVF4,RQ0x8",
-    "IVF0,Flat",
-    "IVF100000000,Flat",
-    "IVF1000000000,Flat",
-};
+static const char *const hostile[] = {HOSTILE_FAISS_FROM_ISSUE_10};
 #define NHOSTILE (sizeof hostile / sizeof hostile[0])
 
 /* The server answers and serves another namespace. */
