@@ -1,4 +1,5 @@
-/* deja-ops.h: the one opcode table of protocol v1, shared by the codec,
+/* deja-ops.h: the one opcode table of the protocol (versions 1 and 2; rows
+ * 0x18..0x1B are version 2), shared by the codec,
  * the server's op table and the clients.
  *
  * Every fact about an op that more than one place needs lives in its row:
@@ -47,6 +48,10 @@
     X(NS_LIST, ns_list, 0x15, READ, NONE, 0, 0)                                          \
     X(NS_INFO, ns_info, 0x16, READ, NAMED, 1, 1 + PROTO_MAX_NS_LEN)                      \
     X(NS_DROP, ns_drop, 0x17, ADMIN, NAMED, 1, 1 + PROTO_MAX_NS_LEN)                     \
+    X(LOOKUP_EX, lookup_ex, 0x18, READ, NAMED, 1, UINT32_MAX)                            \
+    X(STORE_EX, store_ex, 0x19, WRITE, NAMED, 41, UINT32_MAX)                            \
+    X(LEASE_RELEASE, lease_release, 0x1A, WRITE, NAMED, 9, 9 + PROTO_MAX_NS_LEN)         \
+    X(NS_POLICY, ns_policy, 0x1B, ADMIN, NAMED, 9, 9 + PROTO_MAX_NS_LEN)                 \
     X(STATS, stats, 0x20, READ, ANY, 1, 1 + PROTO_MAX_NS_LEN)
 
 #endif

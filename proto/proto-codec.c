@@ -119,17 +119,19 @@ int proto_decode_ping(const uint8_t *body, size_t len) {
  * response_len */
 #define STORE_FIXED (1 + 2 + 1 + 1 + 4 + 4 + 4 + 8 + 4 + 4)
 
-int proto_encode_store_req(proto_buf *b, uint32_t id, const proto_store_req *r) {
+/* STORE and STORE_EX share the layout; STORE_EX adds u64 lease_id. */
+static int encode_store(proto_buf *b, uint8_t opcode, uint32_t id,
+                        const proto_store_req *r) {
     size_t vec_len = (size_t)r->dim * 4;
     if (!span_ok(r->ns, r->ns_len) || !span_ok(r->vector, vec_len) ||
         !span_ok(r->prompt, r->prompt_len) || !span_ok(r->response, r->response_len))
         return DEJA_ERR_INVALID_ARG;
-    size_t body_len = STORE_FIXED;
+    size_t body_len = STORE_FIXED + (opcode == PROTO_OP_STORE_EX ? 8u : 0u);
     if (!size_add(&body_len, r->ns_len) || !size_add(&body_len, vec_len) ||
         !size_add(&body_len, r->prompt_len) || !size_add(&body_len, r->response_len))
         return DEJA_ERR_INVALID_ARG;
     uint8_t *p;
-    int rc = frame_begin(b, PROTO_OP_STORE, 0, 0, id, body_len, &p);
+    int rc = frame_begin(b, opcode, 0, 0, id, body_len, &p);
     if (rc != 0) return rc;
     p = put_u8(p, r->ns_len);
     p = put_bytes(p, r->ns, r->ns_len);
@@ -144,14 +146,17 @@ int proto_encode_store_req(proto_buf *b, uint32_t id, const proto_store_req *r) 
     p = put_u32(p, r->response_len);
     p = put_bytes(p, r->vector, vec_len);
     p = put_bytes(p, r->prompt, r->prompt_len);
-    put_bytes(p, r->response, r->response_len);
+    p = put_bytes(p, r->response, r->response_len);
+    if (opcode == PROTO_OP_STORE_EX) put_u64(p, r->lease_id);
     frame_commit(b, body_len);
     return 0;
 }
 
-int proto_decode_store_req(const uint8_t *body, size_t len, proto_store_req *r) {
+static int decode_store(const uint8_t *body, size_t len, int with_lease,
+                        proto_store_req *r) {
     reader rd;
     reader_init(&rd, body, len);
+    r->lease_id = 0;
     int rc = read_ns(&rd, &r->ns, &r->ns_len);
     if (rc != 0) return rc;
     rc = read_dim(&rd, &r->dim);
@@ -166,9 +171,26 @@ int proto_decode_store_req(const uint8_t *body, size_t len, proto_store_req *r) 
         !read_u32(&rd, &r->prompt_len) || !read_u32(&rd, &r->response_len) ||
         !read_bytes(&rd, (size_t)r->dim * 4, &r->vector) ||
         !read_bytes(&rd, r->prompt_len, &r->prompt) ||
-        !read_bytes(&rd, r->response_len, &r->response) || !read_done(&rd))
+        !read_bytes(&rd, r->response_len, &r->response))
         return DEJA_ERR_BAD_REQUEST;
-    return 0;
+    if (with_lease && !read_u64(&rd, &r->lease_id)) return DEJA_ERR_BAD_REQUEST;
+    return read_done(&rd) ? 0 : DEJA_ERR_BAD_REQUEST;
+}
+
+int proto_encode_store_req(proto_buf *b, uint32_t id, const proto_store_req *r) {
+    return encode_store(b, PROTO_OP_STORE, id, r);
+}
+
+int proto_decode_store_req(const uint8_t *body, size_t len, proto_store_req *r) {
+    return decode_store(body, len, 0, r);
+}
+
+int proto_encode_store_ex_req(proto_buf *b, uint32_t id, const proto_store_req *r) {
+    return encode_store(b, PROTO_OP_STORE_EX, id, r);
+}
+
+int proto_decode_store_ex_req(const uint8_t *body, size_t len, proto_store_req *r) {
+    return decode_store(body, len, 1, r);
 }
 
 int proto_encode_store_resp(proto_buf *b, uint32_t id, uint64_t entry_id) {
@@ -186,18 +208,21 @@ int proto_decode_store_resp(const uint8_t *body, size_t len, uint64_t *entry_id)
 /* id, similarity, prompt_len, response_len */
 #define HIT_FIXED (8 + 4 + 4 + 4)
 
-int proto_encode_lookup_req(proto_buf *b, uint32_t id, uint16_t flags,
-                            const proto_lookup_req *r) {
+/* LOOKUP and LOOKUP_EX share the layout up to ef; LOOKUP_EX puts options,
+ * wait_ms and lease_ms where LOOKUP has a reserved u16. */
+static int encode_lookup(proto_buf *b, uint8_t opcode, uint32_t id, uint16_t flags,
+                         const proto_lookup_req *r) {
+    int ex = opcode == PROTO_OP_LOOKUP_EX;
     size_t vec_len = (size_t)r->dim * 4;
     if (!span_ok(r->ns, r->ns_len) || !span_ok(r->vector, vec_len) ||
         !span_ok(r->prompt, r->prompt_len))
         return DEJA_ERR_INVALID_ARG;
-    size_t body_len = LOOKUP_FIXED;
+    size_t body_len = LOOKUP_FIXED + (ex ? 8u : 0u);
     if (!size_add(&body_len, r->ns_len) || !size_add(&body_len, vec_len) ||
         !size_add(&body_len, r->prompt_len))
         return DEJA_ERR_INVALID_ARG;
     uint8_t *p;
-    int rc = frame_begin(b, PROTO_OP_LOOKUP, flags, 0, id, body_len, &p);
+    int rc = frame_begin(b, opcode, flags, 0, id, body_len, &p);
     if (rc != 0) return rc;
     p = put_u8(p, r->ns_len);
     p = put_bytes(p, r->ns, r->ns_len);
@@ -205,7 +230,11 @@ int proto_encode_lookup_req(proto_buf *b, uint32_t id, uint16_t flags,
     p = put_u16(p, r->k);
     p = put_f32(p, r->threshold);
     p = put_u16(p, r->ef);
-    p = put_u16(p, 0);
+    p = put_u16(p, ex ? r->options : 0);
+    if (ex) {
+        p = put_u32(p, r->wait_ms);
+        p = put_u32(p, r->lease_ms);
+    }
     p = put_u32(p, r->prompt_len);
     p = put_bytes(p, r->vector, vec_len);
     put_bytes(p, r->prompt, r->prompt_len);
@@ -213,21 +242,31 @@ int proto_encode_lookup_req(proto_buf *b, uint32_t id, uint16_t flags,
     return 0;
 }
 
-int proto_decode_lookup_req(const uint8_t *body, size_t len, proto_lookup_req *r) {
+static int decode_lookup(const uint8_t *body, size_t len, int ex, proto_lookup_req *r) {
     reader rd;
     reader_init(&rd, body, len);
+    r->options = 0;
+    r->wait_ms = r->lease_ms = 0;
     int rc = read_ns(&rd, &r->ns, &r->ns_len);
     if (rc != 0) return rc;
     rc = read_dim(&rd, &r->dim);
     if (rc != 0) return rc;
     uint32_t threshold_bits;
-    uint16_t reserved;
+    uint16_t options;
     if (!read_u16(&rd, &r->k) || !read_f32_bits(&rd, &threshold_bits) ||
-        !read_u16(&rd, &r->ef) || !read_u16(&rd, &reserved))
+        !read_u16(&rd, &r->ef) || !read_u16(&rd, &options))
         return DEJA_ERR_BAD_REQUEST;
-    if (r->k == 0 || r->k > PROTO_MAX_K || reserved != 0 ||
-        proto__f32_bits_nonfinite(threshold_bits))
+    if (ex && (!read_u32(&rd, &r->wait_ms) || !read_u32(&rd, &r->lease_ms)))
         return DEJA_ERR_BAD_REQUEST;
+    if (r->k == 0 || r->k > PROTO_MAX_K || proto__f32_bits_nonfinite(threshold_bits))
+        return DEJA_ERR_BAD_REQUEST;
+    /* LOOKUP's u16 is reserved; LOOKUP_EX's options have two bits, and its
+     * times mean something only with a lease. */
+    if (ex ? (options & ~PROTO_LOOKUP_OPTIONS) ||
+                 (!(options & PROTO_LOOKUP_LEASE) && (r->wait_ms || r->lease_ms))
+           : options != 0)
+        return DEJA_ERR_BAD_REQUEST;
+    r->options = options;
     r->threshold = proto__bits_to_f32(threshold_bits);
     if (r->threshold < -1.0f || r->threshold > 1.0f) return DEJA_ERR_BAD_REQUEST;
     if (!read_u32(&rd, &r->prompt_len) ||
@@ -235,6 +274,24 @@ int proto_decode_lookup_req(const uint8_t *body, size_t len, proto_lookup_req *r
         !read_bytes(&rd, r->prompt_len, &r->prompt) || !read_done(&rd))
         return DEJA_ERR_BAD_REQUEST;
     return 0;
+}
+
+int proto_encode_lookup_req(proto_buf *b, uint32_t id, uint16_t flags,
+                            const proto_lookup_req *r) {
+    return encode_lookup(b, PROTO_OP_LOOKUP, id, flags, r);
+}
+
+int proto_decode_lookup_req(const uint8_t *body, size_t len, proto_lookup_req *r) {
+    return decode_lookup(body, len, 0, r);
+}
+
+int proto_encode_lookup_ex_req(proto_buf *b, uint32_t id, uint16_t flags,
+                               const proto_lookup_req *r) {
+    return encode_lookup(b, PROTO_OP_LOOKUP_EX, id, flags, r);
+}
+
+int proto_decode_lookup_ex_req(const uint8_t *body, size_t len, proto_lookup_req *r) {
+    return decode_lookup(body, len, 1, r);
 }
 
 int proto_encode_lookup_resp(proto_buf *b, uint32_t id, const proto_hit *hits,
@@ -245,7 +302,7 @@ int proto_encode_lookup_resp(proto_buf *b, uint32_t id, const proto_hit *hits,
 int proto_encode_lookup_resp_flags(proto_buf *b, uint32_t id, uint16_t flags,
                                    const proto_hit *hits, uint16_t count) {
     if (count > PROTO_MAX_K || !span_ok(hits, count)) return DEJA_ERR_INVALID_ARG;
-    if ((flags & ~PROTO_FLAG_EXACT) || ((flags & PROTO_FLAG_EXACT) && count == 0))
+    if ((flags & ~(PROTO_FLAG_EXACT | PROTO_FLAG_BORDERLINE)) || (flags && count == 0))
         return DEJA_ERR_INVALID_ARG;
     size_t body_len = 2;
     for (uint16_t i = 0; i < count; i++) {
@@ -293,6 +350,98 @@ int proto_decode_lookup_resp(const uint8_t *body, size_t len, proto_hit *hits,
     return read_done(&rd) ? 0 : DEJA_ERR_BAD_REQUEST;
 }
 
+/* ---- LOOKUP_EX replies ------------------------------------------------------ */
+
+/* id, similarity, hit_flags, reserved, prompt_len, response_len */
+#define HIT_EX_FIXED (8 + 4 + 1 + 1 + 4 + 4)
+/* outcome, reply_flags, lease_id, count, shadow_count */
+#define LOOKUP_EX_FIXED (1 + 1 + 8 + 2 + 2)
+
+static bool hits_ex_size(const proto_hit *hits, uint16_t count, size_t *body_len) {
+    if (count > PROTO_MAX_K || !span_ok(hits, count)) return false;
+    for (uint16_t i = 0; i < count; i++) {
+        const proto_hit *h = &hits[i];
+        if (!span_ok(h->prompt, h->prompt_len) ||
+            !span_ok(h->response, h->response_len) || !size_add(body_len, HIT_EX_FIXED) ||
+            !size_add(body_len, h->prompt_len) || !size_add(body_len, h->response_len) ||
+            (h->flags & ~(PROTO_HIT_EXACT | PROTO_HIT_BORDERLINE)))
+            return false;
+    }
+    return true;
+}
+
+static uint8_t *put_hits_ex(uint8_t *p, const proto_hit *hits, uint16_t count) {
+    p = put_u16(p, count);
+    for (uint16_t i = 0; i < count; i++) {
+        const proto_hit *h = &hits[i];
+        p = put_u64(p, h->id);
+        p = put_f32(p, h->similarity);
+        p = put_u8(p, h->flags);
+        p = put_u8(p, 0);
+        p = put_u32(p, h->prompt_len);
+        p = put_u32(p, h->response_len);
+        p = put_bytes(p, h->prompt, h->prompt_len);
+        p = put_bytes(p, h->response, h->response_len);
+    }
+    return p;
+}
+
+int proto_encode_lookup_ex_resp(proto_buf *b, uint32_t id, uint16_t header_flags,
+                                const proto_lookup_ex_resp *r) {
+    size_t body_len = LOOKUP_EX_FIXED;
+    if (r->outcome > PROTO_OUTCOME_COALESCED || (r->reply_flags & ~PROTO_REPLY_SHADOW) ||
+        (header_flags & ~PROTO_FLAG_BORDERLINE) || (header_flags && r->count == 0) ||
+        (r->outcome == PROTO_OUTCOME_LEASE) != (r->lease_id != 0) ||
+        !hits_ex_size(r->hits, r->count, &body_len) ||
+        !hits_ex_size(r->shadow, r->shadow_count, &body_len))
+        return DEJA_ERR_INVALID_ARG;
+    uint8_t *p;
+    int rc = frame_begin(b, PROTO_OP_LOOKUP_EX, (uint16_t)(PROTO_FLAG_REPLY | header_flags),
+                         0, id, body_len, &p);
+    if (rc != 0) return rc;
+    p = put_u8(p, r->outcome);
+    p = put_u8(p, r->reply_flags);
+    p = put_u64(p, r->lease_id);
+    p = put_hits_ex(p, r->hits, r->count);
+    put_hits_ex(p, r->shadow, r->shadow_count);
+    frame_commit(b, body_len);
+    return 0;
+}
+
+static bool read_hits_ex(reader *rd, proto_hit *hits, uint16_t max_hits, uint16_t *count) {
+    if (!read_u16(rd, count) || *count > max_hits || *count > PROTO_MAX_K) return false;
+    for (uint16_t i = 0; i < *count; i++) {
+        proto_hit *h = &hits[i];
+        uint32_t sim_bits;
+        uint8_t reserved;
+        if (!read_u64(rd, &h->id) || !read_f32_bits(rd, &sim_bits) ||
+            !read_u8(rd, &h->flags) || !read_u8(rd, &reserved) ||
+            !read_u32(rd, &h->prompt_len) || !read_u32(rd, &h->response_len) ||
+            !read_bytes(rd, h->prompt_len, &h->prompt) ||
+            !read_bytes(rd, h->response_len, &h->response))
+            return false;
+        if (proto__f32_bits_nonfinite(sim_bits)) return false;
+        h->similarity = proto__bits_to_f32(sim_bits);
+    }
+    return true;
+}
+
+int proto_decode_lookup_ex_resp(const uint8_t *body, size_t len, uint16_t max_hits,
+                                proto_lookup_ex_resp *r) {
+    reader rd;
+    reader_init(&rd, body, len);
+    if (!read_u8(&rd, &r->outcome) || !read_u8(&rd, &r->reply_flags) ||
+        !read_u64(&rd, &r->lease_id))
+        return DEJA_ERR_BAD_REQUEST;
+    if (r->outcome > PROTO_OUTCOME_COALESCED ||
+        (r->outcome == PROTO_OUTCOME_LEASE && r->lease_id == 0))
+        return DEJA_ERR_BAD_REQUEST;
+    if (!read_hits_ex(&rd, r->hits, max_hits, &r->count) ||
+        !read_hits_ex(&rd, r->shadow, max_hits, &r->shadow_count) || !read_done(&rd))
+        return DEJA_ERR_BAD_REQUEST;
+    return 0;
+}
+
 /* ---- DELETE / FLUSH / small replies ---------------------------------------- */
 
 int proto_encode_delete_req(proto_buf *b, uint32_t id, const proto_ns_id_req *r) {
@@ -315,6 +464,23 @@ int proto_decode_delete_req(const uint8_t *body, size_t len, proto_ns_id_req *r)
     if (rc != 0) return rc;
     if (!read_u64(&rd, &r->id) || !read_done(&rd)) return DEJA_ERR_BAD_REQUEST;
     return 0;
+}
+
+int proto_encode_lease_release_req(proto_buf *b, uint32_t id, const proto_ns_id_req *r) {
+    if (!span_ok(r->ns, r->ns_len)) return DEJA_ERR_INVALID_ARG;
+    size_t body_len = 1 + (size_t)r->ns_len + 8;
+    uint8_t *p;
+    int rc = frame_begin(b, PROTO_OP_LEASE_RELEASE, 0, 0, id, body_len, &p);
+    if (rc != 0) return rc;
+    p = put_u8(p, r->ns_len);
+    p = put_bytes(p, r->ns, r->ns_len);
+    put_u64(p, r->id);
+    frame_commit(b, body_len);
+    return 0;
+}
+
+int proto_decode_lease_release_req(const uint8_t *body, size_t len, proto_ns_id_req *r) {
+    return proto_decode_delete_req(body, len, r); /* the same layout */
 }
 
 /* FLUSH, STATS, NS_INFO and NS_DROP requests are a lone str8 namespace. */

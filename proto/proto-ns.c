@@ -1,6 +1,7 @@
 /* proto-ns.c: body codecs of the namespace ops (NS_CREATE, NS_LIST,
- * NS_INFO, NS_DROP) and of the namespace configuration block they share.
- * Layouts are in proto.h and docs/PROTOCOL.md section 5.9. */
+ * NS_INFO, NS_DROP, NS_POLICY) and of the namespace configuration block
+ * they share. Layouts are in proto.h and docs/PROTOCOL.md sections 5.9 and
+ * 5.14. */
 #include <math.h>
 
 #include "proto-private.h"
@@ -201,4 +202,74 @@ int proto_encode_ns_drop_req(proto_buf *b, uint32_t id, const uint8_t *ns,
 
 int proto_decode_ns_drop_req(const uint8_t *body, size_t len, proto_ns_req *r) {
     return decode_ns_req(body, len, r);
+}
+
+/* ---- NS_POLICY (version 2) ----------------------------------------------- */
+
+static bool band_ok(uint32_t bits) {
+    if (proto__f32_bits_nonfinite(bits)) return false;
+    float band = proto__bits_to_f32(bits);
+    return band == 0.0f || (band > 0.0f && band <= 1.0f);
+}
+
+int proto_encode_ns_policy_req(proto_buf *b, uint32_t id, const uint8_t *ns,
+                               uint8_t ns_len, const proto_ns_policy *p) {
+    if (!span_ok(ns, ns_len)) return DEJA_ERR_INVALID_ARG;
+    size_t body_len = 1 + (size_t)ns_len + 8;
+    uint8_t *w;
+    int rc = frame_begin(b, PROTO_OP_NS_POLICY, 0, 0, id, body_len, &w);
+    if (rc != 0) return rc;
+    w = put_u8(w, ns_len);
+    w = put_bytes(w, ns, ns_len);
+    w = put_u8(w, p->set);
+    w = put_u8(w, p->mode);
+    w = put_u16(w, 0);
+    put_f32(w, p->gray_band);
+    frame_commit(b, body_len);
+    return 0;
+}
+
+int proto_decode_ns_policy_req(const uint8_t *body, size_t len, proto_ns_req *r,
+                               proto_ns_policy *p) {
+    reader rd;
+    reader_init(&rd, body, len);
+    int rc = read_ns(&rd, &r->ns, &r->ns_len);
+    if (rc != 0) return rc;
+    uint16_t reserved;
+    uint32_t band_bits;
+    if (!read_u8(&rd, &p->set) || !read_u8(&rd, &p->mode) || !read_u16(&rd, &reserved) ||
+        !read_f32_bits(&rd, &band_bits) || !read_done(&rd))
+        return DEJA_ERR_BAD_REQUEST;
+    if (p->set > 1 || p->mode > PROTO_MODE_SHADOW || reserved != 0 || !band_ok(band_bits))
+        return DEJA_ERR_BAD_REQUEST;
+    p->gray_band = proto__bits_to_f32(band_bits);
+    if (!p->set && (p->mode != 0 || band_bits != 0)) return DEJA_ERR_BAD_REQUEST;
+    return 0;
+}
+
+int proto_encode_ns_policy_resp(proto_buf *b, uint32_t id, const proto_ns_policy *p) {
+    uint8_t *w;
+    int rc = frame_begin(b, PROTO_OP_NS_POLICY, PROTO_FLAG_REPLY, 0, id, 8, &w);
+    if (rc != 0) return rc;
+    w = put_u8(w, p->mode);
+    w = put_u8(w, 0);
+    w = put_u16(w, 0);
+    put_f32(w, p->gray_band);
+    frame_commit(b, 8);
+    return 0;
+}
+
+int proto_decode_ns_policy_resp(const uint8_t *body, size_t len, proto_ns_policy *p) {
+    reader rd;
+    reader_init(&rd, body, len);
+    uint8_t reserved8;
+    uint16_t reserved16;
+    uint32_t band_bits;
+    if (!read_u8(&rd, &p->mode) || !read_u8(&rd, &reserved8) ||
+        !read_u16(&rd, &reserved16) || !read_f32_bits(&rd, &band_bits) || !read_done(&rd))
+        return DEJA_ERR_BAD_REQUEST;
+    if (p->mode > PROTO_MODE_SHADOW || !band_ok(band_bits)) return DEJA_ERR_BAD_REQUEST;
+    p->set = 0;
+    p->gray_band = proto__bits_to_f32(band_bits);
+    return 0;
 }

@@ -36,7 +36,12 @@
  */
 #define PROTO_MAGIC0 0x44u
 #define PROTO_MAGIC1 0x4Au
+/* The frame format's version: the header's version byte, 1 in every
+ * protocol version so far. */
 #define PROTO_VERSION 1u
+/* The highest protocol version this codec speaks (HELLO negotiates it);
+ * version 2 added the ops 0x18..0x1B and changed no layout. */
+#define PROTO_PROTOCOL_MAX 2u
 #define PROTO_HEADER_SIZE 16u
 #define PROTO_DEFAULT_MAX_FRAME (16u * 1024u * 1024u) /* header + body */
 #define PROTO_MIN_MAX_FRAME 4096u
@@ -60,6 +65,8 @@ enum proto_op { PROTO_OP_TABLE(PROTO_OP_ENUM_) };
 /* LOOKUP reply: hit 0 came from the exact (prompt) tier, so its similarity
  * may be below the request's threshold, never below the namespace floor. */
 #define PROTO_FLAG_EXACT 0x0002u
+/* LOOKUP and LOOKUP_EX replies: the first hit is in the gray band. */
+#define PROTO_FLAG_BORDERLINE 0x0004u
 
 /* HELLO reply server_flags */
 #define PROTO_SERVER_AUTH_REQUIRED 0x0001u
@@ -190,6 +197,7 @@ typedef struct proto_store_req {
     uint32_t prompt_len;
     const uint8_t *response;
     uint32_t response_len;
+    uint64_t lease_id; /* STORE_EX only: 0 = none */
 } proto_store_req;
 
 /* LOOKUP request:
@@ -218,6 +226,10 @@ typedef struct proto_lookup_req {
     const uint8_t *vector;
     const uint8_t *prompt;
     uint32_t prompt_len;
+    /* LOOKUP_EX only (0 in a LOOKUP): */
+    uint16_t options; /* PROTO_LOOKUP_* */
+    uint32_t wait_ms;
+    uint32_t lease_ms;
 } proto_lookup_req;
 
 typedef struct proto_hit {
@@ -227,6 +239,7 @@ typedef struct proto_hit {
     uint32_t prompt_len;
     const uint8_t *response;
     uint32_t response_len;
+    uint8_t flags; /* LOOKUP_EX: PROTO_HIT_* (LOOKUP's layout has no flags) */
 } proto_hit;
 
 /* DELETE request: str8 namespace, u64 entry_id. Reply: empty body, or
@@ -451,5 +464,75 @@ int proto_vector_read(float *dst, const uint8_t *src, uint16_t dim);
 
 /* Writes dim floats as LE f32 (for encoders and tests). */
 void proto_vector_write(uint8_t *dst, const float *src, uint16_t dim);
+
+
+/* ---- version 2: LOOKUP_EX, STORE_EX, LEASE_RELEASE, NS_POLICY ----------------
+ * docs/PROTOCOL.md sections 5.11 to 5.16. */
+
+#define PROTO_LOOKUP_LEASE 0x0001u       /* options: take or wait for a lease */
+#define PROTO_LOOKUP_WANT_SHADOW 0x0002u /* options: return would-be hits */
+#define PROTO_LOOKUP_OPTIONS 0x0003u
+
+#define PROTO_HIT_EXACT 0x01u      /* hit_flags: from the exact tier */
+#define PROTO_HIT_BORDERLINE 0x02u /* hit_flags: in the gray band */
+
+#define PROTO_REPLY_SHADOW 0x01u /* LOOKUP_EX reply_flags */
+
+enum proto_outcome {
+    PROTO_OUTCOME_MISS = 0,
+    PROTO_OUTCOME_HIT = 1,
+    PROTO_OUTCOME_LEASE = 2,
+    PROTO_OUTCOME_COALESCED = 3,
+};
+
+/* A LOOKUP_EX reply. hits and shadow point to caller memory: the
+ * encoder reads count / shadow_count of them; the decoder fills at most
+ * max_hits of each (the caller passes its arrays and their size). */
+typedef struct proto_lookup_ex_resp {
+    uint8_t outcome; /* enum proto_outcome */
+    uint8_t reply_flags;
+    uint64_t lease_id;
+    proto_hit *hits;
+    uint16_t count;
+    proto_hit *shadow;
+    uint16_t shadow_count;
+} proto_lookup_ex_resp;
+
+/* LOOKUP_EX: r->options, wait_ms and lease_ms are sent as they are (the
+ * decoder refuses unknown options, and wait/lease without LEASE). */
+int proto_encode_lookup_ex_req(proto_buf *b, uint32_t id, uint16_t flags,
+                               const proto_lookup_req *r);
+int proto_decode_lookup_ex_req(const uint8_t *body, size_t len, proto_lookup_req *r);
+/* header_flags: 0 or PROTO_FLAG_BORDERLINE (the first hit is borderline). */
+int proto_encode_lookup_ex_resp(proto_buf *b, uint32_t id, uint16_t header_flags,
+                                const proto_lookup_ex_resp *r);
+/* Errors: BAD_REQUEST (malformed, an unknown outcome, more hits than
+ * max_hits or 256, a LEASE outcome without a lease id). */
+int proto_decode_lookup_ex_resp(const uint8_t *body, size_t len, uint16_t max_hits,
+                                proto_lookup_ex_resp *r);
+
+/* STORE_EX: a STORE body, then u64 lease_id (r->lease_id). */
+int proto_encode_store_ex_req(proto_buf *b, uint32_t id, const proto_store_req *r);
+int proto_decode_store_ex_req(const uint8_t *body, size_t len, proto_store_req *r);
+
+/* LEASE_RELEASE: str8 namespace, u64 lease_id (r->id); DELETE's layout. */
+int proto_encode_lease_release_req(proto_buf *b, uint32_t id, const proto_ns_id_req *r);
+int proto_decode_lease_release_req(const uint8_t *body, size_t len, proto_ns_id_req *r);
+
+#define PROTO_MODE_SERVE 0u
+#define PROTO_MODE_SHADOW 1u
+
+typedef struct proto_ns_policy {
+    uint8_t set; /* request only: 0 read, 1 set */
+    uint8_t mode;
+    float gray_band; /* 0 = none, else in (0, 1] */
+} proto_ns_policy;
+
+int proto_encode_ns_policy_req(proto_buf *b, uint32_t id, const uint8_t *ns,
+                               uint8_t ns_len, const proto_ns_policy *p);
+int proto_decode_ns_policy_req(const uint8_t *body, size_t len, proto_ns_req *r,
+                               proto_ns_policy *p);
+int proto_encode_ns_policy_resp(proto_buf *b, uint32_t id, const proto_ns_policy *p);
+int proto_decode_ns_policy_resp(const uint8_t *body, size_t len, proto_ns_policy *p);
 
 #endif

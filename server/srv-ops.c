@@ -652,3 +652,23 @@ static int op_ns_drop(srv_req *r) {
     rw->value = removed;
     return submit(r, rw);
 }
+
+static int op_lookup_ex(srv_req *r) {
+    (void)r;
+    return DEJA_ERR_UNKNOWN_OP;
+}
+
+static int op_store_ex(srv_req *r) {
+    (void)r;
+    return DEJA_ERR_UNKNOWN_OP;
+}
+
+static int op_lease_release(srv_req *r) {
+    (void)r;
+    return DEJA_ERR_UNKNOWN_OP;
+}
+
+static int op_ns_policy(srv_req *r) {
+    (void)r;
+    return DEJA_ERR_UNKNOWN_OP;
+}
