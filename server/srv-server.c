@@ -814,6 +814,7 @@ int srv_run(srv_config *cfg, int argc, char **argv) {
         close(lock_fd);
         srv_tokens_destroy(s.tokens);
         srv_auth_guard_destroy(s.guard);
+        srv_leases_destroy(s.leases);
         return 1;
     }
     cache_set_clock(s.cache, cache_clock, (void *)cfg);
@@ -827,6 +828,7 @@ int srv_run(srv_config *cfg, int argc, char **argv) {
         if (lock_fd >= 0) close(lock_fd);
         srv_tokens_destroy(s.tokens);
         srv_auth_guard_destroy(s.guard);
+        srv_leases_destroy(s.leases);
         return 1;
     }
 
@@ -913,6 +915,7 @@ out:
     close(lock_fd);
     srv_tokens_destroy(s.tokens);
     srv_auth_guard_destroy(s.guard);
+    srv_leases_destroy(s.leases);
     pthread_mutex_destroy(&s.tokens_mu);
     srv_log(SRV_LOG_INFO, "stopped");
     return exit_code;

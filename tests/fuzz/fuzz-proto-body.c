@@ -44,6 +44,10 @@ enum body_kind {
     BODY_STATS,
     BODY_NS_CONFIG, /* the configuration block alone (also read from disk) */
     BODY_VECTOR,    /* u16 dim, then the f32 values: proto_vector_read */
+    BODY_LOOKUP_EX, /* protocol version 2 */
+    BODY_STORE_EX,
+    BODY_LEASE_RELEASE,
+    BODY_NS_POLICY,
     BODY_KINDS
 };
 
@@ -250,6 +254,61 @@ static void fuzz_body(enum body_kind kind, const uint8_t *body, size_t len,
             }
         }
         break;
+    case BODY_LOOKUP_EX: {
+        proto_lookup_req r;
+        check_code(rc = proto_decode_lookup_ex_req(body, len, &r));
+        if (rc == 0) {
+            CHECK(proto_check_ns(r.ns, r.ns_len) == 0);
+            CHECK(r.dim >= 1 && r.dim <= PROTO_MAX_DIM);
+            CHECK(r.k >= 1 && r.k <= PROTO_MAX_K);
+            CHECK(isfinite(r.threshold) && r.threshold >= -1.0f && r.threshold <= 1.0f);
+            CHECK((r.options & ~PROTO_LOOKUP_OPTIONS) == 0);
+            CHECK((r.options & PROTO_LOOKUP_LEASE) ||
+                  (r.wait_ms == 0 && r.lease_ms == 0));
+            CHECK(r.vector >= body && r.vector + (size_t)r.dim * 4 <= body + len);
+            read_vector(r.vector, r.dim);
+            CHECK(proto_encode_lookup_ex_req(b, 1, 0, &r) == 0);
+            check_reencoded(b, PROTO_OP_LOOKUP_EX, body, len);
+        }
+        break;
+    }
+    case BODY_STORE_EX: {
+        proto_store_req r;
+        check_code(rc = proto_decode_store_ex_req(body, len, &r));
+        if (rc == 0) {
+            CHECK(proto_check_ns(r.ns, r.ns_len) == 0);
+            CHECK(r.dim >= 1 && r.dim <= PROTO_MAX_DIM);
+            CHECK(r.completion <= PROTO_COMPLETION_FILTERED);
+            CHECK(r.response_len == 0 || r.response + r.response_len + 8 <= body + len);
+            read_vector(r.vector, r.dim);
+            CHECK(proto_encode_store_ex_req(b, 1, &r) == 0);
+            check_reencoded(b, PROTO_OP_STORE_EX, body, len);
+        }
+        break;
+    }
+    case BODY_LEASE_RELEASE: {
+        proto_ns_id_req r;
+        check_code(rc = proto_decode_lease_release_req(body, len, &r));
+        if (rc == 0) {
+            CHECK(proto_check_ns(r.ns, r.ns_len) == 0);
+            CHECK(proto_encode_lease_release_req(b, 1, &r) == 0);
+            check_reencoded(b, PROTO_OP_LEASE_RELEASE, body, len);
+        }
+        break;
+    }
+    case BODY_NS_POLICY: {
+        proto_ns_req r;
+        proto_ns_policy p;
+        check_code(rc = proto_decode_ns_policy_req(body, len, &r, &p));
+        if (rc == 0) {
+            CHECK(proto_check_ns(r.ns, r.ns_len) == 0);
+            CHECK(p.set <= 1 && p.mode <= PROTO_MODE_SHADOW);
+            CHECK(p.gray_band == 0.0f || (p.gray_band > 0.0f && p.gray_band <= 1.0f));
+            CHECK(proto_encode_ns_policy_req(b, 1, r.ns, r.ns_len, &p) == 0);
+            check_reencoded(b, PROTO_OP_NS_POLICY, body, len);
+        }
+        break;
+    }
     case BODY_KINDS: break;
     }
 }

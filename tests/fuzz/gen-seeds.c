@@ -315,6 +315,21 @@ static void gen_proto_body(void) {
     memcpy(vbody + 2, vec_bytes, sizeof vec_bytes);
     sel = 12;
     emit2("corpus-proto-body", "vector", &sel, 1, vbody, sizeof vbody);
+
+    /* Protocol version 2. */
+    lookup.options = PROTO_LOOKUP_LEASE | PROTO_LOOKUP_WANT_SHADOW;
+    lookup.wait_ms = 2000;
+    lookup.lease_ms = 30000;
+    must(proto_encode_lookup_ex_req(&b, 1, PROTO_FLAG_WANT_PROMPT, &lookup), "lookup_ex");
+    body_seed("lookup-ex", 13, &b);
+    store.lease_id = 0x1234567890abcdefull;
+    must(proto_encode_store_ex_req(&b, 1, &store), "store_ex");
+    body_seed("store-ex", 14, &b);
+    must(proto_encode_lease_release_req(&b, 1, &del), "lease_release");
+    body_seed("lease-release", 15, &b);
+    proto_ns_policy policy = {.set = 1, .mode = PROTO_MODE_SHADOW, .gray_band = 0.9f};
+    must(proto_encode_ns_policy_req(&b, 1, ns, 4, &policy), "ns_policy");
+    body_seed("ns-policy", 16, &b);
     proto_buf_free(&b);
 }
 
