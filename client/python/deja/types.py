@@ -356,9 +356,14 @@ class SimilarityHistogram:
         hit: bucket -> count for lookups that found a hit (or would have, in
             shadow mode); every bucket of :data:`SIMILARITY_BUCKETS` present.
         miss: the same for misses.
+        hit_sum, miss_sum: the sums of the similarities counted (every bucket
+            but ``none``; keys ``sim_hit_sum_micro``/``sim_miss_sum_micro``
+            divided by 10^6), for a mean; 0.0 from a server without them.
     """
     hit: Mapping[str, int]
     miss: Mapping[str, int]
+    hit_sum: float = 0.0
+    miss_sum: float = 0.0
 
     @property
     def hits(self) -> int:
@@ -380,4 +385,6 @@ def similarity_histogram(counters: Mapping[str, int]) -> SimilarityHistogram:
         prefix = f"sim_{outcome}_"
         return _types.MappingProxyType({b: int(counters.get(prefix + b, 0))
                                         for b in SIMILARITY_BUCKETS})
-    return SimilarityHistogram(hit=side("hit"), miss=side("miss"))
+    return SimilarityHistogram(hit=side("hit"), miss=side("miss"),
+                               hit_sum=counters.get("sim_hit_sum_micro", 0) / 1e6,
+                               miss_sum=counters.get("sim_miss_sum_micro", 0) / 1e6)

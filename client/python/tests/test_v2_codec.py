@@ -177,12 +177,13 @@ def test_lookup_reply_borderline_flag():
 def test_similarity_histogram():
     h = deja.similarity_histogram({"sim_hit_91": 3, "sim_hit_99": 1, "sim_miss_lt50": 2,
                                    "sim_miss_none": 4, "sim_miss_84": 5, "hits": 99,
-                                   "sim_hit_bogus": 7})
+                                   "sim_hit_bogus": 7, "sim_hit_sum_micro": 3_720_000})
     assert list(h.hit) == list(deja.SIMILARITY_BUCKETS) == list(h.miss)
     assert len(deja.SIMILARITY_BUCKETS) == 52
     assert h.hit["91"] == 3 and h.hit["99"] == 1 and h.hit["50"] == 0 and h.hit["none"] == 0
     assert h.miss["lt50"] == 2 and h.miss["none"] == 4 and h.miss["84"] == 5
     assert (h.hits, h.misses) == (4, 11)
+    assert h.hit_sum == pytest.approx(3.72) and h.miss_sum == 0.0
     with pytest.raises(TypeError):
         h.hit["91"] = 0  # type: ignore[index]
     empty = deja.similarity_histogram({})

@@ -248,6 +248,7 @@ def test_similarity_histogram_of_misses(client, ns, rng):
     assert not client.lookup(ns, paraphrase(rng, v, 0.845), threshold=0.85)
     hist = deja.similarity_histogram(client.stats(ns))
     assert hist.miss["none"] == 1 and hist.miss["84"] == 1 and hist.misses == 2
+    assert hist.miss_sum == pytest.approx(0.845, abs=0.002)  # "none" is not summed
     assert hist.hits == 0
 
 
