@@ -21,9 +21,11 @@ from .errors import (AuthError, AuthFailed, AuthRequired, BadFrame, BadNamespace
                      Unavailable, UnknownOp, VersionMismatch, Quarantined)
 from ._url import Address, parse_url
 from .pool import Pool
-from .types import (DEFAULT_THRESHOLD, Answer, BreakerState, Completion, Hit, IndexKind,
-                    LookupRequest, LookupResult, NamespaceConfig, NamespaceFlag, NamespaceInfo,
-                    PoolStatus, Quant, ServerInfo, StoreRequest, TtlMode)
+from .types import (DEFAULT_THRESHOLD, SIMILARITY_BUCKETS, Answer, BreakerState, Completion,
+                    Hit, IndexKind, LookupExResult, LookupRequest, LookupResult,
+                    NamespaceConfig, NamespaceFlag, NamespaceInfo, NsPolicy, Outcome,
+                    PolicyMode, PoolStatus, Quant, ServerInfo, SimilarityHistogram,
+                    StoreRequest, TtlMode, similarity_histogram)
 
 __version__ = "0.1.0"
 
@@ -31,7 +33,9 @@ __all__ = [
     "Client", "Pool", "CLIENT_NAME", "Address", "parse_url", "DEFAULT_THRESHOLD",
     "Answer", "BreakerState", "Completion", "Hit", "IndexKind", "LookupRequest",
     "LookupResult", "NamespaceConfig", "NamespaceFlag", "NamespaceInfo", "PoolStatus",
-    "Quant", "ServerInfo", "StoreRequest", "TtlMode",
+    "Quant", "ServerInfo", "StoreRequest", "TtlMode", "LookupExResult", "NsPolicy",
+    "Outcome", "PolicyMode", "SimilarityHistogram", "SIMILARITY_BUCKETS",
+    "similarity_histogram",
     "Error", "ServerError", "InvalidRequest", "AuthError", "Refused", "ServerFault",
     "TransportError", "InvalidArgument", "NotFound", "BadRequest", "BadFrame",
     "VersionMismatch", "UnknownOp", "TooLarge", "AuthRequired", "AuthFailed", "BadVector",

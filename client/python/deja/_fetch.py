@@ -6,7 +6,11 @@ from typing import Optional
 
 from . import _wire as w
 from .errors import Error, InvalidArgument
-from .types import Answer, Completion, Hit, LookupResult, Text
+from .types import Answer, Completion, Hit, LookupExResult, LookupResult, Outcome, Text
+
+#: A pool's default ``lease_wait``: seconds a get_or_fetch waits for another
+#: caller's fetch of a similar question before fetching itself.
+DEFAULT_LEASE_WAIT = 10.0
 
 
 def as_answer(value: object) -> Answer:
@@ -44,3 +48,18 @@ def decode_response(result: LookupResult, decode: bool) -> object:
     """What a @semantic-wrapped function returns: the answer as str or bytes."""
     resp = result.response or b""
     return resp.decode("utf-8", "replace") if decode else resp
+
+
+def from_lookup_ex(r: LookupExResult) -> LookupResult:
+    """A LOOKUP_EX answer as get_or_fetch's result: the hits (HIT), or the
+    entry another caller stored while this one waited (COALESCED)."""
+    return LookupResult(hits=r.hits, exact=r.exact, borderline=r.borderline,
+                        coalesced=r.outcome == Outcome.COALESCED)
+
+
+def check_lease_wait(value: float) -> float:
+    """Validates a ``lease_wait`` (seconds, >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value < 4294967:
+        raise InvalidArgument(f"lease_wait must be a number of seconds >= 0, not {value!r}")
+    return float(value)

@@ -10,10 +10,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import (BadNamespace, Error, InvalidArgument, ProtocolError,
                      error_for_status)
-from .types import (Hit, IndexKind, NamespaceConfig, NamespaceFlag, NamespaceInfo,
-                    Quant, ServerInfo, Text, TtlMode)
+from .types import (Hit, IndexKind, LookupExResult, NamespaceConfig, NamespaceFlag,
+                    NamespaceInfo, NsPolicy, Outcome, PolicyMode, Quant, ServerInfo, Text,
+                    TtlMode)
 
-VERSION = 1
+VERSION = 1  # the frame format's version byte, 1 in protocol versions 1 and 2
+#: The protocol versions this client speaks (HELLO min_version, max_version).
+PROTOCOL_MIN, PROTOCOL_MAX = 1, 2
 HEADER = struct.Struct("<HBBHHII")  # magic, version, opcode, flags, status, id, body_len
 HEADER_SIZE = 16
 MAGIC = 0x4A44  # "DJ" read as a little-endian u16
@@ -23,11 +26,18 @@ MAGIC = 0x4A44  # "DJ" read as a little-endian u16
 OP_HELLO, OP_AUTH, OP_PING = 0x01, 0x02, 0x03
 OP_STORE, OP_LOOKUP, OP_DELETE, OP_FLUSH = 0x10, 0x11, 0x12, 0x13
 OP_NS_CREATE, OP_NS_LIST, OP_NS_INFO, OP_NS_DROP = 0x14, 0x15, 0x16, 0x17
+OP_LOOKUP_EX, OP_STORE_EX, OP_LEASE_RELEASE, OP_NS_POLICY = 0x18, 0x19, 0x1A, 0x1B
 OP_STATS = 0x20
 
 FLAG_REPLY = 0x8000
 FLAG_WANT_PROMPT = 0x0001
 FLAG_EXACT = 0x0002  # LOOKUP reply: hit 0 came from the exact (prompt) tier
+FLAG_BORDERLINE = 0x0004  # LOOKUP / LOOKUP_EX reply: hit 0 is in the gray band
+LOOKUP_LEASE = 0x0001  # LOOKUP_EX options
+LOOKUP_WANT_SHADOW = 0x0002
+HIT_EXACT = 0x01  # LOOKUP_EX hit_flags
+HIT_BORDERLINE = 0x02
+REPLY_SHADOW = 0x01  # LOOKUP_EX reply_flags
 SERVER_AUTH_REQUIRED = 0x0001
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -46,6 +56,11 @@ _HELLO_REPLY = struct.Struct("<HHII")
 _STORE_FIXED = struct.Struct("<HBBIIIQII")  # dim .. response_len (32 bytes)
 _LOOKUP_FIXED = struct.Struct("<HHfHHI")    # dim, k, threshold, ef, reserved, prompt_len
 _HIT = struct.Struct("<QfII")
+_LOOKUP_EX_FIXED = struct.Struct("<HHfHHIII")  # dim, k, threshold, ef, options, wait, lease, plen
+_LOOKUP_EX_HEAD = struct.Struct("<BBQ")        # outcome, reply_flags, lease_id
+_HIT_EX = struct.Struct("<QfBBII")             # id, similarity, hit_flags, reserved, p, r
+_POLICY_REQ = struct.Struct("<BBHf")           # set, mode, reserved, gray_band
+_POLICY_REPLY = struct.Struct("<B3xf")         # mode, reserved, gray_band
 _CONFIG = struct.Struct("<HBBHHHBBffIIQQ")  # 44 bytes
 
 
@@ -141,6 +156,70 @@ def lookup_parts(ns: str, dim: int, vec: object, k: int, threshold: float, ef: i
     return [ns_field(ns), _LOOKUP_FIXED.pack(dim, k, threshold, ef, 0, len(p)), vec, p]
 
 
+def _ms(seconds: float, what: str) -> int:
+    """Seconds (float) as the whole milliseconds of a u32 field, rounded up so
+    that a positive wait never becomes 0 ("never wait")."""
+    if not isinstance(seconds, (int, float)) or not 0 <= seconds < 0xFFFFFFFF / 1000:
+        raise InvalidArgument(f"{what} must be a number of seconds in [0, 4294967), "
+                              f"not {seconds!r}")
+    return min(0xFFFFFFFF, math.ceil(seconds * 1000))
+
+
+def lookup_ex_parts(ns: str, dim: int, vec: object, k: int, threshold: float, ef: int,
+                    prompt: Optional[Text], lease: bool, wait: float, lease_time: float,
+                    want_shadow: bool) -> List[object]:
+    """The body of a LOOKUP_EX as a list of bytes-like parts; ``wait`` and
+    ``lease_time`` in seconds, sent as whole milliseconds (rounded up)."""
+    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidArgument(f"k {k!r} is not in 1..{MAX_K}")
+    if not (-1.0 <= threshold <= 1.0):  # also refuses NaN
+        raise InvalidArgument(f"threshold {threshold!r} is not in [-1, 1]")
+    if not isinstance(ef, int) or not 0 <= ef <= 0xFFFF:
+        raise InvalidArgument(f"ef {ef!r} is not in 0..65535")
+    wait_ms = _ms(wait, "wait")
+    lease_ms = _ms(lease_time, "lease_time")
+    if not lease and (wait_ms or lease_ms):
+        raise InvalidArgument("wait and lease_time need lease=True")
+    options = (LOOKUP_LEASE if lease else 0) | (LOOKUP_WANT_SHADOW if want_shadow else 0)
+    p = text_bytes(prompt, "prompt")
+    return [ns_field(ns), _LOOKUP_EX_FIXED.pack(dim, k, threshold, ef, options, wait_ms,
+                                                lease_ms, len(p)), vec, p]
+
+
+def lease_id_bytes(lease_id: int) -> bytes:
+    """``u64 lease_id`` (0 = none, for STORE_EX)."""
+    if not isinstance(lease_id, int) or not 0 <= lease_id < 1 << 64:
+        raise InvalidArgument(f"lease id {lease_id!r} is not a u64")
+    return _U64.pack(lease_id)
+
+
+def lease_release_body(ns: str, lease_id: int) -> bytes:
+    """The body of a LEASE_RELEASE: ``str8 namespace``, ``u64 lease_id``."""
+    if not isinstance(lease_id, int) or not 0 < lease_id < 1 << 64:
+        raise InvalidArgument(f"lease id {lease_id!r} is not a non-zero u64")
+    return ns_field(ns) + _U64.pack(lease_id)
+
+
+def ns_policy_body(ns: str, mode: Optional[int], gray_band: Optional[float],
+                   current: Optional[NsPolicy] = None) -> bytes:
+    """The body of a NS_POLICY: a read when ``mode`` and ``gray_band`` are
+    both None, else a set of both fields (``current`` supplies the one not
+    given; the caller reads it first)."""
+    if mode is None and gray_band is None:
+        return ns_field(ns) + _POLICY_REQ.pack(0, 0, 0, 0.0)
+    if mode is None or gray_band is None:
+        if current is None:
+            raise InvalidArgument("setting one policy field needs the current policy")
+        mode = current.mode if mode is None else mode
+        gray_band = current.gray_band if gray_band is None else gray_band
+    if isinstance(mode, bool) or mode not in (PolicyMode.SERVE, PolicyMode.SHADOW):
+        raise InvalidArgument(f"mode {mode!r} is not deja.PolicyMode.SERVE or SHADOW")
+    if not isinstance(gray_band, (int, float)) or isinstance(gray_band, bool) \
+            or not (gray_band == 0 or 0 < gray_band <= 1):  # also refuses NaN
+        raise InvalidArgument(f"gray_band {gray_band!r} is neither 0 nor in (0, 1]")
+    return ns_field(ns) + _POLICY_REQ.pack(1, int(mode), 0, float(gray_band))
+
+
 def delete_body(ns: str, entry_id: int) -> bytes:
     if not isinstance(entry_id, int) or not 0 <= entry_id < 1 << 64:
         raise InvalidArgument(f"entry id {entry_id!r} is not a u64")
@@ -211,7 +290,8 @@ def decode_empty(body: bytes) -> None:
 
 
 def decode_lookup(body: bytes, k: int, flags: int) -> Tuple[Tuple[Hit, ...], bool]:
-    """Decodes a LOOKUP reply into its hits and the exact-tier flag."""
+    """Decodes a LOOKUP reply into its hits and the exact-tier flag; header
+    flag BORDERLINE marks the first hit ``borderline``."""
     n = len(body)
     if n < 2:
         raise malformed("LOOKUP reply too short")
@@ -219,6 +299,7 @@ def decode_lookup(body: bytes, k: int, flags: int) -> Tuple[Tuple[Hit, ...], boo
     if count > k or count > MAX_K:
         raise malformed(f"{count} hits for k = {k}")
     exact = bool(flags & FLAG_EXACT) and count > 0
+    borderline = bool(flags & FLAG_BORDERLINE)
     hits = []
     off = 2
     unpack = _HIT.unpack_from
@@ -231,11 +312,71 @@ def decode_lookup(body: bytes, k: int, flags: int) -> Tuple[Tuple[Hit, ...], boo
         if end > n or math.isnan(sim) or math.isinf(sim):
             raise malformed("hit length or similarity")
         prompt = body[off:off + plen] if plen else None
-        hits.append(Hit(entry_id, sim, body[off + plen:end], prompt, exact and i == 0))
+        hits.append(Hit(entry_id, sim, body[off + plen:end], prompt, exact and i == 0,
+                        borderline and i == 0))
         off = end
     if off != n:
         raise malformed("trailing bytes after the hits")
     return tuple(hits), exact
+
+
+def _hits_ex(body: bytes, off: int, k: int, what: str) -> Tuple[Tuple[Hit, ...], int]:
+    """A ``u16 count`` and that many LOOKUP_EX hits from off; returns them and
+    the offset after them."""
+    n = len(body)
+    if off + 2 > n:
+        raise malformed(f"LOOKUP_EX reply: {what} count past the end")
+    count = _U16.unpack_from(body, off)[0]
+    if count > k or count > MAX_K:
+        raise malformed(f"{count} {what} for k = {k}")
+    off += 2
+    hits = []
+    unpack = _HIT_EX.unpack_from
+    for _ in range(count):
+        if off + 22 > n:
+            raise malformed(f"LOOKUP_EX reply: {what} past the end")
+        entry_id, sim, hflags, _reserved, plen, rlen = unpack(body, off)
+        off += 22
+        end = off + plen + rlen
+        if end > n or math.isnan(sim) or math.isinf(sim):
+            raise malformed(f"LOOKUP_EX reply: {what} length or similarity")
+        prompt = body[off:off + plen] if plen else None
+        hits.append(Hit(entry_id, sim, body[off + plen:end], prompt,
+                        bool(hflags & HIT_EXACT), bool(hflags & HIT_BORDERLINE)))
+        off = end
+    return tuple(hits), off
+
+
+def decode_lookup_ex(body: bytes, k: int, flags: int) -> LookupExResult:
+    """Decodes a LOOKUP_EX reply. Refuses (PROTOCOL.md 5.11) an unknown
+    outcome, ``count`` or ``shadow_count`` above k or 256, and outcome LEASE
+    with lease id 0; reserved bits are ignored."""
+    if len(body) < _LOOKUP_EX_HEAD.size:
+        raise malformed("LOOKUP_EX reply too short")
+    outcome, reply_flags, lease_id = _LOOKUP_EX_HEAD.unpack_from(body)
+    if outcome > Outcome.COALESCED:
+        raise malformed(f"LOOKUP_EX outcome {outcome} is unknown")
+    if outcome == Outcome.LEASE and lease_id == 0:
+        raise malformed("LOOKUP_EX outcome LEASE with lease id 0")
+    hits, off = _hits_ex(body, _LOOKUP_EX_HEAD.size, k, "hits")
+    shadow_hits, off = _hits_ex(body, off, k, "shadow hits")
+    if off != len(body):
+        raise malformed("trailing bytes after the LOOKUP_EX hits")
+    return LookupExResult(outcome=Outcome(outcome), lease_id=lease_id, hits=hits,
+                          shadow_hits=shadow_hits, shadow=bool(reply_flags & REPLY_SHADOW),
+                          exact=bool(hits) and hits[0].exact,
+                          borderline=bool(flags & FLAG_BORDERLINE) and bool(hits))
+
+
+def decode_ns_policy(body: bytes) -> NsPolicy:
+    """Decodes a NS_POLICY reply (8 bytes); refuses an unknown mode and a
+    band that is neither 0 nor finite in (0, 1]."""
+    if len(body) != _POLICY_REPLY.size:
+        raise malformed(f"NS_POLICY reply of {len(body)} bytes, expected 8")
+    mode, band = _POLICY_REPLY.unpack(body)
+    if mode > PolicyMode.SHADOW or not (band == 0 or 0 < band <= 1):
+        raise malformed(f"NS_POLICY reply mode {mode}, gray band {band!r}")
+    return NsPolicy(mode=PolicyMode(mode), gray_band=band)
 
 
 def _str8_list(body: bytes, off: int, count: int) -> Tuple[List[str], int]:

@@ -5,7 +5,12 @@ One :class:`Client` multiplexes: concurrent awaits on one connection are
 pipelined, each request carries its own id and its reply is matched by it
 whatever the order. So a timed-out request is simply abandoned -- its late
 reply is recognised by its id and dropped -- and, unlike the sync client,
-the connection stays usable for the other requests in flight.
+the connection stays usable for the other requests in flight. This is also
+what lets a LOOKUP_EX wait on a lease (its reply comes after the replies to
+later requests) while the connection serves other calls. A LOOKUP_EX with
+a lease that is abandoned (timed out, cancelled) and then answered with a
+lease gives that lease back at once (LEASE_RELEASE), so that the callers
+waiting on it are not held up until it expires.
 """
 
 from __future__ import annotations
@@ -26,14 +31,18 @@ from ._vector import encode_vector
 from .client import CLIENT_NAME
 from .errors import (AuthRequired, CLOSING_STATUSES, ConnectFailed, ConnectionClosed, Error,
                      InvalidArgument, NetworkError, ProtocolError, Timeout, TooLarge,
-                     TransportError)
-from .types import (DEFAULT_THRESHOLD, BreakerState, Completion, LookupRequest, LookupResult,
-                    NamespaceConfig, NamespaceInfo, PoolStatus, ServerInfo, StoreRequest, Text,
-                    Vector)
+                     TransportError, error_for_status)
+from .types import (DEFAULT_THRESHOLD, BreakerState, Completion, LookupExResult, LookupRequest,
+                    LookupResult, NamespaceConfig, NamespaceInfo, NsPolicy, Outcome, PolicyMode,
+                    PoolStatus, ServerInfo, StoreRequest, Text, Vector)
 
 __all__ = ["Client", "Pool"]
 
 T = TypeVar("T")
+
+# Abandoned LOOKUP_EX requests with a lease whose late replies are watched
+# for a lease to give back, per connection; past this many the oldest go.
+_MAX_ORPHANS = 1024
 
 # The deadline (loop time) of the pool call running in this task, if any.
 _call_deadline: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar(
@@ -41,6 +50,14 @@ _call_deadline: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar
 # Set while a connection runs its own HELLO and AUTH.
 _handshaking: contextvars.ContextVar[bool] = contextvars.ContextVar("deja_handshaking",
                                                                     default=False)
+
+
+def _extend_call_deadline(extra: float) -> None:
+    """Moves the running pool call's deadline by extra seconds (the wait of a
+    LOOKUP_EX, on top of the lookup timeout); the pool resets it after."""
+    d = _call_deadline.get()
+    if d is not None:
+        _call_deadline.set(d + extra)
 
 
 def _retrieve(fut: "asyncio.Future[Any]") -> None:
@@ -141,6 +158,8 @@ class Client:
         self._max_frame = w.DEFAULT_MAX_FRAME
         self._connecting: Optional[asyncio.Future] = None
         self._was_open = False
+        # request id -> str8 namespace of abandoned LOOKUP_EX with a lease.
+        self._orphans: Dict[int, bytes] = {}
 
     # ---- state -------------------------------------------------------------------
 
@@ -158,6 +177,11 @@ class Client:
     def server_name(self) -> str:
         """The server's name and version from HELLO."""
         return self._server.name if self._server else ""
+
+    @property
+    def protocol_version(self) -> int:
+        """The protocol version negotiated by the last HELLO (1 or 2); 0 before any."""
+        return self._server.version if self._server else 0
 
     @property
     def closed(self) -> bool:
@@ -256,6 +280,7 @@ class Client:
         t, self._transport = self._transport, None
         self._server = None if t is not None else self._server
         pending, self._pending = self._pending, {}
+        self._orphans.clear()  # the server ends a closed connection's leases
         for fut, _ in pending.values():
             if not fut.done():
                 fut.set_exception(err)
@@ -271,6 +296,10 @@ class Client:
             if status and (rid == 0 or status in CLOSING_STATUSES):
                 # A connection-level error the server could not attribute.
                 self._fail_all(w.reply_error(status, body))
+                return
+            orphan_ns = self._orphans.pop(rid, None)
+            if orphan_ns is not None and not status and op == w.OP_LOOKUP_EX:
+                self._give_back(orphan_ns, body)
             return  # the late reply of an abandoned request
         fut, want_op = entry
         if op != want_op:
@@ -288,6 +317,17 @@ class Client:
         else:
             fut.set_result((flags, body))
 
+    def _give_back(self, ns_field: bytes, body: bytes) -> None:
+        """Releases the lease in the late reply of an abandoned LOOKUP_EX, if
+        it granted one; the LEASE_RELEASE's own reply is dropped."""
+        if len(body) < 10 or body[0] != 2 or self._transport is None:
+            return
+        lease_id = int.from_bytes(body[2:10], "little")
+        if lease_id:
+            rid = self._take_ids(1)
+            self._transport.write(self._frame(w.OP_LEASE_RELEASE, rid,
+                                              [ns_field, lease_id.to_bytes(8, "little")]))
+
     def _take_ids(self, n: int) -> int:
         if self._next_id > 0xFFFFFFFF - n:
             self._next_id = 1
@@ -304,14 +344,15 @@ class Client:
                            f"limit of {self._max_frame}")
         return b"".join([w.header(op, rid, size, flags), *parts])  # type: ignore[list-item]
 
-    async def _deadline(self) -> float:
-        """This call's deadline (loop time). The first call of a client never
-        connected opens the connection; calls made while it is opening wait
-        for its HELLO and AUTH."""
+    async def _deadline(self, extra: float = 0.0) -> float:
+        """This call's deadline (loop time): a pool's, or the client's timeout
+        plus extra (seconds the server may hold the reply back). The first
+        call of a client never connected opens the connection; calls made
+        while it is opening wait for its HELLO and AUTH."""
         loop = asyncio.get_running_loop()
         d = _call_deadline.get()
         if d is None:
-            d = loop.time() + self._timeout
+            d = loop.time() + self._timeout + extra
         if not _handshaking.get():
             if self._transport is None and not self._was_open:
                 await self._ensure_open(min(d, loop.time() + self._connect_timeout), d)
@@ -343,9 +384,13 @@ class Client:
         except asyncio.TimeoutError:
             raise Timeout("timed out sending the request") from None
 
-    async def _roundtrip(self, op: int, parts: Sequence[object], flags: int = 0
+    async def _roundtrip(self, op: int, parts: Sequence[object], flags: int = 0,
+                         extra: float = 0.0, lease_ns: Optional[bytes] = None
                          ) -> Tuple[int, bytes]:
-        deadline = await self._deadline()
+        """One request: its reply's (flags, body), or its error. extra: as
+        _deadline. lease_ns: a LOOKUP_EX with a lease in this namespace
+        (str8): if abandoned, a lease in its late reply is given back."""
+        deadline = await self._deadline(extra)
         loop = asyncio.get_running_loop()
         rid = self._take_ids(1)
         frame = self._frame(op, rid, parts, flags)
@@ -359,11 +404,17 @@ class Client:
         finally:
             timer.cancel()
             self._pending.pop(rid, None)
+            if lease_ns is not None and self._transport is not None:
+                # Timed out or cancelled: the reply may still come, with a lease.
+                if not fut.done() or fut.cancelled() or isinstance(fut.exception(), Timeout):
+                    if len(self._orphans) >= _MAX_ORPHANS:
+                        del self._orphans[next(iter(self._orphans))]
+                    self._orphans[rid] = lease_ns
 
     # ---- the ops (as deja.Client) --------------------------------------------------
 
-    async def hello(self, client_name: str = CLIENT_NAME, min_version: int = 1,
-                    max_version: int = 1) -> ServerInfo:
+    async def hello(self, client_name: str = CLIENT_NAME, min_version: int = w.PROTOCOL_MIN,
+                    max_version: int = w.PROTOCOL_MAX) -> ServerInfo:
         """As :meth:`deja.Client.hello`."""
         _, body = await self._roundtrip(w.OP_HELLO,
                                         [w.hello_body(min_version, max_version, client_name)])
@@ -402,7 +453,67 @@ class Client:
         flags, body = await self._roundtrip(w.OP_LOOKUP, parts,
                                             w.FLAG_WANT_PROMPT if want_prompt else 0)
         hits, exact = self._checked(lambda b: w.decode_lookup(b, k, flags), body)
-        return LookupResult(hits=hits, exact=exact)
+        return LookupResult(hits=hits, exact=exact,
+                            borderline=bool(hits) and hits[0].borderline)
+
+    def _need_v2(self, op: str) -> None:
+        if self._server is not None and self._server.version < 2:
+            raise error_for_status(5, f"{op} needs protocol version 2; the server speaks "
+                                      f"version {self._server.version}")
+
+    async def _ensure_v2(self, op: str) -> None:
+        # The first call of a client never connected learns the version first.
+        if self._server is None and self._transport is None and not self._was_open:
+            await self._deadline()
+        self._need_v2(op)
+
+    async def lookup_ex(self, ns: str, vector: Vector, *, k: int = 1,
+                        threshold: float = DEFAULT_THRESHOLD, ef: int = 0,
+                        prompt: Optional[Text] = None, want_prompt: bool = False,
+                        lease: bool = False, wait: float = 0.0, lease_time: float = 0.0,
+                        want_shadow: bool = False) -> LookupExResult:
+        """As :meth:`deja.Client.lookup_ex`. While it waits on a lease the
+        connection keeps serving other calls; if it is abandoned (timeout,
+        cancellation) and later answered with a lease, the lease is released."""
+        await self._ensure_v2("LOOKUP_EX")
+        dim, vec = encode_vector(vector)
+        parts = w.lookup_ex_parts(ns, dim, vec, k, threshold, ef, prompt, lease, wait,
+                                  lease_time, want_shadow)
+        flags, body = await self._roundtrip(w.OP_LOOKUP_EX, parts,
+                                            w.FLAG_WANT_PROMPT if want_prompt else 0,
+                                            extra=wait if lease else 0.0,
+                                            lease_ns=parts[0] if lease else None)  # type: ignore[arg-type]
+        return self._checked(lambda b: w.decode_lookup_ex(b, k, flags), body)
+
+    async def store_ex(self, ns: str, vector: Vector, response: Text, *, lease_id: int = 0,
+                       prompt: Optional[Text] = None, ttl: int = 0, input_tokens: int = 0,
+                       output_tokens: int = 0, cost_micro_usd: int = 0,
+                       completion: Completion = Completion.OK) -> int:
+        """As :meth:`deja.Client.store_ex`."""
+        await self._ensure_v2("STORE_EX")
+        dim, vec = encode_vector(vector)
+        parts = w.store_parts(ns, dim, vec, response, prompt, ttl, input_tokens,
+                              output_tokens, cost_micro_usd, completion)
+        parts.append(w.lease_id_bytes(lease_id))
+        _, body = await self._roundtrip(w.OP_STORE_EX, parts)
+        return self._checked(w.decode_u64, body)
+
+    async def lease_release(self, ns: str, lease_id: int) -> None:
+        """As :meth:`deja.Client.lease_release`."""
+        await self._ensure_v2("LEASE_RELEASE")
+        _, body = await self._roundtrip(w.OP_LEASE_RELEASE, [w.lease_release_body(ns, lease_id)])
+        self._checked(w.decode_empty, body)
+
+    async def ns_policy(self, ns: str, *, mode: Optional[PolicyMode] = None,
+                        gray_band: Optional[float] = None) -> NsPolicy:
+        """As :meth:`deja.Client.ns_policy`."""
+        await self._ensure_v2("NS_POLICY")
+        current = None
+        if (mode is None) != (gray_band is None):
+            current = await self.ns_policy(ns)
+        _, body = await self._roundtrip(w.OP_NS_POLICY,
+                                        [w.ns_policy_body(ns, mode, gray_band, current)])
+        return self._checked(w.decode_ns_policy, body)
 
     async def delete(self, ns: str, entry_id: int) -> None:
         """As :meth:`deja.Client.delete`."""
@@ -470,7 +581,8 @@ class Client:
 
         def decode(i: int, flags: int, body: bytes) -> LookupResult:
             hits, exact = w.decode_lookup(body, ks[i], flags)
-            return LookupResult(hits=hits, exact=exact)
+            return LookupResult(hits=hits, exact=exact,
+                                borderline=bool(hits) and hits[0].borderline)
 
         outs, err = await self._batch(w.OP_LOOKUP, requests, encode, decode, "lookup_many",
                                       LookupRequest)
@@ -577,7 +689,9 @@ class Pool:
                  size: int = 8, connect_timeout: float = 0.1, lookup_timeout: float = 0.05,
                  write_timeout: float = 1.0, breaker_failures: int = 5,
                  breaker_cooldown: float = 1.0, clock: Optional[Callable[[], float]] = None,
-                 client_name: str = CLIENT_NAME) -> None:
+                 client_name: str = CLIENT_NAME, leases: bool = True,
+                 lease_wait: float = _fetch.DEFAULT_LEASE_WAIT,
+                 lease_time: float = 0.0) -> None:
         self._addr = url if isinstance(url, Address) else parse_url(url)
         if size < 1 or min(connect_timeout, lookup_timeout, write_timeout) <= 0 \
                 or breaker_failures < 1 or breaker_cooldown < 0:
@@ -587,6 +701,9 @@ class Pool:
         self._connect_timeout = connect_timeout
         self.lookup_timeout = lookup_timeout
         self.write_timeout = write_timeout
+        self.leases = bool(leases)
+        self.lease_wait = _fetch.check_lease_wait(lease_wait)
+        self.lease_time = _fetch.check_lease_wait(lease_time)
         self._client_name = client_name
         self._conns: List[_Conn] = []
         self._breaker = Breaker(breaker_failures, breaker_cooldown, clock)
@@ -763,6 +880,51 @@ class Pool:
         """As :meth:`deja.Pool.ns_drop`."""
         return await self._run(timeout or self.write_timeout, lambda c: c.ns_drop(ns))
 
+    async def lookup_ex(self, ns: str, vector: Vector, *, k: int = 1,
+                        threshold: float = DEFAULT_THRESHOLD, ef: int = 0,
+                        prompt: Optional[Text] = None, want_prompt: bool = False,
+                        lease: bool = False, wait: float = 0.0, lease_time: float = 0.0,
+                        want_shadow: bool = False,
+                        timeout: Optional[float] = None) -> LookupExResult:
+        """As :meth:`deja.Pool.lookup_ex`: never raises."""
+        async def op(c: Client) -> LookupExResult:
+            if lease:
+                _extend_call_deadline(wait)
+            return await c.lookup_ex(ns, vector, k=k, threshold=threshold, ef=ef,
+                                     prompt=prompt, want_prompt=want_prompt, lease=lease,
+                                     wait=wait, lease_time=lease_time,
+                                     want_shadow=want_shadow)
+        try:
+            return await self._run(timeout or self.lookup_timeout, op)
+        except Error as e:
+            return LookupExResult(error=e)
+
+    async def store_ex(self, ns: str, vector: Vector, response: Text, *, lease_id: int = 0,
+                       prompt: Optional[Text] = None, ttl: int = 0, input_tokens: int = 0,
+                       output_tokens: int = 0, cost_micro_usd: int = 0,
+                       completion: Completion = Completion.OK,
+                       timeout: Optional[float] = None) -> int:
+        """As :meth:`deja.Pool.store_ex`."""
+        return await self._run(timeout or self.write_timeout,
+                               lambda c: c.store_ex(ns, vector, response, lease_id=lease_id,
+                                                    prompt=prompt, ttl=ttl,
+                                                    input_tokens=input_tokens,
+                                                    output_tokens=output_tokens,
+                                                    cost_micro_usd=cost_micro_usd,
+                                                    completion=completion))
+
+    async def lease_release(self, ns: str, lease_id: int, *,
+                            timeout: Optional[float] = None) -> None:
+        """As :meth:`deja.Pool.lease_release`."""
+        await self._run(timeout or self.write_timeout, lambda c: c.lease_release(ns, lease_id))
+
+    async def ns_policy(self, ns: str, *, mode: Optional[PolicyMode] = None,
+                        gray_band: Optional[float] = None,
+                        timeout: Optional[float] = None) -> NsPolicy:
+        """As :meth:`deja.Pool.ns_policy`."""
+        return await self._run(timeout or self.write_timeout,
+                               lambda c: c.ns_policy(ns, mode=mode, gray_band=gray_band))
+
     async def lookup_many(self, requests: Sequence[LookupRequest], *,
                           timeout: Optional[float] = None) -> List[LookupResult]:
         """As :meth:`deja.Pool.lookup_many`: never raises."""
@@ -791,19 +953,29 @@ class Pool:
 
     async def get_or_fetch(self, ns: str, vector: Vector,
                            fetch: Callable[[], Any], *, prompt: Optional[Text] = None,
-                           threshold: float = DEFAULT_THRESHOLD, ttl: int = 0) -> LookupResult:
-        """As :meth:`deja.Pool.get_or_fetch`; ``fetch`` may be a coroutine
-        function or a plain one."""
+                           threshold: float = DEFAULT_THRESHOLD, ttl: int = 0,
+                           leases: Optional[bool] = None,
+                           lease_wait: Optional[float] = None) -> LookupResult:
+        """As :meth:`deja.Pool.get_or_fetch` (leases included); ``fetch`` may
+        be a coroutine function or a plain one."""
+        use_leases = self.leases if leases is None else leases
+        wait = self.lease_wait if lease_wait is None else _fetch.check_lease_wait(lease_wait)
+        lease_id = 0
         try:
             dim, vec = encode_vector(vector)
         except Error as e:
             vec, lookup_err = None, e
             cached = LookupResult(error=e)
         else:
-            cached = await self.lookup(ns, vec, threshold=threshold, prompt=prompt)
+            if use_leases:
+                cached, lease_id = await self._lookup_or_lease(ns, vec, threshold, prompt, wait)
+            else:
+                cached = await self.lookup(ns, vec, threshold=threshold, prompt=prompt)
             lookup_err = cached.error
         if cached.hits:
             return cached
+        if lease_id:
+            return await self._fetch_for_lease(ns, vec, fetch, prompt, ttl, lease_id)
         value = fetch()
         if inspect.isawaitable(value):
             value = await value
@@ -820,6 +992,54 @@ class Pool:
             except Error as e:
                 err = e
         return _fetch.fetched_result(answer, prompt, entry_id, stored, err)
+
+    async def _lookup_or_lease(self, ns: str, vec: object, threshold: float,
+                               prompt: Optional[Text], wait: float) -> Tuple[LookupResult, int]:
+        """As deja.Pool._lookup_or_lease."""
+        async def op(c: Client) -> Tuple[LookupResult, int]:
+            if c.protocol_version < 2:
+                return await c.lookup(ns, vec, threshold=threshold, prompt=prompt), 0
+            _extend_call_deadline(wait)
+            r = await c.lookup_ex(ns, vec, threshold=threshold, prompt=prompt, lease=True,
+                                  wait=wait, lease_time=self.lease_time)
+            return _fetch.from_lookup_ex(r), r.lease_id if r.outcome == Outcome.LEASE else 0
+        try:
+            return await self._run(self.lookup_timeout, op)
+        except Error as e:
+            return LookupResult(error=e), 0
+
+    async def _fetch_for_lease(self, ns: str, vec: object, fetch: Callable[[], Any],
+                               prompt: Optional[Text], ttl: int, lease_id: int) -> LookupResult:
+        """As deja.Pool._fetch_for_lease."""
+        try:
+            value = fetch()
+            if inspect.isawaitable(value):
+                value = await value
+            answer = _fetch.as_answer(value)
+        except BaseException:
+            await self._give_back(ns, lease_id)
+            raise
+        if answer.completion != Completion.OK:
+            await self._give_back(ns, lease_id)
+            return _fetch.fetched_result(answer, prompt, 0, False, None)
+        entry_id, stored, err = 0, False, None
+        try:
+            entry_id = await self.store_ex(ns, vec, answer.response, lease_id=lease_id,
+                                           prompt=prompt, ttl=answer.ttl or ttl,
+                                           input_tokens=answer.input_tokens,
+                                           output_tokens=answer.output_tokens,
+                                           cost_micro_usd=answer.cost_micro_usd)
+            stored = True
+        except Error as e:
+            err = e
+        return _fetch.fetched_result(answer, prompt, entry_id, stored, err)
+
+    async def _give_back(self, ns: str, lease_id: int) -> None:
+        """Releases a lease, best effort: if this fails the lease expires."""
+        try:
+            await self.lease_release(ns, lease_id)
+        except Error:
+            pass
 
     def semantic(self, ns: str, embed: Callable[[str], Any], *,
                  threshold: float = DEFAULT_THRESHOLD, ttl: int = 0, decode: bool = True

@@ -20,9 +20,11 @@ from . import _wire as w
 from ._url import Address, parse_url, resolve_token
 from ._vector import encode_vector
 from .errors import (AuthRequired, CLOSING_STATUSES, ConnectFailed, ConnectionClosed, Error,
-                     InvalidArgument, NetworkError, ProtocolError, Timeout, TooLarge)
-from .types import (DEFAULT_THRESHOLD, Completion, LookupRequest, LookupResult,
-                    NamespaceConfig, NamespaceInfo, ServerInfo, StoreRequest, Text, Vector)
+                     InvalidArgument, NetworkError, ProtocolError, Timeout, TooLarge,
+                     error_for_status)
+from .types import (DEFAULT_THRESHOLD, Completion, LookupExResult, LookupRequest, LookupResult,
+                    NamespaceConfig, NamespaceInfo, NsPolicy, PolicyMode, ServerInfo,
+                    StoreRequest, Text, Vector)
 
 __all__ = ["Client", "CLIENT_NAME"]
 
@@ -75,7 +77,11 @@ class Client:
     """One connection to dejad: every op of the protocol, for one thread at a
     time (threads that share one must serialise; use :class:`deja.Pool`).
 
-    Connects, runs HELLO and (with a token) AUTH in the constructor. After a
+    Connects, runs HELLO (offering protocol versions 1 and 2; the version the
+    server chose is :attr:`protocol_version`) and (with a token) AUTH in the
+    constructor. The version-2 methods (``lookup_ex``, ``store_ex``,
+    ``lease_release``, ``ns_policy``) raise :class:`deja.UnknownOp` without
+    sending anything when the server speaks version 1. After a
     ``Timeout``, ``ConnectionClosed``, ``NetworkError`` or ``ProtocolError``
     the connection is closed and later calls raise ``ConnectionClosed``; any
     other error leaves it usable.
@@ -161,6 +167,11 @@ class Client:
         return self._server.name if self._server else ""
 
     @property
+    def protocol_version(self) -> int:
+        """The protocol version negotiated by the last HELLO (1 or 2); 0 before any."""
+        return self._server.version if self._server else 0
+
+    @property
     def closed(self) -> bool:
         """True once the connection is closed (by :meth:`close` or after a stream error)."""
         return self._sock is None
@@ -193,8 +204,11 @@ class Client:
             raise ConnectionClosed("connection is closed")
         return self._sock
 
-    def _call_deadline(self) -> float:
-        return self._deadline if self._deadline is not None else _monotonic() + self._timeout
+    def _call_deadline(self, extra: float = 0.0) -> float:
+        # A pool's deadline already covers the call's waiting (extra).
+        if self._deadline is not None:
+            return self._deadline
+        return _monotonic() + self._timeout + extra
 
     def _take_ids(self, n: int) -> int:
         # A batch matches replies by id - first, so its ids must not wrap.
@@ -281,10 +295,13 @@ class Client:
             self.close()  # the server closes after these
         return err
 
-    def _roundtrip(self, op: int, parts: Sequence[object], flags: int = 0) -> Tuple[int, bytes]:
-        """Sends one request and returns the reply's (flags, body), or raises its error."""
+    def _roundtrip(self, op: int, parts: Sequence[object], flags: int = 0,
+                   extra: float = 0.0) -> Tuple[int, bytes]:
+        """Sends one request and returns the reply's (flags, body), or raises its
+        error. extra: seconds the server may hold the reply back (a waiting
+        LOOKUP_EX), added to the timeout."""
         sock = self._sock_or_raise()
-        deadline = self._call_deadline()
+        deadline = self._call_deadline(extra)
         rid = self._take_ids(1)
         frame = self._frame(op, rid, parts, flags)
         self._dirty = True
@@ -313,10 +330,12 @@ class Client:
 
     # ---- the ops ------------------------------------------------------------------
 
-    def hello(self, client_name: str = CLIENT_NAME, min_version: int = 1,
-              max_version: int = 1) -> ServerInfo:
+    def hello(self, client_name: str = CLIENT_NAME, min_version: int = w.PROTOCOL_MIN,
+              max_version: int = w.PROTOCOL_MAX) -> ServerInfo:
         """Negotiates the protocol version (HELLO) and learns the server's
-        limits; the constructor already did this once.
+        limits; the constructor already did this once (offering 1..2). The
+        version the server picks (``ServerInfo.version``) decides whether the
+        version-2 methods are available.
 
         Raises:
             VersionMismatch (no version in common), plus the connection errors.
@@ -392,7 +411,114 @@ class Client:
         flags, body = self._roundtrip(w.OP_LOOKUP, parts,
                                       w.FLAG_WANT_PROMPT if want_prompt else 0)
         hits, exact = self._decode(lambda b: w.decode_lookup(b, k, flags), body)
-        return LookupResult(hits=hits, exact=exact)
+        return LookupResult(hits=hits, exact=exact,
+                            borderline=bool(hits) and hits[0].borderline)
+
+    def _need_v2(self, op: str) -> None:
+        if self._server is not None and self._server.version < 2:
+            raise error_for_status(5, f"{op} needs protocol version 2; the server speaks "
+                                      f"version {self._server.version}")
+
+    def lookup_ex(self, ns: str, vector: Vector, *, k: int = 1,
+                  threshold: float = DEFAULT_THRESHOLD, ef: int = 0,
+                  prompt: Optional[Text] = None, want_prompt: bool = False,
+                  lease: bool = False, wait: float = 0.0, lease_time: float = 0.0,
+                  want_shadow: bool = False) -> LookupExResult:
+        """LOOKUP with leases and shadow hits (LOOKUP_EX, protocol version 2).
+
+        Args:
+            k, threshold, ef, prompt, want_prompt: as :meth:`lookup`.
+            lease: on a miss, take a lease (outcome ``LEASE``: fetch the
+                answer, then :meth:`store_ex` it with ``lease_id``, or
+                :meth:`lease_release` it) or wait for a similar one another
+                caller holds (outcome ``COALESCED``: its answer).
+            wait: seconds this call may wait for another caller's lease
+                (sent as whole milliseconds, rounded up); 0 = never wait. The
+                call's timeout is extended by ``wait``: the server answers
+                by then (``LEASE`` or ``MISS`` at the latest).
+            lease_time: seconds a lease granted to this caller lasts; 0 = the
+                server's default (dejad: 30 s, at most 600 s).
+            want_shadow: in a namespace in shadow mode, return the hits it
+                would have served as ``shadow_hits``.
+
+        Raises:
+            UnknownOp (the server speaks version 1; nothing is sent),
+            DimMismatch, BadVector, BadNamespace, InvalidArgument (also
+            ``wait`` or ``lease_time`` without ``lease``), plus the
+            connection errors.
+        """
+        self._need_v2("LOOKUP_EX")
+        dim, vec = encode_vector(vector)
+        parts = w.lookup_ex_parts(ns, dim, vec, k, threshold, ef, prompt, lease, wait,
+                                  lease_time, want_shadow)
+        flags, body = self._roundtrip(w.OP_LOOKUP_EX, parts,
+                                      w.FLAG_WANT_PROMPT if want_prompt else 0,
+                                      extra=wait if lease else 0.0)
+        return self._decode(lambda b: w.decode_lookup_ex(b, k, flags), body)
+
+    def store_ex(self, ns: str, vector: Vector, response: Text, *, lease_id: int = 0,
+                 prompt: Optional[Text] = None, ttl: int = 0, input_tokens: int = 0,
+                 output_tokens: int = 0, cost_micro_usd: int = 0,
+                 completion: Completion = Completion.OK) -> int:
+        """:meth:`store` that also ends a lease (STORE_EX, protocol version 2):
+        once the entry is committed the lease is fulfilled and its waiters
+        get the entry; if the store fails (``Rejected`` for a completion
+        other than OK, ...) the lease fails and one waiter gets a lease of
+        its own. An unknown ``lease_id`` (expired, ended) or 0 makes this a
+        plain STORE.
+
+        Raises:
+            UnknownOp (the server speaks version 1; nothing is sent), and
+            the errors of :meth:`store`.
+        """
+        self._need_v2("STORE_EX")
+        dim, vec = encode_vector(vector)
+        parts = w.store_parts(ns, dim, vec, response, prompt, ttl, input_tokens,
+                              output_tokens, cost_micro_usd, completion)
+        parts.append(w.lease_id_bytes(lease_id))
+        _, body = self._roundtrip(w.OP_STORE_EX, parts)
+        return self._decode(w.decode_u64, body)
+
+    def lease_release(self, ns: str, lease_id: int) -> None:
+        """Gives a lease up without an answer (LEASE_RELEASE, protocol version
+        2): it fails, and one caller waiting on it gets a lease of its own.
+
+        Raises:
+            NotFound (no such lease in ns: expired, ended or unknown),
+            UnknownOp (the server speaks version 1; nothing is sent),
+            BadNamespace, InvalidArgument, plus the connection errors.
+        """
+        self._need_v2("LEASE_RELEASE")
+        _, body = self._roundtrip(w.OP_LEASE_RELEASE, [w.lease_release_body(ns, lease_id)])
+        self._decode(w.decode_empty, body)
+
+    def ns_policy(self, ns: str, *, mode: Optional[PolicyMode] = None,
+                  gray_band: Optional[float] = None) -> NsPolicy:
+        """Reads (no arguments) or sets a namespace's policy (NS_POLICY,
+        protocol version 2) and returns it as it is after the request.
+
+        Args:
+            mode: ``PolicyMode.SHADOW``: lookups are computed and answered as
+                misses (``lookup_ex(want_shadow=True)`` shows what would have
+                been served); ``PolicyMode.SERVE``: normal.
+            gray_band: 0 = no band; b in (0, 1]: vector-search hits below b
+                are served flagged ``borderline``.
+
+        Giving only one of the two reads the policy first and sets both (two
+        requests, not atomic against another writer).
+
+        Raises:
+            NotFound (unknown namespace: create it first), UnknownOp (the
+            server speaks version 1; nothing is sent), Quarantined,
+            InvalidArgument, plus the connection errors.
+        """
+        self._need_v2("NS_POLICY")
+        current = None
+        if (mode is None) != (gray_band is None):
+            current = self.ns_policy(ns)
+        _, body = self._roundtrip(w.OP_NS_POLICY,
+                                  [w.ns_policy_body(ns, mode, gray_band, current)])
+        return self._decode(w.decode_ns_policy, body)
 
     def delete(self, ns: str, entry_id: int) -> None:
         """Deletes one entry (DELETE).
@@ -489,7 +615,8 @@ class Client:
 
         def decode(i: int, flags: int, body: bytes) -> LookupResult:
             hits, exact = w.decode_lookup(body, ks[i], flags)
-            return LookupResult(hits=hits, exact=exact)
+            return LookupResult(hits=hits, exact=exact,
+                                borderline=bool(hits) and hits[0].borderline)
 
         outs, stream_err = self._pipeline(w.OP_LOOKUP, first, len(requests), encode, decode)
         return [o if isinstance(o, LookupResult) else LookupResult(error=o)  # type: ignore[arg-type]

@@ -22,8 +22,9 @@ from ._url import Address, parse_url, resolve_token
 from ._vector import encode_vector
 from .client import CLIENT_NAME, Client
 from .errors import Error, InvalidArgument, Timeout
-from .types import (DEFAULT_THRESHOLD, BreakerState, Completion, LookupRequest, LookupResult,
-                    NamespaceConfig, NamespaceInfo, PoolStatus, StoreRequest, Text, Vector)
+from .types import (DEFAULT_THRESHOLD, BreakerState, Completion, LookupExResult, LookupRequest,
+                    LookupResult, NamespaceConfig, NamespaceInfo, NsPolicy, Outcome, PolicyMode,
+                    PoolStatus, StoreRequest, Text, Vector)
 
 __all__ = ["Pool"]
 
@@ -56,6 +57,13 @@ class Pool:
         breaker_cooldown: seconds the breaker stays open before a probe.
         clock: the breaker's clock (seconds), for tests and simulations;
             deadlines always use the monotonic clock.
+        leases: ``get_or_fetch`` uses leases (semantic single-flight) on a
+            server that speaks protocol version 2.
+        lease_wait: seconds a ``get_or_fetch`` waits for another caller's
+            fetch of a similar question (default 10), on top of the lookup
+            timeout; set it near your model's usual latency.
+        lease_time: seconds a lease this pool takes lasts if it is neither
+            stored nor released (0 = the server's default, dejad 30 s).
 
     Raises:
         InvalidArgument: a bad address or option.
@@ -65,7 +73,9 @@ class Pool:
                  size: int = 8, connect_timeout: float = 0.1, lookup_timeout: float = 0.05,
                  write_timeout: float = 1.0, breaker_failures: int = 5,
                  breaker_cooldown: float = 1.0, clock: Optional[Callable[[], float]] = None,
-                 client_name: str = CLIENT_NAME) -> None:
+                 client_name: str = CLIENT_NAME, leases: bool = True,
+                 lease_wait: float = _fetch.DEFAULT_LEASE_WAIT,
+                 lease_time: float = 0.0) -> None:
         self._addr = url if isinstance(url, Address) else parse_url(url)
         if size < 1 or min(connect_timeout, lookup_timeout, write_timeout) <= 0 \
                 or breaker_failures < 1 or breaker_cooldown < 0:
@@ -75,6 +85,9 @@ class Pool:
         self._connect_timeout = connect_timeout
         self.lookup_timeout = lookup_timeout
         self.write_timeout = write_timeout
+        self.leases = bool(leases)
+        self.lease_wait = _fetch.check_lease_wait(lease_wait)
+        self.lease_time = _fetch.check_lease_wait(lease_time)
         self._client_name = client_name
         self._lock = threading.Lock()
         self._slot_freed = threading.Condition(self._lock)
@@ -278,6 +291,52 @@ class Pool:
         """As :meth:`deja.Client.ns_drop`, within the write timeout."""
         return self._run(timeout or self.write_timeout, lambda c: c.ns_drop(ns))
 
+    def lookup_ex(self, ns: str, vector: Vector, *, k: int = 1,
+                  threshold: float = DEFAULT_THRESHOLD, ef: int = 0,
+                  prompt: Optional[Text] = None, want_prompt: bool = False,
+                  lease: bool = False, wait: float = 0.0, lease_time: float = 0.0,
+                  want_shadow: bool = False,
+                  timeout: Optional[float] = None) -> LookupExResult:
+        """As :meth:`deja.Client.lookup_ex`, within the lookup timeout plus
+        ``wait`` (waiting for a free connection stays within the lookup
+        timeout). Never raises: any error gives outcome ``MISS`` with
+        ``error`` set (also :class:`deja.UnknownOp` from a version-1 server)."""
+        def op(c: Client) -> LookupExResult:
+            if lease and c._deadline is not None:
+                c._deadline += wait
+            return c.lookup_ex(ns, vector, k=k, threshold=threshold, ef=ef, prompt=prompt,
+                               want_prompt=want_prompt, lease=lease, wait=wait,
+                               lease_time=lease_time, want_shadow=want_shadow)
+        try:
+            return self._run(timeout or self.lookup_timeout, op)
+        except Error as e:
+            return LookupExResult(error=e)
+
+    def store_ex(self, ns: str, vector: Vector, response: Text, *, lease_id: int = 0,
+                 prompt: Optional[Text] = None, ttl: int = 0, input_tokens: int = 0,
+                 output_tokens: int = 0, cost_micro_usd: int = 0,
+                 completion: Completion = Completion.OK,
+                 timeout: Optional[float] = None) -> int:
+        """As :meth:`deja.Client.store_ex`, within the write timeout."""
+        return self._run(timeout or self.write_timeout,
+                         lambda c: c.store_ex(ns, vector, response, lease_id=lease_id,
+                                              prompt=prompt, ttl=ttl,
+                                              input_tokens=input_tokens,
+                                              output_tokens=output_tokens,
+                                              cost_micro_usd=cost_micro_usd,
+                                              completion=completion))
+
+    def lease_release(self, ns: str, lease_id: int, *, timeout: Optional[float] = None) -> None:
+        """As :meth:`deja.Client.lease_release`, within the write timeout."""
+        self._run(timeout or self.write_timeout, lambda c: c.lease_release(ns, lease_id))
+
+    def ns_policy(self, ns: str, *, mode: Optional[PolicyMode] = None,
+                  gray_band: Optional[float] = None,
+                  timeout: Optional[float] = None) -> NsPolicy:
+        """As :meth:`deja.Client.ns_policy`, within the write timeout."""
+        return self._run(timeout or self.write_timeout,
+                         lambda c: c.ns_policy(ns, mode=mode, gray_band=gray_band))
+
     def lookup_many(self, requests: Sequence[LookupRequest], *,
                     timeout: Optional[float] = None) -> List[LookupResult]:
         """Pipelined lookups on one connection within one lookup timeout for
@@ -310,33 +369,56 @@ class Pool:
 
     def get_or_fetch(self, ns: str, vector: Vector, fetch: Callable[[], Any], *,
                      prompt: Optional[Text] = None, threshold: float = DEFAULT_THRESHOLD,
-                     ttl: int = 0) -> LookupResult:
+                     ttl: int = 0, leases: Optional[bool] = None,
+                     lease_wait: Optional[float] = None) -> LookupResult:
         """Looks up the best entry (k = 1), sending ``prompt`` along for the
         server's exact tier; on a miss -- a real one or one caused by an error,
         such as an open breaker -- calls ``fetch()`` (your LLM call) and returns
         its answer, storing it (with the prompt and the answer's token/cost
         metadata) when its completion is OK and the lookup was a real miss.
 
+        **Leases** (a server speaking protocol version 2, unless ``leases``
+        is False): the lookup is a LOOKUP_EX that, on a miss, either makes
+        this caller the one that fetches (a lease: its answer is stored with
+        STORE_EX, which hands it to everyone waiting) or waits up to
+        ``lease_wait`` seconds (default: the pool's) for another caller
+        fetching a similar question, and returns that answer with
+        ``coalesced`` set (``fetch`` is not called). A waiter whose wait ends
+        first gets a lease of its own and fetches. If ``fetch`` raises, or
+        returns a completion other than OK, the lease is released
+        (LEASE_RELEASE) so that a waiter fetches instead. The call takes at
+        most the lookup timeout plus ``lease_wait``, plus fetch and store.
+        Against a version-1 server it is the plain lookup, as before.
+
         ``fetch`` takes no arguments and returns ``str``, ``bytes`` or a
         :class:`deja.Answer` (with completion, tokens, cost, ttl). Its
-        exceptions propagate. The result has one hit: the cached one, or the
-        fetched answer (``fetched``; ``stored`` and ``hits[0].id`` once stored);
-        ``error`` is the error of the lookup or store that failed on the way
-        (the answer is good anyway).
+        exceptions propagate. The result has one hit: the cached one, the
+        one another caller fetched (``coalesced``), or the fetched answer
+        (``fetched``; ``stored`` and ``hits[0].id`` once stored); ``error``
+        is the error of the lookup or store that failed on the way (the
+        answer is good anyway).
 
         Raises:
-            InvalidArgument: fetch returned something else.
+            InvalidArgument: fetch returned something else, or a bad ``lease_wait``.
         """
+        use_leases = self.leases if leases is None else leases
+        wait = self.lease_wait if lease_wait is None else _fetch.check_lease_wait(lease_wait)
+        lease_id = 0
         try:
             dim, vec = encode_vector(vector)
         except Error as e:
             vec, lookup_err = None, e
             cached = LookupResult(error=e)
         else:
-            cached = self.lookup(ns, vec, threshold=threshold, prompt=prompt)
+            if use_leases:
+                cached, lease_id = self._lookup_or_lease(ns, vec, threshold, prompt, wait)
+            else:
+                cached = self.lookup(ns, vec, threshold=threshold, prompt=prompt)
             lookup_err = cached.error
         if cached.hits:
             return cached
+        if lease_id:
+            return self._fetch_for_lease(ns, vec, fetch, prompt, ttl, lease_id)
         answer = _fetch.as_answer(fetch())
         entry_id, stored, err = 0, False, lookup_err
         if vec is not None and _fetch.should_store(answer, lookup_err):
@@ -349,6 +431,57 @@ class Pool:
             except Error as e:
                 err = e
         return _fetch.fetched_result(answer, prompt, entry_id, stored, err)
+
+    def _lookup_or_lease(self, ns: str, vec: object, threshold: float,
+                         prompt: Optional[Text], wait: float) -> Tuple[LookupResult, int]:
+        """get_or_fetch's lookup with leases: LOOKUP_EX (lease, wait) on a
+        version-2 connection, the plain LOOKUP on a version-1 one. Returns
+        the result and the lease this caller holds (0 for none); never raises."""
+        def op(c: Client) -> Tuple[LookupResult, int]:
+            if c.protocol_version < 2:
+                return c.lookup(ns, vec, threshold=threshold, prompt=prompt), 0
+            if c._deadline is not None:
+                c._deadline += wait  # the lookup's own timeout, then the wait
+            r = c.lookup_ex(ns, vec, threshold=threshold, prompt=prompt, lease=True,
+                            wait=wait, lease_time=self.lease_time)
+            return _fetch.from_lookup_ex(r), r.lease_id if r.outcome == Outcome.LEASE else 0
+        try:
+            return self._run(self.lookup_timeout, op)
+        except Error as e:
+            return LookupResult(error=e), 0
+
+    def _fetch_for_lease(self, ns: str, vec: object, fetch: Callable[[], Any],
+                         prompt: Optional[Text], ttl: int, lease_id: int) -> LookupResult:
+        """The leaseholder's part: fetch, then STORE_EX with the lease (which
+        answers the waiters), or release the lease when there is nothing to
+        store, so that a waiter fetches instead."""
+        try:
+            answer = _fetch.as_answer(fetch())
+        except BaseException:
+            self._give_back(ns, lease_id)
+            raise
+        if answer.completion != Completion.OK:
+            # Released rather than sent with its completion: a namespace that
+            # allows non-OK answers would cache it, which get_or_fetch never does.
+            self._give_back(ns, lease_id)
+            return _fetch.fetched_result(answer, prompt, 0, False, None)
+        entry_id, stored, err = 0, False, None
+        try:
+            entry_id = self.store_ex(ns, vec, answer.response, lease_id=lease_id, prompt=prompt,
+                                     ttl=answer.ttl or ttl, input_tokens=answer.input_tokens,
+                                     output_tokens=answer.output_tokens,
+                                     cost_micro_usd=answer.cost_micro_usd)
+            stored = True
+        except Error as e:
+            err = e  # a store the server refused ended the lease too
+        return _fetch.fetched_result(answer, prompt, entry_id, stored, err)
+
+    def _give_back(self, ns: str, lease_id: int) -> None:
+        """Releases a lease, best effort: if this fails the lease expires."""
+        try:
+            self.lease_release(ns, lease_id)
+        except Error:
+            pass
 
     def semantic(self, ns: str, embed: Callable[[str], Vector], *,
                  threshold: float = DEFAULT_THRESHOLD, ttl: int = 0,

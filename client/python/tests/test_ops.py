@@ -16,7 +16,11 @@ from conftest import DIM, paraphrase, unit
 
 def test_hello_ping_auth_without_token(client):
     info = client.hello()
-    assert info.version == 1 and 1 <= info.max_dim <= 4096 and info.max_frame >= 4096
+    # dejad speaks versions 1 and 2 and picks the highest the client offers.
+    assert info.version == 2 and 1 <= info.max_dim <= 4096 and info.max_frame >= 4096
+    assert client.protocol_version == 2
+    assert client.hello(max_version=1).version == 1 and client.protocol_version == 1
+    assert client.hello().version == 2
     assert not info.auth_required and client.server_name.startswith("dejad")
     assert client.ping() == b""
     assert client.ping(b"hi" * 1000) == b"hi" * 1000
@@ -245,7 +249,7 @@ def test_aio_client_and_pool_ops(dejad, ns, rng):
     async def main():
         v = unit(rng)
         async with deja.aio.Client(dejad.url) as c:
-            assert (await c.hello()).version == 1
+            assert (await c.hello()).version == 2 and c.protocol_version == 2
             assert await c.ping(b"a") == b"a"
             eid = await c.store(ns, v, "async", prompt="p", ttl=60)
             r = await c.lookup(ns, v, want_prompt=True)
