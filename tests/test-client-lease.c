@@ -5,7 +5,9 @@
  * fetch promoting a waiter, the lease-free path, and NS_POLICY's shadow
  * mode and gray band. Each test has a namespace of its own on one shared
  * server. */
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +17,9 @@
 
 #include "deja.h"
 #include "harness.h"
+#include "proto.h"
+#include <sys/socket.h>
+#include <unistd.h>
 #include "support/spawn.h"
 #include "support/vectors.h"
 
@@ -441,6 +446,145 @@ static void test_policy_band_and_shadow(void) {
     free(v);
 }
 
+/* ---- servers without the version-2 ops -------------------------------------
+ * A fake server on plain sockets: it negotiates `version` and answers
+ * every version-2 op UNKNOWN_OP (as a version-1 dejad does, and as a
+ * version-2 one did while its handlers were stubs), LOOKUP with a miss and
+ * STORE with entry 42. */
+
+typedef struct fake_server {
+    int listen_fd;
+    char addr[64];
+    uint16_t version;
+    atomic_int v2_ops, lookups, stores;
+} fake_server;
+
+typedef struct fake_conn {
+    fake_server *f;
+    int fd;
+} fake_conn;
+
+static void *fake_conn_main(void *arg) {
+    fake_conn *fc = arg;
+    fake_server *f = fc->f;
+    static _Thread_local uint8_t frame[1 << 16];
+    proto_buf out;
+    proto_buf_init(&out);
+    for (;;) {
+        long n = test_raw_recv_frame(fc->fd, frame, sizeof frame, 10000);
+        if (n <= 0) break;
+        proto_header h;
+        if (proto_parse_frame(frame, (size_t)n, sizeof frame, &h) <= 0) break;
+        proto_buf_reset(&out);
+        switch (h.opcode) {
+        case PROTO_OP_HELLO: {
+            proto_hello_resp r = {.version = f->version,
+                                  .max_dim = 4096,
+                                  .max_frame = 1u << 20,
+                                  .server_name = (const uint8_t *)"fake",
+                                  .server_name_len = 4};
+            proto_encode_hello_resp(&out, h.request_id, &r);
+            break;
+        }
+        case PROTO_OP_LOOKUP:
+            atomic_fetch_add(&f->lookups, 1);
+            proto_encode_lookup_resp(&out, h.request_id, NULL, 0);
+            break;
+        case PROTO_OP_STORE:
+            atomic_fetch_add(&f->stores, 1);
+            proto_encode_store_resp(&out, h.request_id, 42);
+            break;
+        default:
+            if (h.opcode >= PROTO_OP_LOOKUP_EX && h.opcode <= PROTO_OP_NS_POLICY)
+                atomic_fetch_add(&f->v2_ops, 1);
+            proto_encode_error(&out, h.opcode, h.request_id, DEJA_ERR_UNKNOWN_OP,
+                               "unknown opcode");
+        }
+        if (test_raw_send(fc->fd, out.data, out.len) != 0) break;
+    }
+    proto_buf_free(&out);
+    close(fc->fd);
+    free(fc);
+    return NULL;
+}
+
+static void *fake_accept_main(void *arg) {
+    fake_server *f = arg;
+    for (;;) {
+        int fd = accept(f->listen_fd, NULL, NULL);
+        if (fd < 0) return NULL;
+        fake_conn *fc = malloc(sizeof *fc);
+        if (fc == NULL) abort();
+        *fc = (fake_conn){f, fd};
+        pthread_t t;
+        pthread_create(&t, NULL, fake_conn_main, fc);
+        pthread_detach(t);
+    }
+}
+
+static void fake_start(fake_server *f, uint16_t version) {
+    memset(f, 0, sizeof *f);
+    f->version = version;
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    ASSERT_EQ(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ASSERT_EQ(listen(f->listen_fd, 64), 0);
+    ASSERT_EQ(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->addr, sizeof f->addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, fake_accept_main, f), 0);
+    pthread_detach(t);
+}
+
+static int quick_fetch(void *ctx, const char *prompt, deja_fetch *f) {
+    (void)prompt;
+    atomic_fetch_add((atomic_int *)ctx, 1);
+    return deja_fetch_answer(f, ANSWER, strlen(ANSWER), 0);
+}
+
+/* get_or_fetch against a server of `version` without the version-2 ops:
+ * one LOOKUP per call as before (after one refused LOOKUP_EX per
+ * connection when the server claims version 2), a fetch, a STORE. */
+static void check_without_v2_ops(uint16_t version) {
+    fake_server f;
+    fake_start(&f, version);
+    deja_pool_options o = {.size = 1, .lookup_timeout_ms = 1000};
+    deja_pool *p = NULL;
+    ASSERT_OK(deja_pool_create(f.addr, &o, &p));
+    float *v = paraphrases(9, 1);
+    atomic_int fetches = 0;
+    for (int i = 0; i < 3; i++) {
+        deja_result *r = NULL;
+        ASSERT_OK(deja_get_or_fetch(p, "ns", "q", v, DIM, THRESHOLD, quick_fetch,
+                                    &fetches, &r));
+        ASSERT_EQ(r->error, 0);
+        ASSERT_EQ(r->flags, DEJA_RESULT_FETCHED | DEJA_RESULT_STORED);
+        ASSERT_EQ(r->outcome, DEJA_OUTCOME_MISS);
+        ASSERT_U64_EQ(r->hits[0].id, 42);
+        deja_result_free(r);
+    }
+    ASSERT_EQ(atomic_load(&fetches), 3);
+    ASSERT_EQ(atomic_load(&f.lookups), 3);
+    ASSERT_EQ(atomic_load(&f.stores), 3);
+    ASSERT_EQ(atomic_load(&f.v2_ops), version >= 2 ? 1 : 0);
+    ASSERT_EQ(deja_pool_lease_release(p, "ns", 5), DEJA_ERR_UNKNOWN_OP);
+    deja_ns_policy pol;
+    ASSERT_EQ(deja_pool_ns_policy_get(p, "ns", &pol), DEJA_ERR_UNKNOWN_OP);
+    ASSERT_EQ(atomic_load(&f.v2_ops), version >= 2 ? 1 : 0); /* not even sent */
+    deja_pool_destroy(p);
+    free(v);
+}
+
+static void test_version_1_server_gets_lookup(void) {
+    check_without_v2_ops(1);
+}
+
+static void test_version_2_server_without_ops_gets_lookup(void) {
+    check_without_v2_ops(2);
+}
+
 int main(void) {
     if (test_server_start(&srv, NULL) != 0) return 1;
     RUN(test_hello_negotiates_version_2);
@@ -452,6 +596,8 @@ int main(void) {
     RUN(test_lookup_ex_lease_store_release);
     RUN(test_lookup_ex_waiter_is_coalesced);
     RUN(test_policy_band_and_shadow);
+    RUN(test_version_1_server_gets_lookup);
+    RUN(test_version_2_server_without_ops_gets_lookup);
     test_server_stop(&srv);
     return harness_result();
 }
