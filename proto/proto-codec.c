@@ -396,8 +396,9 @@ int proto_encode_lookup_ex_resp(proto_buf *b, uint32_t id, uint16_t header_flags
         !hits_ex_size(r->shadow, r->shadow_count, &body_len))
         return DEJA_ERR_INVALID_ARG;
     uint8_t *p;
-    int rc = frame_begin(b, PROTO_OP_LOOKUP_EX, (uint16_t)(PROTO_FLAG_REPLY | header_flags),
-                         0, id, body_len, &p);
+    int rc =
+        frame_begin(b, PROTO_OP_LOOKUP_EX, (uint16_t)(PROTO_FLAG_REPLY | header_flags), 0,
+                    id, body_len, &p);
     if (rc != 0) return rc;
     p = put_u8(p, r->outcome);
     p = put_u8(p, r->reply_flags);
@@ -408,7 +409,8 @@ int proto_encode_lookup_ex_resp(proto_buf *b, uint32_t id, uint16_t header_flags
     return 0;
 }
 
-static bool read_hits_ex(reader *rd, proto_hit *hits, uint16_t max_hits, uint16_t *count) {
+static bool read_hits_ex(reader *rd, proto_hit *hits, uint16_t max_hits,
+                         uint16_t *count) {
     if (!read_u16(rd, count) || *count > max_hits || *count > PROTO_MAX_K) return false;
     for (uint16_t i = 0; i < *count; i++) {
         proto_hit *h = &hits[i];

@@ -465,7 +465,6 @@ int proto_vector_read(float *dst, const uint8_t *src, uint16_t dim);
 /* Writes dim floats as LE f32 (for encoders and tests). */
 void proto_vector_write(uint8_t *dst, const float *src, uint16_t dim);
 
-
 /* ---- version 2: LOOKUP_EX, STORE_EX, LEASE_RELEASE, NS_POLICY ----------------
  * docs/PROTOCOL.md sections 5.11 to 5.16. */
 

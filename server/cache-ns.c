@@ -177,6 +177,8 @@ static int ns_new(cache *c, const uint8_t *name, uint8_t len, const cache_ns_con
     ns->min_threshold = ns->resolved.min_threshold;
     ns->dedup = ns->resolved.dedup;
     ns->default_ttl_s = ns->resolved.default_ttl_s;
+    atomic_init(&ns->shadow, cfg->shadow != 0);
+    atomic_init(&ns->gray_band, cfg->gray_band);
 
     rc = check_bounds(&ns->resolved, msg, msg_cap);
     if (rc == 0) rc = check_faiss(c, &ns->resolved, msg, msg_cap);
@@ -359,6 +361,8 @@ int cache_ns_config_check(const cache_ns_config *cfg, char *msg, size_t msg_cap)
         why = "min_threshold is not in [-1, 1]";
     else if (!isfinite(cfg->dedup) || cfg->dedup < 0.0f || cfg->dedup > 1.0f)
         why = "dedup is not in [0, 1]";
+    else if (!isfinite(cfg->gray_band) || cfg->gray_band < 0.0f || cfg->gray_band > 1.0f)
+        why = "gray_band is not 0 or in (0, 1]";
     else if ((cfg->faiss_factory_len > 0) != (cfg->index_kind == CACHE_INDEX_FAISS))
         why = "a factory string goes with a FAISS index kind, and only with it";
     /* The factory's characters are check_faiss's: it answers with the
@@ -424,6 +428,7 @@ int cache_load_ns(cache *c, const cache_ns_image *rec) {
 /* Two configurations are the same when they resolve to the same values
  * (resolve_config makes zeros positive, so == on the floats is exact). */
 static int config_equal(const cache_ns_config *a, const cache_ns_config *b) {
+    /* The serving policy is not part of the configuration (NS_POLICY). */
     return a->dim == b->dim && a->index_kind == b->index_kind && a->quant == b->quant &&
            a->hnsw_m == b->hnsw_m && a->hnsw_ef_construction == b->hnsw_ef_construction &&
            a->hnsw_ef_search == b->hnsw_ef_search && a->ttl_mode == b->ttl_mode &&
@@ -560,6 +565,9 @@ int cache_ns_list(cache *c, char (*names)[CACHE_MAX_NS_LEN + 1], uint8_t *lens,
 
 typedef struct totals {
     uint64_t entries, lookups, exact_hits, semantic_hits, misses, stores;
+    uint64_t coalesced, borderline_hits, shadow_hits, shadow_exact_hits;
+    uint64_t shadow_borderline_hits;
+    uint64_t sim[2][CACHE_SIM_BUCKETS];
     uint64_t dedup_updates, rejected, tokens_saved, cost_saved, entry_hits;
     uint64_t evicted[CACHE_EVICT_REASONS];
     uint64_t index_bytes, entry_bytes, unindexed, index_entries, charged;
@@ -583,6 +591,14 @@ static void add_totals(cache_ns *ns, totals *t) {
     t->exact_hits += atomic_load(&n->exact_hits);
     t->semantic_hits += atomic_load(&n->semantic_hits);
     t->misses += atomic_load(&n->misses);
+    t->coalesced += atomic_load(&n->coalesced);
+    t->borderline_hits += atomic_load(&n->borderline_hits);
+    t->shadow_hits += atomic_load(&n->shadow_hits);
+    t->shadow_exact_hits += atomic_load(&n->shadow_exact_hits);
+    t->shadow_borderline_hits += atomic_load(&n->shadow_borderline_hits);
+    for (int o = 0; o < 2; o++)
+        for (unsigned b = 0; b < CACHE_SIM_BUCKETS; b++)
+            t->sim[o][b] += atomic_load_explicit(&n->sim[o][b], memory_order_relaxed);
     t->stores += atomic_load(&n->stores);
     t->dedup_updates += atomic_load(&n->dedup_updates);
     t->rejected += atomic_load(&n->rejected);
@@ -620,11 +636,24 @@ static uint16_t put_totals(const totals *t, cache_stat *stats, uint16_t n, uint1
         {"index_entries", t->index_entries},
         {"memory_charged", t->charged},
         {"entry_hits", t->entry_hits}, /* hits of live entries, kept across restarts */
+        {"coalesced", t->coalesced},
+        {"borderline_hits", t->borderline_hits},
+        {"shadow_hits", t->shadow_hits},
+        {"shadow_exact_hits", t->shadow_exact_hits},
+        {"shadow_borderline_hits", t->shadow_borderline_hits},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0] && n < max; i++, n++) {
         stats[n].key = rows[i].key;
         stats[n].value = rows[i].value;
     }
+    /* The similarity histogram, buckets that are not 0 (PROTOCOL.md 5.17). */
+    for (int o = 0; o < 2; o++)
+        for (unsigned b = 0; b < CACHE_SIM_BUCKETS && n < max; b++)
+            if (t->sim[o][b]) {
+                stats[n].key = cache_sim_key(o, b);
+                stats[n].value = t->sim[o][b];
+                n++;
+            }
     return n;
 }
 
@@ -742,7 +771,64 @@ int cache_ns_info(cache *c, const uint8_t *name, uint8_t len, cache_ns_config *c
                                        : 0);
         put_stat(stats, &n, max, "dedup_milli", (uint64_t)lroundf(ns->dedup * 1000.0f));
         put_stat(stats, &n, max, "default_ttl_s", ns->default_ttl_s);
+        put_stat(stats, &n, max, "shadow", (uint64_t)atomic_load(&ns->shadow));
+        float band = atomic_load(&ns->gray_band);
+        put_stat(stats, &n, max, "gray_band_milli", (uint64_t)lroundf(band * 1000.0f));
         *count = n;
     }
     return rc;
+}
+
+/* ---- serving policy and histogram keys ---------------------------------------*/
+
+int cache_ns_policy(cache *c, const uint8_t *name, uint8_t len, const cache_policy *set,
+                    cache_policy *out, int *changed, cache_ns_image *rec) {
+    *changed = 0;
+    cache_ns *ns = cache_find_ns(c, name, len);
+    if (!ns)
+        return cache_ns_quarantined(c, name, len, NULL, 0) ? DEJA_ERR_QUARANTINED
+                                                           : DEJA_ERR_NOT_FOUND;
+    if (!set) { /* a read: the atomics every lookup reads */
+        out->shadow = atomic_load(&ns->shadow);
+        out->gray_band = atomic_load(&ns->gray_band);
+        return 0;
+    }
+    if (!isfinite(set->gray_band) || set->gray_band < 0.0f || set->gray_band > 1.0f)
+        return DEJA_ERR_INVALID_ARG;
+    pthread_rwlock_wrlock(&ns->lock);
+    if (ns->config.shadow != (set->shadow != 0) ||
+        ns->config.gray_band != set->gray_band) {
+        ns->config.shadow = ns->resolved.shadow = set->shadow != 0;
+        ns->config.gray_band = ns->resolved.gray_band = set->gray_band + 0.0f;
+        atomic_store(&ns->shadow, ns->config.shadow);
+        atomic_store(&ns->gray_band, ns->config.gray_band);
+        cache_ns_record(ns, rec);
+        *changed = 1;
+    }
+    out->shadow = ns->config.shadow;
+    out->gray_band = ns->config.gray_band;
+    pthread_rwlock_unlock(&ns->lock);
+    return 0;
+}
+
+/* Static key strings: sim_hit_lt50, sim_hit_50 .. sim_hit_99, and the
+ * same for misses, with sim_miss_none. */
+#define SIM_ROW(o)                                                                       \
+    "sim_" o "_lt50", "sim_" o "_50", "sim_" o "_51", "sim_" o "_52", "sim_" o "_53",    \
+        "sim_" o "_54", "sim_" o "_55", "sim_" o "_56", "sim_" o "_57", "sim_" o "_58",  \
+        "sim_" o "_59", "sim_" o "_60", "sim_" o "_61", "sim_" o "_62", "sim_" o "_63",  \
+        "sim_" o "_64", "sim_" o "_65", "sim_" o "_66", "sim_" o "_67", "sim_" o "_68",  \
+        "sim_" o "_69", "sim_" o "_70", "sim_" o "_71", "sim_" o "_72", "sim_" o "_73",  \
+        "sim_" o "_74", "sim_" o "_75", "sim_" o "_76", "sim_" o "_77", "sim_" o "_78",  \
+        "sim_" o "_79", "sim_" o "_80", "sim_" o "_81", "sim_" o "_82", "sim_" o "_83",  \
+        "sim_" o "_84", "sim_" o "_85", "sim_" o "_86", "sim_" o "_87", "sim_" o "_88",  \
+        "sim_" o "_89", "sim_" o "_90", "sim_" o "_91", "sim_" o "_92", "sim_" o "_93",  \
+        "sim_" o "_94", "sim_" o "_95", "sim_" o "_96", "sim_" o "_97", "sim_" o "_98",  \
+        "sim_" o "_99", "sim_" o "_none"
+
+static const char *const sim_keys[2][CACHE_SIM_BUCKETS] = {{SIM_ROW("hit")},
+                                                           {SIM_ROW("miss")}};
+
+const char *cache_sim_key(int outcome, unsigned bucket) {
+    return sim_keys[outcome ? 1 : 0][bucket < CACHE_SIM_BUCKETS ? bucket : 0];
 }

@@ -47,8 +47,17 @@ enum cache_reason {
     CACHE_EVICT_REASONS = 4,
 };
 
+/* The similarity histogram's buckets (PROTOCOL.md 5.17): below 0.50,
+ * 0.50..0.99 by hundredths, and (misses only) no entry to compare with. */
+#define CACHE_SIM_LT50 0u
+#define CACHE_SIM_NONE 51u
+#define CACHE_SIM_BUCKETS 52u
+
 typedef struct cache_ns_counters {
     atomic_uint_fast64_t lookups, exact_hits, semantic_hits, misses;
+    atomic_uint_fast64_t coalesced, borderline_hits;
+    atomic_uint_fast64_t shadow_hits, shadow_exact_hits, shadow_borderline_hits;
+    atomic_uint_fast64_t sim[2][CACHE_SIM_BUCKETS]; /* [0] hits, [1] misses */
     atomic_uint_fast64_t stores, dedup_updates, rejected;
     atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS];
     atomic_uint_fast64_t tokens_saved, cost_saved_micro_usd;
@@ -81,6 +90,10 @@ typedef struct cache_ns {
      * that follow the server's defaults. */
     _Atomic float min_threshold;
     _Atomic float dedup; /* 0 = off */
+    /* The serving policy (NS_POLICY; cache_ns_policy): mirrored from
+     * config.shadow and config.gray_band, read by every lookup. */
+    atomic_int shadow;
+    _Atomic float gray_band;
     uint32_t default_ttl_s;
     /* lock guards entries, exact, entry_bytes, fresh, and main when main
      * is not concurrent. A concurrent main (HNSW) is searched and extended
@@ -226,5 +239,8 @@ void cache_indexer_resume(cache_indexer *ix);
 
 /* Blocks until at most limit entries wait for the graph. */
 void cache_indexer_wait_below(cache_indexer *ix, size_t limit);
+
+/* The STATS key of histogram bucket b of hits (outcome 0) or misses (1). */
+const char *cache_sim_key(int outcome, unsigned bucket);
 
 #endif

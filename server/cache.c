@@ -414,6 +414,11 @@ void cache_pending_ns_persisted(cache_pending *p) {
     atomic_store(&p->ns->persisted, 1);
 }
 
+cache_entry *cache_pending_ref(cache_pending *p) {
+    atomic_fetch_add_explicit(&p->e->refs, 1, memory_order_relaxed);
+    return p->e;
+}
+
 void cache_discard(cache_pending *p) {
     if (!p) return;
     cache_entry_unref(p->e);
@@ -564,12 +569,13 @@ int cache_load_entry(cache *c, const cache_entry_image *rec) {
 
 /* Per-hit bookkeeping: counters, the entry's hit count and last hit, the
  * sliding TTL, and what the hit saved. */
-static void account_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
+/* What a hit does to its entry: its use counts for eviction, a sliding
+ * TTL moves. The same for a would-be hit in shadow mode, so that a
+ * namespace in shadow mode holds what it would hold if it served. */
+static void touch_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
     atomic_fetch_add_explicit(&e->hits, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&ns->n.entry_hits, 1, memory_order_relaxed);
     cache_lfu_touch(e, now_ms); /* also moves last_hit_ms */
-    atomic_fetch_add(&ns->n.tokens_saved, (uint64_t)e->input_tokens + e->output_tokens);
-    atomic_fetch_add(&ns->n.cost_saved_micro_usd, e->cost_micro_usd);
     if (ns->config.ttl_mode == CACHE_TTL_SLIDING && e->ttl_s) {
         uint64_t until = now_ms + (uint64_t)e->ttl_s * 1000u;
         if (ns->config.max_age_s) {
@@ -583,17 +589,51 @@ static void account_hit(cache_ns *ns, cache_entry *e, uint64_t now_ms) {
     }
 }
 
-int cache_lookup(cache *c, const cache_query *req, const float *vec, cache_match *matches,
-                 uint16_t *count) {
-    *count = 0;
+/* A served hit saves what producing its answer cost. */
+static void account_saved(cache_ns *ns, const cache_entry *e) {
+    atomic_fetch_add(&ns->n.tokens_saved, (uint64_t)e->input_tokens + e->output_tokens);
+    atomic_fetch_add(&ns->n.cost_saved_micro_usd, e->cost_micro_usd);
+}
+
+/* The histogram bucket of a best candidate's similarity (PROTOCOL.md
+ * 5.17): 0 below 0.50, 1..50 for 0.50..0.99 by hundredths. */
+static unsigned sim_bucket(float s) {
+    if (!(s >= 0.5f)) return CACHE_SIM_LT50;
+    double hundredths = floor((double)s * 100.0);
+    if (hundredths >= 99.0) return CACHE_SIM_LT50 + 50;
+    return CACHE_SIM_LT50 + 1 + (unsigned)(hundredths - 50.0);
+}
+
+/* The lowest similarity the histogram tells apart: searches look down to
+ * it, so a miss still learns its best candidate (the index applies the
+ * threshold to its results only, so this costs no extra traversal). */
+#define SIM_FLOOR 0.5f
+
+float cache_effective_threshold(cache *c, const uint8_t *name, uint8_t len,
+                                float requested) {
+    cache_ns *ns = cache_find_ns(c, name, len);
+    float floor_ = ns ? atomic_load(&ns->min_threshold) : atomic_load(&c->default_floor);
+    return requested > floor_ ? requested : floor_;
+}
+
+int cache_search(cache *c, const cache_query *req, const float *vec, cache_match *matches,
+                 cache_result *res) {
+    memset(res, 0, sizeof *res);
+    res->threshold = req->threshold > atomic_load(&c->default_floor)
+                         ? req->threshold
+                         : atomic_load(&c->default_floor);
     cache_ns *ns = cache_find_ns(c, req->ns, req->ns_len);
     if (!ns) return cache_ns_quarantined(c, req->ns, req->ns_len, NULL, 0);
     if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
 
     /* A caller may tighten the threshold, never loosen it below the
      * namespace's floor. */
-    float threshold =
-        req->threshold > ns->min_threshold ? req->threshold : ns->min_threshold;
+    float floor_ = atomic_load(&ns->min_threshold);
+    float threshold = req->threshold > floor_ ? req->threshold : floor_;
+    float band = atomic_load(&ns->gray_band);
+    int shadow = atomic_load(&ns->shadow);
+    res->threshold = threshold;
+    res->shadow = shadow;
     uint32_t k = req->k > CACHE_MAX_K ? CACHE_MAX_K : req->k;
     uint64_t now = cache_now(c);
     uint64_t hash[2];
@@ -603,14 +643,15 @@ int cache_lookup(cache *c, const cache_query *req, const float *vec, cache_match
     idx_hit hits[2 * CACHE_MAX_K];
     uint32_t n = 0;
     uint16_t found = 0;
-    int exact = 0, rc = 0;
+    int exact = 0, rc = 0, empty = 0;
+    float best = -INFINITY;
     pthread_rwlock_rdlock(&ns->lock);
     cache_entry *e = have_hash ? exact_find_locked(ns, hash, now) : NULL;
     float stored[CACHE_MAX_DIM];
     float cosine = -INFINITY;
     if (e && vector_of_locked(ns, e->id, stored) == 0)
         cosine = idx_dot(vec, stored, ns->dim);
-    if (e && cosine >= ns->min_threshold) {
+    if (e && cosine >= floor_) {
         /* The exact tier: the same question, by its text, answers without
          * a vector search and whatever the request's threshold (the text
          * is stronger evidence than the embedding, and a client asking
@@ -619,36 +660,91 @@ int cache_lookup(cache *c, const cache_query *req, const float *vec, cache_match
          * context never matches; the cosine reported is the true one and
          * the reply says which tier answered (PROTOCOL.md 5.10). */
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
-        matches[0].entry = e;
-        matches[0].similarity = cosine;
-        matches[0].exact = 1;
+        matches[0] = (cache_match){.entry = e, .similarity = cosine, .exact = 1};
         found = 1;
         exact = 1;
     } else {
-        rc = search_locked(ns, vec, k, req->ef, threshold, now, hits, &n);
+        float low = threshold < SIM_FLOOR ? threshold : SIM_FLOOR;
+        rc = search_locked(ns, vec, k, req->ef, low, now, hits, &n);
+        empty = ns->entries.count == 0;
         for (uint32_t i = 0; rc == 0 && i < n; i++) {
             cache_entry *h = u64map_get(&ns->entries, hits[i].label);
             if (!h) continue;
+            if (hits[i].score > best) best = hits[i].score;
+            if (!(hits[i].score >= threshold)) continue;
             atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
-            matches[found].entry = h;
-            matches[found].similarity = hits[i].score;
-            matches[found].exact = 0;
-            found++;
+            matches[found++] = (cache_match){
+                .entry = h,
+                .similarity = hits[i].score,
+                .borderline = band > 0.0f && hits[i].score < band,
+            };
         }
     }
     pthread_rwlock_unlock(&ns->lock);
     if (rc) return rc;
 
-    atomic_fetch_add(&ns->n.lookups, 1);
-    if (found) {
-        atomic_fetch_add(exact ? &ns->n.exact_hits : &ns->n.semantic_hits, 1);
-        /* The answer served is the best hit; it is what the hit saved. */
-        account_hit(ns, matches[0].entry, now);
-    } else {
-        atomic_fetch_add(&ns->n.misses, 1);
+    res->count = found;
+    res->best = best;
+    res->have_best = best > -INFINITY;
+    cache_ns_counters *cn = &ns->n;
+    if (!exact) {
+        unsigned b = res->have_best ? sim_bucket(best)
+                     : empty        ? CACHE_SIM_NONE
+                                    : CACHE_SIM_LT50;
+        if (found) b = b == CACHE_SIM_NONE ? CACHE_SIM_LT50 : b;
+        atomic_fetch_add_explicit(&cn->sim[found ? 0 : 1][b], 1, memory_order_relaxed);
     }
-    *count = found;
+    if (found) touch_hit(ns, matches[0].entry, now);
+    if (shadow) {
+        /* Computed, counted as what it would have been, and served as a
+         * miss (PROTOCOL.md 5.16). */
+        if (found) {
+            atomic_fetch_add(&cn->shadow_hits, 1);
+            if (exact) atomic_fetch_add(&cn->shadow_exact_hits, 1);
+            if (matches[0].borderline) atomic_fetch_add(&cn->shadow_borderline_hits, 1);
+        }
+        atomic_fetch_add(&cn->lookups, 1);
+        atomic_fetch_add(&cn->misses, 1);
+        return 0;
+    }
+    if (found) {
+        atomic_fetch_add(&cn->lookups, 1);
+        atomic_fetch_add(exact ? &cn->exact_hits : &cn->semantic_hits, 1);
+        if (matches[0].borderline) atomic_fetch_add(&cn->borderline_hits, 1);
+        /* The answer served is the best hit; it is what the hit saved. */
+        account_saved(ns, matches[0].entry);
+    } else if (!req->defer_miss) {
+        atomic_fetch_add(&cn->lookups, 1);
+        atomic_fetch_add(&cn->misses, 1);
+    }
     return 0;
+}
+
+int cache_lookup(cache *c, const cache_query *req, const float *vec, cache_match *matches,
+                 uint16_t *count) {
+    cache_result res;
+    int rc = cache_search(c, req, vec, matches, &res);
+    *count = rc ? 0 : res.count;
+    if (rc == 0 && res.shadow) { /* a shadow namespace serves nothing */
+        for (uint16_t i = 0; i < res.count; i++)
+            cache_entry_unref(matches[i].entry);
+        *count = 0;
+    }
+    return rc;
+}
+
+void cache_count_outcome(cache *c, const uint8_t *name, uint8_t len,
+                         enum cache_outcome outcome) {
+    cache_ns *ns = cache_find_ns(c, name, len);
+    if (!ns) return;
+    atomic_fetch_add(&ns->n.lookups, 1);
+    atomic_fetch_add(
+        outcome == CACHE_OUTCOME_COALESCED ? &ns->n.coalesced : &ns->n.misses, 1);
+}
+
+cache_entry *cache_entry_ref(cache_entry *e) {
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    return e;
 }
 
 void cache_entry_release(cache_entry *e) {

@@ -71,6 +71,9 @@ typedef struct cache_query {
     uint32_t ef;
     const uint8_t *prompt;
     uint32_t prompt_len;
+    /* A miss is not counted now: the caller counts how the request ends
+     * (cache_count_outcome), since a lease may still answer it. */
+    int defer_miss;
 } cache_query;
 
 enum cache_index_kind {
@@ -111,7 +114,17 @@ typedef struct cache_ns_config {
     uint64_t max_entries;      /* 0 = none */
     uint8_t faiss_factory_len; /* only for CACHE_INDEX_FAISS */
     char faiss_factory[CACHE_MAX_FACTORY + 1]; /* NUL-terminated */
+    /* The serving policy: changed by cache_ns_policy, persisted with the
+     * configuration, but not part of what NS_CREATE sets or compares. */
+    int shadow;      /* lookups compute their hits and serve none */
+    float gray_band; /* hits below it are borderline; 0 = no band */
 } cache_ns_config;
+
+/* A namespace's serving policy (docs/PROTOCOL.md 5.14, 5.16). */
+typedef struct cache_policy {
+    int shadow;
+    float gray_band; /* 0, or in (0, 1] */
+} cache_policy;
 
 /* Checks what a configuration read from anywhere must satisfy: dim in
  * range, known kinds and modes, no undefined flag, finite thresholds in
@@ -198,8 +211,25 @@ typedef struct cache_entry cache_entry;
 typedef struct cache_match {
     cache_entry *entry;
     float similarity;
-    int exact; /* found by the exact (prompt) tier (docs/PROTOCOL.md 5.10) */
+    int exact;      /* found by the exact (prompt) tier (docs/PROTOCOL.md 5.10) */
+    int borderline; /* a vector hit below the namespace's gray band */
 } cache_match;
+
+/* What cache_search found besides its matches. */
+typedef struct cache_result {
+    uint16_t count;  /* matches filled */
+    int shadow;      /* the namespace is in shadow mode: they are would-be
+                      * hits, to be answered as a miss (already counted so) */
+    float threshold; /* the effective threshold: max(request, floor) */
+    int have_best;   /* the search saw a candidate at least 0.5 similar */
+    float best;      /* its similarity */
+} cache_result;
+
+/* How a lookup whose miss was deferred (cache_query.defer_miss) ended. */
+enum cache_outcome {
+    CACHE_OUTCOME_MISS = 0,
+    CACHE_OUTCOME_COALESCED = 1, /* answered by another caller's lease */
+};
 
 /* Milliseconds on the cache's clock (CLOCK_REALTIME by default, so that
  * expiry times stay meaningful across restarts). */
@@ -322,6 +352,42 @@ void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);
  * Errors: DIM_MISMATCH, NOMEM. */
 int cache_lookup(cache *c, const cache_query *req, const float *vec, cache_match *matches,
                  uint16_t *count);
+
+/* cache_lookup with everything it learnt: matches as cache_lookup (in a
+ * namespace in shadow mode, the would-be matches, with res->shadow set:
+ * the caller serves none of them; they are counted as a miss), and in
+ * res the effective threshold (the server's default floor for an unknown
+ * namespace) and the best candidate's similarity. Every lookup of a known
+ * namespace is counted, and goes into its similarity histogram (exact-tier
+ * hits excepted), unless req->defer_miss leaves a miss for
+ * cache_count_outcome. Errors: DIM_MISMATCH, QUARANTINED, NOMEM. */
+int cache_search(cache *c, const cache_query *req, const float *vec, cache_match *matches,
+                 cache_result *res);
+
+/* Counts how a deferred miss ended (a lookup of namespace name). Any
+ * thread; nothing for a namespace that does not exist. */
+void cache_count_outcome(cache *c, const uint8_t *name, uint8_t len,
+                         enum cache_outcome outcome);
+
+/* max(requested, the namespace's floor), or the server's default floor
+ * for a namespace that does not exist. Any thread. */
+float cache_effective_threshold(cache *c, const uint8_t *name, uint8_t len,
+                                float requested);
+
+/* Reads (set NULL; rec may be NULL) or changes a namespace's serving
+ * policy; *out receives it after the call. When set changes it, *changed is
+ * 1 and *rec holds the namespace's record to persist. Errors: NOT_FOUND, QUARANTINED,
+ * INVALID_ARG (a band outside (0, 1] and not 0). */
+int cache_ns_policy(cache *c, const uint8_t *name, uint8_t len, const cache_policy *set,
+                    cache_policy *out, int *changed, cache_ns_image *rec);
+
+/* A reference to a prepared entry (released with cache_entry_release),
+ * valid after the entry is published or discarded: what a lease's waiters
+ * are answered with. */
+cache_entry *cache_pending_ref(cache_pending *p);
+
+/* Takes one more reference to an entry held by a reference; returns e. */
+cache_entry *cache_entry_ref(cache_entry *e);
 
 /* Drops a reference taken by cache_lookup. */
 void cache_entry_release(cache_entry *e);

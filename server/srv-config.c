@@ -121,6 +121,12 @@ static const key_def keys[] = {
     {"max-namespaces", UINT(max_namespaces, 1, 1000000), "4096", "N",
      "namespaces clients may create (each costs about 40 KB); more get STORAGE_FULL", 0,
      0},
+    {"max-leases", UINT(max_leases, 16, 1000000), "4096", "N",
+     "pending leases (LOOKUP_EX single-flight), a sixteenth of them per namespace; "
+     "past it lookups miss without a lease",
+     0, 0},
+    {"max-lease-waiters", UINT(max_lease_waiters, 1, 10000000), "16384", "N",
+     "lookups waiting on other callers' leases; past it lookups miss", 0, 0},
     {"allow-faiss", FLAG(allow_faiss), "no", NULL,
      "let NS_CREATE ask for FAISS index kinds (factory strings from a bounded grammar "
      "only)",

@@ -94,6 +94,7 @@ void srv_conn_release(srv_conn *c) {
 static void on_close(uv_handle_t *h) {
     srv_conn *c = h->data;
     srv_worker *w = c->w;
+    if (w->srv->leases) srv_leases_conn_closed(w->srv->leases, c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -560,9 +561,12 @@ static int encode_reply(srv_conn *c, const srv_reply_write *rw, int rc, uint64_t
                                   deja_strerror(rc));
     }
     switch (rw->reply) {
-    case SRV_REPLY_STORE: return proto_encode_store_resp(&c->out, rw->request_id, id);
+    case SRV_REPLY_STORE: /* STORE or STORE_EX */
+        return proto_encode_u64_resp(&c->out, rw->opcode, rw->request_id, id);
     case SRV_REPLY_U64:
         return proto_encode_u64_resp(&c->out, rw->opcode, rw->request_id, rw->value);
+    case SRV_REPLY_POLICY:
+        return proto_encode_ns_policy_resp(&c->out, rw->request_id, &rw->policy);
     case SRV_REPLY_EMPTY: break;
     }
     return proto_encode_empty_resp(&c->out, rw->opcode, rw->request_id);
@@ -578,10 +582,30 @@ static void reply_done(srv_write *write) {
     int rc = write->result;
     uint64_t id = 0;
     if (rw->reply == SRV_REPLY_STORE) {
+        /* A lease ends with its STORE_EX: fulfilled once the entry is
+         * visible (so a lookup that finds no lease finds the entry), or
+         * failed. */
+        cache_entry *leased = NULL;
+        uint32_t dim = 0;
+        if (rw->lease_id && rc == 0) {
+            const cache_entry_image *img = cache_pending_entry(rw->pending);
+            dim = img->dim;
+            memcpy(w->vec, img->vector, (size_t)dim * sizeof(float));
+            leased = cache_pending_ref(rw->pending);
+        }
         if (rc == 0)
             rc = cache_publish(w->srv->cache, rw->pending, &id);
         else
             cache_discard(rw->pending);
+        if (rw->lease_id) {
+            const uint8_t *ns = (const uint8_t *)rw->lease_ns;
+            if (rc == 0)
+                srv_lease_fulfil(w->srv->leases, ns, rw->lease_ns_len, rw->lease_id,
+                                 leased, w->vec, (uint16_t)dim);
+            else
+                srv_lease_release(w->srv->leases, ns, rw->lease_ns_len, rw->lease_id);
+        }
+        if (leased) cache_entry_release(leased);
         srv_hist_add(&w->srv->store_hist, srv_now_ns() - rw->t0_ns);
     }
     /* The request's bytes no longer wait: return their charge. */
@@ -640,4 +664,31 @@ void srv_conn_flush_completed(srv_worker *w) {
         }
         c = next;
     }
+}
+
+/* ---- replies deferred by the lease table (srv-lease.c) ----------------------- */
+
+void srv_conn_defer(srv_conn *c, size_t held) {
+    conn_charge(c, (ptrdiff_t)held);
+    c->deferred++;
+}
+
+proto_buf *srv_conn_deferred_out(srv_conn *c) {
+    return c->handle_closed || uv_is_closing(&c->h.handle) ? NULL : &c->out;
+}
+
+void srv_conn_deferred_end(srv_conn *c, size_t held, int rc) {
+    srv_worker *w = c->w;
+    conn_charge(c, -(ptrdiff_t)held);
+    c->deferred--;
+    if (!c->handle_closed && !uv_is_closing(&c->h.handle)) {
+        if (rc != 0) {
+            conn_close_now(c);
+        } else if (!c->flush_queued) {
+            c->flush_queued = 1;
+            c->flush_next = w->flush_list;
+            w->flush_list = c;
+        }
+    }
+    srv_conn_release(c);
 }

@@ -154,15 +154,18 @@ static int op_hello(srv_req *r) {
     proto_hello_req req;
     int rc = proto_decode_hello_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
-    if (req.min_version > PROTO_VERSION || req.max_version < PROTO_VERSION) {
+    if (req.min_version > req.max_version || req.min_version > PROTO_PROTOCOL_MAX ||
+        req.max_version < 1) {
         snprintf(r->errmsg, sizeof r->errmsg,
-                 "server speaks version %u only, client asked %u..%u", PROTO_VERSION,
+                 "server speaks versions 1..%u, client asked %u..%u", PROTO_PROTOCOL_MAX,
                  req.min_version, req.max_version);
         return DEJA_ERR_VERSION;
     }
+    uint16_t version =
+        req.max_version < PROTO_PROTOCOL_MAX ? req.max_version : PROTO_PROTOCOL_MAX;
     static const char name[] = "dejad " DEJA_VERSION;
     proto_hello_resp resp = {
-        .version = PROTO_VERSION,
+        .version = version,
         .max_dim = PROTO_MAX_DIM,
         .max_frame = r->srv->cfg->max_frame,
         .server_flags = r->srv->auth_required ? PROTO_SERVER_AUTH_REQUIRED : 0,
@@ -370,11 +373,12 @@ static int read_vector(srv_req *r, const uint8_t *src, uint16_t dim) {
     return rc ? rc : idx_normalize(r->w->vec, dim);
 }
 
-static int op_store(srv_req *r) {
-    proto_store_req req;
-    int rc = proto_decode_store_req(r->body, r->hdr->body_len, &req);
-    if (rc) return rc;
-    rc = read_vector(r, req.vector, req.dim);
+/* STORE and STORE_EX: a decoded request. A lease the STORE_EX carries
+ * fails with the STORE (srv_lease_release), or is fulfilled once the
+ * entry is durable (reply_done). */
+static int store_decoded(srv_req *r, const proto_store_req *decoded) {
+    proto_store_req req = *decoded;
+    int rc = read_vector(r, req.vector, req.dim);
     if (rc) return rc;
     cache_pending *pending;
     cache_store_args args = store_args_of(&req);
@@ -412,15 +416,124 @@ static int op_store(srv_req *r) {
         rw->base.ops[rw->base.nops++] = entry;
     }
     rw->pending = pending;
+    if (req.lease_id) {
+        rw->lease_id = req.lease_id;
+        rw->lease_ns_len = req.ns_len;
+        memcpy(rw->lease_ns, req.ns, req.ns_len);
+    }
     /* The STORE's bytes wait in memory until committed: they count in the
      * worker's client budget until its completion. */
     rw->held = r->hdr->body_len;
     return submit(r, rw);
 }
 
-/* Bytes a hit adds to a LOOKUP reply. */
+static int op_store(srv_req *r) {
+    proto_store_req req;
+    int rc = proto_decode_store_req(r->body, r->hdr->body_len, &req);
+    return rc ? rc : store_decoded(r, &req);
+}
+
+static int op_store_ex(srv_req *r) {
+    proto_store_req req;
+    int rc = proto_decode_store_ex_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    rc = store_decoded(r, &req);
+    /* A STORE_EX that fails before its commit fails its lease: a waiter
+     * is promoted (PROTOCOL.md 5.12). */
+    if (rc < 0 && req.lease_id)
+        srv_lease_release(r->srv->leases, req.ns, req.ns_len, req.lease_id);
+    return rc;
+}
+
+static int op_lease_release(srv_req *r) {
+    proto_ns_id_req req;
+    int rc = proto_decode_lease_release_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    rc = srv_lease_release(r->srv->leases, req.ns, req.ns_len, req.id);
+    if (rc == DEJA_ERR_NOT_FOUND)
+        snprintf(r->errmsg, sizeof r->errmsg, "namespace '%.*s' has no lease %llu",
+                 (int)req.ns_len, (const char *)req.ns, (unsigned long long)req.id);
+    if (rc) return rc;
+    return proto_encode_empty_resp(r->out, PROTO_OP_LEASE_RELEASE, r->hdr->request_id);
+}
+
+static int op_ns_policy(srv_req *r) {
+    proto_ns_req req;
+    proto_ns_policy wire;
+    int rc = proto_decode_ns_policy_req(r->body, r->hdr->body_len, &req, &wire);
+    if (rc) return rc;
+    cache_policy set = {.shadow = wire.mode == PROTO_MODE_SHADOW,
+                        .gray_band = wire.gray_band};
+    cache_policy now;
+    cache_ns_image rec;
+    int changed = 0;
+    rc = cache_ns_policy(r->srv->cache, req.ns, req.ns_len, wire.set ? &set : NULL, &now,
+                         &changed, &rec);
+    if (rc == DEJA_ERR_INVALID_ARG) rc = DEJA_ERR_BAD_REQUEST;
+    if (rc == DEJA_ERR_NOT_FOUND)
+        snprintf(r->errmsg, sizeof r->errmsg, "no namespace '%.*s'", (int)req.ns_len,
+                 (const char *)req.ns);
+    if (rc) return rc;
+    proto_ns_policy out = {.mode = now.shadow ? PROTO_MODE_SHADOW : PROTO_MODE_SERVE,
+                           .gray_band = now.gray_band};
+    if (!changed) return proto_encode_ns_policy_resp(r->out, r->hdr->request_id, &out);
+    /* Durable before the reply, like every change of a namespace. */
+    srv_reply_write *rw =
+        reply_write(SRV_REPLY_POLICY, (store_op){.kind = STORE_OP_PUT_NS});
+    if (!rw) return DEJA_ERR_NOMEM;
+    srv_persist_ns_rec(&rec, &rw->ns_rec);
+    rw->base.ops[0].ns = &rw->ns_rec;
+    rw->policy = out;
+    return submit(r, rw);
+}
+
+/* Bytes a hit adds to a LOOKUP reply (LOOKUP_EX: 2 more, its flags). */
 static size_t hit_wire_size(const proto_hit *h) {
     return 8 + 4 + 4 + 4 + (size_t)h->prompt_len + h->response_len;
+}
+
+/* Turns matches[0..n) into wire hits[0..n) and releases nothing; returns
+ * how many of them fit in *room bytes (the best first: the weakest that
+ * do not fit are dropped), taking what they use from *room. */
+static uint16_t wire_hits(const cache_match *matches, uint16_t n, int want_prompt,
+                          size_t extra, proto_hit *hits, size_t *room) {
+    uint16_t keep = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        proto_hit *h = &hits[i];
+        cache_entry *e = matches[i].entry;
+        h->id = cache_entry_id(e);
+        h->similarity = matches[i].similarity;
+        h->response = cache_entry_response(e, &h->response_len);
+        h->prompt = NULL;
+        h->prompt_len = 0;
+        h->flags = (uint8_t)((matches[i].exact ? PROTO_HIT_EXACT : 0) |
+                             (matches[i].borderline ? PROTO_HIT_BORDERLINE : 0));
+        if (want_prompt) h->prompt = cache_entry_prompt(e, &h->prompt_len);
+        size_t sz = hit_wire_size(h) + extra;
+        if (sz <= *room && keep == i) {
+            *room -= sz;
+            keep++;
+        }
+    }
+    return keep;
+}
+
+static void release_matches(cache_match *matches, uint16_t n) {
+    for (uint16_t i = 0; i < n; i++)
+        cache_entry_release(matches[i].entry);
+}
+
+/* Decodes a lookup's vector and searches; messages for the errors. */
+static int search(srv_req *r, const proto_lookup_req *req, int defer_miss,
+                  cache_result *res) {
+    cache_query query = query_of(req);
+    query.defer_miss = defer_miss;
+    int rc = cache_search(r->srv->cache, &query, r->w->vec, r->w->matches, res);
+    if (rc == DEJA_ERR_DIM_MISMATCH)
+        snprintf(r->errmsg, sizeof r->errmsg,
+                 "vector has dim %u; namespace '%.*s' has a different dim", req->dim,
+                 (int)req->ns_len, (const char *)req->ns);
+    return rc;
 }
 
 static int serve_lookup(srv_req *r) {
@@ -432,48 +545,133 @@ static int serve_lookup(srv_req *r) {
     if (req.ef > SRV_MAX_EF) req.ef = SRV_MAX_EF;
     rc = read_vector(r, req.vector, req.dim);
     if (rc) return rc;
-    uint16_t n = 0;
-    cache_query query = query_of(&req);
-    rc = cache_lookup(r->srv->cache, &query, r->w->vec, r->w->matches, &n);
-    if (rc == DEJA_ERR_DIM_MISMATCH)
-        snprintf(r->errmsg, sizeof r->errmsg,
-                 "vector has dim %u; namespace '%.*s' has a different dim", req.dim,
-                 (int)req.ns_len, (const char *)req.ns);
+    cache_result res;
+    rc = search(r, &req, 0, &res);
     if (rc) return rc;
-
+    uint16_t n = res.count;
+    if (res.shadow) { /* computed and counted; served as a miss */
+        release_matches(r->w->matches, n);
+        n = 0;
+    }
     /* Keep the reply under the frame limit: drop the weakest hits that do
      * not fit (the best one always fits, since it was stored in a frame). */
     int want_prompt = (r->hdr->flags & PROTO_FLAG_WANT_PROMPT) != 0;
     size_t room = r->srv->cfg->max_frame - PROTO_HEADER_SIZE - 2;
-    uint16_t keep = 0;
-    for (uint16_t i = 0; i < n; i++) {
-        proto_hit *h = &r->w->hits[i];
-        cache_entry *e = r->w->matches[i].entry;
-        h->id = cache_entry_id(e);
-        h->similarity = r->w->matches[i].similarity;
-        h->response = cache_entry_response(e, &h->response_len);
-        h->prompt = NULL;
-        h->prompt_len = 0;
-        if (want_prompt) h->prompt = cache_entry_prompt(e, &h->prompt_len);
-        size_t sz = hit_wire_size(h);
-        if (sz <= room && keep == i) {
-            room -= sz;
-            keep++;
-        }
-    }
+    uint16_t keep = wire_hits(r->w->matches, n, want_prompt, 0, r->w->hits, &room);
     /* The exact-tier hit is always hits[0], and the best hit always fits. */
-    uint16_t reply_flags = keep && r->w->matches[0].exact ? PROTO_FLAG_EXACT : 0;
+    uint16_t reply_flags = 0;
+    if (keep && r->w->matches[0].exact) reply_flags |= PROTO_FLAG_EXACT;
+    if (keep && r->w->matches[0].borderline) reply_flags |= PROTO_FLAG_BORDERLINE;
     rc = proto_encode_lookup_resp_flags(r->out, r->hdr->request_id, reply_flags,
                                         r->w->hits, keep);
-    for (uint16_t i = 0; i < n; i++)
-        cache_entry_release(r->w->matches[i].entry);
+    release_matches(r->w->matches, n);
     return rc;
+}
+
+/* Longest and default lease (PROTOCOL.md 5.11). */
+#define SRV_LEASE_DEFAULT_MS 30000u
+#define SRV_LEASE_MAX_MS 600000u
+
+/* A LOOKUP_EX miss that asked for a lease: wait, hold a lease, or miss.
+ * Returns SRV_DEFERRED (waiting), 1 + nothing when it must search again
+ * (*retry), or encodes the reply. */
+static int lease_miss(srv_req *r, const proto_lookup_req *req, const cache_result *res,
+                      uint64_t gen, int *retry) {
+    *retry = 0;
+    uint32_t lease_ms = req->lease_ms ? req->lease_ms : SRV_LEASE_DEFAULT_MS;
+    if (lease_ms > SRV_LEASE_MAX_MS) lease_ms = SRV_LEASE_MAX_MS;
+    srv_lease_ask ask = {
+        .ns = req->ns,
+        .ns_len = req->ns_len,
+        .dim = req->dim,
+        .vec = r->w->vec,
+        .threshold = res->threshold,
+        .wait_ms = req->wait_ms,
+        .lease_ms = lease_ms,
+        .request_id = r->hdr->request_id,
+        .header_flags = r->hdr->flags,
+    };
+    srv_lease_waiter *waiter = srv_lease_waiter_new(r->conn, &ask);
+    if (!waiter) return DEJA_ERR_NOMEM;
+    uint64_t lease_id = 0;
+    enum srv_lease_verdict v =
+        srv_lease_join(r->srv->leases, waiter, req->wait_ms, gen, &lease_id);
+    if (v == SRV_LEASE_WAIT) {
+        srv_conn_defer(r->conn, srv_lease_waiter_held(waiter));
+        srv_lease_waiter_start(waiter);
+        return SRV_DEFERRED;
+    }
+    srv_lease_waiter_free(waiter);
+    if (v == SRV_LEASE_RETRY) {
+        *retry = 1;
+        return 0;
+    }
+    cache_count_outcome(r->srv->cache, req->ns, req->ns_len, CACHE_OUTCOME_MISS);
+    proto_lookup_ex_resp resp = {
+        .outcome = v == SRV_LEASE_GRANTED ? PROTO_OUTCOME_LEASE : PROTO_OUTCOME_MISS,
+        .lease_id = lease_id,
+    };
+    return proto_encode_lookup_ex_resp(r->out, r->hdr->request_id, 0, &resp);
+}
+
+static int serve_lookup_ex(srv_req *r) {
+    proto_lookup_req req;
+    int rc = proto_decode_lookup_ex_req(r->body, r->hdr->body_len, &req);
+    if (rc) return rc;
+    if (req.ef > SRV_MAX_EF) req.ef = SRV_MAX_EF;
+    rc = read_vector(r, req.vector, req.dim);
+    if (rc) return rc;
+    /* Leases go to callers that can fulfil them. */
+    int lease = (req.options & PROTO_LOOKUP_LEASE) &&
+                (r->conn->scope.rights & SRV_RIGHT_WRITE) && r->srv->leases;
+    int want_prompt = (r->hdr->flags & PROTO_FLAG_WANT_PROMPT) != 0;
+    for (int attempt = 0;; attempt++) {
+        uint64_t gen = lease ? srv_leases_gen(r->srv->leases) : 0;
+        cache_result res;
+        rc = search(r, &req, lease, &res);
+        if (rc) return rc;
+        uint16_t n = res.count;
+        if (n == 0 && !res.shadow && lease) {
+            int retry;
+            rc = lease_miss(r, &req, &res, gen, &retry);
+            if (!retry || attempt > 0) return rc;
+            continue; /* the lease we would have waited on was fulfilled */
+        }
+        proto_lookup_ex_resp resp = {.outcome = PROTO_OUTCOME_MISS};
+        size_t room = r->srv->cfg->max_frame - PROTO_HEADER_SIZE - 14;
+        uint16_t keep = wire_hits(r->w->matches, n, want_prompt, 2, r->w->hits, &room);
+        uint16_t header_flags = 0;
+        if (res.shadow) {
+            resp.reply_flags = PROTO_REPLY_SHADOW;
+            if (req.options & PROTO_LOOKUP_WANT_SHADOW) {
+                resp.shadow = r->w->hits;
+                resp.shadow_count = keep;
+            }
+        } else if (n) {
+            resp.outcome = PROTO_OUTCOME_HIT;
+            resp.hits = r->w->hits;
+            resp.count = keep;
+            if (keep && r->w->matches[0].borderline) header_flags = PROTO_FLAG_BORDERLINE;
+        } else if (lease) {
+            cache_count_outcome(r->srv->cache, req.ns, req.ns_len, CACHE_OUTCOME_MISS);
+        }
+        rc = proto_encode_lookup_ex_resp(r->out, r->hdr->request_id, header_flags, &resp);
+        release_matches(r->w->matches, n);
+        return rc;
+    }
 }
 
 /* LOOKUP, timed for the service-time histogram (errors included). */
 static int op_lookup(srv_req *r) {
     uint64_t t0 = srv_now_ns();
     int rc = serve_lookup(r);
+    srv_hist_add(&r->srv->lookup_hist, srv_now_ns() - t0);
+    return rc;
+}
+
+static int op_lookup_ex(srv_req *r) {
+    uint64_t t0 = srv_now_ns();
+    int rc = serve_lookup_ex(r);
     srv_hist_add(&r->srv->lookup_hist, srv_now_ns() - t0);
     return rc;
 }
@@ -513,26 +711,29 @@ static int op_stats(srv_req *r) {
     uint8_t ns_len;
     int rc = proto_decode_stats_req(r->body, r->hdr->body_len, &ns, &ns_len);
     if (rc) return rc;
-    proto_stat stats[56];
-    cache_stat counters[32];
+    enum { MAX_COUNTERS = 200, MAX_STATS = 240 };
+    proto_stat stats[MAX_STATS];
+    cache_stat counters[MAX_COUNTERS];
     uint16_t n = 0, count = 0;
     const srv_scope *scope = &r->conn->scope;
     if (ns_len == 0 && scope->prefix_len) {
         /* A tenant's server-wide view: its own namespaces, summed. */
         rc = cache_stats_prefix(r->srv->cache, (const uint8_t *)scope->prefix,
-                                scope->prefix_len, counters, 32, &count);
+                                scope->prefix_len, counters, MAX_COUNTERS, &count);
         if (rc) return rc;
-        wire_stats(counters, count, stats, &n, 56);
+        wire_stats(counters, count, stats, &n, MAX_STATS);
         return proto_encode_stats_resp(r->out, r->hdr->request_id, stats, n);
     }
-    rc = cache_stats(r->srv->cache, ns, ns_len, counters, 32, &count);
+    rc = cache_stats(r->srv->cache, ns, ns_len, counters, MAX_COUNTERS, &count);
     if (rc) return rc;
-    wire_stats(counters, count, stats, &n, 56);
+    wire_stats(counters, count, stats, &n, MAX_STATS);
     if (ns_len == 0) {
         srv_server *s = r->srv;
         uint64_t commits, committed, failed, disk, map;
         srv_writer_stats(s->writer, &commits, &committed, &failed);
         store_sizes(s->store, &disk, &map);
+        srv_lease_stats ls;
+        srv_leases_stats(s->leases, &ls);
         const struct {
             const char *key;
             uint64_t value;
@@ -557,8 +758,18 @@ static int op_stats(srv_req *r) {
             {"auth_ok", atomic_load(&s->auth_ok)},
             {"auth_failed", atomic_load(&s->auth_failed)},
             {"auth_throttled", atomic_load(&s->auth_throttled)},
+            {"leases_active", ls.active},
+            {"lease_waiters", ls.waiters},
+            {"leases_granted", ls.granted},
+            {"leases_fulfilled", ls.fulfilled},
+            {"leases_failed", ls.failed},
+            {"leases_expired", ls.expired},
+            {"leases_promoted", ls.promoted},
+            {"leases_released", ls.released},
+            {"lease_wait_timeouts", ls.wait_timeouts},
+            {"leases_refused", ls.refused},
         };
-        for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < 56; i++) {
+        for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < MAX_STATS; i++) {
             stats[n].key = extra[i].key;
             stats[n].key_len = (uint8_t)strlen(extra[i].key);
             stats[n].value = extra[i].value;
@@ -625,14 +836,16 @@ static int op_ns_info(srv_req *r) {
     int rc = proto_decode_ns_info_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
     cache_ns_config cfg;
-    cache_stat counters[40];
+    enum { MAX_COUNTERS = 200 };
+    cache_stat counters[MAX_COUNTERS];
     uint16_t count = 0, n = 0;
-    rc = cache_ns_info(r->srv->cache, req.ns, req.ns_len, &cfg, counters, 40, &count);
+    rc = cache_ns_info(r->srv->cache, req.ns, req.ns_len, &cfg, counters, MAX_COUNTERS,
+                       &count);
     if (rc) return rc;
     proto_ns_config wire;
     wire_ns_config(&cfg, &wire);
-    proto_stat stats[40];
-    wire_stats(counters, count, stats, &n, 40);
+    proto_stat stats[MAX_COUNTERS];
+    wire_stats(counters, count, stats, &n, MAX_COUNTERS);
     return proto_encode_ns_info_resp(r->out, r->hdr->request_id, &wire, stats, n);
 }
 
@@ -644,6 +857,7 @@ static int op_ns_drop(srv_req *r) {
     cache_ns_image rec;
     rc = cache_ns_drop(r->srv->cache, req.ns, req.ns_len, &removed, &rec);
     if (rc) return rc;
+    srv_leases_ns_dropped(r->srv->leases, req.ns, req.ns_len);
     srv_reply_write *rw = reply_write(
         SRV_REPLY_U64, (store_op){.kind = STORE_OP_DEL_NS, .ns_id = rec.ns_id});
     if (!rw) return DEJA_ERR_NOMEM;
@@ -651,24 +865,4 @@ static int op_ns_drop(srv_req *r) {
     rw->base.ops[0].ns = &rw->ns_rec;
     rw->value = removed;
     return submit(r, rw);
-}
-
-static int op_lookup_ex(srv_req *r) {
-    (void)r;
-    return DEJA_ERR_UNKNOWN_OP;
-}
-
-static int op_store_ex(srv_req *r) {
-    (void)r;
-    return DEJA_ERR_UNKNOWN_OP;
-}
-
-static int op_lease_release(srv_req *r) {
-    (void)r;
-    return DEJA_ERR_UNKNOWN_OP;
-}
-
-static int op_ns_policy(srv_req *r) {
-    (void)r;
-    return DEJA_ERR_UNKNOWN_OP;
 }

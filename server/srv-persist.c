@@ -13,6 +13,7 @@
  * All functions are reentrant; the load functions run on the start-up
  * thread (they call cache_load_*). */
 #include <stddef.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -107,6 +108,8 @@ void srv_persist_ns_rec(const cache_ns_image *ns, store_ns_rec *rec) {
         .max_bytes = c->max_bytes,
         .max_entries = c->max_entries,
         .factory_len = c->faiss_factory_len,
+        .shadow = c->shadow ? 1 : 0,
+        .gray_band = c->gray_band,
     };
     memcpy(d.factory, c->faiss_factory, c->faiss_factory_len);
     store_ns_config_encode(&d, rec);
@@ -179,6 +182,10 @@ int srv_persist_load_ns(cache *c, const store_ns_rec *rec) {
         .max_bytes = d.max_bytes,
         .max_entries = d.max_entries,
         .faiss_factory_len = d.factory_len,
+        /* Another value than 0 or 1 is not ours: cache_ns_config_check does
+         * not see it, so refuse it here by making the band invalid. */
+        .shadow = d.shadow == 1,
+        .gray_band = d.shadow > 1 ? NAN : d.gray_band,
     };
     memcpy(e->faiss_factory, d.factory, d.factory_len);
     e->faiss_factory[d.factory_len] = 0;

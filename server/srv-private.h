@@ -25,6 +25,7 @@ typedef struct srv_worker srv_worker;
 typedef struct srv_conn srv_conn;
 typedef struct srv_writer srv_writer;
 typedef struct srv_auth_guard srv_auth_guard;
+typedef struct srv_leases srv_leases;
 
 /* A latency histogram: fixed buckets (bounds in srv-metrics.c, 25 us to
  * 2.5 s, then +Inf), relaxed atomic counts, the sum in nanoseconds. */
@@ -64,7 +65,7 @@ struct srv_write {
 };
 
 /* A write that answers a request once it is durable (srv-conn.c). */
-enum srv_reply_kind { SRV_REPLY_EMPTY, SRV_REPLY_U64, SRV_REPLY_STORE };
+enum srv_reply_kind { SRV_REPLY_EMPTY, SRV_REPLY_U64, SRV_REPLY_STORE, SRV_REPLY_POLICY };
 typedef struct srv_reply_write {
     srv_write base;
     srv_conn *conn; /* holds a deferred reference on conn */
@@ -77,6 +78,10 @@ typedef struct srv_reply_write {
     store_entry_rec entry_rec; /* SRV_REPLY_STORE: the entry record an op points to */
     size_t held;               /* bytes charged to the worker until completion */
     uint64_t t0_ns;            /* when the request's frame was dispatched */
+    proto_ns_policy policy;    /* SRV_REPLY_POLICY: the reply */
+    uint64_t lease_id;         /* STORE_EX: the lease it ends (0 = none) */
+    uint8_t lease_ns_len;
+    char lease_ns[256];
 } srv_reply_write;
 
 /* A socket accepted by the main thread, waiting for its worker. */
@@ -163,6 +168,7 @@ struct srv_server {
     atomic_uint_fast64_t errors[SRV_WIRE_STATUSES]; /* error replies by status */
     atomic_uint_fast64_t last_snapshot_ms;
     srv_hist lookup_hist, store_hist;
+    srv_leases *leases; /* semantic single-flight (srv-lease.c) */
 };
 
 struct srv_conn {
@@ -357,5 +363,103 @@ static inline void srv_count_error(srv_server *s, int code) {
 
 /* Bytes held in client buffers across workers, as of their last tick. */
 uint64_t srv_client_bytes(srv_server *s);
+
+/* ---- leases: semantic single-flight (srv-lease.c) -------------------------
+ * docs/PROTOCOL.md 5.15. The table is shared by every thread (its own
+ * leaf mutex); a waiter belongs to its connection's worker. */
+
+typedef struct srv_lease_waiter srv_lease_waiter;
+
+enum srv_lease_verdict {
+    SRV_LEASE_NONE = 0,      /* a plain miss: no lease (bounds, closed) */
+    SRV_LEASE_GRANTED = 1,   /* the caller holds a new lease */
+    SRV_LEASE_WAIT = 2,      /* the request waits on a similar pending lease */
+    SRV_LEASE_RETRY = 3,     /* a lease was fulfilled meanwhile: search again */
+    SRV_LEASE_COALESCED = 4, /* (waiters) answered with the stored entry */
+};
+
+/* What a LOOKUP_EX that missed asks of the lease table. */
+typedef struct srv_lease_ask {
+    const uint8_t *ns;
+    uint8_t ns_len;
+    uint16_t dim;
+    const float *vec; /* normalised */
+    float threshold;  /* the effective one */
+    uint32_t wait_ms, lease_ms;
+    uint32_t request_id;
+    uint16_t header_flags;
+} srv_lease_ask;
+
+typedef struct srv_lease_stats {
+    uint64_t active, waiters, granted, fulfilled, failed, expired, promoted, released;
+    uint64_t wait_timeouts, refused;
+} srv_lease_stats;
+
+int srv_leases_create(srv_server *srv, size_t max_leases, size_t max_waiters,
+                      srv_leases **out);
+void srv_leases_destroy(srv_leases *L);
+
+/* Leases fulfilled so far: read before a lookup searches, handed to
+ * srv_lease_join. Any thread. */
+uint64_t srv_leases_gen(srv_leases *L);
+
+/* A waiter-to-be for a LOOKUP_EX of connection c (its worker's thread);
+ * NULL when out of memory. Free it with srv_lease_waiter_free unless
+ * srv_lease_join answered SRV_LEASE_WAIT. */
+srv_lease_waiter *srv_lease_waiter_new(srv_conn *c, const srv_lease_ask *ask);
+void srv_lease_waiter_free(srv_lease_waiter *w);
+/* Bytes a waiter holds (charged to its connection while it waits). */
+size_t srv_lease_waiter_held(const srv_lease_waiter *w);
+
+/* After a miss: WAIT (w now belongs to the table: start it with
+ * srv_lease_waiter_start before returning to the loop), GRANTED
+ * (*lease_id), RETRY (search again; at most once), or NONE. */
+enum srv_lease_verdict srv_lease_join(srv_leases *L, srv_lease_waiter *w,
+                                      uint32_t wait_ms, uint64_t gen_before,
+                                      uint64_t *lease_id);
+
+/* Starts a waiting request's deadline timer. Its worker's thread. */
+void srv_lease_waiter_start(srv_lease_waiter *w);
+
+/* A STORE_EX with lease_id was acknowledged: every waiter is answered with
+ * entry (a reference is taken for each) or a lease of its own. NOT_FOUND
+ * when the namespace has no such lease. Any thread. */
+int srv_lease_fulfil(srv_leases *L, const uint8_t *ns, uint8_t len, uint64_t lease_id,
+                     cache_entry *entry, const float *vec, uint16_t dim);
+
+/* The lease failed (LEASE_RELEASE, a failed STORE_EX): a waiter is
+ * promoted. NOT_FOUND when the namespace has no such lease. */
+int srv_lease_release(srv_leases *L, const uint8_t *ns, uint8_t len, uint64_t lease_id);
+
+/* Connection c is closing: its waiting requests are dropped and the leases
+ * it holds fail. Its worker's thread. */
+void srv_leases_conn_closed(srv_leases *L, const srv_conn *c);
+
+/* Fails the leases whose time has passed (the main loop's tick). */
+void srv_leases_expire(srv_leases *L, uint64_t now_ms);
+
+/* A namespace was dropped: its leases end and their waiters get MISS. */
+void srv_leases_ns_dropped(srv_leases *L, const uint8_t *ns, uint8_t len);
+
+/* The server stops: every waiter is answered MISS, no lease is granted
+ * any more. */
+void srv_leases_close(srv_leases *L);
+
+void srv_leases_stats(srv_leases *L, srv_lease_stats *out);
+
+/* ---- deferred replies owed outside the commit thread (srv-conn.c) ---------- */
+
+/* The connection owes one more reply, and holds held bytes until it is
+ * sent. Worker thread. */
+void srv_conn_defer(srv_conn *c, size_t held);
+
+/* The buffer to encode a deferred reply into, or NULL when the connection
+ * is gone (encode nothing). Worker thread. */
+proto_buf *srv_conn_deferred_out(srv_conn *c);
+
+/* Ends a reply begun with srv_conn_defer: rc is the encoder's result (not
+ * 0: the connection is closed). The reply is written with the others of
+ * this wake-up (srv_conn_flush_completed). c may be freed here. */
+void srv_conn_deferred_end(srv_conn *c, size_t held, int rc);
 
 #endif

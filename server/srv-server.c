@@ -573,6 +573,7 @@ static void on_snapshot(uv_timer_t *t) {
 static void on_sweep(uv_timer_t *t) {
     srv_server *s = t->data;
     cache_sweep_tick(s->cache, SWEEP_SLICE, SWEEP_MAX_MS);
+    srv_leases_expire(s->leases, srv_now_ms());
 }
 
 /* Writes hit counters back in batches on a clean shutdown. */
@@ -790,7 +791,8 @@ int srv_run(srv_config *cfg, int argc, char **argv) {
         return 1;
     }
     pthread_mutex_init(&s.tokens_mu, NULL);
-    if (load_tokens(cfg, &s.tokens) != 0 || srv_auth_guard_create(&s.guard) != 0) {
+    if (load_tokens(cfg, &s.tokens) != 0 || srv_auth_guard_create(&s.guard) != 0 ||
+        srv_leases_create(&s, cfg->max_leases, cfg->max_lease_waiters, &s.leases) != 0) {
         srv_tokens_destroy(s.tokens);
         return 1;
     }
@@ -803,6 +805,7 @@ int srv_run(srv_config *cfg, int argc, char **argv) {
     if (lock_fd < 0) {
         srv_tokens_destroy(s.tokens);
         srv_auth_guard_destroy(s.guard);
+        srv_leases_destroy(s.leases);
         return 1;
     }
 
@@ -874,8 +877,10 @@ int srv_run(srv_config *cfg, int argc, char **argv) {
     uv_loop_close(s.loop);
 
 out:
-    /* Order: workers stop reading, the commit thread commits what is
-     * queued and hands the replies back, then the workers finish. */
+    /* Order: waiting lookups are answered (leases survive nothing), the
+     * workers stop reading, the commit thread commits what is queued and
+     * hands the replies back, then the workers finish. */
+    if (s.leases) srv_leases_close(s.leases);
     for (unsigned i = 0; i < started; i++) {
         srv_worker *w = &s.workers[i];
         pthread_mutex_lock(&w->mu);

@@ -53,6 +53,8 @@ typedef struct srv_config {
     uint32_t snapshot_interval_s;  /* periodic graph snapshots; 0 = only at exit */
     int allow_faiss;               /* accept FAISS factory strings (bounded grammar) */
     uint64_t max_namespaces;       /* namespaces clients may create */
+    uint64_t max_leases;           /* pending leases, server-wide */
+    uint64_t max_lease_waiters;    /* lookups waiting on leases */
     uint32_t max_connections;      /* open client connections; more get BUSY */
     uint32_t idle_timeout_s;       /* close connections idle this long; 0 = never */
     uint64_t max_client_memory;    /* bytes held in all client buffers */

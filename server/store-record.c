@@ -131,8 +131,11 @@ void store_ns_config_encode(const store_ns_config *cfg, store_ns_rec *ns) {
     put_u64(p + 36, cfg->max_entries);
     p[44] = cfg->factory_len;
     memcpy(p + STORE_NS_CONFIG_FIXED, cfg->factory, cfg->factory_len);
-    p[STORE_NS_CONFIG_FIXED + cfg->factory_len] = STORE_NS_CONFIG_REVISION;
-    ns->config_len = (uint16_t)(STORE_NS_CONFIG_FIXED + cfg->factory_len + 1u);
+    uint8_t *tail = p + STORE_NS_CONFIG_FIXED + cfg->factory_len;
+    tail[0] = cfg->shadow;
+    memcpy(tail + 1, &cfg->gray_band, 4);
+    tail[5] = STORE_NS_CONFIG_REVISION;
+    ns->config_len = (uint16_t)(STORE_NS_CONFIG_FIXED + cfg->factory_len + 6u);
 }
 
 int store_ns_config_decode(const store_ns_rec *ns, store_ns_config *cfg) {
@@ -146,8 +149,13 @@ int store_ns_config_decode(const store_ns_rec *ns, store_ns_config *cfg) {
     if (len < STORE_NS_CONFIG_FIXED || len > STORE_NS_CONFIG_MAX) return DEJA_ERR_CORRUPT;
     size_t block = STORE_NS_CONFIG_FIXED + (size_t)p[44];
     int legacy = len == block;
-    if (!legacy && (len != block + 1 || p[block] != STORE_NS_CONFIG_REVISION))
-        return DEJA_ERR_CORRUPT;
+    int rev1 = len == block + 1 && p[block] == 1;
+    int rev2 = len == block + 6 && p[block + 5] == 2;
+    if (!legacy && !rev1 && !rev2) return DEJA_ERR_CORRUPT;
+    if (rev2) {
+        cfg->shadow = p[block];
+        memcpy(&cfg->gray_band, p + block + 1, 4);
+    }
     cfg->dim = get_u16(p);
     cfg->index_kind = p[2];
     cfg->quant = p[3];

@@ -68,7 +68,11 @@ typedef struct store_ns_rec {
  *   12 f32 min_threshold   16 f32 dedup           20 u32 default_ttl_s
  *   24 u32 max_age_s       28 u64 max_bytes       36 u64 max_entries
  *   44 u8 factory_len      45 factory[factory_len]
+ *   revision 2 then: u8 shadow, f32 gray_band (the serving policy)
  *   then u8 revision (STORE_NS_CONFIG_REVISION)
+ * Revision 2 added the serving policy (NS_POLICY) after the factory; a
+ * revision-1 record reads with shadow 0 and no band, and is rewritten as
+ * revision 2 the next time its namespace record is written.
  * Revision 1 is byte for byte what deja wrote before the store owned the
  * encoding (the protocol's v1 configuration block plus a revision byte), so
  * every data folder written since reads back. Two older forms read too: no
@@ -77,7 +81,7 @@ typedef struct store_ns_rec {
  * flags then keep only bits 0 and 1 (servers ignored the others). The
  * values are the server's (srv-persist.c maps them to the engine's); the
  * store checks layout, not meaning. */
-#define STORE_NS_CONFIG_REVISION 1u
+#define STORE_NS_CONFIG_REVISION 2u
 #define STORE_NS_CONFIG_FIXED 45u /* then factory, then the revision byte */
 
 typedef struct store_ns_config {
@@ -97,6 +101,8 @@ typedef struct store_ns_config {
     uint64_t max_entries;
     uint8_t factory_len;
     char factory[256]; /* NUL-terminated here, not on disk */
+    uint8_t shadow;    /* revision 2; 0 in older records */
+    float gray_band;   /* revision 2; 0 in older records */
 } store_ns_config;
 
 /* Writes cfg into ns->config (revision STORE_NS_CONFIG_REVISION) and sets

@@ -332,7 +332,7 @@ static void test_auth_token_is_required_and_checked(void) {
     ASSERT_EQ(test_server_stop(&auth), 0);
 }
 
-static void test_hello_negotiates_version_one(void) {
+static void test_hello_negotiates_the_highest_common_version(void) {
     int fd = test_server_connect_raw(&srv);
     proto_buf b;
     proto_buf_init(&b);
@@ -345,11 +345,18 @@ static void test_hello_negotiates_version_one(void) {
     ASSERT_EQ(h.status, 0);
     proto_hello_resp resp;
     ASSERT_OK(proto_decode_hello_resp(reply + PROTO_HEADER_SIZE, h.body_len, &resp));
-    ASSERT_EQ(resp.version, 1);
+    ASSERT_EQ(resp.version, 2); /* dejad speaks 1 and 2 */
     ASSERT_EQ(resp.max_dim, PROTO_MAX_DIM);
     ASSERT_EQ(resp.max_frame, PROTO_DEFAULT_MAX_FRAME);
 
-    hr.min_version = 2;
+    hr.max_version = 1; /* a version-1 client gets version 1 */
+    ASSERT_OK(proto_encode_hello_req(&b, 2, &hr));
+    h = roundtrip(fd, &b);
+    ASSERT_OK(proto_decode_hello_resp(reply + PROTO_HEADER_SIZE, h.body_len, &resp));
+    ASSERT_EQ(resp.version, 1);
+
+    hr.min_version = 3;
+    hr.max_version = 3;
     ASSERT_OK(proto_encode_hello_req(&b, 2, &hr));
     ASSERT_EQ(roundtrip(fd, &b).status, -DEJA_ERR_VERSION);
     assert_ping_works(fd);
@@ -389,7 +396,7 @@ int main(void) {
     RUN(test_a_frame_delivered_byte_by_byte_is_answered);
     RUN(test_truncated_frame_then_disconnect_leaves_server_healthy);
     RUN(test_auth_token_is_required_and_checked);
-    RUN(test_hello_negotiates_version_one);
+    RUN(test_hello_negotiates_the_highest_common_version);
     RUN(test_sigterm_shuts_down_cleanly);
     RUN(test_server_is_still_healthy_after_all_of_the_above);
     if (test_server_stop(&srv) != 0) {

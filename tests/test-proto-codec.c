@@ -480,10 +480,13 @@ static void test_lookup_reply_flags_an_exact_tier_hit_in_the_header_only(void) {
     ASSERT_OK(dec_lookup_resp(exact.body, exact.len));
     frame_free(&plain);
     frame_free(&exact);
-    /* Only that bit, and only on a reply with a hit to describe. */
+    /* Only the EXACT and BORDERLINE bits, and only on a reply with a hit
+     * to describe. */
     ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, PROTO_FLAG_EXACT, NULL, 0),
               DEJA_ERR_INVALID_ARG);
-    ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, 0x0004, &hit, 1),
+    ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, PROTO_FLAG_BORDERLINE, NULL, 0),
+              DEJA_ERR_INVALID_ARG);
+    ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, 0x0008, &hit, 1),
               DEJA_ERR_INVALID_ARG);
     ASSERT_EQ(proto_encode_lookup_resp_flags(b, 1, PROTO_FLAG_REPLY, &hit, 1),
               DEJA_ERR_INVALID_ARG);

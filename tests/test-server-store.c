@@ -321,11 +321,14 @@ static void test_namespace_configurations_have_a_versioned_record_of_their_own(v
                            .max_age_s = 600,
                            .max_bytes = 1u << 20,
                            .max_entries = 99,
-                           .factory_len = 4};
+                           .factory_len = 4,
+                           .shadow = 1,
+                           .gray_band = 0.9f};
     memcpy(cfg.factory, "Flat", 5);
     store_ns_rec ns = ns_rec(1, "cfg");
     store_ns_config_encode(&cfg, &ns);
-    ASSERT_EQ(ns.config_len, STORE_NS_CONFIG_FIXED + 4 + 1);
+    /* Revision 2: the block, the serving policy (u8, f32), the revision. */
+    ASSERT_EQ(ns.config_len, STORE_NS_CONFIG_FIXED + 4 + 5 + 1);
     ASSERT_EQ(ns.config[ns.config_len - 1], STORE_NS_CONFIG_REVISION);
     store_ns_config back;
     ASSERT_OK(store_ns_config_decode(&ns, &back));
@@ -344,11 +347,23 @@ static void test_namespace_configurations_have_a_versioned_record_of_their_own(v
     ASSERT_U64_EQ(back.max_entries, 99);
     ASSERT_EQ(back.factory_len, 4);
     ASSERT_TRUE(strcmp(back.factory, "Flat") == 0);
+    ASSERT_EQ(back.shadow, 1);
+    ASSERT_TRUE(back.gray_band == 0.9f);
+
+    /* Revision 1 (every data folder written before the serving policy):
+     * the block and its revision byte; no policy. */
+    store_ns_rec rev1 = ns;
+    rev1.config_len = STORE_NS_CONFIG_FIXED + 4 + 1;
+    rev1.config[rev1.config_len - 1] = 1;
+    ASSERT_OK(store_ns_config_decode(&rev1, &back));
+    ASSERT_EQ(back.flags, 0x05);
+    ASSERT_EQ(back.shadow, 0);
+    ASSERT_TRUE(back.gray_band == 0.0f);
 
     /* Written before flag bit 2 existed: no revision byte, and the bits
      * servers then ignored mean nothing. */
     store_ns_rec legacy = ns;
-    legacy.config_len--;
+    legacy.config_len = STORE_NS_CONFIG_FIXED + 4;
     ASSERT_OK(store_ns_config_decode(&legacy, &back));
     ASSERT_EQ(back.flags, 0x01);
     ASSERT_EQ(back.max_entries, 99);
