@@ -392,8 +392,11 @@ static void test_policy_band_and_shadow(void) {
     deja_client *c = connect_or_fail();
     deja_ns_policy pol;
     ASSERT_EQ(deja_ns_policy_get(c, ns, &pol), DEJA_ERR_NOT_FOUND);
-    deja_store_req st = {
-        .ns = ns, .vector = v, .dim = DIM, .response = ANSWER, .response_len = 6};
+    deja_store_req st = {.ns = ns,
+                         .vector = v,
+                         .dim = DIM,
+                         .response = ANSWER,
+                         .response_len = strlen(ANSWER)};
     ASSERT_OK(deja_store(c, &st, NULL));
     ASSERT_OK(deja_ns_policy_get(c, ns, &pol));
     ASSERT_EQ(pol.mode, DEJA_NS_SERVE);
