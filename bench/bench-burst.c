@@ -173,6 +173,16 @@ static float *make_bursts(const bench_opts *o) {
     return v;
 }
 
+/* A namespace counter; 0 when absent (an unknown namespace, an older
+ * server). */
+static uint64_t ns_counter(deja_pool *p, const char *ns, const char *key) {
+    deja_stats *st = NULL;
+    uint64_t v = 0;
+    if (deja_pool_stats(p, ns, &st) == 0) (void)deja_stats_find(st, key, &v);
+    deja_stats_free(st);
+    return v;
+}
+
 static int run_pass(const bench_opts *o, const float *vecs, int leases, burst_pass *out) {
     memset(out, 0, sizeof *out);
     out->leases = leases;
@@ -196,7 +206,7 @@ static int run_pass(const bench_opts *o, const float *vecs, int leases, burst_pa
         fprintf(stderr, "deja-bench: pool: %s\n", deja_pool_last_error());
         return -1;
     }
-    uint64_t removed;
+    uint64_t removed, coalesced_before = ns_counter(x.pool, o->ns, "coalesced");
     if ((rc = deja_pool_flush(x.pool, o->ns, &removed)) != 0) {
         fprintf(stderr, "deja-bench: flush %s: %s (%s)\n", o->ns, deja_strerror(rc),
                 deja_pool_last_error());
@@ -237,10 +247,8 @@ static int run_pass(const bench_opts *o, const float *vecs, int leases, burst_pa
     pthread_barrier_destroy(&x.done);
     free(us);
     out->llm_calls = atomic_load(&x.llm_calls);
-    deja_stats *st = NULL;
-    if (deja_pool_stats(x.pool, o->ns, &st) == 0)
-        (void)deja_stats_find(st, "coalesced", &out->server_coalesced);
-    deja_stats_free(st);
+    /* Counters outlive FLUSH: this pass's share is the difference. */
+    out->server_coalesced = ns_counter(x.pool, o->ns, "coalesced") - coalesced_before;
     deja_pool_destroy(x.pool);
     return 0;
 }
