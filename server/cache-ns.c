@@ -568,6 +568,7 @@ typedef struct totals {
     uint64_t coalesced, borderline_hits, shadow_hits, shadow_exact_hits;
     uint64_t shadow_borderline_hits;
     uint64_t sim[2][CACHE_SIM_BUCKETS];
+    uint64_t sim_sum_micro[2];
     uint64_t dedup_updates, rejected, tokens_saved, cost_saved, entry_hits;
     uint64_t evicted[CACHE_EVICT_REASONS];
     uint64_t index_bytes, entry_bytes, unindexed, index_entries, charged;
@@ -596,9 +597,11 @@ static void add_totals(cache_ns *ns, totals *t) {
     t->shadow_hits += atomic_load(&n->shadow_hits);
     t->shadow_exact_hits += atomic_load(&n->shadow_exact_hits);
     t->shadow_borderline_hits += atomic_load(&n->shadow_borderline_hits);
-    for (int o = 0; o < 2; o++)
+    for (int o = 0; o < 2; o++) {
         for (unsigned b = 0; b < CACHE_SIM_BUCKETS; b++)
             t->sim[o][b] += atomic_load_explicit(&n->sim[o][b], memory_order_relaxed);
+        t->sim_sum_micro[o] += atomic_load(&n->sim_sum_micro[o]);
+    }
     t->stores += atomic_load(&n->stores);
     t->dedup_updates += atomic_load(&n->dedup_updates);
     t->rejected += atomic_load(&n->rejected);
@@ -646,6 +649,8 @@ static uint16_t put_totals(const totals *t, cache_stat *stats, uint16_t n, uint1
         stats[n].key = rows[i].key;
         stats[n].value = rows[i].value;
     }
+    if (n < max) stats[n++] = (cache_stat){"sim_hit_sum_micro", t->sim_sum_micro[0]};
+    if (n < max) stats[n++] = (cache_stat){"sim_miss_sum_micro", t->sim_sum_micro[1]};
     /* The similarity histogram, buckets that are not 0 (PROTOCOL.md 5.17). */
     for (int o = 0; o < 2; o++)
         for (unsigned b = 0; b < CACHE_SIM_BUCKETS && n < max; b++)

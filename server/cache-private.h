@@ -58,6 +58,7 @@ typedef struct cache_ns_counters {
     atomic_uint_fast64_t coalesced, borderline_hits;
     atomic_uint_fast64_t shadow_hits, shadow_exact_hits, shadow_borderline_hits;
     atomic_uint_fast64_t sim[2][CACHE_SIM_BUCKETS]; /* [0] hits, [1] misses */
+    atomic_uint_fast64_t sim_sum_micro[2]; /* sums of those similarities, x 1e6 */
     atomic_uint_fast64_t stores, dedup_updates, rejected;
     atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS];
     atomic_uint_fast64_t tokens_saved, cost_saved_micro_usd;

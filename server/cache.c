@@ -688,11 +688,15 @@ int cache_search(cache *c, const cache_query *req, const float *vec, cache_match
     res->have_best = best > -INFINITY;
     cache_ns_counters *cn = &ns->n;
     if (!exact) {
+        /* A hit always has a best candidate; a miss may have none. */
         unsigned b = res->have_best ? sim_bucket(best)
                      : empty        ? CACHE_SIM_NONE
                                     : CACHE_SIM_LT50;
-        if (found) b = b == CACHE_SIM_NONE ? CACHE_SIM_LT50 : b;
         atomic_fetch_add_explicit(&cn->sim[found ? 0 : 1][b], 1, memory_order_relaxed);
+        if (res->have_best && best > 0)
+            atomic_fetch_add_explicit(&cn->sim_sum_micro[found ? 0 : 1],
+                                      (uint64_t)llround((double)best * 1e6),
+                                      memory_order_relaxed);
     }
     if (found) touch_hit(ns, matches[0].entry, now);
     if (shadow) {

@@ -131,20 +131,66 @@ enum {
     K_TOKENS,
     K_COST,
     K_UNINDEXED,
+    K_COALESCED,
+    K_BORDERLINE,
+    K_SHADOW_HITS,
+    K_SHADOW_EXACT,
+    K_SIM_HIT_SUM,
+    K_SIM_MISS_SUM,
     K_COUNT
 };
 static const char *const ns_keys[K_COUNT] = {
-    "lookups",     "exact_hits",     "semantic_hits",   "misses",
-    "stores",      "dedup_updates",  "rejected_stores", "evicted_ttl",
-    "evicted_lfu", "evicted_delete", "evicted_drop",    "entries",
-    "index_bytes", "entry_bytes",    "tokens_saved",    "cost_saved_micro_usd",
+    "lookups",
+    "exact_hits",
+    "semantic_hits",
+    "misses",
+    "stores",
+    "dedup_updates",
+    "rejected_stores",
+    "evicted_ttl",
+    "evicted_lfu",
+    "evicted_delete",
+    "evicted_drop",
+    "entries",
+    "index_bytes",
+    "entry_bytes",
+    "tokens_saved",
+    "cost_saved_micro_usd",
     "unindexed",
+    "coalesced",
+    "borderline_hits",
+    "shadow_hits",
+    "shadow_exact_hits",
+    "sim_hit_sum_micro",
+    "sim_miss_sum_micro",
 };
+
+/* The similarity histogram's buckets as STATS names them (PROTOCOL.md
+ * 5.17): lt50, then 50..99 by hundredths. */
+#define SIM_BUCKETS 51
 
 typedef struct ns_row {
     char name[2 * CACHE_MAX_NS_LEN + 1]; /* escaped for a label value */
     uint64_t v[K_COUNT];
+    uint64_t sim[2][SIM_BUCKETS]; /* [0] hits, [1] misses */
 } ns_row;
+
+/* The bucket of a STATS key sim_<hit|miss>_<lt50|NN>, or -1. */
+static int sim_key(const char *key, int *outcome) {
+    if (strncmp(key, "sim_hit_", 8) == 0) {
+        *outcome = 0;
+        key += 8;
+    } else if (strncmp(key, "sim_miss_", 9) == 0) {
+        *outcome = 1;
+        key += 9;
+    } else {
+        return -1;
+    }
+    if (strcmp(key, "lt50") == 0) return 0;
+    if (key[0] >= '5' && key[0] <= '9' && key[1] >= '0' && key[1] <= '9' && !key[2])
+        return 1 + (key[0] - '5') * 10 + (key[1] - '0');
+    return -1; /* none, the sums */
+}
 
 static void escape_label(char *out, const char *in, size_t len) {
     size_t o = 0;
@@ -156,10 +202,44 @@ static void escape_label(char *out, const char *in, size_t len) {
 }
 
 static void fill_row(ns_row *row, const cache_stat *stats, uint16_t n, int add) {
-    for (uint16_t i = 0; i < n; i++)
+    for (uint16_t i = 0; i < n; i++) {
+        int outcome, b = sim_key(stats[i].key, &outcome);
+        if (b >= 0) {
+            row->sim[outcome][b] = (add ? row->sim[outcome][b] : 0) + stats[i].value;
+            continue;
+        }
         for (int k = 0; k < K_COUNT; k++)
             if (strcmp(stats[i].key, ns_keys[k]) == 0)
                 row->v[k] = add ? row->v[k] + stats[i].value : stats[i].value;
+    }
+}
+
+/* deja_lookup_best_similarity: the histogram of PROTOCOL.md 5.17, by
+ * namespace and outcome; a bucket's le is its upper end (0.5 holds the
+ * candidates below 0.50, 0.86 those in [0.85, 0.86)), 1 the last. */
+static void sim_family(text *t, const ns_row *rows, size_t n) {
+    static const char *const outcomes[] = {"hit", "miss"};
+    const char *name = "deja_lookup_best_similarity";
+    family(t, name, "histogram",
+           "Similarity of each lookup's best candidate, by how the index answered "
+           "(exact-tier hits and lookups that found no entry excluded).");
+    for (size_t i = 0; i < n; i++)
+        for (int o = 0; o < 2; o++) {
+            uint64_t cum = 0;
+            for (int b = 0; b < SIM_BUCKETS; b++) {
+                cum += rows[i].sim[o][b];
+                put(t, "%s_bucket{namespace=\"%s\",outcome=\"%s\",le=\"%.2f\"} %llu\n",
+                    name, rows[i].name, outcomes[o],
+                    b == SIM_BUCKETS - 1 ? 1.0 : 0.5 + 0.01 * b, (unsigned long long)cum);
+            }
+            put(t, "%s_bucket{namespace=\"%s\",outcome=\"%s\",le=\"+Inf\"} %llu\n", name,
+                rows[i].name, outcomes[o], (unsigned long long)cum);
+            put(t, "%s_sum{namespace=\"%s\",outcome=\"%s\"} %.6f\n", name, rows[i].name,
+                outcomes[o],
+                (double)rows[i].v[o ? K_SIM_MISS_SUM : K_SIM_HIT_SUM] * 1e-6);
+            put(t, "%s_count{namespace=\"%s\",outcome=\"%s\"} %llu\n", name, rows[i].name,
+                outcomes[o], (unsigned long long)cum);
+        }
 }
 
 /* Reads every namespace's counters: at most METRICS_MAX_NAMESPACES rows
@@ -179,9 +259,9 @@ static ns_row *collect_namespaces(srv_server *s, size_t *nrows) {
     uint16_t n = 0;
     cache_ns_list(s->cache, names, lens, MAX_LIST, &n);
     for (uint16_t i = 0; i < n; i++) {
-        cache_stat stats[64];
+        cache_stat stats[200];
         uint16_t count = 0;
-        if (cache_stats(s->cache, (const uint8_t *)names[i], lens[i], stats, 64,
+        if (cache_stats(s->cache, (const uint8_t *)names[i], lens[i], stats, 200,
                         &count) != 0)
             continue; /* dropped since it was listed */
         size_t r = *nrows < METRICS_MAX_NAMESPACES ? (*nrows)++ : METRICS_MAX_NAMESPACES;
@@ -263,7 +343,43 @@ static void render(srv_server *s, text *t) {
     for (size_t i = 0; i < n; i++)
         put(t, "deja_saved_dollars_total{namespace=\"%s\"} %.6f\n", rows[i].name,
             (double)rows[i].v[K_COST] * 1e-6);
+    ns_family(t, rows, n, "deja_coalesced_total", "counter",
+              "LOOKUP_EXs answered with another caller's leased answer (neither hits "
+              "nor misses).",
+              K_COALESCED);
+    ns_family(t, rows, n, "deja_borderline_hits_total", "counter",
+              "Hits whose best match was in the namespace's gray band.", K_BORDERLINE);
+    static const char *const shadow_tiers[] = {"all", "exact"};
+    static const int shadow_keys[] = {K_SHADOW_HITS, K_SHADOW_EXACT};
+    ns_family_by(t, rows, n, "deja_shadow_hits_total", "counter",
+                 "Lookups a namespace in shadow mode would have served (all tiers, and "
+                 "the exact tier's share); they were answered as misses.",
+                 "tier", shadow_tiers, shadow_keys, 2);
+    sim_family(t, rows, n);
     free(rows);
+
+    srv_lease_stats ls;
+    srv_leases_stats(s->leases, &ls);
+    family(t, "deja_leases_total", "counter",
+           "Lease events (semantic single-flight), by event.");
+    const struct {
+        const char *event;
+        uint64_t v;
+    } lease_events[] = {
+        {"granted", ls.granted}, {"fulfilled", ls.fulfilled}, {"failed", ls.failed},
+        {"expired", ls.expired}, {"promoted", ls.promoted},   {"released", ls.released},
+        {"refused", ls.refused},
+    };
+    for (size_t i = 0; i < sizeof lease_events / sizeof lease_events[0]; i++)
+        put(t, "deja_leases_total{event=\"%s\"} %llu\n", lease_events[i].event,
+            (unsigned long long)lease_events[i].v);
+    family(t, "deja_lease_wait_timeouts_total", "counter",
+           "Lookups that stopped waiting on a lease at their own deadline.");
+    put(t, "deja_lease_wait_timeouts_total %llu\n", (unsigned long long)ls.wait_timeouts);
+    family(t, "deja_leases_active", "gauge", "Leases pending.");
+    put(t, "deja_leases_active %llu\n", (unsigned long long)ls.active);
+    family(t, "deja_lease_waiters", "gauge", "Lookups waiting on a lease.");
+    put(t, "deja_lease_waiters %llu\n", (unsigned long long)ls.waiters);
 
     family(t, "deja_namespaces", "gauge", "Namespaces.");
     put(t, "deja_namespaces %zu\n", n);

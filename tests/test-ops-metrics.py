@@ -207,6 +207,32 @@ def main():
         check(sample(text, "deja_store_ack_duration_seconds_count") == 11,
               "STORE acknowledgement histogram")
         check(sample(text, "deja_connections") == 1, "connections gauge")
+        # The similarity histogram (PROTOCOL.md 5.17) is STATS's sim_* keys.
+        sim_hits = sum(v for k, v in st.items()
+                       if k.startswith("sim_hit_") and not k.endswith("sum_micro"))
+        sim_misses = sum(v for k, v in st.items()
+                         if k.startswith("sim_miss_") and k not in
+                         ("sim_miss_none", "sim_miss_sum_micro"))
+        prom_sim_hits = sum(sample(text, "deja_lookup_best_similarity_count",
+                                   '{namespace="%s",outcome="hit"}' % ns) or 0
+                            for ns in ("shop/faq", "docs"))
+        prom_sim_misses = sum(sample(text, "deja_lookup_best_similarity_count",
+                                     '{namespace="%s",outcome="miss"}' % ns) or 0
+                              for ns in ("shop/faq", "docs"))
+        check(sim_hits > 0 and prom_sim_hits == sim_hits,
+              "deja_lookup_best_similarity_count{outcome=hit} = STATS sim_hit_* (%s, %s)"
+              % (prom_sim_hits, sim_hits))
+        check(prom_sim_misses == sim_misses,
+              "deja_lookup_best_similarity_count{outcome=miss} = STATS sim_miss_* (%s, %s)"
+              % (prom_sim_misses, sim_misses))
+        check(sample(text, "deja_lookup_best_similarity_bucket",
+                     '{namespace="shop/faq",outcome="hit",le="+Inf"}') ==
+              sample(text, "deja_lookup_best_similarity_count",
+                     '{namespace="shop/faq",outcome="hit"}'),
+              "the histogram's +Inf bucket equals its count")
+        check(sample(text, "deja_leases_total", '{event="granted"}') == 0 and
+              sample(text, "deja_coalesced_total", '{namespace="shop/faq"}') == 0,
+              "lease and coalesced families are exported")
 
         print("-- HTTP edges")
         check(http_get(base + "/healthz")[0] == 200, "/healthz is 200")
@@ -287,6 +313,10 @@ def main():
             check(prom_dollars is not None and
                   abs(prom_dollars - st["cost_saved_micro_usd"] / 1e6) < 1e-6,
                   "Prometheus's saved money equals STATS cost_saved_micro_usd")
+            prom_sim = query('sum(deja_lookup_best_similarity_count{outcome="hit"})')
+            check(prom_sim == sim_hits,
+                  "Prometheus's similarity histogram count equals STATS sim_hit_* (%s)"
+                  % prom_sim)
             up = query('up{job="deja"}')
             check(up == 1, "Prometheus sees the target up")
         s.close()
