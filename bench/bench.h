@@ -97,7 +97,14 @@ typedef struct bench_opts {
     double llm_delay_ms;
     double llm_cost_usd; /* per call */
     uint32_t intervals;  /* hit rate reported per 1/intervals of the run */
+    /* mixed --burst (bench-burst.c): 0 = the stream of bench-mixed.c */
+    uint32_t burst_size;      /* paraphrases per burst, one user each */
+    uint32_t burst_spread_ms; /* their starts spread over this window */
+    uint32_t bursts;          /* bursts per pass */
+    int leases;               /* enum bench_leases: passes to run */
 } bench_opts;
+
+enum bench_leases { BENCH_LEASES_BOTH = 0, BENCH_LEASES_ON = 1, BENCH_LEASES_OFF = 2 };
 
 /* What a result needs to be reproduced: filled by deja-bench.c. */
 typedef struct bench_env {
@@ -332,6 +339,15 @@ typedef struct bench_mixed_result {
  * stream paraphrases). Returns 0 or -1 when the server was unusable. */
 int bench_mixed_run(const bench_opts *o, const synth_set *s, bench_env *env,
                     bench_mixed_result *r);
+
+/* ---- mixed --burst (bench-burst.c)
+ * ---------------------------------------------------*/
+
+/* Runs o->bursts bursts of o->burst_size users asking paraphrases of one
+ * new question at once through deja_get_or_fetch, with leases and/or
+ * without (o->leases), and prints the comparison (text or --json) on
+ * stdout. Returns 0, or -1 when the server could not be used. */
+int bench_burst_run(const bench_opts *o, bench_env *env);
 
 /* ---- shared helpers (bench-server.c)
  * -------------------------------------------------*/

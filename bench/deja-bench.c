@@ -106,6 +106,17 @@ static void usage(FILE *f) {
         "  --llm-cost USD           cost of one LLM call (default 0.01)\n"
         "  --intervals N            hit rate reported per 1/N of the stream (default "
         "10)\n"
+        "  --llm-ms MS              the same as --llm-delay-ms\n"
+        "  --burst G,W              instead of the stream: bursts of G paraphrases\n"
+        "                           (cosine 0.90-0.98 to one new question) started\n"
+        "                           within W ms by G users sharing one pool, each\n"
+        "                           through deja_get_or_fetch; reports LLM calls,\n"
+        "                           coalesced answers and p50/p99 latency of waiters,\n"
+        "                           leaseholders and fetchers, with and without leases\n"
+        "  --bursts N               bursts per pass (default 10; seed from --synthetic)\n"
+        "  --leases on|off|both     passes to run (default both: on, then off; the\n"
+        "                           same seeded bursts, the namespace flushed before\n"
+        "                           each)\n"
         "exit status: 0 ok, 1 run failed, 2 usage, 3 completed with false hits\n");
 }
 
@@ -200,6 +211,9 @@ enum {
     O_DELAY,
     O_COST,
     O_INTERVALS,
+    O_BURST,
+    O_BURSTS,
+    O_LEASES,
     O_HELP
 };
 
@@ -251,6 +265,10 @@ static const struct option long_opts[] = {
     {"llm-delay-ms", required_argument, NULL, O_DELAY},
     {"llm-cost", required_argument, NULL, O_COST},
     {"intervals", required_argument, NULL, O_INTERVALS},
+    {"llm-ms", required_argument, NULL, O_DELAY},
+    {"burst", required_argument, NULL, O_BURST},
+    {"bursts", required_argument, NULL, O_BURSTS},
+    {"leases", required_argument, NULL, O_LEASES},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -292,7 +310,10 @@ static unsigned option_modes(int ch) {
     case O_USERS:
     case O_DELAY:
     case O_COST:
-    case O_INTERVALS: return M_MIXED;
+    case O_INTERVALS:
+    case O_BURST:
+    case O_BURSTS:
+    case O_LEASES: return M_MIXED;
     default: return M_INDEX | M_NET;
     }
 }
@@ -320,6 +341,7 @@ static void set_defaults(bench_opts *o, enum bench_mode mode, uint32_t *n, uint3
     o->llm_delay_ms = 50;
     o->llm_cost_usd = 0.01;
     o->intervals = 10;
+    o->bursts = 10;
     static const uint32_t ef[] = {16, 32, 64, 128, 256};
     for (size_t i = 0; i < sizeof ef / sizeof ef[0]; i++)
         o->ef[o->n_ef++] = ef[i];
@@ -440,6 +462,23 @@ static int parse_one(bench_opts *o, int ch, const char *arg, uint32_t *n, uint32
     case O_DELAY: return parse_double(arg, 0, 3600e3, &o->llm_delay_ms);
     case O_COST: return parse_double(arg, 0, 1e6, &o->llm_cost_usd);
     case O_INTERVALS: return parse_u32(arg, 1, BENCH_MAX_INTERVALS, &o->intervals);
+    case O_BURST:
+        cnt = parse_list(arg, v, 2);
+        if (cnt != 2 || v[0] < 1 || v[0] > 4096 || v[1] > 600000) return -1;
+        o->burst_size = (uint32_t)v[0];
+        o->burst_spread_ms = (uint32_t)v[1];
+        return 0;
+    case O_BURSTS: return parse_u32(arg, 1, 100000, &o->bursts);
+    case O_LEASES:
+        if (!strcmp(arg, "both"))
+            o->leases = BENCH_LEASES_BOTH;
+        else if (!strcmp(arg, "on"))
+            o->leases = BENCH_LEASES_ON;
+        else if (!strcmp(arg, "off"))
+            o->leases = BENCH_LEASES_OFF;
+        else
+            return -1;
+        return 0;
     }
     return -1;
 }
@@ -487,6 +526,10 @@ static int check(const bench_opts *o, const unsigned char *seen) {
     if (o->no_load && o->spawn && !o->spawn_data) {
         fprintf(stderr, "deja-bench: --no-load with --spawn needs --data DIR holding "
                         "an earlier run's entries\n");
+        return -1;
+    }
+    if ((seen[O_BURSTS] || seen[O_LEASES]) && o->burst_size == 0) {
+        fprintf(stderr, "deja-bench: --bursts and --leases go with --burst G,W\n");
         return -1;
     }
     if (seen[O_COUNT] && seen[O_DUR]) {
@@ -665,6 +708,8 @@ static int run_server(const bench_opts *o, bench_env *env, const synth_set *s) {
 }
 
 static int run_mixed(const bench_opts *o, bench_env *env, const synth_set *s) {
+    if (o->burst_size > 0)
+        return bench_burst_run(o, env) == 0 ? BENCH_EXIT_OK : BENCH_EXIT_FAILED;
     bench_mixed_result *r = malloc(sizeof *r);
     int rc = BENCH_EXIT_FAILED;
     if (r && bench_mixed_run(o, s, env, r) == 0) {
@@ -688,10 +733,13 @@ int main(int argc, char **argv) {
 
     uint64_t t0 = bench_now_ns();
     synth_set set;
-    if (bench_workload_load(&o, &set, env.dataset, sizeof env.dataset, o.progress) != 0)
+    memset(&set, 0, sizeof set);
+    /* Bursts make their own vectors: no stream to load. */
+    if (o.burst_size == 0 &&
+        bench_workload_load(&o, &set, env.dataset, sizeof env.dataset, o.progress) != 0)
         return BENCH_EXIT_FAILED;
     env.prep_s = (double)(bench_now_ns() - t0) / 1e9;
-    if (!o.quiet)
+    if (!o.quiet && o.burst_size == 0)
         fprintf(stderr, "deja-bench: workload ready in %.1f s: %s\n", env.prep_s,
                 env.dataset);
 

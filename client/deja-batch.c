@@ -43,7 +43,10 @@ static int batch_take(deja_client *c, uint8_t op, uint32_t first, size_t n, uint
     if (!(h->flags & PROTO_FLAG_REPLY))
         return deja__drop(c, DEJA_ERR_PROTOCOL, "frame from server lacks the reply flag");
     uint32_t offset = h->request_id - first; /* wraps to huge when below first */
-    if (h->opcode == op && offset < n && !done[offset]) {
+    /* A store batch sends STORE_EX for the requests that carry a lease. */
+    int op_ok =
+        h->opcode == op || (op == PROTO_OP_STORE && h->opcode == PROTO_OP_STORE_EX);
+    if (op_ok && offset < n && !done[offset]) {
         done[offset] = 1;
         (*awaiting)--;
         int rc = ops->reply(ctx, c, offset, h, body);

@@ -56,7 +56,12 @@ void cli_print_stats(FILE *f, const deja_stats *s, const char *ns, int json) {
                 (unsigned long long)s->items[i].value);
 }
 
-void cli_print_lookup(FILE *f, const deja_result *r, int json) {
+static const char *outcome_name(int outcome) {
+    static const char *const names[] = {"MISS", "HIT", "LEASE", "COALESCED"};
+    return outcome >= 0 && outcome <= DEJA_OUTCOME_COALESCED ? names[outcome] : "?";
+}
+
+void cli_print_lookup(FILE *f, const deja_result *r, int json, int show_outcome) {
     if (json) {
         json_writer w;
         cli_json_begin(&w, f, 1);
@@ -64,6 +69,14 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json) {
         json_bool(&w, r->count != 0);
         json_key(&w, "exact");
         json_bool(&w, (r->flags & DEJA_RESULT_EXACT) != 0);
+        json_key(&w, "borderline");
+        json_bool(&w, (r->flags & DEJA_RESULT_BORDERLINE) != 0);
+        json_key(&w, "outcome");
+        json_cstring(&w, outcome_name(r->outcome));
+        json_key(&w, "lease_id");
+        json_u64(&w, r->lease_id);
+        json_key(&w, "shadow");
+        json_bool(&w, (r->flags & DEJA_RESULT_SHADOW) != 0);
         json_key(&w, "count");
         json_u64(&w, r->count);
         json_key(&w, "hits");
@@ -75,6 +88,8 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json) {
             json_u64(&w, h->id);
             json_key(&w, "similarity");
             json_number(&w, "%.6f", (double)h->similarity);
+            json_key(&w, "borderline");
+            json_bool(&w, (h->flags & DEJA_HIT_BORDERLINE) != 0);
             json_key(&w, "prompt");
             if (h->prompt)
                 json_string(&w, h->prompt, h->prompt_len);
@@ -85,9 +100,34 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json) {
             json_end_object(&w);
         }
         json_end_array(&w);
+        json_key(&w, "shadow_hits");
+        json_begin_array(&w);
+        for (uint32_t i = 0; i < r->shadow_count; i++) {
+            const deja_hit *h = &r->shadow[i];
+            json_begin_object(&w);
+            json_key(&w, "id");
+            json_u64(&w, h->id);
+            json_key(&w, "similarity");
+            json_number(&w, "%.6f", (double)h->similarity);
+            json_key(&w, "response");
+            json_string(&w, h->response, h->response_len);
+            json_end_object(&w);
+        }
+        json_end_array(&w);
         json_end_object(&w);
         json_end_line(&w);
         return;
+    }
+    if (show_outcome) {
+        fprintf(f, "outcome %s", outcome_name(r->outcome));
+        if (r->outcome == DEJA_OUTCOME_LEASE)
+            fprintf(f, "  lease %llu", (unsigned long long)r->lease_id);
+        if (r->flags & DEJA_RESULT_SHADOW) fputs("  (namespace in shadow mode)", f);
+        fputc('\n', f);
+        for (uint32_t i = 0; i < r->shadow_count; i++)
+            fprintf(f, "SHADOW %u  id %llu  similarity %.4f%s\n", i + 1,
+                    (unsigned long long)r->shadow[i].id, (double)r->shadow[i].similarity,
+                    r->shadow[i].flags & DEJA_HIT_BORDERLINE ? "  (borderline)" : "");
     }
     if (r->count == 0) {
         fputs("MISS\n", f);
@@ -95,9 +135,10 @@ void cli_print_lookup(FILE *f, const deja_result *r, int json) {
     }
     for (uint32_t i = 0; i < r->count; i++) {
         const deja_hit *h = &r->hits[i];
-        fprintf(f, "HIT %u  id %llu  similarity %.4f%s\n", i + 1,
+        fprintf(f, "HIT %u  id %llu  similarity %.4f%s%s\n", i + 1,
                 (unsigned long long)h->id, (double)h->similarity,
-                i == 0 && (r->flags & DEJA_RESULT_EXACT) ? "  (exact prompt)" : "");
+                i == 0 && (r->flags & DEJA_RESULT_EXACT) ? "  (exact prompt)" : "",
+                h->flags & DEJA_HIT_BORDERLINE ? "  (borderline)" : "");
         if (h->prompt) fprintf(f, "prompt: %.*s\n", (int)h->prompt_len, h->prompt);
         fwrite(h->response, 1, h->response_len, f);
         if (h->response_len == 0 || h->response[h->response_len - 1] != '\n')
@@ -206,4 +247,26 @@ void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int js
     print_ns_numbers(f, NULL, c);
     fputs("\n", f);
     cli_print_stats(f, &info->stats, NULL, 0);
+}
+
+void cli_print_policy(FILE *f, const deja_ns_policy *p, const char *ns, int json) {
+    const char *mode = p->mode == DEJA_NS_SHADOW ? "shadow" : "serve";
+    if (json) {
+        json_writer w;
+        cli_json_begin(&w, f, 1);
+        json_key(&w, "namespace");
+        json_cstring(&w, ns);
+        json_key(&w, "mode");
+        json_cstring(&w, mode);
+        json_key(&w, "gray_band");
+        json_number(&w, "%.6g", (double)p->gray_band);
+        json_end_object(&w);
+        json_end_line(&w);
+        return;
+    }
+    fprintf(f, "mode       %s\n", mode);
+    if (p->gray_band > 0)
+        fprintf(f, "gray_band  %.6g\n", (double)p->gray_band);
+    else
+        fputs("gray_band  none\n", f);
 }

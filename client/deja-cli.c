@@ -38,6 +38,8 @@ enum {
     OPT_COST = 1u << 10,      /* --input-tokens, --output-tokens, --cost */
     OPT_NS_CONFIG = 1u << 11, /* the namespace configuration of ns create */
     OPT_STAT = 1u << 12,      /* --ns, --interval, --count of stat */
+    OPT_LOOKUP_EX = 1u << 13, /* --lease, --wait, --lease-ms, --shadow-hits, --outcome */
+    OPT_POLICY = 1u << 14,    /* --mode, --gray-band of policy */
     OPT_GLOBAL = 1u << 31,
 };
 
@@ -53,6 +55,11 @@ typedef struct cli_args {
     deja_ns_config ns_cfg;
     const char *stat_ns;
     long interval_ms, count;
+    int lease, shadow_hits, outcome;
+    long wait_ms, lease_ms;
+    int mode; /* -1 = not given */
+    double gray_band;
+    int gray_band_set;
     unsigned given;             /* OPT_* bits seen, to refuse ones the command ignores */
     const char *given_name[32]; /* the option seen for each bit */
     const char *pos[MAX_POSITIONAL];
@@ -106,6 +113,13 @@ static const cli_option options[] = {
     {"ns", 0, 1, OPT_STAT},
     {"interval", 0, 1, OPT_STAT},
     {"count", 0, 1, OPT_STAT},
+    {"lease", 0, 0, OPT_LOOKUP_EX},
+    {"wait", 0, 1, OPT_LOOKUP_EX},
+    {"lease-ms", 0, 1, OPT_LOOKUP_EX},
+    {"shadow-hits", 0, 0, OPT_LOOKUP_EX},
+    {"outcome", 0, 0, OPT_LOOKUP_EX},
+    {"mode", 0, 1, OPT_POLICY},
+    {"gray-band", 0, 1, OPT_POLICY},
 };
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -264,6 +278,27 @@ static int set_option(cli_args *a, const cli_option *o, const char *v) {
         if (parse_u64(v, &a->cost)) return usage_error("bad --cost");
     } else if (strcmp(n, "ns") == 0) {
         a->stat_ns = v;
+    } else if (strcmp(n, "lease") == 0) {
+        a->lease = 1;
+    } else if (strcmp(n, "shadow-hits") == 0) {
+        a->shadow_hits = 1;
+    } else if (strcmp(n, "outcome") == 0) {
+        a->outcome = 1;
+    } else if (strcmp(n, "wait") == 0) {
+        if (parse_long(v, 0, 0xffffffffL, &a->wait_ms)) return usage_error("bad --wait");
+    } else if (strcmp(n, "lease-ms") == 0) {
+        if (parse_long(v, 0, 0xffffffffL, &a->lease_ms))
+            return usage_error("bad --lease-ms");
+    } else if (strcmp(n, "mode") == 0) {
+        static const char *const modes[] = {"serve", "shadow"};
+        if ((a->mode = pick(v, modes, 2)) < 0)
+            return usage_error("--mode is serve or shadow");
+    } else if (strcmp(n, "gray-band") == 0) {
+        char *end;
+        a->gray_band = strtod(v, &end);
+        if (end == v || *end || !(a->gray_band >= 0.0 && a->gray_band <= 1.0))
+            return usage_error("--gray-band must be in [0, 1] (0 = none)");
+        a->gray_band_set = 1;
     } else if (strcmp(n, "interval") == 0) {
         unsigned long long ms;
         if (parse_u64(v, &ms) || ms < 10 || ms > 3600000)
@@ -565,11 +600,28 @@ static int cmd_lookup(deja_client *c, const cli_args *a) {
     int rc = read_vector(a, &vec, &dim);
     if (rc != 0) return rc;
     deja_result *r = NULL;
-    rc = deja_lookup(c, a->pos[0], vec, dim, (float)a->threshold, (uint32_t)a->k,
-                     a->with_prompt ? DEJA_LOOKUP_WANT_PROMPT : 0, &r);
+    unsigned flags = a->with_prompt ? DEJA_LOOKUP_WANT_PROMPT : 0;
+    int ex = (a->given & OPT_LOOKUP_EX) != 0;
+    if (ex) {
+        deja_lookup_ex_req req = {
+            .ns = a->pos[0],
+            .vector = vec,
+            .dim = dim,
+            .threshold = (float)a->threshold,
+            .k = (uint32_t)a->k,
+            .flags = flags | (a->lease ? DEJA_LOOKUP_LEASE : 0) |
+                     (a->shadow_hits ? DEJA_LOOKUP_WANT_SHADOW : 0),
+            .wait_ms = (uint32_t)a->wait_ms,
+            .lease_ms = (uint32_t)a->lease_ms,
+        };
+        rc = deja_lookup_ex(c, &req, &r);
+    } else {
+        rc = deja_lookup(c, a->pos[0], vec, dim, (float)a->threshold, (uint32_t)a->k,
+                         flags, &r);
+    }
     free(vec);
     if (rc != 0) return report(a, "lookup", rc, deja_last_error(c));
-    cli_print_lookup(stdout, r, a->json);
+    cli_print_lookup(stdout, r, a->json, ex);
     int status = r->count ? CLI_OK : CLI_MISS;
     deja_result_free(r);
     return status;
@@ -614,6 +666,21 @@ static int cmd_store(deja_client *c, const cli_args *a) {
     free(file_text);
     if (rc != 0) return report(a, "store", rc, deja_last_error(c));
     print_ok(a, "id", id, "stored as entry %llu\n");
+    return CLI_OK;
+}
+
+static int cmd_policy(deja_client *c, const cli_args *a) {
+    const char *ns = a->pos[0];
+    deja_ns_policy pol;
+    int rc = deja_ns_policy_get(c, ns, &pol);
+    if (rc == 0 && (a->given & OPT_POLICY)) {
+        /* Options not given keep the namespace's current values. */
+        if (a->mode >= 0) pol.mode = a->mode;
+        if (a->gray_band_set) pol.gray_band = (float)a->gray_band;
+        rc = deja_ns_policy_set(c, ns, &pol, &pol);
+    }
+    if (rc != 0) return report(a, "policy", rc, deja_last_error(c));
+    cli_print_policy(stdout, &pol, ns, a->json);
     return CLI_OK;
 }
 
@@ -667,14 +734,32 @@ static const cli_command commands[] = {
     {"delete", 2, 2, 0, 0, cmd_delete, "delete NS ID",
      "Deletes entry ID of namespace NS (exit 3 with NOT_FOUND if absent).\n"},
     {"flush", 1, 1, 0, 0, cmd_flush, "flush NS", "Deletes every entry of NS.\n"},
-    {"lookup", 1, 1, OPT_VEC | OPT_ROW | OPT_K | OPT_THRESHOLD | OPT_WITH_PROMPT, 0,
-     cmd_lookup, "lookup NS --vec FILE [--row N] [-k K] [--threshold T] [--with-prompt]",
+    {"lookup", 1, 1,
+     OPT_VEC | OPT_ROW | OPT_K | OPT_THRESHOLD | OPT_WITH_PROMPT | OPT_LOOKUP_EX, 0,
+     cmd_lookup,
+     "lookup NS --vec FILE [--row N] [-k K] [--threshold T] [--with-prompt]\n"
+     "          [--outcome] [--lease [--wait MS] [--lease-ms MS]] [--shadow-hits]",
      "Looks up the K (default 1) entries of NS most similar to the vector, with\n"
-     "cosine similarity >= T (default 0.85). Exit 0 on a hit, 1 on a miss.\n"
+     "cosine similarity >= T (default 0.85). Exit 0 on a hit, 1 on a miss. A hit\n"
+     "in the namespace's gray band is marked (borderline).\n"
      "  --vec FILE      .fvecs, .npy (float32/64, 1-D or 2-D) or text (one vector\n"
      "                  per line, numbers separated by spaces or commas); - = stdin\n"
      "  --row N         which vector of the file (default 0, the first)\n"
-     "  --with-prompt   also print the stored prompts\n"},
+     "  --with-prompt   also print the stored prompts\n"
+     "  --outcome       print how the server answered: MISS, HIT, LEASE or\n"
+     "                  COALESCED (LOOKUP_EX; a version-1 server: MISS or HIT)\n"
+     "  --lease         on a miss take a lease (its id is printed; it ends when\n"
+     "                  deja-cli exits and its connection closes) or wait up to\n"
+     "                  --wait MS (default 0: never) for a similar one; exit 0\n"
+     "                  for COALESCED. --lease-ms: the lease's life (default:\n"
+     "                  the server's)\n"
+     "  --shadow-hits   in a namespace in shadow mode, print the would-be hits\n"},
+    {"policy", 1, 1, OPT_POLICY, 0, cmd_policy,
+     "policy NS [--mode serve|shadow] [--gray-band B]",
+     "Prints how NS serves (NS_POLICY); with options, changes it first (options\n"
+     "not given keep their value). --mode shadow: lookups compute and count\n"
+     "their hits but answer misses; --gray-band B (0 < B <= 1, 0 = none): hits\n"
+     "below B are served marked borderline. A version-1 server gives exit 5.\n"},
     {"store", 1, 1,
      OPT_VEC | OPT_ROW | OPT_RESPONSE | OPT_RESPONSE_FILE | OPT_PROMPT | OPT_TTL |
          OPT_COMPLETION | OPT_COST,
@@ -736,6 +821,7 @@ int main(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     a.k = 1;
     a.threshold = DEFAULT_THRESHOLD;
+    a.mode = -1;
     int rc = parse_args(argc, argv, &a);
     if (rc != 0) return rc;
     if (a.version) {

@@ -44,7 +44,10 @@ const char *cli_error_name(int code);
 
 /* Printers for each kind of answer, in text or JSON. */
 void cli_print_stats(FILE *f, const deja_stats *s, const char *ns, int json);
-void cli_print_lookup(FILE *f, const deja_result *r, int json);
+/* show_outcome: a line with the outcome (and lease) before the hits, and
+ * the shadow hits, as deja_lookup_ex reports them. */
+void cli_print_lookup(FILE *f, const deja_result *r, int json, int show_outcome);
+void cli_print_policy(FILE *f, const deja_ns_policy *p, const char *ns, int json);
 void cli_print_ns_list(FILE *f, const deja_ns_list *l, int json);
 void cli_print_ns_info(FILE *f, const deja_ns_info *info, const char *ns, int json);
 

@@ -140,7 +140,7 @@ int deja__check_ns(deja_client *c, const char *ns, uint8_t *len_out) {
     return 0;
 }
 
-static int check_vector(deja_client *c, const float *vector, uint32_t dim) {
+int deja__check_vector(deja_client *c, const float *vector, uint32_t dim) {
     if (vector == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "vector is NULL");
     if (dim == 0 || dim > PROTO_MAX_DIM)
         return set_err(c, DEJA_ERR_INVALID_ARG, "dim %u is not in 1..%u", dim,
@@ -150,7 +150,7 @@ static int check_vector(deja_client *c, const float *vector, uint32_t dim) {
 
 /* The vector as little-endian f32 bytes, as the encoders want it. On a
  * little-endian host that is the caller's array itself. */
-static const uint8_t *wire_vector(deja_client *c, const float *v, uint32_t dim) {
+const uint8_t *deja__wire_vector(deja_client *c, const float *v, uint32_t dim) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     (void)c;
     (void)dim;
@@ -320,8 +320,8 @@ static int handshake(deja_client *c, const char *token) {
     proto_header h;
     const uint8_t *body;
     proto_hello_req hello = {
-        .min_version = PROTO_VERSION,
-        .max_version = PROTO_VERSION,
+        .min_version = 1,
+        .max_version = PROTO_PROTOCOL_MAX,
         .client_name = (const uint8_t *)CLIENT_NAME,
         .client_name_len = (uint16_t)strlen(CLIENT_NAME),
     };
@@ -333,8 +333,9 @@ static int handshake(deja_client *c, const char *token) {
     proto_hello_resp hr;
     if (proto_decode_hello_resp(body, h.body_len, &hr) != 0)
         return deja__malformed(c, PROTO_OP_HELLO);
-    if (hr.version != PROTO_VERSION)
+    if (hr.version > PROTO_PROTOCOL_MAX) /* 0 is refused by the decoder */
         return drop(c, DEJA_ERR_VERSION, "server chose protocol version %u", hr.version);
+    c->version = hr.version;
     /* A server announcing a tiny limit would make every call fail with
      * TOO_LARGE; accept it anyway, the error then names the limit. */
     c->max_frame = hr.max_frame;
@@ -422,6 +423,10 @@ const char *deja_server_name(const deja_client *c) {
     return c->server_name;
 }
 
+uint32_t deja_protocol_version(const deja_client *c) {
+    return c ? c->version : 0;
+}
+
 uint32_t deja_in_flight(const deja_client *c) {
     return c ? c->in_flight : 0;
 }
@@ -454,13 +459,19 @@ static int check_appended(deja_client *c, size_t before) {
                    c->max_frame);
 }
 
+uint8_t deja__store_op(const deja_client *c, const deja_store_req *req) {
+    /* A version-1 server grants no leases, so a lease id cannot be its. */
+    return req != NULL && req->lease_id != 0 && c->version >= 2 ? PROTO_OP_STORE_EX
+                                                                : PROTO_OP_STORE;
+}
+
 int deja__encode_store(deja_client *c, const deja_store_req *req, uint32_t id) {
     if (req == NULL) return set_err(c, DEJA_ERR_INVALID_ARG, "request is NULL");
     proto_store_req r;
     memset(&r, 0, sizeof r);
     int rc;
     if ((rc = deja__check_ns(c, req->ns, &r.ns_len)) != 0) return rc;
-    if ((rc = check_vector(c, req->vector, req->dim)) != 0) return rc;
+    if ((rc = deja__check_vector(c, req->vector, req->dim)) != 0) return rc;
     if (req->response == NULL && req->response_len > 0)
         return set_err(c, DEJA_ERR_INVALID_ARG, "response is NULL");
     if (req->prompt == NULL && req->prompt_len > 0)
@@ -477,14 +488,17 @@ int deja__encode_store(deja_client *c, const deja_store_req *req, uint32_t id) {
     r.input_tokens = req->input_tokens;
     r.output_tokens = req->output_tokens;
     r.cost_micro_usd = req->cost_micro_usd;
-    r.vector = wire_vector(c, req->vector, req->dim);
+    r.vector = deja__wire_vector(c, req->vector, req->dim);
     r.prompt = (const uint8_t *)req->prompt;
     r.prompt_len = (uint32_t)req->prompt_len;
     r.response = req->response;
     r.response_len = (uint32_t)req->response_len;
+    r.lease_id = req->lease_id;
 
     size_t before = c->out.len;
-    rc = proto_encode_store_req(&c->out, id, &r);
+    rc = deja__store_op(c, req) == PROTO_OP_STORE_EX
+             ? proto_encode_store_ex_req(&c->out, id, &r)
+             : proto_encode_store_req(&c->out, id, &r);
     if (rc != 0) return set_err(c, rc, "cannot encode request: %s", deja_strerror(rc));
     return check_appended(c, before);
 }
@@ -497,11 +511,12 @@ int deja_store(deja_client *c, const deja_store_req *req, uint64_t *id_out) {
     if (rc != 0) return rc;
     proto_header h;
     const uint8_t *body;
-    rc = deja__roundtrip(c, PROTO_OP_STORE, id, &h, &body);
+    uint8_t op = deja__store_op(c, req);
+    rc = deja__roundtrip(c, op, id, &h, &body);
     if (rc != 0) return rc;
     uint64_t entry_id;
     if (proto_decode_store_resp(body, h.body_len, &entry_id) != 0)
-        return deja__malformed(c, PROTO_OP_STORE);
+        return deja__malformed(c, op);
     if (id_out) *id_out = entry_id;
     return 0;
 }
@@ -555,40 +570,55 @@ typedef struct result_block {
     deja_hit hits[];
 } result_block;
 
-static int build_result(deja_client *c, uint16_t count, deja_result **out) {
-    size_t size = sizeof(result_block) + (size_t)count * sizeof(deja_hit);
+/* Copies hits into dst, their strings at *p (advanced past them). */
+static void copy_hits(deja_hit *dst, const proto_hit *src, uint16_t count, char **p) {
     for (uint16_t i = 0; i < count; i++) {
-        size += (size_t)c->hits[i].response_len + 1;
-        if (c->hits[i].prompt_len > 0) size += (size_t)c->hits[i].prompt_len + 1;
+        dst[i].id = src[i].id;
+        dst[i].similarity = src[i].similarity;
+        dst[i].flags = (src[i].flags & PROTO_HIT_EXACT ? DEJA_HIT_EXACT : 0u) |
+                       (src[i].flags & PROTO_HIT_BORDERLINE ? DEJA_HIT_BORDERLINE : 0u);
+        dst[i].response = *p;
+        dst[i].response_len = src[i].response_len;
+        if (src[i].response_len) memcpy(*p, src[i].response, src[i].response_len);
+        (*p)[src[i].response_len] = 0;
+        *p += src[i].response_len + 1;
+        dst[i].prompt = NULL;
+        dst[i].prompt_len = 0;
+        if (src[i].prompt_len > 0) {
+            dst[i].prompt = *p;
+            dst[i].prompt_len = src[i].prompt_len;
+            memcpy(*p, src[i].prompt, src[i].prompt_len);
+            (*p)[src[i].prompt_len] = 0;
+            *p += src[i].prompt_len + 1;
+        }
     }
+}
+
+static size_t hits_size(const proto_hit *hits, uint16_t count) {
+    size_t size = (size_t)count * sizeof(deja_hit);
+    for (uint16_t i = 0; i < count; i++) {
+        size += (size_t)hits[i].response_len + 1;
+        if (hits[i].prompt_len > 0) size += (size_t)hits[i].prompt_len + 1;
+    }
+    return size;
+}
+
+int deja__build_result(deja_client *c, const proto_hit *hits, uint16_t count,
+                       const proto_hit *shadow, uint16_t shadow_count,
+                       deja_result **out) {
+    size_t size =
+        sizeof(result_block) + hits_size(hits, count) + hits_size(shadow, shadow_count);
     result_block *b = malloc(size);
     if (b == NULL)
         return set_err(c, DEJA_ERR_NOMEM, "no memory for a %zu-byte result", size);
+    memset(&b->r, 0, sizeof b->r);
     b->r.count = count;
     b->r.hits = count ? b->hits : NULL;
-    b->r.error = 0;
-    b->r.flags = 0;
-    char *p = (char *)(b->hits + count);
-    for (uint16_t i = 0; i < count; i++) {
-        const proto_hit *src = &c->hits[i];
-        deja_hit *dst = &b->hits[i];
-        dst->id = src->id;
-        dst->similarity = src->similarity;
-        dst->response = p;
-        dst->response_len = src->response_len;
-        if (src->response_len) memcpy(p, src->response, src->response_len);
-        p[src->response_len] = 0;
-        p += src->response_len + 1;
-        dst->prompt = NULL;
-        dst->prompt_len = 0;
-        if (src->prompt_len > 0) {
-            dst->prompt = p;
-            dst->prompt_len = src->prompt_len;
-            memcpy(p, src->prompt, src->prompt_len);
-            p[src->prompt_len] = 0;
-            p += src->prompt_len + 1;
-        }
-    }
+    b->r.shadow_count = shadow_count;
+    b->r.shadow = shadow_count ? b->hits + count : NULL;
+    char *p = (char *)(b->hits + count + shadow_count);
+    copy_hits(b->hits, hits, count, &p);
+    copy_hits(b->hits + count, shadow, shadow_count, &p);
     *out = &b->r;
     return 0;
 }
@@ -617,10 +647,10 @@ deja_result *deja__answer_result(uint64_t id, float similarity, const void *resp
         memcpy(p, prompt, prompt_len);
         p[prompt_len] = 0;
     }
+    h->flags = 0;
+    memset(&b->r, 0, sizeof b->r);
     b->r.count = 1;
     b->r.hits = b->hits;
-    b->r.error = 0;
-    b->r.flags = 0;
     return &b->r;
 }
 
@@ -631,10 +661,8 @@ static const deja_result nomem_miss = {.count = 0, .hits = NULL, .error = DEJA_E
 deja_result *deja__miss_result(int code) {
     deja_result *r = malloc(sizeof *r);
     if (r == NULL) return (deja_result *)&nomem_miss;
-    r->count = 0;
-    r->hits = NULL;
+    memset(r, 0, sizeof *r);
     r->error = code;
-    r->flags = 0;
     return r;
 }
 
@@ -661,7 +689,7 @@ int deja__encode_lookup(deja_client *c, const char *ns, const char *prompt,
     if (prompt_len > UINT32_MAX)
         return set_err(c, DEJA_ERR_TOO_LARGE, "prompt too large");
     if ((rc = deja__check_ns(c, ns, &r.ns_len)) != 0) return rc;
-    if ((rc = check_vector(c, vector, dim)) != 0) return rc;
+    if ((rc = deja__check_vector(c, vector, dim)) != 0) return rc;
     if (k == 0 || k > PROTO_MAX_K)
         return set_err(c, DEJA_ERR_INVALID_ARG, "k %u is not in 1..%u", k, PROTO_MAX_K);
     if (!(threshold >= -1.0f && threshold <= 1.0f)) /* also refuses NaN */
@@ -672,7 +700,7 @@ int deja__encode_lookup(deja_client *c, const char *ns, const char *prompt,
     r.dim = (uint16_t)dim;
     r.k = (uint16_t)k;
     r.threshold = threshold;
-    r.vector = wire_vector(c, vector, dim);
+    r.vector = deja__wire_vector(c, vector, dim);
     r.prompt = (const uint8_t *)prompt;
     r.prompt_len = (uint32_t)prompt_len;
     uint16_t wire_flags = (flags & DEJA_LOOKUP_WANT_PROMPT) ? PROTO_FLAG_WANT_PROMPT : 0;
@@ -689,11 +717,22 @@ int deja__decode_lookup(deja_client *c, const proto_header *h, const uint8_t *bo
     uint16_t max = k && k < PROTO_MAX_K ? (uint16_t)k : PROTO_MAX_K;
     if (proto_decode_lookup_resp(body, h->body_len, c->hits, max, &count) != 0)
         return deja__malformed(c, PROTO_OP_LOOKUP);
-    int rc = build_result(c, count, out);
-    /* The flag describes hit 0; a miss has nothing to describe. */
-    if (rc == 0 && count > 0 && (h->flags & PROTO_FLAG_EXACT))
-        (*out)->flags |= DEJA_RESULT_EXACT;
-    return rc;
+    for (uint16_t i = 0; i < count; i++)
+        c->hits[i].flags = 0; /* LOOKUP's layout has none: the header's below */
+    int rc = deja__build_result(c, c->hits, count, NULL, 0, out);
+    if (rc != 0 || count == 0) return rc;
+    /* The header's flags describe hit 0; a miss has nothing to describe. */
+    deja_result *r = *out;
+    r->outcome = DEJA_OUTCOME_HIT;
+    if (h->flags & PROTO_FLAG_EXACT) {
+        r->flags |= DEJA_RESULT_EXACT;
+        r->hits[0].flags |= DEJA_HIT_EXACT;
+    }
+    if (h->flags & PROTO_FLAG_BORDERLINE) {
+        r->flags |= DEJA_RESULT_BORDERLINE;
+        r->hits[0].flags |= DEJA_HIT_BORDERLINE;
+    }
+    return 0;
 }
 
 int deja__lookup_prompt(deja_client *c, const char *ns, const char *prompt,

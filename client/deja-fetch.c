@@ -4,7 +4,14 @@
  *
  * The application always gets an answer when its fetch function has one:
  * a lookup that failed (server down, breaker open) is treated as a miss,
- * and a store that failed only leaves a note in the result's error. */
+ * and a store that failed only leaves a note in the result's error.
+ *
+ * With a version-2 server the lookup asks for a lease (semantic
+ * single-flight, docs/PROTOCOL.md 5.15): a caller granted one fetches and
+ * stores with its id, which answers every caller waiting on it; a caller
+ * whose fetch fails, or whose answer will not be cached, releases the
+ * lease at once, so that a waiter is promoted to fetch instead of waiting
+ * for the lease to expire. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +55,7 @@ void deja_fetch_meta(deja_fetch *f, uint32_t ttl_s, uint32_t input_tokens,
  * error (0 when stored or not meant to be) and sets *id on success. */
 static int store_answer(deja_pool *p, const char *ns, const char *prompt,
                         const float *vector, uint32_t dim, const deja_fetch *f,
-                        int lookup_rc, uint64_t *id) {
+                        int lookup_rc, uint64_t lease_id, uint64_t *id) {
     /* Only a clean completion is cached (the server would refuse the rest
      * with REJECTED; asking costs a round trip for nothing). */
     if (f->completion != PROTO_COMPLETION_OK) return 0;
@@ -70,6 +77,7 @@ static int store_answer(deja_pool *p, const char *ns, const char *prompt,
         .output_tokens = f->output_tokens,
         .cost_micro_usd = f->cost_micro_usd,
         .completion = PROTO_COMPLETION_OK,
+        .lease_id = lease_id,
     };
     return deja_pool_store(p, &req, id);
 }
@@ -87,24 +95,32 @@ int deja_get_or_fetch(deja_pool *p, const char *ns, const char *prompt,
     /* The prompt goes along so that a server with an exact tier answers a
      * prompt asked before by its text, whatever its embedding. */
     int lookup_rc =
-        deja__pool_lookup_prompt(p, ns, prompt, vector, dim, threshold, 1, 0, &cached);
+        deja__pool_lookup_lease(p, ns, prompt, vector, dim, threshold, &cached);
     if (cached->count > 0) {
+        if (cached->outcome == DEJA_OUTCOME_COALESCED)
+            cached->flags |= DEJA_RESULT_COALESCED;
         *out = cached;
         return 0;
     }
+    int outcome = cached->outcome;
+    uint64_t lease_id = outcome == DEJA_OUTCOME_LEASE ? cached->lease_id : 0;
     deja_result_free(cached);
 
     deja_fetch f;
     memset(&f, 0, sizeof f);
     int rc = fetch(ctx, prompt, &f);
     if (rc == 0 && f.response == NULL) rc = DEJA_ERR_INVALID_ARG; /* no answer given */
+    /* No answer to cache: let a waiter fetch now rather than when the
+     * lease expires. Its error is no concern of this caller. */
+    if (lease_id != 0 && (rc != 0 || f.completion != PROTO_COMPLETION_OK))
+        (void)deja_pool_lease_release(p, ns, lease_id);
     if (rc != 0) {
         free(f.response);
         *out = deja__miss_result(rc);
         return rc;
     }
     uint64_t id = 0;
-    int store_rc = store_answer(p, ns, prompt, vector, dim, &f, lookup_rc, &id);
+    int store_rc = store_answer(p, ns, prompt, vector, dim, &f, lookup_rc, lease_id, &id);
     deja_result *r = deja__answer_result(id, 1.0f, f.response, f.response_len, prompt,
                                          prompt ? strlen(prompt) : 0);
     free(f.response);
@@ -113,6 +129,7 @@ int deja_get_or_fetch(deja_pool *p, const char *ns, const char *prompt,
         return DEJA_ERR_NOMEM;
     }
     r->flags = DEJA_RESULT_FETCHED;
+    r->outcome = outcome;
     if (f.completion == PROTO_COMPLETION_OK && store_rc == 0)
         r->flags |= DEJA_RESULT_STORED;
     r->error = store_rc;

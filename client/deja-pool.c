@@ -16,6 +16,7 @@
  * cool-down, so nothing runs in the background. */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,9 @@
 #define DEFAULT_WRITE_MS 1000
 #define DEFAULT_BREAKER_FAILURES 5
 #define DEFAULT_COOLDOWN_MS 1000
+/* Long enough to cover a typical LLM call, so that a caller missing
+ * right behind another gets its answer rather than fetching again. */
+#define DEFAULT_LEASE_WAIT_MS 3000
 
 struct deja_pool {
     char *addr;
@@ -38,6 +42,8 @@ struct deja_pool {
     int connect_ms, lookup_ms, write_ms;
     uint32_t breaker_failures;
     int cooldown_ms;
+    int lease_wait_ms; /* 0 = get_or_fetch takes no leases */
+    int lease_ms;      /* 0 = the server's default */
     int64_t (*clock_ms)(void *);
     void *clock_ctx;
 
@@ -127,7 +133,8 @@ int deja_pool_create(const char *url, const deja_pool_options *opts, deja_pool *
     deja_pool_options o = {0};
     if (opts) o = *opts;
     if (o.connect_timeout_ms < 0 || o.lookup_timeout_ms < 0 || o.write_timeout_ms < 0 ||
-        o.breaker_cooldown_ms < 0 || o.size > MAX_POOL_SIZE)
+        o.breaker_cooldown_ms < 0 || o.size > MAX_POOL_SIZE || o.lease_ms < 0 ||
+        (o.lease_wait_ms < 0 && o.lease_wait_ms != DEJA_LEASES_OFF))
         return pool_errf(DEJA_ERR_INVALID_ARG, "negative timeout or size over %d",
                          MAX_POOL_SIZE);
 
@@ -140,6 +147,10 @@ int deja_pool_create(const char *url, const deja_pool_options *opts, deja_pool *
     p->breaker_failures =
         o.breaker_failures ? o.breaker_failures : DEFAULT_BREAKER_FAILURES;
     p->cooldown_ms = option_ms(o.breaker_cooldown_ms, DEFAULT_COOLDOWN_MS);
+    p->lease_wait_ms = o.lease_wait_ms == DEJA_LEASES_OFF
+                           ? 0
+                           : option_ms(o.lease_wait_ms, DEFAULT_LEASE_WAIT_MS);
+    p->lease_ms = o.lease_ms;
     p->clock_ms = o.clock_ms;
     p->clock_ctx = o.clock_ctx;
     p->addr = strdup(url);
@@ -189,7 +200,8 @@ void deja_pool_destroy(deja_pool *p) {
 
 typedef struct pool_call {
     deja_client *c;
-    int probe; /* this call is the half-open probe */
+    int probe;    /* this call is the half-open probe */
+    int overflow; /* may open a connection past size rather than wait */
 } pool_call;
 
 /* Breaker check at the start of a call; under mu. 0 = go ahead. */
@@ -282,8 +294,9 @@ static int pool_connect(deja_pool *p, int64_t deadline, deja_client **out) {
 /* Takes a connection for a call ending at deadline: an idle one that is
  * still sound, a new one while fewer than size are open, or the first
  * that another thread gives back. */
-static int pool_acquire(deja_pool *p, int64_t deadline, pool_call *pc) {
+static int pool_acquire(deja_pool *p, int64_t deadline, int overflow, pool_call *pc) {
     memset(pc, 0, sizeof *pc);
+    pc->overflow = overflow;
     pthread_mutex_lock(&p->mu);
     p->counters.calls++;
     int rc = breaker_admit_locked(p, pc);
@@ -307,7 +320,9 @@ static int pool_acquire(deja_pool *p, int64_t deadline, pool_call *pc) {
             p->n_open--;
             continue;
         }
-        if (p->n_open < p->size) {
+        /* A call that ends a lease never waits for a connection: those in
+         * use may all be waiting for that very lease to end. */
+        if (p->n_open < p->size || pc->overflow) {
             p->n_open++;
             p->counters.connects++;
             pthread_mutex_unlock(&p->mu);
@@ -341,8 +356,9 @@ static void pool_release(deja_pool *p, pool_call *pc, enum outcome o, int rc) {
     int keep = deja__client_reusable(c);
     pthread_mutex_lock(&p->mu);
     breaker_record_locked(p, pc, o, rc);
-    /* While open the pool keeps no connections (see close_idle_locked). */
-    if (keep && p->state != DEJA_BREAKER_OPEN) {
+    /* While open the pool keeps no connections (see close_idle_locked),
+     * and never more than size (an overflow connection goes). */
+    if (keep && p->state != DEJA_BREAKER_OPEN && p->n_open <= p->size) {
         p->idle[p->n_idle++] = c;
         c = NULL;
     } else {
@@ -360,11 +376,12 @@ static void pool_release(deja_pool *p, pool_call *pc, enum outcome o, int rc) {
 #define STREAM_RC_UNSET 1
 typedef int (*pool_op)(deja_client *c, void *arg, int64_t deadline, int *stream_rc);
 
-static int pool_run(deja_pool *p, int timeout_ms, pool_op op, void *arg) {
+static int pool_run_ex(deja_pool *p, int timeout_ms, int overflow, pool_op op,
+                       void *arg) {
     if (p == NULL) return pool_errf(DEJA_ERR_INVALID_ARG, "pool is NULL");
     int64_t deadline = deja__now_ms() + timeout_ms;
     pool_call pc;
-    int rc = pool_acquire(p, deadline, &pc);
+    int rc = pool_acquire(p, deadline, overflow, &pc);
     if (rc != 0) return rc;
     deja__client_set_deadline(pc.c, deadline);
     int stream_rc = STREAM_RC_UNSET;
@@ -376,6 +393,10 @@ static int pool_run(deja_pool *p, int timeout_ms, pool_op op, void *arg) {
     enum outcome o = classify_call(stream_rc == STREAM_RC_UNSET ? rc : stream_rc);
     pool_release(p, &pc, o, rc);
     return rc;
+}
+
+static int pool_run(deja_pool *p, int timeout_ms, pool_op op, void *arg) {
+    return pool_run_ex(p, timeout_ms, 0, op, arg);
 }
 
 int deja_pool_get_status(deja_pool *p, deja_pool_status *out) {
@@ -457,7 +478,116 @@ static int op_store(deja_client *c, void *arg, int64_t deadline, int *breaker_rc
 
 int deja_pool_store(deja_pool *p, const deja_store_req *req, uint64_t *id_out) {
     store_args a = {req, id_out};
-    return pool_run(p, p ? p->write_ms : 0, op_store, &a);
+    return pool_run_ex(p, p ? p->write_ms : 0, req && req->lease_id != 0, op_store, &a);
+}
+
+/* ---- version 2: leases and policy ------------------------------------------ */
+
+typedef struct lookup_ex_args {
+    deja_lookup_ex_req req;
+    int64_t v1_deadline; /* a plain LOOKUP ends by then; 0 = the call's */
+    int lookup_ms;       /* the round trip's share of the deadline */
+    deja_result **out;
+} lookup_ex_args;
+
+static int op_lookup_ex(deja_client *c, void *arg, int64_t deadline, int *stream_rc) {
+    lookup_ex_args *a = arg;
+    if (a->req.flags & DEJA_LOOKUP_LEASE) {
+        /* The server may answer at the end of its wait: ask for no more
+         * than leaves a round trip's time before the call's deadline,
+         * whatever waiting for a connection took. */
+        int64_t left = deadline - deja__now_ms() - a->lookup_ms;
+        if (left < (int64_t)a->req.wait_ms)
+            a->req.wait_ms = left > 0 ? (uint32_t)left : 0;
+    }
+    return deja__lookup_ex_on(c, &a->req, a->v1_deadline, a->out);
+}
+
+static int pool_lookup_ex(deja_pool *p, lookup_ex_args *a) {
+    deja_result **out = a->out;
+    *out = NULL;
+    int64_t timeout = p->lookup_ms;
+    if (a->req.flags & DEJA_LOOKUP_LEASE) timeout += a->req.wait_ms;
+    int rc = pool_run(p, timeout > INT32_MAX ? INT32_MAX : (int)timeout, op_lookup_ex, a);
+    if (rc != 0) {
+        deja_result_free(*out);
+        *out = deja__miss_result(rc);
+    }
+    return rc;
+}
+
+int deja_pool_lookup_ex(deja_pool *p, const deja_lookup_ex_req *req, deja_result **out) {
+    if (out == NULL) return pool_errf(DEJA_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (p == NULL || req == NULL) {
+        *out = deja__miss_result(DEJA_ERR_INVALID_ARG);
+        return pool_errf(DEJA_ERR_INVALID_ARG, "%s is NULL", p ? "request" : "pool");
+    }
+    lookup_ex_args a = {.req = *req, .lookup_ms = p->lookup_ms, .out = out};
+    return pool_lookup_ex(p, &a);
+}
+
+int deja__pool_lookup_lease(deja_pool *p, const char *ns, const char *prompt,
+                            const float *vector, uint32_t dim, float threshold,
+                            deja_result **out) {
+    if (p == NULL || p->lease_wait_ms == 0)
+        return deja__pool_lookup_prompt(p, ns, prompt, vector, dim, threshold, 1, 0, out);
+    lookup_ex_args a = {
+        .req = {.ns = ns,
+                .vector = vector,
+                .dim = dim,
+                .threshold = threshold,
+                .k = 1,
+                .flags = DEJA_LOOKUP_LEASE,
+                .prompt = prompt,
+                .wait_ms = (uint32_t)p->lease_wait_ms,
+                .lease_ms = (uint32_t)p->lease_ms},
+        /* A version-1 server gets the LOOKUP of before, in its time. */
+        .v1_deadline = deja__now_ms() + p->lookup_ms,
+        .lookup_ms = p->lookup_ms,
+        .out = out,
+    };
+    return pool_lookup_ex(p, &a);
+}
+
+typedef struct lease_args {
+    const char *ns;
+    uint64_t lease_id;
+    const deja_ns_policy *policy;
+    deja_ns_policy *policy_out;
+} lease_args;
+
+static int op_lease_release(deja_client *c, void *arg, int64_t deadline, int *stream_rc) {
+    lease_args *a = arg;
+    return deja_lease_release(c, a->ns, a->lease_id);
+}
+
+int deja_pool_lease_release(deja_pool *p, const char *ns, uint64_t lease_id) {
+    lease_args a = {.ns = ns, .lease_id = lease_id};
+    return pool_run_ex(p, p ? p->write_ms : 0, 1, op_lease_release, &a);
+}
+
+static int op_policy_get(deja_client *c, void *arg, int64_t deadline, int *stream_rc) {
+    lease_args *a = arg;
+    return deja_ns_policy_get(c, a->ns, a->policy_out);
+}
+
+static int op_policy_set(deja_client *c, void *arg, int64_t deadline, int *stream_rc) {
+    lease_args *a = arg;
+    return deja_ns_policy_set(c, a->ns, a->policy, a->policy_out);
+}
+
+int deja_pool_ns_policy_get(deja_pool *p, const char *ns, deja_ns_policy *out) {
+    if (out == NULL) return pool_errf(DEJA_ERR_INVALID_ARG, "out is NULL");
+    lease_args a = {.ns = ns, .policy_out = out};
+    return pool_run(p, p ? p->write_ms : 0, op_policy_get, &a);
+}
+
+int deja_pool_ns_policy_set(deja_pool *p, const char *ns, const deja_ns_policy *policy,
+                            deja_ns_policy *out) {
+    if (policy == NULL) return pool_errf(DEJA_ERR_INVALID_ARG, "policy is NULL");
+    lease_args a = {.ns = ns, .policy = policy, .policy_out = out};
+    return pool_run(p, p ? p->write_ms : 0, op_policy_set, &a);
 }
 
 typedef struct ns_args {

@@ -26,6 +26,8 @@ struct deja_client {
     uint32_t next_id;
     uint32_t in_flight; /* pipelined lookups awaiting a reply */
     uint32_t max_frame; /* the server's limit for our request frames */
+    uint16_t version;   /* protocol version from HELLO; 1 after UNKNOWN_OP
+                           to a version-2 op */
     proto_buf out;      /* the frame(s) being sent */
     uint8_t *in;        /* received bytes: [in_start, in_len) unparsed */
     size_t in_start, in_len, in_cap;
@@ -33,6 +35,7 @@ struct deja_client {
     char server_name[128];
     char errmsg[PROTO_MAX_MESSAGE + 128];
     proto_hit hits[PROTO_MAX_K];            /* decode scratch for lookup replies */
+    proto_hit shadow_hits[PROTO_MAX_K];     /* ... and LOOKUP_EX's shadow hits */
     uint8_t vec_scratch[PROTO_MAX_DIM * 4]; /* LE copy on big-endian hosts */
 };
 
@@ -107,6 +110,13 @@ int deja__begin_call(deja_client *c);
  * empty, over 255 bytes), BAD_NAMESPACE (a byte outside 0x21..0x7E). */
 int deja__check_ns(deja_client *c, const char *ns, uint8_t *len_out);
 
+/* Checks a vector argument: INVALID_ARG for NULL or dim outside 1..4096. */
+int deja__check_vector(deja_client *c, const float *vector, uint32_t dim);
+
+/* The vector as little-endian f32 bytes, as the encoders want it: the
+ * caller's array on a little-endian host, else c->vec_scratch. */
+const uint8_t *deja__wire_vector(deja_client *c, const float *v, uint32_t dim);
+
 /* Sends the frame in c->out (request op, id) and waits until the call's
  * deadline for its reply; on success h and *body describe the reply. A
  * non-zero status comes back as its code with the server's message. */
@@ -165,6 +175,29 @@ int deja__lookup_prompt(deja_client *c, const char *ns, const char *prompt,
 int deja__pool_lookup_prompt(deja_pool *p, const char *ns, const char *prompt,
                              const float *vector, uint32_t dim, float threshold,
                              uint32_t k, unsigned flags, deja_result **out);
+
+/* A caller-owned result holding copies of hits[0..count) and
+ * shadow[0..shadow_count) (shadow may be NULL with 0); flags, outcome and
+ * lease_id are 0 (the caller sets them). NOMEM with the message set. */
+int deja__build_result(deja_client *c, const proto_hit *hits, uint16_t count,
+                       const proto_hit *shadow, uint16_t shadow_count, deja_result **out);
+
+/* The opcode a store request goes out as: STORE_EX when it carries a
+ * lease id and the server speaks version 2, else STORE. */
+uint8_t deja__store_op(const deja_client *c, const deja_store_req *req);
+
+/* deja_lookup_ex for the pool: when the connection speaks version 1 (from
+ * HELLO, or learnt from an UNKNOWN_OP), the plain LOOKUP is bounded by
+ * v1_deadline_ms instead of the call's deadline, if that is not 0. */
+int deja__lookup_ex_on(deja_client *c, const deja_lookup_ex_req *req,
+                       int64_t v1_deadline_ms, deja_result **out);
+
+/* deja_get_or_fetch's lookup: LOOKUP_EX with LEASE (wait and lease time
+ * from the pool's options) when the pool uses leases, else as
+ * deja__pool_lookup_prompt. Fail-open: *out is always a result. */
+int deja__pool_lookup_lease(deja_pool *p, const char *ns, const char *prompt,
+                            const float *vector, uint32_t dim, float threshold,
+                            deja_result **out);
 
 /* Turns a LOOKUP reply body into a caller-owned result; more than k hits
  * (the request's; 0 = the protocol's limit) is a malformed reply. */

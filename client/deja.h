@@ -67,15 +67,45 @@ typedef struct deja_hit {
     const char *prompt; /* stored prompt if requested and non-empty,
                            else NULL (NUL-terminated) */
     size_t prompt_len;
+    unsigned flags; /* DEJA_HIT_* */
 } deja_hit;
 
+/* The hit came from the server's exact (prompt) tier (docs/PROTOCOL.md
+ * 5.10). LOOKUP_EX flags every hit; a plain LOOKUP reply only hits[0]. */
+#define DEJA_HIT_EXACT 0x0001u
+/* The hit is in the namespace's gray band (docs/PROTOCOL.md 5.16): served,
+ * but close to the threshold; verify it before use if that matters.
+ * LOOKUP_EX flags every hit; a plain LOOKUP reply only hits[0]. Servers
+ * of protocol version 1 never set it. */
+#define DEJA_HIT_BORDERLINE 0x0002u
+
+/* How the server answered a lookup (deja_lookup_ex; plain lookups and
+ * version-1 servers give HIT or MISS). */
+enum deja_outcome {
+    DEJA_OUTCOME_MISS = 0, /* nothing served, no lease: ask the model */
+    DEJA_OUTCOME_HIT = 1,  /* hits from the cache */
+    /* Nothing served; this caller holds lease_id: fetch the answer and
+     * store it with that lease_id, or release the lease. */
+    DEJA_OUTCOME_LEASE = 2,
+    /* This request waited for another caller's lease and is answered with
+     * the entry that caller stored (one hit). */
+    DEJA_OUTCOME_COALESCED = 3,
+};
+
 typedef struct deja_result {
-    uint32_t count; /* 0 = miss (a real one, or because of `error`) */
-    deja_hit *hits; /* best first; NULL when count is 0 */
-    int error;      /* 0, or the DEJA_ERR_* code that turned this call into a
-                       miss (pool and batch lookups), or that kept a fetched
-                       answer out of the cache (deja_get_or_fetch) */
-    unsigned flags; /* DEJA_RESULT_* */
+    uint32_t count;    /* 0 = miss (a real one, or because of `error`) */
+    deja_hit *hits;    /* best first; NULL when count is 0 */
+    int error;         /* 0, or the DEJA_ERR_* code that turned this call into a
+                          miss (pool and batch lookups), or that kept a fetched
+                          answer out of the cache (deja_get_or_fetch) */
+    unsigned flags;    /* DEJA_RESULT_* */
+    int outcome;       /* enum deja_outcome */
+    uint64_t lease_id; /* outcome LEASE: the lease this caller holds; else 0 */
+    /* Would-be hits of a namespace in shadow mode (deja_lookup_ex with
+     * DEJA_LOOKUP_WANT_SHADOW; flag DEJA_RESULT_SHADOW), best first; NULL
+     * when shadow_count is 0. They live in the same block as hits. */
+    uint32_t shadow_count;
+    deja_hit *shadow;
 } deja_result;
 
 /* deja_get_or_fetch: hits[0] came from the fetch function, not the cache. */
@@ -88,6 +118,16 @@ typedef struct deja_result {
  * below the threshold asked for, never below the namespace's floor
  * (docs/PROTOCOL.md 5.10). Servers before this flag never set it. */
 #define DEJA_RESULT_EXACT 0x0004u
+/* The reply's BORDERLINE flag: hits[0] is in the namespace's gray band
+ * (docs/PROTOCOL.md 5.16), as its DEJA_HIT_BORDERLINE also says. */
+#define DEJA_RESULT_BORDERLINE 0x0008u
+/* deja_lookup_ex: the namespace is in shadow mode, so nothing was served
+ * (count 0, outcome MISS); the would-be hits are in shadow when asked. */
+#define DEJA_RESULT_SHADOW 0x0010u
+/* deja_get_or_fetch: hits[0] is the answer another caller fetched and
+ * stored while this one waited on its lease (outcome COALESCED): it came
+ * from the cache, not from this caller's fetch function. */
+#define DEJA_RESULT_COALESCED 0x0020u
 
 /* Frees a result and everything it points to. NULL is a no-op. */
 void deja_result_free(deja_result *r);
@@ -97,6 +137,11 @@ void deja_result_free(deja_result *r);
 void deja_results_free(deja_result **rs, size_t n);
 
 #define DEJA_LOOKUP_WANT_PROMPT 0x0001u
+/* deja_lookup_ex: on a miss, take a lease or wait for a similar pending one
+ * (docs/PROTOCOL.md 5.15). */
+#define DEJA_LOOKUP_LEASE 0x0002u
+/* deja_lookup_ex: return the would-be hits of a namespace in shadow mode. */
+#define DEJA_LOOKUP_WANT_SHADOW 0x0004u
 
 typedef struct deja_store_req {
     const char *ns;      /* namespace, NUL-terminated, 1..255 bytes */
@@ -111,7 +156,28 @@ typedef struct deja_store_req {
     uint32_t output_tokens;
     uint64_t cost_micro_usd;
     uint8_t completion; /* 0 = ok (only ok replies are cached) */
+    /* A lease from deja_lookup_ex (outcome LEASE), or 0. With a lease the
+     * store is sent as STORE_EX and also ends the lease: waiters get this
+     * answer if it is stored, and one of them is promoted to fetch if the
+     * store fails (a completion other than ok, for one). Ignored by
+     * version-1 servers, which grant no leases. */
+    uint64_t lease_id;
 } deja_store_req;
+
+/* A lookup with the options of protocol version 2 (deja_lookup_ex). */
+typedef struct deja_lookup_ex_req {
+    const char *ns;
+    const float *vector;
+    uint32_t dim;
+    float threshold;    /* least cosine similarity of a hit, in [-1, 1] */
+    uint32_t k;         /* hits wanted, 1..256; 0 means 1 */
+    unsigned flags;     /* DEJA_LOOKUP_WANT_PROMPT, _LEASE, _WANT_SHADOW */
+    const char *prompt; /* optional, NUL-terminated: the exact tier's key */
+    uint32_t wait_ms;   /* LEASE: longest wait for another caller's lease;
+                           0 = never wait (take a lease of one's own) */
+    uint32_t lease_ms;  /* LEASE: how long a lease granted to this caller
+                           lasts; 0 = the server's default (dejad: 30 s) */
+} deja_lookup_ex_req;
 
 /* One lookup of a batch. */
 typedef struct deja_lookup_req {
@@ -198,6 +264,19 @@ typedef struct deja_ns_info {
 void deja_ns_list_free(deja_ns_list *l);
 void deja_ns_info_free(deja_ns_info *info);
 
+enum deja_ns_mode {
+    DEJA_NS_SERVE = 0, /* lookups serve hits */
+    DEJA_NS_SHADOW = 1 /* lookups compute hits, count them, serve misses */
+};
+
+/* How a namespace serves (docs/PROTOCOL.md 5.14, 5.16): durable, but not
+ * part of its configuration. A new namespace serves, without a band. */
+typedef struct deja_ns_policy {
+    int mode;        /* enum deja_ns_mode */
+    float gray_band; /* 0 = none; else in (0, 1]: a vector hit below it is
+                        served flagged DEJA_HIT_BORDERLINE */
+} deja_ns_policy;
+
 /* ==== deja_pool: thread-safe, pooled, fail-open =============================
  *
  * Every pool function may be called from any thread at once, except
@@ -244,11 +323,25 @@ typedef struct deja_pool_options {
      * monotonic clock. Timeouts always use the monotonic clock. */
     int64_t (*clock_ms)(void *clock_ctx);
     void *clock_ctx;
+    /* deja_get_or_fetch's leases (semantic single-flight) against servers
+     * of protocol version 2: the longest a call waits for the answer of a
+     * similar question that another caller is fetching, on top of
+     * lookup_timeout_ms. 0 = 3000; DEJA_LEASES_OFF = no leases: one LOOKUP
+     * as with a version-1 server. */
+    int lease_wait_ms;
+    /* How long a lease taken by deja_get_or_fetch lasts if its holder never
+     * stores or releases it (a crash): longer than a fetch takes. 0 = the
+     * server's default (dejad: 30 s). */
+    int lease_ms;
 } deja_pool_options;
+
+/* deja_pool_options.lease_wait_ms: deja_get_or_fetch asks for no leases. */
+#define DEJA_LEASES_OFF (-1)
 
 /* Creates a pool for url (see Addresses) without connecting: a server that
  * is down at start costs nothing until the first call. opts may be NULL
- * for the defaults; negative values are INVALID_ARG. On success *out owns
+ * for the defaults; negative values (other than lease_wait_ms
+ * DEJA_LEASES_OFF) are INVALID_ARG. On success *out owns
  * the pool. Errors: INVALID_ARG (NULL out, bad address syntax, negative
  * option), NOMEM. */
 int deja_pool_create(const char *url, const deja_pool_options *opts, deja_pool **out);
@@ -325,6 +418,33 @@ int deja_pool_ns_list(deja_pool *p, deja_ns_list **out);
 int deja_pool_ns_info(deja_pool *p, const char *ns, deja_ns_info **out);
 int deja_pool_ns_drop(deja_pool *p, const char *ns, uint64_t *removed);
 
+/* A lookup with the version-2 options (see deja_lookup_ex), fail-open like
+ * deja_pool_lookup: *out always receives a result owned by the caller.
+ * The call's timeout is lookup_timeout_ms plus req->wait_ms with
+ * DEJA_LOOKUP_LEASE, so that a request waiting on another caller's lease
+ * is not cut short; the connection serves that request alone while it
+ * waits. Against a version-1 server it is a plain LOOKUP (outcome HIT or
+ * MISS, no lease). An outcome LEASE obliges the caller to store with the
+ * lease id (deja_pool_store) or release it (deja_pool_lease_release):
+ * similar lookups wait for it until it ends or expires. Errors: as
+ * deja_pool_lookup; INVALID_ARG also for NULL req or unknown flags. */
+int deja_pool_lookup_ex(deja_pool *p, const deja_lookup_ex_req *req, deja_result **out);
+
+/* Releases a lease (write timeout) so that a caller waiting on it is
+ * promoted to fetch. Never waits for a free connection: when all `size`
+ * are busy (callers waiting on leases hold theirs) it opens one more for
+ * this call and closes it after, so that a lease can always be ended.
+ * deja_pool_store with a lease_id does the same. Errors: NOT_FOUND (the
+ * lease ended or expired already), UNKNOWN_OP (a version-1 server),
+ * BAD_NAMESPACE, INVALID_ARG, UNAVAILABLE, plus the connection errors. */
+int deja_pool_lease_release(deja_pool *p, const char *ns, uint64_t lease_id);
+
+/* A namespace's policy (write timeout): as deja_ns_policy_get and
+ * deja_ns_policy_set below, plus UNAVAILABLE and the connection errors. */
+int deja_pool_ns_policy_get(deja_pool *p, const char *ns, deja_ns_policy *out);
+int deja_pool_ns_policy_set(deja_pool *p, const char *ns, const deja_ns_policy *policy,
+                            deja_ns_policy *out);
+
 enum deja_breaker_state {
     DEJA_BREAKER_CLOSED = 0,   /* calls go to the server */
     DEJA_BREAKER_OPEN = 1,     /* calls fail fast until the cool-down ends */
@@ -386,15 +506,30 @@ void deja_fetch_meta(deja_fetch *f, uint32_t ttl_s, uint32_t input_tokens,
  * lookup was a real miss: after a failed lookup the server is down or
  * refusing the request, and a store would only make the caller wait.
  *
+ * Leases (servers of protocol version 2, unless the pool's lease_wait_ms
+ * is DEJA_LEASES_OFF): the lookup is a LOOKUP_EX asking for a lease, so
+ * that of many callers missing on similar questions at once only one
+ * fetches. A caller that finds a similar question being fetched waits for
+ * its answer, up to lease_wait_ms, and returns it with
+ * DEJA_RESULT_COALESCED (fetch is not called). A caller granted the lease
+ * fetches and stores with the lease id; if fetch fails or its completion
+ * is not OK, the lease is released at once so that a waiter is promoted
+ * to fetch. A wait that ends without an answer (deadline, lease lost)
+ * falls back to fetching. Against a version-1 server (or one that answers
+ * the version-2 ops with UNKNOWN_OP) the call is exactly the one LOOKUP of
+ * before, within lookup_timeout_ms.
+ *
  * Returns 0 when *out holds an answer: count 1, hits[0] is the cached hit
  * or the fetched answer (flag DEJA_RESULT_FETCHED, similarity 1, prompt
- * the one given; DEJA_RESULT_STORED and hits[0].id once stored); error is
- * 0, or the code of the lookup or store that failed on the way (the answer
- * is good anyway). Otherwise returns fetch's non-zero code, INVALID_ARG
- * (NULL fetch or out, or fetch returned 0 without calling
- * deja_fetch_answer) or NOMEM, and *out is a result with count 0 and error
- * set to that code. *out is always set (unless out is NULL) and freed with
- * deja_result_free. Two threads missing on the same prompt both fetch. */
+ * the one given; DEJA_RESULT_STORED and hits[0].id once stored); outcome
+ * says how the lookup was answered (HIT, COALESCED, or MISS/LEASE for a
+ * fetched answer); error is 0, or the code of the lookup or store that
+ * failed on the way (the answer is good anyway). Otherwise returns fetch's
+ * non-zero code, INVALID_ARG (NULL fetch or out, or fetch returned 0
+ * without calling deja_fetch_answer) or NOMEM, and *out is a result with
+ * count 0 and error set to that code. *out is always set (unless out is
+ * NULL) and freed with deja_result_free. Without leases, two threads
+ * missing on the same prompt both fetch. */
 int deja_get_or_fetch(deja_pool *p, const char *ns, const char *prompt,
                       const float *vector, uint32_t dim, float threshold,
                       deja_fetch_fn fetch, void *ctx, deja_result **out);
@@ -490,6 +625,43 @@ int deja_reply_ready(deja_client *c, uint64_t timeout_us);
 
 /* Number of pipelined lookups sent and not yet received. */
 uint32_t deja_in_flight(const deja_client *c);
+
+/* The protocol version negotiated by HELLO: 1, or 2 for a server with
+ * leases, shadow mode and the gray band. 0 for NULL. A version-2 server
+ * that answers a version-2 op with UNKNOWN_OP is treated as version 1 from
+ * then on. */
+uint32_t deja_protocol_version(const deja_client *c);
+
+/* A lookup with the options of protocol version 2 (LOOKUP_EX,
+ * docs/PROTOCOL.md 5.11): outcome, lease_id, per-hit flags and shadow hits
+ * in the result. With DEJA_LOOKUP_LEASE a miss either grants a lease
+ * (outcome LEASE: fetch, then deja_store with req->lease_id set, or
+ * deja_lease_release) or waits up to req->wait_ms for a similar question
+ * another caller holds a lease for (outcome COALESCED with its answer; or
+ * LEASE when the wait ends without one). The call's deadline is the
+ * request timeout plus wait_ms. Against a version-1 server it sends a
+ * plain LOOKUP: outcome HIT or MISS, no lease, no shadow hits.
+ * On success *out is the caller's (deja_result_free); on error NULL.
+ * Errors: as deja_lookup; INVALID_ARG for NULL req, unknown flags. */
+int deja_lookup_ex(deja_client *c, const deja_lookup_ex_req *req, deja_result **out);
+
+/* Ends a lease without an answer (LEASE_RELEASE): a caller waiting on it
+ * is promoted to fetch. Errors: NOT_FOUND (no such lease: it ended or
+ * expired), BAD_NAMESPACE, UNKNOWN_OP (a version-1 server), plus the
+ * connection errors. */
+int deja_lease_release(deja_client *c, const char *ns, uint64_t lease_id);
+
+/* Reads a namespace's policy into *out. Errors: NOT_FOUND (no such
+ * namespace), QUARANTINED, BAD_NAMESPACE, INVALID_ARG (NULL out),
+ * UNKNOWN_OP (a version-1 server), plus the connection errors. */
+int deja_ns_policy_get(deja_client *c, const char *ns, deja_ns_policy *out);
+
+/* Sets a namespace's policy (durable when it returns, applies to lookups
+ * that start after); *out (may be NULL) receives the policy as the server
+ * now holds it. Errors: as deja_ns_policy_get; BAD_REQUEST (a gray band
+ * outside (0, 1], a mode other than SERVE or SHADOW). */
+int deja_ns_policy_set(deja_client *c, const char *ns, const deja_ns_policy *policy,
+                       deja_ns_policy *out);
 
 /* Deletes one entry. Errors: NOT_FOUND, BAD_NAMESPACE. */
 int deja_delete(deja_client *c, const char *ns, uint64_t id);
