@@ -2,16 +2,15 @@
  * what leases (semantic single-flight, docs/PROTOCOL.md 5.15) save.
  *
  * Each burst is a new question nobody asked before: one random vector,
- * and G paraphrases of it (each at a cosine drawn from [0.90, 0.98] to it,
- * so about 0.81 to 0.96 to each other). G users (threads sharing one
- * deja_pool of G connections, as an application's request threads would)
- * send one paraphrase each, their starts spread evenly over W ms, through
- * deja_get_or_fetch with a simulated LLM (a sleep of --llm-delay-ms).
- * Without leases every user that arrives before the first answer is stored
- * misses and calls the LLM; with leases one calls it and the others wait
- * for its answer (COALESCED), except those whose paraphrase is below the
- * threshold to the leaseholder's question (they take a lease of their
- * own: a different question, as far as the threshold can tell).
+ * and G paraphrases of it (each at a cosine drawn from --burst-cos, by
+ * default [0.90, 0.98], to it, so about 0.81 to 0.96 to each other). G users (threads
+ * sharing one deja_pool of G connections, as an application's request threads would) send
+ * one paraphrase each, their starts spread evenly over W ms, through deja_get_or_fetch
+ * with a simulated LLM (a sleep of --llm-delay-ms). Without leases every user that
+ * arrives before the first answer is stored misses and calls the LLM; with leases one
+ * calls it and the others wait for its answer (COALESCED), except those whose paraphrase
+ * is below the threshold to the leaseholder's question (they take a lease of their own: a
+ * different question, as far as the threshold can tell).
  *
  * The same seeded bursts run once per --leases setting (both by default:
  * on, then off), each on the namespace flushed first, and the report puts
@@ -153,7 +152,8 @@ static float *make_bursts(const bench_opts *o) {
         bench_unit_vector(&state, base, dim);
         for (uint32_t i = 0; i < g; i++) {
             /* q = c * base + sqrt(1 - c^2) * (unit noise orthogonal to base) */
-            double c = 0.90 + 0.08 * bench_uniform(&state);
+            double c = o->burst_cos_min +
+                       (o->burst_cos_max - o->burst_cos_min) * bench_uniform(&state);
             bench_unit_vector(&state, noise, dim);
             double dot = 0, norm = 0;
             for (uint32_t j = 0; j < dim; j++)
@@ -260,10 +260,10 @@ static double ms_at(const bench_hist *h, double q) {
 static void report_text(const bench_opts *o, const bench_env *env, const burst_pass *p,
                         int n) {
     uint64_t requests = (uint64_t)o->bursts * o->burst_size;
-    printf("deja-bench mixed --burst: %u bursts of %u paraphrases (cosine 0.90-0.98 to "
+    printf("deja-bench mixed --burst: %u bursts of %u paraphrases (cosine %.2f-%.2f to "
            "a new question) within %u ms, LLM %.0f ms, threshold %.2f, dim %u\n",
-           o->bursts, o->burst_size, o->burst_spread_ms, o->llm_delay_ms,
-           (double)o->threshold, o->synth.dim);
+           o->bursts, o->burst_size, o->burst_cos_min, o->burst_cos_max,
+           o->burst_spread_ms, o->llm_delay_ms, (double)o->threshold, o->synth.dim);
     printf("server %s; %s\n", env->server[0] ? env->server : o->addr, env->cmdline);
     for (int i = 0; i < n; i++) {
         printf("\nleases %s: %llu requests, %llu LLM calls (%.2f per burst), "

@@ -98,10 +98,11 @@ typedef struct bench_opts {
     double llm_cost_usd; /* per call */
     uint32_t intervals;  /* hit rate reported per 1/intervals of the run */
     /* mixed --burst (bench-burst.c): 0 = the stream of bench-mixed.c */
-    uint32_t burst_size;      /* paraphrases per burst, one user each */
-    uint32_t burst_spread_ms; /* their starts spread over this window */
-    uint32_t bursts;          /* bursts per pass */
-    int leases;               /* enum bench_leases: passes to run */
+    uint32_t burst_size;                 /* paraphrases per burst, one user each */
+    uint32_t burst_spread_ms;            /* their starts spread over this window */
+    double burst_cos_min, burst_cos_max; /* paraphrases' cosine to the question */
+    uint32_t bursts;                     /* bursts per pass */
+    int leases;                          /* enum bench_leases: passes to run */
 } bench_opts;
 
 enum bench_leases { BENCH_LEASES_BOTH = 0, BENCH_LEASES_ON = 1, BENCH_LEASES_OFF = 2 };

@@ -114,6 +114,8 @@ static void usage(FILE *f) {
         "                           coalesced answers and p50/p99 latency of waiters,\n"
         "                           leaseholders and fetchers, with and without leases\n"
         "  --bursts N               bursts per pass (default 10; seed from --synthetic)\n"
+        "  --burst-cos LO,HI        cosine of a burst's paraphrases to its question\n"
+        "                           (default 0.90,0.98; 0.98,1 for near-identical)\n"
         "  --leases on|off|both     passes to run (default both: on, then off; the\n"
         "                           same seeded bursts, the namespace flushed before\n"
         "                           each)\n"
@@ -213,6 +215,7 @@ enum {
     O_INTERVALS,
     O_BURST,
     O_BURSTS,
+    O_BURST_COS,
     O_LEASES,
     O_HELP
 };
@@ -268,6 +271,7 @@ static const struct option long_opts[] = {
     {"llm-ms", required_argument, NULL, O_DELAY},
     {"burst", required_argument, NULL, O_BURST},
     {"bursts", required_argument, NULL, O_BURSTS},
+    {"burst-cos", required_argument, NULL, O_BURST_COS},
     {"leases", required_argument, NULL, O_LEASES},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
@@ -313,6 +317,7 @@ static unsigned option_modes(int ch) {
     case O_INTERVALS:
     case O_BURST:
     case O_BURSTS:
+    case O_BURST_COS:
     case O_LEASES: return M_MIXED;
     default: return M_INDEX | M_NET;
     }
@@ -342,6 +347,8 @@ static void set_defaults(bench_opts *o, enum bench_mode mode, uint32_t *n, uint3
     o->llm_cost_usd = 0.01;
     o->intervals = 10;
     o->bursts = 10;
+    o->burst_cos_min = 0.90;
+    o->burst_cos_max = 0.98;
     static const uint32_t ef[] = {16, 32, 64, 128, 256};
     for (size_t i = 0; i < sizeof ef / sizeof ef[0]; i++)
         o->ef[o->n_ef++] = ef[i];
@@ -469,6 +476,11 @@ static int parse_one(bench_opts *o, int ch, const char *arg, uint32_t *n, uint32
         o->burst_spread_ms = (uint32_t)v[1];
         return 0;
     case O_BURSTS: return parse_u32(arg, 1, 100000, &o->bursts);
+    case O_BURST_COS:
+        if (parse_pair(arg, &d, &e) != 0 || !(d > 0 && d <= e && e <= 1)) return -1;
+        o->burst_cos_min = d;
+        o->burst_cos_max = e;
+        return 0;
     case O_LEASES:
         if (!strcmp(arg, "both"))
             o->leases = BENCH_LEASES_BOTH;
@@ -528,8 +540,9 @@ static int check(const bench_opts *o, const unsigned char *seen) {
                         "an earlier run's entries\n");
         return -1;
     }
-    if ((seen[O_BURSTS] || seen[O_LEASES]) && o->burst_size == 0) {
-        fprintf(stderr, "deja-bench: --bursts and --leases go with --burst G,W\n");
+    if ((seen[O_BURSTS] || seen[O_LEASES] || seen[O_BURST_COS]) && o->burst_size == 0) {
+        fprintf(stderr,
+                "deja-bench: --bursts, --burst-cos and --leases go with --burst G,W\n");
         return -1;
     }
     if (seen[O_COUNT] && seen[O_DUR]) {

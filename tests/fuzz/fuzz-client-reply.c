@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                \
     } while (0)
 
-#define CALLS 15
+#define CALLS 19
 #define BATCH 3
 
 static const float vec[4] = {0.5f, -0.5f, 0.25f, 1.0f};
@@ -52,6 +52,7 @@ static deja_client *client_on(int fd) {
     c->next_id = 1;
     c->request_timeout_ms = 2000;
     c->max_frame = PROTO_DEFAULT_MAX_FRAME;
+    c->version = 2; /* the version-2 calls send their own ops */
     proto_buf_init(&c->out);
     return c;
 }
@@ -202,6 +203,38 @@ static void run_call(deja_client *c, unsigned which) {
         rc = deja_store_many(c, reqs, BATCH, ids, codes);
         for (int i = 0; i < BATCH; i++)
             CHECK(codes[i] <= 0);
+        break;
+    }
+    case 15:
+    case 16: { /* LOOKUP_EX: outcome, lease id, hits and shadow hits */
+        uint32_t k = which % CALLS == 15 ? 1 : 4;
+        deja_lookup_ex_req req = {
+            .ns = "fz",
+            .vector = vec,
+            .dim = 4,
+            .threshold = 0.5f,
+            .k = k,
+            .flags = DEJA_LOOKUP_LEASE | DEJA_LOOKUP_WANT_SHADOW,
+            .wait_ms = 10,
+        };
+        deja_result *r = NULL;
+        rc = deja_lookup_ex(c, &req, &r);
+        if (rc == 0) {
+            walk_result(r, k);
+            CHECK(r->shadow_count <= k);
+            for (uint32_t i = 0; i < r->shadow_count; i++)
+                CHECK(r->shadow[i].response[r->shadow[i].response_len] == 0);
+            CHECK(r->outcome != DEJA_OUTCOME_LEASE || r->lease_id != 0);
+        }
+        deja_result_free(r);
+        break;
+    }
+    case 17: rc = deja_lease_release(c, "fz", 7); break;
+    case 18: {
+        deja_ns_policy pol;
+        rc = deja_ns_policy_get(c, "fz", &pol);
+        if (rc == 0)
+            CHECK(pol.gray_band == 0 || (pol.gray_band > 0 && pol.gray_band <= 1));
         break;
     }
     }

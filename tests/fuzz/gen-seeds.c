@@ -394,6 +394,29 @@ static void gen_client_reply(void) {
          "error");
     must(proto_encode_error(&b, 0, 0, DEJA_ERR_TOO_LARGE, "frame too large"), "error");
     reply_seed("errors", 4, 6, &b);
+    /* Protocol version 2: a lease, then its release; a coalesced answer
+     * and a shadow namespace's would-be hits, then a policy. */
+    proto_lookup_ex_resp lease = {.outcome = PROTO_OUTCOME_LEASE, .lease_id = 77};
+    must(proto_encode_lookup_ex_resp(&b, 1, 0, &lease), "lookup_ex");
+    must(proto_encode_empty_resp(&b, PROTO_OP_LEASE_RELEASE, 2), "lease_release");
+    reply_seed("lookup-ex-lease-release", 15, 17, &b);
+    proto_hit flagged[2] = {
+        {99, 0.97f, NULL, 0, (const uint8_t *)"answer", 6, PROTO_HIT_BORDERLINE},
+        {12, 0.91f, NULL, 0, (const uint8_t *)"other", 5, PROTO_HIT_EXACT},
+    };
+    proto_lookup_ex_resp coalesced = {
+        .outcome = PROTO_OUTCOME_COALESCED, .hits = flagged, .count = 1};
+    must(proto_encode_lookup_ex_resp(&b, 1, PROTO_FLAG_BORDERLINE, &coalesced),
+         "lookup_ex");
+    reply_seed("lookup-ex-coalesced", 16, 0, &b);
+    proto_lookup_ex_resp shadow = {.outcome = PROTO_OUTCOME_MISS,
+                                   .reply_flags = PROTO_REPLY_SHADOW,
+                                   .shadow = flagged,
+                                   .shadow_count = 2};
+    must(proto_encode_lookup_ex_resp(&b, 1, 0, &shadow), "lookup_ex");
+    proto_ns_policy policy = {.mode = PROTO_MODE_SHADOW, .gray_band = 0.9f};
+    must(proto_encode_ns_policy_resp(&b, 2, &policy), "ns_policy");
+    reply_seed("lookup-ex-shadow-policy", 16, 18, &b);
     proto_buf_free(&b);
 }
 

@@ -1,7 +1,8 @@
 /* wire-fuzz.c: a hostile client for a running dejad. It sends frames over
  * TCP -- valid requests, valid headers with mutated bodies, random
  * opcodes, flags and statuses, vectors of random dimensions and values,
- * namespace life cycles (NS_CREATE, STORE, LOOKUP, DELETE, FLUSH, NS_DROP)
+ * namespace life cycles (NS_CREATE, STORE, LOOKUP, DELETE, FLUSH, NS_DROP,
+ * and version 2's LOOKUP_EX with leases, STORE_EX, LEASE_RELEASE, NS_POLICY)
  * with mutated fields, pipelined bursts, and on some connections a frame
  * that breaks the stream (bad magic or version, an oversized or truncated
  * frame), a reset or a half-close -- and reads every reply.
@@ -90,6 +91,8 @@ typedef struct fuzzer {
     int sync_seen;
     uint64_t ids[64]; /* entry ids from STORE replies */
     unsigned n_ids;
+    uint64_t leases[16]; /* lease ids from LOOKUP_EX replies */
+    unsigned n_leases;
     proto_buf out;
 } fuzzer;
 
@@ -274,11 +277,14 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
     uint32_t id = take_id(f);
     if (op < 0) {
         static const uint8_t ops[] = {
-            PROTO_OP_STORE,   PROTO_OP_STORE,   PROTO_OP_STORE,     PROTO_OP_LOOKUP,
-            PROTO_OP_LOOKUP,  PROTO_OP_LOOKUP,  PROTO_OP_DELETE,    PROTO_OP_FLUSH,
-            PROTO_OP_STATS,   PROTO_OP_PING,    PROTO_OP_NS_CREATE, PROTO_OP_NS_CREATE,
-            PROTO_OP_NS_LIST, PROTO_OP_NS_INFO, PROTO_OP_NS_DROP,   PROTO_OP_HELLO,
-            PROTO_OP_AUTH};
+            PROTO_OP_STORE,     PROTO_OP_STORE,     PROTO_OP_STORE,
+            PROTO_OP_LOOKUP,    PROTO_OP_LOOKUP,    PROTO_OP_LOOKUP,
+            PROTO_OP_DELETE,    PROTO_OP_FLUSH,     PROTO_OP_STATS,
+            PROTO_OP_PING,      PROTO_OP_NS_CREATE, PROTO_OP_NS_CREATE,
+            PROTO_OP_NS_LIST,   PROTO_OP_NS_INFO,   PROTO_OP_NS_DROP,
+            PROTO_OP_HELLO,     PROTO_OP_AUTH,      PROTO_OP_LOOKUP_EX,
+            PROTO_OP_LOOKUP_EX, PROTO_OP_STORE_EX,  PROTO_OP_LEASE_RELEASE,
+            PROTO_OP_NS_POLICY};
         op = ops[below(f, sizeof ops / sizeof ops[0])];
     }
     int rc = 0;
@@ -304,6 +310,7 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
                                n > PROTO_MAX_PING ? PROTO_MAX_PING : n);
         break;
     }
+    case PROTO_OP_STORE_EX:
     case PROTO_OP_STORE: {
         uint16_t dim = pick_dim(f, pi);
         if (dim > PROTO_MAX_DIM) dim = PROTO_MAX_DIM;
@@ -321,7 +328,55 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
         r.response_len = chance(f, 99) ? below(f, 200) : below(f, 60000);
         fill_bytes(f, scratch_bytes, r.response_len);
         r.response = scratch_bytes;
-        rc = proto_encode_store_req(b, id, &r);
+        if (op == PROTO_OP_STORE_EX) {
+            /* Mostly a lease this fuzzer was granted, else any id. */
+            r.lease_id = f->n_leases && chance(f, 70) ? f->leases[below(f, f->n_leases)]
+                         : chance(f, 50)              ? 0
+                                                      : rnd(f);
+            rc = proto_encode_store_ex_req(b, id, &r);
+        } else {
+            rc = proto_encode_store_req(b, id, &r);
+        }
+        break;
+    }
+    case PROTO_OP_LOOKUP_EX: {
+        uint16_t dim = pick_dim(f, pi);
+        if (dim > PROTO_MAX_DIM) dim = PROTO_MAX_DIM;
+        fill_vector(f, scratch_vec, dim);
+        proto_lookup_req r = {
+            .ns = ns,
+            .ns_len = (uint8_t)ns_len,
+            .dim = dim,
+            .k = (uint16_t)(chance(f, 90) ? 1 + below(f, 10) : below(f, 300)),
+            .threshold =
+                chance(f, 95) ? (float)below(f, 2001) / 1000.0f - 1.0f : rnd_float(f),
+            .vector = scratch_vec,
+            .options = (uint16_t)(chance(f, 95) ? below(f, 4) : rnd(f))};
+        if (r.options & PROTO_LOOKUP_LEASE) {
+            /* Short waits and leases mostly, so that they end during the
+             * run; now and then the longest the protocol allows. */
+            r.wait_ms = chance(f, 95) ? below(f, 300) : (uint32_t)rnd(f);
+            r.lease_ms = chance(f, 95) ? below(f, 500) : (uint32_t)rnd(f);
+        }
+        if (chance(f, 30)) pick_prompt(f, &r.prompt, &r.prompt_len);
+        rc = proto_encode_lookup_ex_req(b, id, chance(f, 50) ? PROTO_FLAG_WANT_PROMPT : 0,
+                                        &r);
+        break;
+    }
+    case PROTO_OP_LEASE_RELEASE: {
+        proto_ns_id_req r = {
+            ns, (uint8_t)ns_len,
+            f->n_leases && chance(f, 70) ? f->leases[below(f, f->n_leases)] : rnd(f)};
+        rc = proto_encode_lease_release_req(b, id, &r);
+        break;
+    }
+    case PROTO_OP_NS_POLICY: {
+        proto_ns_policy p = {.set = (uint8_t)below(f, 2)};
+        if (p.set) {
+            p.mode = (uint8_t)below(f, 3);
+            p.gray_band = chance(f, 80) ? (float)below(f, 1001) / 1000.0f : rnd_float(f);
+        }
+        rc = proto_encode_ns_policy_req(b, id, ns, (uint8_t)ns_len, &p);
         break;
     }
     case PROTO_OP_LOOKUP: {
@@ -450,10 +505,13 @@ static void gen_random_frame(fuzzer *f) {
 
 /* A namespace's life, fields mutated now and then. */
 static void gen_sequence(fuzzer *f) {
-    static const int ops[] = {PROTO_OP_NS_CREATE, PROTO_OP_STORE,  PROTO_OP_STORE,
-                              PROTO_OP_STORE,     PROTO_OP_LOOKUP, PROTO_OP_NS_INFO,
-                              PROTO_OP_DELETE,    PROTO_OP_LOOKUP, PROTO_OP_FLUSH,
-                              PROTO_OP_STATS,     PROTO_OP_NS_DROP};
+    static const int ops[] = {
+        PROTO_OP_NS_CREATE, PROTO_OP_STORE,         PROTO_OP_STORE,
+        PROTO_OP_STORE,     PROTO_OP_LOOKUP,        PROTO_OP_NS_INFO,
+        PROTO_OP_LOOKUP_EX, PROTO_OP_LOOKUP_EX,     PROTO_OP_STORE_EX,
+        PROTO_OP_NS_POLICY, PROTO_OP_LEASE_RELEASE, PROTO_OP_DELETE,
+        PROTO_OP_LOOKUP,    PROTO_OP_FLUSH,         PROTO_OP_STATS,
+        PROTO_OP_NS_DROP};
     int ns = (int)below(f, NS_POOL);
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         size_t start = f->out.len;
@@ -533,10 +591,21 @@ static void take_replies(fuzzer *f) {
                         h.opcode, h.status);
                 f->violations++;
             }
-        } else if (h.opcode == PROTO_OP_STORE) {
+        } else if (h.opcode == PROTO_OP_STORE || h.opcode == PROTO_OP_STORE_EX) {
             uint64_t id;
             if (proto_decode_store_resp(body, h.body_len, &id) == 0)
                 f->ids[f->n_ids < 64 ? f->n_ids++ : below(f, 64)] = id;
+        } else if (h.opcode == PROTO_OP_LOOKUP_EX) {
+            static proto_hit hits[PROTO_MAX_K], shadow[PROTO_MAX_K];
+            proto_lookup_ex_resp resp = {.hits = hits, .shadow = shadow};
+            if (proto_decode_lookup_ex_resp(body, h.body_len, PROTO_MAX_K, &resp) != 0) {
+                fprintf(stderr, "wire-fuzz: LOOKUP_EX reply id %u does not decode\n",
+                        h.request_id);
+                f->violations++;
+            } else if (resp.outcome == PROTO_OUTCOME_LEASE) {
+                f->leases[f->n_leases < 16 ? f->n_leases++ : below(f, 16)] =
+                    resp.lease_id;
+            }
         }
         if (f->sync_want && h.request_id == f->sync_want && h.opcode == PROTO_OP_PING)
             f->sync_seen = 1;
