@@ -652,8 +652,6 @@ static int serve_lookup_ex(srv_req *r) {
             resp.hits = r->w->hits;
             resp.count = keep;
             if (keep && r->w->matches[0].borderline) header_flags = PROTO_FLAG_BORDERLINE;
-        } else if (lease) {
-            cache_count_outcome(r->srv->cache, req.ns, req.ns_len, CACHE_OUTCOME_MISS);
         }
         rc = proto_encode_lookup_ex_resp(r->out, r->hdr->request_id, header_flags, &resp);
         release_matches(r->w->matches, n);

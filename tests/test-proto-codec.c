@@ -428,23 +428,24 @@ static void test_lookup_reply_with_no_hits_is_a_miss(void) {
 }
 
 static void test_lookup_reply_with_one_hit_round_trips(void) {
-    proto_hit hit = {12345, 0.97f, (const uint8_t *)"q", 1, (const uint8_t *)"answer", 6};
+    proto_hit hit = {12345, 0.97f, (const uint8_t *)"q", 1, (const uint8_t *)"answer",
+                     6,     0};
     check_lookup_reply(&hit, 1);
 }
 
 static void test_lookup_reply_with_several_hits_keeps_their_order(void) {
     const proto_hit hits[3] = {
-        {3, 0.99f, NULL, 0, (const uint8_t *)"best", 4},
-        {1, 0.95f, (const uint8_t *)"prompt two", 10, (const uint8_t *)"second", 6},
-        {2, -0.25f, NULL, 0, (const uint8_t *)"", 0},
+        {3, 0.99f, NULL, 0, (const uint8_t *)"best", 4, 0},
+        {1, 0.95f, (const uint8_t *)"prompt two", 10, (const uint8_t *)"second", 6, 0},
+        {2, -0.25f, NULL, 0, (const uint8_t *)"", 0, 0},
     };
     check_lookup_reply(hits, 3);
 }
 
 static void test_lookup_reply_with_more_hits_than_room_is_refused(void) {
-    const proto_hit hits[3] = {{1, 0.9f, NULL, 0, NULL, 0},
-                               {2, 0.8f, NULL, 0, NULL, 0},
-                               {3, 0.7f, NULL, 0, NULL, 0}};
+    const proto_hit hits[3] = {{1, 0.9f, NULL, 0, NULL, 0, 0},
+                               {2, 0.8f, NULL, 0, NULL, 0, 0},
+                               {3, 0.7f, NULL, 0, NULL, 0, 0}};
     proto_buf *b = fresh_buf();
     ASSERT_OK(proto_encode_lookup_resp(b, 1, hits, 3));
     frame f = take_frame(b);
@@ -457,7 +458,7 @@ static void test_lookup_reply_with_more_hits_than_room_is_refused(void) {
 }
 
 static void test_lookup_reply_with_nan_similarity_is_refused(void) {
-    proto_hit hit = {1, NAN, NULL, 0, NULL, 0};
+    proto_hit hit = {1, NAN, NULL, 0, NULL, 0, 0};
     proto_buf *b = fresh_buf();
     ASSERT_OK(proto_encode_lookup_resp(b, 1, &hit, 1));
     frame f = take_frame(b);
@@ -466,7 +467,7 @@ static void test_lookup_reply_with_nan_similarity_is_refused(void) {
 }
 
 static void test_lookup_reply_flags_an_exact_tier_hit_in_the_header_only(void) {
-    proto_hit hit = {7, 0.62f, NULL, 0, (const uint8_t *)"yes", 3};
+    proto_hit hit = {7, 0.62f, NULL, 0, (const uint8_t *)"yes", 3, 0};
     proto_buf *b = fresh_buf();
     ASSERT_OK(proto_encode_lookup_resp(b, 1, &hit, 1));
     frame plain = take_frame(b);
@@ -791,7 +792,7 @@ static void test_lengths_pointing_past_the_body_are_refused(void) {
     ASSERT_EQ(dec_lookup_req(f.body, f.len), DEJA_ERR_BAD_REQUEST);
     frame_free(&f);
 
-    proto_hit hit = {1, 0.5f, (const uint8_t *)"p", 1, (const uint8_t *)"r", 1};
+    proto_hit hit = {1, 0.5f, (const uint8_t *)"p", 1, (const uint8_t *)"r", 1, 0};
     proto_buf *b = fresh_buf();
     ASSERT_OK(proto_encode_lookup_resp(b, 1, &hit, 1));
     f = take_frame(b);

@@ -213,6 +213,56 @@ static void fuzz_ns(const uint8_t *body, size_t len, uint8_t opcode, proto_buf *
     fuzz_ns_id(body, len, opcode, b);
 }
 
+/* Protocol version 2: LOOKUP_EX, STORE_EX, LEASE_RELEASE, NS_POLICY, as
+ * requests and as replies. */
+static void fuzz_v2(const uint8_t *body, size_t len, uint8_t opcode, uint16_t flags,
+                    proto_buf *b) {
+    if (opcode == PROTO_OP_LOOKUP_EX) {
+        proto_lookup_req r;
+        if (proto_decode_lookup_ex_req(body, len, &r) == 0) {
+            CHECK(r.k >= 1 && r.k <= PROTO_MAX_K);
+            CHECK((r.options & PROTO_LOOKUP_LEASE) ||
+                  (r.wait_ms == 0 && r.lease_ms == 0));
+            CHECK(proto_encode_lookup_ex_req(b, 1, flags, &r) == 0);
+            check_reencoded(b, body, len);
+        }
+        static proto_hit hits[PROTO_MAX_K], shadow[PROTO_MAX_K];
+        proto_lookup_ex_resp resp = {.hits = hits, .shadow = shadow};
+        if (proto_decode_lookup_ex_resp(body, len, PROTO_MAX_K, &resp) == 0) {
+            CHECK(resp.outcome <= PROTO_OUTCOME_COALESCED);
+            CHECK(resp.outcome != PROTO_OUTCOME_LEASE || resp.lease_id != 0);
+            CHECK(resp.count <= PROTO_MAX_K && resp.shadow_count <= PROTO_MAX_K);
+            for (uint16_t i = 0; i < resp.count; i++)
+                CHECK(hits[i].similarity == hits[i].similarity);
+        }
+    }
+    if (opcode == PROTO_OP_STORE_EX) {
+        proto_store_req r;
+        if (proto_decode_store_ex_req(body, len, &r) == 0) {
+            CHECK(proto_encode_store_ex_req(b, 1, &r) == 0);
+            check_reencoded(b, body, len);
+        }
+    }
+    proto_ns_id_req rel;
+    if (opcode == PROTO_OP_LEASE_RELEASE &&
+        proto_decode_lease_release_req(body, len, &rel) == 0) {
+        CHECK(proto_encode_lease_release_req(b, 1, &rel) == 0);
+        check_reencoded(b, body, len);
+    }
+    if (opcode == PROTO_OP_NS_POLICY) {
+        proto_ns_req req;
+        proto_ns_policy p;
+        if (proto_decode_ns_policy_req(body, len, &req, &p) == 0) {
+            CHECK(proto_encode_ns_policy_req(b, 1, req.ns, req.ns_len, &p) == 0);
+            check_reencoded(b, body, len);
+        }
+        if (proto_decode_ns_policy_resp(body, len, &p) == 0)
+            CHECK(p.mode <= PROTO_MODE_SHADOW && p.gray_band >= 0 && p.gray_band <= 1);
+    }
+    /* The small replies: STORE_EX's id, LEASE_RELEASE's empty body. */
+    fuzz_ns_id(body, len, opcode, b);
+}
+
 /* Runs the decoders that match one complete frame. The body is copied to a
  * heap block of exactly its size so over-reads are caught even when more
  * stream bytes follow it in the receive buffer. */
@@ -244,6 +294,10 @@ static void fuzz_frame(const proto_header *h, const uint8_t *frame) {
     case PROTO_OP_NS_LIST:
     case PROTO_OP_NS_INFO:
     case PROTO_OP_NS_DROP: fuzz_ns(body, len, h->opcode, &b); break;
+    case PROTO_OP_LOOKUP_EX:
+    case PROTO_OP_STORE_EX:
+    case PROTO_OP_LEASE_RELEASE:
+    case PROTO_OP_NS_POLICY: fuzz_v2(body, len, h->opcode, h->flags, &b); break;
     default: CHECK(proto_op_name(h->opcode) == NULL); break;
     }
     proto_buf_free(&b);

@@ -134,8 +134,8 @@ static void gen_proto_frame(void) {
     must(proto_encode_lookup_resp(&b, 5, NULL, 0), "frame");
     frame_seed("lookup-resp-miss", &b, 0);
     const proto_hit hits[2] = {
-        {99, 0.97f, (const uint8_t *)"q?", 2, (const uint8_t *)"answer", 6},
-        {12, 0.91f, NULL, 0, (const uint8_t *)"other", 5},
+        {99, 0.97f, (const uint8_t *)"q?", 2, (const uint8_t *)"answer", 6, 0},
+        {12, 0.91f, NULL, 0, (const uint8_t *)"other", 5, 0},
     };
     /* The target sizes the hit array from the flags' low byte, which is 0
      * in a reply; the flags are patched so the seed decodes fully. */
@@ -214,6 +214,42 @@ static void gen_proto_frame(void) {
     frame_seed("ns-info-resp", &b, 0);
     must(proto_encode_ns_drop_req(&b, 1, model, 10), "frame");
     frame_seed("ns-drop-req", &b, 0);
+
+    /* Protocol version 2. */
+    proto_lookup_req lx = {.ns = model,
+                           .ns_len = 10,
+                           .dim = 4,
+                           .k = 2,
+                           .threshold = 0.85f,
+                           .vector = vec_bytes,
+                           .options = PROTO_LOOKUP_LEASE,
+                           .wait_ms = 500,
+                           .lease_ms = 30000};
+    must(proto_encode_lookup_ex_req(&b, 1, 0, &lx), "frame");
+    frame_seed("lookup-ex-req", &b, 0);
+    proto_hit xh[1] = {
+        {5, 0.88f, NULL, 0, (const uint8_t *)"ok", 2, PROTO_HIT_BORDERLINE}};
+    proto_lookup_ex_resp xr = {
+        .outcome = PROTO_OUTCOME_COALESCED, .hits = xh, .count = 1};
+    must(proto_encode_lookup_ex_resp(&b, 1, PROTO_FLAG_BORDERLINE, &xr), "frame");
+    frame_seed("lookup-ex-resp", &b, 0);
+    proto_store_req sx = {.ns = model,
+                          .ns_len = 10,
+                          .dim = 4,
+                          .vector = vec_bytes,
+                          .response = (const uint8_t *)"ok",
+                          .response_len = 2,
+                          .lease_id = 77};
+    must(proto_encode_store_ex_req(&b, 1, &sx), "frame");
+    frame_seed("store-ex-req", &b, 0);
+    proto_ns_id_req rx = {model, 10, 77};
+    must(proto_encode_lease_release_req(&b, 1, &rx), "frame");
+    frame_seed("lease-release-req", &b, 0);
+    proto_ns_policy px = {.set = 1, .mode = PROTO_MODE_SHADOW, .gray_band = 0.9f};
+    must(proto_encode_ns_policy_req(&b, 1, model, 10, &px), "frame");
+    frame_seed("ns-policy-req", &b, 0);
+    must(proto_encode_ns_policy_resp(&b, 1, &px), "frame");
+    frame_seed("ns-policy-resp", &b, 0);
 
     proto_buf_free(&b);
 }
@@ -355,11 +391,11 @@ static void gen_client_reply(void) {
     must(proto_encode_u64_resp(&b, PROTO_OP_NS_DROP, 2, 5), "drop");
     reply_seed("delete-drop", 2, 11, &b);
     const proto_hit hits[2] = {
-        {99, 0.97f, NULL, 0, (const uint8_t *)"answer", 6},
-        {12, 0.91f, NULL, 0, (const uint8_t *)"other", 5},
+        {99, 0.97f, NULL, 0, (const uint8_t *)"answer", 6, 0},
+        {12, 0.91f, NULL, 0, (const uint8_t *)"other", 5, 0},
     };
     const proto_hit prompted[1] = {
-        {99, 0.97f, (const uint8_t *)"q?", 2, (const uint8_t *)"answer", 6},
+        {99, 0.97f, (const uint8_t *)"q?", 2, (const uint8_t *)"answer", 6, 0},
     };
     must(proto_encode_lookup_resp(&b, 1, hits, 2), "lookup");
     must(proto_encode_lookup_resp(&b, 2, prompted, 1), "lookup");
