@@ -24,6 +24,7 @@
 typedef struct move {
     cache_ns *ns;
     uint64_t id;
+    int loaded; /* restart backlog: read from disk at start */
 } move;
 
 struct cache_indexer {
@@ -32,6 +33,9 @@ struct cache_indexer {
     move *queue; /* ring buffer */
     size_t head, len, cap;
     unsigned busy; /* threads in the middle of a move */
+    /* Moves of entries loaded at start (queued or busy): the graph's
+     * restart backlog, which backpressure does not count (below). */
+    size_t loaded;
     int stopping;
     int paused; /* a snapshot is being written: no moves */
     unsigned nthreads;
@@ -87,6 +91,7 @@ static void *indexer_main(void *arg) {
         move_one(&m, vec);
         pthread_mutex_lock(&ix->mu);
         ix->busy--;
+        if (m.loaded) ix->loaded--;
         /* Waiters want "idle" or "below a limit": wake them now and then,
          * not on every move. */
         if ((ix->len == 0 && ix->busy == 0) || (ix->len & 255) == 0 ||
@@ -132,7 +137,7 @@ void cache_indexer_stop(cache_indexer *ix) {
     free(ix);
 }
 
-void cache_indexer_push(cache_indexer *ix, cache_ns *ns, uint64_t id) {
+void cache_indexer_push(cache_indexer *ix, cache_ns *ns, uint64_t id, int loaded) {
     pthread_mutex_lock(&ix->mu);
     if (ix->len == ix->cap) {
         size_t cap = ix->cap ? ix->cap * 2 : 1024;
@@ -149,8 +154,9 @@ void cache_indexer_push(cache_indexer *ix, cache_ns *ns, uint64_t id) {
         ix->head = 0;
         ix->cap = cap;
     }
-    ix->queue[(ix->head + ix->len) % ix->cap] = (move){ns, id};
+    ix->queue[(ix->head + ix->len) % ix->cap] = (move){ns, id, loaded};
     ix->len++;
+    if (loaded) ix->loaded++;
     pthread_cond_signal(&ix->work);
     pthread_mutex_unlock(&ix->mu);
 }
@@ -177,9 +183,17 @@ void cache_indexer_resume(cache_indexer *ix) {
     pthread_mutex_unlock(&ix->mu);
 }
 
+/* The backlog of entries published since start: what STOREs add faster
+ * than the graph takes them. The restart backlog (entries loaded from disk
+ * that the snapshot lacked) is not theirs to wait for: it is searchable
+ * already, and making STOREs wait for it stalled writes for as long as the
+ * graph took to catch up after a crash (issue #14). New entries queue
+ * behind it (FIFO), so STOREs still wait once more than limit of their own
+ * are queued, and then for the backlog ahead of those: the limit bounds
+ * what they may add while it drains. */
 void cache_indexer_wait_below(cache_indexer *ix, size_t limit) {
     pthread_mutex_lock(&ix->mu);
-    while (ix->len + ix->busy > limit && !ix->stopping)
+    while (ix->len + ix->busy - ix->loaded > limit && !ix->stopping)
         pthread_cond_wait(&ix->idle, &ix->mu);
     pthread_mutex_unlock(&ix->mu);
 }

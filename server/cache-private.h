@@ -223,8 +223,9 @@ int cache_indexer_start(cache *c, unsigned threads, cache_indexer **out);
  * in `fresh` stay searchable there. */
 void cache_indexer_stop(cache_indexer *ix);
 
-/* Queues entry id of ns for the graph. */
-void cache_indexer_push(cache_indexer *ix, cache_ns *ns, uint64_t id);
+/* Queues entry id of ns for the graph; loaded: read from disk at start
+ * (the restart backlog, which cache_indexer_wait_below does not count). */
+void cache_indexer_push(cache_indexer *ix, cache_ns *ns, uint64_t id, int loaded);
 
 /* Entries queued or being moved. */
 size_t cache_indexer_backlog(cache_indexer *ix);
@@ -238,7 +239,8 @@ void cache_indexer_wait_idle(cache_indexer *ix);
 void cache_indexer_pause(cache_indexer *ix);
 void cache_indexer_resume(cache_indexer *ix);
 
-/* Blocks until at most limit entries wait for the graph. */
+/* Blocks until at most limit entries published since start wait for the
+ * graph (queued or being moved). */
 void cache_indexer_wait_below(cache_indexer *ix, size_t limit);
 
 /* The STATS key of histogram bucket b of hits (outcome 0) or misses (1). */

@@ -455,8 +455,9 @@ void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e) {
 
 /* Puts e in the tables: replacing old (same id, same vector: the index is
  * untouched) or as a new entry (into the staging index and the indexer's
- * queue when there is one, else into main). */
-static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
+ * queue when there is one, else into main). loaded: read from disk at
+ * start, so the indexer counts it as restart backlog. */
+static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec, int loaded,
                      int *replaced) {
     *replaced = 0;
     /* Once in the table the entry belongs to it: a FLUSH or NS_DROP on
@@ -501,7 +502,7 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
     pthread_rwlock_unlock(&ns->lock);
     if (old && rc == 0) cache_entry_unref(old);
     if (rc == 0 && !*replaced && ns->fresh && c->indexer)
-        cache_indexer_push(c->indexer, ns, id);
+        cache_indexer_push(c->indexer, ns, id, loaded);
     if (*replaced == 2) *replaced = 0;
     return rc;
 }
@@ -509,7 +510,7 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec,
 int cache_publish(cache *c, cache_pending *p, uint64_t *id_out) {
     int replaced;
     uint64_t id = p->e->id; /* p->e may be freed once published (ns_insert) */
-    int rc = ns_insert(c, p->ns, p->e, p->vec, &replaced);
+    int rc = ns_insert(c, p->ns, p->e, p->vec, 0, &replaced);
     if (rc) {
         cache_discard(p);
         return rc;
@@ -557,7 +558,7 @@ int cache_load_entry(cache *c, const cache_entry_image *rec) {
         return DEJA_ERR_NOMEM;
     }
     int replaced;
-    int rc = ns_insert(c, ns, e, rec->vector, &replaced);
+    int rc = ns_insert(c, ns, e, rec->vector, 1, &replaced);
     if (rc)
         cache_entry_unref(e);
     else
@@ -567,8 +568,6 @@ int cache_load_entry(cache *c, const cache_entry_image *rec) {
 
 /* ---- lookups -----------------------------------------------------------------*/
 
-/* Per-hit bookkeeping: counters, the entry's hit count and last hit, the
- * sliding TTL, and what the hit saved. */
 /* What a hit does to its entry: its use counts for eviction, a sliding
  * TTL moves. The same for a would-be hit in shadow mode, so that a
  * namespace in shadow mode holds what it would hold if it served. */

@@ -309,8 +309,11 @@ int cache_load_entry(cache *c, const cache_entry_image *e);
  * (tests, benchmarks). */
 void cache_wait_indexed(cache *c);
 
-/* Blocks until at most limit published entries wait for the graph (the
- * commit thread's backpressure when STOREs outpace graph insertion). */
+/* Blocks until at most limit entries published since start wait for the
+ * graph (the commit thread's backpressure when STOREs outpace graph
+ * insertion). Entries loaded at start that the graph lacks (no snapshot,
+ * or one older than they are) do not count: they are searchable already,
+ * and STOREs must not stall while the graph catches up after a crash. */
 void cache_wait_unindexed_below(cache *c, size_t limit);
 
 /* Calls fn for the usage (hits, LFU counter, last hit, expiry) of every

@@ -165,7 +165,9 @@ static const key_def keys[] = {
     {"max-entries", UINT(max_entries, 0, UINT64_MAX / 2), "0", "N",
      "entry cap; LFU eviction past it; 0 = none", RELOAD, 0},
     {"max-unindexed", UINT(max_unindexed, 0, UINT64_MAX / 2), "100000", "N",
-     "STOREs wait while more than N entries wait for the graph; 0 = never", 0, 0},
+     "STOREs wait while more than N entries stored since start wait for the graph "
+     "(the backlog a restart left does not count); 0 = never",
+     0, 0},
     {"snapshot-interval", UINT(snapshot_interval_s, 0, 86400 * 7), "300", "SECONDS",
      "write graph snapshots this often when entries changed, so a restart after a crash "
      "skips most of the rebuild; 0 = only on shutdown",

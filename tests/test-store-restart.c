@@ -271,6 +271,89 @@ static void test_a_periodic_snapshot_spares_the_rebuild_after_a_crash(void) {
     ASSERT_EQ(test_server_stop(&p), 0);
 }
 
+/* Regression (issue #14): after a kill -9, the entries the graph lacked
+ * wait for it again, and STOREs waited behind them whenever they were more
+ * than --max-unindexed: 13 of 30 crash loops acknowledged nothing for up to
+ * 10 s. The restart backlog is searchable and no STORE's doing: STOREs
+ * wait only for what they add themselves. */
+static void test_a_restart_backlog_does_not_stall_stores(void) {
+    enum { BACKLOG = 4000, BIG = 1536 };
+    test_server p;
+    /* A wide graph search per insertion makes the rebuild take seconds on
+     * a fast machine too. */
+    const char *first[] = {"--snapshot-interval",
+                           "0",
+                           "--index-threads",
+                           "1",
+                           "--hnsw-ef-construction",
+                           "2000",
+                           NULL};
+    ASSERT_OK(test_server_start(&p, first));
+    deja_client *c = connect_or_fail(&p);
+    static float v[BIG];
+    deja_store_req batch[100];
+    uint64_t got[100];
+    int codes[100];
+    static float vecs[100][BIG];
+    for (int i = 0; i < BACKLOG; i += 100) {
+        for (int j = 0; j < 100; j++) {
+            test_unit_vector(90000u + (uint64_t)(i + j), vecs[j], BIG);
+            batch[j] = (deja_store_req){.ns = "backlog",
+                                        .vector = vecs[j],
+                                        .dim = BIG,
+                                        .response = "b",
+                                        .response_len = 1};
+        }
+        ASSERT_OK(deja_store_many(c, batch, 100, got, codes));
+        for (int j = 0; j < 100; j++)
+            ASSERT_EQ(codes[j], 0);
+    }
+    deja_close(c);
+    test_server_kill(&p); /* no snapshot: the whole graph is backlog */
+    /* A limit far below the backlog (4,000), one slow indexer thread. */
+    const char *again[] = {"--snapshot-interval",
+                           "0",
+                           "--index-threads",
+                           "1",
+                           "--hnsw-ef-construction",
+                           "2000",
+                           "--max-unindexed",
+                           "100",
+                           NULL};
+    ASSERT_OK(test_server_restart(&p, again));
+    /* Each STORE within 2 s: the backlog takes the one indexer thread
+     * several seconds at that breadth. */
+    deja_options opts = {.request_timeout_ms = 2000};
+    ASSERT_OK(deja_connect(p.addr, &opts, &c));
+    /* Fewer than the limit: none of them waits (the 101st would wait for
+     * the graph to take the oldest of its own, behind the backlog). */
+    for (int i = 0; i < 50; i++) {
+        test_unit_vector(99000u + (uint64_t)i, v, BIG);
+        deja_store_req req = {.ns = "backlog",
+                              .vector = v,
+                              .dim = BIG,
+                              .response = "new",
+                              .response_len = 3};
+        ASSERT_OK(deja_store(c, &req, NULL));
+    }
+    /* The premise: the graph had not caught up when those were
+     * acknowledged (otherwise this test proves nothing). */
+    uint64_t unindexed = stat_of(c, NULL, "unindexed");
+    ASSERT_GT(unindexed, 100);
+    /* And what was stored is found, backlog included. */
+    test_unit_vector(99007u, v, BIG);
+    deja_result *r = NULL;
+    ASSERT_OK(deja_lookup(c, "backlog", v, BIG, 0.999f, 1, 0, &r));
+    ASSERT_EQ(r->count, 1);
+    deja_result_free(r);
+    test_unit_vector(90000u + 1234u, v, BIG);
+    ASSERT_OK(deja_lookup(c, "backlog", v, BIG, 0.999f, 1, 0, &r));
+    ASSERT_EQ(r->count, 1);
+    deja_result_free(r);
+    deja_close(c);
+    ASSERT_EQ(test_server_stop(&p), 0);
+}
+
 static void test_a_second_server_cannot_open_the_same_folder(void) {
     test_server srv;
     a_server_with_acknowledged_entries(&srv);
@@ -288,6 +371,7 @@ int main(void) {
     RUN(test_entries_that_expired_while_down_are_not_served);
     RUN(test_a_clean_restart_restores_the_graph_from_its_snapshot);
     RUN(test_a_damaged_snapshot_falls_back_to_a_rebuild);
+    RUN(test_a_restart_backlog_does_not_stall_stores);
     RUN(test_a_periodic_snapshot_spares_the_rebuild_after_a_crash);
     RUN(test_a_second_server_cannot_open_the_same_folder);
     return harness_result();
