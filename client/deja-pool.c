@@ -33,7 +33,7 @@
 #define DEFAULT_COOLDOWN_MS 1000
 /* Long enough to cover a typical LLM call, so that a caller missing
  * right behind another gets its answer rather than fetching again. */
-#define DEFAULT_LEASE_WAIT_MS 3000
+#define DEFAULT_LEASE_WAIT_MS 10000
 
 struct deja_pool {
     char *addr;

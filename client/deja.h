@@ -326,8 +326,8 @@ typedef struct deja_pool_options {
     /* deja_get_or_fetch's leases (semantic single-flight) against servers
      * of protocol version 2: the longest a call waits for the answer of a
      * similar question that another caller is fetching, on top of
-     * lookup_timeout_ms. 0 = 3000; DEJA_LEASES_OFF = no leases: one LOOKUP
-     * as with a version-1 server. */
+     * lookup_timeout_ms. 0 = 10000 (as the Python client); DEJA_LEASES_OFF = no leases:
+     * one LOOKUP as with a version-1 server. */
     int lease_wait_ms;
     /* How long a lease taken by deja_get_or_fetch lasts if its holder never
      * stores or releases it (a crash): longer than a fetch takes. 0 = the
