@@ -572,16 +572,29 @@ typedef struct totals {
     uint64_t dedup_updates, rejected, tokens_saved, cost_saved, entry_hits;
     uint64_t evicted[CACHE_EVICT_REASONS];
     uint64_t index_bytes, entry_bytes, unindexed, index_entries, charged;
+    /* index_bytes by kind (issue #14): the graph's scanned vectors (f32
+     * rows or int8 codes), its f32 re-rank copies, its links, the rest of
+     * it; the staging index; the entry and exact-tier tables. */
+    uint64_t mem_vectors, mem_exact, mem_graph, mem_other, mem_staging, mem_tables;
 } totals;
 
 static void add_totals(cache_ns *ns, totals *t) {
     pthread_rwlock_rdlock(&ns->lock);
     t->entries += ns->entries.count;
-    t->index_bytes +=
-        idx_memory(ns->main) + u64map_memory(&ns->entries) + u64map_memory(&ns->exact);
+    idx_memory_info mi;
+    idx_memory_breakdown(ns->main, &mi);
+    size_t tables = u64map_memory(&ns->entries) + u64map_memory(&ns->exact);
+    t->mem_vectors += mi.vectors;
+    t->mem_exact += mi.exact;
+    t->mem_graph += mi.graph;
+    t->mem_other += mi.other;
+    t->mem_tables += tables;
+    t->index_bytes += mi.vectors + mi.exact + mi.graph + mi.other + tables;
     t->index_entries += idx_count(ns->main);
     if (ns->fresh) {
-        t->index_bytes += idx_memory(ns->fresh);
+        size_t staging = idx_memory(ns->fresh);
+        t->mem_staging += staging;
+        t->index_bytes += staging;
         t->unindexed += idx_count(ns->fresh);
     }
     t->entry_bytes += ns->entry_bytes;
@@ -635,6 +648,12 @@ static uint16_t put_totals(const totals *t, cache_stat *stats, uint16_t n, uint1
         {"cost_saved_micro_usd", t->cost_saved},
         {"index_bytes", t->index_bytes},
         {"entry_bytes", t->entry_bytes},
+        {"index_vector_bytes", t->mem_vectors},
+        {"index_rerank_bytes", t->mem_exact},
+        {"index_graph_bytes", t->mem_graph},
+        {"index_other_bytes", t->mem_other},
+        {"staging_bytes", t->mem_staging},
+        {"entry_table_bytes", t->mem_tables},
         {"unindexed", t->unindexed},
         {"index_entries", t->index_entries},
         {"memory_charged", t->charged},

@@ -175,6 +175,10 @@ typedef struct cache_usage {
     uint64_t expires_ms;
 } cache_usage;
 
+/* Room for every counter cache_stats and cache_ns_info may fill: about 50
+ * named ones and the similarity histogram's 104 buckets. */
+#define CACHE_STATS_MAX 200u
+
 /* One counter of cache_stats: key is a static string ("entries"). */
 typedef struct cache_stat {
     const char *key;

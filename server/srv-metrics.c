@@ -137,6 +137,12 @@ enum {
     K_SHADOW_EXACT,
     K_SIM_HIT_SUM,
     K_SIM_MISS_SUM,
+    K_MEM_VECTORS,
+    K_MEM_RERANK,
+    K_MEM_GRAPH,
+    K_MEM_OTHER,
+    K_MEM_STAGING,
+    K_MEM_TABLES,
     K_COUNT
 };
 static const char *const ns_keys[K_COUNT] = {
@@ -163,6 +169,12 @@ static const char *const ns_keys[K_COUNT] = {
     "shadow_exact_hits",
     "sim_hit_sum_micro",
     "sim_miss_sum_micro",
+    "index_vector_bytes",
+    "index_rerank_bytes",
+    "index_graph_bytes",
+    "index_other_bytes",
+    "staging_bytes",
+    "entry_table_bytes",
 };
 
 /* The similarity histogram's buckets as STATS names them (PROTOCOL.md
@@ -259,10 +271,10 @@ static ns_row *collect_namespaces(srv_server *s, size_t *nrows) {
     uint16_t n = 0;
     cache_ns_list(s->cache, names, lens, MAX_LIST, &n);
     for (uint16_t i = 0; i < n; i++) {
-        cache_stat stats[200];
+        cache_stat stats[CACHE_STATS_MAX];
         uint16_t count = 0;
-        if (cache_stats(s->cache, (const uint8_t *)names[i], lens[i], stats, 200,
-                        &count) != 0)
+        if (cache_stats(s->cache, (const uint8_t *)names[i], lens[i], stats,
+                        CACHE_STATS_MAX, &count) != 0)
             continue; /* dropped since it was listed */
         size_t r = *nrows < METRICS_MAX_NAMESPACES ? (*nrows)++ : METRICS_MAX_NAMESPACES;
         if (r == METRICS_MAX_NAMESPACES) {
@@ -333,6 +345,15 @@ static void render(srv_server *s, text *t) {
     ns_family_by(t, rows, n, "deja_memory_bytes", "gauge",
                  "Memory held by the cache, by kind (index structures, entry blobs).",
                  "kind", kinds, kind_keys, 2);
+    static const char *const index_kinds[] = {"vectors", "rerank",  "graph",
+                                              "other",   "staging", "tables"};
+    static const int index_kind_keys[] = {K_MEM_VECTORS, K_MEM_RERANK,  K_MEM_GRAPH,
+                                          K_MEM_OTHER,   K_MEM_STAGING, K_MEM_TABLES};
+    ns_family_by(t, rows, n, "deja_index_memory_bytes", "gauge",
+                 "The index part of deja_memory_bytes by kind: vectors searched (f32 "
+                 "rows or int8 codes), f32 copies for the int8 re-rank, graph links, "
+                 "the rest of the graph, the staging index, the entry tables.",
+                 "kind", index_kinds, index_kind_keys, 6);
     ns_family(t, rows, n, "deja_unindexed_entries", "gauge",
               "Entries waiting for the graph (served by the exact staging index).",
               K_UNINDEXED);

@@ -709,7 +709,7 @@ static int op_stats(srv_req *r) {
     uint8_t ns_len;
     int rc = proto_decode_stats_req(r->body, r->hdr->body_len, &ns, &ns_len);
     if (rc) return rc;
-    enum { MAX_COUNTERS = 200, MAX_STATS = 240 };
+    enum { MAX_COUNTERS = CACHE_STATS_MAX, MAX_STATS = CACHE_STATS_MAX + 40 };
     proto_stat stats[MAX_STATS];
     cache_stat counters[MAX_COUNTERS];
     uint16_t n = 0, count = 0;
@@ -834,7 +834,7 @@ static int op_ns_info(srv_req *r) {
     int rc = proto_decode_ns_info_req(r->body, r->hdr->body_len, &req);
     if (rc) return rc;
     cache_ns_config cfg;
-    enum { MAX_COUNTERS = 200 };
+    enum { MAX_COUNTERS = CACHE_STATS_MAX };
     cache_stat counters[MAX_COUNTERS];
     uint16_t count = 0, n = 0;
     rc = cache_ns_info(r->srv->cache, req.ns, req.ns_len, &cfg, counters, MAX_COUNTERS,

@@ -230,6 +230,13 @@ def main():
               sample(text, "deja_lookup_best_similarity_count",
                      '{namespace="shop/faq",outcome="hit"}'),
               "the histogram's +Inf bucket equals its count")
+        kinds_sum = sum(sample(text, "deja_index_memory_bytes",
+                               '{namespace="shop/faq",kind="%s"}' % k) or 0
+                        for k in ("vectors", "rerank", "graph", "other", "staging", "tables"))
+        check(kinds_sum > 0 and kinds_sum == sample(text, "deja_memory_bytes",
+                                                    '{namespace="shop/faq",kind="index"}'),
+              "deja_index_memory_bytes by kind sums to deja_memory_bytes{kind=index} (%s)"
+              % kinds_sum)
         check(sample(text, "deja_leases_total", '{event="granted"}') == 0 and
               sample(text, "deja_coalesced_total", '{namespace="shop/faq"}') == 0,
               "lease and coalesced families are exported")

@@ -140,9 +140,9 @@ static void test_a_non_ok_completion_is_rejected_and_counted(void) {
     uint64_t id;
     ASSERT_EQ(cache_store(c, &r, vec_a, &id), DEJA_ERR_REJECTED);
     ASSERT_EQ(lookup_count(c, "safe", vec_a), 0);
-    cache_stat st[32];
+    cache_stat st[CACHE_STATS_MAX];
     uint16_t n;
-    ASSERT_OK(cache_stats(c, NULL, 0, st, 32, &n));
+    ASSERT_OK(cache_stats(c, NULL, 0, st, CACHE_STATS_MAX, &n));
     int found = 0;
     for (uint16_t i = 0; i < n; i++)
         if (strcmp(st[i].key, "rejected_stores") == 0) {
@@ -154,9 +154,10 @@ static void test_a_non_ok_completion_is_rejected_and_counted(void) {
 }
 
 static uint64_t stat_of(cache *c, const char *ns, const char *key) {
-    cache_stat st[32];
+    cache_stat st[CACHE_STATS_MAX];
     uint16_t n;
-    ASSERT_OK(cache_stats(c, (const uint8_t *)ns, (uint8_t)strlen(ns), st, 32, &n));
+    ASSERT_OK(cache_stats(c, (const uint8_t *)ns, (uint8_t)strlen(ns), st,
+                          CACHE_STATS_MAX, &n));
     for (uint16_t i = 0; i < n; i++)
         if (strcmp(st[i].key, key) == 0) return st[i].value;
     HARNESS_FAIL("no stat %s", key);
@@ -244,6 +245,47 @@ static void test_deleting_while_the_graph_catches_up_leaves_nothing_behind(void)
     cache_destroy(c);
 }
 
+/* STATS says where a namespace's index bytes go (issue #14): the kinds sum
+ * to index_bytes; an f32 graph keeps no re-rank copies, an int8 one keeps
+ * them beside its codes, which take a quarter of the f32 rows. */
+static void test_index_memory_is_reported_by_kind(void) {
+    cache *c = new_cache(0);
+    static uint64_t ids[GN];
+    cache_ns_config f32 = {.dim = GDIM,
+                           .index_kind = CACHE_INDEX_HNSW,
+                           .quant = IDX_QUANT_F32,
+                           .flags = CACHE_NS_EXPLICIT};
+    cache_ns_config int8 = f32;
+    int8.quant = IDX_QUANT_INT8;
+    cache_ns_image rec;
+    int created;
+    ASSERT_OK(
+        cache_ns_create(c, (const uint8_t *)"f32", 3, &f32, &rec, &created, NULL, 0));
+    ASSERT_OK(
+        cache_ns_create(c, (const uint8_t *)"int8", 4, &int8, &rec, &created, NULL, 0));
+    store_graph_entries(c, "f32", ids);
+    store_graph_entries(c, "int8", ids);
+    cache_wait_indexed(c);
+    static const char *const kinds[] = {"index_vector_bytes", "index_rerank_bytes",
+                                        "index_graph_bytes",  "index_other_bytes",
+                                        "staging_bytes",      "entry_table_bytes"};
+    const char *names[] = {"f32", "int8"};
+    for (int n = 0; n < 2; n++) {
+        uint64_t sum = 0;
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            sum += stat_of(c, names[n], kinds[k]);
+        ASSERT_U64_EQ(sum, stat_of(c, names[n], "index_bytes"));
+        ASSERT_GE(stat_of(c, names[n], "index_graph_bytes"), GN * 16u * 4u);
+        ASSERT_GE(stat_of(c, names[n], "entry_table_bytes"), GN * 8u);
+    }
+    uint64_t f32_rows = stat_of(c, "f32", "index_vector_bytes");
+    ASSERT_GE(f32_rows, (uint64_t)GN * GDIM * 4u);
+    ASSERT_U64_EQ(stat_of(c, "f32", "index_rerank_bytes"), 0);
+    ASSERT_GE(stat_of(c, "int8", "index_rerank_bytes"), (uint64_t)GN * GDIM * 4u);
+    ASSERT_LT(stat_of(c, "int8", "index_vector_bytes"), f32_rows / 2);
+    cache_destroy(c);
+}
+
 int main(void) {
     idx_simd_init();
     RUN(test_an_entry_is_served_until_its_ttl_and_never_after);
@@ -254,5 +296,6 @@ int main(void) {
     RUN(test_a_non_ok_completion_is_rejected_and_counted);
     RUN(test_a_published_entry_is_found_before_and_after_it_reaches_the_graph);
     RUN(test_deleting_while_the_graph_catches_up_leaves_nothing_behind);
+    RUN(test_index_memory_is_reported_by_kind);
     return harness_result();
 }

@@ -104,9 +104,10 @@ static answer ask(cache *c, const char *ns, const float *v, float threshold,
 }
 
 static uint64_t stat_of(cache *c, const char *ns, const char *key) {
-    cache_stat st[48];
+    cache_stat st[CACHE_STATS_MAX];
     uint16_t n;
-    ASSERT_OK(cache_stats(c, (const uint8_t *)ns, (uint8_t)strlen(ns), st, 48, &n));
+    ASSERT_OK(cache_stats(c, (const uint8_t *)ns, (uint8_t)strlen(ns), st,
+                          CACHE_STATS_MAX, &n));
     for (uint16_t i = 0; i < n; i++)
         if (strcmp(st[i].key, key) == 0) return st[i].value;
     HARNESS_FAIL("no stat %s", key);

@@ -88,10 +88,10 @@ static uint64_t lookup(cache *c, const char *ns, const float *v, float threshold
 }
 
 static uint64_t stat_of(cache *c, const char *ns, const char *key) {
-    cache_stat st[48];
+    cache_stat st[CACHE_STATS_MAX];
     uint16_t n;
-    ASSERT_OK(
-        cache_stats(c, (const uint8_t *)ns, ns ? (uint8_t)strlen(ns) : 0, st, 48, &n));
+    ASSERT_OK(cache_stats(c, (const uint8_t *)ns, ns ? (uint8_t)strlen(ns) : 0, st,
+                          CACHE_STATS_MAX, &n));
     for (uint16_t i = 0; i < n; i++)
         if (strcmp(st[i].key, key) == 0) return st[i].value;
     HARNESS_FAIL("no stat %s", key);
@@ -335,10 +335,10 @@ static void test_namespaces_are_created_listed_described_and_dropped(void) {
     ASSERT_EQ(n, 2);
 
     cache_ns_config got;
-    cache_stat st[48];
+    cache_stat st[CACHE_STATS_MAX];
     uint16_t count;
-    ASSERT_OK(
-        cache_ns_info(c, (const uint8_t *)"gpt:support-v1", 14, &got, st, 48, &count));
+    ASSERT_OK(cache_ns_info(c, (const uint8_t *)"gpt:support-v1", 14, &got, st,
+                            CACHE_STATS_MAX, &count));
     ASSERT_EQ(got.index_kind, CACHE_INDEX_FLAT);
     ASSERT_NEAR(got.min_threshold, 0.8, 1e-6);
     ASSERT_U64_EQ(stat_of(c, "gpt:support-v1", "entries"), 1);
