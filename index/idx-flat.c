@@ -146,6 +146,14 @@ static void flat_clear(idx *ix) {
     flat_release(as_flat(ix));
 }
 
+static int flat_score(const idx *ix, uint64_t label, const float *query, float *out) {
+    const idx_flat *f = as_cflat(ix);
+    uint32_t row = idx_labelmap_find(&f->map, label);
+    if (row == IDX_LABELMAP_NONE) return DEJA_ERR_NOT_FOUND;
+    *out = idx_dot(query, row_at(f, row), f->base.dim);
+    return 0;
+}
+
 static int flat_get(const idx *ix, uint64_t label, float *out) {
     const idx_flat *f = as_cflat(ix);
     uint32_t row = idx_labelmap_find(&f->map, label);
@@ -314,6 +322,7 @@ static const struct idx_ops flat_ops = {
     .remove = flat_remove,
     .clear = flat_clear,
     .get = flat_get,
+    .score = flat_score,
     .search = flat_search,
     .search_batch = flat_search_batch,
     .count = flat_count,

@@ -32,6 +32,8 @@ struct idx_ops {
     int (*remove)(idx *ix, uint64_t label);
     void (*clear)(idx *ix);
     int (*get)(const idx *ix, uint64_t label, float *out);
+    /* May be NULL: idx_score then copies the vector with get. */
+    int (*score)(const idx *ix, uint64_t label, const float *query, float *out);
     /* ef: search breadth for this call, 0 = the index's default. */
     int (*search)(const idx *ix, const float *query, uint32_t k, uint32_t ef,
                   float min_score, idx_filter_fn filter, void *filter_ctx, idx_hit *out,

@@ -4,6 +4,7 @@
  * not depend on a kind. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "idx-private.h"
 
@@ -71,6 +72,17 @@ void idx_clear(idx *ix) {
 int idx_get(const idx *ix, uint64_t label, float *out) {
     if (!ix || !out) return DEJA_ERR_INVALID_ARG;
     return ix->ops->get(ix, label, out);
+}
+
+int idx_score(const idx *ix, uint64_t label, const float *query, float *score) {
+    if (!ix || !query || !score) return DEJA_ERR_INVALID_ARG;
+    if (ix->ops->score) return ix->ops->score(ix, label, query, score);
+    float *tmp = malloc((size_t)ix->dim * sizeof(float));
+    if (!tmp) return DEJA_ERR_NOMEM;
+    int rc = ix->ops->get(ix, label, tmp);
+    if (rc == 0) *score = idx_dot(query, tmp, ix->dim);
+    free(tmp);
+    return rc;
 }
 
 int idx_search_ef(const idx *ix, const float *query, uint32_t k, uint32_t ef,

@@ -182,6 +182,13 @@ void idx_clear(idx *ix);
  * INVALID_ARG (NULL out). */
 int idx_get(const idx *ix, uint64_t label, float *out);
 
+/* *score = the inner product of query[dim] and the stored vector of
+ * label, read where it is stored when the kind allows it (flat: no copy;
+ * a caller comparing a STORE with thousands of staged vectors would
+ * otherwise copy each one first). Same threading as idx_get. Errors:
+ * NOT_FOUND, INVALID_ARG (NULL query or score), NOMEM. */
+int idx_score(const idx *ix, uint64_t label, const float *query, float *score);
+
 /* Finds up to k labels with score >= min_score that pass filter (NULL =
  * all), best first, into out[0..k); *nout receives how many. Equal scores
  * rank the lower label first. The filter is called only for candidates

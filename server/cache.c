@@ -281,14 +281,17 @@ static void dedup_staged_locked(cache_ns *ns, const float *vec, float min,
             *best = hit;
         return;
     }
-    float stored[CACHE_MAX_DIM];
     uint64_t count =
         ns->recent_count < CACHE_DEDUP_WINDOW ? ns->recent_count : CACHE_DEDUP_WINDOW;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t id = ns->recent[i];
-        /* Not staged any more: in the graph (searched already) or gone. */
-        if (idx_get(ns->fresh, id, stored) != 0 || !entry_is_live(&filter, id)) continue;
-        float score = idx_dot(vec, stored, ns->dim);
+        float score;
+        /* Scored where it is staged: copying each of the window's vectors
+         * out first made this loop memory-bound, most of a STORE's CPU
+         * while the graph lagged (issue #14). Not staged any more: in the
+         * graph (searched already) or gone. */
+        if (idx_score(ns->fresh, id, vec, &score) != 0 || !entry_is_live(&filter, id))
+            continue;
         if (score >= min && score > best->score)
             *best = (idx_hit){.label = id, .score = score};
     }

@@ -664,6 +664,42 @@ static void test_bruteforce_returns_row_numbers_best_first(void) {
     ASSERT_NEAR(hits[1].score, 0.8, 1e-7);
 }
 
+/* idx_score reads a stored vector where it is (flat) or through a copy
+ * (kinds without the op, HNSW here): the same inner product either way. */
+static void test_score_is_the_inner_product_with_the_stored_vector(void) {
+    enum { N = 50, D = 96 };
+    float *base = random_unit_vectors(N, D);
+    float *query = random_unit_vectors(1, D);
+    idx *flat = flat_with_rows(base, N, D);
+    idx_config hcfg = {.kind = IDX_KIND_HNSW, .dim = D};
+    idx *hnsw = NULL;
+    ASSERT_OK(idx_create(&hcfg, &hnsw));
+    for (size_t i = 0; i < N; i++)
+        ASSERT_OK(idx_add(hnsw, i, base + i * D));
+    idx *kinds[2] = {flat, hnsw};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < N; i++) {
+            float got = -9.0f;
+            ASSERT_OK(idx_score(kinds[k], i, query, &got));
+            ASSERT_NEAR(got, idx_dot(query, base + i * D, D), 1e-5);
+        }
+        float s;
+        ASSERT_EQ(idx_score(kinds[k], N + 7, query, &s), DEJA_ERR_NOT_FOUND);
+        ASSERT_EQ(idx_score(kinds[k], 1, NULL, &s), DEJA_ERR_INVALID_ARG);
+        ASSERT_EQ(idx_score(kinds[k], 1, query, NULL), DEJA_ERR_INVALID_ARG);
+    }
+    /* After a removal moved the last row into the hole. */
+    ASSERT_OK(idx_remove(flat, 3));
+    float s;
+    ASSERT_EQ(idx_score(flat, 3, query, &s), DEJA_ERR_NOT_FOUND);
+    ASSERT_OK(idx_score(flat, N - 1, query, &s));
+    ASSERT_NEAR(s, idx_dot(query, base + (N - 1) * D, D), 1e-5);
+    idx_destroy(flat);
+    idx_destroy(hnsw);
+    free(base);
+    free(query);
+}
+
 int main(void) {
     idx_simd_init();
     fprintf(stderr, "kernel: %s\n", idx_simd_name());
@@ -693,5 +729,6 @@ int main(void) {
     RUN(test_search_batch_on_an_empty_index_finds_nothing);
     RUN(test_normalize_makes_unit_vectors_and_rejects_bad_ones);
     RUN(test_bruteforce_returns_row_numbers_best_first);
+    RUN(test_score_is_the_inner_product_with_the_stored_vector);
     return harness_result();
 }
