@@ -446,17 +446,23 @@ int proto_decode_lookup_ex_resp(const uint8_t *body, size_t len, uint16_t max_hi
 
 /* ---- DELETE / FLUSH / small replies ---------------------------------------- */
 
-int proto_encode_delete_req(proto_buf *b, uint32_t id, const proto_ns_id_req *r) {
+/* DELETE and LEASE_RELEASE: str8 namespace, then a u64 id. */
+static int encode_ns_id(proto_buf *b, uint8_t opcode, uint32_t id,
+                        const proto_ns_id_req *r) {
     if (!span_ok(r->ns, r->ns_len)) return DEJA_ERR_INVALID_ARG;
     size_t body_len = 1 + (size_t)r->ns_len + 8;
     uint8_t *p;
-    int rc = frame_begin(b, PROTO_OP_DELETE, 0, 0, id, body_len, &p);
+    int rc = frame_begin(b, opcode, 0, 0, id, body_len, &p);
     if (rc != 0) return rc;
     p = put_u8(p, r->ns_len);
     p = put_bytes(p, r->ns, r->ns_len);
     put_u64(p, r->id);
     frame_commit(b, body_len);
     return 0;
+}
+
+int proto_encode_delete_req(proto_buf *b, uint32_t id, const proto_ns_id_req *r) {
+    return encode_ns_id(b, PROTO_OP_DELETE, id, r);
 }
 
 int proto_decode_delete_req(const uint8_t *body, size_t len, proto_ns_id_req *r) {
@@ -469,16 +475,7 @@ int proto_decode_delete_req(const uint8_t *body, size_t len, proto_ns_id_req *r)
 }
 
 int proto_encode_lease_release_req(proto_buf *b, uint32_t id, const proto_ns_id_req *r) {
-    if (!span_ok(r->ns, r->ns_len)) return DEJA_ERR_INVALID_ARG;
-    size_t body_len = 1 + (size_t)r->ns_len + 8;
-    uint8_t *p;
-    int rc = frame_begin(b, PROTO_OP_LEASE_RELEASE, 0, 0, id, body_len, &p);
-    if (rc != 0) return rc;
-    p = put_u8(p, r->ns_len);
-    p = put_bytes(p, r->ns, r->ns_len);
-    put_u64(p, r->id);
-    frame_commit(b, body_len);
-    return 0;
+    return encode_ns_id(b, PROTO_OP_LEASE_RELEASE, id, r);
 }
 
 int proto_decode_lease_release_req(const uint8_t *body, size_t len, proto_ns_id_req *r) {

@@ -611,13 +611,6 @@ static unsigned sim_bucket(float s) {
  * threshold to its results only, so this costs no extra traversal). */
 #define SIM_FLOOR 0.5f
 
-float cache_effective_threshold(cache *c, const uint8_t *name, uint8_t len,
-                                float requested) {
-    cache_ns *ns = cache_find_ns(c, name, len);
-    float floor_ = ns ? atomic_load(&ns->min_threshold) : atomic_load(&c->default_floor);
-    return requested > floor_ ? requested : floor_;
-}
-
 int cache_search(cache *c, const cache_query *req, const float *vec, cache_match *matches,
                  cache_result *res) {
     memset(res, 0, sizeof *res);

@@ -376,11 +376,6 @@ int cache_search(cache *c, const cache_query *req, const float *vec, cache_match
 void cache_count_outcome(cache *c, const uint8_t *name, uint8_t len,
                          enum cache_outcome outcome);
 
-/* max(requested, the namespace's floor), or the server's default floor
- * for a namespace that does not exist. Any thread. */
-float cache_effective_threshold(cache *c, const uint8_t *name, uint8_t len,
-                                float requested);
-
 /* Reads (set NULL; rec may be NULL) or changes a namespace's serving
  * policy; *out receives it after the call. When set changes it, *changed is
  * 1 and *rec holds the namespace's record to persist. Errors: NOT_FOUND, QUARANTINED,

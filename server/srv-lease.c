@@ -199,6 +199,21 @@ static void unlink_waiter_locked(srv_leases *L, srv_lease_waiter *w) {
     L->nwaiters--;
 }
 
+/* Takes lease i out of the table and frees it; its waiters, detached with
+ * verdict NONE (a caller may give them another), go onto *posts. */
+static void end_lease_locked(srv_leases *L, size_t i, srv_lease_waiter **posts) {
+    srv_lease *l = take_locked(L, i);
+    for (srv_lease_waiter *w = l->waiters, *next; w; w = next) {
+        next = w->next;
+        w->lease = NULL;
+        w->verdict = SRV_LEASE_NONE;
+        w->next = *posts;
+        *posts = w;
+        L->nwaiters--;
+    }
+    free(l);
+}
+
 /* Posts a detached waiter to its worker, which answers it. */
 static void post(srv_lease_waiter *w) {
     srv_worker_post(w->base.w, &w->base);
@@ -316,12 +331,8 @@ int srv_lease_fulfil(srv_leases *L, const uint8_t *ns, uint8_t len, uint64_t lea
         pthread_mutex_unlock(&L->mu);
         return DEJA_ERR_NOT_FOUND;
     }
-    srv_lease *l = take_locked(L, i);
-    srv_lease_waiter *waiters = l->waiters;
-    for (srv_lease_waiter *w = waiters; w; w = w->next) {
-        w->lease = NULL;
-        L->nwaiters--;
-    }
+    srv_lease_waiter *waiters = NULL;
+    end_lease_locked(L, i, &waiters);
     atomic_fetch_add(&L->fulfilled_gen, 1);
     atomic_fetch_add(&L->fulfilled, 1);
     /* Each waiter gets the stored entry if the vector stored is close
@@ -337,7 +348,6 @@ int srv_lease_fulfil(srv_leases *L, const uint8_t *ns, uint8_t len, uint64_t lea
         }
     }
     pthread_mutex_unlock(&L->mu);
-    free(l);
     post_all(waiters);
     return 0;
 }
@@ -407,19 +417,8 @@ void srv_leases_close(srv_leases *L) {
     srv_lease_waiter *posts = NULL;
     pthread_mutex_lock(&L->mu);
     L->closed = 1;
-    for (size_t i = 0; i < L->count; i++) {
-        srv_lease *l = L->all[i];
-        for (srv_lease_waiter *w = l->waiters, *next; w; w = next) {
-            next = w->next;
-            w->lease = NULL;
-            w->verdict = SRV_LEASE_NONE;
-            w->next = posts;
-            posts = w;
-        }
-        free(l);
-    }
-    L->count = 0;
-    L->nwaiters = 0;
+    while (L->count)
+        end_lease_locked(L, 0, &posts);
     pthread_mutex_unlock(&L->mu);
     post_all(posts);
 }
@@ -428,20 +427,10 @@ void srv_leases_ns_dropped(srv_leases *L, const uint8_t *ns, uint8_t len) {
     srv_lease_waiter *posts = NULL;
     pthread_mutex_lock(&L->mu);
     for (size_t i = 0; i < L->count;) {
-        srv_lease *l = L->all[i];
-        if (!same_ns(l, ns, len)) {
+        if (same_ns(L->all[i], ns, len))
+            end_lease_locked(L, i, &posts); /* the last lease moved to i */
+        else
             i++;
-            continue;
-        }
-        for (srv_lease_waiter *w = l->waiters, *next; w; w = next) {
-            next = w->next;
-            w->lease = NULL;
-            L->nwaiters--;
-            w->verdict = SRV_LEASE_NONE;
-            w->next = posts;
-            posts = w;
-        }
-        free(take_locked(L, i));
     }
     pthread_mutex_unlock(&L->mu);
     post_all(posts);

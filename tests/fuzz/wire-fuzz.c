@@ -339,30 +339,6 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
         }
         break;
     }
-    case PROTO_OP_LOOKUP_EX: {
-        uint16_t dim = pick_dim(f, pi);
-        if (dim > PROTO_MAX_DIM) dim = PROTO_MAX_DIM;
-        fill_vector(f, scratch_vec, dim);
-        proto_lookup_req r = {
-            .ns = ns,
-            .ns_len = (uint8_t)ns_len,
-            .dim = dim,
-            .k = (uint16_t)(chance(f, 90) ? 1 + below(f, 10) : below(f, 300)),
-            .threshold =
-                chance(f, 95) ? (float)below(f, 2001) / 1000.0f - 1.0f : rnd_float(f),
-            .vector = scratch_vec,
-            .options = (uint16_t)(chance(f, 95) ? below(f, 4) : rnd(f))};
-        if (r.options & PROTO_LOOKUP_LEASE) {
-            /* Short waits and leases mostly, so that they end during the
-             * run; now and then the longest the protocol allows. */
-            r.wait_ms = chance(f, 95) ? below(f, 300) : (uint32_t)rnd(f);
-            r.lease_ms = chance(f, 95) ? below(f, 500) : (uint32_t)rnd(f);
-        }
-        if (chance(f, 30)) pick_prompt(f, &r.prompt, &r.prompt_len);
-        rc = proto_encode_lookup_ex_req(b, id, chance(f, 50) ? PROTO_FLAG_WANT_PROMPT : 0,
-                                        &r);
-        break;
-    }
     case PROTO_OP_LEASE_RELEASE: {
         proto_ns_id_req r = {
             ns, (uint8_t)ns_len,
@@ -379,6 +355,7 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
         rc = proto_encode_ns_policy_req(b, id, ns, (uint8_t)ns_len, &p);
         break;
     }
+    case PROTO_OP_LOOKUP_EX:
     case PROTO_OP_LOOKUP: {
         uint16_t dim = pick_dim(f, pi);
         if (dim > PROTO_MAX_DIM) dim = PROTO_MAX_DIM;
@@ -393,8 +370,19 @@ static void gen_request(fuzzer *f, int op, int forced_ns) {
             .ef = (uint16_t)(chance(f, 70) ? 0 : below(f, 2000)),
             .vector = scratch_vec};
         if (chance(f, 30)) pick_prompt(f, &r.prompt, &r.prompt_len);
-        rc = proto_encode_lookup_req(b, id, chance(f, 50) ? PROTO_FLAG_WANT_PROMPT : 0,
-                                     &r);
+        uint16_t flags = chance(f, 50) ? PROTO_FLAG_WANT_PROMPT : 0;
+        if (op == PROTO_OP_LOOKUP) {
+            rc = proto_encode_lookup_req(b, id, flags, &r);
+            break;
+        }
+        r.options = (uint16_t)(chance(f, 95) ? below(f, 4) : rnd(f));
+        if (r.options & PROTO_LOOKUP_LEASE) {
+            /* Short waits and leases mostly, so that they end during the
+             * run; now and then the longest the protocol allows. */
+            r.wait_ms = chance(f, 95) ? below(f, 300) : (uint32_t)rnd(f);
+            r.lease_ms = chance(f, 95) ? below(f, 500) : (uint32_t)rnd(f);
+        }
+        rc = proto_encode_lookup_ex_req(b, id, flags, &r);
         break;
     }
     case PROTO_OP_DELETE: {
