@@ -250,7 +250,8 @@ static size_t take_candidates(idx_topk *top, const float *scores, const int64_t 
 
 static int faiss_search(const idx *ix, const float *query, uint32_t k, uint32_t ef,
                         float min_score, idx_filter_fn filter, void *filter_ctx,
-                        idx_hit *out, uint32_t *nout) {
+                        const idx_exact_source *src, idx_hit *out, uint32_t *nout) {
+    (void)src;
     const idx_faiss *f = as_cfaiss(ix);
     if (f->npending > 0)
         return pending_search(f, query, k, min_score, filter, filter_ctx, out, nout);

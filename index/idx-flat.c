@@ -164,7 +164,8 @@ static int flat_get(const idx *ix, uint64_t label, float *out) {
 
 static int flat_search(const idx *ix, const float *query, uint32_t k, uint32_t ef,
                        float min_score, idx_filter_fn filter, void *filter_ctx,
-                       idx_hit *out, uint32_t *nout) {
+                       const idx_exact_source *src, idx_hit *out, uint32_t *nout) {
+    (void)src;
     const idx_flat *f = as_cflat(ix);
     idx_dot_fn dot = idx_simd_dot_fn();
     idx_topk top = {out, k, 0};

@@ -17,7 +17,8 @@
  *   row     the level-0 block, row_bytes per node, 64-byte aligned:
  *           [vector: f32[dim] or int8[dim], padded to 64 bytes]
  *           [f32 scale (int8 only)][u32 version][u32 count][u32 links[M0]]
- *   exact   int8 indexes only: the f32 vector, for re-ranking and get
+ *   exact   int8 indexes only, unless exact_external: the f32 vector,
+ *           for re-ranking and get
  *   label   u64 per node
  *   upper   pointer per node to its links of levels 1..level, allocated
  *           separately: level x [u32 count][u32 links[M]]
@@ -84,9 +85,10 @@ typedef struct hnsw_ctx {
     uint32_t *ids;     /* link snapshots and selections */
     const char **rows; /* rows of the neighbours being scored */
     uint32_t ids_cap;
-    void *query;  /* the query as the rows store it (f32 or int8
-                     codes), 64-byte aligned: vec_bytes */
-    size_t bytes; /* scratch bytes, for idx_memory */
+    void *query;    /* the query as the rows store it (f32 or int8
+                       codes), 64-byte aligned: vec_bytes */
+    float *scratch; /* exact_external: dim floats a source may fill */
+    size_t bytes;   /* scratch bytes, for idx_memory */
 } hnsw_ctx;
 
 /* The chunk table: chunk[i] holds nodes [i << shift, (i + 1) << shift).
@@ -117,7 +119,8 @@ typedef struct hnsw {
     uint32_t vec_bytes; /* traversal vector region of a row */
     uint32_t hdr_off;
     uint32_t row_bytes;
-    uint32_t exact_stride; /* floats per exact row (int8), else 0 */
+    uint32_t exact_stride; /* floats per exact row (int8, own copies), else 0 */
+    int exact_external;    /* int8 re-rank reads f32 through a source */
     uint32_t chunk_shift, chunk_mask;
     size_t off_exact, off_label, off_upper, off_state, off_level;
     size_t chunk_bytes;

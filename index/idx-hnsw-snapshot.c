@@ -23,6 +23,9 @@
  *   u8  levels[n]
  *   f32:  f32 vectors[n][dim]
  *   int8: i8 codes[n][dim], f32 scales[n], f32 exact[n][dim]
+ *         (exact only when the index keeps its own f32 copies; an
+ *         exact_external index writes quant 2 in the header instead of
+ *         1, so neither kind of file is ever read as the other)
  *   level-0 lists, for each node:     u32 count (<= 2M), u32 ids[count]
  *   upper lists, for each node with level > 0, levels 1..level:
  *                                     u32 count (<= M), u32 ids[count]
@@ -48,7 +51,7 @@ void hnsw_snapshot_params(const idx *ix, idx_snap_params *out) {
     const hnsw *h = as_chnsw(ix);
     out->M = h->M;
     out->ef_construction = h->ef_construction;
-    out->quant = (uint32_t)h->quant;
+    out->quant = (uint32_t)h->quant + (h->exact_external ? 1u : 0u);
 }
 
 int hnsw_each_label(const idx *ix, int (*fn)(void *ctx, uint64_t label), void *ctx) {
@@ -142,7 +145,7 @@ static int vectors_write(const hnsw *h, idx_snap_writer *w, const uint32_t *renu
         float scale = hnsw_row_scale(h, hnsw_row(h, hnsw_chunk(h, id), hnsw_slot(h, id)));
         rc = idx_snap_put(w, &scale, sizeof scale);
     }
-    for (uint32_t id = 0; rc == 0 && id < used; id++)
+    for (uint32_t id = 0; rc == 0 && h->exact_stride && id < used; id++)
         if (renum[id] != HNSW_NONE)
             rc = idx_snap_put(w, hnsw_exact_ptr(h, id), dim * sizeof(float));
     return rc;
@@ -279,8 +282,9 @@ static int nodes_meta_read(hnsw *h, idx_snap_reader *r, uint32_t n, int max_leve
         return idx_snap_bad(r, "entry point below the top level");
     /* Each list costs at least its count word in the file: the upper
      * arrays are allocated only for lists the file can hold. */
-    size_t vec = h->quant == IDX_QUANT_INT8 ? (size_t)h->base.dim * 5 + 4
-                                            : (size_t)h->base.dim * 4;
+    size_t vec = h->quant != IDX_QUANT_INT8 ? (size_t)h->base.dim * 4
+                 : h->exact_stride          ? (size_t)h->base.dim * 5 + 4
+                                            : (size_t)h->base.dim + 4;
     if (upper_lists > (idx_snap_left(r) - (uint64_t)n * (vec + 4)) / 4)
         return idx_snap_bad(r, "more link lists than the file holds");
 
@@ -314,7 +318,8 @@ int hnsw_snapshot_read(idx *ix, idx_snap_reader *r) {
     int int8 = h->quant == IDX_QUANT_INT8;
     /* Per node at least: label, level, vector, level-0 count. Checked
      * before the chunks are allocated, so their size follows the file's. */
-    uint64_t per_node = 8 + 1 + (int8 ? dim * 5 + 4 : dim * 4) + 4;
+    int exact = int8 && h->exact_stride;
+    uint64_t per_node = 8 + 1 + (!int8 ? dim * 4 : exact ? dim * 5 + 4 : dim + 4) + 4;
     uint64_t slots = (n64 + h->chunk_mask) & ~(uint64_t)h->chunk_mask;
     if (n64 > idx_snap_left(r) / per_node || slots > HNSW_NONE)
         return idx_snap_bad(r, "node count exceeds the file");
@@ -327,7 +332,7 @@ int hnsw_snapshot_read(idx *ix, idx_snap_reader *r) {
     if (rc == 0) rc = nodes_meta_read(h, r, n, (int)max_level, entry);
     if (rc == 0) rc = nodes_read(h, r, n, place_row, int8 ? dim : dim * sizeof(float));
     if (rc == 0 && int8) rc = nodes_read(h, r, n, place_scale, sizeof(float));
-    if (rc == 0 && int8) rc = nodes_read(h, r, n, place_exact, dim * sizeof(float));
+    if (rc == 0 && exact) rc = nodes_read(h, r, n, place_exact, dim * sizeof(float));
     for (uint32_t id = 0; rc == 0 && id < n; id++)
         rc = list_read(h, r, n, id, 0);
     for (uint32_t id = 0; rc == 0 && id < n; id++) {

@@ -36,7 +36,8 @@ int hnsw_layout_init(hnsw *h, const idx_config *cfg) {
     uint32_t dim = cfg->dim;
     if (h->quant == IDX_QUANT_INT8) {
         h->vec_bytes = (uint32_t)round_up(dim, HNSW_ALIGN);
-        h->exact_stride = (uint32_t)round_up(dim, HNSW_ALIGN / sizeof(float));
+        h->exact_stride =
+            h->exact_external ? 0 : (uint32_t)round_up(dim, HNSW_ALIGN / sizeof(float));
     } else {
         h->vec_bytes = (uint32_t)round_up((size_t)dim * sizeof(float), HNSW_ALIGN);
         h->exact_stride = 0;
@@ -145,6 +146,7 @@ void hnsw_storage_free(hnsw *h) {
         free(c->ids);
         free(c->rows);
         free(c->query);
+        free(c->scratch);
         free(c);
         c = next;
     }
@@ -374,6 +376,12 @@ int hnsw_ctx_reserve(hnsw *h, hnsw_ctx *c, uint32_t ef) {
         size_t bytes = h->vec_bytes;
         c->query = aligned_alloc(HNSW_ALIGN, bytes);
         if (!c->query) return DEJA_ERR_NOMEM;
+        ctx_account(h, c, 0, bytes);
+    }
+    if (h->exact_external && !c->scratch) {
+        size_t bytes = (size_t)h->base.dim * sizeof(float);
+        c->scratch = malloc(bytes);
+        if (!c->scratch) return DEJA_ERR_NOMEM;
         ctx_account(h, c, 0, bytes);
     }
     uint32_t work = ef > 2 * h->M0 + 1 ? ef : 2 * h->M0 + 1;

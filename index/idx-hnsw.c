@@ -84,7 +84,14 @@
  * which is ~5e-4 for 1536-d embeddings. The f32 vectors live apart from
  * the rows (exact storage in the chunk, never touched by traversal) and
  * re-rank the search's ef best candidates exactly, so returned scores are
- * exact f32 cosines; get returns the f32 vector.
+ * exact f32 cosines; get returns the f32 vector. With exact_external the
+ * index keeps no f32 copies at all (codes and links only, about a quarter
+ * of the bytes at 1536-d): the re-rank reads each candidate's vector from
+ * the caller's source (the server's LMDB map), and skips candidates whose
+ * int8 score plus the bound above (computed per candidate from the two
+ * scales and the query's L1 norm) is still below min_score, since they
+ * cannot reach it: a lookup with a threshold fetches only the few
+ * candidates near or above it.
  *
  * FILTER AND THRESHOLD. The search's result set (ef entries, ef raised to
  * k) admits only LIVE nodes the filter accepts, and the filter is called
@@ -195,9 +202,11 @@ static int node_init(hnsw *h, uint32_t id, uint64_t label, int level, const floa
     if (h->quant == IDX_QUANT_INT8) {
         float scale = quantize(vec, dim, (int8_t *)row, h->vec_bytes);
         memcpy(row + h->hdr_off + HNSW_HDR_SCALE, &scale, sizeof scale);
-        float *exact = hnsw_exact_ptr(h, id);
-        memcpy(exact, vec, (size_t)dim * sizeof(float));
-        memset(exact + dim, 0, (size_t)(h->exact_stride - dim) * sizeof(float));
+        if (h->exact_stride) {
+            float *exact = hnsw_exact_ptr(h, id);
+            memcpy(exact, vec, (size_t)dim * sizeof(float));
+            memset(exact + dim, 0, (size_t)(h->exact_stride - dim) * sizeof(float));
+        }
     } else {
         memcpy(row, vec, (size_t)dim * sizeof(float));
         memset(row + (size_t)dim * sizeof(float), 0,
@@ -346,6 +355,7 @@ static int hnsw_remove(idx *ix, uint64_t label) {
 
 static int hnsw_get(const idx *ix, uint64_t label, float *out) {
     hnsw *h = (hnsw *)as_chnsw(ix);
+    if (h->exact_external) return DEJA_ERR_INVALID_ARG;
     int rc = 0;
     /* The map lock keeps the node from being removed (hence reused)
      * while it is copied. */
@@ -370,10 +380,82 @@ static uint32_t rerank_count(uint32_t k, uint32_t ef, uint32_t n) {
     return r < n ? r : n;
 }
 
+/* Re-scores res[0..n) (int8 scores, best first, LIVE when found) with the
+ * exact f32 inner product, for the k best of them; a candidate removed
+ * meanwhile, or whose vector the source no longer has, gets NaN, which
+ * the caller drops. An index with its own f32 copies re-scores all n. An
+ * exact_external one fetches only candidates that can still matter: not
+ * one whose int8 score plus its error bound is below min_score, nor,
+ * once k candidates are scored, below the k-th best exact score so far
+ * (those get NaN too). The bound: q.x - q'.x' = q.(x - x') + (q - q').x',
+ * where each component of x - x' is at most s_x / 2 (s = a vector's
+ * stored scale) and |x'|_1 <= sqrt(dim) |x|_2 + dim s_x / 2, with
+ * |x|_2 = 1 (the server stores unit vectors; 1% slack covers rounding).
+ * kth holds the best exact scores so far, ascending (k floats). */
+static void rerank(const hnsw *h, hnsw_ctx *c, const float *query, float qscale,
+                   uint32_t k, float min_score, const idx_exact_source *src,
+                   hnsw_pair *res, uint32_t n, float *kth) {
+    uint32_t dim = h->base.dim;
+    idx_dot_fn dot = idx_simd_dot_fn();
+    int prune = h->exact_external;
+    float q_l1 = 0.0f, root_dim = sqrtf((float)dim);
+    if (prune)
+        for (uint32_t i = 0; i < dim; i++)
+            q_l1 += fabsf(query[i]);
+    uint32_t scored = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = res[i].id;
+        if (hnsw_state(h, id) != HNSW_LIVE) {
+            res[i].score = NAN;
+            continue;
+        }
+        if (prune) {
+            float sx =
+                hnsw_row_scale(h, hnsw_row(h, hnsw_chunk(h, id), hnsw_slot(h, id)));
+            float err = q_l1 * sx * 0.5f + qscale * 0.5f * (root_dim + dim * sx * 0.5f);
+            float best_possible = res[i].score + err * 1.01f + 1e-5f;
+            if (best_possible < min_score || (scored == k && best_possible < kth[0])) {
+                res[i].score = NAN;
+                continue;
+            }
+        }
+        const float *v;
+        if (h->exact_stride) {
+            v = hnsw_exact_ptr(h, id);
+        } else {
+            v = src->vector(src->ctx, *hnsw_label_ptr(h, id), c->scratch);
+            if (!v) {
+                res[i].score = NAN;
+                continue;
+            }
+        }
+        float score = dot(query, v, dim);
+        res[i].score = score;
+        if (!prune || !(score >= min_score)) continue;
+        /* Keep the k best exact scores, ascending: kth[0] is the bar. */
+        if (scored < k) {
+            uint32_t j = scored++;
+            while (j > 0 && kth[j - 1] > score) {
+                kth[j] = kth[j - 1];
+                j--;
+            }
+            kth[j] = score;
+        } else if (score > kth[0]) {
+            uint32_t j = 0;
+            while (j + 1 < k && kth[j + 1] < score) {
+                kth[j] = kth[j + 1];
+                j++;
+            }
+            kth[j] = score;
+        }
+    }
+}
+
 static int hnsw_search(const idx *ix, const float *query, uint32_t k, uint32_t ef,
                        float min_score, idx_filter_fn filter, void *filter_ctx,
-                       idx_hit *out, uint32_t *nout) {
+                       const idx_exact_source *src, idx_hit *out, uint32_t *nout) {
     hnsw *h = (hnsw *)as_chnsw(ix);
+    if (h->exact_external && !src) return DEJA_ERR_INVALID_ARG;
     if (ef == 0) ef = h->ef_search;
     if (ef < k) ef = k;
     /* A breadth beyond the number of nodes finds nothing more; the cap
@@ -413,9 +495,8 @@ static int hnsw_search(const idx *ix, const float *query, uint32_t k, uint32_t e
             hnsw_res_drain(c, n, c->work.at);
             res = c->work.at;
             n = rerank_count(k, ef, n);
-            idx_dot_fn dot = idx_simd_dot_fn();
-            for (uint32_t i = 0; i < n; i++)
-                res[i].score = dot(query, hnsw_exact_ptr(h, res[i].id), h->base.dim);
+            /* The k-th best bar lives in the candidate heap, unused now. */
+            rerank(h, c, query, q.scale, k, min_score, src, res, n, (float *)c->cand.at);
         }
         for (uint32_t i = 0; i < n; i++) {
             float score = res[i].score;
@@ -479,6 +560,7 @@ int idx_hnsw_create(const idx_config *cfg, idx **out) {
         cfg->ef_construction ? cfg->ef_construction : HNSW_DEFAULT_EF_CONSTRUCTION;
     h->ef_search = cfg->ef_search ? cfg->ef_search : HNSW_DEFAULT_EF_SEARCH;
     h->quant = cfg->quant;
+    h->exact_external = cfg->quant == IDX_QUANT_INT8 && cfg->exact_external;
     h->level_mult = 1.0 / log((double)M);
     h->rng = cfg->seed ? cfg->seed : HNSW_DEFAULT_SEED;
     h->initial_capacity = cfg->initial_capacity;

@@ -35,9 +35,10 @@ struct idx_ops {
     /* May be NULL: idx_score then copies the vector with get. */
     int (*score)(const idx *ix, uint64_t label, const float *query, float *out);
     /* ef: search breadth for this call, 0 = the index's default. */
+    /* src: NULL, or where an exact_external index reads f32 vectors. */
     int (*search)(const idx *ix, const float *query, uint32_t k, uint32_t ef,
-                  float min_score, idx_filter_fn filter, void *filter_ctx, idx_hit *out,
-                  uint32_t *nout);
+                  float min_score, idx_filter_fn filter, void *filter_ctx,
+                  const idx_exact_source *src, idx_hit *out, uint32_t *nout);
     /* May be NULL: idx.c then answers a batch with one search per query. */
     int (*search_batch)(const idx *ix, const float *queries, uint32_t nq, uint32_t k,
                         idx_hit *out, uint32_t *nout);

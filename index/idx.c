@@ -85,14 +85,23 @@ int idx_score(const idx *ix, uint64_t label, const float *query, float *score) {
     return rc;
 }
 
+int idx_search_src(const idx *ix, const float *query, uint32_t k, uint32_t ef,
+                   float min_score, idx_filter_fn filter, void *filter_ctx,
+                   const idx_exact_source *src, idx_hit *out, uint32_t *nout) {
+    if (nout) *nout = 0;
+    if (!ix || !query || !nout || (k > 0 && !out) || isnan(min_score) ||
+        (src && !src->vector))
+        return DEJA_ERR_INVALID_ARG;
+    if (k == 0) return 0;
+    return ix->ops->search(ix, query, k, ef, min_score, filter, filter_ctx, src, out,
+                           nout);
+}
+
 int idx_search_ef(const idx *ix, const float *query, uint32_t k, uint32_t ef,
                   float min_score, idx_filter_fn filter, void *filter_ctx, idx_hit *out,
                   uint32_t *nout) {
-    if (nout) *nout = 0;
-    if (!ix || !query || !nout || (k > 0 && !out) || isnan(min_score))
-        return DEJA_ERR_INVALID_ARG;
-    if (k == 0) return 0;
-    return ix->ops->search(ix, query, k, ef, min_score, filter, filter_ctx, out, nout);
+    return idx_search_src(ix, query, k, ef, min_score, filter, filter_ctx, NULL, out,
+                          nout);
 }
 
 int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
@@ -120,7 +129,7 @@ int idx_search_batch(const idx *ix, const float *queries, uint32_t nq, uint32_t 
     /* Kinds without a batch path answer query by query. */
     for (uint32_t q = 0; q < nq; q++) {
         int rc = ix->ops->search(ix, queries + (size_t)q * ix->dim, k, 0, -INFINITY, NULL,
-                                 NULL, out + (size_t)q * k, &nout[q]);
+                                 NULL, NULL, out + (size_t)q * k, &nout[q]);
         if (rc != 0) return rc;
     }
     return 0;

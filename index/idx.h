@@ -97,6 +97,13 @@ typedef struct idx_config {
     uint32_t ef_search;       /* default search breadth; 0 = 64 */
     uint64_t seed;            /* level generator seed; 0 = fixed default */
     enum idx_quant quant;
+    /* int8 HNSW: keep no f32 copies; the exact re-rank reads each
+     * candidate's f32 vector through the idx_exact_source given to
+     * idx_search_src (the caller's durable copy, such as the store's map),
+     * so the index holds codes and links only. idx_get then answers
+     * INVALID_ARG, idx_search without a source INVALID_ARG, and snapshots
+     * hold no f32 vectors. Ignored by other kinds and by f32. */
+    int exact_external;
     /* FAISS: an index_factory string such as "Flat" or "IVF1024,SQ8",
      * read only during idx_create. Only types that can remove vectors are
      * accepted (FAISS 1.7.3's HNSW cannot), labels must be below 2^63,
@@ -205,6 +212,28 @@ int idx_search(const idx *ix, const float *query, uint32_t k, float min_score,
 int idx_search_ef(const idx *ix, const float *query, uint32_t k, uint32_t ef,
                   float min_score, idx_filter_fn filter, void *filter_ctx, idx_hit *out,
                   uint32_t *nout);
+
+/* Where an index built with exact_external reads the f32 vectors its
+ * re-rank needs: vector returns label's vector (dim floats, float-aligned;
+ * it may point into scratch[dim]), valid until the search returns, or
+ * NULL when the label has none (removed meanwhile: the candidate is
+ * dropped). Called on the searching thread, during the search. */
+typedef struct idx_exact_source {
+    const float *(*vector)(void *ctx, uint64_t label, float *scratch);
+    void *ctx;
+} idx_exact_source;
+
+/* idx_search_ef with a source for the exact re-rank of an index built
+ * with exact_external (other indexes ignore src; NULL src = none). An
+ * int8 search re-ranks only candidates that its codes cannot rule out:
+ * one whose int8 score plus the quantisation error bound (from both
+ * vectors' scales) is below min_score is never fetched, so a lookup with
+ * a threshold reads a handful of vectors, and every score returned is
+ * the exact f32 inner product. Errors as idx_search_ef, and INVALID_ARG
+ * for an exact_external index without src. */
+int idx_search_src(const idx *ix, const float *query, uint32_t k, uint32_t ef,
+                   float min_score, idx_filter_fn filter, void *filter_ctx,
+                   const idx_exact_source *src, idx_hit *out, uint32_t *nout);
 
 /* Nonzero when idx_add and idx_remove may run concurrently with searches
  * and with each other (the index synchronises internally); zero when they

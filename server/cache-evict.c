@@ -98,16 +98,17 @@ static uint32_t draw_locked(cache_ns *ns, uint64_t now, sample *out) {
 
 /* Whether another live entry is at least the namespace's hit threshold
  * similar to e. ns->lock held for reading. */
-static int has_near_duplicate_locked(cache_ns *ns, const cache_entry *e, uint64_t now) {
+static int has_near_duplicate_locked(cache_ns *ns, const cache_vec_scope *scope,
+                                     const cache_entry *e, uint64_t now) {
     float vec[CACHE_MAX_DIM];
-    if (!(ns->fresh && idx_get(ns->fresh, e->id, vec) == 0) &&
-        idx_get(ns->main, e->id, vec) != 0)
-        return 0;
+    if (cache_vector_of_locked(ns, scope, e->id, vec) != 0) return 0;
     float thr =
         ns->min_threshold > DUP_THRESHOLD_MIN ? ns->min_threshold : DUP_THRESHOLD_MIN;
     idx_hit hits[2];
     uint32_t n = 0, nf = 0;
-    if (idx_search(ns->main, vec, 2, thr, NULL, NULL, hits, &n) != 0) return 0;
+    if (idx_search_src(ns->main, vec, 2, 0, thr, NULL, NULL, cache_vec_src(scope), hits,
+                       &n) != 0)
+        return 0;
     for (uint32_t i = 0; i < n; i++) {
         cache_entry *o = u64map_get(&ns->entries, hits[i].label);
         if (hits[i].label != e->id && o) {
@@ -126,6 +127,9 @@ static int has_near_duplicate_locked(cache_ns *ns, const cache_entry *e, uint64_
 static int evict_one(cache *c, cache_ns *ns) {
     uint64_t now = cache_now(c);
     sample s[SAMPLES];
+    /* Without a scope the duplicate check finds nothing: plain LFU. */
+    cache_vec_scope scope;
+    if (cache_vec_scope_begin(c, ns, &scope) != 0) scope.scope = NULL;
     pthread_rwlock_rdlock(&ns->lock);
     uint32_t n = draw_locked(ns, now, s);
     cache_entry *victim = NULL;
@@ -133,7 +137,7 @@ static int evict_one(cache *c, cache_ns *ns) {
         qsort(s, n, sizeof *s, sample_order);
         victim = s[0].e;
         for (uint32_t i = 0; i < n && i < TIE_CHECKS && s[i].lfu <= s[0].lfu + 1; i++) {
-            if (has_near_duplicate_locked(ns, s[i].e, now)) {
+            if (has_near_duplicate_locked(ns, &scope, s[i].e, now)) {
                 victim = s[i].e;
                 break;
             }
@@ -141,6 +145,7 @@ static int evict_one(cache *c, cache_ns *ns) {
         atomic_fetch_add_explicit(&victim->refs, 1, memory_order_relaxed);
     }
     pthread_rwlock_unlock(&ns->lock);
+    cache_vec_scope_end(&scope);
     if (!victim) return 0;
 
     /* Between the locks the entry may have gone (deleted, replaced). */

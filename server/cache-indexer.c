@@ -28,6 +28,7 @@ typedef struct move {
 } move;
 
 struct cache_indexer {
+    cache *c;
     pthread_mutex_t mu; /* guards queue, head, len, cap, busy, stopping */
     pthread_cond_t work, idle;
     move *queue; /* ring buffer */
@@ -42,7 +43,7 @@ struct cache_indexer {
     pthread_t threads[];
 };
 
-static void move_one(const move *m, float *vec) {
+static void move_one(cache *c, const move *m, float *vec) {
     cache_ns *ns = m->ns;
     pthread_rwlock_rdlock(&ns->lock);
     int rc = idx_get(ns->fresh, m->id, vec);
@@ -59,8 +60,13 @@ static void move_one(const move *m, float *vec) {
         idx_remove(ns->fresh, m->id);
     else
         idx_remove(ns->main, m->id);
-    /* A drained staging index gives back the memory a burst made it take. */
-    if (idx_count(ns->fresh) == 0) idx_clear(ns->fresh);
+    /* A drained staging index gives back the memory a burst made it take,
+     * and the namespace's charge follows (the index share was measured
+     * with the burst in it). */
+    if (idx_count(ns->fresh) == 0) {
+        idx_clear(ns->fresh);
+        cache_ns_charge_locked(c, ns, 1);
+    }
     pthread_rwlock_unlock(&ns->lock);
 }
 
@@ -88,7 +94,7 @@ static void *indexer_main(void *arg) {
         ix->len--;
         ix->busy++;
         pthread_mutex_unlock(&ix->mu);
-        move_one(&m, vec);
+        move_one(ix->c, &m, vec);
         pthread_mutex_lock(&ix->mu);
         ix->busy--;
         if (m.loaded) ix->loaded--;
@@ -104,9 +110,9 @@ static void *indexer_main(void *arg) {
 }
 
 int cache_indexer_start(cache *c, unsigned threads, cache_indexer **out) {
-    (void)c;
     cache_indexer *ix = calloc(1, sizeof *ix + threads * sizeof(pthread_t));
     if (!ix) return DEJA_ERR_NOMEM;
+    ix->c = c;
     pthread_mutex_init(&ix->mu, NULL);
     pthread_cond_init(&ix->work, NULL);
     pthread_cond_init(&ix->idle, NULL);

@@ -117,6 +117,8 @@ void cache_ns_index_config(const cache *c, const cache_ns *ns, idx_config *out) 
                                                      : c->cfg.hnsw_ef_construction,
         .ef_search = cfg->hnsw_ef_search ? cfg->hnsw_ef_search : c->cfg.hnsw_ef_search,
         .quant = ns->resolved.quant,
+        /* A graph with a vector source keeps no f32 copies (cache.h). */
+        .exact_external = c->cfg.vectors.vector != NULL,
         .faiss_factory = cfg->faiss_factory_len ? cfg->faiss_factory : NULL,
     };
 }
@@ -188,6 +190,8 @@ static int ns_new(cache *c, const uint8_t *name, uint8_t len, const cache_ns_con
     }
     idx_config icfg;
     cache_ns_index_config(c, ns, &icfg);
+    ns->main_external =
+        icfg.kind == IDX_KIND_HNSW && icfg.quant == IDX_QUANT_INT8 && icfg.exact_external;
     rc = idx_create_msg(&icfg, &ns->main, msg, msg_cap);
     if (rc) {
         free(ns);

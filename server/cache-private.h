@@ -18,8 +18,11 @@ typedef struct cache_indexer cache_indexer;
  * (docs/PROTOCOL.md 5.10): about a millisecond per STORE at 1536-d. */
 #define CACHE_DEDUP_WINDOW 2048
 
+/* An entry's heap part: what lookups, TTL and eviction need. Its prompt
+ * and response are in the store only (cache.h, cache_entry_id). */
 struct cache_entry {
     atomic_uint refs;
+    uint32_t ns_id;
     uint64_t id;
     uint64_t created_ms;
     _Atomic uint64_t expires_ms; /* 0 = never; sliding TTL moves it */
@@ -34,8 +37,6 @@ struct cache_entry {
     uint64_t prompt_hash[2]; /* XXH3-128 of the normalised prompt */
     uint32_t prompt_len;
     uint32_t response_len;
-    /* prompt bytes, NUL, response bytes, NUL */
-    uint8_t data[];
 };
 
 /* Evictions, by reason (STATS keys evicted_ttl, evicted_lfu, ...). */
@@ -95,6 +96,9 @@ typedef struct cache_ns {
      * config.shadow and config.gray_band, read by every lookup. */
     atomic_int shadow;
     _Atomic float gray_band;
+    /* main is an int8 graph without f32 copies: its searches and gets go
+     * through a scope on cache->cfg.vectors (cache_vec_scope). */
+    int main_external;
     uint32_t default_ttl_s;
     /* lock guards entries, exact, entry_bytes, fresh, and main when main
      * is not concurrent. A concurrent main (HNSW) is searched and extended
@@ -189,6 +193,31 @@ uint64_t cache_ns_empty(cache *c, cache_ns *ns, int drop);
 /* Recomputes ns->mem_charged after a change and moves cache->mem_total
  * and entries_total by the difference. ns->lock held for writing. */
 void cache_ns_charge_locked(cache *c, cache_ns *ns, int refresh_share);
+
+/* A read scope on the vector source for one operation on a namespace,
+ * inert for namespaces whose index keeps its own vectors. Opened before
+ * ns->lock is taken (the lock order is: the store's map, then the
+ * namespace), closed after it is released. */
+typedef struct cache_vec_scope {
+    const cache *c;
+    void *scope; /* NULL: inert */
+    uint32_t ns_id, dim;
+    idx_exact_source src;
+} cache_vec_scope;
+
+/* Opens s for ns. Errors: NOMEM (the source could not open a scope). */
+int cache_vec_scope_begin(const cache *c, const cache_ns *ns, cache_vec_scope *s);
+void cache_vec_scope_end(cache_vec_scope *s);
+
+/* The source for idx_search_src: NULL when s is inert. */
+static inline const idx_exact_source *cache_vec_src(const cache_vec_scope *s) {
+    return s->scope ? &s->src : NULL;
+}
+
+/* Copies the stored vector of id (from the staging index, main, or the
+ * source through s). ns->lock held. Errors: NOT_FOUND. */
+int cache_vector_of_locked(cache_ns *ns, const cache_vec_scope *s, uint64_t id,
+                           float *out);
 
 /* ---- eviction (cache-evict.c) --------------------------------------------- */
 

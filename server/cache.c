@@ -112,7 +112,8 @@ void cache_entry_unref(cache_entry *e) {
 }
 
 size_t cache_entry_size(const cache_entry *e) {
-    return sizeof *e + e->prompt_len + 1 + e->response_len + 1;
+    (void)e;
+    return sizeof(cache_entry);
 }
 
 static int entry_live(const cache_entry *e, uint64_t now_ms) {
@@ -120,23 +121,38 @@ static int entry_live(const cache_entry *e, uint64_t now_ms) {
     return exp == 0 || exp > now_ms;
 }
 
-/* Allocates an entry blob: header, prompt, NUL, response, NUL. */
-static cache_entry *entry_new(uint64_t id, const uint8_t *prompt, uint32_t prompt_len,
-                              const uint8_t *response, uint32_t response_len) {
-    cache_entry *e =
-        malloc(sizeof *e + (size_t)prompt_len + 1 + (size_t)response_len + 1);
+/* Allocates an entry of namespace ns_id; its bytes stay in the store. */
+static cache_entry *entry_new(uint32_t ns_id, uint64_t id, uint32_t prompt_len,
+                              uint32_t response_len) {
+    cache_entry *e = calloc(1, sizeof *e);
     if (!e) return NULL;
-    memset(e, 0, sizeof *e);
     atomic_init(&e->refs, 1);
+    e->ns_id = ns_id;
     e->id = id;
     e->prompt_len = prompt_len;
     e->response_len = response_len;
-    if (prompt_len) memcpy(e->data, prompt, prompt_len);
-    e->data[prompt_len] = 0;
-    uint8_t *resp = e->data + prompt_len + 1;
-    if (response_len) memcpy(resp, response, response_len);
-    resp[response_len] = 0;
     return e;
+}
+
+/* ---- the vector source ---------------------------------------------------------*/
+
+static const float *scope_vector(void *ctx, uint64_t label, float *scratch) {
+    const cache_vec_scope *s = ctx;
+    return s->c->cfg.vectors.vector(s->scope, s->ns_id, label, s->dim, scratch);
+}
+
+int cache_vec_scope_begin(const cache *c, const cache_ns *ns, cache_vec_scope *s) {
+    *s = (cache_vec_scope){.c = c, .ns_id = ns->ns_id, .dim = ns->dim};
+    if (!ns->main_external) return 0;
+    s->scope = c->cfg.vectors.begin(c->cfg.vectors.ctx);
+    if (!s->scope) return DEJA_ERR_NOMEM;
+    s->src = (idx_exact_source){.vector = scope_vector, .ctx = s};
+    return 0;
+}
+
+void cache_vec_scope_end(cache_vec_scope *s) {
+    if (s->scope) s->c->cfg.vectors.end(s->scope);
+    s->scope = NULL;
 }
 
 /* The exact tier's key: XXH3-128 of the prompt with every run of white
@@ -193,10 +209,15 @@ static cache_entry *exact_find_locked(cache_ns *ns, const uint64_t hash[2],
     return NULL;
 }
 
-/* Copies the stored vector of id (from fresh or main). ns->lock held. */
-static int vector_of_locked(cache_ns *ns, uint64_t id, float *out) {
+int cache_vector_of_locked(cache_ns *ns, const cache_vec_scope *s, uint64_t id,
+                           float *out) {
     if (ns->fresh && idx_get(ns->fresh, id, out) == 0) return 0;
-    return idx_get(ns->main, id, out);
+    if (!ns->main_external) return idx_get(ns->main, id, out);
+    if (!s->scope) return DEJA_ERR_NOT_FOUND;
+    const float *v = scope_vector((void *)s, id, out);
+    if (!v) return DEJA_ERR_NOT_FOUND;
+    if (v != out) memcpy(out, v, (size_t)ns->dim * sizeof(float));
+    return 0;
 }
 
 typedef struct live_filter {
@@ -236,12 +257,13 @@ static uint32_t merge_hits(idx_hit *hits, uint32_t n, uint32_t nf, uint32_t k) {
 
 /* Vector search of a namespace (graph + staging index), live entries
  * only. hits must hold 2k. ns->lock held for reading. */
-static int search_locked(cache_ns *ns, const float *vec, uint32_t k, uint32_t ef,
-                         float threshold, uint64_t now_ms, idx_hit *hits, uint32_t *n) {
+static int search_locked(cache_ns *ns, const cache_vec_scope *s, const float *vec,
+                         uint32_t k, uint32_t ef, float threshold, uint64_t now_ms,
+                         idx_hit *hits, uint32_t *n) {
     live_filter filter = {.ns = ns, .now_ms = now_ms};
     uint32_t nm = 0, nf = 0;
-    int rc =
-        idx_search_ef(ns->main, vec, k, ef, threshold, entry_is_live, &filter, hits, &nm);
+    int rc = idx_search_src(ns->main, vec, k, ef, threshold, entry_is_live, &filter,
+                            cache_vec_src(s), hits, &nm);
     if (rc == 0 && ns->fresh)
         rc = idx_search(ns->fresh, vec, k, threshold, entry_is_live, &filter, hits + nm,
                         &nf);
@@ -255,10 +277,11 @@ struct cache_pending {
     cache *c;
     cache_ns *ns;
     cache_entry *e;
-    int replaces; /* e->id names a live entry this one updates */
-    cache_entry_image rec;
+    int replaces;          /* e->id names a live entry this one updates */
+    cache_entry_image rec; /* its prompt and response point into bytes */
     cache_ns_image ns_rec;
-    float vec[]; /* dim floats */
+    uint8_t *bytes; /* prompt then response, until the store has them */
+    float vec[];    /* dim floats */
 };
 
 /* The best live entry of the staging index at least min similar to vec,
@@ -304,9 +327,11 @@ static void dedup_staged_locked(cache_ns *ns, const float *vec, float min,
  * the entry keeps its place in the index. Returns its id or 0. Sees only
  * published (acknowledged) entries: two STOREs in flight together do not
  * see each other (docs/PROTOCOL.md 5.10). */
-static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float *vec,
-                                 uint64_t now_ms, float *vec_out) {
+static uint64_t find_replacement(const cache *c, cache_ns *ns, const uint64_t *hash,
+                                 const float *vec, uint64_t now_ms, float *vec_out) {
     uint64_t id = 0;
+    cache_vec_scope scope;
+    if (cache_vec_scope_begin(c, ns, &scope) != 0) return 0; /* no dedup: a new entry */
     pthread_rwlock_rdlock(&ns->lock);
     cache_entry *e = hash ? exact_find_locked(ns, hash, now_ms) : NULL;
     if (e) {
@@ -318,15 +343,16 @@ static uint64_t find_replacement(cache_ns *ns, const uint64_t *hash, const float
         live_filter filter = {.ns = ns, .now_ms = now_ms};
         /* A near-identical vector is the easiest thing a graph can find:
          * a narrow search (ef 16) is enough and keeps dedup cheap. */
-        if (idx_search_ef(ns->main, vec, 1, 16, ns->dedup, entry_is_live, &filter, hits,
-                          &n) == 0 &&
+        if (idx_search_src(ns->main, vec, 1, 16, ns->dedup, entry_is_live, &filter,
+                           cache_vec_src(&scope), hits, &n) == 0 &&
             n == 1)
             best = hits[0];
         if (ns->fresh) dedup_staged_locked(ns, vec, ns->dedup, now_ms, &best);
         id = best.label;
     }
-    if (id && vector_of_locked(ns, id, vec_out) != 0) id = 0;
+    if (id && cache_vector_of_locked(ns, &scope, id, vec_out) != 0) id = 0;
     pthread_rwlock_unlock(&ns->lock);
+    cache_vec_scope_end(&scope);
     return id;
 }
 
@@ -350,8 +376,14 @@ int cache_prepare_store(cache *c, const cache_store_args *req, const float *vec,
     }
     if (ns->dim != req->dim) return DEJA_ERR_DIM_MISMATCH;
 
-    cache_pending *p = malloc(sizeof *p + (size_t)req->dim * sizeof(float));
+    size_t vec_bytes = (size_t)req->dim * sizeof(float);
+    cache_pending *p = malloc(sizeof *p + vec_bytes + (size_t)req->prompt_len +
+                              (size_t)req->response_len + 1);
     if (!p) return DEJA_ERR_NOMEM;
+    p->bytes = (uint8_t *)p->vec + vec_bytes;
+    if (req->prompt_len) memcpy(p->bytes, req->prompt, req->prompt_len);
+    if (req->response_len)
+        memcpy(p->bytes + req->prompt_len, req->response, req->response_len);
     uint64_t hash[2];
     if (prompt_hash(req->prompt, req->prompt_len, hash) != 0) {
         free(p);
@@ -359,12 +391,12 @@ int cache_prepare_store(cache *c, const cache_store_args *req, const float *vec,
     }
     uint64_t now = cache_now(c);
     uint64_t target =
-        find_replacement(ns, hash_keyed(hash) ? hash : NULL, vec, now, p->vec);
+        find_replacement(c, ns, hash_keyed(hash) ? hash : NULL, vec, now, p->vec);
     if (!target) memcpy(p->vec, vec, (size_t)req->dim * sizeof(float));
 
     cache_entry *e =
-        entry_new(target ? target : atomic_fetch_add(&c->next_id, 1), req->prompt,
-                  req->prompt_len, req->response, req->response_len);
+        entry_new(ns->ns_id, target ? target : atomic_fetch_add(&c->next_id, 1),
+                  req->prompt_len, req->response_len);
     if (!e) {
         free(p);
         return DEJA_ERR_NOMEM;
@@ -392,9 +424,9 @@ int cache_prepare_store(cache *c, const cache_store_args *req, const float *vec,
         .input_tokens = e->input_tokens,
         .output_tokens = e->output_tokens,
         .cost_micro_usd = e->cost_micro_usd,
-        .prompt = e->data,
+        .prompt = p->bytes,
         .prompt_len = e->prompt_len,
-        .response = e->data + e->prompt_len + 1,
+        .response = p->bytes + e->prompt_len,
         .response_len = e->response_len,
         .vector = p->vec,
         .dim = ns->dim,
@@ -541,8 +573,7 @@ int cache_load_entry(cache *c, const cache_entry_image *rec) {
     pthread_rwlock_unlock(&c->ns_lock);
     if (!ns) return DEJA_ERR_NOT_FOUND;
     if (ns->dim != rec->dim) return DEJA_ERR_DIM_MISMATCH;
-    cache_entry *e = entry_new(rec->id, rec->prompt, rec->prompt_len, rec->response,
-                               rec->response_len);
+    cache_entry *e = entry_new(ns->ns_id, rec->id, rec->prompt_len, rec->response_len);
     if (!e) return DEJA_ERR_NOMEM;
     e->created_ms = rec->created_ms;
     atomic_init(&e->expires_ms, rec->expires_ms);
@@ -640,11 +671,14 @@ int cache_search(cache *c, const cache_query *req, const float *vec, cache_match
     uint16_t found = 0;
     int exact = 0, rc = 0, empty = 0;
     float best = -INFINITY;
+    cache_vec_scope scope;
+    rc = cache_vec_scope_begin(c, ns, &scope);
+    if (rc) return rc;
     pthread_rwlock_rdlock(&ns->lock);
     cache_entry *e = have_hash ? exact_find_locked(ns, hash, now) : NULL;
     float stored[CACHE_MAX_DIM];
     float cosine = -INFINITY;
-    if (e && vector_of_locked(ns, e->id, stored) == 0)
+    if (e && cache_vector_of_locked(ns, &scope, e->id, stored) == 0)
         cosine = idx_dot(vec, stored, ns->dim);
     if (e && cosine >= floor_) {
         /* The exact tier: the same question, by its text, answers without
@@ -660,7 +694,7 @@ int cache_search(cache *c, const cache_query *req, const float *vec, cache_match
         exact = 1;
     } else {
         float low = threshold < SIM_FLOOR ? threshold : SIM_FLOOR;
-        rc = search_locked(ns, vec, k, req->ef, low, now, hits, &n);
+        rc = search_locked(ns, &scope, vec, k, req->ef, low, now, hits, &n);
         empty = ns->entries.count == 0;
         for (uint32_t i = 0; rc == 0 && i < n; i++) {
             cache_entry *h = u64map_get(&ns->entries, hits[i].label);
@@ -676,6 +710,7 @@ int cache_search(cache *c, const cache_query *req, const float *vec, cache_match
         }
     }
     pthread_rwlock_unlock(&ns->lock);
+    cache_vec_scope_end(&scope);
     if (rc) return rc;
 
     res->count = found;
@@ -754,14 +789,12 @@ uint64_t cache_entry_id(const cache_entry *e) {
     return e->id;
 }
 
-const uint8_t *cache_entry_response(const cache_entry *e, uint32_t *len) {
-    *len = e->response_len;
-    return e->data + e->prompt_len + 1;
+uint32_t cache_entry_ns_id(const cache_entry *e) {
+    return e->ns_id;
 }
 
-const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len) {
-    *len = e->prompt_len;
-    return e->data;
+uint32_t cache_entry_output_tokens(const cache_entry *e) {
+    return e->output_tokens;
 }
 
 /* ---- deletes -----------------------------------------------------------------*/

@@ -187,6 +187,21 @@ typedef struct cache_stat {
 
 typedef struct cache cache;
 
+/* A source of stored vectors. begin opens a read scope for one operation
+ * on the calling thread (NULL if it cannot: the operation fails with
+ * NOMEM) and end closes it; vector returns the f32 vector of entry id of
+ * namespace ns_id (dim floats, float-aligned, possibly in scratch[dim]),
+ * valid until end, or NULL when there is none (deleted, or stored after
+ * the scope began: the caller treats it as gone). The cache opens a scope
+ * before it takes any lock of its own and never two on one thread. */
+typedef struct cache_vector_source {
+    void *(*begin)(void *ctx);
+    const float *(*vector)(void *scope, uint32_t ns_id, uint64_t id, uint32_t dim,
+                           float *scratch);
+    void (*end)(void *scope);
+    void *ctx;
+} cache_vector_source;
+
 typedef struct cache_config {
     uint32_t default_ttl_s;        /* applied to STOREs with ttl 0 */
     enum idx_kind index_kind;      /* for new namespaces; 0 = HNSW */
@@ -207,6 +222,10 @@ typedef struct cache_config {
      * enforced by the thread that publishes a STORE. */
     void (*on_evict)(void *ctx, uint32_t ns_id, uint64_t id);
     void *evict_ctx;
+    /* Where int8 graphs read the f32 vectors of their exact re-rank (the
+     * server's store: the vectors are on disk anyway), so that they keep
+     * codes and links only. NULL vector: int8 graphs keep f32 copies. */
+    cache_vector_source vectors;
 } cache_config;
 
 /* An entry as a lookup returns it: valid until cache_entry_release. */
@@ -394,10 +413,12 @@ cache_entry *cache_entry_ref(cache_entry *e);
 /* Drops a reference taken by cache_lookup. */
 void cache_entry_release(cache_entry *e);
 
-/* Read-only views of an entry held by a reference. */
+/* Read-only views of an entry held by a reference. The engine keeps no
+ * prompt or response bytes: they are in the store (entries are published
+ * only once durable), read by (ns_id, id) when a reply is encoded. */
 uint64_t cache_entry_id(const cache_entry *e);
-const uint8_t *cache_entry_response(const cache_entry *e, uint32_t *len);
-const uint8_t *cache_entry_prompt(const cache_entry *e, uint32_t *len);
+uint32_t cache_entry_ns_id(const cache_entry *e);
+uint32_t cache_entry_output_tokens(const cache_entry *e);
 
 /* ---- namespaces ---------------------------------------------------------- */
 

@@ -464,21 +464,26 @@ static void waiter_closed(uv_handle_t *h) {
 static void answer(srv_lease_waiter *w) {
     srv_server *s = w->conn->w->srv;
     uv_timer_stop(&w->timer);
+    proto_buf *out = srv_conn_deferred_out(w->conn);
+    int rc = 0;
+    store_reader *rd = NULL;
+    proto_hit hit = {0};
+    /* The answer's bytes come from the map; an entry deleted between the
+     * fulfilment and now answers a miss. */
+    if (out && w->verdict == SRV_LEASE_COALESCED &&
+        (store_reader_begin(s->store, &rd) != 0 ||
+         srv_persist_read_hit(
+             rd, w->entry, (w->header_flags & PROTO_FLAG_WANT_PROMPT) != 0, &hit) != 0))
+        w->verdict = SRV_LEASE_NONE;
     cache_count_outcome(s->cache, (const uint8_t *)w->ns, w->ns_len,
                         w->verdict == SRV_LEASE_COALESCED ? CACHE_OUTCOME_COALESCED
                                                           : CACHE_OUTCOME_MISS);
-    proto_buf *out = srv_conn_deferred_out(w->conn);
-    int rc = 0;
     if (out) {
-        proto_hit hit = {0};
         proto_lookup_ex_resp resp = {.outcome = PROTO_OUTCOME_MISS};
         uint16_t header_flags = 0;
         if (w->verdict == SRV_LEASE_COALESCED) {
             hit.id = cache_entry_id(w->entry);
             hit.similarity = w->similarity;
-            hit.response = cache_entry_response(w->entry, &hit.response_len);
-            if (w->header_flags & PROTO_FLAG_WANT_PROMPT)
-                hit.prompt = cache_entry_prompt(w->entry, &hit.prompt_len);
             cache_policy pol;
             int changed;
             if (cache_ns_policy(s->cache, (const uint8_t *)w->ns, w->ns_len, NULL, &pol,
@@ -496,6 +501,7 @@ static void answer(srv_lease_waiter *w) {
         }
         rc = proto_encode_lookup_ex_resp(out, w->request_id, header_flags, &resp);
     }
+    store_reader_end(rd);
     srv_conn_deferred_end(w->conn, w->held, rc);
     uv_close((uv_handle_t *)&w->timer, waiter_closed);
 }

@@ -492,30 +492,33 @@ static size_t hit_wire_size(const proto_hit *h) {
     return 8 + 4 + 4 + 4 + (size_t)h->prompt_len + h->response_len;
 }
 
-/* Turns matches[0..n) into wire hits[0..n) and releases nothing; returns
- * how many of them fit in *room bytes (the best first: the weakest that
- * do not fit are dropped), taking what they use from *room. */
-static uint16_t wire_hits(const cache_match *matches, uint16_t n, int want_prompt,
-                          size_t extra, proto_hit *hits, size_t *room) {
+/* Turns matches[0..n) into wire hits, their bytes read from the map
+ * through rd (valid until it ends), and releases nothing; returns how many
+ * hits were filled: the best first, until one does not fit in *room bytes
+ * (taking what they use from *room). A match whose record is gone
+ * (deleted since the search) is left out. */
+static uint16_t wire_hits(store_reader *rd, const cache_match *matches, uint16_t n,
+                          int want_prompt, size_t extra, proto_hit *hits, size_t *room) {
     uint16_t keep = 0;
     for (uint16_t i = 0; i < n; i++) {
-        proto_hit *h = &hits[i];
-        cache_entry *e = matches[i].entry;
-        h->id = cache_entry_id(e);
+        proto_hit *h = &hits[keep];
+        if (srv_persist_read_hit(rd, matches[i].entry, want_prompt, h) != 0) continue;
+        h->id = cache_entry_id(matches[i].entry);
         h->similarity = matches[i].similarity;
-        h->response = cache_entry_response(e, &h->response_len);
-        h->prompt = NULL;
-        h->prompt_len = 0;
         h->flags = (uint8_t)((matches[i].exact ? PROTO_HIT_EXACT : 0) |
                              (matches[i].borderline ? PROTO_HIT_BORDERLINE : 0));
-        if (want_prompt) h->prompt = cache_entry_prompt(e, &h->prompt_len);
         size_t sz = hit_wire_size(h) + extra;
-        if (sz <= *room && keep == i) {
-            *room -= sz;
-            keep++;
-        }
+        if (sz > *room) break;
+        *room -= sz;
+        keep++;
     }
     return keep;
+}
+
+/* Begins the read a reply's hits are encoded from (none for no hits). */
+static int begin_hits(srv_req *r, uint16_t n, store_reader **rd) {
+    *rd = NULL;
+    return n ? store_reader_begin(r->srv->store, rd) : 0;
 }
 
 static void release_matches(cache_match *matches, uint16_t n) {
@@ -557,13 +560,22 @@ static int serve_lookup(srv_req *r) {
      * not fit (the best one always fits, since it was stored in a frame). */
     int want_prompt = (r->hdr->flags & PROTO_FLAG_WANT_PROMPT) != 0;
     size_t room = r->srv->cfg->max_frame - PROTO_HEADER_SIZE - 2;
-    uint16_t keep = wire_hits(r->w->matches, n, want_prompt, 0, r->w->hits, &room);
-    /* The exact-tier hit is always hits[0], and the best hit always fits. */
+    store_reader *rd;
+    rc = begin_hits(r, n, &rd);
+    if (rc) {
+        release_matches(r->w->matches, n);
+        return rc;
+    }
+    uint16_t keep = wire_hits(rd, r->w->matches, n, want_prompt, 0, r->w->hits, &room);
+    /* The exact-tier hit is always the only one, and the best hit always
+     * fits. */
     uint16_t reply_flags = 0;
-    if (keep && r->w->matches[0].exact) reply_flags |= PROTO_FLAG_EXACT;
-    if (keep && r->w->matches[0].borderline) reply_flags |= PROTO_FLAG_BORDERLINE;
+    if (keep && (r->w->hits[0].flags & PROTO_HIT_EXACT)) reply_flags |= PROTO_FLAG_EXACT;
+    if (keep && (r->w->hits[0].flags & PROTO_HIT_BORDERLINE))
+        reply_flags |= PROTO_FLAG_BORDERLINE;
     rc = proto_encode_lookup_resp_flags(r->out, r->hdr->request_id, reply_flags,
                                         r->w->hits, keep);
+    store_reader_end(rd);
     release_matches(r->w->matches, n);
     return rc;
 }
@@ -639,7 +651,14 @@ static int serve_lookup_ex(srv_req *r) {
         }
         proto_lookup_ex_resp resp = {.outcome = PROTO_OUTCOME_MISS};
         size_t room = r->srv->cfg->max_frame - PROTO_HEADER_SIZE - 14;
-        uint16_t keep = wire_hits(r->w->matches, n, want_prompt, 2, r->w->hits, &room);
+        store_reader *rd;
+        rc = begin_hits(r, n, &rd);
+        if (rc) {
+            release_matches(r->w->matches, n);
+            return rc;
+        }
+        uint16_t keep =
+            wire_hits(rd, r->w->matches, n, want_prompt, 2, r->w->hits, &room);
         uint16_t header_flags = 0;
         if (res.shadow) {
             resp.reply_flags = PROTO_REPLY_SHADOW;
@@ -647,13 +666,15 @@ static int serve_lookup_ex(srv_req *r) {
                 resp.shadow = r->w->hits;
                 resp.shadow_count = keep;
             }
-        } else if (n) {
+        } else if (keep) {
             resp.outcome = PROTO_OUTCOME_HIT;
             resp.hits = r->w->hits;
             resp.count = keep;
-            if (keep && r->w->matches[0].borderline) header_flags = PROTO_FLAG_BORDERLINE;
+            if (r->w->hits[0].flags & PROTO_HIT_BORDERLINE)
+                header_flags = PROTO_FLAG_BORDERLINE;
         }
         rc = proto_encode_lookup_ex_resp(r->out, r->hdr->request_id, header_flags, &resp);
+        store_reader_end(rd);
         release_matches(r->w->matches, n);
         return rc;
     }

@@ -213,3 +213,39 @@ int srv_persist_load_entry(cache *c, const store_entry_rec *rec) {
     };
     return cache_load_entry(c, &e);
 }
+
+/* ---- the engine's vector source ------------------------------------------------*/
+
+static void *vectors_begin(void *ctx) {
+    srv_server *s = ctx;
+    store_reader *rd = NULL;
+    if (!s->store || store_reader_begin(s->store, &rd) != 0) return NULL;
+    return rd;
+}
+
+static const float *vectors_get(void *scope, uint32_t ns_id, uint64_t id, uint32_t dim,
+                                float *scratch) {
+    const float *v = NULL;
+    return store_read_vector(scope, ns_id, id, dim, scratch, &v) == 0 ? v : NULL;
+}
+
+static void vectors_end(void *scope) {
+    store_reader_end(scope);
+}
+
+cache_vector_source srv_persist_vector_source(srv_server *s) {
+    return (cache_vector_source){
+        .begin = vectors_begin, .vector = vectors_get, .end = vectors_end, .ctx = s};
+}
+
+int srv_persist_read_hit(store_reader *rd, const cache_entry *e, int want_prompt,
+                         proto_hit *h) {
+    store_entry_rec rec;
+    int rc = store_read_entry(rd, cache_entry_ns_id(e), cache_entry_id(e), &rec);
+    if (rc) return rc;
+    h->response = rec.response;
+    h->response_len = rec.response_len;
+    h->prompt = want_prompt ? rec.prompt : NULL;
+    h->prompt_len = want_prompt ? rec.prompt_len : 0;
+    return 0;
+}

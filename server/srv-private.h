@@ -342,6 +342,21 @@ int srv_persist_load_ns(cache *c, const store_ns_rec *rec);
  * NOT_FOUND, DIM_MISMATCH, NOMEM. Start-up thread. */
 int srv_persist_load_entry(cache *c, const store_entry_rec *rec);
 
+/* The engine's vector source (cache_config.vectors): int8 graphs read the
+ * f32 vectors of their re-rank from s->store's map through a store_reader
+ * per operation. s->store may be opened (and reopened) after the cache is
+ * created; a scope begun while there is none fails. */
+cache_vector_source srv_persist_vector_source(srv_server *s);
+
+/* Fills h's response (and, with want_prompt, its prompt) from e's record
+ * in the map through rd: pointers valid until rd ends, so the reply is
+ * encoded before that. Every engine entry was published after its record
+ * was committed, so a reader begun after the search finds it unless it was
+ * deleted or replaced since. Errors: NOT_FOUND (gone: the caller drops
+ * the hit), CORRUPT, IO. */
+int srv_persist_read_hit(store_reader *rd, const cache_entry *e, int want_prompt,
+                         proto_hit *h);
+
 /* ---- metrics (srv-metrics.c) ---------------------------------------------- */
 
 void srv_hist_add(srv_hist *h, uint64_t ns);

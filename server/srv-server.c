@@ -621,6 +621,7 @@ static cache_config srv_cache_config(const srv_config *cfg, srv_server *s) {
         .max_namespaces = cfg->max_namespaces,
         .on_evict = on_evict,
         .evict_ctx = s,
+        .vectors = srv_persist_vector_source(s),
         .default_ttl_s = cfg->default_ttl_s,
         .index_kind = (enum idx_kind)cfg->index_kind,
         .hnsw_m = cfg->hnsw_m,

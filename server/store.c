@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,15 @@
 #define KEY_LEN STORE_KEY_LEN
 
 #define MIN_MAP (64ull << 20)
+/* Readers open at once (LMDB's reader table); a reader stays in the pool
+ * with its slot, so this bounds the threads that read concurrently. */
+#define MAX_READERS 512u
+
+struct store_reader {
+    store *st;
+    MDB_txn *txn; /* reset while in the pool, live between begin and end */
+    store_reader *next;
+};
 
 struct store {
     MDB_env *env;
@@ -24,6 +34,14 @@ struct store {
     store_config cfg;
     _Atomic uint64_t map_size; /* read by STATS on worker threads */
     char path[4096];           /* data.mdb, for size checks */
+    /* Growing the map remaps it, which LMDB allows only while no
+     * transaction of this process is live: readers hold map_lock for
+     * reading from begin to end, grow_map takes it for writing. The lock
+     * prefers writers, so a steady stream of lookups cannot starve a
+     * growth; in exchange a thread must never hold two readers. */
+    pthread_rwlock_t map_lock;
+    pthread_mutex_t pool_lock; /* guards pool */
+    store_reader *pool;        /* readers between uses */
 };
 
 static int map_err(int rc) {
@@ -86,6 +104,12 @@ int store_open(const store_config *cfg, store **out, char *msg, size_t cap) {
     if (!st) return DEJA_ERR_NOMEM;
     st->cfg = *cfg;
     snprintf(st->path, sizeof st->path, "%s/data.mdb", cfg->dir);
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&st->map_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&st->pool_lock, NULL);
 
     struct stat sb;
     uint64_t file_size = stat(st->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
@@ -99,6 +123,7 @@ int store_open(const store_config *cfg, store **out, char *msg, size_t cap) {
     if (cfg->fsync != STORE_FSYNC_ALWAYS) flags |= MDB_NOSYNC;
     int rc = mdb_env_create(&st->env);
     if (rc == 0) rc = mdb_env_set_maxdbs(st->env, 8);
+    if (rc == 0) rc = mdb_env_set_maxreaders(st->env, MAX_READERS);
     if (rc == 0) rc = mdb_env_set_mapsize(st->env, st->map_size);
     if (rc == 0) rc = mdb_env_open(st->env, cfg->dir, flags, 0644);
     if (rc) {
@@ -138,10 +163,17 @@ int store_open(const store_config *cfg, store **out, char *msg, size_t cap) {
 
 void store_close(store *st) {
     if (!st) return;
+    for (store_reader *rd = st->pool, *next; rd; rd = next) {
+        next = rd->next;
+        mdb_txn_abort(rd->txn);
+        free(rd);
+    }
     if (st->env) {
         if (st->cfg.fsync != STORE_FSYNC_OFF) mdb_env_sync(st->env, 1);
         mdb_env_close(st->env);
     }
+    pthread_rwlock_destroy(&st->map_lock);
+    pthread_mutex_destroy(&st->pool_lock);
     free(st);
 }
 
@@ -159,6 +191,97 @@ void store_sizes(store *st, uint64_t *file_bytes, uint64_t *map_bytes) {
     struct stat sb;
     *file_bytes = stat(st->path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     *map_bytes = st->map_size;
+}
+
+/* ---- reading while serving --------------------------------------------------*/
+
+int store_reader_begin(store *st, store_reader **out) {
+    *out = NULL;
+    pthread_rwlock_rdlock(&st->map_lock);
+    pthread_mutex_lock(&st->pool_lock);
+    store_reader *rd = st->pool;
+    if (rd) st->pool = rd->next;
+    pthread_mutex_unlock(&st->pool_lock);
+    int rc;
+    if (rd) {
+        rc = mdb_txn_renew(rd->txn);
+        if (rc) {
+            mdb_txn_abort(rd->txn);
+            free(rd);
+            rd = NULL;
+        }
+    }
+    if (!rd) {
+        rd = calloc(1, sizeof *rd);
+        if (!rd) {
+            pthread_rwlock_unlock(&st->map_lock);
+            return DEJA_ERR_NOMEM;
+        }
+        rd->st = st;
+        rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &rd->txn);
+        if (rc) {
+            free(rd);
+            pthread_rwlock_unlock(&st->map_lock);
+            return map_err(rc);
+        }
+    }
+    *out = rd;
+    return 0;
+}
+
+void store_reader_end(store_reader *rd) {
+    if (!rd) return;
+    store *st = rd->st;
+    mdb_txn_reset(rd->txn);
+    pthread_mutex_lock(&st->pool_lock);
+    rd->next = st->pool;
+    st->pool = rd;
+    pthread_mutex_unlock(&st->pool_lock);
+    pthread_rwlock_unlock(&st->map_lock);
+}
+
+int store_reader_renew(store_reader *rd) {
+    mdb_txn_reset(rd->txn);
+    return map_err(mdb_txn_renew(rd->txn));
+}
+
+static int reader_get(store_reader *rd, MDB_dbi dbi, uint32_t ns_id, uint64_t id,
+                      uint8_t key[KEY_LEN], MDB_val *v) {
+    store_key_make(key, ns_id, id);
+    MDB_val k = {KEY_LEN, key};
+    return map_err(mdb_get(rd->txn, dbi, &k, v));
+}
+
+int store_read_entry(store_reader *rd, uint32_t ns_id, uint64_t id, store_entry_rec *e) {
+    uint8_t key[KEY_LEN];
+    MDB_val v;
+    int rc = reader_get(rd, rd->st->entries, ns_id, id, key, &v);
+    if (rc) return rc;
+    memset(e, 0, sizeof *e);
+    return store_entry_rec_decode(key, KEY_LEN, v.mv_data, v.mv_size, e);
+}
+
+int store_read_vector(store_reader *rd, uint32_t ns_id, uint64_t id, uint32_t dim,
+                      float *scratch, const float **out) {
+    uint8_t key[KEY_LEN];
+    MDB_val v;
+    store_entry_rec e;
+    *out = NULL;
+    int rc = reader_get(rd, rd->st->vectors, ns_id, id, key, &v);
+    if (rc) return rc;
+    rc = store_vector_rec_decode(key, KEY_LEN, v.mv_data, v.mv_size, &e);
+    if (rc) return rc;
+    if (e.dim != dim) return DEJA_ERR_CORRUPT;
+    /* A vector large enough for an overflow page starts 32 bytes into a
+     * page; a small one sits wherever LMDB's 2-byte node alignment left
+     * it, and is copied out before it is read as floats. */
+    if ((uintptr_t)e.vector % _Alignof(float) == 0) {
+        *out = e.vector;
+    } else {
+        memcpy(scratch, e.vector, (size_t)dim * sizeof(float));
+        *out = scratch;
+    }
+    return 0;
 }
 
 /* ---- load -------------------------------------------------------------------*/
@@ -451,12 +574,16 @@ static int apply_batch(store *st, store_op *ops, size_t n) {
     return mdb_txn_commit(txn);
 }
 
-/* Doubles the map, up to max_disk. No transaction may be open. */
+/* Doubles the map, up to max_disk. The caller's write transaction is
+ * over; the readers' are kept out by map_lock. */
 static int grow_map(store *st) {
     uint64_t next = st->map_size * 2;
     if (st->cfg.max_disk && next > st->cfg.max_disk) next = st->cfg.max_disk;
     if (next <= st->map_size) return -1;
-    if (mdb_env_set_mapsize(st->env, next) != 0) return -1;
+    pthread_rwlock_wrlock(&st->map_lock);
+    int rc = mdb_env_set_mapsize(st->env, next);
+    pthread_rwlock_unlock(&st->map_lock);
+    if (rc != 0) return -1;
     st->map_size = next;
     return 0;
 }

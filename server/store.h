@@ -16,8 +16,8 @@
  * detected at load, skipped and counted, never served.
  *
  * Threading: store_open and store_load run on one thread before traffic;
- * after that only the commit thread calls store_apply / store_sync. The
- * store never keeps a read transaction open. */
+ * after that only the commit thread calls store_apply / store_sync, and
+ * any thread may read through a store_reader (below). */
 #ifndef DEJA_STORE_H
 #define DEJA_STORE_H
 
@@ -211,5 +211,42 @@ uint64_t store_last_txn(store *st);
 
 /* Bytes of the data file and of the current map. */
 void store_sizes(store *st, uint64_t *file_bytes, uint64_t *map_bytes);
+
+/* ---- reading while serving --------------------------------------------------
+ * A hit's response and an int8 re-rank's f32 vectors are read where they
+ * already are, in the map, instead of from copies on the heap. A reader
+ * is one LMDB read transaction: a consistent snapshot of the store as of
+ * store_reader_begin, whose pages LMDB will not reuse until
+ * store_reader_end, so what a read returns stays valid (and unchanged by
+ * concurrent writes, deletes and evictions) until then. A reader is held
+ * for one request's search and reply encoding (microseconds); while it is
+ * held the map cannot grow, so a STORE that needs a bigger map waits for
+ * it. A thread holds at most one reader at a time: a second begin on the
+ * same thread may deadlock against a waiting growth. Readers come from a
+ * pool and may be used on any thread, one thread at a time. */
+typedef struct store_reader store_reader;
+
+/* Begins a read at the latest committed state. Errors: NOMEM, IO. */
+int store_reader_begin(store *st, store_reader **out);
+
+/* Ends the read; every pointer it returned becomes invalid. NULL: no-op. */
+void store_reader_end(store_reader *rd);
+
+/* Moves the read to the latest committed state (pointers it returned
+ * become invalid). Errors: IO. */
+int store_reader_renew(store_reader *rd);
+
+/* Reads entry (ns_id, id): times, cost figures, prompt and response, the
+ * last two pointing into the map until the reader ends. The record's
+ * checksum is verified. Errors: NOT_FOUND (deleted, or committed after
+ * the read began), CORRUPT, IO. */
+int store_read_entry(store_reader *rd, uint32_t ns_id, uint64_t id, store_entry_rec *e);
+
+/* *out = the f32 vector of (ns_id, id), dim floats, checksum verified:
+ * a pointer into the map when it is float-aligned there, else into
+ * scratch[dim], where it is copied. Valid until the reader ends. Errors:
+ * NOT_FOUND, CORRUPT (damaged, or not dim floats), IO. */
+int store_read_vector(store_reader *rd, uint32_t ns_id, uint64_t id, uint32_t dim,
+                      float *scratch, const float **out);
 
 #endif

@@ -14,6 +14,7 @@
  * test depends on how fast the graph is built. */
 #include "cache-private.h"
 #include "harness.h"
+#include "support/answers.h"
 #include "idx.h"
 #include "support/vectors.h"
 
@@ -56,7 +57,7 @@ static uint64_t put_dim(cache *c, const char *ns, uint16_t dim, const float *v,
                         const char *prompt, const char *resp) {
     cache_store_args r = store_req(ns, dim, prompt, resp);
     uint64_t id = 0;
-    ASSERT_OK(cache_store(c, &r, v, &id));
+    ASSERT_OK(answers_store(c, &r, v, &id));
     return id;
 }
 
@@ -89,11 +90,7 @@ static answer ask(cache *c, const char *ns, const float *v, float threshold,
     a.id = cache_entry_id(m[0].entry);
     a.similarity = m[0].similarity;
     a.exact = m[0].exact;
-    uint32_t len;
-    const uint8_t *resp = cache_entry_response(m[0].entry, &len);
-    ASSERT_LT(len, sizeof a.response);
-    memcpy(a.response, resp, len);
-    a.response[len] = 0;
+    snprintf(a.response, sizeof a.response, "%s", answers_response(m[0].entry));
     /* An exact-tier hit is the only hit; a vector hit is never marked. */
     for (uint16_t i = 0; i < n; i++) {
         if (i > 0) ASSERT_EQ(m[i].exact, 0);

