@@ -4,6 +4,9 @@
  * exact f32 scores and vectors, and keeps the vectors it scans in about a
  * quarter of the bytes. */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -290,6 +293,171 @@ static void test_int8_handles_zero_and_non_finite_vectors(void) {
     idx_destroy(ix);
 }
 
+/* ---- exact_external: the f32 vectors live with the caller ------------------*/
+
+/* A source over an array, counting what it is asked for; removed[label]
+ * makes it answer NULL, as the server's store does for a deleted entry. */
+typedef struct array_source {
+    const float *base;
+    uint32_t dim;
+    const uint8_t *removed;
+    size_t fetched;
+} array_source;
+
+static const float *array_vector(void *ctx, uint64_t label, float *scratch) {
+    array_source *a = ctx;
+    a->fetched++;
+    if (a->removed && a->removed[label]) return NULL;
+    /* Through scratch for odd labels: both ways of answering are used. */
+    if (label % 2) {
+        memcpy(scratch, a->base + label * a->dim, a->dim * sizeof(float));
+        return scratch;
+    }
+    return a->base + label * a->dim;
+}
+
+static idx *external_index(const float *base, size_t n) {
+    idx_config cfg = {
+        .kind = IDX_KIND_HNSW, .dim = DIM, .quant = IDX_QUANT_INT8, .exact_external = 1};
+    idx *ix = NULL;
+    ASSERT_OK(idx_create(&cfg, &ix));
+    for (size_t i = 0; i < n; i++)
+        ASSERT_OK(idx_add(ix, i, base + i * DIM));
+    return ix;
+}
+
+static void test_an_external_int8_index_keeps_codes_only_and_scores_exactly(void) {
+    fixture();
+    const workload *w = &fixture_data;
+    idx *ix = external_index(w->base, N);
+    idx_memory_info mi;
+    ASSERT_OK(idx_memory_breakdown(ix, &mi));
+    ASSERT_EQ(mi.exact, 0);
+    array_source a = {.base = w->base, .dim = DIM};
+    idx_exact_source src = {.vector = array_vector, .ctx = &a};
+    idx_hit got[10], ref[10];
+    uint32_t hits_need = 0, hits_got = 0;
+    for (size_t q = 0; q < NQ; q++) {
+        const float *v = w->queries + q * DIM;
+        uint32_t n = 0, nr = 0;
+        /* With a threshold: the same hits as the int8 index with copies,
+         * with the same exact scores. */
+        ASSERT_OK(idx_search_src(ix, v, 10, 0, THRESHOLD, NULL, NULL, &src, got, &n));
+        ASSERT_OK(idx_search(fixture_i8, v, 10, THRESHOLD, NULL, NULL, ref, &nr));
+        ASSERT_EQ(n, nr);
+        for (uint32_t i = 0; i < n; i++) {
+            ASSERT_U64_EQ(got[i].label, ref[i].label);
+            ASSERT_NEAR(got[i].score, ref[i].score, 1e-6);
+        }
+        if (fixture_best[q] >= THRESHOLD) {
+            hits_need++;
+            hits_got += n > 0;
+        }
+    }
+    ASSERT_TRUE(hits_got >= 0.999 * hits_need);
+    /* The bound rules most candidates out: far fewer fetches than the
+     * ef (64) a full re-rank would read per query. */
+    fprintf(stderr, "   vectors fetched per thresholded query: %.1f\n",
+            (double)a.fetched / NQ);
+    ASSERT_LT(a.fetched, (size_t)NQ * 16);
+    /* Without a source the index cannot answer; get has nothing to give. */
+    uint32_t n = 0;
+    ASSERT_EQ(idx_search(ix, w->queries, 1, -INFINITY, NULL, NULL, got, &n),
+              DEJA_ERR_INVALID_ARG);
+    float out[DIM];
+    ASSERT_EQ(idx_get(ix, 0, out), DEJA_ERR_INVALID_ARG);
+    idx_destroy(ix);
+}
+
+static void test_an_external_int8_index_ranks_the_top_10_exactly(void) {
+    fixture();
+    const workload *w = &fixture_data;
+    idx *ix = external_index(w->base, N);
+    array_source a = {.base = w->base, .dim = DIM};
+    idx_exact_source src = {.vector = array_vector, .ctx = &a};
+    idx_hit got[10], ref[10];
+    for (size_t q = 0; q < 200; q++) {
+        const float *v = w->queries + q * DIM;
+        uint32_t n = 0, nr = 0;
+        /* No threshold: pruning by the 10th best exact score alone must
+         * give what re-ranking every candidate gives. */
+        ASSERT_OK(idx_search_src(ix, v, 10, 0, -INFINITY, NULL, NULL, &src, got, &n));
+        ASSERT_OK(idx_search(fixture_i8, v, 10, -INFINITY, NULL, NULL, ref, &nr));
+        ASSERT_EQ(n, nr);
+        for (uint32_t i = 0; i < n; i++) {
+            ASSERT_U64_EQ(got[i].label, ref[i].label);
+            ASSERT_NEAR(got[i].score, ref[i].score, 1e-6);
+        }
+    }
+    idx_destroy(ix);
+}
+
+static void test_a_vector_gone_from_the_source_drops_its_candidate(void) {
+    fixture();
+    const workload *w = &fixture_data;
+    idx *ix = external_index(w->base, N);
+    static uint8_t removed[N];
+    array_source a = {.base = w->base, .dim = DIM, .removed = removed};
+    idx_exact_source src = {.vector = array_vector, .ctx = &a};
+    /* Each stored vector finds itself; once its vector is gone from the
+     * source (deleted on disk, still in the graph), never. */
+    for (size_t i = 0; i < 50; i++) {
+        idx_hit hit;
+        uint32_t n = 0;
+        const float *v = w->base + i * DIM;
+        ASSERT_OK(idx_search_src(ix, v, 1, 0, 0.99f, NULL, NULL, &src, &hit, &n));
+        ASSERT_EQ(n, 1);
+        ASSERT_U64_EQ(hit.label, i);
+        removed[i] = 1;
+        ASSERT_OK(idx_search_src(ix, v, 1, 0, 0.99f, NULL, NULL, &src, &hit, &n));
+        if (n) ASSERT_TRUE(hit.label != i);
+    }
+    idx_destroy(ix);
+}
+
+static void test_an_external_int8_snapshot_holds_no_f32_and_reads_back(void) {
+    fixture();
+    const workload *w = &fixture_data;
+    idx *ix = external_index(w->base, 2000);
+    char path[] = "/tmp/deja-quant-snap-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    ASSERT_OK(idx_snapshot_write(ix, path, 7));
+    FILE *f = fopen(path, "rb");
+    ASSERT_TRUE(f != NULL);
+    fseek(f, 0, SEEK_END);
+    long bytes = ftell(f);
+    fclose(f);
+    /* Codes, scales, labels and links: well under the f32 vectors alone. */
+    ASSERT_LT(bytes, 2000L * DIM * 4 / 2);
+    idx_config cfg = {
+        .kind = IDX_KIND_HNSW, .dim = DIM, .quant = IDX_QUANT_INT8, .exact_external = 1};
+    idx *back = NULL;
+    uint64_t tag = 0;
+    char msg[256];
+    ASSERT_OK(idx_snapshot_read(path, &cfg, &back, &tag, msg, sizeof msg));
+    ASSERT_U64_EQ(tag, 7);
+    array_source a = {.base = w->base, .dim = DIM};
+    idx_exact_source src = {.vector = array_vector, .ctx = &a};
+    idx_hit h1[5], h2[5];
+    uint32_t n1 = 0, n2 = 0;
+    ASSERT_OK(idx_search_src(ix, w->queries, 5, 0, -INFINITY, NULL, NULL, &src, h1, &n1));
+    ASSERT_OK(
+        idx_search_src(back, w->queries, 5, 0, -INFINITY, NULL, NULL, &src, h2, &n2));
+    ASSERT_EQ(n1, n2);
+    for (uint32_t i = 0; i < n1; i++)
+        ASSERT_U64_EQ(h1[i].label, h2[i].label);
+    /* An index that keeps its own copies cannot adopt it, nor the reverse. */
+    cfg.exact_external = 0;
+    idx *other = NULL;
+    ASSERT_EQ(idx_snapshot_read(path, &cfg, &other, &tag, msg, sizeof msg),
+              DEJA_ERR_INVALID_ARG);
+    idx_destroy(back);
+    idx_destroy(ix);
+    unlink(path);
+}
+
 int main(void) {
     idx_simd_init();
     RUN(test_scalar_int8_kernel_computes_the_inner_product);
@@ -300,6 +468,10 @@ int main(void) {
     RUN(test_int8_recall_at_10_is_close_to_f32);
     RUN(test_int8_get_returns_the_exact_f32_vector);
     RUN(test_int8_handles_zero_and_non_finite_vectors);
+    RUN(test_an_external_int8_index_keeps_codes_only_and_scores_exactly);
+    RUN(test_an_external_int8_index_ranks_the_top_10_exactly);
+    RUN(test_a_vector_gone_from_the_source_drops_its_candidate);
+    RUN(test_an_external_int8_snapshot_holds_no_f32_and_reads_back);
     fixture_free();
     return harness_result();
 }
