@@ -205,9 +205,15 @@ static void config_fields(const bench_opts *o, const bench_env *env,
         f_num(fs, "duration_s", "%.3f", o->count ? 0 : o->duration_s);
         f_u64(fs, "count", o->count);
         f_bool(fs, "no_load", o->no_load);
-    } else {
+    } else if (o->mode == BENCH_MIXED) {
         f_num(fs, "llm_delay_ms", "%.3f", o->llm_delay_ms);
         f_num(fs, "llm_cost_usd", "%.6f", o->llm_cost_usd);
+    } else {
+        f_u64(fs, "live_entries", o->synth.n);
+        f_u64(fs, "queries", o->synth.nq);
+        f_u64(fs, "cycles", o->cycles);
+        f_num(fs, "churn_frac", "%.4f", o->churn_frac);
+        f_str(fs, "quant", o->quant_int8 ? "int8" : "f32");
     }
 }
 
@@ -613,4 +619,181 @@ void bench_report_mixed(const bench_opts *o, const bench_env *env,
            (unsigned long long)r->timeouts);
     fields_free(&cfg);
     fields_free(&res);
+}
+
+/* ---- churn mode ------------------------------------------------------------------*/
+
+static double mib(int64_t bytes) {
+    return bytes >= 0 ? (double)bytes / (1024.0 * 1024.0) : -1;
+}
+
+static void churn_point_fields(const bench_churn_point *p, const char *phase,
+                               fields *fs) {
+    f_str(fs, "phase", phase);
+    f_u64(fs, "cycle", p->cycle);
+    f_u64(fs, "deleted", p->deleted);
+    f_u64(fs, "stored", p->stored);
+    f_num(fs, "delete_s", "%.3f", p->delete_s);
+    f_num(fs, "deletes_per_s", "%.1f", p->delete_s > 0 ? p->deleted / p->delete_s : 0);
+    f_num(fs, "store_s", "%.3f", p->store_s);
+    f_num(fs, "stores_per_s", "%.1f", p->store_s > 0 ? p->stored / p->store_s : 0);
+    f_num(fs, "index_wait_s", "%.3f", p->index_wait_s);
+    f_num(fs, "oracle_s", "%.3f", p->oracle_s);
+    f_num(fs, "lookup_s", "%.3f", p->lookup_s);
+    f_u64(fs, "queries", p->queries);
+    f_num(fs, "recall", "%.5f", p->recall);
+    f_num(fs, "hit_rate", "%.5f", ratio(p->hits, p->queries));
+    f_num(fs, "oracle_hit_rate", "%.5f", ratio(p->oracle_hits, p->queries));
+    f_u64(fs, "short_threshold", p->short_threshold);
+    f_u64(fs, "short_all", p->short_all);
+    f_u64(fs, "false_hits", p->false_hits);
+    f_u64(fs, "unknown_ids", p->unknown_ids);
+    f_u64(fs, "sim_mismatches", p->sim_mismatches);
+    f_u64(fs, "errors", p->errors);
+    f_i64(fs, "server_entries", p->server_entries);
+    f_i64(fs, "memory_bytes", p->memory_bytes);
+    f_i64(fs, "index_bytes", p->index_bytes);
+    f_i64(fs, "entry_bytes", p->entry_bytes);
+    f_i64(fs, "index_vector_bytes", p->vector_bytes);
+    f_i64(fs, "index_graph_bytes", p->graph_bytes);
+    f_i64(fs, "entry_table_bytes", p->table_bytes);
+    f_i64(fs, "rss_bytes", p->rss_bytes);
+    f_i64(fs, "rss_anon_bytes", p->rss_anon_bytes);
+    f_i64(fs, "disk_bytes", p->disk_bytes);
+}
+
+static void churn_summary_fields(const bench_churn_result *r, fields *fs) {
+    f_num(fs, "fresh_recall", "%.5f", r->fresh.recall);
+    f_num(fs, "fresh_hit_rate", "%.5f", ratio(r->fresh.hits, r->fresh.queries));
+    f_num(fs, "max_recall_diff", "%.5f", r->max_recall_diff);
+    f_num(fs, "max_hit_rate_diff", "%.5f", r->max_hit_diff);
+    f_num(fs, "max_hit_gap_diff", "%.5f", r->max_gap_diff);
+    f_num(fs, "final_recall_diff", "%.5f", r->final_recall_diff);
+    f_num(fs, "final_hit_rate_diff", "%.5f", r->final_hit_diff);
+    f_num(fs, "memory_drift_max", "%.5f", r->mem_drift_max);
+    f_num(fs, "memory_drift_min", "%.5f", r->mem_drift_min);
+    f_num(fs, "rss_drift_max", "%.5f", r->rss_drift_max);
+    f_num(fs, "rss_drift_min", "%.5f", r->rss_drift_min);
+    f_num(fs, "rss_anon_drift_max", "%.5f", r->anon_drift_max);
+    f_num(fs, "rss_anon_drift_min", "%.5f", r->anon_drift_min);
+    f_u64(fs, "short_lookups", r->short_total);
+    f_u64(fs, "false_hits_total", r->false_total);
+    f_u64(fs, "errors_total", r->errors_total);
+    f_bool(fs, "ok_recall", r->ok_recall);
+    f_bool(fs, "ok_hit_rate", r->ok_hit);
+    f_bool(fs, "ok_memory", r->ok_memory);
+    f_bool(fs, "ok_rss", r->ok_rss);
+    f_bool(fs, "ok_short_lookups", r->ok_short);
+}
+
+static void churn_row(const char *label, const bench_churn_point *p) {
+    printf("%-6s %7u %7u %7.0f %7.0f %6.1f %8.4f %7.4f %7.4f %7.4f %6llu %5llu %5llu "
+           "%8.1f %7.1f %7.1f %7.1f %8.1f %8.1f %8.1f\n",
+           label, p->deleted, p->stored, p->delete_s > 0 ? p->deleted / p->delete_s : 0,
+           p->store_s > 0 ? p->stored / p->store_s : 0, p->index_wait_s, p->recall,
+           ratio(p->hits, p->queries), ratio(p->oracle_hits, p->queries),
+           ratio(p->oracle_hits, p->queries) - ratio(p->hits, p->queries),
+           (unsigned long long)p->short_threshold, (unsigned long long)p->short_all,
+           (unsigned long long)p->false_hits, mib(p->memory_bytes), mib(p->vector_bytes),
+           mib(p->graph_bytes), mib(p->table_bytes), mib(p->rss_bytes),
+           mib(p->rss_anon_bytes), mib(p->disk_bytes));
+}
+
+static const char *met(int ok) {
+    return ok ? "met" : "MISSED";
+}
+
+void bench_report_churn(const bench_opts *o, const bench_env *env,
+                        const bench_churn_result *r) {
+    fields cfg = {0}, sum = {0};
+    config_fields(o, env, NULL, &cfg);
+    churn_summary_fields(r, &sum);
+    if (o->json) {
+        json_writer w;
+        json_begin_report(&w, &cfg, &sum);
+        json_key(&w, "cycles");
+        json_begin_array(&w);
+        for (uint32_t i = 0; i < r->n_points; i++) {
+            fields row = {0};
+            churn_point_fields(&r->points[i], "cycle", &row);
+            json_begin_object(&w);
+            json_fields(&w, &row);
+            json_end_object(&w);
+            fields_free(&row);
+        }
+        json_end_array(&w);
+        fields row = {0};
+        churn_point_fields(&r->fresh, "fresh", &row);
+        json_key(&w, "fresh");
+        json_begin_object(&w);
+        json_fields(&w, &row);
+        json_end_object(&w);
+        fields_free(&row);
+        json_end_object(&w);
+        json_end_line(&w);
+    } else if (o->csv) {
+        /* One line per point, each with the configuration and the summary. */
+        for (uint32_t i = 0; i <= r->n_points; i++) {
+            fields row = {0};
+            if (i < r->n_points)
+                churn_point_fields(&r->points[i], "cycle", &row);
+            else
+                churn_point_fields(&r->fresh, "fresh", &row);
+            for (int j = 0; j < sum.n; j++)
+                f_put(&row, sum.f[j].key, sum.f[j].val, sum.f[j].is_str);
+            if (i == 0) csv_line(stdout, &cfg, &row, 1);
+            csv_line(stdout, &cfg, &row, 0);
+            fields_free(&row);
+        }
+    } else {
+        print_config(o, env, NULL);
+        printf("  run          %u live entries, %u cycles of deleting %.0f%% and storing "
+               "as many new; %u connections; %u queries per measurement, k=%u, "
+               "threshold %.3f; %s codes\n",
+               o->synth.n, o->cycles, 100 * o->churn_frac, o->connections, o->synth.nq,
+               o->k, o->threshold, o->quant_int8 ? "int8" : "f32");
+        printf("\n%-6s %7s %7s %7s %7s %6s %8s %7s %7s %7s %6s %5s %5s %8s %7s %7s %7s "
+               "%8s %8s %8s\n",
+               "cycle", "deleted", "stored", "del/s", "store/s", "idx_s", "recall", "hit",
+               "oracle", "gap", "shortT", "short", "false", "mem_MiB", "vec_MiB", "graph",
+               "tables", "RSS_MiB", "anon_MiB", "disk_MiB");
+        for (uint32_t i = 0; i < r->n_points; i++) {
+            char label[16];
+            snprintf(label, sizeof label, "%u", r->points[i].cycle);
+            churn_row(label, &r->points[i]);
+        }
+        churn_row("fresh", &r->fresh);
+        printf("\n  recall = recall@%u of lookups at threshold -1; hit/oracle = hit rate "
+               "at %.2f and the exact one; gap = oracle - hit; shortT / short = lookups "
+               "with fewer hits than live entries >= %.2f / than min(k, live); mem = "
+               "STATS index + entry bytes; disk = the data file\n",
+               o->k, o->threshold, o->threshold);
+        printf("summary (targets of issue #14)\n");
+        printf("  recall       max |recall - fresh %.4f| = %.4f (target <= 0.02): %s; "
+               "last cycle %.4f\n",
+               r->fresh.recall, r->max_recall_diff, met(r->ok_recall),
+               r->final_recall_diff);
+        printf("  hit rate     max |gap - fresh gap| = %.4f, last cycle |hit - fresh "
+               "hit| = %.4f (same entries and queries) (target <= 0.02): %s; raw max "
+               "|hit - fresh %.4f| = %.4f over cycles with other queries\n",
+               r->max_gap_diff, r->final_hit_diff, met(r->ok_hit),
+               ratio(r->fresh.hits, r->fresh.queries), r->max_hit_diff);
+        printf("  memory       STATS drift vs cycle 0 %+.2f%% .. %+.2f%% (target within "
+               "5%%): %s\n",
+               100 * r->mem_drift_min, 100 * r->mem_drift_max, met(r->ok_memory));
+        if (r->have_rss)
+            printf("  RSS          RssAnon drift vs cycle 0 %+.2f%% .. %+.2f%% (target "
+                   "within 5%%): %s; VmRSS %+.2f%% .. %+.2f%% (with the data file's "
+                   "mapped pages)\n",
+                   100 * r->anon_drift_min, 100 * r->anon_drift_max, met(r->ok_rss),
+                   100 * r->rss_drift_min, 100 * r->rss_drift_max);
+        else
+            printf("  RSS          unknown (the server was not spawned)\n");
+        printf("  short        %llu short lookups (target 0): %s; false hits %llu, "
+               "errors %llu\n",
+               (unsigned long long)r->short_total, met(r->ok_short),
+               (unsigned long long)r->false_total, (unsigned long long)r->errors_total);
+    }
+    fields_free(&cfg);
+    fields_free(&sum);
 }

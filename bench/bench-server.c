@@ -118,6 +118,9 @@ int bench_ns_stats_get(const bench_opts *o, bench_ns_stats *st) {
         {"index_bytes", offsetof(bench_ns_stats, index_bytes)},
         {"entry_bytes", offsetof(bench_ns_stats, entry_bytes)},
         {"min_threshold_milli", offsetof(bench_ns_stats, min_threshold_milli)},
+        {"index_vector_bytes", offsetof(bench_ns_stats, vector_bytes)},
+        {"index_graph_bytes", offsetof(bench_ns_stats, graph_bytes)},
+        {"entry_table_bytes", offsetof(bench_ns_stats, table_bytes)},
     };
     deja_client *cl;
     deja_stats *ds = NULL;
@@ -584,14 +587,13 @@ static int load(bench_ctx *x, bench_result *r) {
     return 0;
 }
 
-/* STOREs are acknowledged before their entry joins the graph (dejad's
- * indexer threads catch up behind them): wait until the namespace has no
- * unindexed entry, so that lookups measure the steady state, and report
- * how long the graph took to catch up. */
-static void wait_indexed(const bench_opts *o, bench_result *r) {
+/* dejad's indexer threads move entries into the graph behind the STOREs:
+ * lookups measure the steady state only once the backlog is gone, and how
+ * long the graph took to catch up is a figure of its own. */
+double bench_wait_indexed(const bench_opts *o) {
     bench_ns_stats st;
     uint64_t t0 = bench_now_ns();
-    if (bench_ns_stats_get(o, &st) != 0 || st.unindexed <= 0) return;
+    if (bench_ns_stats_get(o, &st) != 0 || st.unindexed <= 0) return 0;
     if (!o->quiet)
         fprintf(stderr, "deja-bench: waiting for %lld entries to join the index\n",
                 (long long)st.unindexed);
@@ -605,7 +607,7 @@ static void wait_indexed(const bench_opts *o, bench_result *r) {
         if (bench_ns_stats_get(o, &st) != 0) break;
     }
     bench_progress_done(p);
-    r->index_wait_s = (double)(bench_now_ns() - t0) / 1e9;
+    return (double)(bench_now_ns() - t0) / 1e9;
 }
 
 int bench_server_run(const bench_opts *o, const synth_set *s, const bench_oracle *oracle,
@@ -630,7 +632,7 @@ int bench_server_run(const bench_opts *o, const synth_set *s, const bench_oracle
         goto out;
     }
     if (!o->no_load && load(&x, r) != 0) goto out;
-    wait_indexed(o, r);
+    r->index_wait_s = bench_wait_indexed(o);
     bench_ns_stats st;
     bench_ns_stats_get(o, &st);
     r->server_entries = st.entries;

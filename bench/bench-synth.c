@@ -21,7 +21,10 @@
  * Everything is computed in plain loops in a fixed order (no BLAS, no
  * threads), so a seed names one data set. Separate random streams for the
  * model, the entries and the queries keep the entries unchanged when only
- * the query count or mix changes. */
+ * the query count or mix changes. A later batch (churn) keeps the model's
+ * stream and takes entry and query streams of its own, so its vectors are
+ * new prompts on the same topics; synth_queries asks about any set of
+ * entries (the live set after churn), not only the set's own. */
 #include "bench-synth.h"
 
 #include <math.h>
@@ -355,12 +358,20 @@ static uint32_t pick_source(const topic_index *ti, uint32_t topics, uint32_t n, 
     return ti->members[ti->start[t] + rng_below(r, count)];
 }
 
-int synth_generate(const synth_config *cfg, synth_set *out, synth_progress_fn progress,
-                   void *progress_ctx) {
-    memset(out, 0, sizeof *out);
+/* Random streams of the draws: 1 is the model's, then two per batch (its
+ * entries and its queries), so batch 0 keeps the streams it always had. */
+static uint64_t entry_stream(const synth_config *cfg) {
+    return 2 + 2 * cfg->batch;
+}
+
+static uint64_t query_stream(const synth_config *cfg) {
+    return 3 + 2 * cfg->batch;
+}
+
+static int config_ok(const synth_config *cfg) {
     if (cfg->n == 0 || cfg->dim == 0 || cfg->dim > 4096) {
         fprintf(stderr, "synth: need n >= 1 and dim in 1..4096\n");
-        return -1;
+        return 0;
     }
     double total = cfg->share[0] + cfg->share[1] + cfg->share[2];
     if (!(total > 0.99 && total < 1.01) || cfg->share[0] < 0 || cfg->share[1] < 0 ||
@@ -369,54 +380,40 @@ int synth_generate(const synth_config *cfg, synth_set *out, synth_progress_fn pr
           cfg->paraphrase_max <= 1) ||
         !(cfg->zipf >= 0 && cfg->zipf <= 10)) {
         fprintf(stderr, "synth: bad query mix, paraphrase range or Zipf exponent\n");
-        return -1;
+        return 0;
     }
-    uint32_t dim = cfg->dim, n = cfg->n, nq = cfg->nq;
-    uint32_t rank = cfg->rank ? cfg->rank : SYNTH_DEFAULT_RANK;
-    if (rank > dim) rank = dim;
-    uint32_t topics = cfg->topics ? cfg->topics : n / SYNTH_ENTRIES_PER_TOPIC;
-    if (topics == 0) topics = 1;
+    return 1;
+}
 
-    model m;
-    topic_index ti = {0};
-    double *coef = malloc(rank * sizeof *coef);
-    out->n = n;
-    out->nq = nq;
-    out->dim = dim;
-    out->topics = topics;
-    out->base = malloc((size_t)n * dim * sizeof(float));
+static uint32_t rank_of(const synth_config *cfg) {
+    uint32_t rank = cfg->rank ? cfg->rank : SYNTH_DEFAULT_RANK;
+    return rank > cfg->dim ? cfg->dim : rank;
+}
+
+static uint32_t topics_of(const synth_config *cfg) {
+    uint32_t topics = cfg->topics ? cfg->topics : cfg->n / SYNTH_ENTRIES_PER_TOPIC;
+    return topics ? topics : 1;
+}
+
+static int alloc_queries(synth_set *out, uint32_t nq, uint32_t dim) {
     out->queries = malloc(((size_t)nq + 1) * dim * sizeof(float));
     out->kind = malloc((size_t)nq + 1);
     out->source = malloc(((size_t)nq + 1) * sizeof(uint32_t));
-    out->topic = malloc((size_t)n * sizeof(uint32_t));
-    if (!coef || !out->base || !out->queries || !out->kind || !out->source ||
-        !out->topic || model_build(&m, dim, rank, topics, cfg->seed) != 0) {
-        fprintf(stderr, "synth: out of memory for %u x %u vectors\n", n, dim);
-        free(coef);
-        synth_free(out);
-        return -1;
-    }
+    return out->queries && out->kind && out->source ? 0 : -1;
+}
 
-    uint64_t made = 0, all = (uint64_t)n + nq;
+/* The nq queries of out against base (n rows whose topics ti indexes),
+ * from cfg's query stream. made counts vectors for the progress callback,
+ * which goes up to all. */
+static void make_queries(const synth_config *cfg, const model *m, const topic_index *ti,
+                         const float *base, uint32_t n, synth_set *out, double *coef,
+                         synth_progress_fn progress, void *progress_ctx, uint64_t made,
+                         uint64_t all) {
+    uint32_t nq = out->nq, dim = m->dim, topics = m->topics;
     rng r;
-    rng_seed(&r, cfg->seed, 2);
-    for (uint32_t i = 0; i < n; i++) {
-        out->topic[i] = rng_below(&r, topics);
-        model_point(&m, &r, out->topic[i], coef, out->base + (size_t)i * dim);
-        if (progress && (++made & 1023) == 0) progress(progress_ctx, made, all);
-    }
-    if (topic_index_build(&ti, out->topic, n, topics, cfg->zipf) != 0) {
-        fprintf(stderr, "synth: out of memory\n");
-        topic_index_free(&ti);
-        free(coef);
-        model_free(&m);
-        synth_free(out);
-        return -1;
-    }
-
+    rng_seed(&r, cfg->seed, query_stream(cfg));
     /* Exact counts per kind, then a shuffle, so that a short run still
      * sees the configured mix. */
-    rng_seed(&r, cfg->seed, 3);
     uint32_t np = (uint32_t)(nq * cfg->share[SYNTH_PARAPHRASE] + 0.5);
     uint32_t nr = (uint32_t)(nq * cfg->share[SYNTH_REPEAT] + 0.5);
     if (np > nq) np = nq;
@@ -437,20 +434,104 @@ int synth_generate(const synth_config *cfg, synth_set *out, synth_progress_fn pr
         if (progress && (++made & 1023) == 0) progress(progress_ctx, made, all);
         if (out->kind[q] == SYNTH_NOVEL) {
             out->source[q] = UINT32_MAX;
-            model_point(&m, &r, pick_topic(&ti, topics, &r), coef, v);
+            model_point(m, &r, pick_topic(ti, topics, &r), coef, v);
             continue;
         }
-        uint32_t src = pick_source(&ti, topics, n, &r);
-        const float *e = out->base + (size_t)src * dim;
+        uint32_t src = pick_source(ti, topics, n, &r);
+        const float *e = base + (size_t)src * dim;
         out->source[q] = src;
         if (out->kind[q] == SYNTH_REPEAT)
             memcpy(v, e, dim * sizeof(float));
         else
-            model_paraphrase(&m, &r, e, lo + (hi - lo) * rng_uniform(&r), coef, v);
+            model_paraphrase(m, &r, e, lo + (hi - lo) * rng_uniform(&r), coef, v);
     }
     if (progress) progress(progress_ctx, all, all);
+}
+
+int synth_generate(const synth_config *cfg, synth_set *out, synth_progress_fn progress,
+                   void *progress_ctx) {
+    memset(out, 0, sizeof *out);
+    if (!config_ok(cfg)) return -1;
+    uint32_t dim = cfg->dim, n = cfg->n, nq = cfg->nq;
+    uint32_t rank = rank_of(cfg), topics = topics_of(cfg);
+
+    model m;
+    topic_index ti = {0};
+    double *coef = malloc(rank * sizeof *coef);
+    out->n = n;
+    out->nq = nq;
+    out->dim = dim;
+    out->topics = topics;
+    out->base = malloc((size_t)n * dim * sizeof(float));
+    out->topic = malloc((size_t)n * sizeof(uint32_t));
+    if (!coef || !out->base || !out->topic || alloc_queries(out, nq, dim) != 0 ||
+        model_build(&m, dim, rank, topics, cfg->seed) != 0) {
+        fprintf(stderr, "synth: out of memory for %u x %u vectors\n", n, dim);
+        free(coef);
+        synth_free(out);
+        return -1;
+    }
+
+    uint64_t made = 0, all = (uint64_t)n + nq;
+    rng r;
+    rng_seed(&r, cfg->seed, entry_stream(cfg));
+    for (uint32_t i = 0; i < n; i++) {
+        out->topic[i] = rng_below(&r, topics);
+        model_point(&m, &r, out->topic[i], coef, out->base + (size_t)i * dim);
+        if (progress && (++made & 1023) == 0) progress(progress_ctx, made, all);
+    }
+    if (topic_index_build(&ti, out->topic, n, topics, cfg->zipf) != 0) {
+        fprintf(stderr, "synth: out of memory\n");
+        topic_index_free(&ti);
+        free(coef);
+        model_free(&m);
+        synth_free(out);
+        return -1;
+    }
+    make_queries(cfg, &m, &ti, out->base, n, out, coef, progress, progress_ctx, made,
+                 all);
     topic_index_free(&ti);
     free(coef);
     model_free(&m);
     return 0;
+}
+
+int synth_queries(const synth_config *cfg, const float *base, const uint32_t *topic,
+                  uint32_t n, synth_set *out) {
+    memset(out, 0, sizeof *out);
+    if (!config_ok(cfg)) return -1;
+    uint32_t dim = cfg->dim, rank = rank_of(cfg), topics = topics_of(cfg);
+    if (n == 0 || base == NULL || topic == NULL) {
+        fprintf(stderr, "synth: queries need entries to paraphrase\n");
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (topic[i] >= topics) {
+            fprintf(stderr, "synth: entry %u has topic %u of %u\n", i, topic[i], topics);
+            return -1;
+        }
+    }
+    model m;
+    topic_index ti = {0};
+    double *coef = malloc(rank * sizeof *coef);
+    out->n = n;
+    out->nq = cfg->nq;
+    out->dim = dim;
+    out->topics = topics;
+    int rc = -1;
+    if (coef && alloc_queries(out, cfg->nq, dim) == 0 &&
+        model_build(&m, dim, rank, topics, cfg->seed) == 0) {
+        if (topic_index_build(&ti, topic, n, topics, cfg->zipf) == 0) {
+            make_queries(cfg, &m, &ti, base, n, out, coef, NULL, NULL, 0, cfg->nq);
+            rc = 0;
+        }
+        model_free(&m);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "synth: out of memory for %u queries\n", cfg->nq);
+        synth_free(out);
+    }
+    topic_index_free(&ti);
+    free(coef);
+    return rc;
 }

@@ -40,6 +40,11 @@ typedef struct synth_config {
     float paraphrase_min;      /* cosine of a paraphrase to its source */
     float paraphrase_max;
     double zipf; /* topic popularity exponent s >= 0 (default 1) */
+    /* 0 draws the set a seed names. b > 0 draws other entries and queries
+     * from the same model (basis, mean and topic centres), as a cache sees
+     * new prompts on the same subjects over time: churn inserts them.
+     * Set topics explicitly then, since its default follows n. */
+    uint64_t batch;
 } synth_config;
 
 typedef struct synth_set {
@@ -65,6 +70,19 @@ void synth_config_default(synth_config *cfg, uint32_t n, uint32_t nq, uint32_t d
 typedef void (*synth_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 int synth_generate(const synth_config *cfg, synth_set *out, synth_progress_fn progress,
                    void *progress_ctx);
+
+/* cfg->nq queries, mixed as cfg->share says, against n given entries
+ * (base, n x cfg->dim unit rows, with their topics, each below the
+ * model's topic count) instead of a set's own: paraphrases and repeats
+ * take their source among them by the same Zipf law, novel queries are
+ * fresh points of the model. The query stream is cfg->batch's, so with
+ * batch 0 and the entries of synth_generate(cfg) the queries are the
+ * same as that set's. Fills out's queries, kind and source (indexes into
+ * base), nq, dim and topics; out->n is n but out->base and out->topic
+ * stay NULL (the caller keeps the entries). Returns 0, or -1 on a bad
+ * config or no memory (message on stderr). Free with synth_free. */
+int synth_queries(const synth_config *cfg, const float *base, const uint32_t *topic,
+                  uint32_t n, synth_set *out);
 
 /* Frees what s holds (any pointer may be NULL) and zeroes it. */
 void synth_free(synth_set *s);

@@ -1,11 +1,12 @@
 /* bench.h: what the parts of deja-bench share -- the run options, the
- * workload and its exact answers, the three modes and their results, and
+ * workload and its exact answers, the modes and their results, and
  * the report.
  *
  * deja-bench.c parses the command line and runs one mode; bench-synth.c
  * and bench-files.c make the workload (synthetic, or .fvecs/.bvecs files);
  * bench-oracle.c finds the exact answers (and caches them next to file
- * data); bench-index.c, bench-server.c and bench-mixed.c are the modes;
+ * data); bench-index.c, bench-server.c, bench-mixed.c and bench-churn.c
+ * are the modes;
  * bench-spawn.c starts a private dejad; bench-report.c and bench-plot.c
  * print the results; bench-progress.c draws the progress bar.
  *
@@ -27,6 +28,7 @@ enum bench_mode {
     BENCH_INDEX = 1,
     BENCH_SERVER = 2,
     BENCH_MIXED = 3,
+    BENCH_CHURN = 4,
 };
 
 /* Exit status of deja-bench. A run that completed but saw a false hit (a
@@ -36,11 +38,15 @@ enum bench_mode {
 #define BENCH_EXIT_FAILED 1
 #define BENCH_EXIT_USAGE 2
 #define BENCH_EXIT_FALSE_HITS 3
+/* Churn mode exits 3 too when it completed but missed one of its targets
+ * (recall, hit rate, memory, short lookups): the same "look at this". */
+#define BENCH_EXIT_TARGETS 3
 
 #define BENCH_MAX_EF 32
 #define BENCH_MAX_FAISS 8
 #define BENCH_MAX_DEJAD_ARGS 32
 #define BENCH_MAX_INTERVALS 100
+#define BENCH_MAX_CYCLES 1000
 
 /* A returned entry is a false hit when its exact similarity to the query
  * is below the threshold by more than float rounding can explain. */
@@ -103,6 +109,10 @@ typedef struct bench_opts {
     double burst_cos_min, burst_cos_max; /* paraphrases' cosine to the question */
     uint32_t bursts;                     /* bursts per pass */
     int leases;                          /* enum bench_leases: passes to run */
+
+    /* churn (quant_f32 / quant_int8 pick the namespace's codes) */
+    uint32_t cycles;   /* delete-and-insert cycles */
+    double churn_frac; /* share of the live entries replaced per cycle */
 } bench_opts;
 
 enum bench_leases { BENCH_LEASES_BOTH = 0, BENCH_LEASES_ON = 1, BENCH_LEASES_OFF = 2 };
@@ -119,6 +129,7 @@ typedef struct bench_env {
     double prep_s;     /* generating or reading the workload */
     char server[128];  /* the dejad's HELLO name (server, mixed) */
     char spawned[512]; /* how the private dejad was started, or "" */
+    pid_t dejad_pid;   /* the spawned dejad (its RSS is read), or 0 */
 } bench_env;
 
 /* ---- progress (bench-progress.c) -------------------------------------------*/
@@ -363,9 +374,71 @@ char *bench_make_filler(size_t len);
 typedef struct bench_ns_stats {
     int64_t entries, unindexed, dedup_updates, index_bytes, entry_bytes;
     int64_t min_threshold_milli;
+    /* index_bytes by kind: scanned vectors, graph links, entry tables */
+    int64_t vector_bytes, graph_bytes, table_bytes;
 } bench_ns_stats;
 /* Fills *st for o->ns. Returns 0, or -1 when STATS failed (all -1). */
 int bench_ns_stats_get(const bench_opts *o, bench_ns_stats *st);
+/* STOREs are acknowledged before their entry joins the graph: waits until
+ * o->ns has no unindexed entry (polling STATS, with a progress bar), and
+ * returns how long that took in seconds. */
+double bench_wait_indexed(const bench_opts *o);
+
+/* ---- churn mode (bench-churn.c) -------------------------------------------------*/
+
+/* The figures of the namespace at one point of a churn run: after the
+ * load (cycle 0), after each cycle, and for the fresh build. */
+typedef struct bench_churn_point {
+    uint32_t cycle;
+    uint32_t deleted, stored; /* by this cycle (cycle 0: stored = the load) */
+    uint64_t errors;          /* failed deletes, stores and lookups */
+    double delete_s, store_s, index_wait_s, oracle_s, lookup_s;
+    uint32_t queries;
+    double recall;                     /* recall@k of lookups at threshold -1 */
+    uint64_t hits, oracle_hits;        /* lookups at o->threshold */
+    uint64_t short_threshold;          /* fewer hits than live entries >= T */
+    uint64_t short_all;                /* threshold -1: fewer than min(k, live) */
+    uint64_t false_hits, unknown_ids;  /* a hit below T - slack; an id not live */
+    uint64_t sim_mismatches;           /* reported similarity off the exact one */
+    int64_t server_entries, unindexed; /* STATS; -1 = not sent */
+    int64_t memory_bytes;              /* index_bytes + entry_bytes */
+    int64_t index_bytes, entry_bytes, vector_bytes, graph_bytes, table_bytes;
+    int64_t rss_bytes, rss_anon_bytes; /* spawned dejad's VmRSS, RssAnon; -1 */
+    int64_t disk_bytes;                /* the server's data file; -1 */
+} bench_churn_point;
+
+typedef struct bench_churn_result {
+    uint32_t n_points; /* cycle 0 (the load) and one per cycle */
+    bench_churn_point points[BENCH_MAX_CYCLES + 1];
+    bench_churn_point fresh; /* the final live set stored into an empty namespace */
+    /* The summary, against the fresh build and cycle 0. The hit-rate gap
+     * is oracle hit rate minus hit rate: the hits the index lost. */
+    double max_recall_diff; /* max over points of |recall - fresh recall| */
+    double max_hit_diff;    /* max |hit rate - fresh hit rate| */
+    double max_gap_diff;    /* max |gap - fresh gap| */
+    double final_recall_diff, final_hit_diff; /* last cycle vs fresh: same
+                                                 entries, same queries */
+    double mem_drift_max, mem_drift_min;      /* memory / cycle 0's - 1 */
+    double rss_drift_max, rss_drift_min;      /* VmRSS; 0 when unknown */
+    double anon_drift_max, anon_drift_min;    /* RssAnon; 0 when unknown */
+    int have_rss;
+    uint64_t short_total, false_total, errors_total;
+    /* Targets of issue #14: each 1 when met. ok_rss judges RssAnon, the
+     * process's own memory: VmRSS also counts the pages of the data file
+     * that LMDB maps, which follow the file, not the live set. */
+    int ok_recall, ok_hit, ok_memory, ok_rss, ok_short;
+} bench_churn_result;
+
+/* Loads s's base into a new namespace o->ns (f32 or int8 codes, no floor,
+ * no dedup, no TTL), then runs o->cycles cycles of deleting o->churn_frac
+ * of the live entries and storing as many new ones from the generator,
+ * measuring recall, hit rate, short lookups and memory after the load and
+ * after each cycle against the exact answer over the live set, and
+ * finally the same for a fresh build of the final live set. s is the live
+ * set: churned rows of s->base and s->topic are replaced in place. Returns
+ * 0, or -1 when the run could not complete (message on stderr). */
+int bench_churn_run(const bench_opts *o, synth_set *s, bench_env *env,
+                    bench_churn_result *r);
 
 /* ---- report (bench-report.c, bench-plot.c) ------------------------------------------*/
 
@@ -376,6 +449,8 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
                          const synth_set *s);
 void bench_report_mixed(const bench_opts *o, const bench_env *env,
                         const bench_mixed_result *r, const synth_set *s);
+void bench_report_churn(const bench_opts *o, const bench_env *env,
+                        const bench_churn_result *r);
 
 /* Write out.gp and out.dat next to path (an .svg) and run gnuplot when it
  * is installed; otherwise say how to install it. Return 0 or -1. */

@@ -3,13 +3,15 @@
  *   deja-bench index  [workload] [--ef 16,32,...] [--quant f32,int8] ...
  *   deja-bench server [workload] --addr HOST:PORT | --spawn  [...]
  *   deja-bench mixed  [workload] --addr HOST:PORT | --spawn  [...]
+ *   deja-bench churn  [workload] --addr HOST:PORT | --spawn  [--cycles N] ...
  *
  * Makes the workload (synthetic, or .fvecs/.bvecs files), finds the exact
  * answers, runs one mode and prints the results with everything needed to
  * reproduce them. Speed figures belong here, not in test assertions.
  * Exit status: 0 after a completed run, 1 when the run failed (server
  * unusable, out of memory), 2 on a usage error, 3 when the run completed
- * but some answer was a false hit (an entry below the threshold). */
+ * but some answer was a false hit (an entry below the threshold) or, in
+ * churn mode, a target was missed. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,11 +44,15 @@ static void usage(FILE *f) {
         "  mixed    the application's cache loop: lookup, on a miss call the "
         "(simulated)\n"
         "           LLM and store; hit rate over time, LLM calls and money saved\n"
+        "  churn    load a dejad, then cycles of deleting part of the entries and\n"
+        "           storing as many new ones: recall, hit rate, short lookups and\n"
+        "           memory per cycle against the exact answer and a fresh build\n"
         "workload (default: synthetic):\n"
         "  --synthetic N,NQ[,SEED]  N entries, NQ queries (index 20000,1000; server\n"
         "                           10000,2000; mixed 2000,10000 -- mixed streams the\n"
         "                           NQ queries and stores on a miss; N are the\n"
-        "                           underlying questions)\n"
+        "                           underlying questions; churn 100000,2000 -- N live\n"
+        "                           entries, NQ new queries per measurement)\n"
         "  --dim D                  dimension (default 1536)\n"
         "  --mix P,R,N              query mix in percent: paraphrase, exact repeat,\n"
         "                           novel (default 60,10,30)\n"
@@ -61,7 +67,7 @@ static void usage(FILE *f) {
         "                           PREFIX.query.fvecs (plus its ground truth)\n"
         "common:\n"
         "  --threshold T            similarity threshold (default 0.85)\n"
-        "  --k K                    results per search (index 10, others 1)\n"
+        "  --k K                    results per search (index and churn 10, others 1)\n"
         "  --json | --csv           machine-readable output on stdout\n"
         "  --plot OUT.svg           chart through gnuplot (OUT.gp, OUT.dat always "
         "written)\n"
@@ -70,14 +76,16 @@ static void usage(FILE *f) {
         "  --ef LIST                search breadths to sweep (default 16,32,64,128,256)\n"
         "  --M M                    HNSW links per node (default 16)\n"
         "  --ef-construction E      HNSW build breadth (default 200)\n"
-        "  --quant LIST             f32, int8 or f32,int8 (default f32,int8)\n"
+        "  --quant LIST             f32, int8 or f32,int8 (default f32,int8; churn: "
+        "one,\n"
+        "                           the namespace's codes, default f32)\n"
         "  --faiss FACTORY          a FAISS baseline through deja's FAISS kind; repeat\n"
         "                           for several (default HNSW32)\n"
         "  --no-faiss, --no-flat    skip the FAISS baselines / the exact flat index\n"
         "  --threads N              search and build threads (default: all CPUs)\n"
         "  --min-time S             each QPS figure lasts at least S seconds (default "
         "1)\n"
-        "server and mixed modes:\n"
+        "server, mixed and churn modes:\n"
         "  --addr HOST:PORT         dejad address (default 127.0.0.1:7447; unix:/path)\n"
         "  --spawn                  start a private dejad on a free port instead\n"
         "  --dejad PATH             the dejad to spawn (default: next to deja-bench)\n"
@@ -87,8 +95,9 @@ static void usage(FILE *f) {
         "  --dejad-arg ARG          one more argument for the spawned dejad "
         "(repeatable)\n"
         "  --connections C          client threads, one connection each (server 1,\n"
-        "                           mixed 16); --users is the same for mixed\n"
-        "  --ns NAME                namespace, flushed first (default bench)\n"
+        "                           mixed and churn 16); --users is the same for mixed\n"
+        "  --ns NAME                namespace, flushed first (default bench; churn:\n"
+        "                           bench-churn, dropped and created first)\n"
         "  --response-bytes B       size of each cached response (default 1024)\n"
         "  --timeout-ms MS          request timeout (default 5000)\n"
         "  --auth-token T           token for servers started with --auth-token\n"
@@ -119,7 +128,15 @@ static void usage(FILE *f) {
         "  --leases on|off|both     passes to run (default both: on, then off; the\n"
         "                           same seeded bursts, the namespace flushed before\n"
         "                           each)\n"
-        "exit status: 0 ok, 1 run failed, 2 usage, 3 completed with false hits\n");
+        "churn mode:\n"
+        "  --cycles N               delete-and-insert cycles (default 10)\n"
+        "  --churn-frac F           share of the live entries deleted and replaced by\n"
+        "                           new ones (same generator model) per cycle (0.5)\n"
+        "  targets                  recall@k and hit-rate gap within 0.02 of a fresh\n"
+        "                           build, STATS memory and RssAnon within 5%% of\n"
+        "                           cycle 0, no short lookups\n"
+        "exit status: 0 ok, 1 run failed, 2 usage, 3 completed with false hits (churn:\n"
+        "or a missed target)\n");
 }
 
 /* ---- argument parsing --------------------------------------------------------*/
@@ -217,6 +234,8 @@ enum {
     O_BURSTS,
     O_BURST_COS,
     O_LEASES,
+    O_CYCLES,
+    O_CHURN_FRAC,
     O_HELP
 };
 
@@ -273,6 +292,8 @@ static const struct option long_opts[] = {
     {"bursts", required_argument, NULL, O_BURSTS},
     {"burst-cos", required_argument, NULL, O_BURST_COS},
     {"leases", required_argument, NULL, O_LEASES},
+    {"cycles", required_argument, NULL, O_CYCLES},
+    {"churn-frac", required_argument, NULL, O_CHURN_FRAC},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -281,14 +302,17 @@ static const struct option long_opts[] = {
 #define M_INDEX (1u << BENCH_INDEX)
 #define M_SERVER (1u << BENCH_SERVER)
 #define M_MIXED (1u << BENCH_MIXED)
-#define M_NET (M_SERVER | M_MIXED)
+#define M_CHURN (1u << BENCH_CHURN)
+#define M_NET (M_SERVER | M_MIXED | M_CHURN)
 
 static unsigned option_modes(int ch) {
     switch (ch) {
+    case O_QUANT: return M_INDEX | M_CHURN;
+    case O_CYCLES:
+    case O_CHURN_FRAC: return M_CHURN;
     case O_EF:
     case O_M:
     case O_EFC:
-    case O_QUANT:
     case O_FAISS:
     case O_NO_FAISS:
     case O_NO_FLAT:
@@ -328,12 +352,15 @@ static void set_defaults(bench_opts *o, enum bench_mode mode, uint32_t *n, uint3
     o->mode = mode;
     o->mode_name = mode == BENCH_INDEX    ? "index"
                    : mode == BENCH_SERVER ? "server"
-                                          : "mixed";
+                   : mode == BENCH_MIXED  ? "mixed"
+                                          : "churn";
     o->threshold = 0.85f;
-    o->k = mode == BENCH_INDEX ? 10 : 1;
+    o->k = mode == BENCH_INDEX || mode == BENCH_CHURN ? 10 : 1;
     o->addr = "127.0.0.1:7447";
-    o->ns = "bench";
-    o->connections = mode == BENCH_MIXED ? 16 : 1;
+    o->ns = mode == BENCH_CHURN ? "bench-churn" : "bench";
+    o->connections = mode == BENCH_MIXED || mode == BENCH_CHURN ? 16 : 1;
+    o->cycles = 10;
+    o->churn_frac = 0.5;
     o->pipeline = 1;
     o->duration_s = 10;
     o->response_bytes = 1024;
@@ -352,9 +379,14 @@ static void set_defaults(bench_opts *o, enum bench_mode mode, uint32_t *n, uint3
     static const uint32_t ef[] = {16, 32, 64, 128, 256};
     for (size_t i = 0; i < sizeof ef / sizeof ef[0]; i++)
         o->ef[o->n_ef++] = ef[i];
-    o->quant_f32 = o->quant_int8 = 1;
-    *n = mode == BENCH_INDEX ? 20000 : mode == BENCH_SERVER ? 10000 : 2000;
-    *nq = mode == BENCH_INDEX ? 1000 : mode == BENCH_SERVER ? 2000 : 10000;
+    o->quant_f32 = 1;
+    o->quant_int8 = mode == BENCH_INDEX;
+    switch (mode) {
+    case BENCH_INDEX: *n = 20000, *nq = 1000; break;
+    case BENCH_SERVER: *n = 10000, *nq = 2000; break;
+    case BENCH_MIXED: *n = 2000, *nq = 10000; break;
+    case BENCH_CHURN: *n = 100000, *nq = 2000; break;
+    }
 }
 
 /* Parses one option into o; returns 0 or -1 for a bad value. */
@@ -491,6 +523,11 @@ static int parse_one(bench_opts *o, int ch, const char *arg, uint32_t *n, uint32
         else
             return -1;
         return 0;
+    case O_CYCLES: return parse_u32(arg, 1, BENCH_MAX_CYCLES, &o->cycles);
+    case O_CHURN_FRAC:
+        if (parse_double(arg, 0, 1, &d) != 0 || d == 0) return -1;
+        o->churn_frac = d;
+        return 0;
     }
     return -1;
 }
@@ -549,6 +586,18 @@ static int check(const bench_opts *o, const unsigned char *seen) {
         fprintf(stderr, "deja-bench: --count and --duration exclude each other\n");
         return -1;
     }
+    if (o->mode == BENCH_CHURN) {
+        /* New entries come from the generator's model: file data has none. */
+        if (o->base_path || o->query_path || o->write_data || o->plot) {
+            fprintf(stderr, "deja-bench: churn mode takes a synthetic workload and "
+                            "has no --base, --query, --write-data or --plot\n");
+            return -1;
+        }
+        if (o->quant_f32 && o->quant_int8) {
+            fprintf(stderr, "deja-bench: churn mode takes one --quant: f32 or int8\n");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -562,8 +611,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             printf("deja-bench %s\n", DEJA_VERSION);
             exit(BENCH_EXIT_OK);
         }
-        fprintf(stderr, "deja-bench: the first argument must be a mode: index, server "
-                        "or mixed (--help for usage)\n");
+        fprintf(stderr, "deja-bench: the first argument must be a mode: index, server, "
+                        "mixed or churn (--help for usage)\n");
         return -1;
     }
     enum bench_mode mode;
@@ -573,8 +622,11 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         mode = BENCH_SERVER;
     else if (!strcmp(argv[1], "mixed"))
         mode = BENCH_MIXED;
+    else if (!strcmp(argv[1], "churn"))
+        mode = BENCH_CHURN;
     else {
-        fprintf(stderr, "deja-bench: unknown mode %s: index, server or mixed\n", argv[1]);
+        fprintf(stderr, "deja-bench: unknown mode %s: index, server, mixed or churn\n",
+                argv[1]);
         return -1;
     }
     uint32_t n, nq;
@@ -734,6 +786,18 @@ static int run_mixed(const bench_opts *o, bench_env *env, const synth_set *s) {
     return rc;
 }
 
+static int run_churn(const bench_opts *o, bench_env *env, synth_set *s) {
+    bench_churn_result *r = malloc(sizeof *r);
+    int rc = BENCH_EXIT_FAILED;
+    if (r && bench_churn_run(o, s, env, r) == 0) {
+        bench_report_churn(o, env, r);
+        int met = r->ok_recall && r->ok_hit && r->ok_memory && r->ok_rss && r->ok_short;
+        rc = met && !r->false_total ? BENCH_EXIT_OK : BENCH_EXIT_TARGETS;
+    }
+    free(r);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     bench_opts o;
     if (parse_args(argc, argv, &o) != 0) return BENCH_EXIT_USAGE;
@@ -765,6 +829,7 @@ int main(int argc, char **argv) {
         }
         spawned = 1;
         o.addr = sp.addr;
+        env.dejad_pid = sp.proc.pid;
         snprintf(env.spawned, sizeof env.spawned, "%s", sp.desc);
         if (!o.quiet) fprintf(stderr, "deja-bench: dejad listening on %s\n", o.addr);
     }
@@ -773,6 +838,7 @@ int main(int argc, char **argv) {
     switch (o.mode) {
     case BENCH_INDEX: rc = run_index(&o, &env, &set); break;
     case BENCH_SERVER: rc = run_server(&o, &env, &set); break;
+    case BENCH_CHURN: rc = run_churn(&o, &env, &set); break;
     default: rc = run_mixed(&o, &env, &set); break;
     }
     if (spawned) {

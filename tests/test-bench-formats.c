@@ -1,8 +1,9 @@
 /* test-bench-formats.c: deja-bench's data plumbing -- the .fvecs / .bvecs
  * / .ivecs readers and writers round-trip and refuse damaged files, the
  * ground-truth cache goes stale when its data changes, the synthetic
- * generator is deterministic and makes paraphrases at the cosine asked
- * for, and the stream oracle agrees with brute force. */
+ * generator is deterministic, makes paraphrases at the cosine asked for
+ * and draws later batches (churn) from the same model, and the stream
+ * oracle agrees with brute force. */
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -273,6 +274,67 @@ static void test_synth_zipf_skews_popularity(void) {
     }
 }
 
+/* Mean cosine of rows of x to rows of y of the same topic (same = 1) or
+ * of other topics (same = 0), over the first 50 rows of x. */
+static double topic_cosine(const synth_set *x, const synth_set *y, int same) {
+    double sum = 0;
+    uint64_t count = 0;
+    for (uint32_t i = 0; i < 50; i++)
+        for (uint32_t j = 0; j < y->n; j++) {
+            if ((x->topic[i] == y->topic[j]) != same || (x == y && i == j)) continue;
+            sum += idx_dot(x->base + (size_t)i * x->dim, y->base + (size_t)j * y->dim,
+                           x->dim);
+            count++;
+        }
+    return count ? sum / (double)count : 0;
+}
+
+static void test_synth_batches_share_the_model(void) {
+    synth_config c;
+    synth_config_default(&c, 2000, 200, 128, 9);
+    c.topics = 40;
+    synth_set a, b, qa, qb;
+    ASSERT_OK(synth_generate(&c, &a, NULL, NULL));
+    /* Batch 1: other entries, on the same topics as batch 0's. */
+    synth_config cb = c;
+    cb.batch = 1;
+    cb.n = 500;
+    cb.nq = 0;
+    ASSERT_OK(synth_generate(&cb, &b, NULL, NULL));
+    ASSERT_EQ(b.topics, 40);
+    ASSERT_TRUE(memcmp(a.base, b.base, (size_t)500 * 128 * sizeof(float)) != 0);
+    double within = topic_cosine(&a, &a, 1), across = topic_cosine(&b, &a, 1);
+    ASSERT_NEAR(across, within, 0.05);
+    ASSERT_TRUE(across > topic_cosine(&b, &a, 0) + 0.2);
+
+    /* Batch 0's queries over the set's own entries are the set's queries. */
+    ASSERT_OK(synth_queries(&c, a.base, a.topic, a.n, &qa));
+    ASSERT_EQ(qa.nq, 200);
+    ASSERT_TRUE(qa.base == NULL);
+    ASSERT_MEM_EQ(qa.queries, a.queries, (size_t)200 * 128 * sizeof(float));
+    ASSERT_MEM_EQ(qa.kind, a.kind, 200);
+    ASSERT_MEM_EQ(qa.source, a.source, 200 * sizeof(uint32_t));
+
+    /* Queries over other entries ask about those. */
+    cb.nq = 300;
+    ASSERT_OK(synth_queries(&cb, b.base, b.topic, b.n, &qb));
+    for (uint32_t q = 0; q < qb.nq; q++) {
+        if (qb.kind[q] == SYNTH_NOVEL) continue;
+        ASSERT_LT(qb.source[q], b.n);
+        float cosine = idx_dot(qb.queries + (size_t)q * 128,
+                               b.base + (size_t)qb.source[q] * 128, 128);
+        ASSERT_TRUE(cosine >= c.paraphrase_min - 1e-4);
+    }
+    /* A topic out of the model's range is refused. */
+    b.topic[0] = 40;
+    synth_set bad;
+    ASSERT_EQ(synth_queries(&cb, b.base, b.topic, b.n, &bad), -1);
+    synth_free(&a);
+    synth_free(&b);
+    synth_free(&qa);
+    synth_free(&qb);
+}
+
 /* The stream oracle against a plain quadratic loop. */
 static void test_stream_oracle_matches_brute_force(void) {
     synth_set s;
@@ -331,6 +393,7 @@ int main(void) {
     RUN(test_synth_is_deterministic);
     RUN(test_synth_kinds_and_paraphrase_range);
     RUN(test_synth_zipf_skews_popularity);
+    RUN(test_synth_batches_share_the_model);
     RUN(test_stream_oracle_matches_brute_force);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
