@@ -38,7 +38,8 @@ struct cache_indexer {
      * restart backlog, which backpressure does not count (below). */
     size_t loaded;
     int stopping;
-    int paused; /* a snapshot is being written: no moves */
+    int paused;      /* a snapshot is being written: no moves */
+    unsigned waiting; /* STOREs blocked in cache_indexer_wait_below */
     unsigned nthreads;
     pthread_t threads[];
 };
@@ -70,22 +71,38 @@ static void move_one(cache *c, const move *m, float *vec) {
     pthread_rwlock_unlock(&ns->lock);
 }
 
-static void *indexer_main(void *arg) {
-    cache_indexer *ix = arg;
-    /* Graph building is background work: in Linux's SCHED_IDLE class a
-     * thread runs only on a core nothing else wants, and is preempted at
-     * once when an I/O worker wakes up, so STOREs and lookups do not queue
-     * behind graph insertions. (A nice value alone still lets an
-     * insertion hold a core for a scheduler slice, milliseconds.) Where
-     * SCHED_IDLE is unavailable, a high nice value is the fallback. */
+/* Graph building is background work: in Linux's SCHED_IDLE class a thread
+ * runs only on a core nothing else wants, and is preempted at once when
+ * an I/O worker wakes up, so STOREs and lookups do not queue behind graph
+ * insertions. (A nice value alone still lets an insertion hold a core for
+ * a scheduler slice, milliseconds.) Where SCHED_IDLE is unavailable, a
+ * high nice value is the fallback. But once STOREs wait for the graph
+ * (the backlog passed --max-unindexed), the graph is what the writes wait
+ * for: idle-class threads would then starve whenever anything else on the
+ * host keeps the cores busy (a 1M-entry load next to other work had STOREs
+ * time out after 5 s), so the threads run in the normal class until no
+ * STORE waits. */
+static void set_background(int background) {
 #ifdef SCHED_IDLE
     struct sched_param param = {.sched_priority = 0};
-    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) != 0)
+    if (pthread_setschedparam(pthread_self(), background ? SCHED_IDLE : SCHED_OTHER,
+                              &param) == 0)
+        return;
 #endif
-        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), background ? 19 : 0);
+}
+
+static void *indexer_main(void *arg) {
+    cache_indexer *ix = arg;
+    int background = 1;
+    set_background(1);
     float *vec = aligned_alloc(64, 4096 * sizeof(float));
     pthread_mutex_lock(&ix->mu);
     while (vec) {
+        if (background != (ix->waiting == 0)) {
+            background = ix->waiting == 0;
+            set_background(background);
+        }
         while ((ix->len == 0 || ix->paused) && !ix->stopping)
             pthread_cond_wait(&ix->work, &ix->mu);
         if (ix->stopping) break;
@@ -199,8 +216,10 @@ void cache_indexer_resume(cache_indexer *ix) {
  * what they may add while it drains. */
 void cache_indexer_wait_below(cache_indexer *ix, size_t limit) {
     pthread_mutex_lock(&ix->mu);
+    ix->waiting++;
     while (ix->len + ix->busy - ix->loaded > limit && !ix->stopping)
         pthread_cond_wait(&ix->idle, &ix->mu);
+    ix->waiting--;
     pthread_mutex_unlock(&ix->mu);
 }
 
