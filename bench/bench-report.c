@@ -364,6 +364,14 @@ static void server_fields(const bench_opts *o, const bench_result *r, fields *fs
     if (r->open_loop) {
         f_num(fs, "send_lag_p50_us", "%.1f", us(&r->lag_hist, 0.5));
         f_num(fs, "send_lag_p99_us", "%.1f", us(&r->lag_hist, 0.99));
+        f_num(fs, "send_lag_max_us", "%.1f", us(&r->lag_hist, 1.0));
+        f_str(fs, "sender", r->sender);
+        f_u64(fs, "sender_spin_us", r->spin_us);
+        f_num(fs, "wakeup_late_p50_us", "%.1f", us(&r->wake_hist, 0.5));
+        f_num(fs, "wakeup_late_p99_us", "%.1f", us(&r->wake_hist, 0.99));
+        f_num(fs, "wakeup_late_max_us", "%.1f", us(&r->wake_hist, 1.0));
+        f_u64(fs, "sends_waited_slot", r->sends_waited_slot);
+        f_u64(fs, "sends_waited_socket", r->sends_waited_socket);
     }
 }
 
@@ -408,9 +416,9 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
         char what[160];
         if (r->open_loop)
             snprintf(what, sizeof what,
-                     "open loop at %.0f/s, up to %u in flight per "
-                     "connection",
-                     o->rate, r->depth);
+                     "open loop at %.0f/s, up to %u in flight per connection, "
+                     "sender %s",
+                     o->rate, r->depth, r->sender);
         else
             snprintf(what, sizeof what, "closed loop, %u in flight per connection",
                      r->depth);
@@ -456,10 +464,17 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
                us(&r->lookup_hist, 0.99), us(&r->lookup_hist, 0.999),
                us(&r->lookup_hist, 1.0), bench_hist_mean(&r->lookup_hist) / 1000.0,
                r->open_loop ? "  (from the scheduled time)" : "");
-        if (r->open_loop)
-            printf(
-                "  send lag us  p50 %.1f  p99 %.1f  max %.1f (sends behind schedule)\n",
-                us(&r->lag_hist, 0.5), us(&r->lag_hist, 0.99), us(&r->lag_hist, 1.0));
+        if (r->open_loop) {
+            printf("  send lag us  p50 %.1f  p99 %.1f  max %.1f (sends behind schedule; "
+                   "%llu waited for a free slot, %llu for socket space)\n",
+                   us(&r->lag_hist, 0.5), us(&r->lag_hist, 0.99), us(&r->lag_hist, 1.0),
+                   (unsigned long long)r->sends_waited_slot,
+                   (unsigned long long)r->sends_waited_socket);
+            printf("  wakeups us   late p50 %.1f  p99 %.1f  max %.1f (the sender's "
+                   "timer, set %u us before each due time)\n",
+                   us(&r->wake_hist, 0.5), us(&r->wake_hist, 0.99),
+                   us(&r->wake_hist, 1.0), r->spin_us);
+        }
         double hit = ratio(r->hits, judged), orc = ratio(r->oracle_hits, judged);
         printf("  hit rate     %.4f, exact oracle %.4f (%.2f%% of it)\n", hit, orc,
                orc > 0 ? 100 * hit / orc : 0);

@@ -8,21 +8,13 @@
  *
  * Phase 2 sends the queries, for a duration or a count, in one of two
  * ways:
- *  - closed loop: each thread keeps D lookups in flight on its connection
- *    and sends the next as soon as a reply arrives; latency runs from the
- *    send. This measures the most the server does with C x D requests
- *    outstanding.
- *  - open loop (--rate R): request i of a thread is due at
- *    t0 + i * C / R (threads staggered), whatever happened to earlier
- *    requests, with up to D in flight; latency runs from the time the
- *    request was due, not from when it left, so a server stall shows up
- *    in the percentiles in full instead of silently slowing the client
- *    down (coordinated omission). While requests are in flight a thread
- *    waits for a reply only until its next request is due
- *    (deja_reply_ready), then sends it, so requests leave on time unless
- *    all D slots are taken; what lateness remains is in their latency and
- *    in the "send lag" line, and the achieved rate says whether the
- *    client kept up.
+ *  - closed loop (here): each thread keeps D lookups in flight on its
+ *    connection and sends the next as soon as a reply arrives; latency
+ *    runs from the send. This measures the most the server does with
+ *    C x D requests outstanding.
+ *  - open loop (--rate R, bench-openloop.c): one driver thread sends
+ *    request i at t0 + i / R, whatever happened to earlier requests, and
+ *    measures latency from that scheduled time (no coordinated omission).
  * Every reply is judged against the exact oracle, so the report says both
  * how fast the server is and whether its answers were right.
  *
@@ -34,39 +26,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 
+#include "bench-server-private.h"
 #include "bench.h"
 #include "deja.h"
 #include "idx.h"
 
-#define PROMPT_PREFIX "deja-bench row "
 /* Open loop keeps this many lookups in flight per connection unless
- * --pipeline says otherwise: enough to ride out a slow reply, few enough
- * that requests and replies fit in the socket buffers (see deja.h). */
+ * --pipeline says otherwise: enough to ride out a slow reply without
+ * holding back a request that is due. */
 #define OPEN_LOOP_DEPTH 16u
 #define RECONNECT_PAUSE_NS 100000000ull
-
-typedef struct id_row {
-    uint64_t id;
-    uint32_t row;
-} id_row;
-
-/* Read-only state shared by all threads of a phase. */
-typedef struct bench_ctx {
-    const bench_opts *o;
-    const synth_set *s;
-    const bench_oracle *oracle;
-    uint64_t *ids; /* row -> entry id, filled by the load phase */
-    id_row *by_id; /* sorted by id, for judging replies */
-    int by_prompt; /* --no-load: the row comes from the stored prompt */
-    const char *filler;
-    uint32_t depth;
-    pthread_barrier_t start;
-    uint64_t start_ns, end_ns;
-    bench_progress *progress;
-} bench_ctx;
 
 typedef struct worker {
     bench_ctx *ctx;
@@ -175,7 +146,7 @@ static void *load_main(void *arg) {
         char head[32], prompt[40];
         int n = snprintf(head, sizeof head, "entry %u: ", i);
         memcpy(response, head, (size_t)n < len ? (size_t)n : len);
-        int plen = snprintf(prompt, sizeof prompt, PROMPT_PREFIX "%u", i);
+        int plen = snprintf(prompt, sizeof prompt, BENCH_PROMPT_PREFIX "%u", i);
         deja_store_req req = {
             .ns = x->o->ns,
             .vector = s->base + (size_t)i * s->dim,
@@ -220,7 +191,7 @@ static void *load_main(void *arg) {
 /* ---- judging a reply ----------------------------------------------------------*/
 
 static int cmp_id_row(const void *a, const void *b) {
-    uint64_t x = ((const id_row *)a)->id, y = ((const id_row *)b)->id;
+    uint64_t x = ((const bench_id_row *)a)->id, y = ((const bench_id_row *)b)->id;
     return x < y ? -1 : x > y;
 }
 
@@ -234,13 +205,19 @@ static int exact_similarity(const bench_ctx *x, const float *query, const deja_h
                             float *out) {
     const synth_set *s = x->s;
     if (x->by_prompt) {
-        size_t plen = sizeof PROMPT_PREFIX - 1;
+        size_t plen = sizeof BENCH_PROMPT_PREFIX - 1;
         if (h->prompt == NULL || h->prompt_len <= plen ||
-            memcmp(h->prompt, PROMPT_PREFIX, plen) != 0)
+            memcmp(h->prompt, BENCH_PROMPT_PREFIX, plen) != 0)
             return -1;
-        char *end;
-        unsigned long row = strtoul(h->prompt + plen, &end, 10);
-        if (*end != 0 || row >= s->n) return -1;
+        /* Digits up to prompt_len: the open loop's prompts point into a
+         * reply frame and are not NUL-terminated. */
+        uint64_t row = 0;
+        for (size_t i = plen; i < h->prompt_len; i++) {
+            unsigned char ch = (unsigned char)h->prompt[i];
+            if (ch < '0' || ch > '9' || i - plen >= 10) return -1;
+            row = row * 10 + (ch - '0');
+        }
+        if (row >= s->n) return -1;
         *out = idx_dot(query, s->base + (size_t)row * s->dim, s->dim);
         return 0;
     }
@@ -263,30 +240,29 @@ static int exact_similarity(const bench_ctx *x, const float *query, const deja_h
     return found ? 0 : -1;
 }
 
-static void judge(worker *w, uint32_t q, const deja_result *res) {
-    const bench_ctx *x = w->ctx;
+void bench_judge(const bench_ctx *x, bench_result *r, uint32_t q, const deja_hit *hits,
+                 uint32_t count) {
     const synth_set *s = x->s;
     float threshold = x->o->threshold;
     const float *query = s->queries + (size_t)q * s->dim;
     float best = bench_oracle_best(x->oracle, q);
     int oracle_hit = best >= threshold;
     int kind = s->kind ? s->kind[q] : -1;
-    bench_result *r = &w->r;
     r->judged++;
     if (kind >= 0) r->kind_lookups[kind]++;
     if (oracle_hit) {
         r->oracle_hits++;
         if (kind >= 0) r->kind_oracle[kind]++;
     }
-    if (res->count == 0) {
+    if (count == 0) {
         if (oracle_hit) r->missed_hits++;
         return;
     }
     r->hits++;
     if (kind >= 0) r->kind_hits[kind]++;
     int is_false = 0;
-    for (uint32_t i = 0; i < res->count; i++) {
-        const deja_hit *h = &res->hits[i];
+    for (uint32_t i = 0; i < count; i++) {
+        const deja_hit *h = &hits[i];
         float exact;
         if (exact_similarity(x, query, h, &exact) != 0) {
             /* Not an entry of this workload: nothing says it is similar. */
@@ -301,12 +277,12 @@ static void judge(worker *w, uint32_t q, const deja_result *res) {
     if (is_false) r->false_hits++;
 }
 
-/* ---- lookup phase ----------------------------------------------------------------*/
+/* ---- lookup phase, closed loop --------------------------------------------------*/
 
 typedef struct slot {
     uint32_t request_id;
     uint32_t query;
-    uint64_t due_ns; /* latency runs from here */
+    uint64_t sent_ns; /* latency runs from here */
     int busy;
 } slot;
 
@@ -361,19 +337,9 @@ static void *lookup_main(void *arg) {
     unsigned flags = x->by_prompt ? DEJA_LOOKUP_WANT_PROMPT : 0;
     pthread_barrier_wait(&x->start);
 
-    uint64_t interval_ns = 0, next_due = 0;
-    /* The kernel may wake a sleeper up to its timer slack (50 us by
-     * default) late; an open loop measuring send lag wants it on time. */
-    if (o->rate > 0) prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-    if (o->rate > 0) {
-        interval_ns = (uint64_t)(1e9 * nconn / o->rate);
-        if (interval_ns == 0) interval_ns = 1;
-        next_due = x->start_ns + interval_ns * w->index / nconn;
-    }
     for (;;) {
         uint64_t now = bench_now_ns();
-        int done_sending = w->r.sent >= budget || now >= x->end_ns ||
-                           (interval_ns && next_due >= x->end_ns);
+        int done_sending = w->r.sent >= budget || now >= x->end_ns;
         if (cl == NULL) {
             if (done_sending) break;
             sleep_until(now + RECONNECT_PAUSE_NS);
@@ -386,12 +352,6 @@ static void *lookup_main(void *arg) {
         for (uint32_t i = 0; i < depth; i++) {
             if (!slots[i].busy) {
                 if (done_sending || w->r.sent >= budget) continue;
-                uint64_t due = now;
-                if (interval_ns) {
-                    if (next_due > now || next_due >= x->end_ns) continue;
-                    due = next_due;
-                    next_due += interval_ns;
-                }
                 uint32_t q = next_q;
                 next_q = (q + 1) % x->s->nq;
                 int rc = deja_send_lookup(
@@ -406,25 +366,14 @@ static void *lookup_main(void *arg) {
                     }
                     continue;
                 }
-                if (interval_ns) bench_hist_record(&w->r.lag_hist, bench_now_ns() - due);
-                slots[i] = (slot){slots[i].request_id, q, due, 1};
+                slots[i] = (slot){slots[i].request_id, q, now, 1};
             }
             in_flight++;
         }
         if (cl == NULL) continue;
         if (in_flight == 0) {
             if (done_sending) break;
-            if (interval_ns) sleep_until(next_due < x->end_ns ? next_due : x->end_ns);
             continue;
-        }
-
-        /* Open loop with a free slot: wait for a reply only until the
-         * next request is due, so that it leaves on time. */
-        if (interval_ns && !done_sending && in_flight < depth) {
-            uint64_t t = bench_now_ns();
-            uint64_t until = next_due < x->end_ns ? next_due : x->end_ns;
-            if (until <= t) continue;
-            if (deja_reply_ready(cl, (until - t + 999) / 1000) == 0) continue;
         }
 
         uint32_t rid = 0;
@@ -451,9 +400,9 @@ static void *lookup_main(void *arg) {
         sl->busy = 0;
         w->r.lookups++;
         bench_progress_add(x->progress, 1);
-        bench_hist_record(&w->r.lookup_hist, done - sl->due_ns);
+        bench_hist_record(&w->r.lookup_hist, done - sl->sent_ns);
         if (rc == 0)
-            judge(w, sl->query, res);
+            bench_judge(x, &w->r, sl->query, res->hits, res->count);
         else
             count_error(w, cl, rc, "lookup");
         deja_result_free(res);
@@ -616,6 +565,7 @@ int bench_server_run(const bench_opts *o, const synth_set *s, const bench_oracle
     bench_hist_init(&r->store_hist);
     bench_hist_init(&r->lookup_hist);
     bench_hist_init(&r->lag_hist);
+    bench_hist_init(&r->wake_hist);
     if (s->nq == 0) {
         fprintf(stderr, "deja-bench: the workload has no queries\n");
         return -1;
@@ -671,7 +621,10 @@ int bench_server_run(const bench_opts *o, const synth_set *s, const bench_oracle
     }
     x.progress = bench_progress_start(o->progress, "lookups", o->count,
                                       o->count ? 0 : o->duration_s);
-    r->lookup_s = run_phase(&x, lookup_main, o->count ? 0 : o->duration_s, r);
+    if (r->open_loop)
+        r->lookup_s = bench_openloop_run(&x, r);
+    else
+        r->lookup_s = run_phase(&x, lookup_main, o->count ? 0 : o->duration_s, r);
     bench_progress_done(x.progress);
     if (r->lookup_s < 0) goto out;
     rc = 0;

@@ -6,13 +6,15 @@
  * and bench-files.c make the workload (synthetic, or .fvecs/.bvecs files);
  * bench-oracle.c finds the exact answers (and caches them next to file
  * data); bench-index.c, bench-server.c, bench-mixed.c and bench-churn.c
- * are the modes;
- * bench-spawn.c starts a private dejad; bench-report.c and bench-plot.c
- * print the results; bench-progress.c draws the progress bar.
+ * are the modes (server mode's open loop is bench-openloop.c, on the
+ * sockets of bench-wire.c); bench-spawn.c starts a private dejad;
+ * bench-report.c and bench-plot.c print the results; bench-progress.c
+ * draws the progress bar.
  *
  * Threading: options, workload and oracle are written before a mode starts
  * and only read after; each worker thread owns its counters and
- * histograms, merged after join. */
+ * histograms, merged after join (the open loop has one thread, which
+ * writes the result directly). */
 #ifndef DEJA_BENCH_H
 #define DEJA_BENCH_H
 
@@ -80,6 +82,7 @@ typedef struct bench_opts {
     double duration_s;    /* of the lookup phase; 0 = use count */
     uint64_t count;       /* lookups in all; 0 = use duration */
     double rate;          /* open loop: lookups per second in all; 0 = closed */
+    int sender;           /* open loop: enum bench_sender */
     uint32_t response_bytes;
     int timeout_ms;
     int no_load; /* server: no flush, no stores; judge what the server holds */
@@ -114,6 +117,12 @@ typedef struct bench_opts {
     uint32_t cycles;   /* delete-and-insert cycles */
     double churn_frac; /* share of the live entries replaced per cycle */
 } bench_opts;
+
+/* How the open loop's driver thread is scheduled (--sender). */
+enum bench_sender {
+    BENCH_SENDER_RT = 0,     /* SCHED_FIFO, spins the last microseconds */
+    BENCH_SENDER_NORMAL = 1, /* the default policy, sleeps until due */
+};
 
 enum bench_leases { BENCH_LEASES_BOTH = 0, BENCH_LEASES_ON = 1, BENCH_LEASES_OFF = 2 };
 
@@ -283,6 +292,16 @@ typedef struct bench_result {
     double lookup_s;
     bench_hist lookup_hist; /* closed: from send; open: from the schedule */
     bench_hist lag_hist;    /* open loop: how late each send left */
+    /* open loop: how the driver ran ("rt" or "normal"; "rt" only when
+     * SCHED_FIFO was granted), how long before a due time it woke to spin,
+     * and how late its timer wakeups were */
+    char sender[16];
+    uint32_t spin_us;
+    bench_hist wake_hist;
+    /* open loop: requests that, when due, found every slot busy, and
+     * requests whose frame did not fit the socket at once (the server was
+     * not reading): the server's share of the send lag */
+    uint64_t sends_waited_slot, sends_waited_socket;
 } bench_result;
 
 /* Flushes o->ns and stores every entry of s with o->connections clients

@@ -104,8 +104,16 @@ static void usage(FILE *f) {
         "server mode:\n"
         "  --pipeline D             lookups in flight per connection (default 1; open\n"
         "                           loop 16)\n"
-        "  --rate R                 open loop: R lookups/s in all, latency measured\n"
-        "                           from each request's scheduled time\n"
+        "  --rate R                 open loop: R lookups/s in all, sent on schedule by\n"
+        "                           one thread over all connections; latency measured\n"
+        "                           from each request's scheduled time, and the send\n"
+        "                           lag (how late requests left) reported beside it\n"
+        "  --sender rt|normal       open loop's sending thread: rt (default) runs it\n"
+        "                           SCHED_FIFO and polls the last 50 us before each\n"
+        "                           due time, so that it sends on time even when dejad\n"
+        "                           keeps every core busy (falls back to normal, with\n"
+        "                           a note, where that is not permitted); normal keeps\n"
+        "                           the default policy and sleeps until due\n"
         "  --duration S             seconds of lookups (default 10)\n"
         "  --count N                N lookups instead of a duration\n"
         "  --no-load                no flush, no stores: judge what the server holds\n"
@@ -224,6 +232,7 @@ enum {
     O_TOKEN,
     O_PIPE,
     O_RATE,
+    O_SENDER,
     O_DUR,
     O_COUNT,
     O_NO_LOAD,
@@ -281,6 +290,7 @@ static const struct option long_opts[] = {
     {"auth-token", required_argument, NULL, O_TOKEN},
     {"pipeline", required_argument, NULL, O_PIPE},
     {"rate", required_argument, NULL, O_RATE},
+    {"sender", required_argument, NULL, O_SENDER},
     {"duration", required_argument, NULL, O_DUR},
     {"count", required_argument, NULL, O_COUNT},
     {"no-load", no_argument, NULL, O_NO_LOAD},
@@ -332,6 +342,7 @@ static unsigned option_modes(int ch) {
     case O_TOKEN: return M_NET;
     case O_PIPE:
     case O_RATE:
+    case O_SENDER:
     case O_DUR:
     case O_COUNT:
     case O_NO_LOAD: return M_SERVER;
@@ -491,6 +502,14 @@ static int parse_one(bench_opts *o, int ch, const char *arg, uint32_t *n, uint32
     case O_TOKEN: o->auth_token = arg; return 0;
     case O_PIPE: o->pipeline_set = 1; return parse_u32(arg, 1, 1024, &o->pipeline);
     case O_RATE: return parse_double(arg, 0.001, 1e9, &o->rate);
+    case O_SENDER:
+        if (!strcmp(arg, "rt"))
+            o->sender = BENCH_SENDER_RT;
+        else if (!strcmp(arg, "normal"))
+            o->sender = BENCH_SENDER_NORMAL;
+        else
+            return -1;
+        return 0;
     case O_DUR: return parse_double(arg, 0.001, 86400 * 7, &o->duration_s);
     case O_COUNT:
         cnt = parse_list(arg, v, 1);
@@ -580,6 +599,10 @@ static int check(const bench_opts *o, const unsigned char *seen) {
     if ((seen[O_BURSTS] || seen[O_LEASES] || seen[O_BURST_COS]) && o->burst_size == 0) {
         fprintf(stderr,
                 "deja-bench: --bursts, --burst-cos and --leases go with --burst G,W\n");
+        return -1;
+    }
+    if (seen[O_SENDER] && o->rate <= 0) {
+        fprintf(stderr, "deja-bench: --sender is for the open loop (--rate)\n");
         return -1;
     }
     if (seen[O_COUNT] && seen[O_DUR]) {

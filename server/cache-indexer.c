@@ -38,7 +38,7 @@ struct cache_indexer {
      * restart backlog, which backpressure does not count (below). */
     size_t loaded;
     int stopping;
-    int paused;      /* a snapshot is being written: no moves */
+    int paused;       /* a snapshot is being written: no moves */
     unsigned waiting; /* STOREs blocked in cache_indexer_wait_below */
     unsigned nthreads;
     pthread_t threads[];

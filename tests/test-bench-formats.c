@@ -3,13 +3,19 @@
  * ground-truth cache goes stale when its data changes, the synthetic
  * generator is deterministic, makes paraphrases at the cosine asked for
  * and draws later batches (churn) from the same model, and the stream
- * oracle agrees with brute force. */
+ * oracle agrees with brute force; the open loop's address parser takes
+ * libdeja's address forms, its replies (prompts not NUL-terminated) are
+ * judged right, and the server report carries the send lag beside every
+ * open-loop result in JSON and CSV. */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "bench-server-private.h"
+#include "bench-wire.h"
 #include "bench.h"
 #include "harness.h"
 #include "idx.h"
@@ -376,6 +382,177 @@ static void test_stream_oracle_matches_brute_force(void) {
     synth_free(&s);
 }
 
+static void expect_addr(const char *addr, int is_unix, const char *host_or_path,
+                        const char *port) {
+    bench_wire_addr a;
+    ASSERT_OK(bench_wire_parse_addr(addr, &a));
+    ASSERT_EQ(a.is_unix, is_unix);
+    if (is_unix) {
+        ASSERT_STR_EQ(a.path, host_or_path);
+    } else {
+        ASSERT_STR_EQ(a.host, host_or_path);
+        ASSERT_STR_EQ(a.port, port);
+    }
+}
+
+/* The open loop opens its own sockets, so it must read every address form
+ * that libdeja reads (deja.h, "Addresses") the same way. */
+static void test_wire_parses_libdeja_addresses(void) {
+    expect_addr("127.0.0.1:7700", 0, "127.0.0.1", "7700");
+    expect_addr("deja://db.example:80", 0, "db.example", "80");
+    expect_addr("deja://db.example", 0, "db.example", "7447");
+    expect_addr("localhost", 0, "localhost", "7447");
+    expect_addr("[::1]:9000", 0, "::1", "9000");
+    expect_addr("[::1]", 0, "::1", "7447");
+    expect_addr("fe80::1", 0, "fe80::1", "7447");
+    expect_addr("unix:///run/deja.sock", 1, "/run/deja.sock", NULL);
+    expect_addr("unix:rel.sock", 1, "rel.sock", NULL);
+    expect_addr("/tmp/d.sock", 1, "/tmp/d.sock", NULL);
+    bench_wire_addr a;
+    const char *bad[] = {"",     "host:",  "host:0",     "host:65536", "host:7a",
+                         "[::1", "[::1]x", "unix://rel", "unix:"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_EQ(bench_wire_parse_addr(bad[i], &a), -1);
+}
+
+/* The open loop judges hits whose prompts point into a reply frame, not
+ * NUL-terminated: the row number ends at prompt_len, whatever follows. */
+static void test_judge_reads_prompt_by_length(void) {
+    synth_set s;
+    make_set(&s, 50, 4, 32, 3);
+    float sims[4];
+    uint32_t ids[4];
+    for (uint32_t q = 0; q < 4; q++) {
+        ids[q] = 7;
+        sims[q] =
+            idx_dot(s.queries + (size_t)q * s.dim, s.base + 7 * (size_t)s.dim, s.dim);
+    }
+    bench_oracle oracle = {.nq = 4, .k = 1, .ids = ids, .sims = sims};
+    bench_opts o = {.threshold = -1, .k = 1};
+    bench_ctx x = {.o = &o, .s = &s, .oracle = &oracle, .by_prompt = 1};
+    bench_result r;
+    memset(&r, 0, sizeof r);
+    const char frame[] = "deja-bench row 7"
+                         "31 and the response bytes";
+    deja_hit h = {.id = 99,
+                  .similarity = sims[1],
+                  .prompt = frame,
+                  .prompt_len = sizeof "deja-bench row 7" - 1};
+    bench_judge(&x, &r, 1, &h, 1);
+    ASSERT_EQ(r.judged, 1);
+    ASSERT_EQ(r.hits, 1);
+    ASSERT_EQ(r.unknown_ids, 0);
+    ASSERT_EQ(r.sim_mismatches, 0);
+    ASSERT_EQ(r.not_best, 0);
+    /* A row past the workload, or no digits, is an unknown entry. */
+    h.prompt = "deja-bench row 50";
+    h.prompt_len = strlen(h.prompt);
+    bench_judge(&x, &r, 1, &h, 1);
+    h.prompt_len = sizeof "deja-bench row " - 1;
+    bench_judge(&x, &r, 1, &h, 1);
+    ASSERT_EQ(r.unknown_ids, 2);
+    synth_free(&s);
+}
+
+/* Runs the server report into a file and returns its text (malloc'd). */
+static char *server_report_text(const bench_opts *o, const bench_result *r) {
+    char path[512];
+    path_in_tmp(path, sizeof path, "report.out");
+    bench_env env;
+    memset(&env, 0, sizeof env);
+    env.version = env.build_type = env.sanitize = "test";
+    bench_oracle oracle = {.nq = 1, .k = 1};
+    synth_set s;
+    memset(&s, 0, sizeof s);
+    fflush(stdout);
+    int saved = dup(1);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_TRUE(saved >= 0 && fd >= 0);
+    ASSERT_TRUE(dup2(fd, 1) == 1);
+    close(fd);
+    bench_report_server(o, &env, &oracle, r, &s);
+    fflush(stdout);
+    ASSERT_TRUE(dup2(saved, 1) == 1);
+    close(saved);
+    FILE *f = fopen(path, "rb");
+    ASSERT_TRUE(f != NULL);
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strdup(buf);
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Every open-loop result carries its send lag (p50, p99, max), how the
+ * sender ran and its wakeup lateness, in all three formats; the keys of
+ * before stay. Closed-loop results have none of them. */
+static void test_server_report_has_send_lag(void) {
+    bench_result *r = calloc(1, sizeof *r);
+    ASSERT_TRUE(r != NULL);
+    bench_hist_init(&r->store_hist);
+    bench_hist_init(&r->lookup_hist);
+    bench_hist_init(&r->lag_hist);
+    bench_hist_init(&r->wake_hist);
+    bench_hist_record(&r->lookup_hist, 500000);
+    bench_hist_record(&r->lag_hist, 12000);
+    bench_hist_record(&r->lag_hist, 90000);
+    bench_hist_record(&r->wake_hist, 3000);
+    r->open_loop = 1;
+    r->depth = 16;
+    snprintf(r->sender, sizeof r->sender, "rt");
+    r->spin_us = 50;
+    bench_opts o = {.mode = BENCH_SERVER,
+                    .mode_name = "server",
+                    .addr = "x",
+                    .ns = "b",
+                    .rate = 1000,
+                    .connections = 16,
+                    .k = 1};
+
+    o.json = 1;
+    char *t = server_report_text(&o, r);
+    ASSERT_EQ(count_lines(t), 1);
+    ASSERT_TRUE(strstr(t, "\"send_lag_p50_us\":12.0") != NULL);
+    /* p99 is a histogram bucket's midpoint; max is exact. */
+    ASSERT_TRUE(strstr(t, "\"send_lag_p99_us\":89.9") != NULL);
+    ASSERT_TRUE(strstr(t, "\"send_lag_max_us\":90.0") != NULL);
+    ASSERT_TRUE(strstr(t, "\"sender\":\"rt\"") != NULL);
+    ASSERT_TRUE(strstr(t, "\"sender_spin_us\":50") != NULL);
+    ASSERT_TRUE(strstr(t, "\"wakeup_late_p99_us\":3.0") != NULL);
+    free(t);
+
+    o.json = 0;
+    o.csv = 1;
+    t = server_report_text(&o, r);
+    ASSERT_EQ(count_lines(t), 2);
+    ASSERT_TRUE(strstr(t, ",send_lag_p50_us,send_lag_p99_us,send_lag_max_us,sender,") !=
+                NULL);
+    ASSERT_TRUE(strstr(t, ",12.0,89.9,90.0,rt,50,") != NULL);
+    free(t);
+
+    o.csv = 0;
+    t = server_report_text(&o, r);
+    ASSERT_TRUE(strstr(t, "send lag us  p50 12.0  p99 89.9  max 90.0") != NULL);
+    ASSERT_TRUE(strstr(t, "sender rt") != NULL);
+    free(t);
+
+    r->open_loop = 0;
+    o.rate = 0;
+    o.json = 1;
+    t = server_report_text(&o, r);
+    ASSERT_TRUE(strstr(t, "send_lag") == NULL);
+    ASSERT_TRUE(strstr(t, "\"p99_us\":") != NULL);
+    free(t);
+    free(r);
+}
+
 int main(void) {
     idx_simd_init();
     const char *t = getenv("TMPDIR");
@@ -395,6 +572,9 @@ int main(void) {
     RUN(test_synth_zipf_skews_popularity);
     RUN(test_synth_batches_share_the_model);
     RUN(test_stream_oracle_matches_brute_force);
+    RUN(test_wire_parses_libdeja_addresses);
+    RUN(test_judge_reads_prompt_by_length);
+    RUN(test_server_report_has_send_lag);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
