@@ -793,10 +793,6 @@ uint32_t cache_entry_ns_id(const cache_entry *e) {
     return e->ns_id;
 }
 
-uint32_t cache_entry_output_tokens(const cache_entry *e) {
-    return e->output_tokens;
-}
-
 /* ---- deletes -----------------------------------------------------------------*/
 
 uint64_t cache_ns_empty(cache *c, cache_ns *ns, int drop) {

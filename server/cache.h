@@ -418,7 +418,6 @@ void cache_entry_release(cache_entry *e);
  * only once durable), read by (ns_id, id) when a reply is encoded. */
 uint64_t cache_entry_id(const cache_entry *e);
 uint32_t cache_entry_ns_id(const cache_entry *e);
-uint32_t cache_entry_output_tokens(const cache_entry *e);
 
 /* ---- namespaces ---------------------------------------------------------- */
 

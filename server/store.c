@@ -240,11 +240,6 @@ void store_reader_end(store_reader *rd) {
     pthread_rwlock_unlock(&st->map_lock);
 }
 
-int store_reader_renew(store_reader *rd) {
-    mdb_txn_reset(rd->txn);
-    return map_err(mdb_txn_renew(rd->txn));
-}
-
 static int reader_get(store_reader *rd, MDB_dbi dbi, uint32_t ns_id, uint64_t id,
                       uint8_t key[KEY_LEN], MDB_val *v) {
     store_key_make(key, ns_id, id);

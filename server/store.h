@@ -232,10 +232,6 @@ int store_reader_begin(store *st, store_reader **out);
 /* Ends the read; every pointer it returned becomes invalid. NULL: no-op. */
 void store_reader_end(store_reader *rd);
 
-/* Moves the read to the latest committed state (pointers it returned
- * become invalid). Errors: IO. */
-int store_reader_renew(store_reader *rd);
-
 /* Reads entry (ns_id, id): times, cost figures, prompt and response, the
  * last two pointing into the map until the reader ends. The record's
  * checksum is verified. Errors: NOT_FOUND (deleted, or committed after

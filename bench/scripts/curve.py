@@ -56,7 +56,7 @@ def parse(path):
             fig["restart_nosnap_s"] = first(r"ready after ([\d.]+) s", sec)
             fig["rebuild_s"] = first(r"graph rebuilt ([\d.]+) s", sec)
             fig["p99_rebuild"] = first(r"latency us.*p99 ([\d.]+)", sec)
-            fig["store_p99_rebuild"] = first(r"stores/s \(p50 [\d.]+ us, p99 ([\d.]+) us\)",
+            fig["store_p99_rebuild_ms"] = first(r"during the rebuild: p50 [\d.]+ ms p99 ([\d.]+) ms",
                                              sec)
     return fig
 
