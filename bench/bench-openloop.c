@@ -67,7 +67,7 @@
 #define SPIN_MIN_NS 20000ull
 #define SPIN_MAX_NS 500000ull
 #define SPIN_MARGIN_NS 20000ull
-#define SPIN_SHARE 0.4
+#define SPIN_SHARE 0.2
 #define SPIN_SAMPLES 64
 /* Above every SCHED_OTHER thread (all of dejad's), below the kernel's own
  * real-time threads (watchdogs, migration at 99). */

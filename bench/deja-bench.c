@@ -102,7 +102,7 @@ static void usage(FILE *f) {
         "  --sender rt|normal       open loop's sending thread: rt (default) runs it\n"
         "                           SCHED_FIFO and polls before each due time for as\n"
         "                           long as its recent wakeups were late (20-500 us,\n"
-        "                           at most 40%% of the interval), so that it sends on\n"
+        "                           at most 20%% of the interval), so that it sends on\n"
         "                           time even when dejad keeps every core busy (falls\n"
         "                           back to normal, with a note, where that is not\n"
         "                           permitted); normal keeps the default policy and\n"
