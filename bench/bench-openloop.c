@@ -21,11 +21,17 @@
  * Being on time while dejad saturates both cores takes more than that.
  * With --sender rt (the default) the thread runs SCHED_FIFO, so that its
  * wakeup preempts dejad's threads instead of queueing behind them for a
- * time slice, and it wakes SPIN_US before each due time and polls until
- * then, so that the wakeup's own latency is not in the lag. With --sender
- * normal it keeps the default policy and sleeps until due. Timer slack is
- * 1 ns either way (the default 50 us would be in every lag). A request
- * that finds every slot busy waits for one; its lag says so.
+ * time slice, and it wakes a little before each due time and polls until
+ * then, so that the wakeup's own latency is not in the lag (the window
+ * adapts to it: see SPIN_SAMPLES). With --sender normal it keeps the
+ * default policy and sleeps until due. Timer slack is 1 ns either way
+ * (the default 50 us would be in every lag). A request that finds every
+ * slot busy waits for one; its lag says so, and so does a counter.
+ *
+ * What SCHED_FIFO cannot fix: on a kernel running with preempt=none a
+ * woken thread waits until the task on its CPU leaves the kernel, and on a
+ * virtual machine an idle virtual CPU can take milliseconds to be woken
+ * by its host. The report's wakeup lateness shows both.
  *
  * A connection that fails, or keeps a request past --timeout-ms, is
  * closed, its requests counted as errors or timeouts, and replaced after
@@ -39,6 +45,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,10 +55,20 @@
 #include "bench.h"
 #include "proto.h"
 
-/* How long before a due time the rt driver stops sleeping and polls. It
- * covers the wakeup latency of a SCHED_FIFO thread on a busy core, and
- * costs SPIN_US of CPU per request. */
-#define SPIN_US 50u
+/* How long before a due time the rt driver stops sleeping and polls: the
+ * window follows the lateness of its recent timer wakeups (the second
+ * largest of the last SPIN_SAMPLES, plus a margin), so that it covers what
+ * waking costs on this machine now -- tens of microseconds on a busy
+ * core, up to milliseconds on a virtual CPU that has to be woken from
+ * idle -- but at most SPIN_SHARE of the interval between requests and
+ * SPIN_MAX_NS, so that polling never takes more than that share of a core
+ * from the server. */
+#define SPIN_START_NS 50000ull
+#define SPIN_MIN_NS 20000ull
+#define SPIN_MAX_NS 500000ull
+#define SPIN_MARGIN_NS 20000ull
+#define SPIN_SHARE 0.2
+#define SPIN_SAMPLES 64
 /* Above every SCHED_OTHER thread (all of dejad's), below the kernel's own
  * real-time threads (watchdogs, migration at 99). */
 #define RT_PRIORITY 10
@@ -67,17 +84,23 @@ typedef struct ol_slot {
     uint64_t due_ns;  /* latency and send lag run from here */
     size_t frame_end; /* while unsent: where its frame ends in the output buffer */
     uint8_t busy;
-    uint8_t unsent; /* part of its frame is still in the output buffer */
+    uint8_t unsent; /* in the ring of unsent frames */
 } ol_slot;
 
+/* A connection with `depth` slots. Slot k carries the request ids that
+ * are k modulo depth, so a reply finds its slot at once. */
 typedef struct ol_conn {
-    bench_wire w;       /* w.fd is -1 while the connection is down */
-    ol_slot *slots;     /* depth of them */
-    uint32_t in_flight; /* busy slots */
-    uint32_t unsent;    /* busy slots whose frame has not all gone */
-    uint32_t next_id;
-    int watch_out;     /* EPOLLOUT is among its events */
-    uint64_t retry_ns; /* down: when to connect again; UINT64_MAX = never */
+    bench_wire w;   /* w.fd is -1 while the connection is down */
+    ol_slot *slots; /* depth of them */
+    uint32_t *free; /* stack of free slot indexes: n_free of them */
+    uint32_t n_free;
+    uint32_t *unsent;    /* ring of the slots whose frame has not all gone, */
+    uint32_t unsent_at;  /* in the order they were queued: n_unsent from */
+    uint32_t n_unsent;   /* unsent_at on */
+    uint32_t in_flight;  /* busy slots */
+    uint32_t next_round; /* request id = next_round * depth + slot */
+    int watch_out;       /* EPOLLOUT is among its events */
+    uint64_t retry_ns;   /* down: when to connect again; UINT64_MAX = never */
 } ol_conn;
 
 typedef struct ol_driver {
@@ -89,12 +112,17 @@ typedef struct ol_driver {
     int ep, timer;
     uint64_t timer_at; /* the timer is armed for this time; 0 = not armed */
     double ns_per_request;
-    uint64_t next_i, next_due; /* the next request of the schedule */
-    uint64_t slot_wait_i;      /* 1 + the request last found without a slot */
-    int sending;               /* the schedule has not ended */
-    uint32_t in_flight;        /* over all connections */
-    uint32_t cursor;           /* round robin: the connection to try first */
-    uint64_t spin_ns;
+    uint64_t next_i, next_due;      /* the next request of the schedule */
+    uint64_t slot_wait_i;           /* 1 + the request last found without a slot */
+    int sending;                    /* the schedule has not ended */
+    uint32_t in_flight;             /* over all connections */
+    uint32_t cursor;                /* round robin: the connection to try first */
+    int rt;                         /* SCHED_FIFO: adapt spin_ns */
+    uint64_t spin_ns, spin_cap_ns;  /* the polling window, its ceiling */
+    uint64_t late_ns[SPIN_SAMPLES]; /* recent timer wakeup lateness */
+    uint32_t n_late;
+    double spin_sum_ns; /* for the mean window reported */
+    uint64_t spin_count;
     uint64_t timeout_ns;
     uint64_t next_check_ns;
     uint64_t finish_ns;
@@ -129,6 +157,16 @@ static void watch(ol_driver *d, ol_conn *c, int op, int out) {
     c->watch_out = out;
 }
 
+/* Frees every slot of c (the connection is new or gone). */
+static void reset_slots(ol_driver *d, ol_conn *c) {
+    memset(c->slots, 0, d->depth * sizeof *c->slots);
+    for (uint32_t i = 0; i < d->depth; i++)
+        c->free[i] = d->depth - 1 - i;
+    c->n_free = d->depth;
+    c->unsent_at = c->n_unsent = 0;
+    c->in_flight = 0;
+}
+
 /* A dead connection takes every request in flight on it along: each is
  * counted as lost the same way (rc). */
 static void drop_conn(ol_driver *d, ol_conn *c, int rc, const char *what) {
@@ -142,8 +180,7 @@ static void drop_conn(ol_driver *d, ol_conn *c, int rc, const char *what) {
             d->r->errors += c->in_flight - 1;
     }
     d->in_flight -= c->in_flight;
-    c->in_flight = c->unsent = 0;
-    memset(c->slots, 0, d->depth * sizeof *c->slots);
+    reset_slots(d, c);
     bench_wire_close(&c->w); /* closing the socket also takes it out of the set */
     c->watch_out = 0;
     c->retry_ns = bench_now_ns() + RECONNECT_PAUSE_NS;
@@ -159,7 +196,7 @@ static int conn_open(ol_driver *d, ol_conn *c) {
                     deja_strerror(rc), err);
         return rc;
     }
-    c->next_id = 1;
+    c->next_round = 1;
     watch(d, c, EPOLL_CTL_ADD, 0);
     return 0;
 }
@@ -174,16 +211,15 @@ static void flush_conn(ol_driver *d, ol_conn *c) {
         drop_conn(d, c, rc, "send lookup");
         return;
     }
-    if (c->unsent) {
-        uint64_t now = bench_now_ns();
-        for (uint32_t i = 0; i < d->depth; i++) {
-            ol_slot *sl = &c->slots[i];
-            /* rc 0: everything went (and the buffer's offsets restarted). */
-            if (!sl->unsent || (rc == 1 && c->w.out_sent < sl->frame_end)) continue;
-            bench_hist_record(&d->r->lag_hist, now - sl->due_ns);
-            sl->unsent = 0;
-            c->unsent--;
-        }
+    uint64_t now = c->n_unsent ? bench_now_ns() : 0;
+    while (c->n_unsent) {
+        ol_slot *sl = &c->slots[c->unsent[c->unsent_at]];
+        /* rc 0: everything went (and the buffer's offsets restarted). */
+        if (rc == 1 && c->w.out_sent < sl->frame_end) break;
+        bench_hist_record(&d->r->lag_hist, now - sl->due_ns);
+        sl->unsent = 0;
+        c->unsent_at = (c->unsent_at + 1) % d->depth;
+        c->n_unsent--;
     }
     if (rc != c->watch_out) watch(d, c, EPOLL_CTL_MOD, rc);
 }
@@ -197,8 +233,7 @@ static ol_conn *pick_conn(ol_driver *d) {
         for (uint32_t k = 0; k < d->nconn; k++) {
             uint32_t i = (d->cursor + k) % d->nconn;
             ol_conn *c = &d->conns[i];
-            if (c->w.fd >= 0 && c->in_flight < d->depth &&
-                bench_wire_pending(&c->w) == backed_up) {
+            if (c->w.fd >= 0 && c->n_free > 0 && bench_wire_pending(&c->w) == backed_up) {
                 d->cursor = (i + 1) % d->nconn;
                 return c;
             }
@@ -223,7 +258,10 @@ static void send_one(ol_driver *d, ol_conn *c, uint64_t due) {
                             .k = (uint16_t)d->o->k,
                             .threshold = d->o->threshold,
                             .vector = wire_vec};
-    uint32_t id = c->next_id++;
+    uint32_t k = c->free[c->n_free - 1];
+    /* Ids restart before they wrap, so that id % depth stays the slot. */
+    if (c->next_round >= UINT32_MAX / d->depth) c->next_round = 1;
+    uint32_t id = c->next_round++ * d->depth + k;
     size_t before = c->w.out.len;
     int rc = proto_encode_lookup_req(&c->w.out, id, d->wire_flags, &req);
     d->r->sent++;
@@ -235,20 +273,18 @@ static void send_one(ol_driver *d, ol_conn *c, uint64_t due) {
         count_error(d, rc, "send lookup", "the request cannot be encoded");
         return;
     }
-    ol_slot *sl = c->slots;
-    while (sl->busy)
-        sl++;
-    *sl = (ol_slot){.request_id = id,
-                    .query = q,
-                    .due_ns = due,
-                    .frame_end = c->w.out.len,
-                    .busy = 1,
-                    .unsent = 1};
+    c->n_free--;
+    c->slots[k] = (ol_slot){.request_id = id,
+                            .query = q,
+                            .due_ns = due,
+                            .frame_end = c->w.out.len,
+                            .busy = 1,
+                            .unsent = 1};
+    c->unsent[(c->unsent_at + c->n_unsent++) % d->depth] = k;
     c->in_flight++;
-    c->unsent++;
     d->in_flight++;
     flush_conn(d, c);
-    if (c->w.fd >= 0 && sl->unsent) d->r->sends_waited_socket++;
+    if (c->w.fd >= 0 && c->n_unsent) d->r->sends_waited_socket++;
 }
 
 /* Sends every request that is due, as long as a slot is free; ends the
@@ -283,17 +319,15 @@ static void send_due(ol_driver *d) {
 
 static void handle_reply(ol_driver *d, ol_conn *c, const proto_header *h,
                          const uint8_t *body, uint64_t recv_ns) {
-    ol_slot *sl = NULL;
-    for (uint32_t i = 0; i < d->depth && sl == NULL; i++)
-        if (c->slots[i].busy && c->slots[i].request_id == h->request_id)
-            sl = &c->slots[i];
-    if (sl == NULL) {
+    ol_slot *sl = &c->slots[h->request_id % d->depth];
+    /* A reply to a request whose frame has not all gone cannot be one. */
+    if (!sl->busy || sl->unsent || sl->request_id != h->request_id) {
         count_error(d, DEJA_ERR_PROTOCOL, "receive lookup",
                     "reply to an unknown request");
         return;
     }
-    if (sl->unsent) c->unsent--; /* cannot happen: a reply needs the whole request */
-    sl->busy = sl->unsent = 0;
+    sl->busy = 0;
+    c->free[c->n_free++] = h->request_id % d->depth;
     c->in_flight--;
     d->in_flight--;
     d->r->lookups++;
@@ -385,6 +419,28 @@ static void arm_timer(ol_driver *d, uint64_t at_ns) {
     d->timer_at = at_ns;
 }
 
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Records how late a timer wakeup was and, for the rt sender, sets the
+ * polling window from the recent ones (see SPIN_SAMPLES). */
+static void woke_late(ol_driver *d, uint64_t late_ns) {
+    bench_hist_record(&d->r->wake_hist, late_ns);
+    d->spin_sum_ns += (double)d->spin_ns;
+    d->spin_count++;
+    if (!d->rt) return;
+    d->late_ns[d->n_late++] = late_ns;
+    if (d->n_late < SPIN_SAMPLES) return;
+    d->n_late = 0;
+    qsort(d->late_ns, SPIN_SAMPLES, sizeof d->late_ns[0], cmp_u64);
+    /* The second largest: one outlier alone does not widen the window. */
+    uint64_t spin = d->late_ns[SPIN_SAMPLES - 2] + SPIN_MARGIN_NS;
+    if (spin < SPIN_MIN_NS) spin = SPIN_MIN_NS;
+    d->spin_ns = spin < d->spin_cap_ns ? spin : d->spin_cap_ns;
+}
+
 /* Waits for the next thing to do -- a reply, a writable socket, the
  * wakeup before the next due time, housekeeping -- and does it. Within
  * spin_ns of a due time it only polls. */
@@ -393,7 +449,7 @@ static void wait_and_handle(ol_driver *d) {
     int spin = 0;
     int can_send = 0;
     for (uint32_t i = 0; i < d->nconn && !can_send; i++)
-        can_send = d->conns[i].w.fd >= 0 && d->conns[i].in_flight < d->depth;
+        can_send = d->conns[i].w.fd >= 0 && d->conns[i].n_free > 0;
     if (d->sending && can_send) {
         uint64_t wake = d->next_due > d->spin_ns ? d->next_due - d->spin_ns : 0;
         if (wake <= now)
@@ -411,7 +467,7 @@ static void wait_and_handle(ol_driver *d) {
             uint64_t ticks;
             if (read(d->timer, &ticks, sizeof ticks) == (ssize_t)sizeof ticks &&
                 d->timer_at && woke > d->timer_at)
-                bench_hist_record(&d->r->wake_hist, woke - d->timer_at);
+                woke_late(d, woke - d->timer_at);
             d->timer_at = 0;
             send_due(d);
             continue;
@@ -445,6 +501,10 @@ static void *driver_main(void *arg) {
         wait_and_handle(d);
     }
     d->finish_ns = bench_now_ns();
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0)
+        d->r->sender_cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                             (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     return NULL;
 }
 
@@ -460,12 +520,14 @@ static int start_driver(ol_driver *d, pthread_t *t) {
         pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED);
         pthread_attr_setschedpolicy(&a, SCHED_FIFO);
         pthread_attr_setschedparam(&a, &sp);
-        d->spin_ns = SPIN_US * 1000ull;
+        d->rt = 1;
+        d->spin_cap_ns = (uint64_t)(SPIN_SHARE * d->ns_per_request);
+        if (d->spin_cap_ns > SPIN_MAX_NS) d->spin_cap_ns = SPIN_MAX_NS;
+        d->spin_ns = SPIN_START_NS < d->spin_cap_ns ? SPIN_START_NS : d->spin_cap_ns;
         int rc = pthread_create(t, &a, driver_main, d);
         pthread_attr_destroy(&a);
         if (rc == 0) {
             snprintf(r->sender, sizeof r->sender, "rt");
-            r->spin_us = SPIN_US;
             return 0;
         }
         fprintf(stderr,
@@ -473,9 +535,9 @@ static int start_driver(ol_driver *d, pthread_t *t) {
                 "default scheduling policy (--sender normal)\n",
                 strerror(rc));
     }
+    d->rt = 0;
     d->spin_ns = 0;
     snprintf(r->sender, sizeof r->sender, "normal");
-    r->spin_us = 0;
     return pthread_create(t, NULL, driver_main, d);
 }
 
@@ -508,9 +570,14 @@ double bench_openloop_run(bench_ctx *x, bench_result *r) {
     epoll_ctl(d->ep, EPOLL_CTL_ADD, d->timer, &tev);
     for (uint32_t i = 0; i < d->nconn; i++)
         d->conns[i].w.fd = -1;
-    for (uint32_t i = 0; i < d->nconn; i++)
-        if ((d->conns[i].slots = calloc(d->depth, sizeof *d->conns[i].slots)) == NULL)
-            goto out;
+    for (uint32_t i = 0; i < d->nconn; i++) {
+        ol_conn *c = &d->conns[i];
+        c->slots = malloc(d->depth * sizeof *c->slots);
+        c->free = malloc(d->depth * sizeof *c->free);
+        c->unsent = malloc(d->depth * sizeof *c->unsent);
+        if (c->slots == NULL || c->free == NULL || c->unsent == NULL) goto out;
+        reset_slots(d, c);
+    }
     /* As with the closed loop's threads, a connection that cannot be made
      * at the start is an error and stays unused; one lost later is
      * replaced. */
@@ -530,10 +597,13 @@ double bench_openloop_run(bench_ctx *x, bench_result *r) {
     }
     pthread_join(t, NULL);
     seconds = (double)(d->finish_ns - x->start_ns) / 1e9;
+    r->spin_us = d->spin_count ? d->spin_sum_ns / (double)d->spin_count / 1000.0 : 0;
 out:
     for (uint32_t i = 0; d->conns && i < d->nconn; i++) {
         bench_wire_close(&d->conns[i].w);
         free(d->conns[i].slots);
+        free(d->conns[i].free);
+        free(d->conns[i].unsent);
     }
     free(d->conns);
     if (d->ep >= 0) close(d->ep);

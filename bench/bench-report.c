@@ -366,7 +366,8 @@ static void server_fields(const bench_opts *o, const bench_result *r, fields *fs
         f_num(fs, "send_lag_p99_us", "%.1f", us(&r->lag_hist, 0.99));
         f_num(fs, "send_lag_max_us", "%.1f", us(&r->lag_hist, 1.0));
         f_str(fs, "sender", r->sender);
-        f_u64(fs, "sender_spin_us", r->spin_us);
+        f_num(fs, "sender_spin_us", "%.1f", r->spin_us);
+        f_num(fs, "sender_cpu_s", "%.3f", r->sender_cpu_s);
         f_num(fs, "wakeup_late_p50_us", "%.1f", us(&r->wake_hist, 0.5));
         f_num(fs, "wakeup_late_p99_us", "%.1f", us(&r->wake_hist, 0.99));
         f_num(fs, "wakeup_late_max_us", "%.1f", us(&r->wake_hist, 1.0));
@@ -470,10 +471,11 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
                    us(&r->lag_hist, 0.5), us(&r->lag_hist, 0.99), us(&r->lag_hist, 1.0),
                    (unsigned long long)r->sends_waited_slot,
                    (unsigned long long)r->sends_waited_socket);
-            printf("  wakeups us   late p50 %.1f  p99 %.1f  max %.1f (the sender's "
-                   "timer, set %u us before each due time)\n",
-                   us(&r->wake_hist, 0.5), us(&r->wake_hist, 0.99),
-                   us(&r->wake_hist, 1.0), r->spin_us);
+            printf("  sender       %s: timer wakeups late p50 %.1f  p99 %.1f  max %.1f "
+                   "us; polls %.0f us before each due time (mean); %.0f%% of a core\n",
+                   r->sender, us(&r->wake_hist, 0.5), us(&r->wake_hist, 0.99),
+                   us(&r->wake_hist, 1.0), r->spin_us,
+                   r->lookup_s > 0 ? 100 * r->sender_cpu_s / r->lookup_s : 0);
         }
         double hit = ratio(r->hits, judged), orc = ratio(r->oracle_hits, judged);
         printf("  hit rate     %.4f, exact oracle %.4f (%.2f%% of it)\n", hit, orc,

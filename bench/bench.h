@@ -293,10 +293,11 @@ typedef struct bench_result {
     bench_hist lookup_hist; /* closed: from send; open: from the schedule */
     bench_hist lag_hist;    /* open loop: how late each send left */
     /* open loop: how the driver ran ("rt" or "normal"; "rt" only when
-     * SCHED_FIFO was granted), how long before a due time it woke to spin,
-     * and how late its timer wakeups were */
+     * SCHED_FIFO was granted), how long before a due time it woke to poll,
+     * the CPU it used, and how late its timer wakeups were */
     char sender[16];
-    uint32_t spin_us;
+    double spin_us;      /* the mean polling window (rt) */
+    double sender_cpu_s; /* CPU time the driver thread used */
     bench_hist wake_hist;
     /* open loop: requests that, when due, found every slot busy, and
      * requests whose frame did not fit the socket at once (the server was

@@ -508,6 +508,8 @@ static void test_server_report_has_send_lag(void) {
     r->depth = 16;
     snprintf(r->sender, sizeof r->sender, "rt");
     r->spin_us = 50;
+    r->sender_cpu_s = 1.5;
+    r->lookup_s = 10;
     bench_opts o = {.mode = BENCH_SERVER,
                     .mode_name = "server",
                     .addr = "x",
@@ -524,7 +526,8 @@ static void test_server_report_has_send_lag(void) {
     ASSERT_TRUE(strstr(t, "\"send_lag_p99_us\":89.9") != NULL);
     ASSERT_TRUE(strstr(t, "\"send_lag_max_us\":90.0") != NULL);
     ASSERT_TRUE(strstr(t, "\"sender\":\"rt\"") != NULL);
-    ASSERT_TRUE(strstr(t, "\"sender_spin_us\":50") != NULL);
+    ASSERT_TRUE(strstr(t, "\"sender_spin_us\":50.0") != NULL);
+    ASSERT_TRUE(strstr(t, "\"sender_cpu_s\":1.500") != NULL);
     ASSERT_TRUE(strstr(t, "\"wakeup_late_p99_us\":3.0") != NULL);
     free(t);
 
@@ -534,13 +537,15 @@ static void test_server_report_has_send_lag(void) {
     ASSERT_EQ(count_lines(t), 2);
     ASSERT_TRUE(strstr(t, ",send_lag_p50_us,send_lag_p99_us,send_lag_max_us,sender,") !=
                 NULL);
-    ASSERT_TRUE(strstr(t, ",12.0,89.9,90.0,rt,50,") != NULL);
+    ASSERT_TRUE(strstr(t, ",12.0,89.9,90.0,rt,50.0,1.500,") != NULL);
     free(t);
 
     o.csv = 0;
     t = server_report_text(&o, r);
     ASSERT_TRUE(strstr(t, "send lag us  p50 12.0  p99 89.9  max 90.0") != NULL);
     ASSERT_TRUE(strstr(t, "sender rt") != NULL);
+    ASSERT_TRUE(strstr(t, "rt: timer wakeups late p50 3.0") != NULL);
+    ASSERT_TRUE(strstr(t, "15% of a core") != NULL);
     free(t);
 
     r->open_loop = 0;
