@@ -205,6 +205,7 @@ static void config_fields(const bench_opts *o, const bench_env *env,
         f_num(fs, "duration_s", "%.3f", o->count ? 0 : o->duration_s);
         f_u64(fs, "count", o->count);
         f_bool(fs, "no_load", o->no_load);
+        f_bool(fs, "no_wait", o->no_wait);
     } else if (o->mode == BENCH_MIXED) {
         f_num(fs, "llm_delay_ms", "%.3f", o->llm_delay_ms);
         f_num(fs, "llm_cost_usd", "%.6f", o->llm_cost_usd);
@@ -340,6 +341,7 @@ static void server_fields(const bench_opts *o, const bench_result *r, fields *fs
     f_num(fs, "store_p50_us", "%.1f", us(&r->store_hist, 0.5));
     f_num(fs, "store_p99_us", "%.1f", us(&r->store_hist, 0.99));
     f_num(fs, "index_wait_s", "%.3f", r->index_wait_s);
+    f_num(fs, "unindexed_at_start", "%lld", (long long)r->unindexed);
     f_num(fs, "indexed_stores_per_s", "%.1f",
           r->load_s + r->index_wait_s > 0
               ? (double)r->stores / (r->load_s + r->index_wait_s)
@@ -429,6 +431,10 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
         printf("load\n");
         if (o->no_load)
             printf("  skipped      --no-load: lookups against what the server held\n");
+        if (o->no_wait)
+            printf("  no wait      --no-wait: lookups began with %lld entries not yet in the "
+                   "graph\n",
+                   (long long)r->unindexed);
         else
             printf("  stores       %llu in %.2f s = %.0f stores/s (p50 %.1f us, p99 %.1f "
                    "us), errors %llu; flushed %llu first\n",

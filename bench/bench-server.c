@@ -584,10 +584,11 @@ int bench_server_run(const bench_opts *o, const synth_set *s, const bench_oracle
         goto out;
     }
     if (!o->no_load && load(&x, r) != 0) goto out;
-    r->index_wait_s = bench_wait_indexed(o);
+    if (!o->no_wait) r->index_wait_s = bench_wait_indexed(o);
     bench_ns_stats st;
     bench_ns_stats_get(o, &st);
     r->server_entries = st.entries;
+    r->unindexed = st.unindexed;
     r->dedup_updates = st.dedup_updates;
     r->index_bytes = st.index_bytes;
     r->entry_bytes = st.entry_bytes;

@@ -86,6 +86,7 @@ typedef struct bench_opts {
     uint32_t response_bytes;
     int timeout_ms;
     int no_load; /* server: no flush, no stores; judge what the server holds */
+    int no_wait; /* server: lookups do not wait for the graph to catch up */
     int spawn;   /* start a private dejad */
     const char *dejad_path, *spawn_data, *fsync;
     const char *dejad_args[BENCH_MAX_DEJAD_ARGS];
@@ -268,6 +269,7 @@ typedef struct bench_result {
     double load_s;
     bench_hist store_hist;
     double index_wait_s; /* after the load, until STATS "unindexed" was 0 */
+    int64_t unindexed;   /* STATS "unindexed" when the lookups began */
     /* namespace STATS after the load; -1 when the server has no such key */
     int64_t server_entries, dedup_updates, index_bytes, entry_bytes;
     uint32_t shared_ids; /* rows the server stored under another row's id

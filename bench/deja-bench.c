@@ -120,6 +120,9 @@ static void usage(FILE *f) {
         "  --count N                N lookups instead of a duration\n"
         "  --no-load                no flush, no stores: judge what the server holds\n"
         "                           (stored by an earlier run with the same workload)\n"
+        "  --no-wait                start lookups at once, while the server's graph\n"
+        "                           still catches up (after a restart); by default\n"
+        "                           they wait until every entry is indexed\n"
         "mixed mode:\n"
         "  --llm-delay-ms MS        simulated LLM latency per miss (default 50)\n"
         "  --llm-cost USD           cost of one LLM call (default 0.01)\n"
@@ -238,6 +241,7 @@ enum {
     O_DUR,
     O_COUNT,
     O_NO_LOAD,
+    O_NO_WAIT,
     O_DELAY,
     O_COST,
     O_INTERVALS,
@@ -296,6 +300,7 @@ static const struct option long_opts[] = {
     {"duration", required_argument, NULL, O_DUR},
     {"count", required_argument, NULL, O_COUNT},
     {"no-load", no_argument, NULL, O_NO_LOAD},
+    {"no-wait", no_argument, NULL, O_NO_WAIT},
     {"llm-delay-ms", required_argument, NULL, O_DELAY},
     {"llm-cost", required_argument, NULL, O_COST},
     {"intervals", required_argument, NULL, O_INTERVALS},
@@ -348,6 +353,7 @@ static unsigned option_modes(int ch) {
     case O_DUR:
     case O_COUNT:
     case O_NO_LOAD: return M_SERVER;
+    case O_NO_WAIT: return M_SERVER;
     case O_USERS:
     case O_DELAY:
     case O_COST:
@@ -519,6 +525,7 @@ static int parse_one(bench_opts *o, int ch, const char *arg, uint32_t *n, uint32
         o->count = v[0];
         return 0;
     case O_NO_LOAD: o->no_load = 1; return 0;
+    case O_NO_WAIT: o->no_wait = 1; return 0;
     case O_DELAY: return parse_double(arg, 0, 3600e3, &o->llm_delay_ms);
     case O_COST: return parse_double(arg, 0, 1e6, &o->llm_cost_usd);
     case O_INTERVALS: return parse_u32(arg, 1, BENCH_MAX_INTERVALS, &o->intervals);

@@ -565,14 +565,30 @@ int cache_store(cache *c, const cache_store_args *req, const float *vec,
     return rc ? rc : cache_publish(c, p, id_out);
 }
 
-int cache_load_entry(cache *c, const cache_entry_image *rec) {
+static cache_ns *ns_by_id(cache *c, uint32_t ns_id) {
     cache_ns *ns = NULL;
     pthread_rwlock_rdlock(&c->ns_lock);
     for (size_t i = 0; i < c->ns_count && !ns; i++)
-        if (c->ns[i]->ns_id == rec->ns_id) ns = c->ns[i];
+        if (c->ns[i]->ns_id == ns_id) ns = c->ns[i];
     pthread_rwlock_unlock(&c->ns_lock);
+    return ns;
+}
+
+int cache_load_wants_vector(cache *c, uint32_t ns_id, uint64_t id) {
+    cache_ns *ns = ns_by_id(c, ns_id);
+    if (!ns) return 1;
+    pthread_rwlock_rdlock(&ns->lock);
+    int in_graph = u64map_get(&ns->snap_labels, id) != NULL;
+    pthread_rwlock_unlock(&ns->lock);
+    return !in_graph;
+}
+
+int cache_load_entry(cache *c, const cache_entry_image *rec) {
+    cache_ns *ns = ns_by_id(c, rec->ns_id);
     if (!ns) return DEJA_ERR_NOT_FOUND;
     if (ns->dim != rec->dim) return DEJA_ERR_DIM_MISMATCH;
+    if (!rec->vector && cache_load_wants_vector(c, rec->ns_id, rec->id))
+        return DEJA_ERR_CORRUPT;
     cache_entry *e = entry_new(ns->ns_id, rec->id, rec->prompt_len, rec->response_len);
     if (!e) return DEJA_ERR_NOMEM;
     e->created_ms = rec->created_ms;

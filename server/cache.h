@@ -324,8 +324,14 @@ int cache_load_ns_quarantined(cache *c, const cache_ns_image *ns, const char *wh
 int cache_ns_quarantined(cache *c, const uint8_t *name, uint8_t len, char *msg,
                          size_t msg_cap);
 
-/* Adds a stored entry (its namespace loaded first). Errors: NOT_FOUND
- * (unknown ns_id), DIM_MISMATCH, NOMEM. */
+/* Whether loading entry id of namespace ns_id needs its vector: not when
+ * an adopted graph snapshot already holds it (cache_snapshot_adopt), so a
+ * restart with snapshots reads no vectors. Start-up thread only. */
+int cache_load_wants_vector(cache *c, uint32_t ns_id, uint64_t id);
+
+/* Adds a stored entry (its namespace loaded first). e->vector may be NULL
+ * only where cache_load_wants_vector said 0. Errors: NOT_FOUND (unknown
+ * ns_id), DIM_MISMATCH, CORRUPT (vector NULL but wanted), NOMEM. */
 int cache_load_entry(cache *c, const cache_entry_image *e);
 
 /* Blocks until every published entry has reached its namespace's graph

@@ -685,6 +685,12 @@ static void adopt_snapshots(load_ctx *l) {
     if (msg[0]) srv_log(SRV_LOG_WARN, "%s", msg);
 }
 
+static int load_wants_vector(void *ctx, uint32_t ns_id, uint64_t id) {
+    load_ctx *l = ctx;
+    adopt_snapshots(l);
+    return cache_load_wants_vector(l->s->cache, ns_id, id);
+}
+
 static int load_entry(void *ctx, const store_entry_rec *e) {
     load_ctx *l = ctx;
     adopt_snapshots(l);
@@ -722,8 +728,11 @@ static int open_and_load(srv_server *s, int *lock_fd) {
         store_load_stats st;
         load_ctx lctx = {.s = s};
         if (rc == 0) {
-            rc = store_load(s->store, cache_clock((void *)cfg), load_ns, load_entry,
-                            &lctx, &st, msg, sizeof msg);
+            store_load_fns fns = {.ns = load_ns,
+                                  .want_vector = load_wants_vector,
+                                  .entry = load_entry,
+                                  .ctx = &lctx};
+            rc = store_load(s->store, cache_clock((void *)cfg), &fns, &st, msg, sizeof msg);
             if (rc) {
                 store_close(s->store);
                 s->store = NULL;

@@ -250,6 +250,14 @@ int store_vector_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *r
     return 0;
 }
 
+int store_vector_rec_dim(size_t len, uint32_t *dim) {
+    if (len < STORE_VECTOR_HDR + 4 || (len - STORE_VECTOR_HDR) % 4) return DEJA_ERR_CORRUPT;
+    size_t d = (len - STORE_VECTOR_HDR) / 4;
+    if (d > DIM_MAX) return DEJA_ERR_CORRUPT;
+    *dim = (uint32_t)d;
+    return 0;
+}
+
 /* ---- usage and meta --------------------------------------------------------*/
 
 void store_usage_rec_encode(const uint8_t key[STORE_KEY_LEN], const store_usage_rec *u,

@@ -93,6 +93,10 @@ void store_vector_rec_encode(const uint8_t key[STORE_KEY_LEN], const float *vect
 int store_vector_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *rec,
                             size_t len, store_entry_rec *e);
 
+/* The dim of a vector record of len bytes, from its size alone (no byte
+ * of it is read); DEJA_ERR_CORRUPT when no dim in 1..4096 has that size. */
+int store_vector_rec_dim(size_t len, uint32_t *dim);
+
 /* Writes u's usage record (STORE_USAGE_REC bytes) into rec, for key. */
 void store_usage_rec_encode(const uint8_t key[STORE_KEY_LEN], const store_usage_rec *u,
                             uint8_t rec[STORE_USAGE_REC]);

@@ -358,9 +358,8 @@ static int key_cmp(const MDB_val *a, const MDB_val *b) {
 
 /* Stale vectors without an entry (a damaged entry record) are gathered for
  * deletion; so are entries whose vector is missing or damaged. */
-static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, store_entry_fn on_entry,
-                        void *ctx, store_load_stats *stats, key_list *drop, char *msg,
-                        size_t cap) {
+static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, const store_load_fns *fns,
+                        store_load_stats *stats, key_list *drop, char *msg, size_t cap) {
     MDB_cursor *ce = NULL, *cv = NULL;
     /* Vectors in the map are only 2-aligned; callbacks get an aligned copy. */
     float *aligned = malloc(4096 * sizeof(float));
@@ -387,7 +386,14 @@ static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, store_entry_fn
         }
         store_entry_rec e;
         memset(&e, 0, sizeof e);
-        int bad = decode_entry(&ke, &ve, &e) != 0 || decode_vector(&kv, &vv, &e) != 0;
+        int bad = decode_entry(&ke, &ve, &e) != 0;
+        /* An unwanted vector is not touched: LMDB hands out its size and
+         * address without reading its overflow pages. */
+        int want = !bad && (!fns->want_vector || fns->want_vector(fns->ctx, e.ns_id, e.id));
+        if (!bad && want)
+            bad = decode_vector(&kv, &vv, &e) != 0;
+        else if (!bad)
+            bad = store_vector_rec_dim(vv.mv_size, &e.dim) != 0;
         if (!bad) apply_usage(st, txn, &ke, &e);
         if (bad) {
             stats->damaged++;
@@ -397,9 +403,11 @@ static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, store_entry_fn
             if ((rc = key_list_push(drop, ke.mv_data))) goto out;
         } else {
             if (e.id > stats->max_id) stats->max_id = e.id;
-            memcpy(aligned, e.vector, (size_t)e.dim * sizeof(float));
-            e.vector = aligned;
-            if ((rc = on_entry(ctx, &e))) goto out;
+            if (want) {
+                memcpy(aligned, e.vector, (size_t)e.dim * sizeof(float));
+                e.vector = aligned;
+            }
+            if ((rc = fns->entry(fns->ctx, &e))) goto out;
             stats->entries++;
         }
         re = mdb_cursor_get(ce, &ke, &ve, MDB_NEXT);
@@ -418,8 +426,8 @@ out:
     return rc;
 }
 
-int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns, store_entry_fn on_entry,
-               void *ctx, store_load_stats *stats, char *msg, size_t cap) {
+int store_load(store *st, uint64_t now_ms, const store_load_fns *fns,
+               store_load_stats *stats, char *msg, size_t cap) {
     memset(stats, 0, sizeof *stats);
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
@@ -444,14 +452,14 @@ int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns, store_entry_fn on_
         }
         if (ns.ns_id > stats->max_ns_id) stats->max_ns_id = ns.ns_id;
         stats->namespaces++;
-        if ((rc = on_ns(ctx, &ns))) break;
+        if ((rc = fns->ns(fns->ctx, &ns))) break;
     }
     mdb_cursor_close(cur);
     if (rc == 0 && r != MDB_NOTFOUND) rc = corrupt(msg, cap, "namespaces", r);
 
     key_list drop = {0};
     if (rc == 0)
-        rc = load_entries(st, txn, now_ms, on_entry, ctx, stats, &drop, msg, cap);
+        rc = load_entries(st, txn, now_ms, fns, stats, &drop, msg, cap);
     mdb_txn_abort(txn);
     if (rc == 0 && drop.n) rc = delete_keys(st, &drop);
     free(drop.keys);

@@ -166,13 +166,26 @@ typedef struct store_load_stats {
  * a callback stops the load with that code. */
 typedef int (*store_ns_fn)(void *ctx, const store_ns_rec *ns);
 typedef int (*store_entry_fn)(void *ctx, const store_entry_rec *e);
+/* Asked before an entry's vector is read: 0 means the caller has no use
+ * for it (a graph node restored from a snapshot), and the entry callback
+ * then gets vector NULL with dim taken from the record's size. The vector
+ * record is then not read at all (at 1536-d, 6 KiB per entry); its
+ * checksum is verified when it is next read (store_read_vector). */
+typedef int (*store_want_vector_fn)(void *ctx, uint32_t ns_id, uint64_t id);
+
+typedef struct store_load_fns {
+    store_ns_fn ns;
+    store_want_vector_fn want_vector; /* NULL: every vector is read */
+    store_entry_fn entry;
+    void *ctx;
+} store_load_fns;
 
 /* Reads every namespace, then every live entry with its vector, in key
  * order. Entries whose expiry is <= now_ms are deleted from disk instead
  * of being returned. Errors: DEJA_ERR_CORRUPT for structural damage
  * (msg says where), or a callback's code. */
-int store_load(store *st, uint64_t now_ms, store_ns_fn on_ns, store_entry_fn on_entry,
-               void *ctx, store_load_stats *stats, char *msg, size_t msg_cap);
+int store_load(store *st, uint64_t now_ms, const store_load_fns *fns,
+               store_load_stats *stats, char *msg, size_t msg_cap);
 
 enum store_op_kind {
     STORE_OP_PUT_NS = 1,
