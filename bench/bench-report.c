@@ -432,7 +432,8 @@ void bench_report_server(const bench_opts *o, const bench_env *env,
         if (o->no_load)
             printf("  skipped      --no-load: lookups against what the server held\n");
         if (o->no_wait)
-            printf("  no wait      --no-wait: lookups began with %lld entries not yet in the "
+            printf("  no wait      --no-wait: lookups began with %lld entries not yet in "
+                   "the "
                    "graph\n",
                    (long long)r->unindexed);
         else

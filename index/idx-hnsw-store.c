@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "idx-hnsw-private.h"
 
@@ -27,6 +28,12 @@
 #define HNSW_CHUNK_MIN_SHIFT 4u  /* 16 nodes */
 #define HNSW_CHUNK_MAX_SHIFT 12u /* 4096 nodes */
 #define HNSW_TABLE_MIN 16u
+/* Chunks at least this big are mapped and populated by the kernel in one
+ * call (zeroed, so no memset): a graph read back from a snapshot or grown
+ * by a million inserts would otherwise take one page fault per 4 KiB as
+ * it is first written, which on a virtual machine costs more than the
+ * write. Smaller chunks (small dims, small indexes) come from malloc. */
+#define HNSW_CHUNK_MAP_MIN (64u << 10)
 
 static size_t round_up(size_t n, size_t to) {
     return (n + to - 1) / to * to;
@@ -103,10 +110,18 @@ static int chunk_add_locked(hnsw *h) {
         __atomic_store_n(&h->table, grown, __ATOMIC_RELEASE);
         t = grown;
     }
-    char *chunk = aligned_alloc(HNSW_ALIGN, h->chunk_bytes);
-    if (!chunk) return DEJA_ERR_NOMEM;
     /* Zero: states FREE, link counts 0, versions even. */
-    memset(chunk, 0, h->chunk_bytes);
+    char *chunk;
+    if (h->chunk_bytes >= HNSW_CHUNK_MAP_MIN) {
+        void *m = mmap(NULL, h->chunk_bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (m == MAP_FAILED) return DEJA_ERR_NOMEM;
+        chunk = m;
+    } else {
+        chunk = aligned_alloc(HNSW_ALIGN, h->chunk_bytes);
+        if (!chunk) return DEJA_ERR_NOMEM;
+        memset(chunk, 0, h->chunk_bytes);
+    }
     __atomic_store_n(&t->chunk[index], chunk, __ATOMIC_RELEASE);
     __atomic_store_n(&h->nchunks, index + 1, __ATOMIC_RELEASE);
     return 0;
@@ -128,7 +143,10 @@ void hnsw_storage_free(hnsw *h) {
         uint32_t **upper = (uint32_t **)(chunk + h->off_upper);
         for (uint32_t s = 0; s <= h->chunk_mask; s++)
             if (upper[s]) free(upper[s] - 1);
-        free(chunk);
+        if (h->chunk_bytes >= HNSW_CHUNK_MAP_MIN)
+            munmap(chunk, h->chunk_bytes);
+        else
+            free(chunk);
     }
     free(t);
     while (h->retired) {

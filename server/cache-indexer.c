@@ -61,6 +61,8 @@ static void move_one(cache *c, const move *m, float *vec) {
         idx_remove(ns->fresh, m->id);
     else
         idx_remove(ns->main, m->id);
+    /* The graph changed: the next snapshot must not be skipped. */
+    atomic_fetch_add(&c->changes, 1);
     /* A drained staging index gives back the memory a burst made it take,
      * and the namespace's charge follows (the index share was measured
      * with the burst in it). */

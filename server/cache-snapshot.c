@@ -56,7 +56,13 @@ int cache_snapshot_adopt(cache *c, const char *dir, char *msg, size_t msg_cap,
         ns->main = loaded;
         u64map_close(&ns->snap_labels);
         u64map_init(&ns->snap_labels);
-        rc = idx_each_label(loaded, add_label, &ns->snap_labels);
+        /* Sized once: the labels, and the entry table they are about to
+         * fill, grow by doubling otherwise (a few percent of a 1M
+         * restart). A failed reserve only means growing as before. */
+        size_t n = idx_count(loaded);
+        rc = deja_u64map_reserve(&ns->snap_labels, n);
+        (void)deja_u64map_reserve(&ns->entries, n);
+        if (rc == 0) rc = idx_each_label(loaded, add_label, &ns->snap_labels);
         if (rc) {
             /* Without the label set the snapshot cannot be reconciled. */
             u64map_close(&ns->snap_labels);
@@ -69,6 +75,10 @@ int cache_snapshot_adopt(cache *c, const char *dir, char *msg, size_t msg_cap,
     }
     pthread_rwlock_unlock(&c->ns_lock);
     return 0;
+}
+
+void cache_snapshot_loaded_current(cache *c) {
+    c->changes_at_snapshot = atomic_load(&c->changes);
 }
 
 void cache_snapshot_reconcile(cache *c, size_t *removed) {
@@ -121,7 +131,11 @@ int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
                          size_t *written, char *msg, size_t msg_cap) {
     *written = 0;
     uint64_t changes = atomic_load(&c->changes);
-    if (!final && changes == c->changes_at_snapshot) return 0; /* nothing new */
+    /* Nothing new since the last snapshot written or adopted whole: the
+     * files on disk are these graphs (at shutdown, the indexer still
+     * stops for good). */
+    int current = changes == c->changes_at_snapshot;
+    if (!final && current) return 0;
     /* Nothing may change a graph while it is written. Moves stop (for
      * good at shutdown); removals and publishes wait for the namespace's
      * read lock, held while its graph is written; lookups go on. */
@@ -131,7 +145,7 @@ int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
     } else {
         cache_indexer_pause(c->indexer);
     }
-    int rc = write_all(c, dir, tag, written, msg, msg_cap);
+    int rc = final && current ? 0 : write_all(c, dir, tag, written, msg, msg_cap);
     if (!final) cache_indexer_resume(c->indexer);
     if (rc == 0) c->changes_at_snapshot = changes;
     return rc;

@@ -364,10 +364,16 @@ int cache_snapshot_adopt(cache *c, const char *dir, char *msg, size_t msg_cap,
  * labels that have no entry (deleted after the snapshot). */
 void cache_snapshot_reconcile(cache *c, size_t *removed);
 
-/* Writes every namespace's graph. final: on a clean shutdown, with no
+/* After cache_snapshot_reconcile, when every loaded entry came from an
+ * adopted snapshot and none was removed: the graphs are their files on
+ * disk, so a shutdown with no change since need not write them again. */
+void cache_snapshot_loaded_current(cache *c);
+
+/* Writes every namespace's graph, unless no entry was added, removed or
+ * moved into a graph since the last snapshot written (or adopted whole,
+ * cache_snapshot_loaded_current). final: on a clean shutdown, with no
  * traffic left (stops the indexer threads for good). Otherwise a periodic
- * snapshot during traffic: skipped when no entry was added or removed
- * since the last one; moves into the graphs pause, and removals and
+ * snapshot during traffic: moves into the graphs pause, and removals and
  * publishes wait, while a namespace is written; lookups go on. Errors: IO
  * (msg says which file). */
 int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,

@@ -653,6 +653,7 @@ typedef struct load_ctx {
     srv_server *s;
     int snapshots_done;
     size_t adopted;
+    uint64_t adopt_ms;  /* reading the snapshots */
     size_t quarantined; /* namespaces quarantined */
     uint64_t unloaded;  /* entries left on disk: namespace quarantined or unreadable */
     uint32_t max_entry_ns_id; /* the largest namespace id any entry names */
@@ -681,7 +682,9 @@ static void adopt_snapshots(load_ctx *l) {
     if (l->snapshots_done) return;
     l->snapshots_done = 1;
     char msg[512] = "";
+    uint64_t t0 = srv_now_ms();
     cache_snapshot_adopt(l->s->cache, l->s->cfg->data_dir, msg, sizeof msg, &l->adopted);
+    l->adopt_ms = srv_now_ms() - t0;
     if (msg[0]) srv_log(SRV_LOG_WARN, "%s", msg);
 }
 
@@ -732,7 +735,8 @@ static int open_and_load(srv_server *s, int *lock_fd) {
                                   .want_vector = load_wants_vector,
                                   .entry = load_entry,
                                   .ctx = &lctx};
-            rc = store_load(s->store, cache_clock((void *)cfg), &fns, &st, msg, sizeof msg);
+            rc = store_load(s->store, cache_clock((void *)cfg), &fns, &st, msg,
+                            sizeof msg);
             if (rc) {
                 store_close(s->store);
                 s->store = NULL;
@@ -741,10 +745,13 @@ static int open_and_load(srv_server *s, int *lock_fd) {
         if (rc == 0) {
             size_t stale = 0;
             cache_snapshot_reconcile(s->cache, &stale);
+            if (lctx.adopted && lctx.adopted == st.entries && stale == 0)
+                cache_snapshot_loaded_current(s->cache);
             if (lctx.adopted)
-                srv_log(SRV_LOG_INFO,
-                        "graph snapshots restored %zu entries (%zu deleted since)",
-                        lctx.adopted, stale);
+                srv_log(
+                    SRV_LOG_INFO,
+                    "graph snapshots restored %zu entries in %llu ms (%zu deleted since)",
+                    lctx.adopted, (unsigned long long)lctx.adopt_ms, stale);
             /* A new namespace must not take the id of entries left on
              * disk by one whose record could not be read. */
             uint32_t max_ns_id =
@@ -916,9 +923,11 @@ out:
                                       &written, msg, sizeof msg);
         if (rc)
             srv_log(SRV_LOG_WARN, "%s", msg);
-        else
+        else if (written)
             srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms",
                     written, (unsigned long long)(srv_now_ms() - t0));
+        else
+            srv_log(SRV_LOG_INFO, "graph snapshots: nothing new to write");
     }
     store_close(s.store);
     cache_destroy(s.cache);

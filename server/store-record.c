@@ -251,7 +251,8 @@ int store_vector_rec_decode(const uint8_t *key, size_t key_len, const uint8_t *r
 }
 
 int store_vector_rec_dim(size_t len, uint32_t *dim) {
-    if (len < STORE_VECTOR_HDR + 4 || (len - STORE_VECTOR_HDR) % 4) return DEJA_ERR_CORRUPT;
+    if (len < STORE_VECTOR_HDR + 4 || (len - STORE_VECTOR_HDR) % 4)
+        return DEJA_ERR_CORRUPT;
     size_t d = (len - STORE_VECTOR_HDR) / 4;
     if (d > DIM_MAX) return DEJA_ERR_CORRUPT;
     *dim = (uint32_t)d;

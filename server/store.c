@@ -358,8 +358,9 @@ static int key_cmp(const MDB_val *a, const MDB_val *b) {
 
 /* Stale vectors without an entry (a damaged entry record) are gathered for
  * deletion; so are entries whose vector is missing or damaged. */
-static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, const store_load_fns *fns,
-                        store_load_stats *stats, key_list *drop, char *msg, size_t cap) {
+static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms,
+                        const store_load_fns *fns, store_load_stats *stats,
+                        key_list *drop, char *msg, size_t cap) {
     MDB_cursor *ce = NULL, *cv = NULL;
     /* Vectors in the map are only 2-aligned; callbacks get an aligned copy. */
     float *aligned = malloc(4096 * sizeof(float));
@@ -389,7 +390,8 @@ static int load_entries(store *st, MDB_txn *txn, uint64_t now_ms, const store_lo
         int bad = decode_entry(&ke, &ve, &e) != 0;
         /* An unwanted vector is not touched: LMDB hands out its size and
          * address without reading its overflow pages. */
-        int want = !bad && (!fns->want_vector || fns->want_vector(fns->ctx, e.ns_id, e.id));
+        int want =
+            !bad && (!fns->want_vector || fns->want_vector(fns->ctx, e.ns_id, e.id));
         if (!bad && want)
             bad = decode_vector(&kv, &vv, &e) != 0;
         else if (!bad)
@@ -458,8 +460,7 @@ int store_load(store *st, uint64_t now_ms, const store_load_fns *fns,
     if (rc == 0 && r != MDB_NOTFOUND) rc = corrupt(msg, cap, "namespaces", r);
 
     key_list drop = {0};
-    if (rc == 0)
-        rc = load_entries(st, txn, now_ms, fns, stats, &drop, msg, cap);
+    if (rc == 0) rc = load_entries(st, txn, now_ms, fns, stats, &drop, msg, cap);
     mdb_txn_abort(txn);
     if (rc == 0 && drop.n) rc = delete_keys(st, &drop);
     free(drop.keys);

@@ -236,7 +236,8 @@ static int on_entry_maybe_vector(void *ctx, const store_entry_rec *e) {
     if (s->entries < 64) s->ids[s->entries] = e->id;
     s->entries++;
     if (e->dim != DIM) return -1;
-    if (e->id % 2 == 1) return e->vector && memcmp(e->vector, vec, sizeof vec) == 0 ? 0 : -2;
+    if (e->id % 2 == 1)
+        return e->vector && memcmp(e->vector, vec, sizeof vec) == 0 ? 0 : -2;
     return e->vector == NULL ? 0 : -3;
 }
 

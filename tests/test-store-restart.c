@@ -211,6 +211,56 @@ static void test_a_clean_restart_restores_the_graph_from_its_snapshot(void) {
     ASSERT_EQ(test_server_stop(&srv), 0);
 }
 
+/* The snapshot files' names, inodes and modification times, one line
+ * each: a rewrite (to a temporary file, then renamed) changes the line. */
+static void snapshot_listing(const char *dir, char *out, size_t cap) {
+    char cmd[600];
+    snprintf(
+        cmd, sizeof cmd,
+        "cd '%s/snapshots' && for f in ns-*.idx; do stat -c '%%n %%i %%y' \"$f\"; done",
+        dir);
+    FILE *p = popen(cmd, "r");
+    ASSERT_TRUE(p != NULL);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    ASSERT_EQ(pclose(p), 0);
+    ASSERT_TRUE(n > 0);
+}
+
+/* A shutdown after a restart that changed nothing does not write the
+ * graphs again (at a million entries that is seconds); what the next start
+ * reads is still the graph, and one new entry makes the next shutdown
+ * write them. */
+static void test_a_shutdown_with_nothing_new_keeps_the_snapshots_it_read(void) {
+    test_server srv;
+    a_server_with_acknowledged_entries(&srv);
+    ASSERT_EQ(test_server_shutdown(&srv), 0);
+    char before[2048], after[2048];
+    snapshot_listing(srv.dir, before, sizeof before);
+    ASSERT_OK(test_server_restart(&srv, NULL));
+    deja_client *c = connect_or_fail(&srv);
+    assert_kept_entries(c); /* lookups change no graph */
+    deja_close(c);
+    ASSERT_EQ(test_server_shutdown(&srv), 0);
+    snapshot_listing(srv.dir, after, sizeof after);
+    ASSERT_STR_EQ(after, before);
+
+    ASSERT_OK(test_server_restart(&srv, NULL));
+    c = connect_or_fail(&srv);
+    ASSERT_GE(stat_of(c, NULL, "snapshot_entries"), N - 5);
+    assert_kept_entries(c);
+    float v[DIM];
+    test_unit_vector(5000, v, DIM);
+    deja_store_req req = {
+        .ns = "kept", .vector = v, .dim = DIM, .response = "new", .response_len = 3};
+    ASSERT_OK(deja_store(c, &req, NULL));
+    deja_close(c);
+    ASSERT_EQ(test_server_shutdown(&srv), 0);
+    snapshot_listing(srv.dir, after, sizeof after);
+    ASSERT_TRUE(strcmp(after, before) != 0);
+    ASSERT_EQ(test_server_stop(&srv), 0);
+}
+
 /* The snapshots are the ones a clean shutdown writes. */
 static void test_a_damaged_snapshot_falls_back_to_a_rebuild(void) {
     test_server srv;
@@ -370,6 +420,7 @@ int main(void) {
     RUN(test_a_kill_9_restart_keeps_every_acknowledged_entry);
     RUN(test_entries_that_expired_while_down_are_not_served);
     RUN(test_a_clean_restart_restores_the_graph_from_its_snapshot);
+    RUN(test_a_shutdown_with_nothing_new_keeps_the_snapshots_it_read);
     RUN(test_a_damaged_snapshot_falls_back_to_a_rebuild);
     RUN(test_a_restart_backlog_does_not_stall_stores);
     RUN(test_a_periodic_snapshot_spares_the_rebuild_after_a_crash);
