@@ -7,11 +7,12 @@
 # LOOKUP time (deja_lookup_duration_seconds, frame to encoded reply) from
 # /metrics, and with PERF=1 a scheduler trace of the 50% run (perf sched
 # latency: how long each thread waited to run once woken). Output goes to
-# openloop-N.txt (or $OUT).
+# openloop-N.txt (or $OUT). REUSE=1 restarts dejad on the folder and
+# workload an earlier run left instead of loading again.
 N=${1:-100000}; PORT=${2:-7850}; SENDER=${3:-rt}
 R=$(cd "$(dirname "$0")/../.." && pwd); B=$R/build
 D=/tmp/openloop-$N; OUT=${OUT:-openloop-$N.txt}
-rm -rf $D; mkdir -p $D
+[ "${REUSE:-0}" = 1 ] || { rm -rf $D; mkdir -p $D; }
 exec > $OUT 2>&1
 MPORT=$((PORT + 1))
 $B/server/dejad --data $D/data --port $PORT --metrics-addr 127.0.0.1:$MPORT > $D/dejad.log 2>&1 &
@@ -48,8 +49,8 @@ print("  server side  %d lookups: p50 <= %s s, p99 <= %s s, p99.9 <= %s s (frame
 PY
   cp $D/m.after $D/m.before
 }
-echo "== $(date -u +%T) load $N x 1536"
-$B/bench/deja-bench server --addr 127.0.0.1:$PORT --synthetic $N,2000 --connections 16 \
+[ "${REUSE:-0}" = 1 ] || echo "== $(date -u +%T) load $N x 1536"
+[ "${REUSE:-0}" = 1 ] || $B/bench/deja-bench server --addr 127.0.0.1:$PORT --synthetic $N,2000 --connections 16 \
   --duration 5 --quiet --write-data $D/wl 2>&1 | grep -E "stores|indexing|throughput"
 metrics > $D/m.before
 echo "== $(date -u +%T) closed loop, 16 connections"
