@@ -1,5 +1,6 @@
 #!/bin/bash
-# openloop.sh N PORT [SENDER]: issue #14's latency under load. Loads N x 1536
+# openloop.sh N PORT [SENDER]: issue #14's latency under load ($QUANT:
+# dejad --quant, default f32). Loads N x 1536
 # synthetic entries into a fresh dejad, waits for the graph, measures the
 # closed-loop maximum at 16 connections, then open loops at 25%, 50% and
 # 80% of it (16 connections, SENDER rt or normal, default rt) and the
@@ -11,11 +12,11 @@
 # workload an earlier run left instead of loading again.
 N=${1:-100000}; PORT=${2:-7850}; SENDER=${3:-rt}
 R=$(cd "$(dirname "$0")/../.." && pwd); B=$R/build
-D=/tmp/openloop-$N; OUT=${OUT:-openloop-$N.txt}
+Q=${QUANT:-f32}; D=/tmp/openloop-$Q-$N; OUT=${OUT:-openloop-$Q-$N.txt}
 [ "${REUSE:-0}" = 1 ] || { rm -rf $D; mkdir -p $D; }
 exec > $OUT 2>&1
 MPORT=$((PORT + 1))
-$B/server/dejad --data $D/data --port $PORT --metrics-addr 127.0.0.1:$MPORT > $D/dejad.log 2>&1 &
+$B/server/dejad --data $D/data --quant $Q --port $PORT --metrics-addr 127.0.0.1:$MPORT > $D/dejad.log 2>&1 &
 PID=$!
 until grep -q ready $D/dejad.log; do sleep 0.05; done
 bench() {
