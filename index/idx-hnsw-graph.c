@@ -532,12 +532,14 @@ static inline int is_linked(uint8_t st) {
 }
 
 /* Marks id reached; returns 1 if it was not (the caller queues it).
- * Only the sweeper sets this bit, but an allocation may set NEW at the
- * same time, hence the atomic or. */
+ * Only the sweeper sets this bit, so a plain load tells whether it is
+ * set; an allocation may set NEW at the same time, hence the atomic or,
+ * which runs once per node and pass. */
 static int mark_reached(hnsw *h, uint32_t id) {
-    uint8_t old =
-        __atomic_fetch_or(&h->sweep_marks[id], HNSW_MARK_REACHED, __ATOMIC_RELAXED);
-    return !(old & HNSW_MARK_REACHED);
+    uint8_t *mark = &h->sweep_marks[id];
+    if (__atomic_load_n(mark, __ATOMIC_RELAXED) & HNSW_MARK_REACHED) return 0;
+    __atomic_fetch_or(mark, HNSW_MARK_REACHED, __ATOMIC_RELAXED);
+    return 1;
 }
 
 static void queue_push(hnsw *h, uint32_t id) {
