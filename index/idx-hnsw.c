@@ -81,7 +81,10 @@
  *   or reachable only through a slot allocated fresh during the pass,
  *   looks missed and is re-connected needlessly; one that lost its last
  *   in-link after the walk reached it waits for the next pass -- but
- *   neither outcome is wrong, only extra work or a pass of delay.
+ *   neither outcome is wrong, only extra work or a pass of delay. The
+ *   sweep runs only while removed nodes wait for it, so a node that an
+ *   insert's re-selection leaves unreachable when none do waits for the
+ *   next removal's pass.
  *
  *   Every operation that reads nodes holds a context that announced the
  *   epoch it started in (load epoch, seq_cst store into its slot). A
