@@ -1,7 +1,9 @@
 /* idx-hnsw-graph.c: the HNSW graph algorithms (Malkov & Yashunin 2016):
  * greedy descent through the upper levels, best-first search of a level
  * with a bounded result set, the neighbour-selection heuristic, linking a
- * new node in, and repairing the neighbourhood of a removed one.
+ * new node in, and the sweep: repairing the neighbourhood of removed
+ * nodes and re-connecting nodes no path leads to (the design is in
+ * idx-hnsw.c, REMOVAL).
  *
  * Concurrency (the full argument is at the top of idx-hnsw.c): readers
  * never lock. They copy a link list with atomic loads (a list caught
@@ -37,6 +39,10 @@
  * as the prefetches stall once the miss buffers are full. */
 #define PREFETCH_AHEAD 2
 #define PREFETCH_BYTES 1536u
+/* Slots the sweep's scan for unreached nodes checks per unit of budget
+ * (a node visit): a check is a byte load, so the scan adds a sixteenth
+ * to a pass's calls. */
+#define SWEEP_SCAN 16
 
 /* ---- scoring ----------------------------------------------------------------*/
 
@@ -360,15 +366,23 @@ static inline int is_dead(uint8_t st) {
     return st == HNSW_FREE || st == HNSW_DELETED;
 }
 
-/* Re-links node at level, in one of two modes:
- *  - add (repair = 0): adds the ids in add, appending while there is
- *    room and re-selecting by the heuristic once the list overflows;
- *  - repair (repair = 1): if the list links to removed nodes, replaces it
- *    by the heuristic's choice from its live links plus the links of the
- *    removed (DELETED) ones -- the nodes that can best replace the paths
- *    through them. */
+enum relink_mode {
+    /* Adds the ids in add, appending while there is room and re-selecting
+     * by the heuristic once the list overflows. */
+    RELINK_ADD,
+    /* If the list links to removed nodes, replaces it by the heuristic's
+     * choice from its live links plus the links of the removed (DELETED)
+     * ones -- the nodes that can best replace the paths through them. */
+    RELINK_REPAIR,
+    /* Adds add[0] without the heuristic: appended if there is room, else
+     * in place of the link to the least similar (or a removed) node. */
+    RELINK_FORCE,
+};
+
+/* Re-links node at level in the given mode. */
 static void relink(hnsw *h, hnsw_ctx *c, uint32_t node, int level, const uint32_t *add,
-                   uint32_t nadd, int repair) {
+                   uint32_t nadd, enum relink_mode mode) {
+    int repair = mode == RELINK_REPAIR;
     scorer s = scorer_make(h, NULL);
     uint32_t cap = hnsw_cap(h, level);
     uint32_t *list = hnsw_list(h, node, level);
@@ -421,6 +435,22 @@ static void relink(hnsw *h, hnsw_ctx *c, uint32_t node, int level, const uint32_
         if (!repair && nm <= cap) {
             memcpy(out, merged, nm * sizeof *out);
             nout = nm;
+        } else if (mode == RELINK_FORCE) {
+            /* Full: the added id (last) replaces the worst of the others. */
+            uint32_t worst = 0;
+            float worst_score = INFINITY;
+            for (uint32_t i = 0; i + 1 < nm; i++) {
+                float score = is_dead(hnsw_state(h, merged[i]))
+                                  ? -INFINITY
+                                  : score_rows(&s, node_row, row_of(h, merged[i]));
+                if (score < worst_score) {
+                    worst_score = score;
+                    worst = i;
+                }
+            }
+            memcpy(out, merged, (nm - 1) * sizeof *out);
+            out[worst] = merged[nm - 1];
+            nout = nm - 1;
         } else {
             hnsw_pair *work = c->work.at;
             uint32_t nw = 0;
@@ -445,7 +475,10 @@ static void relink(hnsw *h, hnsw_ctx *c, uint32_t node, int level, const uint32_
 
 /* ---- insert and repair ------------------------------------------------------*/
 
-void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e) {
+/* hnsw_connect, which also leaves the node's level-0 neighbours, best
+ * first, in near0[0..M) and returns how many there are. */
+static uint32_t connect_node(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e,
+                             uint32_t *near0) {
     const char *row = row_of(h, id);
     hnsw_query q = {row, h->quant == IDX_QUANT_INT8 ? hnsw_row_scale(h, row) : 1.0f};
     scorer s = scorer_make(h, &q);
@@ -476,19 +509,52 @@ void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e) {
         }
     }
     for (int l = 0; l <= first; l++) {
-        relink(h, c, id, l, selected[l], nselected[l], 0);
+        relink(h, c, id, l, selected[l], nselected[l], RELINK_ADD);
         for (uint32_t j = 0; j < nselected[l]; j++) {
             uint8_t st = hnsw_state(h, selected[l][j]);
             if (st == HNSW_LIVE || st == HNSW_INSERTING)
-                relink(h, c, selected[l][j], l, &id, 1, 0);
+                relink(h, c, selected[l][j], l, &id, 1, RELINK_ADD);
         }
     }
+    memcpy(near0, selected[0], nselected[0] * sizeof *near0);
+    return nselected[0];
 }
 
-/* Repairs every list of node that links to a removed node. */
-static void repair_node(hnsw *h, hnsw_ctx *c, uint32_t node) {
-    uint8_t st = hnsw_state(h, node);
-    if (st != HNSW_LIVE && st != HNSW_INSERTING) return;
+void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e) {
+    uint32_t near0[HNSW_M_MAX];
+    connect_node(h, c, id, level, e, near0);
+}
+
+/* ---- the sweep --------------------------------------------------------------*/
+
+static inline int is_linked(uint8_t st) {
+    return st == HNSW_LIVE || st == HNSW_INSERTING;
+}
+
+/* Marks id reached; returns 1 if it was not (the caller queues it).
+ * Only the sweeper sets this bit, so a plain load tells whether it is
+ * set; an allocation may set NEW at the same time, hence the atomic or,
+ * which runs once per node and pass. */
+static int mark_reached(hnsw *h, uint32_t id) {
+    uint8_t *mark = &h->sweep_marks[id];
+    if (__atomic_load_n(mark, __ATOMIC_RELAXED) & HNSW_MARK_REACHED) return 0;
+    __atomic_fetch_or(mark, HNSW_MARK_REACHED, __ATOMIC_RELAXED);
+    return 1;
+}
+
+static void queue_push(hnsw *h, uint32_t id) {
+    /* Each slot of the pass is queued at most once, so the queue (one
+     * entry per slot) cannot overflow; the check is belt and braces. */
+    if (h->sweep_qtail < h->sweep_marks_len) h->sweep_queue[h->sweep_qtail++] = id;
+}
+
+/* Visits node: repairs every list of it that links to a removed node,
+ * then queues the live nodes its level-0 list (as repaired) links to and
+ * the walk has not reached yet. A removed node is neither repaired nor
+ * walked through: the walk sees the graph as it will be once the removed
+ * nodes are gone. */
+static void sweep_visit(hnsw *h, hnsw_ctx *c, uint32_t node) {
+    if (!is_linked(hnsw_state(h, node))) return;
     uint32_t links[2 * HNSW_M_MAX];
     int top = *hnsw_level_ptr(h, node);
     for (int l = 0; l <= top; l++) {
@@ -497,11 +563,63 @@ static void repair_node(hnsw *h, hnsw_ctx *c, uint32_t node) {
         uint32_t n = hnsw_list_read(list, hnsw_cap(h, l), links);
         for (uint32_t i = 0; i < n; i++) {
             if (is_dead(hnsw_state(h, links[i]))) {
-                relink(h, c, node, l, NULL, 0, 1);
+                relink(h, c, node, l, NULL, 0, RELINK_REPAIR);
                 break;
             }
         }
     }
+    if (h->sweep_marks_len == 0) return;
+    uint32_t n = hnsw_list_read(hnsw_list(h, node, 0), h->M0, links);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = links[i];
+        if (id < h->sweep_marks_len && is_linked(hnsw_state(h, id)) &&
+            mark_reached(h, id))
+            queue_push(h, id);
+    }
+}
+
+/* Re-connects node, which the walk from the entry point did not reach, the
+ * way an insert connects a new node: its M nearest by the heuristic become
+ * its links, and it is added to their lists. Those lists may prune it
+ * again (each keeps what the heuristic prefers), and a neighbour that
+ * keeps it may itself be unreached (two near-duplicates linking only to
+ * each other), so unless a reached neighbour kept it, it goes into the
+ * list of its nearest reached neighbour in place of that list's worst
+ * link. The heuristic keeps a candidate whose base is its nearest
+ * neighbour unless the list is full of better ones, so that is rare. */
+static void rescue_node(hnsw *h, hnsw_ctx *c, uint32_t node) {
+    uint64_t e = hnsw_entry_load(h);
+    if (e == HNSW_ENTRY_NONE || (uint32_t)e == node) return;
+    /* A remove's context has no room yet for an insert's search. */
+    if (hnsw_ctx_reserve(h, c, h->ef_construction) != 0) return;
+    uint32_t near0[HNSW_M_MAX], links[2 * HNSW_M_MAX];
+    uint32_t n = connect_node(h, c, node, 0, e, near0);
+    uint32_t anchor = HNSW_NONE;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = near0[i];
+        if (!is_linked(hnsw_state(h, id))) continue;
+        if (id < h->sweep_marks_len &&
+            !(__atomic_load_n(&h->sweep_marks[id], __ATOMIC_RELAXED) & HNSW_MARK_REACHED))
+            continue;
+        uint32_t m = hnsw_list_read(hnsw_list(h, id, 0), h->M0, links);
+        if (contains(links, m, node)) return;
+        if (anchor == HNSW_NONE) anchor = id;
+    }
+    if (anchor != HNSW_NONE) relink(h, c, anchor, 0, &node, 1, RELINK_FORCE);
+}
+
+static void sweep_begin(hnsw *h) {
+    h->sweep_running = 1;
+    h->sweep_cursor = 0;
+    h->sweep_qhead = h->sweep_qtail = 0;
+    h->sweep_end = hnsw_slots_used(h);
+    /* Without marks (NOMEM) the pass repairs slot by slot and rescues
+     * nothing, as the sweep did before it walked the graph. */
+    if (hnsw_sweep_marks_reset(h, h->sweep_end) != 0) return;
+    uint64_t e = hnsw_entry_load(h);
+    if (e != HNSW_ENTRY_NONE && (uint32_t)e < h->sweep_marks_len &&
+        mark_reached(h, (uint32_t)e))
+        queue_push(h, (uint32_t)e);
 }
 
 void hnsw_sweep(hnsw *h, hnsw_ctx *c, uint32_t budget) {
@@ -509,14 +627,51 @@ void hnsw_sweep(hnsw *h, hnsw_ctx *c, uint32_t budget) {
     /* One sweeper at a time; the others go on with their own work
      * instead of waiting. */
     if (pthread_mutex_trylock(&h->sweep_lock) != 0) return;
-    if (h->sweep_cursor == 0) h->sweep_end = hnsw_slots_used(h);
-    for (uint32_t i = 0; i < budget; i++) {
+    if (!h->sweep_running) sweep_begin(h);
+    uint32_t visits = 0, scanned = 0;
+    int rescued = 0;
+    for (;;) {
+        if (h->sweep_qhead < h->sweep_qtail) {
+            if (visits == budget) break;
+            sweep_visit(h, c, h->sweep_queue[h->sweep_qhead++]);
+            visits++;
+            continue;
+        }
+        /* The walk has run out: scan the slots for a node it missed. */
         if (h->sweep_cursor >= h->sweep_end) {
             hnsw_sweep_pass_done(h);
-            h->sweep_cursor = 0;
+            h->sweep_running = 0;
             break;
         }
-        repair_node(h, c, h->sweep_cursor++);
+        uint32_t id = h->sweep_cursor;
+        if (h->sweep_marks_len == 0) {
+            if (visits == budget) break;
+            h->sweep_cursor++;
+            sweep_visit(h, c, id);
+            visits++;
+            continue;
+        }
+        if (scanned == budget * SWEEP_SCAN) break;
+        scanned++;
+        if (__atomic_load_n(&h->sweep_marks[id], __ATOMIC_RELAXED) != 0) {
+            h->sweep_cursor++;
+            continue;
+        }
+        uint8_t st = hnsw_state(h, id);
+        if (st == HNSW_LIVE) {
+            /* A rescue costs about an insert: one per call. */
+            if (rescued) break;
+            rescue_node(h, c, id);
+            rescued = 1;
+        } else if (st != HNSW_INSERTING) {
+            h->sweep_cursor++;
+            continue;
+        }
+        /* Repaired and walked from like any node; what it reaches is not
+         * unreachable any more. */
+        h->sweep_cursor++;
+        mark_reached(h, id);
+        queue_push(h, id);
     }
     pthread_mutex_unlock(&h->sweep_lock);
 }

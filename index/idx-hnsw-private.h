@@ -4,8 +4,9 @@
  *
  *   idx-hnsw-store.c  chunked node storage, slot reuse, epochs, the
  *                     search-context pool and memory accounting;
- *   idx-hnsw-graph.c  scoring, layer search, neighbour selection, linking
- *                     and delete repair;
+ *   idx-hnsw-graph.c  scoring, layer search, neighbour selection, linking,
+ *                     and the sweep (delete repair, rescue of unreachable
+ *                     nodes);
  *   idx-hnsw.c        the idx_ops (add, remove, search, ...), the entry
  *                     point, int8 quantisation, and the concurrency design
  *                     written out at its top;
@@ -137,10 +138,21 @@ typedef struct hnsw {
     uint32_t limbo_cap, limbo_head, limbo_freed, limbo_pending;
     uint32_t limbo_reserved;
     uint32_t sweep_pass; /* number of the running sweep pass */
-    /* The sweep: one thread at a time walks the slots, repairing lists
-     * that link to DELETED nodes. */
+    /* Marks of the running sweep pass, one byte per slot of
+     * [0, sweep_marks_len): HNSW_MARK_REACHED once the pass's walk of
+     * level 0 has found the node, HNSW_MARK_NEW when its slot was reused
+     * during the pass. The bytes are atomic; the arrays and the length
+     * change only under both sweep_lock and alloc_lock, so the sweep reads
+     * them under sweep_lock and an allocation under alloc_lock. */
+    uint8_t *sweep_marks;
+    uint32_t *sweep_queue; /* the walk's queue: found, not yet visited */
+    uint32_t sweep_marks_len, sweep_marks_cap;
+    /* The sweep: one thread at a time walks level 0 from the entry point,
+     * repairing lists that link to DELETED nodes, then scans the slots
+     * for live nodes the walk did not reach (sweep_cursor). */
     pthread_mutex_t sweep_lock;
-    uint32_t sweep_cursor, sweep_end;
+    int sweep_running;
+    uint32_t sweep_cursor, sweep_end, sweep_qhead, sweep_qtail;
     /* the graph's entry point: atomic (level << 32 | id) or NONE */
     uint64_t entry;
     pthread_mutex_t entry_lock;
@@ -228,6 +240,16 @@ static inline uint32_t hnsw_cap(const hnsw *h, int level) {
     return level == 0 ? h->M0 : h->M;
 }
 
+/* An entry point whose node is readable. A remover replaces the entry
+ * point before it frees the node, so a reload after seeing FREE finds the
+ * replacement. */
+static inline uint64_t hnsw_entry_load(const hnsw *h) {
+    for (;;) {
+        uint64_t e = __atomic_load_n(&((hnsw *)h)->entry, __ATOMIC_SEQ_CST);
+        if (e == HNSW_ENTRY_NONE || hnsw_state(h, (uint32_t)e) != HNSW_FREE) return e;
+    }
+}
+
 /* Copies up to cap links of list into out. The list may change while it
  * is read; every id read is one some writer stored, so it names a node
  * whose state the caller checks before using it. */
@@ -261,6 +283,13 @@ void hnsw_slot_remove(hnsw *h, uint32_t id);
 /* Called by the sweep when a pass ends: frees the nodes removed before
  * the pass began (FREE, then an epoch for their grace period). */
 void hnsw_sweep_pass_done(hnsw *h);
+/* Sweep marks (see struct hnsw). */
+#define HNSW_MARK_REACHED 1u
+#define HNSW_MARK_NEW 2u
+/* Called by the sweep (under sweep_lock) when a pass begins: sizes the
+ * marks and the queue to n slots, marks all clear. NOMEM, which leaves
+ * none (the pass then repairs slot by slot and rescues nothing). */
+int hnsw_sweep_marks_reset(hnsw *h, uint32_t n);
 /* (Re)allocates the upper link array of id for level; NOMEM. */
 int hnsw_upper_alloc(hnsw *h, uint32_t id, int level);
 /* Slots allocated so far (fresh high-water mark). */
@@ -314,10 +343,12 @@ void hnsw_pairs_sort(hnsw_pair *p, uint32_t n);
  * best first. */
 void hnsw_res_drain(hnsw_ctx *c, uint32_t n, hnsw_pair *out);
 /* Links node id (INSERTING, level `level`) into the graph from entry
- * point e. */
+ * point e: on each of its levels up to e's, M neighbours chosen by the
+ * heuristic, and id added to their lists. */
 void hnsw_connect(hnsw *h, hnsw_ctx *c, uint32_t id, int level, uint64_t e);
-/* Advances the sweep by up to budget slots (if nodes are waiting for it
- * and no other thread is sweeping). */
+/* Advances the sweep by up to budget node visits (if nodes are waiting
+ * for it and no other thread is sweeping), re-connecting at most one live
+ * node that its walk of level 0 did not reach (idx-hnsw.c, REMOVAL). */
 void hnsw_sweep(hnsw *h, hnsw_ctx *c, uint32_t budget);
 
 /* ---- idx-hnsw-snapshot.c ----------------------------------------------------*/

@@ -169,6 +169,13 @@ void hnsw_storage_free(hnsw *h) {
         c = next;
     }
     free(h->limbo);
+    free(h->sweep_marks);
+    free(h->sweep_queue);
+    h->sweep_marks = NULL;
+    h->sweep_queue = NULL;
+    h->sweep_marks_len = h->sweep_marks_cap = 0;
+    h->sweep_running = 0;
+    h->sweep_qhead = h->sweep_qtail = 0;
     h->table = NULL;
     h->ctx_head = NULL;
     h->limbo = NULL;
@@ -202,6 +209,10 @@ int hnsw_slot_alloc(hnsw *h, uint32_t *id) {
          * every active context entered after that, in an epoch > E. */
         if (head->epoch < oldest_active_epoch(h)) {
             *id = head->id;
+            /* Linked after the sweep may have walked the lists that will
+             * hold it: the pass must not take it for unreachable. */
+            if (*id < h->sweep_marks_len)
+                __atomic_fetch_or(&h->sweep_marks[*id], HNSW_MARK_NEW, __ATOMIC_RELAXED);
             h->limbo_head = (h->limbo_head + 1) % h->limbo_cap;
             h->limbo_freed--;
             pthread_mutex_unlock(&h->alloc_lock);
@@ -300,6 +311,28 @@ void hnsw_sweep_pass_done(hnsw *h) {
     }
     h->sweep_pass = done + 1;
     pthread_mutex_unlock(&h->alloc_lock);
+}
+
+int hnsw_sweep_marks_reset(hnsw *h, uint32_t n) {
+    int rc = 0;
+    pthread_mutex_lock(&h->alloc_lock);
+    if (n > h->sweep_marks_cap) {
+        uint64_t twice = (uint64_t)h->sweep_marks_cap * 2;
+        uint32_t cap = twice > n && twice <= UINT32_MAX ? (uint32_t)twice : n;
+        uint8_t *marks = realloc(h->sweep_marks, cap);
+        if (marks) h->sweep_marks = marks;
+        uint32_t *queue = realloc(h->sweep_queue, (size_t)cap * sizeof *queue);
+        if (queue) h->sweep_queue = queue;
+        if (marks && queue)
+            h->sweep_marks_cap = cap;
+        else
+            rc = DEJA_ERR_NOMEM;
+    }
+    /* Under the lock: an allocation may be marking a reused slot. */
+    h->sweep_marks_len = rc == 0 ? n : 0;
+    if (h->sweep_marks_len) memset(h->sweep_marks, 0, h->sweep_marks_len);
+    pthread_mutex_unlock(&h->alloc_lock);
+    return rc;
 }
 
 int hnsw_upper_alloc(hnsw *h, uint32_t id, int level) {
@@ -452,8 +485,9 @@ void hnsw_memory_split(const hnsw *h, idx_memory_info *out) {
     pthread_mutex_lock(&w->alloc_lock);
     size_t slots = (size_t)h->nchunks << h->chunk_shift;
     size_t chunks = (size_t)h->nchunks * h->chunk_bytes;
-    size_t fixed =
-        sizeof *h + tables_bytes(h) + (size_t)h->limbo_cap * sizeof(hnsw_limbo);
+    size_t fixed = sizeof *h + tables_bytes(h) +
+                   (size_t)h->limbo_cap * sizeof(hnsw_limbo) +
+                   (size_t)h->sweep_marks_cap * (1 + sizeof(uint32_t));
     pthread_mutex_unlock(&w->alloc_lock);
 
     pthread_rwlock_rdlock(&w->map_lock);
