@@ -97,6 +97,7 @@ static void set_background(int background) {
 static void *indexer_main(void *arg) {
     cache_indexer *ix = arg;
     int background = 1;
+    pthread_setname_np(pthread_self(), "deja-indexer"); /* top -H, perf */
     set_background(1);
     float *vec = aligned_alloc(64, 4096 * sizeof(float));
     pthread_mutex_lock(&ix->mu);

@@ -136,6 +136,7 @@ static void on_tick(uv_timer_t *t) {
 
 static void worker_main(void *arg) {
     srv_worker *w = arg;
+    pthread_setname_np(pthread_self(), "deja-worker"); /* top -H, perf */
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 

@@ -119,6 +119,7 @@ static srv_write *take_batch_locked(srv_writer *wr) {
 
 static void *writer_main(void *arg) {
     srv_writer *wr = arg;
+    pthread_setname_np(pthread_self(), "deja-commit"); /* top -H, perf */
     pthread_mutex_lock(&wr->mu);
     for (;;) {
         while (!wr->head && !wr->stopping) {

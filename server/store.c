@@ -444,6 +444,7 @@ typedef struct prefetch {
 
 static void *prefetch_run(void *arg) {
     prefetch *p = arg;
+    pthread_setname_np(pthread_self(), "deja-prefetch");
     MDB_txn *txn;
     if (mdb_txn_begin(p->st->env, NULL, MDB_RDONLY, &txn) != 0) return NULL;
     MDB_cursor *ce = NULL, *cv = NULL;
