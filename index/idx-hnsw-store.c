@@ -18,6 +18,26 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* LeakSanitizer does not scan memory mapped outside malloc: mapped chunks
+ * hold the only pointers to the nodes' upper link arrays, so under it they
+ * are registered as root regions. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HNSW_LSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(HNSW_LSAN)
+#define HNSW_LSAN 1
+#endif
+#ifdef HNSW_LSAN
+#include <sanitizer/lsan_interface.h>
+#define lsan_root_add(p, n) __lsan_register_root_region((p), (n))
+#define lsan_root_del(p, n) __lsan_unregister_root_region((p), (n))
+#else
+#define lsan_root_add(p, n) ((void)0)
+#define lsan_root_del(p, n) ((void)0)
+#endif
+
 #include "idx-hnsw-private.h"
 
 #define HNSW_ALIGN 64u
@@ -117,6 +137,7 @@ static int chunk_add_locked(hnsw *h) {
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (m == MAP_FAILED) return DEJA_ERR_NOMEM;
         chunk = m;
+        lsan_root_add(chunk, h->chunk_bytes);
     } else {
         chunk = aligned_alloc(HNSW_ALIGN, h->chunk_bytes);
         if (!chunk) return DEJA_ERR_NOMEM;
@@ -143,9 +164,10 @@ void hnsw_storage_free(hnsw *h) {
         uint32_t **upper = (uint32_t **)(chunk + h->off_upper);
         for (uint32_t s = 0; s <= h->chunk_mask; s++)
             if (upper[s]) free(upper[s] - 1);
-        if (h->chunk_bytes >= HNSW_CHUNK_MAP_MIN)
+        if (h->chunk_bytes >= HNSW_CHUNK_MAP_MIN) {
+            lsan_root_del(chunk, h->chunk_bytes);
             munmap(chunk, h->chunk_bytes);
-        else
+        } else
             free(chunk);
     }
     free(t);
