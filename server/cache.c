@@ -516,7 +516,9 @@ static int ns_insert(cache *c, cache_ns *ns, cache_entry *e, const float *vec, i
         /* At start, from an adopted snapshot: already in the graph. */
         *replaced = 2;
     } else if (rc == 0) {
-        rc = idx_add(ns->fresh ? ns->fresh : ns->main, e->id, vec);
+        /* Only a snapshot's entries may come without their vector. */
+        rc = vec ? idx_add(ns->fresh ? ns->fresh : ns->main, e->id, vec)
+                 : DEJA_ERR_CORRUPT;
         if (rc)
             u64map_del(&ns->entries, e->id);
         else if (ns->fresh)
@@ -587,8 +589,6 @@ int cache_load_entry(cache *c, const cache_entry_image *rec) {
     cache_ns *ns = ns_by_id(c, rec->ns_id);
     if (!ns) return DEJA_ERR_NOT_FOUND;
     if (ns->dim != rec->dim) return DEJA_ERR_DIM_MISMATCH;
-    if (!rec->vector && cache_load_wants_vector(c, rec->ns_id, rec->id))
-        return DEJA_ERR_CORRUPT;
     cache_entry *e = entry_new(ns->ns_id, rec->id, rec->prompt_len, rec->response_len);
     if (!e) return DEJA_ERR_NOMEM;
     e->created_ms = rec->created_ms;

@@ -41,6 +41,22 @@ typedef struct recall_result {
 
 /* Mean recall@K over queries drawn near live vectors, against brute force
  * over exactly the live set. */
+/* Removes a random half of live[0..n) (shuffled, then the front half
+ * dropped) and puts fresh labels in their places, for the caller to add. */
+static void remove_random_half(idx *ix, uint64_t *live, size_t n, vec_rng *r,
+                               uint64_t *next_label) {
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = vec_rng_next(r) % (i + 1);
+        uint64_t t = live[i];
+        live[i] = live[j];
+        live[j] = t;
+    }
+    for (size_t i = 0; i < n / 2; i++) {
+        ASSERT_OK(idx_remove(ix, live[i]));
+        live[i] = (*next_label)++;
+    }
+}
+
 static recall_result measure(idx *ix, const float *pool, const uint64_t *live,
                              size_t nlive, uint32_t queries, uint64_t seed) {
     float *base = malloc(nlive * DIM * sizeof *base);
@@ -85,17 +101,7 @@ static void test_recall_and_memory_hold_through_ten_cycles_of_half_churn(void) {
     fprintf(stderr, "   start: recall %.4f, memory %zu\n", start.recall, memory_start);
 
     for (int cycle = 1; cycle <= CYCLES; cycle++) {
-        /* Remove a random half: shuffle, then drop the front half. */
-        for (size_t i = LIVE - 1; i > 0; i--) {
-            size_t j = vec_rng_next(&r) % (i + 1);
-            uint64_t t = live[i];
-            live[i] = live[j];
-            live[j] = t;
-        }
-        for (size_t i = 0; i < LIVE / 2; i++) {
-            ASSERT_OK(idx_remove(ix, live[i]));
-            live[i] = next_label++;
-        }
+        remove_random_half(ix, live, LIVE, &r, &next_label);
         ASSERT_EQ(idx_count(ix), LIVE / 2);
         for (size_t i = 0; i < LIVE / 2; i++)
             ASSERT_OK(idx_add(ix, live[i], vec_of(pool, live[i])));
@@ -243,16 +249,7 @@ static void every_live_entry_stays_reachable_through_churn(enum idx_quant quant)
 
     uint32_t unreachable = 0;
     for (int cycle = 1; cycle <= DUP_CYCLES; cycle++) {
-        for (size_t i = DUP_LIVE - 1; i > 0; i--) {
-            size_t j = vec_rng_next(&r) % (i + 1);
-            uint64_t t = live[i];
-            live[i] = live[j];
-            live[j] = t;
-        }
-        for (size_t i = 0; i < DUP_LIVE / 2; i++) {
-            ASSERT_OK(idx_remove(ix, live[i]));
-            live[i] = next_label++;
-        }
+        remove_random_half(ix, live, DUP_LIVE, &r, &next_label);
         for (size_t i = 0; i < DUP_LIVE / 2; i++)
             ASSERT_OK(idx_add(ix, live[i], pool + live[i] * DUP_DIM));
         let_the_sweep_finish(ix, pool + scratch * DUP_DIM, scratch, 2 * DUP_LIVE);
