@@ -68,12 +68,24 @@ static void *stream_alloc(size_t bytes) {
 
 /* ---- the writer -------------------------------------------------------------*/
 
+/* Write-behind: every SNAP_SYNC_BYTES written, writeback of that window
+ * is started and the one before it waited for, so the file never has
+ * more than two windows dirty. Without it a million-entry graph (1.6 GB
+ * in int8, 6 GB in f32) sat in the page cache until the final fsync,
+ * and the commit thread's fdatasyncs queued behind its writeback: STOREs
+ * waited up to a second. (Advisory: on a file that cannot do it, such as
+ * a pipe, nothing happens; the final fsync is what makes it durable.) */
+#define SNAP_SYNC_BYTES (32u << 20)
+
 struct idx_snap_writer {
     XXH3_state_t hash;
     int fd;
     int err;
     unsigned char *buf;
     size_t len;
+    uint64_t written; /* bytes written to fd */
+    uint64_t synced;  /* start of the window not yet handed to writeback */
+    uint64_t prev;    /* start of the window handed to it last */
 };
 
 /* Writes all of p, retrying short writes. */
@@ -91,10 +103,28 @@ static int write_all(int fd, const void *p, size_t n) {
     return 0;
 }
 
+/* Writes n bytes of the stream, with write-behind (SNAP_SYNC_BYTES). */
+static int writer_write(idx_snap_writer *w, const void *p, size_t n) {
+    int rc = write_all(w->fd, p, n);
+    if (rc) return rc;
+    w->written += n;
+    if (w->written - w->synced >= SNAP_SYNC_BYTES) {
+        (void)sync_file_range(w->fd, (off64_t)w->synced,
+                              (off64_t)(w->written - w->synced), SYNC_FILE_RANGE_WRITE);
+        if (w->synced > w->prev) /* the window before: wait for it */
+            (void)sync_file_range(w->fd, (off64_t)w->prev, (off64_t)(w->synced - w->prev),
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                      SYNC_FILE_RANGE_WAIT_AFTER);
+        w->prev = w->synced;
+        w->synced = w->written;
+    }
+    return 0;
+}
+
 static int writer_flush(idx_snap_writer *w) {
     if (w->err || w->len == 0) return w->err;
     XXH3_64bits_update(&w->hash, w->buf, w->len);
-    w->err = write_all(w->fd, w->buf, w->len);
+    w->err = writer_write(w, w->buf, w->len);
     w->len = 0;
     return w->err;
 }
@@ -106,7 +136,7 @@ int idx_snap_put(idx_snap_writer *w, const void *p, size_t n) {
          * order (the buffer is flushed first). */
         if (writer_flush(w)) return w->err;
         XXH3_64bits_update(&w->hash, p, n);
-        w->err = write_all(w->fd, p, n);
+        w->err = writer_write(w, p, n);
         return w->err;
     }
     if (w->len + n > SNAP_BUF_BYTES && writer_flush(w)) return w->err;

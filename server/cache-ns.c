@@ -41,6 +41,8 @@ void cache_ns_free(cache_ns *ns) {
     u64map_close(&ns->snap_labels);
     idx_destroy(ns->main);
     idx_destroy(ns->fresh);
+    free(ns->snap_removed);
+    pthread_mutex_destroy(&ns->snap_mu);
     pthread_rwlock_destroy(&ns->lock);
     free(ns);
 }
@@ -210,6 +212,7 @@ static int ns_new(cache *c, const uint8_t *name, uint8_t len, const cache_ns_con
     ns->name_len = len;
     ns->created_ms = cache_now(c);
     pthread_rwlock_init(&ns->lock, NULL);
+    pthread_mutex_init(&ns->snap_mu, NULL);
     u64map_init(&ns->entries);
     u64map_init(&ns->exact);
     u64map_init(&ns->snap_labels);
@@ -272,6 +275,7 @@ static int quarantine(cache *c, const cache_ns_image *rec, const char *why) {
     ns->quarantined = 1;
     snprintf(ns->quarantine_reason, sizeof ns->quarantine_reason, "%s", why);
     pthread_rwlock_init(&ns->lock, NULL);
+    pthread_mutex_init(&ns->snap_mu, NULL);
     u64map_init(&ns->entries);
     u64map_init(&ns->exact);
     u64map_init(&ns->snap_labels);

@@ -73,7 +73,7 @@ typedef struct cache_ns {
     uint32_t ns_id; /* key prefix of its entries on disk */
     uint64_t created_ms;
     atomic_int persisted;    /* its record is on disk */
-    atomic_int snapshotting; /* its graph is being written (read lock held long) */
+    atomic_int snapshotting; /* its graph is being written (set under lock) */
     int dropped;             /* NS_DROP: empty, out of the table (under lock) */
     /* The configuration as requested (0 = server default), and the
      * effective values derived from it at creation. */
@@ -116,6 +116,15 @@ typedef struct cache_ns {
     uint64_t recent[CACHE_DEDUP_WINDOW];
     uint64_t recent_count;
     u64map snap_labels; /* at start only: labels of an adopted snapshot */
+    /* A periodic snapshot writes a staged namespace's graph without its
+     * lock (cache-snapshot.c): nothing else changes main meanwhile. The
+     * writer holds snap_mu for the whole write (FLUSH and NS_DROP take it
+     * before the lock, and so wait), and removals from main made while
+     * `snapshotting` is set are queued in snap_removed (under lock) for
+     * the writer to apply when it is done. */
+    pthread_mutex_t snap_mu;
+    uint64_t *snap_removed;
+    size_t snap_removed_n, snap_removed_cap;
     size_t entry_bytes;
     size_t sweep_pos; /* where the TTL sweeper goes on (under lock) */
     /* Memory charged to the namespace for budgets: entry blobs plus an

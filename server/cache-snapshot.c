@@ -137,8 +137,8 @@ int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
     int current = changes == c->changes_at_snapshot;
     if (!final && current) return 0;
     /* Nothing may change a graph while it is written. Moves stop (for
-     * good at shutdown); removals and publishes wait for the namespace's
-     * read lock, held while its graph is written; lookups go on. */
+     * good at shutdown); removals are queued until it is written
+     * (write_ns); STOREs go to the staging index and lookups go on. */
     if (final) {
         cache_indexer_stop(c->indexer);
         c->indexer = NULL;
@@ -148,6 +148,43 @@ int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
     int rc = final && current ? 0 : write_all(c, dir, tag, written, msg, msg_cap);
     if (!final) cache_indexer_resume(c->indexer);
     if (rc == 0) c->changes_at_snapshot = changes;
+    return rc;
+}
+
+/* Writes one namespace's graph; *n: the nodes written. Moves are paused
+ * (cache_snapshot_write), so in a namespace fed through the staging index
+ * nothing but removals changes main: those are queued while the graph is
+ * written without the lock (cache.c, snap_defer_locked) and applied here
+ * afterwards, so STOREs, DELETEs, eviction and expiry never wait for the
+ * write (seconds at a million entries). A namespace whose main takes
+ * inserts directly is written under the read lock. */
+static int write_ns(cache_ns *ns, const char *path, uint64_t tag, size_t *n) {
+    int rc;
+    pthread_mutex_lock(&ns->snap_mu);
+    pthread_rwlock_wrlock(&ns->lock);
+    atomic_store(&ns->snapshotting, 1); /* the sweeper passes it by */
+    if (ns->fresh) {
+        pthread_rwlock_unlock(&ns->lock);
+        rc = idx_snapshot_write(ns->main, path, tag);
+        *n = idx_count(ns->main);
+        pthread_rwlock_wrlock(&ns->lock);
+        for (size_t i = 0; i < ns->snap_removed_n; i++)
+            (void)idx_remove(ns->main, ns->snap_removed[i]);
+        ns->snap_removed_n = 0;
+        if (ns->snap_removed_cap > 4096) { /* a burst's queue goes */
+            free(ns->snap_removed);
+            ns->snap_removed = NULL;
+            ns->snap_removed_cap = 0;
+        }
+    } else {
+        pthread_rwlock_unlock(&ns->lock);
+        pthread_rwlock_rdlock(&ns->lock);
+        rc = idx_snapshot_write(ns->main, path, tag);
+        *n = idx_count(ns->main);
+    }
+    atomic_store(&ns->snapshotting, 0);
+    pthread_rwlock_unlock(&ns->lock);
+    pthread_mutex_unlock(&ns->snap_mu);
     return rc;
 }
 
@@ -166,12 +203,8 @@ static int write_all(cache *c, const char *dir, uint64_t tag, size_t *written, c
         cache_ns *ns = c->ns[i];
         char path[4096];
         snapshot_path(dir, ns->ns_id, path, sizeof path);
-        atomic_store(&ns->snapshotting, 1); /* the sweeper passes it by */
-        pthread_rwlock_rdlock(&ns->lock);
-        int rc = idx_snapshot_write(ns->main, path, tag);
-        size_t n = idx_count(ns->main);
-        pthread_rwlock_unlock(&ns->lock);
-        atomic_store(&ns->snapshotting, 0);
+        size_t n;
+        int rc = write_ns(ns, path, tag, &n);
         if (rc == DEJA_ERR_INVALID_ARG) continue; /* a kind without snapshots */
         if (rc) {
             if (!first_err) {

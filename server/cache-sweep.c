@@ -14,10 +14,12 @@
 #define SLICE 1000u
 
 /* The longest the sweeper waits for a namespace's write lock. Lookups and
- * graph inserts hold the read lock for microseconds; only a snapshot holds
- * it for long, and the sweeper passes a namespace being snapshotted by.
- * The bound covers the race where a snapshot starts just after that
- * check: the sweeper runs on the main loop, which must never stall. */
+ * graph inserts hold the read lock for microseconds; only a snapshot of a
+ * namespace without a staging index holds it for long, and the sweeper
+ * passes a namespace being snapshotted by (in the others its removals
+ * would only queue until the graph is written). The bound covers the race
+ * where a snapshot starts just after that check: the sweeper runs on the
+ * main loop, which must never stall. */
 #define LOCK_WAIT_NS 20000000L
 
 static int lock_for_sweep(cache_ns *ns) {

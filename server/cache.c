@@ -473,6 +473,21 @@ void cache_ns_charge_locked(cache *c, cache_ns *ns, int refresh_share) {
     ns->mem_charged = charged;
 }
 
+/* Queues a removal from main while a snapshot writes it without the lock
+ * (cache-snapshot.c applies the queue when it is done). Should the queue
+ * not grow, the node stays in the graph: no lookup returns it (its entry
+ * is gone) and the next start's reconciliation removes it. */
+static void snap_defer_locked(cache_ns *ns, uint64_t id) {
+    if (ns->snap_removed_n == ns->snap_removed_cap) {
+        size_t cap = ns->snap_removed_cap ? ns->snap_removed_cap * 2 : 256;
+        uint64_t *grown = realloc(ns->snap_removed, cap * sizeof *grown);
+        if (!grown) return;
+        ns->snap_removed = grown;
+        ns->snap_removed_cap = cap;
+    }
+    ns->snap_removed[ns->snap_removed_n++] = id;
+}
+
 void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e) {
     u64map_del(&ns->entries, e->id);
     if (hash_keyed(e->prompt_hash) &&
@@ -480,7 +495,10 @@ void cache_ns_unlink_locked(cache *c, cache_ns *ns, cache_entry *e) {
         u64map_del(&ns->exact, exact_key(e->prompt_hash));
     /* It is in one of the two indexes (or, mid-move, momentarily both). */
     if (ns->fresh) idx_remove(ns->fresh, e->id);
-    idx_remove(ns->main, e->id);
+    if (atomic_load(&ns->snapshotting) && ns->fresh)
+        snap_defer_locked(ns, e->id);
+    else
+        idx_remove(ns->main, e->id);
     ns->entry_bytes -= cache_entry_size(e);
     atomic_fetch_sub(&ns->n.entry_hits, atomic_load(&e->hits));
     atomic_fetch_sub(&c->entries_total, 1);
@@ -812,6 +830,8 @@ uint32_t cache_entry_ns_id(const cache_entry *e) {
 /* ---- deletes -----------------------------------------------------------------*/
 
 uint64_t cache_ns_empty(cache *c, cache_ns *ns, int drop) {
+    /* Clearing main waits for a snapshot writing it without the lock. */
+    pthread_mutex_lock(&ns->snap_mu);
     pthread_rwlock_wrlock(&ns->lock);
     if (drop) ns->dropped = 1;
     u64map old = ns->entries;
@@ -828,6 +848,7 @@ uint64_t cache_ns_empty(cache *c, cache_ns *ns, int drop) {
     ns->index_share = 0;
     cache_ns_charge_locked(c, ns, 1); /* nothing left: charged 0 */
     pthread_rwlock_unlock(&ns->lock);
+    pthread_mutex_unlock(&ns->snap_mu);
 
     /* The table's references go after the lock: a lookup may still hold
      * its own reference to any of them. */

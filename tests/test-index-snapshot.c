@@ -251,6 +251,23 @@ static void test_flat_round_trip_keeps_labels_vectors_and_results(void) {
     round_trip((idx_config){.kind = IDX_KIND_FLAT, .dim = 128}, 2500, "flat-128.idx");
 }
 
+/* A snapshot larger than the writer's write-behind windows (32 MiB: it
+ * hands each to writeback and waits for the one before) reads back whole:
+ * 12,000 x 1536 f32 rows are 74 MB, three windows. */
+static void test_a_snapshot_of_many_write_behind_windows_reads_back_whole(void) {
+    enum { ROWS = 12000, DIM = 1536 };
+    idx_config cfg = {.kind = IDX_KIND_FLAT, .dim = DIM};
+    vec_rng r = {77};
+    float *base = vec_random_units(&r, ROWS, DIM);
+    idx *ix = index_make(&cfg, base, ROWS);
+    idx *loaded = snapshot_cycle(ix, &cfg, "windows.idx", 42);
+    ASSERT_EQ(idx_count(loaded), ROWS);
+    assert_vectors_equal(ix, loaded, ROWS, DIM);
+    idx_destroy(loaded);
+    idx_destroy(ix);
+    free(base);
+}
+
 static void test_hnsw_f32_round_trip_gives_identical_searches(void) {
     round_trip((idx_config){.kind = IDX_KIND_HNSW, .dim = 64, .seed = 3}, 3000,
                "hnsw-f32.idx");
@@ -690,6 +707,7 @@ int main(void) {
     idx_simd_init();
     scratch_init();
     RUN(test_flat_round_trip_keeps_labels_vectors_and_results);
+    RUN(test_a_snapshot_of_many_write_behind_windows_reads_back_whole);
     RUN(test_hnsw_f32_round_trip_gives_identical_searches);
     RUN(test_hnsw_int8_round_trip_gives_identical_searches);
     RUN(test_empty_indexes_round_trip_and_grow);

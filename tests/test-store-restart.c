@@ -6,6 +6,9 @@
  * the process on the same folder. Each test starts its own dejad and
  * stores what it needs (a_server_with_acknowledged_entries), and stops
  * and removes it at the end. */
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "deja.h"
@@ -404,6 +407,95 @@ static void test_a_restart_backlog_does_not_stall_stores(void) {
     ASSERT_EQ(test_server_stop(&p), 0);
 }
 
+static void store_held(deja_client *c, uint64_t seed, uint64_t *id) {
+    float v[DIM];
+    test_unit_vector(seed, v, DIM);
+    deja_store_req req = {
+        .ns = "held", .vector = v, .dim = DIM, .response = "h", .response_len = 1};
+    ASSERT_OK(deja_store(c, &req, id));
+}
+
+static int held_hits(deja_client *c, uint64_t seed) {
+    float v[DIM];
+    test_unit_vector(seed, v, DIM);
+    deja_result *r = NULL;
+    ASSERT_OK(deja_lookup(c, "held", v, DIM, 0.999f, 1, 0, &r));
+    int n = (int)r->count;
+    deja_result_free(r);
+    return n;
+}
+
+/* Waits until the graph holds every entry and a snapshot newer than
+ * `after` (a snapshots_written count) is on disk; returns the count. */
+static uint64_t wait_for_snapshot(deja_client *c, uint64_t after) {
+    uint64_t written = after;
+    for (int tries = 0; tries < 400; tries++) {
+        written = stat_of(c, NULL, "snapshots_written");
+        if (written > after && stat_of(c, "held", "unindexed") == 0) return written;
+        usleep(50000);
+    }
+    ASSERT_GT(written, after);
+    return written;
+}
+
+/* A periodic snapshot writes the graph without the namespace's lock: a
+ * STORE or a DELETE made while it is written is answered at once (at a
+ * million entries the write takes seconds, and every STORE waited for
+ * it). Here the writer is held in the middle of its write: its temporary
+ * file is a pipe of one page that the test does not drain. The DELETE
+ * reaches the graph once the write is done, so the snapshots after it
+ * hold the live entries only. */
+static void test_a_snapshot_being_written_holds_up_no_store_or_delete(void) {
+    enum { M = 300 }; /* a graph of about 40 KB: ten pipe pages */
+    test_server srv;
+    const char *args[] = {"--snapshot-interval", "1", NULL};
+    ASSERT_OK(test_server_start(&srv, args));
+    deja_options opts = {.request_timeout_ms = 3000};
+    deja_client *c = NULL;
+    ASSERT_OK(deja_connect(srv.addr, &opts, &c));
+    uint64_t doomed = 0;
+    for (int i = 0; i < M; i++)
+        store_held(c, 7000u + (uint64_t)i, i == 0 ? &doomed : NULL);
+    uint64_t written = wait_for_snapshot(c, 0);
+
+    char pipe_path[512];
+    snprintf(pipe_path, sizeof pipe_path, "%s/snapshots/ns-%llu.idx.tmp", srv.dir,
+             (unsigned long long)stat_of(c, "held", "ns_id"));
+    ASSERT_EQ(mkfifo(pipe_path, 0644), 0);
+    int rfd = open(pipe_path, O_RDONLY | O_NONBLOCK);
+    ASSERT_TRUE(rfd >= 0);
+    ASSERT_TRUE(fcntl(rfd, F_SETPIPE_SZ, 4096) >= 4096);
+    store_held(c, 7000u + M, NULL); /* something new to write */
+    struct pollfd pfd = {.fd = rfd, .events = POLLIN};
+    ASSERT_EQ(poll(&pfd, 1, 10000), 1); /* the writer is in, and stuck */
+
+    uint64_t added = 0;
+    store_held(c, 7001u + M, &added);
+    ASSERT_OK(deja_delete(c, "held", doomed));
+    ASSERT_EQ(held_hits(c, 7000u), 0);
+    ASSERT_EQ(held_hits(c, 7001u + M), 1);
+
+    /* Let the writer go (its fsync fails on a pipe: nothing is renamed). */
+    ASSERT_EQ(fcntl(rfd, F_SETFL, 0), 0);
+    char buf[4096];
+    while (read(rfd, buf, sizeof buf) > 0) {
+    }
+    close(rfd);
+    wait_for_snapshot(c, written);
+    ASSERT_EQ(test_server_shutdown(&srv), 0);
+
+    ASSERT_OK(test_server_restart(&srv, NULL));
+    deja_close(c);
+    ASSERT_OK(deja_connect(srv.addr, &opts, &c));
+    /* M + 2 stored, one deleted: the graph dropped it. */
+    ASSERT_U64_EQ(stat_of(c, NULL, "snapshot_entries"), M + 1);
+    ASSERT_EQ(held_hits(c, 7000u), 0);
+    ASSERT_EQ(held_hits(c, 7001u + M), 1);
+    ASSERT_U64_EQ(ns_entries(c, "held"), M + 1);
+    deja_close(c);
+    ASSERT_EQ(test_server_stop(&srv), 0);
+}
+
 static void test_a_second_server_cannot_open_the_same_folder(void) {
     test_server srv;
     a_server_with_acknowledged_entries(&srv);
@@ -424,6 +516,7 @@ int main(void) {
     RUN(test_a_damaged_snapshot_falls_back_to_a_rebuild);
     RUN(test_a_restart_backlog_does_not_stall_stores);
     RUN(test_a_periodic_snapshot_spares_the_rebuild_after_a_crash);
+    RUN(test_a_snapshot_being_written_holds_up_no_store_or_delete);
     RUN(test_a_second_server_cannot_open_the_same_folder);
     return harness_result();
 }

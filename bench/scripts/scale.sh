@@ -5,8 +5,12 @@
 # (clean shutdown) and without one (kill -9, snapshot removed), lookups and
 # STOREs while the graph is rebuilt. Output goes to scale-QUANT-N.txt (or
 # $OUT); the workload is written once and reused by the later phases.
+# WL=PREFIX loads a workload saved by an earlier run (PREFIX.base.fvecs,
+# PREFIX.query.fvecs and their cached ground truth) instead of generating
+# one; REBUILD_WAIT=SECONDS stops waiting for the graph rebuild after that.
 Q=$1; N=$2; PORT=$3; B=$(cd "$(dirname "$0")/../.." && pwd)/build
 D=/tmp/big-$Q-$N; OUT=${OUT:-scale-$Q-$N.txt}
+WL=${WL:-$D/wl}
 R=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf $D; mkdir -p $D
 exec > $OUT 2>&1
@@ -29,8 +33,8 @@ start_dejad() {
 }
 # lookups CONNECTIONS SECONDS: judged against the saved workload.
 lookups() {
-  $B/bench/deja-bench server --addr 127.0.0.1:$PORT --base $D/wl.base.fvecs \
-    --query $D/wl.query.fvecs --connections $1 --duration $2 --no-load --quiet 2>&1 |
+  $B/bench/deja-bench server --addr 127.0.0.1:$PORT --base $WL.base.fvecs \
+    --query $WL.query.fvecs --connections $1 --duration $2 --no-load --quiet 2>&1 |
     grep -E "throughput|latency|hit rate|answers"
 }
 # STOREs into another namespace, timed one by one (deja-bench server mode
@@ -64,7 +68,12 @@ PID=$!; sleep 1
 A0=$(anon)
 echo "RssAnon empty ${A0} kB"
 echo "== $(date -u +%T) load + 16 connections"
-/usr/bin/time -f "bench wall %e s, max RSS %M kB" $B/bench/deja-bench server --addr 127.0.0.1:$PORT --synthetic $N,2000 --connections 16 --duration 20 --quiet --write-data $D/wl
+if [ "$WL" = "$D/wl" ]; then
+  DATA="--synthetic $N,2000 --write-data $D/wl"
+else
+  DATA="--base $WL.base.fvecs --query $WL.query.fvecs"
+fi
+/usr/bin/time -f "bench wall %e s, max RSS %M kB" $B/bench/deja-bench server --addr 127.0.0.1:$PORT $DATA --connections 16 --duration 20 --quiet
 echo "RssAnon loaded $(anon) kB, VmRSS $(rss) kB, per entry anon $(( ($(anon)-A0)*1024 / N )) B"
 $B/client/deja-cli -u 127.0.0.1:$PORT --json stats bench | python3 -c '
 import json,sys
@@ -91,7 +100,13 @@ start_dejad dejad3.log "restart without snapshot"
 lookups 16 10
 echo "unindexed now: $(unindexed)"
 stores_during
-until [ "$(unindexed)" = "0" ]; do sleep 5; done
-echo "graph rebuilt $(echo "$(date +%s.%N) - $T0" | bc) s after start"
+WAITED=0
+until [ "$(unindexed)" = "0" ]; do
+  sleep 5; WAITED=$((WAITED + 5))
+  if [ -n "$REBUILD_WAIT" ] && [ $WAITED -ge $REBUILD_WAIT ]; then
+    echo "stopped waiting: $(unindexed) still unindexed"; break
+  fi
+done
+echo "graph rebuild: $(echo "$(date +%s.%N) - $T0" | bc) s after start"
 kill $PID; wait $PID
 echo "== $(date -u +%T) done"
