@@ -56,6 +56,7 @@ static void move_one(cache *c, const move *m, float *vec) {
     pthread_rwlock_unlock(&ns->lock);
     if (rc) return; /* stays in fresh, still searchable */
 
+    atomic_fetch_add(&c->graph_inserts, 1);
     pthread_rwlock_wrlock(&ns->lock);
     if (u64map_get(&ns->entries, m->id))
         idx_remove(ns->fresh, m->id);

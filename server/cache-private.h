@@ -156,10 +156,12 @@ struct cache {
     atomic_uint_fast32_t next_ns_id;
     atomic_uint_fast64_t rejected;
     atomic_uint_fast64_t evicted[CACHE_EVICT_REASONS]; /* of dropped namespaces */
-    atomic_size_t mem_total;        /* sum of the namespaces' mem_charged */
-    atomic_size_t snapshot_entries; /* graph entries restored at start */
-    atomic_uint_fast64_t changes;   /* entries added or removed, ever */
-    uint64_t changes_at_snapshot;   /* snapshot writer only */
+    atomic_size_t mem_total;            /* sum of the namespaces' mem_charged */
+    atomic_size_t snapshot_entries;     /* graph entries restored at start */
+    atomic_uint_fast64_t changes;       /* entries added or removed, ever */
+    uint64_t changes_at_snapshot;       /* snapshot writer only */
+    atomic_uint_fast64_t graph_inserts; /* moves into a graph, ever */
+    atomic_uint_fast64_t graph_inserts_at_snapshot; /* at the last one written */
     atomic_size_t entries_total;
     atomic_size_t quarantined; /* namespaces quarantined and not dropped */
     cache_clock_fn clock;

@@ -145,10 +145,20 @@ int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
     } else {
         cache_indexer_pause(c->indexer);
     }
+    /* No move is in flight: every insert counted so far is in the graphs
+     * about to be written. */
+    uint64_t inserts = atomic_load(&c->graph_inserts);
     int rc = final && current ? 0 : write_all(c, dir, tag, written, msg, msg_cap);
     if (!final) cache_indexer_resume(c->indexer);
-    if (rc == 0) c->changes_at_snapshot = changes;
+    if (rc == 0) {
+        c->changes_at_snapshot = changes;
+        atomic_store(&c->graph_inserts_at_snapshot, inserts);
+    }
     return rc;
+}
+
+uint64_t cache_graph_inserts_since_snapshot(cache *c) {
+    return atomic_load(&c->graph_inserts) - atomic_load(&c->graph_inserts_at_snapshot);
 }
 
 /* Writes one namespace's graph; *n: the nodes written. Moves are paused

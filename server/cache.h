@@ -373,11 +373,16 @@ void cache_snapshot_loaded_current(cache *c);
  * moved into a graph since the last snapshot written (or adopted whole,
  * cache_snapshot_loaded_current). final: on a clean shutdown, with no
  * traffic left (stops the indexer threads for good). Otherwise a periodic
- * snapshot during traffic: moves into the graphs pause, and removals and
- * publishes wait, while a namespace is written; lookups go on. Errors: IO
- * (msg says which file). */
+ * snapshot during traffic: moves into the graphs pause while a namespace
+ * is written, and its removals queue until it is written; lookups and
+ * publishes go on. Errors: IO (msg says which file). */
 int cache_snapshot_write(cache *c, const char *dir, uint64_t tag, int final,
                          size_t *written, char *msg, size_t msg_cap);
+
+/* Entries moved into the graphs since the start of the last snapshot
+ * written: the graph inserts a crash now would make the next start redo
+ * (beside what still waits in the staging indexes). */
+uint64_t cache_graph_inserts_since_snapshot(cache *c);
 
 /* Continues id sequences after the largest loaded ids. */
 void cache_set_next_ids(cache *c, uint64_t next_entry_id, uint32_t next_ns_id);

@@ -172,6 +172,11 @@ static const key_def keys[] = {
      "write graph snapshots this often when entries changed, so a restart after a crash "
      "skips most of the rebuild; 0 = only on shutdown",
      0, 0},
+    {"snapshot-inserts", UINT(snapshot_inserts, 0, UINT64_MAX / 2), "20000", "N",
+     "write graph snapshots also once N entries entered the graphs since the last one "
+     "(spending at most a fifth of the time writing), so a crash leaves at most about N "
+     "graph inserts to redo; 0 = by time only",
+     0, 0},
     {"metrics-addr", STR(metrics_addr), NULL, "HOST:PORT",
      "serve Prometheus metrics (GET /metrics), /healthz and /readyz over HTTP here; keep "
      "it "

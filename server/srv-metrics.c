@@ -462,6 +462,11 @@ static void render(srv_server *s, text *t) {
            "Seconds since the last graph snapshot was written (or since start).");
     put(t, "deja_snapshot_age_seconds %.3f\n",
         (double)(srv_now_ms() - atomic_load(&s->last_snapshot_ms)) / 1000.0);
+    family(t, "deja_graph_inserts_since_snapshot", "gauge",
+           "Entries moved into the graphs since the last graph snapshot: what a crash "
+           "now would make the next start insert again.");
+    put(t, "deja_graph_inserts_since_snapshot %llu\n",
+        (unsigned long long)cache_graph_inserts_since_snapshot(s->cache));
     family(t, "deja_uptime_seconds", "gauge", "Seconds since dejad started.");
     put(t, "deja_uptime_seconds %.3f\n", (double)(srv_now_ms() - s->start_ms) / 1000.0);
     family(t, "deja_build_info", "gauge", "Always 1; the labels say which dejad runs.");

@@ -769,6 +769,8 @@ static int op_stats(srv_req *r) {
             {"disk_bytes", disk},
             {"map_bytes", map},
             {"snapshots_written", atomic_load(&s->snapshots)},
+            {"graph_inserts_since_snapshot",
+             cache_graph_inserts_since_snapshot(s->cache)},
             {"connections_refused", atomic_load(&s->conns_refused)},
             {"connections_idle_closed", atomic_load(&s->conns_idle_closed)},
             {"frames_busy", atomic_load(&s->frames_busy)},

@@ -135,6 +135,7 @@ struct srv_server {
     uv_timer_t sweep_timer;    /* TTL sweeper, on the main loop */
     uv_timer_t snapshot_timer; /* periodic graph snapshots */
     int snapshot_running;      /* one on the libuv pool (main thread's flag) */
+    uint64_t snapshot_next_ms; /* no snapshot by count before this (main thread) */
     srv_worker *workers;
     unsigned nworkers;
     store *store;

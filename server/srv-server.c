@@ -522,9 +522,14 @@ static void on_evict(void *ctx, uint32_t ns_id, uint64_t id) {
 #define SWEEP_MAX_MS 20
 
 /* Periodic graph snapshot, so that a restart after a crash loads a recent
- * graph instead of rebuilding it. Written on a libuv pool thread, so the
- * main loop (accepting connections, the TTL sweeper, SIGHUP, metrics)
- * never waits for it; one at a time. */
+ * graph instead of rebuilding it: every --snapshot-interval seconds, and
+ * once --snapshot-inserts entries entered the graphs since the last one
+ * (checked on the sweeper's tick), which bounds what a crash throws away
+ * when STOREs come fast. Written on a libuv pool thread, so the main loop
+ * (accepting connections, the TTL sweeper, SIGHUP, metrics) never waits
+ * for it; one at a time. The indexer pauses while a graph is written, so
+ * a snapshot by count waits four times as long as the last one took
+ * before it starts: writing never takes more than a fifth of the time. */
 typedef struct snapshot_job {
     uv_work_t req;
     srv_server *s;
@@ -551,12 +556,13 @@ static void snapshot_done(uv_work_t *req, int status) {
         srv_log(SRV_LOG_INFO, "graph snapshots of %zu entries written in %llu ms",
                 job->written, (unsigned long long)(srv_now_ms() - job->t0));
     }
+    uint64_t now = srv_now_ms();
+    s->snapshot_next_ms = now + 4 * (now - job->t0);
     s->snapshot_running = 0;
     free(job);
 }
 
-static void on_snapshot(uv_timer_t *t) {
-    srv_server *s = t->data;
+static void snapshot_start(srv_server *s) {
     if (s->snapshot_running) return;
     snapshot_job *job = calloc(1, sizeof *job);
     if (!job) return;
@@ -571,8 +577,16 @@ static void on_snapshot(uv_timer_t *t) {
     s->snapshot_running = 1;
 }
 
+static void on_snapshot(uv_timer_t *t) {
+    snapshot_start(t->data);
+}
+
 static void on_sweep(uv_timer_t *t) {
     srv_server *s = t->data;
+    uint64_t by_count = s->cfg->snapshot_inserts;
+    if (by_count && !s->snapshot_running && srv_now_ms() >= s->snapshot_next_ms &&
+        cache_graph_inserts_since_snapshot(s->cache) >= by_count)
+        snapshot_start(s);
     cache_sweep_tick(s->cache, SWEEP_SLICE, SWEEP_MAX_MS);
     srv_leases_expire(s->leases, srv_now_ms());
 }

@@ -51,6 +51,7 @@ typedef struct srv_config {
     uint64_t max_entries;          /* entry cap; 0 = none */
     uint64_t max_unindexed;        /* STOREs wait while more entries wait for the graph */
     uint32_t snapshot_interval_s;  /* periodic graph snapshots; 0 = only at exit */
+    uint64_t snapshot_inserts;     /* and after this many graph inserts; 0 = by time */
     int allow_faiss;               /* accept FAISS factory strings (bounded grammar) */
     uint64_t max_namespaces;       /* namespaces clients may create */
     uint64_t max_leases;           /* pending leases, server-wide */

@@ -407,12 +407,16 @@ static void test_a_restart_backlog_does_not_stall_stores(void) {
     ASSERT_EQ(test_server_stop(&p), 0);
 }
 
-static void store_held(deja_client *c, uint64_t seed, uint64_t *id) {
+static void store_in(deja_client *c, const char *ns, uint64_t seed, uint64_t *id) {
     float v[DIM];
     test_unit_vector(seed, v, DIM);
     deja_store_req req = {
-        .ns = "held", .vector = v, .dim = DIM, .response = "h", .response_len = 1};
+        .ns = ns, .vector = v, .dim = DIM, .response = "h", .response_len = 1};
     ASSERT_OK(deja_store(c, &req, id));
+}
+
+static void store_held(deja_client *c, uint64_t seed, uint64_t *id) {
+    store_in(c, "held", seed, id);
 }
 
 static int held_hits(deja_client *c, uint64_t seed) {
@@ -496,6 +500,52 @@ static void test_a_snapshot_being_written_holds_up_no_store_or_delete(void) {
     ASSERT_EQ(test_server_stop(&srv), 0);
 }
 
+/* Snapshots are written by count too: once --snapshot-inserts entries
+ * entered the graph since the last one, whatever the interval (here never
+ * by time), so a crash after a burst of STOREs leaves few graph inserts to
+ * redo. With the count off, nothing is written before the shutdown. */
+static void test_a_burst_of_stores_is_snapshotted_by_count(void) {
+    enum { BURST = 250 };
+    test_server srv;
+    const char *by_count[] = {"--snapshot-interval", "0", "--snapshot-inserts", "100",
+                              NULL};
+    ASSERT_OK(test_server_start(&srv, by_count));
+    deja_client *c = connect_or_fail(&srv);
+    for (int i = 0; i < BURST; i++)
+        store_in(c, "burst", 9000u + (uint64_t)i, NULL);
+    uint64_t written = 0, pending = BURST;
+    for (int tries = 0; tries < 200; tries++) {
+        written = stat_of(c, NULL, "snapshots_written");
+        pending = stat_of(c, NULL, "graph_inserts_since_snapshot");
+        if (written >= 1 && pending < 100 && stat_of(c, "burst", "unindexed") == 0) break;
+        usleep(50000);
+    }
+    ASSERT_GE(written, 1); /* at 100 inserts or more, then 100 more */
+    ASSERT_LT(pending, 100);
+    deja_close(c);
+    test_server_kill(&srv);
+    ASSERT_OK(test_server_restart(&srv, by_count));
+    c = connect_or_fail(&srv);
+    ASSERT_GT(stat_of(c, NULL, "snapshot_entries"), BURST - 100);
+    ASSERT_U64_EQ(ns_entries(c, "burst"), BURST);
+    deja_close(c);
+    ASSERT_EQ(test_server_stop(&srv), 0);
+
+    const char *by_time_only[] = {"--snapshot-interval", "0", "--snapshot-inserts", "0",
+                                  NULL};
+    ASSERT_OK(test_server_start(&srv, by_time_only));
+    c = connect_or_fail(&srv);
+    for (int i = 0; i < BURST; i++)
+        store_in(c, "burst", 9000u + (uint64_t)i, NULL);
+    for (int tries = 0; tries < 200 && stat_of(c, "burst", "unindexed") > 0; tries++)
+        usleep(50000);
+    usleep(300000); /* three sweeper ticks */
+    ASSERT_U64_EQ(stat_of(c, NULL, "graph_inserts_since_snapshot"), BURST);
+    ASSERT_U64_EQ(stat_of(c, NULL, "snapshots_written"), 0);
+    deja_close(c);
+    ASSERT_EQ(test_server_stop(&srv), 0);
+}
+
 static void test_a_second_server_cannot_open_the_same_folder(void) {
     test_server srv;
     a_server_with_acknowledged_entries(&srv);
@@ -517,6 +567,7 @@ int main(void) {
     RUN(test_a_restart_backlog_does_not_stall_stores);
     RUN(test_a_periodic_snapshot_spares_the_rebuild_after_a_crash);
     RUN(test_a_snapshot_being_written_holds_up_no_store_or_delete);
+    RUN(test_a_burst_of_stores_is_snapshotted_by_count);
     RUN(test_a_second_server_cannot_open_the_same_folder);
     return harness_result();
 }
