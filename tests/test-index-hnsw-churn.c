@@ -39,8 +39,6 @@ typedef struct recall_result {
     uint32_t short_answers; /* queries answered with fewer than K */
 } recall_result;
 
-/* Mean recall@K over queries drawn near live vectors, against brute force
- * over exactly the live set. */
 /* Removes a random half of live[0..n) (shuffled, then the front half
  * dropped) and puts fresh labels in their places, for the caller to add. */
 static void remove_random_half(idx *ix, uint64_t *live, size_t n, vec_rng *r,
@@ -57,6 +55,8 @@ static void remove_random_half(idx *ix, uint64_t *live, size_t n, vec_rng *r,
     }
 }
 
+/* Mean recall@K over queries drawn near live vectors, against brute force
+ * over exactly the live set. */
 static recall_result measure(idx *ix, const float *pool, const uint64_t *live,
                              size_t nlive, uint32_t queries, uint64_t seed) {
     float *base = malloc(nlive * DIM * sizeof *base);
