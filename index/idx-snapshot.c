@@ -73,8 +73,9 @@ static void *stream_alloc(size_t bytes) {
  * more than two windows dirty. Without it a million-entry graph (1.6 GB
  * in int8, 6 GB in f32) sat in the page cache until the final fsync,
  * and the commit thread's fdatasyncs queued behind its writeback: STOREs
- * waited up to 0.93 s at 1M int8 (0.46 s with it). (Advisory: on a file that cannot do it, such as
- * a pipe, nothing happens; the final fsync is what makes it durable.) */
+ * waited up to 0.93 s at 1M int8 (0.46 s with it). (Advisory: on a file
+ * that cannot do it, such as a pipe, nothing happens; the final fsync is
+ * what makes it durable.) */
 #define SNAP_SYNC_BYTES (32u << 20)
 
 struct idx_snap_writer {
